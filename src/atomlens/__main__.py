@@ -1,0 +1,5 @@
+import sys
+
+from atomlens.cli import main
+
+sys.exit(main())

@@ -1,0 +1,97 @@
+"""The image stack that flows between every layer of AtomLens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class StackError(ValueError):
+    """Raised for input that cannot be used as an image stack; the message names the fix."""
+
+
+@dataclass
+class Stack:
+    """A movie of STEM frames.
+
+    Attributes
+    ----------
+    data : (T, Y, X) float32 array (may be a lazy array such as a memmap or dask array).
+    pixel_size : Å per pixel, or ``None`` when unknown.
+    pixel_size_source : where ``pixel_size`` came from: ``"metadata"``, ``"user"``,
+        ``"calibration"``, ``"simulation"`` or ``"unknown"``.
+    metadata : the source file's metadata (free form, JSON-able where possible).
+    path : the file it was read from, if any.
+    """
+
+    data: Any
+    pixel_size: float | None = None
+    pixel_size_source: str = "unknown"
+    metadata: dict = field(default_factory=dict)
+    path: str | None = None
+
+    def __post_init__(self) -> None:
+        self.data = as_stack_array(self.data)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.data.shape)  # type: ignore[return-value]
+
+    def frame(self, t: int) -> np.ndarray:
+        """One frame as an in-memory (Y, X) float32 array."""
+        return np.asarray(self.data[t], dtype=np.float32)
+
+    def with_pixel_size(self, pixel_size: float, source: str = "user") -> Stack:
+        """A copy (sharing the data) with a new pixel size in Å."""
+        if not (pixel_size and np.isfinite(pixel_size) and pixel_size > 0):
+            raise StackError(f"pixel size must be a positive number of Å, got {pixel_size!r}")
+        return Stack(self.data, float(pixel_size), source, dict(self.metadata), self.path)
+
+
+def as_stack_array(data: Any) -> Any:
+    """Check and coerce an image or movie to a (T, Y, X) float32 array.
+
+    A 2-D image becomes T = 1. Lazy arrays (dask, memmap) stay lazy apart from the
+    dtype check. Raises :class:`StackError` for wrong dimensions or empty data.
+    """
+    if data is None:
+        raise StackError("no image data: pass a 2-D image or a (T, Y, X) movie")
+    if not hasattr(data, "ndim"):
+        data = np.asarray(data)
+    if data.ndim == 2:
+        data = data[None]
+    if data.ndim == 4 and data.shape[-1] in (3, 4):
+        raise StackError(
+            f"got an RGB(A) image of shape {tuple(data.shape)}; STEM data are single-channel: "
+            "convert to grey first (e.g. take one channel)"
+        )
+    if data.ndim != 3:
+        raise StackError(
+            f"expected a 2-D image or a (T, Y, X) movie, got shape {tuple(data.shape)}; "
+            "squeeze extra axes or pick one channel"
+        )
+    if min(data.shape) == 0:
+        raise StackError(f"the image stack is empty (shape {tuple(data.shape)})")
+    if min(data.shape[1:]) < 16:
+        raise StackError(
+            f"frames of {data.shape[1]}x{data.shape[2]} pixels are too small to hold atoms; "
+            "need at least 16x16"
+        )
+    if not np.issubdtype(np.dtype(data.dtype), np.number) or np.dtype(data.dtype).kind == "c":
+        raise StackError(f"image dtype {data.dtype} is not real-valued numbers")
+    if isinstance(data, np.ndarray):
+        if data.dtype != np.float32:
+            data = data.astype(np.float32)
+        if not np.all(np.isfinite(data)):
+            bad = int((~np.isfinite(data)).sum())
+            raise StackError(
+                f"the image contains {bad} NaN/inf pixels; replace them (e.g. with the frame "
+                "median) before analysis"
+            )
+    return data
