@@ -1,0 +1,165 @@
+"""The papers' figures from pipeline results (matplotlib, Agg; no Qt).
+
+Each function takes plain arrays/tables and returns a matplotlib Figure.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+SPECIES_COLOURS = {"C": "#b0b0b0", "Si": "#ff7f0e", "Mo": "#1f77b4", "S": "#bcbd22"}
+RING_COLOURS = {5: "#d62728", 6: "#2ca02c", 7: "#1f77b4", 8: "#9467bd"}
+
+
+def _show(ax: Any, img: np.ndarray, title: str) -> None:
+    lo, hi = np.percentile(img, [1, 99.5])
+    ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.set_axis_off()
+
+
+def fig_maps(frame: np.ndarray, maps: np.ndarray | None, classes: list[str], t: int) -> Any:
+    """Raw frame and its per-class probability maps ``maps`` (C, Y, X)."""
+    shown = [i for i, c in enumerate(classes) if c != "background"] if maps is not None else []
+    fig, axes = plt.subplots(1, 1 + len(shown), figsize=(3.2 * (1 + len(shown)), 3.4))
+    axes = np.atleast_1d(axes)
+    _show(axes[0], frame, f"frame {t}")
+    for ax, i in zip(axes[1:], shown):
+        ax.imshow(maps[i], cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(f"P({classes[i]})", fontsize=9)
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def fig_atoms(
+    frame: np.ndarray, atoms: pd.DataFrame, bonds: pd.DataFrame, rings: pd.DataFrame,
+    defects: pd.DataFrame, t: int,
+) -> Any:
+    """Detected atoms coloured by species with bonds, ring centres (by size) and defects."""
+    fig, ax = plt.subplots(figsize=(6.4, 6.4))
+    _show(ax, frame, f"frame {t}: atoms, bonds, rings, defects")
+    a = atoms[atoms["frame"] == t]
+    if len(bonds) and {"i", "j"}.issubset(bonds.columns):
+        b = bonds[bonds["frame"] == t]
+        pos = atoms[["y", "x"]].to_numpy()
+        idx = atoms.index
+        loc = pd.Series(np.arange(len(atoms)), index=idx)
+        ok = b["i"].isin(idx) & b["j"].isin(idx)
+        i, j = loc[b.loc[ok, "i"]].to_numpy(), loc[b.loc[ok, "j"]].to_numpy()
+        segs = np.stack([pos[i][:, ::-1], pos[j][:, ::-1]], axis=1)
+        from matplotlib.collections import LineCollection
+
+        ax.add_collection(LineCollection(segs, colors="#4fc3f7", linewidths=0.6, alpha=0.8))
+    for cls, grp in a.groupby("cls", observed=True):
+        ax.scatter(grp["x"], grp["y"], s=10, c=SPECIES_COLOURS.get(str(cls), "#e377c2"),
+                   label=f"{cls} ({len(grp)})", edgecolors="none")
+    if len(rings):
+        r = rings[(rings["frame"] == t) & (rings["size"] != 6)]
+        for size, grp in r.groupby("size"):
+            ax.scatter(grp["x"], grp["y"], s=30, marker="h", facecolors="none",
+                       edgecolors=RING_COLOURS.get(int(size), "k"), linewidths=1.2,
+                       label=f"{size}-ring ({len(grp)})")
+    if len(defects):
+        d = defects[defects["frame"] == t]
+        for _, row in d.iterrows():
+            ax.annotate(str(row.get("type", "")), (row["x"], row["y"]), color="yellow",
+                        fontsize=7, ha="center", va="bottom")
+    ax.legend(loc="upper right", fontsize=7, framealpha=0.7)
+    ax.set_xlim(-0.5, frame.shape[1] - 0.5)
+    ax.set_ylim(frame.shape[0] - 0.5, -0.5)
+    fig.tight_layout()
+    return fig
+
+
+def fig_latent_lattices(
+    stack_frames: dict[int, np.ndarray], atoms: pd.DataFrame, columns: list[str]
+) -> Any:
+    """Atoms coloured by latent columns for a few frames (rows: frames, columns: latents).
+
+    Colour limits are fixed over all frames so colours compare over time; ``angle`` uses
+    a cyclic colormap.
+    """
+    frames = list(stack_frames)
+    fig, axes = plt.subplots(len(frames), len(columns),
+                             figsize=(3.6 * len(columns), 3.5 * len(frames)), squeeze=False)
+    for c, col in enumerate(columns):
+        vals = atoms[col].to_numpy(dtype=float)
+        finite = vals[np.isfinite(vals)]
+        if col == "angle":
+            cmap, lims = "twilight", (-np.pi, np.pi)
+        else:
+            cmap = "viridis"
+            lims = tuple(np.percentile(finite, [1, 99])) if len(finite) else (0, 1)
+        for r, t in enumerate(frames):
+            ax = axes[r, c]
+            _show(ax, stack_frames[t], f"frame {t}: {col}")
+            a = atoms[(atoms["frame"] == t) & np.isfinite(atoms[col].astype(float))]
+            sc = ax.scatter(a["x"], a["y"], c=a[col], cmap=cmap, vmin=lims[0], vmax=lims[1], s=12,
+                            edgecolors="none")
+        fig.colorbar(sc, ax=axes[:, c].tolist(), shrink=0.6, label=col)
+    return fig
+
+
+def fig_latent_vs_frame(atoms: pd.DataFrame, columns: list[str], bins: int = 48) -> Any:
+    """Per-frame histograms of latent columns (the Sci. Adv. paper's Fig. 7)."""
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.4), squeeze=False)
+    frames = np.sort(atoms["frame"].unique())
+    for ax, col in zip(axes[0], columns):
+        v = atoms[["frame", col]].dropna()
+        if col == "angle":
+            edges = np.linspace(-np.pi, np.pi, bins + 1)
+        else:
+            lo, hi = np.percentile(v[col], [0.5, 99.5]) if len(v) else (0, 1)
+            edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
+        h = np.stack([np.histogram(v.loc[v["frame"] == t, col], bins=edges)[0] for t in frames])
+        h = h / np.maximum(h.sum(axis=1, keepdims=True), 1)
+        ax.imshow(h.T, origin="lower", aspect="auto", cmap="inferno",
+                  extent=(frames[0] - 0.5, frames[-1] + 0.5, edges[0], edges[-1]))
+        ax.set_xlabel("frame")
+        ax.set_ylabel(col)
+        ax.set_title(f"{col} distribution vs frame", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def fig_counts(atoms: pd.DataFrame, rings: pd.DataFrame) -> Any:
+    """Atoms per frame by species, and ring-size counts per frame."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    counts = atoms.groupby(["frame", "cls"], observed=True).size().unstack(fill_value=0)
+    for cls in counts.columns:
+        axes[0].plot(counts.index, counts[cls], label=str(cls),
+                     color=SPECIES_COLOURS.get(str(cls)))
+    axes[0].set_xlabel("frame")
+    axes[0].set_ylabel("atoms")
+    axes[0].set_yscale("log")
+    axes[0].legend(fontsize=8)
+    if len(rings):
+        rc = rings.groupby(["frame", "size"]).size().unstack(fill_value=0)
+        for size in rc.columns:
+            axes[1].plot(rc.index, rc[size], label=f"{size}-rings",
+                         color=RING_COLOURS.get(int(size)))
+        axes[1].set_xlabel("frame")
+        axes[1].set_ylabel("rings")
+        axes[1].set_yscale("log")
+        axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def fig_manifold(manifold: np.ndarray, extent: float) -> Any:
+    """The decoded latent manifold (a grid of decoded windows over z1, z2)."""
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    ax.imshow(manifold, cmap="gray", extent=(-extent, extent, -extent, extent), origin="lower")
+    ax.set_xlabel("z1")
+    ax.set_ylabel("z2")
+    ax.set_title("decoded latent manifold", fontsize=9)
+    fig.tight_layout()
+    return fig

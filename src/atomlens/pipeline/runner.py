@@ -1,0 +1,375 @@
+"""``atomlens run``: detect → chemistry → descriptors → rVAE → latents → report.
+
+Every stage's output is cached under ``OUT/cache`` by the hash of its inputs and
+settings (see :mod:`atomlens.pipeline.cache`), so an interrupted run resumes where it
+stopped and a changed setting reruns only the stages that depend on it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from atomlens import __version__
+from atomlens.pipeline.cache import file_fingerprint, stage_dir
+from atomlens.pipeline.config import PipelineConfig
+from atomlens.pipeline.executor import frame_chunks, make_executor
+from atomlens.pipeline.progress import bar, say
+from atomlens.pipeline.tasks import chem_chunk, detect_chunk
+
+CHUNK_FRAMES = 4  # frames per task: bounds memory (maps of 4 frames) and balances workers
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the final tables and where everything was written."""
+
+    out: Path
+    atoms: pd.DataFrame
+    pixel_size: float
+    files: dict[str, Path] = field(default_factory=dict)
+    stages: dict[str, str] = field(default_factory=dict)  # stage -> "ran" | "cached"
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def parse_frames(spec: str | None, n_frames: int) -> list[int]:
+    """Frame indices from ``"start:stop[:step]"`` or ``"i,j,k"`` (None → all)."""
+    if not spec:
+        return list(range(n_frames))
+    if ":" in spec:
+        parts = [int(p) if p else None for p in spec.split(":")]
+        frames = list(range(n_frames))[slice(*parts)]
+    else:
+        frames = [int(p) for p in spec.split(",")]
+    bad = [f for f in frames if not 0 <= f < n_frames]
+    if bad or not frames:
+        raise ValueError(f"frames '{spec}' select nothing valid in a stack of {n_frames} frames")
+    return frames
+
+
+def run_pipeline(
+    stack_path: str | Path,
+    out: str | Path,
+    config: PipelineConfig | None = None,
+    scheduler: str | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Run the whole chain on one movie and write its results into ``out``.
+
+    Parameters
+    ----------
+    stack_path : a movie file (any format ``read_stack`` reads) or an AtomLens project folder.
+    out : output directory (created); holds ``cache/`` so reruns resume.
+    config : settings; defaults documented in :class:`PipelineConfig`.
+    scheduler : ``None`` in-process, ``"local"`` a 2-worker local Dask cluster, or the
+        address of an existing ``dask.distributed`` scheduler.
+    """
+    from atomlens.io import read_stack
+
+    cfg = config or PipelineConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    project = _maybe_project(Path(stack_path))
+    if project is not None:
+        stack_path = project.stack_path
+        if cfg.input.pixel_size is None and project.pixel_size:
+            cfg.input.pixel_size = project.pixel_size
+    stack = read_stack(stack_path, pixel_size=cfg.input.pixel_size, lazy=cfg.input.lazy)
+    result = RunResult(out=out, atoms=pd.DataFrame(), pixel_size=0.0)
+    timer = _Timer(result)
+
+    # 0. calibration / pixel size
+    pixel_size = _pixel_size(stack, cfg, out, progress)
+    result.pixel_size = pixel_size
+    frames = parse_frames(cfg.input.frames, stack.n_frames)
+    base_key = {
+        "stack": file_fingerprint(stack_path),
+        "pixel_size": pixel_size,
+        "frames": frames,
+        "version": __version__,
+    }
+    executor = make_executor(scheduler)
+    try:
+        with timer("detect"):
+            atoms, maps_path, classes = _stage_detect(
+                stack_path, pixel_size, frames, cfg, base_key, out, executor, result, progress
+            )
+        if project is not None and project.atoms is not None:
+            atoms = _keep_corrected(atoms, project)
+        with timer("chem"):
+            atoms, tables = _stage_chem(atoms, pixel_size, cfg, base_key, out, executor, result,
+                                        progress)
+        with timer("latent"):
+            atoms, model_path, sub_path = _stage_latent(
+                stack, atoms, tables, maps_path, pixel_size, cfg, base_key, out, result, progress
+            )
+    finally:
+        executor.close()
+
+    result.atoms = atoms
+    files = _write_outputs(out, atoms, tables, maps_path, model_path, sub_path)
+    result.files.update(files)
+    if cfg.report.enabled:
+        with timer("report"):
+            from atomlens.pipeline.report import write_report
+
+            say("report: writing report.html", progress)
+            result.files["report"] = write_report(
+                out / "report.html", stack, atoms, tables, maps_path, classes, model_path, cfg,
+                pixel_size, result,
+            )
+    (out / "run.json").write_text(
+        json.dumps(
+            {
+                "stack": str(stack_path),
+                "pixel_size_A": pixel_size,
+                "frames": len(frames),
+                "atoms": int(len(atoms)),
+                "stages": result.stages,
+                "seconds": result.seconds,
+                "executor": executor.name,
+                "config": cfg.to_dict(),
+                "files": {k: str(v) for k, v in result.files.items()},
+                "version": __version__,
+            },
+            indent=2,
+            default=str,
+        )
+    )
+    return result
+
+
+class _Timer:
+    def __init__(self, result: RunResult) -> None:
+        self.result = result
+
+    def __call__(self, name: str) -> Any:
+        timer = self
+
+        class _Ctx:
+            def __enter__(self) -> None:
+                self.t0 = time.perf_counter()
+
+            def __exit__(self, *exc: Any) -> None:
+                timer.result.seconds[name] = round(time.perf_counter() - self.t0, 2)
+
+        return _Ctx()
+
+
+def _maybe_project(path: Path) -> Any:
+    if path.is_dir() and (path / "project.json").exists():
+        from atomlens.io.project import load_project
+
+        return load_project(path)
+    return None
+
+
+def _keep_corrected(atoms: pd.DataFrame, project: Any) -> pd.DataFrame:
+    """Frames the user corrected keep the project's atoms; the rest take the detections."""
+    corrected = set(getattr(project, "corrected_frames", []) or [])
+    if not corrected:
+        return atoms
+    mine = project.atoms[project.atoms["frame"].isin(corrected)]
+    rest = atoms[~atoms["frame"].isin(corrected)]
+    merged = pd.concat([rest, mine[[c for c in mine.columns if c in atoms.columns or c == "edited"]]])
+    return merged.sort_values(["frame", "y", "x"]).reset_index(drop=True)
+
+
+def _pixel_size(stack: Any, cfg: PipelineConfig, out: Path, progress: bool) -> float:
+    px = stack.pixel_size
+    if cfg.input.calibrate:
+        from atomlens.chem import calibrate_pixel_size
+
+        cal = calibrate_pixel_size(stack, lattice=cfg.input.calibrate)
+        (out / "calibration.json").write_text(json.dumps(_as_jsonable(cal), indent=2, default=str))
+        say(f"calibrate: {cal}", progress)
+        if cfg.input.apply_calibration or px is None:
+            px = float(cal.pixel_size)
+    if not px:
+        raise ValueError(
+            "the stack has no pixel size: set [input] pixel_size (Å/px) or calibrate = 'graphene'"
+        )
+    return float(px)
+
+
+def _as_jsonable(obj: Any) -> Any:
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(obj) if is_dataclass(obj) else dict(vars(obj))
+
+
+def _stage_detect(
+    stack_path: Any, pixel_size: float, frames: list[int], cfg: PipelineConfig, base_key: dict,
+    out: Path, executor: Any, result: RunResult, progress: bool,
+) -> tuple[pd.DataFrame, Path | None, list[str]]:
+    model_fp = file_fingerprint(cfg.detect.model) if cfg.detect.model else "shipped"
+    det = cfg.section("detect")
+    sd = stage_dir(out, "detect", base_key, det, model_fp)
+    if sd.done:
+        result.stages["detect"] = "cached"
+        say("detect: cached", progress)
+        summary = sd.summary()
+        maps_path = sd.path / "maps.zarr"
+        return (
+            pd.read_parquet(sd.path / "atoms.parquet"),
+            maps_path if maps_path.exists() else None,
+            summary["classes"],
+        )
+    work = sd.begin()
+    chunks = frame_chunks(frames, CHUNK_FRAMES)
+    maps_store = None
+    tables = []
+    classes: list[str] = []
+    frame_pos = {f: i for i, f in enumerate(frames)}
+    results = executor.map(
+        detect_chunk, chunks, stack_path=str(stack_path), pixel_size=pixel_size, detect=det,
+        with_maps=cfg.detect.save_maps,
+    )
+    for chunk, (atoms, maps, classes) in zip(
+        chunks, bar(results, "detect", total=len(chunks), enabled=progress)
+    ):
+        tables.append(atoms)
+        if maps is not None:
+            if maps_store is None:
+                maps_store = _open_maps(work / "maps.zarr", len(frames), maps.shape[1:], classes,
+                                        frames)
+            i0 = frame_pos[chunk[0]]
+            maps_store[i0 : i0 + len(chunk)] = maps
+    atoms = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    if atoms.empty:
+        raise ValueError(
+            "no atoms were found in any frame: check the pixel size (Å/px), lower the "
+            "threshold, or fine-tune the detector on a few corrected frames"
+        )
+    atoms.to_parquet(work / "atoms.parquet")
+    sd.finish({"classes": classes, "atoms": int(len(atoms))})
+    result.stages["detect"] = "ran"
+    return atoms, (work / "maps.zarr") if maps_store is not None else None, classes
+
+
+def _open_maps(path: Path, n: int, shape: tuple, classes: list[str], frames: list[int]) -> Any:
+    import zarr
+
+    arr = zarr.open_array(
+        str(path), mode="w", shape=(n, *shape), chunks=(1, 1, *shape[-2:]), dtype="float16"
+    )
+    arr.attrs["classes"] = list(classes)
+    arr.attrs["frames"] = list(frames)
+    return arr
+
+
+def _stage_chem(
+    atoms: pd.DataFrame, pixel_size: float, cfg: PipelineConfig, base_key: dict, out: Path,
+    executor: Any, result: RunResult, progress: bool,
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    empty = {"bonds": pd.DataFrame(), "rings": pd.DataFrame(), "defects": pd.DataFrame()}
+    if not cfg.chem.enabled:
+        return atoms, empty
+    key = _table_hash(atoms)
+    sd = stage_dir(out, "chem", base_key, cfg.section("chem"), key)
+    names = ("atoms", "bonds", "rings", "defects")
+    if sd.done:
+        result.stages["chem"] = "cached"
+        say("chem: cached", progress)
+        loaded = {n: pd.read_parquet(sd.path / f"{n}.parquet") for n in names}
+        return loaded.pop("atoms"), loaded
+    work = sd.begin()
+    frames = sorted(atoms["frame"].unique())
+    chunks = [atoms[atoms["frame"].isin(c)] for c in frame_chunks(frames, CHUNK_FRAMES)]
+    parts: dict[str, list[pd.DataFrame]] = {n: [] for n in names}
+    for res in bar(executor.map(chem_chunk, chunks, pixel_size=pixel_size), "chem",
+                   total=len(chunks), enabled=progress):
+        for n in names:
+            parts[n].append(res[n])
+    tables = {n: _concat_ids(parts[n], n) for n in names}
+    atoms = tables.pop("atoms")
+    if cfg.chem.track:
+        from atomlens.chem import track_atoms
+
+        atoms = track_atoms(atoms, pixel_size, max_displacement_A=cfg.chem.max_displacement_A)
+    for n, t in {"atoms": atoms, **tables}.items():
+        t.to_parquet(work / f"{n}.parquet")
+    sd.finish({"atoms": int(len(atoms))})
+    result.stages["chem"] = "ran"
+    return atoms, tables
+
+
+def _concat_ids(parts: list[pd.DataFrame], name: str) -> pd.DataFrame:
+    """Concatenate per-chunk tables, keeping ring/defect ids unique across chunks."""
+    parts = [p for p in parts if p is not None and len(p)]
+    if not parts:
+        return pd.DataFrame()
+    id_col = {"rings": "ring_id", "defects": "defect_id", "atoms": "defect_id"}.get(name)
+    if id_col and name != "atoms":
+        offset = 0
+        fixed = []
+        for p in parts:
+            p = p.copy()
+            if id_col in p:
+                p[id_col] = p[id_col] + offset
+                offset = int(p[id_col].max()) + 1
+            fixed.append(p)
+        parts = fixed
+    elif name == "atoms":
+        offset = 0
+        fixed = []
+        for p in parts:
+            p = p.copy()
+            if "defect_id" in p:
+                m = p["defect_id"] >= 0
+                p.loc[m, "defect_id"] += offset
+                if m.any():
+                    offset = int(p.loc[m, "defect_id"].max()) + 1
+            fixed.append(p)
+        parts = fixed
+    return pd.concat(parts, ignore_index=True)
+
+
+def _table_hash(df: pd.DataFrame) -> str:
+    return str(pd.util.hash_pandas_object(df, index=False).sum())
+
+
+def _stage_latent(
+    stack: Any, atoms: pd.DataFrame, tables: dict, maps_path: Path | None, pixel_size: float,
+    cfg: PipelineConfig, base_key: dict, out: Path, result: RunResult, progress: bool,
+) -> tuple[pd.DataFrame, Path | None, Path | None]:
+    from atomlens.pipeline.latent_stage import run_latent_stage
+
+    return run_latent_stage(
+        stack, atoms, tables, maps_path, cfg, base_key, out, result, progress, _table_hash
+    )
+
+
+def _write_outputs(
+    out: Path, atoms: pd.DataFrame, tables: dict, maps_path: Path | None,
+    model_path: Path | None, sub_path: Path | None,
+) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    atoms.to_csv(out / "atoms.csv", index=False)
+    atoms.to_parquet(out / "atoms.parquet")
+    files["atoms_csv"], files["atoms_parquet"] = out / "atoms.csv", out / "atoms.parquet"
+    for name, table in tables.items():
+        if len(table):
+            table.to_csv(out / f"{name}.csv", index=False)
+            files[name] = out / f"{name}.csv"
+    for name, src in (("maps", maps_path), ("subimages", sub_path)):
+        if src is not None and src.exists():
+            dst = out / f"{name}.zarr"
+            if dst.exists():
+                shutil.rmtree(dst)
+            shutil.copytree(src, dst)
+            files[name] = dst
+    if model_path is not None and model_path.exists():
+        shutil.copy2(model_path, out / "model.pt")
+        files["model"] = out / "model.pt"
+    return files
+
+
+__all__ = ["RunResult", "run_pipeline", "parse_frames", "np"]
