@@ -81,6 +81,9 @@ def run_pipeline(
         stack_path = project.stack_path
         if cfg.input.pixel_size is None and project.pixel_size:
             cfg.input.pixel_size = project.pixel_size
+        tuned = (project.models or {}).get("finetuned")
+        if cfg.detect.model is None and tuned and Path(tuned).exists():
+            cfg.detect.model = tuned  # the project's fine-tuned detector
     stack = read_stack(stack_path, pixel_size=cfg.input.pixel_size, lazy=cfg.input.lazy)
     result = RunResult(out=out, atoms=pd.DataFrame(), pixel_size=0.0)
     timer = _Timer(result)
