@@ -59,6 +59,7 @@ class DescriptorConfig:
 class LatentConfig:
     """The rVAE (or a baseline) trained on the subimages."""
 
+    enabled: bool = True
     model: str = "rvae"  # rvae, skip-rvae, vae, conv-ae, pca, nmf, gmm
     latent_dim: int = 2  # content latents (z1, z2, ...)
     epochs: int = 60

@@ -109,10 +109,13 @@ def run_pipeline(
         with timer("chem"):
             atoms, tables = _stage_chem(atoms, pixel_size, cfg, base_key, out, executor, result,
                                         progress)
-        with timer("latent"):
-            atoms, model_path, sub_path = _stage_latent(
-                stack, atoms, tables, maps_path, pixel_size, cfg, base_key, out, result, progress
-            )
+        model_path = sub_path = None
+        if cfg.latent.enabled:
+            with timer("latent"):
+                atoms, model_path, sub_path = _stage_latent(
+                    stack, atoms, tables, maps_path, pixel_size, cfg, base_key, out, result,
+                    progress,
+                )
     finally:
         executor.close()
 
