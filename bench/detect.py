@@ -1,0 +1,188 @@
+"""Benchmark the atom finder; prints one JSON object.
+
+  speed     frames/s and atoms/s on 1024² frames at 0.1 Å/px (simulated graphene), and
+            AtomAI 0.8.1's U-Net on the same frames with the same threads (peer venv)
+  memory    peak RSS of `atomlens detect` on a 50-frame 1024² memmapped .npy movie
+  accuracy  held-out simulated frames (F1 within 0.5 Å, RMSE Å, Si precision/recall)
+  real      the real graphene files in ../shared/data/real (no per-file tuning)
+
+Usage: .venv/bin/python bench/detect.py [--what speed,memory,accuracy,real] [--threads 2]
+       [--frames 6] [--model PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+REAL = REPO.parent / "shared" / "data" / "real"
+PEER_SETUP = REPO.parent / "shared" / "tools" / "peers" / "setup.sh"
+PEER_UNET = REPO.parent / "shared" / "tools" / "peers" / "atomai_unet.py"
+
+
+def sim_frames(n: int, size: int = 1024, pixel_size: float = 0.1, seed: int = 7) -> np.ndarray:
+    """``n`` simulated graphene frames (T, size, size) at ``pixel_size`` Å/px."""
+    from atomlens.segment.synth import Imaging, graphene_patch, render_sample
+
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, size, size), np.float32)
+    for t in range(n):
+        patch = graphene_patch(size * pixel_size * 1.45 + 4, rng)
+        out[t], _, _, _ = render_sample(patch, (size, size), pixel_size, classes=("background", "C", "Si"),
+                                        radius_A=0.35, rng=rng, imaging=Imaging(snr=8.0))
+    return out
+
+
+def bench_speed(args: argparse.Namespace) -> dict:
+    import torch
+
+    from atomlens.atoms import detect
+    from atomlens.segment.model_file import load_detector
+    from atomlens.segment.nets import n_params
+    from atomlens.segment.predict import predict_maps
+
+    torch.set_num_threads(args.threads)
+    det = load_detector(args.model)
+    frames = sim_frames(args.frames)
+    detect(frames[:1], det, pixel_size=0.1)  # warm-up
+    t = time.perf_counter()
+    for _ in predict_maps(frames, det, pixel_size=0.1):
+        pass
+    t_maps = time.perf_counter() - t
+    t = time.perf_counter()
+    res = detect(frames, det, pixel_size=0.1)
+    t_det = time.perf_counter() - t
+    out = {"frames": args.frames, "shape": [1024, 1024], "pixel_size_A": 0.1,
+           "threads": args.threads, "params": n_params(det.net),
+           "maps_frames_per_s": round(args.frames / t_maps, 3),
+           "detect_frames_per_s": round(args.frames / t_det, 3),
+           "atoms_per_s": round(len(res.atoms) / t_det, 1),
+           "atoms_per_frame": round(len(res.atoms) / args.frames, 1)}
+    try:
+        py = subprocess.run(["bash", str(PEER_SETUP)], capture_output=True, text=True,
+                            check=True).stdout.strip().splitlines()[-1]
+        with tempfile.TemporaryDirectory() as tmp:
+            f = Path(tmp) / "frames.npy"
+            np.save(f, frames)
+            r = subprocess.run([py, str(PEER_UNET), str(f), "--threads", str(args.threads)],
+                               capture_output=True, text=True, check=True)
+        peer = json.loads(r.stdout.strip().splitlines()[-1])
+        out["atomai_unet_frames_per_s"] = peer["frames_per_s"]
+        out["ratio_maps_vs_atomai"] = round(out["maps_frames_per_s"] / peer["frames_per_s"], 2)
+        out["ratio_detect_vs_atomai"] = round(out["detect_frames_per_s"] / peer["frames_per_s"], 2)
+    except (subprocess.CalledProcessError, OSError, ValueError, KeyError) as exc:
+        out["atomai_error"] = repr(exc)[:300]
+    return out
+
+
+def bench_memory(args: argparse.Namespace) -> dict:
+    n = 50
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "movie.npy"
+        mm = np.lib.format.open_memmap(f, mode="w+", dtype=np.float32, shape=(n, 1024, 1024))
+        base = sim_frames(4)
+        for t in range(n):  # 4 distinct frames, shifted, so no two are identical
+            mm[t] = np.roll(base[t % 4], 7 * t, axis=1)
+        mm.flush()
+        del mm
+        cmd = [sys.executable, "-m", "atomlens", "detect", str(f), "--pixel-size", "0.1",
+               "--out", str(Path(tmp) / "atoms.csv"), "--maps", str(Path(tmp) / "maps.npy")]
+        if args.model:
+            cmd += ["--model", args.model]
+        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+        t = time.perf_counter()
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        dt = time.perf_counter() - t
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # Linux: kB
+    return {"frames": n, "shape": [1024, 1024], "input": "memmapped .npy (200 MB)",
+            "maps_written": "(50, 3, 1024, 1024) float32 .npy via open_memmap (600 MB)",
+            "returncode": r.returncode, "seconds": round(dt, 1),
+            "peak_rss_MB": round(peak_kb / 1024, 1),
+            "summary": r.stdout.strip()[-200:] or r.stderr.strip()[-300:]}
+
+
+def bench_accuracy(args: argparse.Namespace) -> dict:
+    from atomlens.atoms.evaluate import validation_metrics
+    from atomlens.segment.model_file import load_detector
+
+    return validation_metrics(load_detector(args.model), log=lambda s: None, n_frames=args.val_frames)
+
+
+def real_scores(model: str | None = None) -> dict:
+    """The real-data figures (same definitions as tests/test_detect_real.py)."""
+    from atomlens.atoms import detect, detection_scores
+    from atomlens.segment.model_file import load_detector
+
+    det = load_detector(model)
+    out: dict = {}
+    d = np.load(REAL / "graphene_si-2nm.npz")
+    for ps in (0.072, 0.078125, 0.065, 0.085):
+        a = detect(d["image"], det, pixel_size=ps).atoms
+        s = detection_scores(a[["y", "x"]].to_numpy(), d["nn_rows_cols"], 1.0 / ps)
+        si = a[a["cls"] == "Si"][["y", "x"]].to_numpy()
+        out[f"si-2nm@{ps}"] = {"f1_1A": round(s["f1"], 4), "n": len(a), "n_ref": len(d["nn_rows_cols"]),
+                               "n_Si": len(si), "Si_yx": si.round(1).tolist()}
+    g = np.load(REAL / "graphene_grainboundary-4nm.npz")
+    for ps in (0.078125, 0.0703, 0.0859):
+        a = detect(g["image"], det, pixel_size=ps).atoms
+        s = detection_scores(a[["y", "x"]].to_numpy(), g["nn_rows_cols"], 1.0 / ps)
+        out[f"grainboundary@{ps}"] = {"f1_1A": round(s["f1"], 4), "precision": round(s["precision"], 4),
+                                      "recall": round(s["recall"], 4), "n": len(a),
+                                      "n_Si": int((a["cls"] == "Si").sum())}
+    m = np.load(REAL / "graphene_si1c3_movie.npz")
+    for ps in (0.078125, 0.0703, 0.0859):
+        a = detect(m["frames"], det, pixel_size=ps).atoms
+        hits, counts = 0, []
+        for t in range(len(m["frames"])):
+            sel = (m["atom_frame"] == t) & (m["atom_element"] == "Si")
+            ref = np.c_[m["atom_row"][sel], m["atom_col"][sel]]
+            si = a[(a["frame"] == t) & (a["cls"] == "Si")][["y", "x"]].to_numpy()
+            counts.append(len(si))
+            if len(si) and len(ref):
+                dmin = np.min(np.hypot(*(si[:, None] - ref[None]).transpose(2, 0, 1)))
+                hits += int(dmin * ps <= 1.0)
+        out[f"si1c3_movie@{ps}"] = {"frames_with_Si_within_1A": hits, "frames": len(m["frames"]),
+                                    "Si_per_frame_hist": np.bincount(counts).tolist()}
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--what", default="speed,memory,accuracy,real")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--frames", type=int, default=6, help="1024² frames for the speed test")
+    p.add_argument("--val-frames", type=int, default=8, help="held-out frames per source")
+    p.add_argument("--model", default=None, help="model file (default: shipped)")
+    args = p.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    out: dict = {"cpu_count": os.cpu_count()}
+    for what in args.what.split(","):
+        t = time.perf_counter()
+        if what == "speed":
+            out["speed"] = bench_speed(args)
+        elif what == "memory":
+            out["memory"] = bench_memory(args)
+        elif what == "accuracy":
+            out["accuracy"] = bench_accuracy(args)
+        elif what == "real":
+            out["real"] = real_scores(args.model) if REAL.is_dir() else "no ../shared/data/real"
+        else:
+            raise SystemExit(f"unknown --what {what!r}")
+        out.setdefault("bench_seconds", {})[what] = round(time.perf_counter() - t, 1)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

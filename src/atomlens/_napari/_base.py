@@ -1,0 +1,42 @@
+"""A magicgui Container bound to a viewer, with layer pickers that follow the layer list."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from magicgui.widgets import ComboBox, Container
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Layer
+
+
+class ViewerWidget(Container):
+    """Base of AtomLens dock widgets: keeps its layer pickers in sync with the viewer."""
+
+    def __init__(self, viewer: napari.Viewer, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.viewer = viewer
+        ev = viewer.layers.events
+        for name in ("inserted", "removed", "reordered"):
+            getattr(ev, name).connect(self._refresh_choices)
+
+    def _refresh_choices(self, event=None) -> None:
+        self.reset_choices()
+
+    def layer_picker(
+        self, label: str, layer_type: str | tuple[str, ...], accept: Callable[[Layer], bool] | None = None
+    ) -> ComboBox:
+        """A combo box listing the viewer's layers of ``layer_type`` ('image', 'points'...)
+        that ``accept`` (if given) accepts; the topmost is the default."""
+        types = (layer_type,) if isinstance(layer_type, str) else layer_type
+
+        def _choices(_widget=None) -> list[tuple[str, Layer]]:
+            return [
+                (lay.name, lay)
+                for lay in reversed(self.viewer.layers)
+                if lay._type_string in types and (accept is None or accept(lay))
+            ]
+
+        return ComboBox(label=label, choices=_choices, nullable=False)

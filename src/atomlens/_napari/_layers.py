@@ -1,0 +1,135 @@
+"""Small glue between napari layers and AtomLens data (no science here).
+
+Finding AtomLens layers, the current frame of a layer, the pixel size a layer's scale
+encodes, turning layer-data tuples into layers, and applying a colour spec to Points.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from atomlens.io import Stack
+from atomlens.viz.colours import ColourSpec
+from atomlens.viz.layers import META_KEY, LayerTuple
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Layer, Points
+
+_TO_ANGSTROM = {"angstrom": 1.0, "Å": 1.0, "nanometer": 10.0, "picometer": 0.01}
+
+
+def layer_pixel_size(layer: Layer) -> float | None:
+    """Å per pixel encoded by a layer's last-axis ``scale`` and ``units`` (None if pixels)."""
+    unit = str(layer.units[-1]) if getattr(layer, "units", None) else "pixel"
+    factor = _TO_ANGSTROM.get(unit)
+    if factor is None:
+        return None
+    return float(layer.scale[-1]) * factor
+
+
+def layer_stack(layer: Layer) -> Stack:
+    """An :class:`atomlens.io.Stack` view of an Image layer's ``(T, Y, X)`` (or 2-D) data."""
+    return Stack(layer.data, layer_pixel_size(layer), "user", dict(layer.metadata), None)
+
+
+def current_frame(viewer: napari.Viewer, layer: Layer) -> int:
+    """The frame (index along the layer's first axis) the time slider shows for ``layer``."""
+    if layer.ndim < 3:
+        return 0
+    axis = viewer.dims.ndim - layer.ndim
+    world = float(viewer.dims.point[axis])
+    frame = (world - float(layer.translate[0])) / float(layer.scale[0])
+    return int(np.clip(np.rint(frame), 0, layer.data.shape[0] - 1 if hasattr(layer.data, "shape") else 0))
+
+
+def time_axis(viewer: napari.Viewer, layer: Layer) -> int:
+    """The viewer axis that is ``layer``'s time axis (its first)."""
+    return viewer.dims.ndim - layer.ndim
+
+
+def set_frame(viewer: napari.Viewer, layer: Layer, frame: int) -> None:
+    """Move the time slider so ``layer`` shows ``frame``."""
+    axis = time_axis(viewer, layer)
+    world = frame * float(layer.scale[0]) + float(layer.translate[0])
+    point = list(viewer.dims.point)
+    point[axis] = world
+    viewer.dims.point = point
+
+
+def add_tuple(viewer: napari.Viewer, layer_tuple: LayerTuple) -> Layer:
+    """Add a ``(data, kwargs, type)`` tuple as a layer; returns the new layer."""
+    from napari.layers import Layer
+
+    data, kwargs, kind = layer_tuple
+    layer = Layer.create(data, dict(kwargs), kind)
+    return viewer.add_layer(layer)
+
+
+def replace_or_add(viewer: napari.Viewer, layer_tuple: LayerTuple) -> Layer:
+    """Replace the data of the layer with the same name and kind, else add a new one."""
+    data, kwargs, kind = layer_tuple
+    name = kwargs.get("name")
+    if name in viewer.layers and viewer.layers[name]._type_string == kind:
+        viewer.layers.remove(name)
+    return add_tuple(viewer, layer_tuple)
+
+
+def atomlens_kind(layer: Layer) -> str | None:
+    """``'stack'``, ``'probability'``, ``'atoms'``, ``'subimages'``... for layers AtomLens made."""
+    meta = layer.metadata.get(META_KEY) if isinstance(layer.metadata, dict) else None
+    return meta.get("kind") if isinstance(meta, dict) else None
+
+
+def apply_colour(layer: Points, spec: ColourSpec) -> None:
+    """Colour a Points layer's faces by ``spec.column`` (fixed map and limits)."""
+    # pass through direct mode: napari validates a new column against the *current*
+    # mode, and a string column cannot be validated as a colormap (nor floats as a cycle)
+    layer.face_color = "white"
+    if spec.kind == "categorical":
+        layer.face_color_cycle = dict(spec.cycle)
+        layer.face_color = spec.column
+        if layer.face_color_mode != "cycle":
+            layer.face_color_mode = "cycle"
+    else:
+        layer.face_colormap = spec.colormap
+        layer.face_color = spec.column
+        if layer.face_color_mode != "colormap":
+            layer.face_color_mode = "colormap"
+        layer.face_contrast_limits = spec.contrast_limits
+    layer.refresh_colors(update_color_mapping=False)
+
+
+def merge_features(layer: Points, new: pd.DataFrame) -> None:
+    """Write columns of ``new`` (one row per point, same order) into the layer's features,
+    replacing columns of the same name."""
+    if len(new) != len(layer.data):
+        raise ValueError(f"{len(new)} rows for a layer of {len(layer.data)} points")
+    feats = layer.features.reset_index(drop=True)
+    new = new.reset_index(drop=True)
+    feats = pd.concat([feats.drop(columns=[c for c in new.columns if c in feats]), new], axis=1)
+    layer.features = feats
+
+
+def numeric_feature_columns(layer: Points) -> list[str]:
+    """Feature columns that can be plotted on an axis."""
+    return [c for c in layer.features.columns if pd.api.types.is_numeric_dtype(layer.features[c])
+            and not pd.api.types.is_bool_dtype(layer.features[c])]
+
+
+def layer_atoms(layer: Points) -> pd.DataFrame:
+    """The atom table behind a Points layer (positions from its data, in pixels)."""
+    from atomlens.viz.layers import points_to_atoms
+
+    return points_to_atoms(layer.data, layer.features)
+
+
+def first_layer(viewer: napari.Viewer, kind: str) -> Any:
+    """The topmost layer AtomLens tagged with ``kind``, or None."""
+    for layer in reversed(viewer.layers):
+        if atomlens_kind(layer) == kind:
+            return layer
+    return None

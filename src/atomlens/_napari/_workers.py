@@ -1,0 +1,85 @@
+"""Worker-thread plumbing: start a generator on a napari worker, report errors, throttle.
+
+Layers and widgets are only touched in the callbacks, which Qt runs on the main thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from typing import Any
+
+from napari.utils.notifications import show_error
+from qtpy.QtCore import QTimer
+
+
+def notify_error(exc: BaseException, what: str = "") -> None:
+    """Show an exception as a napari error notification (the one-line message)."""
+    prefix = f"{what}: " if what else ""
+    show_error(f"{prefix}{exc}")
+
+
+def start_generator(
+    func: Callable[..., Generator],
+    *args: Any,
+    on_yield: Callable[[Any], None] | None = None,
+    on_return: Callable[[Any], None] | None = None,
+    on_error: Callable[[BaseException], None] | None = None,
+    on_finish: Callable[[], None] | None = None,
+    what: str = "",
+    **kwargs: Any,
+):
+    """Run ``func(*args, **kwargs)`` (a generator) on a napari worker thread.
+
+    ``on_yield`` gets every yielded event, ``on_return`` the generator's return value,
+    ``on_error`` the exception (after a napari notification); ``on_finish`` runs last in
+    every case. Returns the started worker.
+    """
+    from napari.qt.threading import create_worker
+
+    def _errored(exc: BaseException) -> None:
+        notify_error(exc, what)
+        if on_error is not None:
+            on_error(exc)
+
+    # connecting `errored` at creation stops superqt from re-raising the exception in
+    # the worker thread (which would skip `finished`); we report it instead
+    worker = create_worker(func, *args, _start_thread=False, _connect={"errored": _errored}, **kwargs)
+    if on_yield is not None:
+        worker.yielded.connect(on_yield)
+    if on_return is not None:
+        worker.returned.connect(on_return)
+    if on_finish is not None:
+        worker.finished.connect(on_finish)
+    worker.start()
+    return worker
+
+
+class Throttle:
+    """Call ``func`` at most every ``interval_ms`` on the main thread; extra requests in
+    between coalesce into one trailing call (so the last state is always drawn)."""
+
+    def __init__(self, func: Callable[[], None], interval_ms: int = 200) -> None:
+        self._func = func
+        self._interval = interval_ms / 1000.0
+        self._last = 0.0
+        self._timer = QTimer()
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._fire)
+
+    def __call__(self) -> None:
+        wait = self._last + self._interval - time.perf_counter()
+        if wait <= 0 and not self._timer.isActive():
+            self._fire()
+        elif not self._timer.isActive():
+            self._timer.start(max(1, int(wait * 1000)))
+
+    def flush(self) -> None:
+        """Run a pending call now."""
+        if self._timer.isActive():
+            self._timer.stop()
+        self._fire()
+
+    def _fire(self) -> None:
+        self._last = time.perf_counter()
+        self._func()

@@ -1,0 +1,126 @@
+"""The "Detect atoms" dock: U-Net probability maps and atoms from an image layer.
+
+Thin shell: gathers parameters, runs :func:`atomlens.segment.detect`'s generator form on
+a napari worker thread, and turns its result into layers (one probability map per class,
+and a Points layer whose features are the atom table, coloured by species).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import napari
+import numpy as np
+from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton
+
+from atomlens._napari._base import ViewerWidget
+from atomlens._napari._layers import add_tuple, current_frame, layer_stack, replace_or_add
+from atomlens._napari._workers import notify_error, start_generator
+from atomlens.viz.layers import atoms_layer_tuple, probability_layer_tuples
+
+
+def detection_events(stack: Any, model_path: str | None, frames: list[int] | None,
+                     threshold: float) -> Generator:
+    """Run :func:`atomlens.atoms.iter_detect` (maps included), yielding each
+    :class:`~atomlens.atoms.FrameResult` for progress; returns the
+    :class:`~atomlens.atoms.DetectionResult` and the list of frames done."""
+    import pandas as pd
+
+    from atomlens.atoms import DetectionResult, empty_table, iter_detect
+    from atomlens.segment.model_file import load_detector
+
+    det = load_detector(model_path)  # None: the shipped model
+    tables, maps, done = [], [], []
+    for fr in iter_detect(stack, det, frames, threshold, return_maps=True):
+        tables.append(fr.atoms)
+        maps.append(fr.maps)
+        done.append(fr.frame)
+        yield fr
+    species = list(det.classes[1:])
+    atoms = pd.concat(tables, ignore_index=True) if tables else empty_table(species)
+    result = DetectionResult(atoms, np.stack(maps) if maps else None, det.classes,
+                             float(stack.pixel_size or 0.0), det.card)
+    return result, done
+
+
+class DetectWidget(ViewerWidget):
+    """Pick an image, a detector (shipped default or a file), frames and a threshold; Run."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(viewer)
+        self.image = self.layer_picker("image", "image", lambda lay: lay.ndim in (2, 3) and not lay.rgb)
+        self.model_file = FileEdit(label="model (.pt)", filter="*.pt", value="")
+        self.model_file.tooltip = "leave empty for the shipped detector"
+        self.frames = ComboBox(label="frames", choices=["current", "all"], value="current")
+        self.threshold = FloatSpinBox(label="threshold", min=0.05, max=0.95, step=0.05, value=0.5)
+        self.run_button = PushButton(text="Detect atoms")
+        self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
+        self.status = Label(value="")
+        self.extend([self.image, self.model_file, self.frames, self.threshold, self.run_button,
+                     self.progress, self.status])
+        self.run_button.changed.connect(self.run)
+        self.worker: Any = None
+        self._source = None
+
+    def _model_path(self) -> str | None:
+        value = self.model_file.value
+        text = str(value) if value is not None else ""
+        return text if text not in ("", ".") and Path(text).is_file() else None
+
+    def run(self) -> Any:
+        """Start detection on a worker thread; returns the worker (None if nothing to do)."""
+        layer = self.image.value
+        if layer is None:
+            notify_error(ValueError("no image layer: open a STEM movie first"), "Detect atoms")
+            return None
+        try:
+            stack = layer_stack(layer)
+        except ValueError as exc:
+            notify_error(exc, "Detect atoms")
+            return None
+        frames = [current_frame(self.viewer, layer)] if self.frames.value == "current" else None
+        n = 1 if frames is not None else stack.n_frames
+        self.progress.max, self.progress.value = n, 0
+        self.status.value = "running..."
+        self.run_button.enabled = False
+        self._source = layer
+        self.worker = start_generator(
+            detection_events,
+            stack,
+            self._model_path(),
+            frames,
+            float(self.threshold.value),
+            on_yield=self._on_progress,
+            on_return=self._on_result,
+            on_error=lambda exc: setattr(self.status, "value", "failed"),
+            on_finish=lambda: setattr(self.run_button, "enabled", True),
+            what="Detect atoms",
+        )
+        return self.worker
+
+    def _on_progress(self, frame_result: Any) -> None:
+        self.progress.max = int(frame_result.n_frames)
+        self.progress.value = int(frame_result.index) + 1
+        self.status.value = f"frame {frame_result.frame}: {len(frame_result.atoms)} atoms"
+
+    def _on_result(self, outcome: tuple[Any, list[int]]) -> None:
+        result, frames = outcome
+        layer = self._source
+        name = layer.name if layer is not None else "image"
+        px = layer_stack(layer).pixel_size if layer is not None else None
+        if result.maps is not None:
+            classes = tuple(result.classes)
+            for tup in probability_layer_tuples(result.maps, classes, px, source=name):
+                # maps of the current frame only sit at that frame in time
+                t0 = float(frames[0]) if frames else 0.0
+                tup[1]["translate"] = (float(layer.translate[0]) + t0 * float(layer.scale[0]), 0.0, 0.0)
+                replace_or_add(self.viewer, tup)
+        atoms = result.atoms
+        tup = atoms_layer_tuple(atoms, px, f"atoms {name}", metadata={"atomlens": {"source": name}})
+        points = replace_or_add(self.viewer, tup) if len(atoms) else add_tuple(self.viewer, tup)
+        self.progress.value = self.progress.max
+        self.status.value = f"{len(atoms)} atoms"
+        self.viewer.layers.selection.active = points
+

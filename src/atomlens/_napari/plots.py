@@ -1,0 +1,293 @@
+"""Matplotlib plots docked in napari, linked to layers through the atoms' features table.
+
+- :class:`LossPlot`: train/test loss of a :class:`~atomlens._napari.state.TrainingState`,
+  redrawn at most every 250 ms.
+- :class:`ManifoldPlot`: an image (the decoded latent manifold).
+- :class:`LatentScatter`: two features of an atoms layer against each other; a lasso
+  writes a boolean ``selected`` feature (highlighted in the viewer), and points selected
+  in the layer are highlighted in the scatter.
+- :class:`FrameDistribution`: the per-frame distribution of one feature as a heat map
+  (frames on x) with the current frame marked, following the time slider.
+
+The numbers come from headless functions (``atomlens.latent``); these classes only draw.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from matplotlib.path import Path as MplPath
+from matplotlib.widgets import LassoSelector
+from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from atomlens._napari._layers import current_frame, numeric_feature_columns
+from atomlens._napari._workers import Throttle
+from atomlens.viz.colours import SELECTED_COLOURS
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Points
+
+    from atomlens._napari.state import TrainingState
+
+_BG = "#262930"
+_FG = "#d0d0d0"
+
+
+def _style(ax) -> None:
+    ax.set_facecolor(_BG)
+    ax.tick_params(colors=_FG, labelsize=8)
+    for spine in ax.spines.values():
+        spine.set_color(_FG)
+    ax.xaxis.label.set_color(_FG)
+    ax.yaxis.label.set_color(_FG)
+    ax.title.set_color(_FG)
+
+
+class MplWidget(QWidget):
+    """A QWidget holding one matplotlib figure, with throttled redraws."""
+
+    def __init__(self, parent: QWidget | None = None, interval_ms: int = 250) -> None:
+        super().__init__(parent)
+        self.figure = Figure(figsize=(4, 3), facecolor=_BG, tight_layout=True)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.ax = self.figure.add_subplot(111)
+        _style(self.ax)
+        self.controls = QHBoxLayout()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addLayout(self.controls)
+        layout.addWidget(self.canvas)
+        self.setMinimumHeight(220)
+        self.redraw = Throttle(self._draw, interval_ms)
+        self.n_draws = 0
+
+    def _update_artists(self) -> None:
+        """Bring the artists up to date (subclasses)."""
+
+    def _draw(self) -> None:
+        self._update_artists()
+        self.canvas.draw_idle()
+        self.n_draws += 1
+
+
+class LossPlot(MplWidget):
+    """Train and test loss per epoch, following a TrainingState."""
+
+    def __init__(self, state: TrainingState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        (self.train_line,) = self.ax.plot([], [], "-", color="#4da6ff", label="train")
+        (self.test_line,) = self.ax.plot([], [], "-", color="#ff9933", label="test")
+        self.ax.set_xlabel("epoch")
+        self.ax.set_ylabel("loss")
+        self.ax.legend(fontsize=8, facecolor=_BG, labelcolor=_FG)
+        state.events.epoch.connect(self.redraw)
+        state.events.status.connect(lambda _s: self.redraw.flush())
+
+    def _update_artists(self) -> None:
+        train = np.asarray(self.state.train_loss, float)
+        test = np.asarray(self.state.test_loss, float)
+        epochs = np.arange(1, len(train) + 1)
+        self.train_line.set_data(epochs, train)
+        self.test_line.set_data(epochs[: len(test)], test)
+        if len(train):
+            self.ax.relim()
+            self.ax.autoscale_view()
+
+
+class ManifoldPlot(MplWidget):
+    """An image of decoded windows tiled over a grid of latent values."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ax.set_xticks([])
+        self.ax.set_yticks([])
+        self.image_artist = None
+
+    def show_image(self, image: np.ndarray, title: str = "decoded latent manifold") -> None:
+        image = np.asarray(image, float)
+        if self.image_artist is None:
+            self.image_artist = self.ax.imshow(image, cmap="gray")
+        else:
+            self.image_artist.set_data(image)
+            self.image_artist.set_extent((-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5))
+        self.image_artist.set_clim(float(np.nanmin(image)), float(np.nanmax(image)))
+        self.ax.set_title(title, fontsize=9)
+        self.redraw.flush()
+
+
+class _FeatureCombos:
+    """Mix-in: combo boxes listing an atoms layer's numeric features."""
+
+    def _combo(self, label: str) -> QComboBox:
+        box = QComboBox()
+        self.controls.addWidget(QLabel(label))
+        self.controls.addWidget(box)
+        return box
+
+    @staticmethod
+    def _fill(box: QComboBox, columns: list[str], prefer: str) -> None:
+        current = box.currentText() or prefer
+        box.blockSignals(True)
+        box.clear()
+        box.addItems(columns)
+        if current in columns:
+            box.setCurrentText(current)
+        box.blockSignals(False)
+
+
+class LatentScatter(MplWidget, _FeatureCombos):
+    """Scatter of two features of an atoms layer; lasso to select, linked both ways."""
+
+    def __init__(self, layer: Points, x: str = "z1", y: str = "z2", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.layer = layer
+        self.x_box = self._combo("x")
+        self.y_box = self._combo("y")
+        self._defaults = (x, y)
+        self.refresh_columns()
+        self.points = self.ax.scatter([], [], s=2, c="#8fa3bf", linewidths=0)
+        self.highlight = self.ax.scatter([], [], s=6, c=SELECTED_COLOURS[True], linewidths=0)
+        self.lasso = LassoSelector(self.ax, self.on_lasso)
+        self.x_box.currentTextChanged.connect(lambda _t: self.redraw())
+        self.y_box.currentTextChanged.connect(lambda _t: self.redraw())
+        layer.events.features.connect(self._on_features)
+        layer.selected_data.events.items_changed.connect(lambda *_a: self.redraw())
+        self._draw()
+
+    def _on_features(self, event: Any = None) -> None:
+        self.refresh_columns()
+        self.redraw()
+
+    def refresh_columns(self) -> None:
+        cols = numeric_feature_columns(self.layer)
+        self._fill(self.x_box, cols, self._defaults[0])
+        self._fill(self.y_box, cols, self._defaults[1])
+
+    def xy(self) -> np.ndarray:
+        """``(N, 2)`` values of the two chosen features (NaN where missing)."""
+        feats = self.layer.features
+        cx, cy = self.x_box.currentText(), self.y_box.currentText()
+        if cx not in feats or cy not in feats:
+            return np.full((len(feats), 2), np.nan)
+        return feats[[cx, cy]].to_numpy(float)
+
+    def _update_artists(self) -> None:
+        xy = self.xy()
+        self.points.set_offsets(xy if len(xy) else np.empty((0, 2)))
+        selected = self.highlighted_rows()
+        self.highlight.set_offsets(xy[selected] if len(selected) else np.empty((0, 2)))
+        finite = xy[np.all(np.isfinite(xy), axis=1)]
+        if len(finite):
+            lo, hi = finite.min(0), finite.max(0)
+            pad = np.where(hi > lo, (hi - lo) * 0.05, 0.5)
+            self.ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+            self.ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+        self.ax.set_xlabel(self.x_box.currentText())
+        self.ax.set_ylabel(self.y_box.currentText())
+
+    def highlighted_rows(self) -> np.ndarray:
+        """Rows selected in the layer, or (when none) rows whose ``selected`` feature is set."""
+        rows = np.array(sorted(self.layer.selected_data), dtype=int)
+        if len(rows) == 0 and "selected" in self.layer.features:
+            rows = np.flatnonzero(self.layer.features["selected"].to_numpy(bool))
+        return rows
+
+    def on_lasso(self, vertices: list[tuple[float, float]]) -> np.ndarray:
+        """Mark the points inside the lasso polygon as ``selected`` in the layer."""
+        xy = self.xy()
+        ok = np.all(np.isfinite(xy), axis=1)
+        inside = np.zeros(len(xy), bool)
+        if len(vertices) >= 3 and ok.any():
+            inside[ok] = MplPath(np.asarray(vertices)).contains_points(xy[ok])
+        mark_selected(self.layer, inside)
+        self.redraw()
+        return inside
+
+
+def mark_selected(layer: Points, mask: np.ndarray) -> None:
+    """Write a boolean ``selected`` feature and outline those atoms in bright yellow."""
+    feats = layer.features.copy()
+    feats["selected"] = np.asarray(mask, bool)
+    layer.features = feats
+    layer.border_color_cycle = dict(SELECTED_COLOURS)
+    layer.border_width_is_relative = True
+    layer.border_width = 0.25
+    layer.border_color = "selected"
+    # unselected atoms: transparent border, so only the selection stands out
+    colors = layer.border_color.copy()
+    colors[~feats["selected"].to_numpy(bool), 3] = 0.0
+    layer.border_color = colors
+
+
+class FrameDistribution(MplWidget, _FeatureCombos):
+    """Per-frame histogram of one feature (heat map, frames on x), current frame marked."""
+
+    def __init__(
+        self, viewer: napari.Viewer, layer: Points, column: str = "angle", bins: int = 36,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.viewer, self.layer, self.bins = viewer, layer, bins
+        self.column_box = self._combo("feature")
+        self._fill(self.column_box, numeric_feature_columns(layer), column)
+        self.image = None
+        self.marker = self.ax.axvline(0, color="#ffff00", lw=1.5)
+        self.ax.set_xlabel("frame")
+        self.column_box.currentTextChanged.connect(lambda _t: self.recompute())
+        layer.events.features.connect(self._on_features)
+        viewer.dims.events.current_step.connect(self.on_step)
+        self.recompute()
+
+    def _on_features(self, event: Any = None) -> None:
+        self._fill(self.column_box, numeric_feature_columns(self.layer), self.column_box.currentText())
+        self.recompute()
+
+    def recompute(self) -> None:
+        """Recompute the heat map (headless :func:`atomlens.latent.per_frame_histograms`)."""
+        from atomlens._napari._layers import layer_atoms
+        from atomlens.latent import per_frame_histograms
+
+        column = self.column_box.currentText()
+        if not column:
+            return
+        hist = per_frame_histograms(layer_atoms(self.layer), column, self.bins)
+        counts, edges, frames = _hist_parts(hist)
+        extent = (frames[0] - 0.5, frames[-1] + 0.5, edges[0], edges[-1])
+        if self.image is None:
+            self.image = self.ax.imshow(counts.T, origin="lower", aspect="auto", cmap="magma",
+                                        extent=extent, interpolation="nearest")
+        else:
+            self.image.set_data(counts.T)
+            self.image.set_extent(extent)
+        self.image.set_clim(0, max(float(np.nanmax(counts)), 1e-9))
+        self.ax.set_xlim(extent[0], extent[1])
+        self.ax.set_ylim(extent[2], extent[3])
+        self.ax.set_ylabel(column)
+        self.on_step()
+        self.redraw.flush()
+
+    def on_step(self, event: Any = None) -> None:
+        """Move the current-frame marker (cheap; redraw throttled)."""
+        t = current_frame(self.viewer, self.layer)
+        self.marker.set_xdata([t, t])
+        self.current = t
+        self.redraw()
+
+
+def _hist_parts(hist: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(counts (T, bins), edges (bins+1,), frames (T,))`` from per_frame_histograms's
+    result (an object with those attributes, or a ``(counts, edges[, frames])`` tuple)."""
+    if hasattr(hist, "counts"):
+        counts, edges = np.asarray(hist.counts, float), np.asarray(hist.edges, float)
+        frames = getattr(hist, "frames", None)
+    else:
+        counts, edges, *rest = hist
+        counts, edges = np.asarray(counts, float), np.asarray(edges, float)
+        frames = rest[0] if rest else None
+    frames = np.arange(len(counts)) if frames is None else np.asarray(frames)
+    return counts, edges, frames

@@ -1,0 +1,113 @@
+"""GUI state kept apart from widgets: training progress and the per-viewer session.
+
+:class:`TrainingState` is a psygnal evented dataclass: the training widget writes worker
+events into it; plots and labels listen to its fields. :class:`Session` holds what the
+docks of one viewer share (the current model and the subimage window it was trained on).
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+from psygnal import Signal, evented
+
+STATUSES = ("idle", "running", "stopping", "finished", "stopped", "failed")
+
+
+@evented
+@dataclass
+class TrainingState:
+    """Progress of one training run (every field emits ``events.<field>`` when set).
+
+    ``epoch`` counts the epochs done (1 after the first); losses hold one value per epoch.
+    """
+
+    status: str = "idle"
+    epoch: int = 0
+    n_epochs: int = 0
+    train_loss: tuple[float, ...] = ()
+    test_loss: tuple[float, ...] = ()
+    elapsed_s: float = 0.0
+    eta_s: float | None = None
+    message: str = ""
+
+    def reset(self, n_epochs: int) -> None:
+        """Start a new run of ``n_epochs``."""
+        self.n_epochs = int(n_epochs)
+        self.train_loss, self.test_loss = (), ()
+        self.elapsed_s, self.eta_s, self.message = 0.0, None, ""
+        self.epoch = 0
+        self.status = "running"
+
+    def apply(self, event: Any) -> None:
+        """Take one event from :func:`atomlens.train.fit_events` (duck-typed: an epoch end
+        carries ``epoch``, ``n_epochs``, ``train_loss``, ``test_loss``, ``elapsed_s``,
+        ``eta_s``; other events may carry ``message``)."""
+        if hasattr(event, "train_loss") and hasattr(event, "epoch"):
+            test = getattr(event, "test_loss", None)
+            # the epoch is set last: listeners of ``events.epoch`` see a complete state
+            self.n_epochs = int(getattr(event, "n_epochs", self.n_epochs))
+            self.train_loss = (*self.train_loss, float(event.train_loss))
+            self.test_loss = (*self.test_loss, float("nan") if test is None else float(test))
+            self.elapsed_s = float(getattr(event, "elapsed_s", self.elapsed_s))
+            eta = getattr(event, "eta_s", None)
+            self.eta_s = None if eta is None else float(eta)
+            self.epoch = int(event.epoch) + 1  # EpochEnd.epoch is 0-based; we count epochs done
+        elif hasattr(event, "reason") and hasattr(event, "epochs_done"):  # Finished
+            self.elapsed_s = float(getattr(event, "elapsed_s", self.elapsed_s))
+            self.message = f"ended: {event.reason}"
+            if event.reason == "diverged":
+                self.message += " (weights of the last finished epoch restored)"
+        elif getattr(event, "message", None):
+            self.message = str(event.message)
+
+    def progress_text(self) -> str:
+        """``epoch 3/20, 12 s elapsed, ~40 s left``."""
+        text = f"epoch {self.epoch}/{self.n_epochs}, {self.elapsed_s:.0f} s elapsed"
+        if self.eta_s is not None and self.status == "running":
+            text += f", ~{self.eta_s:.0f} s left"
+        if self.status not in ("running", "idle"):
+            text += f" ({self.status})"
+        return text
+
+
+@dataclass
+class SessionModel:
+    """A trained (or loaded) model and what it needs to encode new windows."""
+
+    model: Any
+    name: str = ""
+    window: int | None = None
+    path: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class Session:
+    """What the AtomLens docks of one viewer share."""
+
+    model_changed = Signal(object)
+
+    def __init__(self) -> None:
+        self.training = TrainingState()
+        self._model: SessionModel | None = None
+
+    @property
+    def model(self) -> SessionModel | None:
+        return self._model
+
+    @model.setter
+    def model(self, value: SessionModel | None) -> None:
+        self._model = value
+        self.model_changed.emit(value)
+
+
+_SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def session_for(viewer: Any) -> Session:
+    """The one :class:`Session` of ``viewer`` (made on first use)."""
+    if viewer not in _SESSIONS:
+        _SESSIONS[viewer] = Session()
+    return _SESSIONS[viewer]

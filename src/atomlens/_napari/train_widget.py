@@ -1,0 +1,253 @@
+"""The "Train latent model" dock: rVAE and friends on a subimages layer.
+
+Thin shell over :func:`atomlens.models.make_model` and :func:`atomlens.train.fit_events`:
+training runs on a napari worker thread; every epoch event goes into the viewer's
+:class:`~atomlens._napari.state.TrainingState`, which drives the progress bar, the
+elapsed/remaining label and the (throttled) loss plot. Stop sets the stop event; the
+training loop ends after the current batch and the model keeps its last good weights.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import napari
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+
+from atomlens._napari._base import ViewerWidget
+from atomlens._napari._layers import atomlens_kind
+from atomlens._napari._workers import notify_error, start_generator
+from atomlens._napari.plots import LossPlot
+from atomlens._napari.state import SessionModel, session_for
+from atomlens.viz.layers import META_KEY
+
+#: (label, registry name) of the models offered.
+MODEL_CHOICES = [
+    ("rVAE", "rvae"),
+    ("skip-rVAE", "skip-rvae"),
+    ("VAE", "vae"),
+    ("conv AE", "conv-ae"),
+    ("PCA", "pca"),
+    ("NMF", "nmf"),
+    ("GMM", "gmm"),
+]
+
+
+def training_events(model: Any, X: np.ndarray, stop: threading.Event, **fit_kw: Any) -> Generator:
+    """Run :func:`atomlens.train.fit_events` (yielding its events); return the model."""
+    from atomlens.train import fit_events
+
+    yield from fit_events(model, X, stop=stop, **fit_kw)
+    return model
+
+
+def subimages_of(layer: Any) -> np.ndarray:
+    """The ``(N, h, w)`` (or ``(N, C, h, w)``) windows behind a subimages layer."""
+    meta = layer.metadata.get(META_KEY, {})
+    images = meta.get("images")
+    return np.asarray(images if images is not None else np.asarray(layer.data)[:, 0], np.float32)
+
+
+class TrainWidget(ViewerWidget):
+    """Choose a model and its training settings; Train / Stop; Save / Load."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(viewer)
+        self.session = session_for(viewer)
+        self.state = self.session.training
+        self.subimages = self.layer_picker(
+            "subimages", "image", lambda lay: atomlens_kind(lay) == "subimages"
+        )
+        self.model_name = ComboBox(label="model", choices=MODEL_CHOICES, value="rvae")
+        self.latent = SpinBox(label="latent size", min=1, max=64, value=2)
+        self.epochs = SpinBox(label="epochs", min=1, max=10000, value=50)
+        self.batch = SpinBox(label="batch", min=1, max=65536, value=128)
+        self.lr = FloatSpinBox(label="learning rate", min=1e-6, max=1.0, step=1e-4, value=1e-3)
+        self.lr.native.setDecimals(6)
+        self.prior = FloatSpinBox(label="rotation prior", min=0.01, max=10.0, step=0.05, value=0.1)
+        self.prior.tooltip = "SD of the rotation-angle prior in radians (rVAE, skip-rVAE)"
+        self.train_fraction = FloatSpinBox(label="train fraction", min=0.1, max=1.0, step=0.05, value=0.8)
+        self.device = ComboBox(label="device", choices=["auto", "cuda", "cpu"], value="auto")
+        self.train_button = PushButton(text="Train")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.save_button = PushButton(text="Save model...")
+        self.load_button = PushButton(text="Load model...")
+        buttons = Container(widgets=[self.train_button, self.stop_button], layout="horizontal",
+                            labels=False)
+        files = Container(widgets=[self.save_button, self.load_button], layout="horizontal",
+                          labels=False)
+        self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
+        self.time_label = Label(value="")
+        self.extend([self.subimages, self.model_name, self.latent, self.epochs, self.batch,
+                     self.lr, self.prior, self.train_fraction, self.device, buttons,
+                     self.progress, self.time_label, files])
+        self.loss_plot = LossPlot(self.state)
+        self.native.layout().addWidget(self.loss_plot)
+        self.model_name.changed.connect(self._on_model_name)
+        self._on_model_name(self.model_name.value)
+        self.train_button.changed.connect(self.train)
+        self.stop_button.changed.connect(self.stop)
+        self.save_button.changed.connect(self._save_dialog)
+        self.load_button.changed.connect(self._load_dialog)
+        self.state.events.epoch.connect(self._on_epoch)
+        self.state.events.status.connect(self._on_status)
+        self.worker: Any = None
+        self._stop = threading.Event()
+        self._model: Any = None
+
+    # -- parameters -> headless calls ------------------------------------------------
+    def model_kwargs(self, window: tuple[int, int]) -> dict[str, Any]:
+        """Keyword arguments for :func:`atomlens.models.make_model`: the window, the latent
+        size (``latent_dim``, or ``n_components`` for PCA/NMF/GMM) and, where the model has
+        one, the rotation prior."""
+        from atomlens.models import model_parameters
+
+        params = model_parameters(self.model_name.value)
+        kw: dict[str, Any] = {"window": tuple(int(v) for v in window)}
+        size_key = "latent_dim" if "latent_dim" in params else "n_components"
+        if size_key in params:
+            kw[size_key] = int(self.latent.value)
+        if "rot_prior" in params:
+            kw["rot_prior"] = float(self.prior.value)
+        return kw
+
+    def _on_model_name(self, name: str) -> None:
+        """Show the chosen model's own defaults (learning rate) and relevant fields."""
+        from atomlens.models import model_parameters
+
+        params = model_parameters(name)
+        if name == "skip-rvae":
+            params = {**model_parameters("rvae"), **params}
+        self.prior.enabled = "rot_prior" in params
+        self.latent.label = "latent size" if "latent_dim" in params else "components"
+        lr = params.get("lr")
+        torch_model = "latent_dim" in params
+        for w in (self.epochs, self.batch, self.lr, self.train_fraction, self.device):
+            w.enabled = torch_model
+        if isinstance(lr, float):
+            self.lr.value = lr
+
+    def fit_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`atomlens.train.fit_events` (one CPU core is left to
+        the viewer so it stays responsive)."""
+        return {
+            "epochs": int(self.epochs.value),
+            "batch_size": int(self.batch.value),
+            "lr": float(self.lr.value),
+            "train_fraction": float(self.train_fraction.value),
+            "device": self.device.value,
+            "seed": 0,
+            "threads": max(1, (os.cpu_count() or 2) - 1),
+        }
+
+    def train(self) -> Any:
+        """Build the model and start training on a worker thread; returns the worker."""
+        from atomlens.models import make_model
+
+        layer = self.subimages.value
+        if layer is None:
+            notify_error(ValueError("no subimages layer: cut subimages first (Subimages dock)"), "Train")
+            return None
+        if self.worker is not None and self.state.status in ("running", "stopping"):
+            notify_error(ValueError("a training is already running: stop it first"), "Train")
+            return None
+        X = subimages_of(layer)
+        try:
+            model = make_model(self.model_name.value, **self.model_kwargs(tuple(X.shape[-2:])))
+        except (ValueError, TypeError) as exc:
+            notify_error(exc, "Train")
+            return None
+        self._model = model
+        self._stop = threading.Event()
+        fit_kw = self.fit_kwargs()
+        self.state.reset(fit_kw["epochs"])
+        self.progress.max, self.progress.value = fit_kw["epochs"], 0
+        self.train_button.enabled, self.stop_button.enabled = False, True
+        window = tuple(int(v) for v in layer.metadata[META_KEY].get("window", X.shape[-2:]))
+        self.worker = start_generator(
+            training_events, model, X, self._stop,
+            on_yield=self.state.apply,
+            on_return=lambda m: self._finished(m, window),
+            on_error=lambda exc: setattr(self.state, "status", "failed"),
+            on_finish=self._after,
+            what="Train",
+            **fit_kw,
+        )
+        return self.worker
+
+    def stop(self) -> None:
+        """Ask the training loop to stop after the current batch (keeps the last weights)."""
+        if self.state.status == "running":
+            self._stop.set()
+            self.state.status = "stopping"
+
+    def _finished(self, model: Any, window: tuple[int, ...]) -> None:
+        stopped = self._stop.is_set()
+        self.session.model = SessionModel(model, self.model_name.value, window=window[-1])
+        self.state.status = "stopped" if stopped else "finished"
+
+    def _after(self) -> None:
+        self.train_button.enabled, self.stop_button.enabled = True, False
+        self.loss_plot.redraw.flush()
+
+    def _on_epoch(self, epoch: int) -> None:
+        self.progress.max = max(1, self.state.n_epochs)
+        self.progress.value = min(epoch, self.progress.max)
+        self.time_label.value = self.state.progress_text()
+
+    def _on_status(self, status: str) -> None:
+        self.time_label.value = self.state.progress_text()
+
+    # -- files -----------------------------------------------------------------------
+    def save_model(self, path: str | Path) -> Path | None:
+        """Save the current model (``.pt``); notifications on error."""
+        current = self.session.model
+        if current is None:
+            notify_error(ValueError("no model to save: train or load one first"), "Save model")
+            return None
+        try:
+            return current.model.save(path)
+        except (OSError, ValueError) as exc:
+            notify_error(exc, "Save model")
+            return None
+
+    def load_model(self, path: str | Path) -> Any:
+        """Load a model file and make it the session's model; returns it (None on error)."""
+        from atomlens.models import load_model
+
+        try:
+            model = load_model(path)
+        except (OSError, ValueError) as exc:
+            notify_error(exc, "Load model")
+            return None
+        window = model.window[-1] if getattr(model, "window", None) else None
+        self.session.model = SessionModel(model, getattr(model, "kind", ""), window=window, path=str(path))
+        self.time_label.value = f"loaded {Path(path).name}"
+        return model
+
+    def _save_dialog(self) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self.native, "Save model", "model.pt", "Model (*.pt)")
+        if path:
+            self.save_model(path)
+
+    def _load_dialog(self) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getOpenFileName(self.native, "Load model", "", "Model (*.pt)")
+        if path:
+            self.load_model(path)

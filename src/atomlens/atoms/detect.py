@@ -1,0 +1,165 @@
+"""The headless atom finder: a stack in, the atom table (and optionally maps) out.
+
+``detect`` runs the whole chain; ``iter_detect`` is the same as a generator yielding one
+:class:`FrameResult` per frame, for progress bars and GUI workers (the napari widget
+wraps it on a worker thread and can stop between frames).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from atomlens.atoms.find import find_atoms
+from atomlens.atoms.refine import refine_com, refine_gaussian
+from atomlens.segment.model_file import Detector, load_detector
+from atomlens.segment.predict import (
+    iter_model_maps,
+    resolve_pixel_size,
+    to_input_coords,
+    upsample_maps,
+)
+
+COLUMNS = ["frame", "y", "x", "cls", "prob", "border"]
+
+
+@dataclass
+class FrameResult:
+    """One frame's detections: ``atoms`` (table rows of this frame), ``maps`` (C, Y, X) or None."""
+
+    frame: int
+    index: int  # position in the requested frame list
+    n_frames: int
+    atoms: pd.DataFrame
+    maps: np.ndarray | None = None
+
+
+@dataclass
+class DetectionResult:
+    """The atom table for all requested frames (+ maps ``(T, C, Y, X)`` when asked)."""
+
+    atoms: pd.DataFrame
+    maps: np.ndarray | None
+    classes: tuple[str, ...]
+    pixel_size: float
+    model_card: dict = field(default_factory=dict)
+
+
+def empty_table(classes: Sequence[str] = ("C", "Si")) -> pd.DataFrame:
+    """An atom table with no rows and the standard columns and dtypes."""
+    return pd.DataFrame({
+        "frame": pd.Series([], dtype=np.int64), "y": pd.Series([], dtype=float),
+        "x": pd.Series([], dtype=float),
+        "cls": pd.Categorical([], categories=list(classes)),
+        "prob": pd.Series([], dtype=float), "border": pd.Series([], dtype=bool),
+    })
+
+
+def atoms_in_frame(raw: np.ndarray, maps_model: np.ndarray, det: Detector, pixel_size: float,
+                   frame: int, *, threshold: float = 0.5, refine: str = "gaussian",
+                   method: str = "components", border_A: float = 1.0) -> pd.DataFrame:
+    """Atoms of one frame from its model-grid maps, refined on the raw (Y, X) frame."""
+    found = find_atoms(maps_model, det.classes, threshold, method=method)
+    yx = to_input_coords(np.column_stack([found["y"], found["x"]]), raw.shape,
+                         maps_model.shape)
+    if len(yx) and refine != "none":
+        # window: ~half a C-C bond (0.65 Å) but at least 2 px
+        radius = max(2.0, 0.65 / pixel_size)
+        if refine == "gaussian":
+            yx, _, _ = refine_gaussian(raw, yx, radius, max_shift_px=max(1.0, 0.3 / pixel_size))
+        elif refine == "com":
+            new = refine_com(raw, yx, radius)
+            far = np.hypot(*(new - yx).T) > max(1.0, 0.3 / pixel_size)
+            yx = np.where(far[:, None], yx, new)
+        else:
+            raise ValueError(f"refine must be 'gaussian', 'com' or 'none', got {refine!r}")
+    margin = border_A / pixel_size
+    h, w = raw.shape
+    border = ((yx[:, 0] < margin) | (yx[:, 1] < margin) | (yx[:, 0] > h - 1 - margin)
+              | (yx[:, 1] > w - 1 - margin)) if len(yx) else np.zeros(0, bool)
+    return pd.DataFrame({
+        "frame": np.full(len(yx), frame, np.int64),
+        "y": yx[:, 0] if len(yx) else np.zeros(0),
+        "x": yx[:, 1] if len(yx) else np.zeros(0),
+        "cls": pd.Categorical(found["cls"], categories=list(det.classes[1:])),
+        "prob": found["prob"].astype(float),
+        "border": border,
+    })
+
+
+def iter_detect(stack: Any, model: Detector | str | None = None, frames: Sequence[int] | slice | None = None,
+                threshold: float = 0.5, refine: str = "gaussian", return_maps: bool = False, *,
+                pixel_size: float | None = None, method: str = "components",
+                border_A: float = 1.0, batch_size: int = 4, device: str = "auto",
+                ) -> Iterator[FrameResult]:
+    """Yield a :class:`FrameResult` per frame (see :func:`detect` for the arguments)."""
+    det = model if isinstance(model, Detector) else load_detector(model)
+    ps = resolve_pixel_size(stack, pixel_size)
+    n_total = _n_frames(stack)
+    idx = _frame_list(frames, n_total)
+    for i, (t, raw, m) in enumerate(iter_model_maps(stack, det, pixel_size=ps, frames=idx,
+                                                    batch_size=batch_size, device=device)):
+        atoms = atoms_in_frame(raw, m, det, ps, t, threshold=threshold, refine=refine,
+                               method=method, border_A=border_A)
+        yield FrameResult(t, i, len(idx), atoms, upsample_maps(m, raw.shape) if return_maps else None)
+
+
+def detect(stack: Any, model: Detector | str | None = None, frames: Sequence[int] | slice | None = None,
+           threshold: float = 0.5, refine: str = "gaussian", return_maps: bool = False,
+           progress: Callable[[int, int], Any] | None = None, *, pixel_size: float | None = None,
+           method: str = "components", border_A: float = 1.0, batch_size: int = 4,
+           device: str = "auto") -> DetectionResult:
+    """Find atoms in a stack with the shipped (or a given) model.
+
+    Parameters
+    ----------
+    stack : :class:`atomlens.io.Stack` or a (T, Y, X) / (Y, X) array (then ``pixel_size``).
+    model : :class:`Detector`, a model file path, or ``None`` for the shipped model.
+    frames : frame indices or a slice (default: all).
+    threshold : foreground probability for an atom pixel (0..1).
+    refine : ``"gaussian"`` (2-D Gaussian fit), ``"com"`` or ``"none"``.
+    return_maps : also return maps ``(T, C, Y, X)`` float32 on the input grid (memory!).
+    progress : called as ``progress(done, total)`` after each frame.
+    pixel_size : Å/px override of the stack's pixel size.
+    border_A : atoms closer than this to the frame edge (Å) get ``border=True``.
+
+    Returns
+    -------
+    :class:`DetectionResult` with the atom table (frame, y, x [pixels], cls, prob, border).
+    """
+    det = model if isinstance(model, Detector) else load_detector(model)
+    tables, maps = [], []
+    for fr in iter_detect(stack, det, frames, threshold, refine, return_maps,
+                          pixel_size=pixel_size, method=method, border_A=border_A,
+                          batch_size=batch_size, device=device):
+        tables.append(fr.atoms)
+        if return_maps:
+            maps.append(fr.maps)
+        if progress is not None:
+            progress(fr.index + 1, fr.n_frames)
+    atoms = (pd.concat(tables, ignore_index=True) if tables else empty_table(det.classes[1:]))
+    atoms["cls"] = pd.Categorical(atoms["cls"].astype(str), categories=list(det.classes[1:]))
+    return DetectionResult(atoms, np.stack(maps) if return_maps and maps else None, det.classes,
+                           resolve_pixel_size(stack, pixel_size), det.card)
+
+
+def _n_frames(stack: Any) -> int:
+    data = stack.data if hasattr(stack, "pixel_size") and hasattr(stack, "data") else stack
+    shape = np.shape(data) if not hasattr(data, "shape") else data.shape
+    return 1 if len(shape) == 2 else int(shape[0])
+
+
+def _frame_list(frames: Sequence[int] | slice | None, n: int) -> list[int]:
+    if frames is None:
+        return list(range(n))
+    if isinstance(frames, slice):
+        return list(range(n))[frames]
+    out = [int(t) + (n if int(t) < 0 else 0) for t in frames]
+    bad = [t for t in out if not 0 <= t < n]
+    if bad:
+        raise IndexError(f"frames {bad} out of range for a stack of {n} frames")
+    return out

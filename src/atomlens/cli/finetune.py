@@ -1,0 +1,124 @@
+"""``atomlens finetune``: retrain the atom finder on corrected (or self-labelled) frames."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``finetune`` subcommand."""
+    p = subparsers.add_parser(
+        "finetune",
+        help="retrain the atom finder on corrected frames of a movie",
+        description=(
+            "Fine-tune a detector on frames whose atoms were corrected (all atoms of a "
+            "listed frame are taken as the truth), with the detector's own augmentation "
+            "and loss, and write a new model whose card records the base model, frames, "
+            "number of corrections and steps. --self-train needs no corrections: confident "
+            "detections of the base model, refined by a Gaussian fit, become the labels. "
+            "STACK may also be an AtomLens project folder (NAME.atomlens): then its stack, "
+            "atoms, pixel size and corrected frames are used."
+        ),
+    )
+    p.add_argument("stack", help="image/movie file, or a NAME.atomlens project folder")
+    p.add_argument("atoms", nargs="?", default=None,
+                   help="atom table CSV (frame,y,x,cls[,edited,source]); optional with "
+                   "--self-train or a project")
+    p.add_argument("--frames", default=None,
+                   help="frames to train on, e.g. 0:5 (frames 0-4) or 0,3,7; default: the "
+                   "project's corrected frames, or the frames with edited atoms")
+    p.add_argument("--out", required=True, help="new model file (.pt)")
+    p.add_argument("--base", default=None, help="model to start from (default: shipped model)")
+    p.add_argument("--steps", type=int, default=150, help="optimisation steps (default 150)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
+    p.add_argument("--batch", type=int, default=8, help="crops per step (default 8)")
+    p.add_argument("--crop", type=int, default=96, help="crop edge, model pixels (default 96)")
+    p.add_argument("--self-train", action="store_true",
+                   help="labels from confident, Gaussian-refined detections of the base model")
+    p.add_argument("--min-prob", type=float, default=0.8,
+                   help="self-training keeps detections with prob >= this (default 0.8)")
+    p.add_argument("--class-map", default=None,
+                   help="rename species before training, e.g. Mo=Si,S=C")
+    p.add_argument("--pixel-size", type=float, default=None,
+                   help="Å per pixel, overriding the file's calibration")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.set_defaults(func=run)
+
+
+def _class_map(text: str | None) -> dict[str, str]:
+    if not text:
+        return {}
+    out = {}
+    for part in text.split(","):
+        if "=" not in part:
+            raise ValueError(f"--class-map expects FROM=TO pairs like Mo=Si,S=C, got {text!r}")
+        a, b = part.split("=", 1)
+        out[a.strip()] = b.strip()
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Read inputs, fine-tune with a progress line, write the model and print its card."""
+    from atomlens.corrections import edited_frames, format_frames, parse_frames
+    from atomlens.io import read_stack
+    from atomlens.io.atoms_table import read_atoms_csv
+    from atomlens.io.project import is_project, load_project
+    from atomlens.segment.finetune import FinetuneFinished, FinetuneStep, iter_finetune
+
+    atoms = None
+    corrected: list[int] = []
+    px = args.pixel_size
+    if is_project(args.stack):
+        proj = load_project(args.stack)
+        if not proj.stack_path:
+            raise ValueError(f"project {args.stack} records no stack file")
+        stack_path = proj.stack_path
+        atoms = proj.atoms
+        corrected = proj.corrected_frames
+        px = px if px is not None else proj.pixel_size
+    else:
+        stack_path = args.stack
+    stack = read_stack(stack_path, pixel_size=px)
+    if args.atoms:
+        atoms = read_atoms_csv(args.atoms)
+    if atoms is None and not args.self_train:
+        raise ValueError("no atom table: pass atoms.csv, a project, or use --self-train")
+    if args.frames:
+        frames = parse_frames(args.frames, stack.n_frames)
+    elif corrected:
+        frames = corrected
+    elif atoms is not None and edited_frames(atoms):
+        frames = edited_frames(atoms)
+    else:
+        raise ValueError("say which frames to train on with --frames (e.g. --frames 0:5)")
+
+    def stop_never() -> bool:
+        return False
+
+    result = None
+    for ev in iter_finetune(
+        stack, atoms, frames, args.base, out=args.out, stop=stop_never,
+        stack_path=str(Path(stack_path).resolve()), steps=args.steps, seed=args.seed,
+        lr=args.lr, batch=args.batch, crop=args.crop, self_train=args.self_train,
+        min_prob=args.min_prob, class_map=_class_map(args.class_map), threads=args.threads,
+    ):
+        if isinstance(ev, FinetuneStep):
+            print(f"\rstep {ev.step}/{ev.steps} loss {ev.loss_ema:.4f} {ev.elapsed_s:.0f}s",
+                  end="", file=sys.stderr, flush=True)
+        elif isinstance(ev, FinetuneFinished):
+            result = ev.result
+        else:
+            print(f"training on frames {format_frames(ev.frames)}: {ev.n_labels} atoms "
+                  f"({ev.n_corrections} corrected), crops of {ev.crop} px", file=sys.stderr)
+    print(file=sys.stderr)
+    assert result is not None
+    summary = {"out": str(result.path), "reason": result.reason,
+               **{k: result.card["finetune"][k] for k in
+                  ("base_model", "mode", "frames", "n_labelled_atoms", "n_corrections", "steps",
+                   "final_loss_ema", "time_s")}}
+    print(json.dumps(summary))
+    return 0

@@ -1,0 +1,486 @@
+"""Fine-tuning the atom finder on corrected experimental frames (and self-training).
+
+A network trained on simulations works well at the start of a real movie and degrades as
+the sample departs from what it saw (holes, contamination, another probe or dose); the
+papers' remedy is to retrain it on the first experimental frames. Here the labels come
+either from frames the user corrected by hand (:mod:`atomlens.corrections`) or, without
+any manual edit, from confident detections of the current model refined by a 2-D
+Gaussian fit (``self_train=True``, the skip-rVAE paper's approach).
+
+The training data are built exactly as at prediction time: each frame is resampled to
+the model's sampling (Å/px) and normalised the same way (:mod:`.predict`); each label
+frame is a disk of the model's label radius per atom with its class index
+(:func:`.synth.label_mask`). Samples are random crops of those frames passed through
+:func:`.augment.augment_pair` (rotation, flips, zoom, shear, noise, blur, gamma,
+gradients, jitter, contamination); the loss is the detector's own
+(:func:`.train.loss_fn`: weighted cross-entropy + soft Dice), with AdamW and a cosine
+learning-rate decay starting from the base model's weights.
+
+:func:`iter_finetune` yields typed progress events for the GUI worker and honours a stop
+flag between steps; :func:`finetune` drains it and returns a :class:`FinetuneResult`
+whose model card records provenance (base model, frames, corrections, steps, date).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from atomlens.segment.augment import AugmentConfig, augment_pair
+from atomlens.segment.model_file import Detector, load_detector, save_detector
+from atomlens.segment.predict import (
+    model_grid_shape,
+    normalise,
+    resample,
+    resolve_pixel_size,
+)
+from atomlens.segment.synth import label_mask
+from atomlens.segment.train import TrainConfig, loss_fn
+
+
+class FinetuneError(ValueError):
+    """Fine-tuning cannot start (no labels, unknown species, frames out of range...)."""
+
+
+@dataclass
+class FinetuneConfig:
+    """How to fine-tune (every field is stored in the new model's card).
+
+    Attributes
+    ----------
+    steps : optimisation steps (one batch each).
+    lr : peak AdamW learning rate (cosine decay to 10 % over ``steps``); smaller than
+        training from scratch so the simulated knowledge is kept.
+    batch : crops per step.
+    crop : crop edge in model pixels (clipped to the frame size on the model grid).
+    weight_decay : AdamW weight decay.
+    seed : seeds the crops, augmentation and torch.
+    threads : torch CPU threads while training (restored afterwards).
+    self_train : labels from the current model's confident, Gaussian-refined detections
+        instead of the given atoms' frames as they are.
+    min_prob : self-training keeps detections with ``prob`` >= this.
+    augment : augmentation ranges (:class:`AugmentConfig`).
+    class_map : species renamed before indexing the model's classes (e.g. ``{"Mo": "Si",
+        "S": "C"}`` to teach a C/Si model a MoS2 lattice); unknown species raise.
+    """
+
+    steps: int = 150
+    lr: float = 5e-4
+    batch: int = 8
+    crop: int = 96
+    weight_decay: float = 1e-5
+    seed: int = 0
+    threads: int | None = 2
+    self_train: bool = False
+    min_prob: float = 0.8
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    class_map: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["augment"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["augment"].items()}
+        return d
+
+
+# --- events ----------------------------------------------------------------------------
+
+
+@dataclass
+class FinetuneStarted:
+    """Labels are ready: frames used, atoms labelled, steps, crop edge (model px)."""
+
+    frames: list[int]
+    n_labels: int
+    n_corrections: int
+    steps: int
+    crop: int
+
+
+@dataclass
+class FinetuneStep:
+    """One optimisation step done."""
+
+    step: int
+    steps: int
+    loss: float
+    loss_ema: float
+    lr: float
+    elapsed_s: float
+
+
+@dataclass
+class FinetuneFinished:
+    """Fine-tuning ended; ``reason`` is ``"done"``, ``"stopped"`` (stop flag set: weights
+    after the last completed step) or ``"diverged"`` (non-finite loss: the weights of
+    the last finite step). ``result`` holds the new model."""
+
+    result: FinetuneResult
+    reason: str
+    elapsed_s: float
+
+
+FinetuneEvent = FinetuneStarted | FinetuneStep | FinetuneFinished
+
+
+@dataclass
+class FinetuneResult:
+    """A fine-tuned detector, where it was written (or None) and its card."""
+
+    detector: Detector
+    path: Path | None
+    card: dict
+    reason: str = "done"
+    labels: pd.DataFrame | None = None
+
+
+# --- labels ------------------------------------------------------------------------------
+
+
+def self_training_labels(
+    stack: Any,
+    frames: Iterable[int],
+    base_model: Detector | str | Path | None = None,
+    atoms: pd.DataFrame | None = None,
+    *,
+    min_prob: float = 0.8,
+    pixel_size: float | None = None,
+    threshold: float = 0.5,
+) -> pd.DataFrame:
+    """Labels without manual edits: confident detections refined by a 2-D Gaussian fit.
+
+    Parameters
+    ----------
+    stack : :class:`atomlens.io.Stack` or ``(T, Y, X)`` array (then ``pixel_size``).
+    frames : frames to label (the papers use the first ~5 of a movie).
+    base_model : detector used when ``atoms`` lacks a frame (None = shipped model).
+    atoms : existing detections (``frame, y, x, cls, prob``); frames missing from it are
+        detected with ``base_model``.
+    min_prob : keep detections whose ``prob`` is at least this.
+
+    Returns
+    -------
+    The atom table of the kept atoms (positions refined on the raw frame, pixels); a
+    detection whose Gaussian fit fails (moves more than 0.3 Å, negative amplitude) is
+    dropped rather than kept at its unrefined position.
+    """
+    from atomlens.atoms import detect, refine_gaussian
+
+    frames = sorted({int(f) for f in frames})
+    ps = resolve_pixel_size(stack, pixel_size)
+    data = _frames_array(stack)
+    have = set() if atoms is None or len(atoms) == 0 else set(atoms["frame"].astype(int))
+    missing = [f for f in frames if f not in have]
+    parts = []
+    if atoms is not None and len(atoms):
+        parts.append(atoms[atoms["frame"].astype(int).isin(frames)])
+    if missing:
+        det = base_model if isinstance(base_model, Detector) else load_detector(base_model)
+        parts.append(detect(stack, det, frames=missing, threshold=threshold,
+                            pixel_size=ps, refine="none").atoms)
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        {"frame": [], "y": [], "x": [], "cls": [], "prob": []})
+    if "prob" not in table:
+        table["prob"] = 1.0
+    table = table[table["prob"].astype(float) >= min_prob].reset_index(drop=True)
+    keep = np.zeros(len(table), bool)
+    yx_all = table[["y", "x"]].to_numpy(float).copy()
+    radius = max(2.0, 0.65 / ps)
+    for f in frames:
+        rows = np.flatnonzero(table["frame"].astype(int).to_numpy() == f)
+        if not len(rows):
+            continue
+        yx, ok, _ = refine_gaussian(np.asarray(data[f], np.float32), yx_all[rows], radius,
+                                    max_shift_px=max(1.0, 0.3 / ps))
+        yx_all[rows] = yx
+        keep[rows] = ok
+    out = table.assign(y=yx_all[:, 0], x=yx_all[:, 1])[keep].reset_index(drop=True)
+    out["cls"] = out["cls"].astype(str)
+    return out
+
+
+def label_frames(
+    stack: Any,
+    atoms: pd.DataFrame,
+    frames: Iterable[int],
+    det: Detector,
+    *,
+    pixel_size: float | None = None,
+    class_map: dict[str, str] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training pairs on the model grid from labelled frames.
+
+    Returns ``images`` ``(F, y, x)`` float32 (resampled to the model's Å/px, *not yet*
+    normalised: augmentation comes first) and ``masks`` ``(F, y, x)`` uint8 (a disk of
+    ``det.radius_A`` per atom, value = index of its species in ``det.classes``).
+    Raises :class:`FinetuneError` for a species the model does not predict.
+    """
+    ps = resolve_pixel_size(stack, pixel_size)
+    data = _frames_array(stack)
+    frames = sorted({int(f) for f in frames})
+    size = model_grid_shape(data.shape, ps, det.pixel_size)
+    raw = np.stack([np.asarray(data[f], np.float32) for f in frames])
+    images = resample(torch.from_numpy(raw), size).numpy()
+    scale = np.array([size[0] / data.shape[-2], size[1] / data.shape[-1]])
+    cmap = dict(class_map or {})
+    classes = list(det.classes)
+    masks = np.zeros((len(frames), *size), np.uint8)
+    for k, f in enumerate(frames):
+        rows = atoms[atoms["frame"].astype(int) == f]
+        species = [cmap.get(s, s) for s in rows["cls"].astype(str)] if "cls" in rows else (
+            ["C"] * len(rows))
+        unknown = sorted(set(species) - set(classes[1:]))
+        if unknown:
+            raise FinetuneError(
+                f"frame {f} has species {unknown} that the model does not predict "
+                f"(classes {classes[1:]}); relabel them or map them with class_map, e.g. "
+                f"{{'{unknown[0]}': '{classes[1]}'}}"
+            )
+        yx = rows[["y", "x"]].to_numpy(float)
+        yx_model = (yx + 0.5) * scale[None] - 0.5  # inverse of predict.to_input_coords
+        idx = np.array([classes.index(s) for s in species], np.int64)
+        masks[k] = label_mask(yx_model, idx, size, det.radius_A / det.pixel_size)
+    return images.astype(np.float32), masks
+
+
+def _frames_array(stack: Any) -> Any:
+    data = stack.data if hasattr(stack, "pixel_size") and hasattr(stack, "data") else stack
+    if not hasattr(data, "ndim"):
+        data = np.asarray(data)
+    return data[None] if data.ndim == 2 else data
+
+
+def _sample_batch(images: np.ndarray, masks: np.ndarray, crop: int, batch: int,
+                  rng: np.random.Generator, aug: AugmentConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random crops (with a margin so rotation never shows the padded corners), augmented
+    with :func:`augment_pair`, then centre-cropped and normalised as at prediction."""
+    _, h, w = images.shape
+    big = min(int(np.ceil(crop * 1.5)), h, w)
+    xs, ys = [], []
+    for _ in range(batch):
+        k = int(rng.integers(len(images)))
+        y0 = int(rng.integers(0, h - big + 1))
+        x0 = int(rng.integers(0, w - big + 1))
+        img, msk = augment_pair(images[k, y0 : y0 + big, x0 : x0 + big],
+                                masks[k, y0 : y0 + big, x0 : x0 + big], rng, aug)
+        o = (big - crop) // 2
+        xs.append(normalise(img[o : o + crop, o : o + crop]))
+        ys.append(msk[o : o + crop, o : o + crop])
+    x = torch.from_numpy(np.stack(xs).astype(np.float32))[:, None]
+    y = torch.from_numpy(np.stack(ys).astype(np.int64))
+    return x, y
+
+
+# --- fine-tuning ------------------------------------------------------------------------
+
+
+def iter_finetune(
+    stack: Any,
+    atoms: pd.DataFrame | None,
+    frames: Iterable[int],
+    base_model: Detector | str | Path | None = None,
+    *,
+    out: str | Path | None = None,
+    config: FinetuneConfig | None = None,
+    stop: threading.Event | Callable[[], bool] | None = None,
+    pixel_size: float | None = None,
+    stack_path: str | None = None,
+    **overrides: Any,
+) -> Iterator[FinetuneEvent]:
+    """Fine-tune ``base_model`` on ``frames``; yield progress events, the last one
+    :class:`FinetuneFinished` with the result.
+
+    Parameters
+    ----------
+    stack : :class:`atomlens.io.Stack` or ``(T, Y, X)`` array (then ``pixel_size``, Å).
+    atoms : the corrected atom table (``frame, y, x, cls``; ``edited`` counted for the
+        card); with ``self_train`` it may be None or hold raw detections.
+    frames : the labelled frames (all atoms of a frame are taken as the full truth).
+    base_model : :class:`Detector` (not modified: a copy is trained), a model path, or
+        None for the shipped model.
+    out : write the new model here (``.pt``); None keeps it in memory only.
+    config : a :class:`FinetuneConfig`; ``overrides`` set its fields (``steps=...``,
+        ``seed=...``); unknown names raise :class:`FinetuneError`.
+    stop : a ``threading.Event`` or a callable; when set/true, training ends before the
+        next step (``reason="stopped"``).
+    stack_path : recorded in the card (defaults to the Stack's ``path``).
+    """
+    cfg = copy.deepcopy(config) if config is not None else FinetuneConfig()
+    for k, v in overrides.items():
+        if not hasattr(cfg, k):
+            raise FinetuneError(
+                f"unknown fine-tuning option {k!r}; valid: {', '.join(cfg.to_dict())}"
+            )
+        setattr(cfg, k, v)
+    if cfg.steps < 0 or cfg.batch < 1 or cfg.crop < 8:
+        raise FinetuneError(f"need steps >= 0, batch >= 1 and crop >= 8 (got {cfg.steps}, "
+                            f"{cfg.batch}, {cfg.crop})")
+    base_path = None if isinstance(base_model, Detector) else base_model
+    base = base_model if isinstance(base_model, Detector) else load_detector(base_model)
+    ps = resolve_pixel_size(stack, pixel_size)
+    data = _frames_array(stack)
+    frames = sorted({int(f) for f in frames})
+    if not frames:
+        raise FinetuneError("no frames to fine-tune on: correct (or select) at least one frame")
+    bad = [f for f in frames if not 0 <= f < data.shape[0]]
+    if bad:
+        raise FinetuneError(f"frames {bad} are out of range (the movie has {data.shape[0]})")
+    if cfg.self_train:
+        labels = self_training_labels(stack, frames, base, atoms, min_prob=cfg.min_prob,
+                                      pixel_size=ps)
+    else:
+        if atoms is None:
+            raise FinetuneError("no atom table given: pass the corrected atoms or use self_train")
+        labels = atoms[atoms["frame"].astype(int).isin(frames)].reset_index(drop=True)
+    if len(labels) == 0:
+        raise FinetuneError(
+            f"no labelled atoms on frames {frames}: correct those frames first (or lower "
+            "min_prob for self-training)"
+        )
+    n_corr = int(labels["edited"].astype(bool).sum()) if "edited" in labels else 0
+    images, masks = label_frames(stack, labels, frames, base, pixel_size=ps,
+                                 class_map=cfg.class_map)
+    mult = base.net_config.multiple
+    crop = max(mult, min(cfg.crop, images.shape[1], images.shape[2]) // mult * mult)
+    yield FinetuneStarted(frames, int(len(labels)), n_corr, cfg.steps, crop)
+
+    net = copy.deepcopy(base.net).cpu()
+    old_threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    tcfg = TrainConfig(classes=base.classes, pixel_size=base.pixel_size,
+                       radius_A=base.radius_A, net=base.net_config)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.steps, 1),
+                                                       eta_min=cfg.lr * 0.1)
+    should_stop = stop.is_set if isinstance(stop, threading.Event) else (stop or (lambda: False))
+    t0 = time.perf_counter()
+    reason, ema, step, last_loss = "done", None, 0, None
+    good = copy.deepcopy(net.state_dict())
+    net.train()
+    try:
+        for step in range(1, cfg.steps + 1):
+            if should_stop():
+                reason, step = "stopped", step - 1
+                break
+            x, y = _sample_batch(images, masks, crop, cfg.batch, rng, cfg.augment)
+            loss = loss_fn(net(x), y, tcfg)
+            if not torch.isfinite(loss):
+                net.load_state_dict(good)
+                reason, step = "diverged", step - 1
+                break
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            last_loss = float(loss.detach())
+            ema = last_loss if ema is None else 0.9 * ema + 0.1 * last_loss
+            if step % 10 == 0:
+                good = copy.deepcopy(net.state_dict())
+            yield FinetuneStep(step, cfg.steps, last_loss, ema, sched.get_last_lr()[0],
+                               time.perf_counter() - t0)
+    finally:
+        net.eval()
+        if cfg.threads:
+            torch.set_num_threads(old_threads)
+    elapsed = time.perf_counter() - t0
+    card = _card(base, base_path, cfg, frames, labels, n_corr, step, reason, ema, elapsed,
+                 stack_path or getattr(stack, "path", None), ps, out)
+    det = Detector(net, base.net_config, base.pixel_size, base.radius_A, base.tile, card)
+    path = save_detector(det, out) if out is not None else None
+    yield FinetuneFinished(FinetuneResult(det, path, card, reason, labels), reason, elapsed)
+
+
+def _card(base: Detector, base_path: Any, cfg: FinetuneConfig, frames: list[int],
+          labels: pd.DataFrame, n_corr: int, steps_done: int, reason: str,
+          loss_ema: float | None, elapsed: float, stack_path: Any, ps: float,
+          out: Any) -> dict:
+    """The new model's card: the base card kept under ``base_card``, provenance on top."""
+    base_name = str(base_path) if base_path is not None else base.card.get("name", "in-memory")
+    if base_path is None and base.card.get("finetune"):
+        base_name = base.card.get("name", "in-memory")
+    species = labels["cls"].astype(str).value_counts().to_dict() if "cls" in labels else {}
+    return {
+        "name": Path(out).stem if out is not None else "finetuned",
+        "task": base.card.get("task", "atom finding"),
+        "classes": list(base.classes),
+        "model_pixel_size_A": base.pixel_size,
+        "finetune": {
+            "base_model": base_name,
+            "base_model_name": base.card.get("name"),
+            "mode": "self-training" if cfg.self_train else "corrected frames",
+            "stack": str(stack_path) if stack_path else None,
+            "stack_pixel_size_A": ps,
+            "frames": frames,
+            "n_labelled_atoms": int(len(labels)),
+            "labels_per_species": {str(k): int(v) for k, v in species.items()},
+            "n_corrections": n_corr,
+            "steps": int(steps_done),
+            "steps_requested": int(cfg.steps),
+            "finished": reason,
+            "final_loss_ema": loss_ema,
+            "time_s": round(elapsed, 1),
+            "config": cfg.to_dict(),
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "torch": torch.__version__,
+        },
+        "base_card": base.card,
+    }
+
+
+def finetune(
+    stack: Any,
+    atoms: pd.DataFrame | None,
+    frames: Iterable[int],
+    base_model: Detector | str | Path | None = None,
+    *,
+    out: str | Path | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    progress: Callable[[FinetuneEvent], Any] | None = None,
+    stop: threading.Event | Callable[[], bool] | None = None,
+    config: FinetuneConfig | None = None,
+    pixel_size: float | None = None,
+    **overrides: Any,
+) -> FinetuneResult:
+    """Fine-tune and return the new model (see :func:`iter_finetune` for the arguments);
+    ``progress`` is called with every event."""
+    if steps is not None:
+        overrides["steps"] = steps
+    if seed is not None:
+        overrides["seed"] = seed
+    result = None
+    for ev in iter_finetune(stack, atoms, frames, base_model, out=out, config=config,
+                            stop=stop, pixel_size=pixel_size, **overrides):
+        if progress is not None:
+            progress(ev)
+        if isinstance(ev, FinetuneFinished):
+            result = ev.result
+    assert result is not None
+    return result
+
+
+__all__ = [
+    "FinetuneConfig",
+    "FinetuneError",
+    "FinetuneEvent",
+    "FinetuneFinished",
+    "FinetuneResult",
+    "FinetuneStarted",
+    "FinetuneStep",
+    "finetune",
+    "iter_finetune",
+    "label_frames",
+    "self_training_labels",
+]

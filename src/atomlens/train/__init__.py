@@ -1,0 +1,25 @@
+"""One training loop for every latent model: typed events, checkpoints, device, stop."""
+
+from atomlens.train.loop import (
+    CheckpointSaved,
+    EpochEnd,
+    Event,
+    Finished,
+    Started,
+    StepEnd,
+    fit_events,
+    pick_device,
+    select_subset,
+)
+
+__all__ = [
+    "CheckpointSaved",
+    "EpochEnd",
+    "Event",
+    "Finished",
+    "Started",
+    "StepEnd",
+    "fit_events",
+    "pick_device",
+    "select_subset",
+]

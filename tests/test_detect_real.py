@@ -1,0 +1,64 @@
+"""The shipped detector on real graphene STEM data (no per-file tuning).
+
+Reference positions are the source authors' network output (``nn_rows_cols``) or their
+refined Si/C annotations; see ../shared/data/README.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from atomlens.atoms import detect, detection_scores
+from atomlens.segment.model_file import load_detector
+
+from .conftest import real_file
+
+
+@pytest.fixture(scope="module")
+def det():
+    return load_detector()
+
+
+@pytest.mark.parametrize("pixel_size", [0.072, 0.078125, 0.065, 0.085])
+def test_single_si_dopant_image(shared_data, det, pixel_size):
+    """graphene_si-2nm: one Si on the bright dopant; lattice F1 >= 0.95 within 1 Å.
+
+    0.072 is the FFT pixel size, 0.078 the nominal one; 0.065/0.085 are ~±10 % errors.
+    """
+    d = np.load(real_file(shared_data, "real/graphene_si-2nm.npz"))
+    img, ref = d["image"], d["nn_rows_cols"]
+    atoms = detect(img, det, pixel_size=pixel_size).atoms
+    s = detection_scores(atoms[["y", "x"]].to_numpy(), ref, 1.0 / pixel_size)
+    assert s["f1"] >= 0.95, s
+    si = atoms[atoms["cls"] == "Si"][["y", "x"]].to_numpy()
+    assert len(si) == 1, si
+    # the dopant: the brightest spot of the smoothed image
+    from scipy import ndimage as ndi
+
+    peak = np.unravel_index(np.argmax(ndi.gaussian_filter(img, 4)), img.shape)
+    assert np.hypot(*(si[0] - peak)) * pixel_size < 1.0
+
+
+@pytest.mark.parametrize("pixel_size", [0.078125, 0.0703, 0.0859])
+def test_grain_boundary_image(shared_data, det, pixel_size):
+    g = np.load(real_file(shared_data, "real/graphene_grainboundary-4nm.npz"))
+    atoms = detect(g["image"], det, pixel_size=pixel_size).atoms
+    s = detection_scores(atoms[["y", "x"]].to_numpy(), g["nn_rows_cols"], 1.0 / pixel_size)
+    assert s["f1"] >= 0.95, s
+
+
+def test_si_tracked_through_movie(shared_data, det):
+    """graphene_si1c3_movie: the Si found within 1 Å of the annotation in >= 46/48 frames."""
+    m = np.load(real_file(shared_data, "real/graphene_si1c3_movie.npz"))
+    ps = 0.078125
+    atoms = detect(m["frames"], det, pixel_size=ps).atoms
+    hits = 0
+    for t in range(len(m["frames"])):
+        sel = (m["atom_frame"] == t) & (m["atom_element"] == "Si")
+        ref = np.c_[m["atom_row"][sel], m["atom_col"][sel]]
+        si = atoms[(atoms["frame"] == t) & (atoms["cls"] == "Si")][["y", "x"]].to_numpy()
+        if len(si) and len(ref):
+            d = np.hypot(*(si[:, None] - ref[None]).transpose(2, 0, 1))
+            hits += int(d.min() * ps <= 1.0)
+    assert hits >= 46, hits

@@ -1,0 +1,48 @@
+"""The npe2 manifest: valid, importable, and in step with what ``atomlens.io`` reads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+npe2 = pytest.importorskip("npe2")
+
+
+@pytest.fixture(scope="module")
+def manifest():
+    return npe2.PluginManifest.from_distribution("atomlens")
+
+
+def test_npe2_validate_cli_passes() -> None:
+    exe = Path(sys.executable).with_name("npe2")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "npe2"]
+    res = subprocess.run([*cmd, "validate", "atomlens", "--imports"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "valid" in res.stdout
+
+
+def test_every_python_name_imports(manifest) -> None:
+    manifest.validate_imports()
+
+
+def test_reader_patterns_cover_every_supported_suffix(manifest) -> None:
+    from atomlens.io import SUPPORTED_SUFFIXES
+
+    (reader,) = manifest.contributions.readers
+    patterns = {p.lstrip("*") for p in reader.filename_patterns}
+    assert patterns == set(SUPPORTED_SUFFIXES)
+
+
+def test_writer_and_sample_contributions(manifest) -> None:
+    (writer,) = manifest.contributions.writers
+    assert writer.layer_types == ["points"] and writer.filename_extensions == [".csv"]
+    (sample,) = manifest.contributions.sample_data
+    assert sample.display_name == "Simulated graphene-Si movie"
+    titles = {w.display_name for w in manifest.contributions.widgets or []}
+    commands = {c.id for c in manifest.contributions.commands}
+    for w in manifest.contributions.widgets or []:
+        assert w.command in commands
+    assert len(titles) == len(manifest.contributions.widgets or [])

@@ -1,0 +1,186 @@
+"""The rVAE docks in a real, shown napari viewer (Xvfb): subimages, training on a worker,
+Stop, latent colouring, time stepping, linked plots, GIF and a screenshot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from atomlens._napari._layers import add_tuple, current_frame, set_frame
+from atomlens._napari.latent_widget import LatentWidget
+from atomlens._napari.state import session_for
+from atomlens._napari.subimage_widget import SubimageWidget, show_window
+from atomlens._napari.train_widget import TrainWidget, subimages_of
+from atomlens.viz.colours import robust_limits
+from atomlens.viz.layers import atoms_layer_tuple, image_layer_tuple
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(scope="module")
+def movie():
+    from atomlens.simulate import simulate_movie
+
+    with _quiet():
+        return simulate_movie(3, 64, 0.2, seed=2)
+
+
+class _quiet:
+    def __enter__(self):
+        import warnings
+
+        self._w = warnings.catch_warnings()
+        self._w.__enter__()
+        warnings.simplefilter("ignore")
+
+    def __exit__(self, *exc):
+        self._w.__exit__(*exc)
+
+
+def _setup(viewer, movie):
+    img = add_tuple(viewer, image_layer_tuple(movie.frames, movie.pixel_size, "movie"))
+    pts = add_tuple(viewer, atoms_layer_tuple(movie.atoms, movie.pixel_size, "atoms"))
+    sub = SubimageWidget(viewer)
+    viewer.window.add_dock_widget(sub)
+    sub.atoms.value, sub.image.value = pts, img
+    return img, pts, sub
+
+
+def _train(qtbot, viewer, epochs: int):
+    train = TrainWidget(viewer)
+    viewer.window.add_dock_widget(train)
+    train.epochs.value, train.batch.value, train.device.value = epochs, 32, "cpu"
+    train.lr.value = 1e-3
+    return train
+
+
+def test_subimages_train_encode_colour_animate(make_napari_viewer, qtbot, movie, tmp_path) -> None:
+    viewer = make_napari_viewer(show=True)
+    img, pts, sub = _setup(viewer, movie)
+    assert sub.window.value == 20  # ~4 Å at 0.2 Å/px
+    layer = sub.cut()
+    n = layer.data.shape[0]
+    assert layer.data.shape[1:] == (1, 20, 20) and 20 < n < len(movie.atoms)
+
+    # the subimage slider walks windows, not frames; an atom's window is one click away
+    set_frame(viewer, img, 1)
+    index = layer.metadata["atomlens"]["index"]
+    row = int(index[n // 2])
+    i = show_window(viewer, layer, row)
+    assert viewer.dims.current_step[0] == i == n // 2
+    assert current_frame(viewer, img) == 1
+    np.testing.assert_allclose(layer._slice.image.view, subimages_of(layer)[i])
+
+    train = _train(qtbot, viewer, epochs=3)
+    assert train.subimages.value is layer
+    worker = train.train()
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    state = train.state
+    assert state.status == "finished" and state.epoch == 3
+    assert len(state.train_loss) == 3 and np.all(np.isfinite(state.train_loss))
+    assert train.progress.value == 3 and "epoch 3/3" in train.time_label.value
+    assert session_for(viewer).model is not None
+    train.loss_plot.redraw.flush()
+    assert train.loss_plot.n_draws >= 1
+    assert len(train.loss_plot.train_line.get_xdata()) == 3
+
+    saved = train.save_model(tmp_path / "rvae.pt")
+    assert saved is not None and saved.exists()
+
+    latent = LatentWidget(viewer)
+    viewer.window.add_dock_widget(latent)
+    latent.atoms.value, latent.image.value = pts, img
+    species_colours = pts.face_color.copy()
+    worker = latent.encode()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    feats = pts.features
+    assert {"angle", "z1", "z2"} <= set(feats.columns)
+    assert np.isfinite(feats["z1"]).sum() == n  # atoms whose window fits got latents
+    assert "z1" in latent.colour_by.choices
+
+    latent.colour_by.value = "z1"
+    assert pts.face_color_mode == "colormap"
+    assert pts.face_contrast_limits == pytest.approx(robust_limits(feats["z1"].to_numpy()))
+    assert not np.allclose(pts.face_color, species_colours)
+    limits_all_frames = pts.face_contrast_limits
+    latent.colour_by.value = "angle"
+    assert pts.face_colormap.name == "twilight"
+    latent.colour_by.value = "z1"
+
+    # the time slider shows only that frame's atoms, and colour limits do not change
+    for t in (0, 2):
+        set_frame(viewer, img, t)
+        shown = pts._view_indices
+        assert len(shown) == (movie.atoms["frame"] == t).sum()
+        assert np.all(pts.data[shown, 0] == t)
+        assert pts.face_contrast_limits == limits_all_frames
+
+    # linked plots: lasso -> `selected` feature; layer selection -> scatter highlight;
+    # the per-frame distribution marks the current frame
+    plots = latent.show_plots()
+    scatter, dist = plots["scatter"], plots["distribution"]
+    xy = scatter.xy()
+    ok = np.isfinite(xy).all(1)
+    lo, hi = np.nanmin(xy, 0), np.nanmax(xy, 0)
+    mid = (lo[0] + hi[0]) / 2
+    inside = scatter.on_lasso([(lo[0] - 1, lo[1] - 1), (mid, lo[1] - 1), (mid, hi[1] + 1), (lo[0] - 1, hi[1] + 1)])
+    expected = ok & (xy[:, 0] < mid)
+    assert inside.sum() == expected.sum() > 0
+    assert pts.features["selected"].to_numpy().tolist() == inside.tolist()
+    pts.selected_data = {0, 1}
+    scatter.redraw.flush()
+    assert len(scatter.highlight.get_offsets()) == 2
+    set_frame(viewer, img, 1)
+    assert dist.current == 1 and list(dist.marker.get_xdata()) == [1, 1]
+    assert dist.image.get_array().shape[1] == 3  # three frames
+    if "manifold" in plots:
+        assert plots["manifold"].image_artist.get_array().size > 0
+
+    # animation and a screenshot of the shown viewer with colour
+    gif = latent.export_gif(tmp_path / "atoms.gif")
+    import imageio.v2 as imageio
+
+    assert len(imageio.mimread(gif)) == 3
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    rgb = shot[..., :3].astype(int)
+    assert rgb.std() > 10
+    coloured = (rgb.max(-1) - rgb.min(-1)) > 60
+    assert coloured.sum() > 50
+
+
+def test_stop_ends_cleanly_with_usable_weights(make_napari_viewer, qtbot, movie) -> None:
+    viewer = make_napari_viewer()
+    _img, _pts, sub = _setup(viewer, movie)
+    layer = sub.cut()
+    train = _train(qtbot, viewer, epochs=500)
+    epochs_seen = []
+    train.state.events.epoch.connect(lambda e: (epochs_seen.append(e), train.stop()))
+    worker = train.train()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    assert train.state.status == "stopped"
+    assert 1 <= train.state.epoch < 500
+    assert train.train_button.enabled and not train.stop_button.enabled
+    model = session_for(viewer).model.model
+    z = model.transform(subimages_of(layer))
+    assert len(z) == layer.data.shape[0] and np.isfinite(z.to_numpy(float)).all()
+
+
+def test_errors_become_notifications(make_napari_viewer, qtbot, tmp_path) -> None:
+    from napari.utils.notifications import notification_manager
+
+    viewer = make_napari_viewer()
+    train = TrainWidget(viewer)
+    before = len(notification_manager.records)
+    assert train.train() is None  # no subimages layer
+    assert train.load_model(tmp_path / "missing.pt") is None
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model")
+    assert train.load_model(bad) is None
+    messages = [str(r.message) for r in notification_manager.records[before:]]
+    assert any("cut subimages first" in m for m in messages)
+    assert any("missing.pt" in m for m in messages)
+    assert any("bad.pt" in m for m in messages)
+    assert session_for(viewer).model is None

@@ -1,0 +1,101 @@
+"""Training data (structures, rendering, masks), augmentation, the training loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from atomlens.segment.augment import AugmentConfig, augment_pair
+from atomlens.segment.model_file import load_detector
+from atomlens.segment.nets import NetConfig
+from atomlens.segment.synth import (
+    CC_BOND_A,
+    Imaging,
+    graphene_patch,
+    label_mask,
+    render_positions,
+    render_sample,
+)
+from atomlens.segment.train import iter_train, make_batch, preset, train_detector
+
+
+def test_patch_is_graphene_with_dopants():
+    rng = np.random.default_rng(3)
+    p = graphene_patch(30.0, rng, si_frac=0.05, defects=False)
+    from scipy.spatial import cKDTree
+
+    d, _ = cKDTree(p.yx_A).query(p.yx_A, k=2)
+    assert abs(np.median(d[:, 1]) - CC_BOND_A) < 0.05
+    assert 0 < (p.species == "Si").sum() < 0.15 * len(p.species)
+
+
+def test_label_mask_disks_and_priority():
+    yx = np.array([[10.0, 10.0], [10.0, 12.0]])
+    m = label_mask(yx, np.array([1, 2]), (24, 24), 1.75)
+    assert m[10, 10] == 1 and m[10, 12] == 2 and m[10, 11] == 2  # overlap -> higher class
+    assert m[0, 0] == 0 and m[13, 10] == 0
+    alone = label_mask(yx[:1], np.array([1]), (24, 24), 1.75)
+    assert (alone == 1).sum() == 9 + 4  # pixels within 1.75 px of a pixel centre
+
+
+def test_render_peaks_at_atoms_and_noise_scales_with_snr():
+    rng = np.random.default_rng(0)
+    yx = np.array([[20.3, 30.7]])
+    clean = Imaging(snr=1e4, film_bg=0.0, offset=1.0)
+    img = render_positions(yx, np.array(["C"]), (48, 64), 0.1, clean, rng)
+    py, px = np.unravel_index(np.argmax(img), img.shape)
+    assert abs(py - 20.3) <= 1 and abs(px - 30.7) <= 1
+    noisy = render_positions(yx, np.array(["C"]), (48, 64), 0.2, Imaging(snr=2.0, film_bg=0.0,
+                                                                          offset=1.0), rng)
+    assert 0.3 < noisy[:, :10].std() < 0.8  # noise std ~ 1/snr on the background
+
+
+def test_render_sample_labels_match_image():
+    rng = np.random.default_rng(5)
+    p = graphene_patch(40.0, rng)
+    img, mask, yx, sp = render_sample(p, (96, 96), 0.2, classes=("background", "C", "Si"),
+                                      radius_A=0.35, rng=rng, imaging=Imaging(snr=1e4))
+    assert img.shape == mask.shape == (96, 96)
+    iy = np.clip(np.round(yx[:, 0]).astype(int), 0, 95)
+    ix = np.clip(np.round(yx[:, 1]).astype(int), 0, 95)
+    assert np.all(mask[iy, ix] > 0)
+    assert img[mask > 0].mean() > img[mask == 0].mean()
+
+
+def test_augment_reproducible_and_mask_follows_image():
+    rng0 = np.random.default_rng(0)
+    img = rng0.random((64, 64)).astype(np.float32)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[20:30, 40:50] = 2
+    img[mask == 2] += 5
+    a1 = augment_pair(img, mask, np.random.default_rng(42))
+    a2 = augment_pair(img, mask, np.random.default_rng(42))
+    np.testing.assert_array_equal(a1[0], a2[0])
+    np.testing.assert_array_equal(a1[1], a2[1])
+    geo_only = AugmentConfig(p_gauss=0, p_poisson=0, p_blur=0, p_gamma=0, p_gradient=0,
+                             p_jitter=0, p_contamination=0)
+    im2, m2 = augment_pair(img, mask, np.random.default_rng(7), geo_only)
+    assert set(np.unique(m2)) <= {0, 2} and (m2 == 2).sum() > 40
+    assert im2[m2 == 2].mean() > im2[m2 == 0].mean() + 0.3  # the bright square moved with it
+
+
+def test_batches_are_seeded():
+    cfg = preset("graphene", batch=2, crop=32)
+    x1, y1 = make_batch(cfg, np.random.default_rng(9))
+    x2, y2 = make_batch(cfg, np.random.default_rng(9))
+    assert x1.shape == (2, 1, 32, 32) and y1.shape == (2, 32, 32)
+    assert torch.equal(x1, x2) and torch.equal(y1, y2)
+
+
+def test_tiny_training_learns_and_writes_a_model(tmp_path):
+    net = NetConfig(base_filters=4, levels=2, dilations=(1, 2))
+    cfg = preset("graphene", batch=4, crop=48, steps=40, lr=1e-2, net=net, threads=1)
+    losses = [ev["loss"] for ev in iter_train(cfg) if "loss" in ev]
+    assert np.mean(losses[-8:]) < 0.8 * np.mean(losses[:4])
+    cfg.steps = 2
+    det = train_detector(cfg, tmp_path / "tiny.pt", evaluate=False, log=lambda s: None)
+    back = load_detector(tmp_path / "tiny.pt")
+    assert back.card["seed"] == 0 and back.card["classes"] == ["background", "C", "Si"]
+    assert (tmp_path / "tiny_card.json").exists()
+    for a, b in zip(det.net.state_dict().values(), back.net.state_dict().values()):
+        assert torch.equal(a, b)
