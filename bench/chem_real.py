@@ -120,10 +120,12 @@ def unet_atoms(frames: np.ndarray, pixel_size: float) -> tuple[pd.DataFrame | No
         from atomlens.atoms import detect  # type: ignore[attr-defined]
         from atomlens.io import Stack
 
-        atoms = detect(Stack(frames, pixel_size, "calibration"))
-        if not isinstance(atoms, pd.DataFrame):
-            atoms = pd.DataFrame(atoms)
-        return atoms, "atomlens.atoms.detect (U-Net)"
+        found = detect(Stack(frames, pixel_size, "calibration"))
+        atoms = found.atoms if hasattr(found, "atoms") else pd.DataFrame(found)
+        atoms = atoms.assign(cls=atoms["cls"].astype(str))
+        card = getattr(found, "card", {}) or {}
+        name = card.get("name") or card.get("version") or "shipped model"
+        return atoms, f"atomlens.atoms.detect (U-Net: {name})"
     except Exception as exc:  # noqa: BLE001 - any failure means: use the stand-in
         return None, f"U-Net detector unavailable ({type(exc).__name__}: {str(exc)[:120]})"
 

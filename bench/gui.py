@@ -72,11 +72,11 @@ def bench_training_stall(viewer, app, epochs: int) -> dict:
     img = add_tuple(viewer, image_layer_tuple(movie.frames, movie.pixel_size, "movie"))
     pts = add_tuple(viewer, atoms_layer_tuple(movie.atoms, movie.pixel_size, "atoms"))
     sub = SubimageWidget(viewer)
-    viewer.window.add_dock_widget(sub)
+    docks = [viewer.window.add_dock_widget(sub)]
     sub.atoms.value, sub.image.value = pts, img
     layer = sub.cut()
     train = TrainWidget(viewer)
-    viewer.window.add_dock_widget(train)
+    docks.append(viewer.window.add_dock_widget(train))
     train.epochs.value, train.batch.value, train.device.value = epochs, 128, "cpu"
     _process(app, 0.5)
     meter = GapMeter(10)
@@ -90,8 +90,8 @@ def bench_training_stall(viewer, app, epochs: int) -> dict:
         time.sleep(0.001)
     meter.stop()
     gaps = np.asarray(meter.gaps)
-    for w in (sub, train):
-        viewer.window.remove_dock_widget(w)
+    for dock in docks:
+        viewer.window.remove_dock_widget(dock)
     viewer.layers.clear()
     return {
         "windows": int(layer.data.shape[0]),
@@ -161,11 +161,81 @@ def bench_frame_switch(viewer, app, n_atoms: int, n_frames: int, switches: int) 
     }
 
 
+def make_screenshots(outdir: str, epochs: int = 30) -> dict:
+    """Real-viewer screenshots for docs/napari.md: the sample movie with its atoms, then
+    the same atoms coloured by a latent after the Subimages -> Train -> Encode path."""
+    from pathlib import Path
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from atomlens._napari.latent_widget import LatentWidget
+    from atomlens._napari.subimage_widget import SubimageWidget
+    from atomlens._napari.train_widget import TrainWidget
+
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    app = QApplication.instance() or QApplication([])
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1400, 900)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        movie, atoms = viewer.open_sample("atomlens", "simulated_movie")
+    viewer.window.add_plugin_dock_widget("atomlens", "Detect atoms")
+    viewer.dims.set_current_step(0, 4)
+    viewer.reset_view()
+    _process(app, 1.0)
+    files = {}
+    files["sample"] = _save_png(viewer, out / "sample_movie_atoms.png")
+
+    sub = SubimageWidget(viewer)
+    train = TrainWidget(viewer)
+    latent = LatentWidget(viewer)
+    for name, w in (("Subimages", sub), ("Train latent model", train), ("Latent colouring", latent)):
+        viewer.window.add_dock_widget(w, name=name, area="right", tabify=True)
+    sub.atoms.value, sub.image.value = atoms, movie
+    sub.cut()
+    train.epochs.value, train.batch.value, train.device.value = epochs, 64, "cpu"
+    train.lr.value = 1e-3
+    _wait(app, train.train())
+    latent.atoms.value, latent.image.value = atoms, movie
+    _wait(app, latent.encode())
+    latent.colour_by.value = "angle"
+    latent.show_plots()
+    viewer.layers.selection.active = atoms
+    viewer.dims.set_current_step(viewer.dims.ndim - 3, 4)
+    _process(app, 1.0)
+    files["latent"] = _save_png(viewer, out / "latent_coloured_atoms.png")
+    files["gif"] = str(latent.export_gif(out / "latent_angle.gif", fps=4))
+    viewer.close()
+    return {"files": files, "epochs": train.state.epoch, "final_train_loss": train.state.train_loss[-1]}
+
+
+def _wait(app, worker) -> None:
+    done = []
+    worker.finished.connect(lambda: done.append(True))
+    while not done:
+        app.processEvents()
+        time.sleep(0.005)
+
+
+def _save_png(viewer, path) -> str:
+    import imageio.v2 as imageio
+
+    image = viewer.screenshot(canvas_only=False, flash=False)
+    imageio.imwrite(path, image[..., :3], optimize=True)
+    return str(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short smoke run")
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--screenshots", metavar="DIR", help="only save docs screenshots into DIR")
     args = parser.parse_args()
+    if args.screenshots:
+        print(json.dumps(make_screenshots(args.screenshots, args.epochs or 30), indent=2))
+        return
     import napari
     from qtpy.QtWidgets import QApplication
 

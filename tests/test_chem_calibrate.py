@@ -7,7 +7,7 @@ import pytest
 
 from atomlens.chem import calibrate_fft, calibrate_nn
 from atomlens.chem.calibrate import CalibrationError, lattice_constant
-from tests.chem_fixtures import honeycomb, lattice_image
+from tests.test_chem_fixtures import honeycomb, lattice_image
 
 
 @pytest.mark.parametrize("angle", [0.0, 17.0, 41.0])

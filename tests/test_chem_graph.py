@@ -9,7 +9,7 @@ import pytest
 from atomlens.chem import ChemParams, analyze, bond_graph, dopant_environment, find_bonds
 from atomlens.chem.analyze import AtomTableError
 from atomlens.chem.defects import topology_type
-from tests.chem_fixtures import (
+from tests.test_chem_fixtures import (
     BOND,
     central_atom,
     central_bond,
@@ -194,6 +194,9 @@ def test_topology_names():
     assert topology_type([5, 5, 8]) == "divacancy"
     assert topology_type([5, 7] * 4) == "grain_boundary"
     assert topology_type([4]) == "other"
+    assert topology_type([5, 5, 7, 7, 12]) == "SW+vacancy"
+    assert topology_type([5, 7, 5, 5, 8]) == "divacancy+5-7"
+    assert topology_type([13, 15]) == "multivacancy"
 
 
 def test_speed_50_frames_of_2000_atoms():

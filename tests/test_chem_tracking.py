@@ -13,7 +13,7 @@ from atomlens.chem import (
     link_atoms,
     track_series,
 )
-from tests.chem_fixtures import central_atom, honeycomb, table
+from tests.test_chem_fixtures import central_atom, honeycomb, table
 
 PS = 0.1
 

@@ -118,7 +118,8 @@ def test_correct_save_retrain_redetect(make_napari_viewer, qtbot, tmp_path, movi
     assert saved.corrected_frames == [0, 1, 2] and saved.pixel_size == pytest.approx(PX)
     assert int(saved.atoms["edited"].sum()) == 2  # the added and the moved atom
     corrected_before = w.atoms_table()
-    corrected_before = corrected_before[corrected_before.frame.isin([0, 1, 2])]
+    corrected_before = corrected_before[corrected_before.frame.isin([0, 1, 2])].sort_values(
+        "frame", kind="stable")
 
     # retrain a few steps on the worker, then re-detect: corrected frames untouched
     w.steps.value = 3

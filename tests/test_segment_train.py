@@ -35,7 +35,7 @@ def test_label_mask_disks_and_priority():
     assert m[10, 10] == 1 and m[10, 12] == 2 and m[10, 11] == 2  # overlap -> higher class
     assert m[0, 0] == 0 and m[13, 10] == 0
     alone = label_mask(yx[:1], np.array([1]), (24, 24), 1.75)
-    assert (alone == 1).sum() == 9 + 4  # pixels within 1.75 px of a pixel centre
+    assert (alone == 1).sum() == 9  # pixel centres within 1.75 px: the 3x3 block
 
 
 def test_render_peaks_at_atoms_and_noise_scales_with_snr():

@@ -43,6 +43,22 @@ def clean() -> SimulatedMovie:
     return simulate_frame(size=160, pixel_size=0.1, seed=3, **NONE)
 
 
+def test_defaults_place_every_requested_defect() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "no room for ..." warning at the default size
+        movie = simulate_frame(seed=12)
+    cfg = SimConfig()
+    assert movie.frames.shape == (1, cfg.size, cfg.size) and movie.pixel_size == cfg.pixel_size
+    types = frame_table(movie, "defects")["type"].value_counts()
+    assert types["Si3"] == cfg.n_si3 and types["Si4"] == cfg.n_si4
+    assert types["SW"] == cfg.n_stone_wales and types["vacancy"] == cfg.n_vacancies
+    assert types["hole"] == cfg.n_holes
+    with pytest.warns(UserWarning, match="hole_min_area_A2"):
+        simulate_frame(seed=12, hole_radius_A=3.0, hole_min_area_A2=500.0)
+
+
 def test_clean_lattice_has_only_hexagons(clean: SimulatedMovie) -> None:
     rings = frame_table(clean, "rings")
     assert len(rings) > 30
@@ -189,29 +205,55 @@ def test_render_maxima_sit_on_atoms_and_si_is_brighter() -> None:
     maxima = np.argwhere((img == ndimage.maximum_filter(img, size=7)) & (img > 0.5))
     assert len(maxima) == 4
     for r, c in maxima:
-        # log-parabola refinement is exact for a Gaussian
-        ly = np.log(img[r - 1: r + 2, c])
-        lx = np.log(img[r, c - 1: c + 2])
-        dy = 0.5 * (ly[0] - ly[2]) / (ly[0] - 2 * ly[1] + ly[2])
-        dx = 0.5 * (lx[0] - lx[2]) / (lx[0] - 2 * lx[1] + lx[2])
-        d = np.linalg.norm(yx - [r + dy, c + dx], axis=1)
-        assert d.min() < 0.5
+        assert np.linalg.norm(yx - refine(img, r, c), axis=1).min() < 0.05
     ratio = img[maxima[:, 0], maxima[:, 1]]
     si = ratio[ratio > 2].mean() / ratio[ratio < 2].mean()
     assert si == pytest.approx((14 / 6) ** 1.7, rel=0.03)
 
 
-def test_movie_truth_positions_are_image_maxima() -> None:
-    movie = simulate_frame(size=160, seed=9, **{**NONE, "n_si3": 1}, **QUIET)
+def refine(img: np.ndarray, r: int, c: int) -> np.ndarray:
+    """Sub-pixel peak by a parabola through log intensities (exact for a Gaussian)."""
+    ly, lx = np.log(img[r - 1: r + 2, c]), np.log(img[r, c - 1: c + 2])
+    dy = 0.5 * (ly[0] - ly[2]) / (ly[0] - 2 * ly[1] + ly[2])
+    dx = 0.5 * (lx[0] - lx[2]) / (lx[0] - 2 * lx[1] + lx[2])
+    return np.array([r + dy, c + dx])
+
+
+@pytest.mark.parametrize("scan_jitter", [0.0, 0.3])
+def test_movie_truth_positions_are_image_maxima(scan_jitter: float) -> None:
+    movie = simulate_frame(size=160, seed=9, **{**NONE, "n_si3": 1}, **QUIET,
+                           scan_jitter_px=scan_jitter)
     img = movie.frames[0]
     atoms = interior(movie.atoms, 160, 6)
     maxima = np.argwhere((img == ndimage.maximum_filter(img, size=5)) & (img > 0.3))
-    for y, x in atoms[["y", "x"]].to_numpy():
-        assert np.min(np.abs(maxima - [y, x]).max(axis=1)) <= 0.5 + 0.35  # jitter shears spots
+    assert len(maxima) >= len(atoms) > 50
+    err = []
+    for yx in atoms[["y", "x"]].to_numpy():
+        r, c = maxima[np.argmin(np.abs(maxima - yx).max(axis=1))]
+        err.append(np.linalg.norm(refine(img, r, c) - yx))
     si = atoms[atoms["cls"] == "Si"]
     c = atoms[atoms["cls"] == "C"]
     peak = lambda df: img[np.rint(df["y"]).astype(int), np.rint(df["x"]).astype(int)]  # noqa: E731
     assert peak(si).mean() / peak(c).mean() == pytest.approx((14 / 6) ** 1.7, rel=0.1)
+    if scan_jitter == 0:
+        assert max(err) < 0.15  # only the tails of neighbours move a peak
+    else:  # a sheared spot's peak wanders from its centroid (the reported position)
+        assert max(err) < 1.0 and np.median(err) < 0.25
+
+
+def test_scan_jitter_moves_the_spot_centroid_to_the_reported_x() -> None:
+    from atomlens.simulate.render import FWHM_TO_SIGMA, apparent_shift
+
+    rng = np.random.default_rng(3)
+    shift = rng.normal(0, 0.5, 64)
+    yx = np.array([[30.3, 31.7]])
+    img = render(yx, [6], (64, 64), 0.1, probe_fwhm_A=1.0, row_shift_px=shift).astype(float)
+    yy, xx = np.mgrid[:64, :64]
+    centroid = np.array([(img * yy).sum(), (img * xx).sum()]) / img.sum()
+    expected_x = yx[0, 1] + apparent_shift(yx[:, 0], shift, 1.0 * FWHM_TO_SIGMA / 0.1)[0]
+    assert centroid[1] == pytest.approx(expected_x, abs=0.01)
+    assert centroid[0] == pytest.approx(yx[0, 0], abs=0.01)
+    assert abs(expected_x - yx[0, 1]) > 0.02  # the jitter did move it
 
 
 def test_shot_noise_follows_dose() -> None:
@@ -249,7 +291,7 @@ def test_atom_ids_persist_and_si_moves(evolving: SimulatedMovie) -> None:
     last = atoms[atoms["frame"] == 7].set_index("atom_id")
     common = first.index.intersection(last.index)
     assert len(common) > 0.8 * len(last)
-    assert set(last.index) <= set(first.index) | set(range(int(first.index.max()) + 1, 10**6))
+    assert set(last.index) <= set(first.index)  # no drift here, and atoms never come back
     moved = np.linalg.norm(
         first.loc[common, ["y", "x"]].to_numpy() - last.loc[common, ["y", "x"]].to_numpy(), axis=1
     ) * evolving.pixel_size
@@ -260,6 +302,45 @@ def test_atom_ids_persist_and_si_moves(evolving: SimulatedMovie) -> None:
     # Si keeps its identity: the same ids are Si in every frame
     si_each = atoms[atoms["cls"] == "Si"].groupby("frame")["atom_id"].apply(frozenset)
     assert len(set(si_each)) == 1
+
+
+def test_vacancies_cluster_and_reconstruct_into_5_7() -> None:
+    movie = simulate_movie(
+        8, 160, 0.1, seed=3, **{**NONE, "n_vacancies": 2}, vacancy_rate=2.0,
+        vacancy_cluster_prob=1.0, reconstruct_prob=0.5,
+    )
+    types = movie.defects.groupby("frame")["type"].apply(set)
+    assert types[0] == {"vacancy"}
+    assert any({"divacancy", "multivacancy"} & s for s in types)
+    pairs = movie.defects[movie.defects["type"] == "5-7"]
+    assert len(pairs) > 0
+    # where a 5-7 pair first shows, its rotated atoms border a 5- or 7-ring
+    first = pairs[pairs["frame"] == pairs["frame"].min()].iloc[0]
+    core = {int(a) for a in first["atoms"].split()}
+    rings = frame_table(movie, "rings", int(first["frame"]))
+    touching = rings[rings["atoms"].str.split().apply(lambda ids: bool(core & set(map(int, ids))))]
+    assert {5, 7} & set(touching["size"])
+    # vacancy neighbours are 2-fold and never edge atoms
+    vac = movie.atoms[movie.atoms["defect"].isin(["vacancy", "divacancy", "multivacancy"])]
+    assert (vac["coordination"] <= 2).all() and not vac["edge"].any()
+
+
+def test_si_migrates_to_hole_edges() -> None:
+    movie = simulate_movie(
+        10, 200, 0.1, seed=0, **{**NONE, "n_si3": 3, "n_holes": 1}, si_hop_prob=1.0,
+        si_edge_bias_A=1.5, hole_growth_rate=0.5, vacancy_rate=0.0,
+    )
+
+    def mean_distance(t: int) -> float:
+        atoms = frame_table(movie, "atoms", t)
+        edge = atoms.loc[atoms["edge"], ["y", "x"]].to_numpy()
+        si = atoms.loc[atoms["cls"] == "Si", ["y", "x"]].to_numpy()
+        assert len(si) == 3
+        return float(np.linalg.norm(si[:, None] - edge[None], axis=2).min(1).mean())
+
+    assert mean_distance(9) < 0.5 * mean_distance(0)
+    last = frame_table(movie, "atoms", 9)
+    assert (last.loc[last["cls"] == "Si", "edge"]).any()  # at least one reached an edge
 
 
 def test_drift_and_jitter_move_the_truth() -> None:
@@ -327,7 +408,8 @@ def test_cli_writes_calibrated_tiff_and_csv(tmp_path, capsys) -> None:
 
     out = tmp_path / "m.tif"
     code = main(["simulate", "--frames", "2", "--size", "96", "--pixel-size", "0.12",
-                 "--seed", "1", "--set", "n_holes=0", "--set", "n_si4=0", "--out", str(out)])
+                 "--seed", "1", "--set", "n_holes=0", "--set", "n_si4=0", "--set", "n_stone_wales=0",
+                 "--set", "n_vacancies=0", "--set", "n_si3=1", "--out", str(out)])
     assert code == 0
     assert "2 frames" in capsys.readouterr().out
     stack = read_stack(out)

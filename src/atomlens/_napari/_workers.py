@@ -33,7 +33,7 @@ def start_generator(
 
     ``on_yield`` gets every yielded event, ``on_return`` the generator's return value,
     ``on_error`` the exception (after a napari notification); ``on_finish`` runs last in
-    every case. Returns the started worker.
+    every case. Returns the worker; it starts on the next turn of the Qt event loop.
     """
     from napari.qt.threading import create_worker
 
@@ -51,7 +51,9 @@ def start_generator(
         worker.returned.connect(on_return)
     if on_finish is not None:
         worker.finished.connect(on_finish)
-    worker.start()
+    # start on the next turn of the event loop, so whoever gets the worker back can
+    # connect to its signals first (a fast job could otherwise finish unobserved)
+    QTimer.singleShot(0, worker.start)
     return worker
 
 

@@ -77,6 +77,7 @@ class CorrectionWidget(ViewerWidget):
         self.project = Project()
         self.model_path: str | None = None  # detector in use (None = shipped)
         self.new_model: Any = None  # last fine-tuned Detector
+        self.current_model: Any = None  # Detector applied by the last re-detection
         self.new_model_path: str | None = None
         self.worker: Any = None
         self.redetect_worker: Any = None
@@ -468,7 +469,9 @@ class CorrectionWidget(ViewerWidget):
         self.status.value = f"retraining on frames {format_frames(frames)}..."
         out = self._new_model_file()
         self.worker = start_generator(
-            iter_finetune, stack, atoms, frames, self.model_path, out=out, stop=self._stop,
+            iter_finetune, stack, atoms, frames,
+            self.current_model if self.current_model is not None else self.model_path,
+            out=out, stop=self._stop,
             steps=int(self.steps.value), self_train=bool(self.self_train.value),
             on_yield=self._on_ft_event, on_finish=self._ft_finished, what="retrain",
         )
@@ -550,6 +553,7 @@ class CorrectionWidget(ViewerWidget):
             self._restoring = False
         self._apply_class_defaults()
         self.last_redetect = res
+        self.current_model = self.new_model
         self.model_path = self.new_model_path or self.model_path
         self._dirty += 1
         c = res.counts

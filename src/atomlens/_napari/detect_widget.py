@@ -16,7 +16,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton
 
 from atomlens._napari._base import ViewerWidget
-from atomlens._napari._layers import add_tuple, current_frame, layer_stack, replace_or_add
+from atomlens._napari._layers import current_frame, layer_stack, replace_or_add
 from atomlens._napari._workers import notify_error, start_generator
 from atomlens.viz.layers import atoms_layer_tuple, probability_layer_tuples
 
@@ -119,7 +119,7 @@ class DetectWidget(ViewerWidget):
                 replace_or_add(self.viewer, tup)
         atoms = result.atoms
         tup = atoms_layer_tuple(atoms, px, f"atoms {name}", metadata={"atomlens": {"source": name}})
-        points = replace_or_add(self.viewer, tup) if len(atoms) else add_tuple(self.viewer, tup)
+        points = replace_or_add(self.viewer, tup)
         self.progress.value = self.progress.max
         self.status.value = f"{len(atoms)} atoms"
         self.viewer.layers.selection.active = points

@@ -48,11 +48,18 @@ def _style(ax) -> None:
 
 
 class MplWidget(QWidget):
-    """A QWidget holding one matplotlib figure, with throttled redraws."""
+    """A QWidget holding one matplotlib figure, with throttled redraws.
+
+    Artists listed in ``self.animated`` are blitted: a redraw that changes only them
+    repaints them over a cached background (a few ms) instead of drawing the whole figure.
+    ``_update_artists`` returns True when the rest of the figure changed too.
+    """
 
     def __init__(self, parent: QWidget | None = None, interval_ms: int = 250) -> None:
         super().__init__(parent)
-        self.figure = Figure(figsize=(4, 3), facecolor=_BG, tight_layout=True)
+        # fixed margins: tight_layout measures every label on every draw (slow)
+        self.figure = Figure(figsize=(4, 3), facecolor=_BG)
+        self.figure.subplots_adjust(left=0.17, right=0.96, bottom=0.17, top=0.9)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.ax = self.figure.add_subplot(111)
         _style(self.ax)
@@ -62,41 +69,81 @@ class MplWidget(QWidget):
         layout.addLayout(self.controls)
         layout.addWidget(self.canvas)
         self.setMinimumHeight(220)
+        self.animated: list = []
+        self._background = None
+        self.canvas.mpl_connect("draw_event", self._on_full_draw)
         self.redraw = Throttle(self._draw, interval_ms)
         self.n_draws = 0
+        self.n_blits = 0
 
-    def _update_artists(self) -> None:
-        """Bring the artists up to date (subclasses)."""
+    def _update_artists(self) -> bool:
+        """Bring the artists up to date; True if more than ``animated`` changed."""
+        return True
+
+    def _on_full_draw(self, event: Any = None) -> None:
+        self._background = self.canvas.copy_from_bbox(self.figure.bbox)
+        for artist in self.animated:
+            self.ax.draw_artist(artist)
 
     def _draw(self) -> None:
-        self._update_artists()
-        self.canvas.draw_idle()
-        self.n_draws += 1
+        full = self._update_artists()
+        if full or self._background is None or not self.animated:
+            self.canvas.draw_idle()
+            self.n_draws += 1
+            return
+        self.canvas.restore_region(self._background)
+        for artist in self.animated:
+            self.ax.draw_artist(artist)
+        self.canvas.blit(self.figure.bbox)
+        self.n_blits += 1
 
 
 class LossPlot(MplWidget):
-    """Train and test loss per epoch, following a TrainingState."""
+    """Train and test loss per epoch, following a TrainingState.
+
+    The x axis spans the planned epochs from the start; the y axis only grows when a loss
+    leaves it, so most epochs blit two lines instead of redrawing the figure.
+    """
 
     def __init__(self, state: TrainingState, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        super().__init__(parent, interval_ms=500)
         self.state = state
-        (self.train_line,) = self.ax.plot([], [], "-", color="#4da6ff", label="train")
-        (self.test_line,) = self.ax.plot([], [], "-", color="#ff9933", label="test")
+        (self.train_line,) = self.ax.plot([], [], "-", color="#4da6ff", label="train", animated=True)
+        (self.test_line,) = self.ax.plot([], [], "-", color="#ff9933", label="test", animated=True)
+        self.animated = [self.train_line, self.test_line]
         self.ax.set_xlabel("epoch")
         self.ax.set_ylabel("loss")
         self.ax.legend(fontsize=8, facecolor=_BG, labelcolor=_FG)
+        self._ylim: tuple[float, float] | None = None
+        self._n_epochs = 0
         state.events.epoch.connect(self.redraw)
         state.events.status.connect(lambda _s: self.redraw.flush())
 
-    def _update_artists(self) -> None:
+    def _update_artists(self) -> bool:
         train = np.asarray(self.state.train_loss, float)
         test = np.asarray(self.state.test_loss, float)
         epochs = np.arange(1, len(train) + 1)
         self.train_line.set_data(epochs, train)
         self.test_line.set_data(epochs[: len(test)], test)
-        if len(train):
-            self.ax.relim()
-            self.ax.autoscale_view()
+        full = False
+        n = max(int(self.state.n_epochs), len(train), 1)
+        if n != self._n_epochs:
+            self._n_epochs = n
+            self.ax.set_xlim(0.5, n + 0.5)
+            full = True
+        values = np.concatenate([train, test])
+        values = values[np.isfinite(values)]
+        if len(values):
+            lo, hi = float(values.min()), float(values.max())
+            if self._ylim is None or lo < self._ylim[0] or hi > self._ylim[1]:
+                pad = 0.1 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 0.1
+                self._ylim = (lo - pad, hi + pad)
+                self.ax.set_ylim(*self._ylim)
+                full = True
+        elif self._ylim is not None:  # a new run: forget the old scale
+            self._ylim = None
+            full = True
+        return full
 
 
 class ManifoldPlot(MplWidget):
@@ -176,7 +223,7 @@ class LatentScatter(MplWidget, _FeatureCombos):
             return np.full((len(feats), 2), np.nan)
         return feats[[cx, cy]].to_numpy(float)
 
-    def _update_artists(self) -> None:
+    def _update_artists(self) -> bool:
         xy = self.xy()
         self.points.set_offsets(xy if len(xy) else np.empty((0, 2)))
         selected = self.highlighted_rows()
@@ -189,6 +236,7 @@ class LatentScatter(MplWidget, _FeatureCombos):
             self.ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
         self.ax.set_xlabel(self.x_box.currentText())
         self.ax.set_ylabel(self.y_box.currentText())
+        return True
 
     def highlighted_rows(self) -> np.ndarray:
         """Rows selected in the layer, or (when none) rows whose ``selected`` feature is set."""
@@ -236,7 +284,9 @@ class FrameDistribution(MplWidget, _FeatureCombos):
         self.column_box = self._combo("feature")
         self._fill(self.column_box, numeric_feature_columns(layer), column)
         self.image = None
-        self.marker = self.ax.axvline(0, color="#ffff00", lw=1.5)
+        self.marker = self.ax.axvline(0, color="#ffff00", lw=1.5, animated=True)
+        self.animated = [self.marker]
+        self._full = True
         self.ax.set_xlabel("frame")
         self.column_box.currentTextChanged.connect(lambda _t: self.recompute())
         layer.events.features.connect(self._on_features)
@@ -268,6 +318,7 @@ class FrameDistribution(MplWidget, _FeatureCombos):
         self.ax.set_xlim(extent[0], extent[1])
         self.ax.set_ylim(extent[2], extent[3])
         self.ax.set_ylabel(column)
+        self._full = True
         self.on_step()
         self.redraw.flush()
 
@@ -277,6 +328,10 @@ class FrameDistribution(MplWidget, _FeatureCombos):
         self.marker.set_xdata([t, t])
         self.current = t
         self.redraw()
+
+    def _update_artists(self) -> bool:
+        full, self._full = self._full, False
+        return full
 
 
 def _hist_parts(hist: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

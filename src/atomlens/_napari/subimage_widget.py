@@ -102,7 +102,7 @@ class SubimageWidget(ViewerWidget):
         rings = analyze(layer_atoms(points), px).rings
         table = rings.drop(columns=["atoms"], errors="ignore")
         tup = atoms_layer_tuple(table, px, f"ring centres {points.name}", colour_by="size")
-        tup[1]["symbol"] = "hexagon"
+        tup[1]["symbol"] = "diamond"
         return replace_or_add(self.viewer, tup)
 
     def _show(self, subs: Any, centres_layer: Points, image: Image) -> Image:

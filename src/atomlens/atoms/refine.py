@@ -122,7 +122,14 @@ def _fit(image: np.ndarray, yx0: np.ndarray, radius_px: float, sigma0: float, it
         p[better], r[better], j[better], cost[better] = trial[better], r2[better], j2[better], c2[better]
         lam = np.where(better, lam * 0.3, lam * 10)
     shift = np.hypot(*(p[:, :2] - yx0).T)
-    ok = np.isfinite(p).all(1) & (p[:, 2] > 0) & (shift <= max_shift)
+    # amplitude significance: A over its least-squares standard error sigma / sqrt(sum g^2)
+    npix = w.sum(1)
+    dof = np.maximum(npix - k, 1)
+    noise = np.sqrt(cost / dof)
+    g2 = (j[..., 2] ** 2).sum(1)
+    se_a = noise / np.sqrt(np.maximum(g2, 1e-12))
+    flat = np.ptp(np.where(w > 0, v, v[:, :1]), axis=1) <= 0
+    ok = (np.isfinite(p).all(1) & (p[:, 2] > 3 * se_a) & ~flat & (shift <= max_shift))
     return p, ok
 
 

@@ -13,11 +13,14 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-#: Default maximum bond lengths (Å) per unordered species pair. C-C: 1.42 Å in
-#: graphene, up to ~1.6 Å at strained defects; the second neighbour is at 2.46 Å, so
-#: 1.85 Å separates them with margin for detection noise. Si-C: ~1.5 Å apparent
-#: (3-fold, out of plane) to ~1.8-1.9 Å (4-fold in a divacancy; unrelaxed 1.88 Å);
-#: the nearest non-bonded C of a 4-fold Si is at ≥ 2.5 Å. Si-Si: 2.2-2.4 Å in dimers.
+#: Default maximum bond lengths (Å) per unordered species pair, chosen in the gap
+#: between the first and second neighbour shells. C-C: 1.42 Å in graphene, up to
+#: ~1.6 Å at strained defects; the second neighbour is at 2.46 Å, so 1.85 Å leaves
+#: room for ~0.1 Å of detection noise. Si-C: ~1.5 Å apparent for a 3-fold Si (it sits
+#: out of plane; 150 pm in Ziatdinov et al. 2017) to 1.7-2.0 Å for a 4-fold Si in a
+#: divacancy (172 pm in the paper; up to 1.98 Å in the simulator); the nearest
+#: non-bonded C is at >= 2.45 Å in the lattice but can come to 2.2 Å at a vacancy
+#: next to the Si: 2.15 Å. Si-Si: 2.2-2.4 Å in dimers: 2.6 Å.
 DEFAULT_MAX_BOND_A: dict[tuple[str, str], float] = {
     ("C", "C"): 1.85,
     ("C", "Si"): 2.15,

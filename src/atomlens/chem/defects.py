@@ -37,19 +37,41 @@ _TOPOLOGY = {
 }
 
 
+#: Patterns peeled off a larger signature, in this order.
+_PEEL = ((5, 5, 7, 7), (5, 5, 8), (5, 9), (5, 7))
+
+
 def topology_type(sizes: list[int] | tuple[int, ...], max_ring: int = 8) -> str:
-    """Name of a purely topological defect from its non-hexagonal face sizes."""
+    """Name of a purely topological defect from its non-hexagonal face sizes.
+
+    Known signatures map to one name (:data:`_TOPOLOGY`); a chain of at least four
+    5-rings and four 7-rings (nothing else) is a ``grain_boundary``; otherwise known patterns (SW, divacancy,
+    vacancy, 5-7) are peeled off and the names joined with ``+`` (e.g. a Stone-Wales
+    next to a vacancy: ``SW+vacancy``); leftovers are ``vacancy``/``multivacancy``
+    (faces above ``max_ring``) or ``other``.
+    """
     sig = tuple(sorted(int(s) for s in sizes))
     if sig in _TOPOLOGY:
         return _TOPOLOGY[sig]
     if not sig:
         return "none"
-    if any(s > max_ring for s in sig):
-        return "multivacancy"
     n5, n7 = sig.count(5), sig.count(7)
-    if n5 + n7 == len(sig) and n5 >= 2 and n7 >= 2 and abs(n5 - n7) <= max(1, len(sig) // 4):
-        return "grain_boundary" if n5 + n7 > 4 else "5-7"
-    return "other"
+    if n5 + n7 == len(sig) and n5 >= 4 and n7 >= 4:
+        if abs(n5 - n7) <= max(1, len(sig) // 4):
+            return "grain_boundary"
+    rest = list(sig)
+    names: list[str] = []
+    for pattern in _PEEL:
+        while all(rest.count(v) >= pattern.count(v) for v in set(pattern)):
+            for v in pattern:
+                rest.remove(v)
+            names.append(_TOPOLOGY[pattern])
+    big = [v for v in rest if v > max_ring]
+    if big:
+        names.append(_TOPOLOGY.get((big[0],), "multivacancy") if len(big) == 1 else "multivacancy")
+    if len(big) < len(rest):
+        names.append("other")
+    return "+".join(dict.fromkeys(names))
 
 
 def find_defects(
@@ -117,6 +139,17 @@ def find_defects(
     defect_id[rows_of] = new_id[inverse]
 
     face_comp = np.array([defect_id[m[0]] for m in odd_members], dtype=int)
+    # Stone-Wales cores (the rotated bond: both ends in two 7-rings and one 5-ring),
+    # so that an SW inside a larger composite is still named
+    n5 = np.zeros(n, int)
+    n7 = np.zeros(n, int)
+    for size, m in zip(odd["size"], odd_members):
+        if size == 5:
+            n5[np.unique(m)] += 1
+        elif size == 7:
+            n7[np.unique(m)] += 1
+    core = (n5 == 1) & (n7 == 2)
+    sw_comp = set(defect_id[a[core[a] & core[b]]].tolist())
     odd_sizes = odd["size"].to_numpy(dtype=int)
     bonded = set(zip(a.tolist(), b.tolist()))
 
@@ -132,6 +165,8 @@ def find_defects(
         has_vac = bool((sizes > max_ring).any())
         if len(dops) == 0:
             kind = topology_type(sizes, max_ring)
+            if did in sw_comp and "SW" not in kind:
+                kind += "+SW"
         else:
             dop_set = set(dops.tolist())
             extra = [
@@ -153,8 +188,10 @@ def find_defects(
                 kind = f"{species}_{name}" if linked else f"{species}_group"
             if has_vac:
                 kind += "+vacancy"
-            elif extra:
+            if extra:
                 kind += "+" + topology_type(extra, max_ring)
+            if did in sw_comp and "SW" not in kind:
+                kind += "+SW"
             if edge[dops].any():
                 kind += "_edge"
         records.append(

@@ -39,8 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--crop", type=int, default=96, help="crop edge, model pixels (default 96)")
     p.add_argument("--self-train", action="store_true",
                    help="labels from confident, Gaussian-refined detections of the base model")
-    p.add_argument("--min-prob", type=float, default=0.8,
-                   help="self-training keeps detections with prob >= this (default 0.8)")
+    p.add_argument("--min-prob", type=float, default=None,
+                   help="self-training labels detections with prob >= this (default: all but "
+                   "the least confident 30 %% of each frame)")
     p.add_argument("--class-map", default=None,
                    help="rename species before training, e.g. Mo=Si,S=C")
     p.add_argument("--pixel-size", type=float, default=None,

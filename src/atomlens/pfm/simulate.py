@@ -63,12 +63,13 @@ class PFMMovie:
         return int(self.phase.shape[0])
 
     def save(self, path: str | Path) -> Path:
-        """Write everything to one ``.npz`` (``phase`` is the image stack readers open)."""
+        """Write everything to one ``.npz``; the phase movie is stored as ``frames`` (the
+        key :func:`atomlens.io.read_stack` opens)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(
             path,
-            phase=self.phase,
+            frames=self.phase,
             domains=self.domains,
             field=self.field.astype(np.float16),
             walls=self.walls,
@@ -83,14 +84,14 @@ class PFMMovie:
     def load(cls, path: str | Path) -> PFMMovie:
         """Read a movie written by :meth:`save`."""
         with np.load(Path(path), allow_pickle=False) as z:
-            missing = {"phase", "domains", "walls", "velocity"} - set(z.files)
+            missing = {"frames", "domains", "walls", "velocity"} - set(z.files)
             if missing:
                 raise PFMSimulationError(
                     f"{path} is not a simulated PFM movie (lacks {sorted(missing)}); "
                     "write one with `atomlens simulate-pfm`"
                 )
             return cls(
-                phase=z["phase"],
+                phase=z["frames"],
                 domains=z["domains"],
                 field=z["field"].astype(np.float32) if "field" in z.files
                 else z["domains"].astype(np.float32),
@@ -242,8 +243,13 @@ def simulate_pfm(
         fields = np.asarray(bias, dtype=float)
         if fields.shape != (n_frames,):
             raise PFMSimulationError(f"bias array must have shape ({n_frames},)")
-    if np.any(np.abs(fields) >= 0.38):
-        raise PFMSimulationError("|bias| must stay below 0.38 (bulk nucleation threshold)")
+    if np.any(np.abs(fields) >= 0.38) or (
+        np.ndim(bias) == 0 and abs(float(bias)) * (1 + bias_jitter) >= 0.38
+    ):
+        raise PFMSimulationError(
+            "|bias| (times 1 + bias_jitter) must stay below 0.38, the bulk nucleation "
+            "threshold; lower bias or bias_jitter"
+        )
 
     yy, xx = np.mgrid[0:size, 0:size].astype(float)
     pins = rng.uniform(0, size, size=(n_pinning, 2))

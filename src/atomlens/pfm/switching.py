@@ -16,11 +16,12 @@ Our reading of the skip-rVAE paper's Methods (PFM data analysis):
   that wall curvature gives a static wall.
 * **Wall count**: connected wall segments in the window (the boundary of the median
   split, or Canny pixels), segments shorter than ``min_length`` pixels ignored.
-* **Wall curvature** (1 / pixel) for windows with one or two walls: a circle fitted to
-  each wall's pixels, averaged over the walls; positive when the centre of curvature
-  lies in the switched domain (a switched bulge, like a growing nucleus), negative when
-  it lies in the unswitched one; ``NaN`` without walls and ``0`` with three or more, as
-  in the paper.
+* **Wall curvature** (1 / pixel) for windows with one or two walls, averaged over the
+  walls (a parabola fitted along each wall's principal axis, evaluated next to the
+  window centre; meant for gentle arcs, not closed loops); positive when the centre of
+  curvature lies in the switched domain (a switched bulge, like a growing nucleus),
+  negative when it lies in the unswitched one; ``NaN`` without walls and ``0`` with
+  three or more, as in the paper.
 """
 
 from __future__ import annotations
@@ -82,52 +83,45 @@ def _segments(walls: np.ndarray, min_length: int) -> list[np.ndarray]:
     return out
 
 
-def _circle_fit(pts: np.ndarray) -> tuple[float, float, float]:
-    """Algebraic (Kasa) circle fit; returns centre y, x and radius (inf for a line)."""
-    y, x = pts[:, 0], pts[:, 1]
-    ym, xm = y.mean(), x.mean()
-    yc, xc = y - ym, x - xm
-    a = np.column_stack([xc, yc, np.ones_like(xc)])
-    b = -(xc**2 + yc**2)
-    sol, *_ = np.linalg.lstsq(a, b, rcond=None)
-    d, e, f = sol
-    cx, cy = -d / 2, -e / 2
-    r2 = cx**2 + cy**2 - f
-    if not np.isfinite(r2) or r2 <= 0:
-        return float("nan"), float("nan"), float("inf")
-    return float(cy + ym), float(cx + xm), float(np.sqrt(r2))
-
-
-def segment_curvature(
-    pts: np.ndarray, switched: np.ndarray, max_radius: float = 1e4
-) -> float:
+def segment_curvature(pts: np.ndarray, switched: np.ndarray) -> float:
     """Signed curvature (1 / pixel) of one wall segment inside a window.
 
     ``pts`` (n, 2) wall pixels (y, x); ``switched`` the (h, w) bool switched mask of the
-    window. Positive when the centre of curvature lies on the switched side.
+    window. The pixels are rotated onto their principal axis ``s`` (normal ``q``), a
+    parabola ``q = a s^2 + b s + c`` is fitted, and the curvature is evaluated at the
+    point nearest the window centre: ``2a / (1 + q'^2)^1.5``. Positive when the centre
+    of curvature lies on the switched side.
     """
-    cy, cx, r = _circle_fit(pts)
-    if not np.isfinite(r) or r > max_radius or len(pts) < 3:
+    if len(pts) < 4:
         return 0.0
-    # the wall pixel nearest the window centre, and the direction to the circle centre
+    c = pts.mean(axis=0)
+    rel = pts - c
+    _, vecs = np.linalg.eigh(rel.T @ rel)
+    u, n = vecs[:, 1], vecs[:, 0]  # along the wall, normal to it
+    s_, q_ = rel @ u, rel @ n
+    if np.ptp(s_) < 2:
+        return 0.0
+    a, b, c0 = np.polyfit(s_, q_, 2)
     h, w = switched.shape
-    mid = pts[np.argmin((pts[:, 0] - (h - 1) / 2) ** 2 + (pts[:, 1] - (w - 1) / 2) ** 2)]
-    d = np.array([cy - mid[0], cx - mid[1]])
-    norm = np.hypot(*d)
-    if norm == 0:
+    s0 = float(np.clip((np.array([(h - 1) / 2, (w - 1) / 2]) - c) @ u, s_.min(), s_.max()))
+    slope = 2 * a * s0 + b
+    kappa = 2 * a / (1 + slope**2) ** 1.5
+    if abs(kappa) < 1e-4:
         return 0.0
-    d /= norm
+    p0 = c + s0 * u + (a * s0**2 + b * s0 + c0) * n
+    normal = (-slope * u + n) / np.hypot(slope, 1.0)  # towards +q
+    d = normal * np.sign(a)  # towards the centre of curvature
     inside, outside = 0, 0
     for step in (2.0, 3.0, 4.0, 5.0):
         for sgn in (1, -1):
-            py, px = np.rint(mid + sgn * step * d).astype(int)
+            py, px = np.rint(p0 + sgn * step * d).astype(int)
             if 0 <= py < h and 0 <= px < w:
                 if bool(switched[py, px]) == (sgn > 0):
                     inside += 1
                 else:
                     outside += 1
     sign = 1.0 if inside >= outside else -1.0
-    return sign / r
+    return sign * abs(float(kappa))
 
 
 def wall_descriptors(

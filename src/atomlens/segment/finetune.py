@@ -47,6 +47,9 @@ from atomlens.segment.predict import (
 from atomlens.segment.synth import label_mask
 from atomlens.segment.train import TrainConfig, loss_fn
 
+#: Mask value of pixels left out of the loss (the model's own prediction is the target).
+IGNORE = 255
+
 
 class FinetuneError(ValueError):
     """Fine-tuning cannot start (no labels, unknown species, frames out of range...)."""
@@ -68,7 +71,10 @@ class FinetuneConfig:
     threads : torch CPU threads while training (restored afterwards).
     self_train : labels from the current model's confident, Gaussian-refined detections
         instead of the given atoms' frames as they are.
-    min_prob : self-training keeps detections with ``prob`` >= this.
+    min_prob : self-training labels detections with ``prob`` >= this (None: the least
+        confident 30 % of each frame are not labels; see :func:`self_training_labels`).
+    min_contrast : self-training drops atoms fainter than this fraction of the frame's
+        median atom contrast (see :func:`self_training_labels`).
     augment : augmentation ranges (:class:`AugmentConfig`).
     class_map : species renamed before indexing the model's classes (e.g. ``{"Mo": "Si",
         "S": "C"}`` to teach a C/Si model a MoS2 lattice); unknown species raise.
@@ -82,7 +88,8 @@ class FinetuneConfig:
     seed: int = 0
     threads: int | None = 2
     self_train: bool = False
-    min_prob: float = 0.8
+    min_prob: float | None = None
+    min_contrast: float = 0.25
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     class_map: dict[str, str] = field(default_factory=dict)
 
@@ -152,11 +159,17 @@ def self_training_labels(
     base_model: Detector | str | Path | None = None,
     atoms: pd.DataFrame | None = None,
     *,
-    min_prob: float = 0.8,
+    min_prob: float | None = None,
+    min_contrast: float = 0.25,
     pixel_size: float | None = None,
     threshold: float = 0.5,
 ) -> pd.DataFrame:
     """Labels without manual edits: confident detections refined by a 2-D Gaussian fit.
+
+    Every detection of the chosen frames comes back; the column ``label`` says whether it
+    is a training label (True) or too uncertain to be one (False). Fine-tuning paints
+    the uncertain ones as *ignore* regions (the loss there follows the model's own
+    prediction), so they are taught neither as atoms nor as background.
 
     Parameters
     ----------
@@ -165,13 +178,18 @@ def self_training_labels(
     base_model : detector used when ``atoms`` lacks a frame (None = shipped model).
     atoms : existing detections (``frame, y, x, cls, prob``); frames missing from it are
         detected with ``base_model``.
-    min_prob : keep detections whose ``prob`` is at least this.
+    min_prob : label detections whose ``prob`` is at least this; None (default) = the
+        frame's 30th percentile of ``prob`` capped at 0.9 (the least confident 30 % are
+        left out whatever the model's calibration).
+    min_contrast : keep atoms whose peak contrast (smoothed intensity at the refined
+        position minus the 10th percentile of its window) is at least this fraction of
+        the frame's median atom contrast: drops "atoms" on noise, in holes or vacuum.
 
     Returns
     -------
-    The atom table of the kept atoms (positions refined on the raw frame, pixels); a
+    The atom table with positions refined on the raw frame (pixels) and ``label``; a
     detection whose Gaussian fit fails (moves more than 0.3 Å, negative amplitude) is
-    dropped rather than kept at its unrefined position.
+    never a label.
     """
     from atomlens.atoms import detect, refine_gaussian
 
@@ -191,21 +209,45 @@ def self_training_labels(
         {"frame": [], "y": [], "x": [], "cls": [], "prob": []})
     if "prob" not in table:
         table["prob"] = 1.0
-    table = table[table["prob"].astype(float) >= min_prob].reset_index(drop=True)
+    table = table.reset_index(drop=True)
     keep = np.zeros(len(table), bool)
+    prob = table["prob"].to_numpy(float)
     yx_all = table[["y", "x"]].to_numpy(float).copy()
     radius = max(2.0, 0.65 / ps)
     for f in frames:
         rows = np.flatnonzero(table["frame"].astype(int).to_numpy() == f)
         if not len(rows):
             continue
-        yx, ok, _ = refine_gaussian(np.asarray(data[f], np.float32), yx_all[rows], radius,
-                                    max_shift_px=max(1.0, 0.3 / ps))
+        frame = np.asarray(data[f], np.float32)
+        yx, ok, sigma = refine_gaussian(frame, yx_all[rows], radius,
+                                        max_shift_px=max(1.0, 0.3 / ps))
         yx_all[rows] = yx
-        keep[rows] = ok
-    out = table.assign(y=yx_all[:, 0], x=yx_all[:, 1])[keep].reset_index(drop=True)
+        contrast = _peak_contrast(frame, yx, radius, sigma)
+        ref = np.median(contrast[ok]) if ok.any() else 0.0
+        pmin = min(0.9, float(np.percentile(prob[rows], 30))) if min_prob is None else min_prob
+        keep[rows] = ok & (contrast >= min_contrast * ref) & (prob[rows] >= pmin)
+    out = table.assign(y=yx_all[:, 0], x=yx_all[:, 1], label=keep)
     out["cls"] = out["cls"].astype(str)
     return out
+
+
+def _peak_contrast(frame: np.ndarray, yx: np.ndarray, radius: float, sigma: float) -> np.ndarray:
+    """(N,) smoothed peak height above the local background (10th percentile of a
+    ``2 * radius`` window) at positions ``yx`` (pixels)."""
+    from scipy import ndimage as ndi
+
+    if len(yx) == 0:
+        return np.zeros(0)
+    smooth = ndi.gaussian_filter(frame.astype(np.float64), max(0.5, 0.5 * sigma))
+    h, w = frame.shape
+    iy = np.clip(np.rint(yx[:, 0]).astype(int), 0, h - 1)
+    ix = np.clip(np.rint(yx[:, 1]).astype(int), 0, w - 1)
+    r = int(np.ceil(2 * radius))
+    oy, ox = np.mgrid[-r : r + 1, -r : r + 1]
+    py = np.clip(iy[:, None] + oy.ravel()[None], 0, h - 1)
+    px = np.clip(ix[:, None] + ox.ravel()[None], 0, w - 1)
+    background = np.percentile(smooth[py, px], 10, axis=1)
+    return smooth[iy, ix] - background
 
 
 def label_frames(
@@ -216,13 +258,15 @@ def label_frames(
     *,
     pixel_size: float | None = None,
     class_map: dict[str, str] | None = None,
+    ignore: pd.DataFrame | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Training pairs on the model grid from labelled frames.
 
     Returns ``images`` ``(F, y, x)`` float32 (resampled to the model's Å/px, *not yet*
     normalised: augmentation comes first) and ``masks`` ``(F, y, x)`` uint8 (a disk of
-    ``det.radius_A`` per atom, value = index of its species in ``det.classes``).
-    Raises :class:`FinetuneError` for a species the model does not predict.
+    ``det.radius_A`` per atom, value = index of its species in ``det.classes``; a disk
+    of twice that radius = :data:`IGNORE` around each row of ``ignore``, under the
+    labels). Raises :class:`FinetuneError` for a species the model does not predict.
     """
     ps = resolve_pixel_size(stack, pixel_size)
     data = _frames_array(stack)
@@ -249,6 +293,12 @@ def label_frames(
         yx_model = (yx + 0.5) * scale[None] - 0.5  # inverse of predict.to_input_coords
         idx = np.array([classes.index(s) for s in species], np.int64)
         masks[k] = label_mask(yx_model, idx, size, det.radius_A / det.pixel_size)
+        if ignore is not None and len(ignore):
+            ig = ignore[ignore["frame"].astype(int) == f][["y", "x"]].to_numpy(float)
+            ig_model = (ig + 0.5) * scale[None] - 0.5
+            ring = label_mask(ig_model, np.ones(len(ig), np.int64), size,
+                              2 * det.radius_A / det.pixel_size)
+            masks[k][(ring > 0) & (masks[k] == 0)] = IGNORE
     return images.astype(np.float32), masks
 
 
@@ -334,9 +384,12 @@ def iter_finetune(
     bad = [f for f in frames if not 0 <= f < data.shape[0]]
     if bad:
         raise FinetuneError(f"frames {bad} are out of range (the movie has {data.shape[0]})")
+    ignore = None
     if cfg.self_train:
-        labels = self_training_labels(stack, frames, base, atoms, min_prob=cfg.min_prob,
-                                      pixel_size=ps)
+        table = self_training_labels(stack, frames, base, atoms, min_prob=cfg.min_prob,
+                                     min_contrast=cfg.min_contrast, pixel_size=ps)
+        labels = table[table["label"]].reset_index(drop=True)
+        ignore = table[~table["label"]]
     else:
         if atoms is None:
             raise FinetuneError("no atom table given: pass the corrected atoms or use self_train")
@@ -348,7 +401,7 @@ def iter_finetune(
         )
     n_corr = int(labels["edited"].astype(bool).sum()) if "edited" in labels else 0
     images, masks = label_frames(stack, labels, frames, base, pixel_size=ps,
-                                 class_map=cfg.class_map)
+                                 class_map=cfg.class_map, ignore=ignore)
     mult = base.net_config.multiple
     crop = max(mult, min(cfg.crop, images.shape[1], images.shape[2]) // mult * mult)
     yield FinetuneStarted(frames, int(len(labels)), n_corr, cfg.steps, crop)
@@ -375,7 +428,10 @@ def iter_finetune(
                 reason, step = "stopped", step - 1
                 break
             x, y = _sample_batch(images, masks, crop, cfg.batch, rng, cfg.augment)
-            loss = loss_fn(net(x), y, tcfg)
+            logits = net(x)
+            if (y == IGNORE).any():  # uncertain pixels: the target is the model's own call
+                y = torch.where(y == IGNORE, logits.detach().argmax(1), y)
+            loss = loss_fn(logits, y, tcfg)
             if not torch.isfinite(loss):
                 net.load_state_dict(good)
                 reason, step = "diverged", step - 1
@@ -433,7 +489,7 @@ def _card(base: Detector, base_path: Any, cfg: FinetuneConfig, frames: list[int]
             "time_s": round(elapsed, 1),
             "config": cfg.to_dict(),
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),
         },
         "base_card": base.card,
     }

@@ -9,6 +9,7 @@ date. The shipped graphene model lives beside this module in ``weights/``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import json
 from pathlib import Path
 
 import torch
@@ -63,9 +64,19 @@ def save_detector(det: Detector, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in det.net.state_dict().items()}
+    # plain JSON types only, so the file loads with torch.load(weights_only=True)
+    card = json.loads(json.dumps(det.card, default=_plain))
     torch.save({"format": FORMAT, "state_dict": state, "config": det.config_dict(),
-                "card": det.card}, path)
+                "card": card}, path)
     return path
+
+
+def _plain(obj: object) -> object:
+    if hasattr(obj, "item"):  # numpy / torch scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)
 
 
 def load_detector(path: str | Path | None = None, *, classes: tuple[str, ...] | None = None,

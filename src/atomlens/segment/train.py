@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from atomlens.segment.augment import AugmentConfig, photometric
-from atomlens.segment.model_file import Detector, save_detector
+from atomlens.segment.model_file import Detector, load_detector, save_detector
 from atomlens.segment.nets import NetConfig, build_net, n_params
 from atomlens.segment.predict import normalise
 from atomlens.segment.synth import graphene_patch, render_sample
@@ -45,8 +45,8 @@ class TrainConfig:
     pixel_size: float = 0.2  # model sampling, Å/px
     radius_A: float = 0.35  # label disk radius, Å
     crop: int = 128  # training crop edge, model pixels
-    batch: int = 12
-    steps: int = 700
+    batch: int = 10
+    steps: int = 300
     lr: float = 3e-3
     weight_decay: float = 1e-5
     dice_weight: float = 0.5
@@ -184,7 +184,7 @@ def train_detector(cfg: TrainConfig, out: str | Path, *, command: str | None = N
         f"--steps {cfg.steps} --seed {cfg.seed}",
         "seed": cfg.seed,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "software": {"torch": torch.__version__, "python": sys.version.split()[0],
+        "software": {"torch": str(torch.__version__), "python": sys.version.split()[0],
                      "platform": platform.platform()},
     }
     det = Detector(net, cfg.net, cfg.pixel_size, cfg.radius_A, cfg.tile, card)
@@ -197,6 +197,7 @@ def train_detector(cfg: TrainConfig, out: str | Path, *, command: str | None = N
             log(f"validation failed: {exc!r}")
             card["validation"] = {"error": repr(exc)}
     save_detector(det, out)
-    Path(out).with_name(Path(out).stem + "_card.json").write_text(json.dumps(card, indent=2))
+    Path(out).with_name(Path(out).stem + "_card.json").write_text(
+        json.dumps(load_detector(out).card, indent=2))
     log(f"wrote {out}")
     return det

@@ -67,7 +67,7 @@ class _Placer:
             return False
         return all(np.linalg.norm(yx - c) >= sep + radius + r for c, r in self.centres)
 
-    def sites(self, radius: float = 0.0) -> list[int]:
+    def sites(self) -> list[int]:
         """Candidate sites (plain 3-fold C with plain neighbours) in random order."""
         sheet = self.s.sheet
         cand = np.flatnonzero(sheet.alive & ~sheet.protected)
@@ -115,7 +115,7 @@ def build_sample(
         done = 0
         if n == 0:
             return
-        for i in placer.sites(radius):
+        for i in placer.sites():
             if done == n:
                 break
             if not (sheet.alive[i] and is_plain_c(sheet, i)) or not placer.ok(sheet.pos[i], radius):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +17,9 @@ from atomlens.io.stack import Stack
 from atomlens.simulate import evolve
 from atomlens.simulate.build import Sample, build_sample
 from atomlens.simulate.config import SimConfig, SimConfigError
-from atomlens.simulate.render import FWHM_TO_SIGMA, render
+from atomlens.simulate.render import FWHM_TO_SIGMA, apparent_shift, render
 from atomlens.simulate.sheet import Z_SI
-from atomlens.simulate.truth import RING_SIZES, analyse, defect_labels, hole_mask
+from atomlens.simulate.truth import RING_SIZES, Topology, analyse, defect_labels, hole_mask
 
 FORMAT_VERSION = 1
 TABLES = ("atoms", "bonds", "rings", "defects")
@@ -223,8 +224,16 @@ def simulate_movie(
     holes = np.zeros((n_frames, *shape), bool)
     contam = np.zeros((n_frames, *shape), np.float32)
     parts: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
+    n_holes_built = len(sample.registry.of_kind("hole"))
     for t in range(n_frames):
         topo = analyse(sample, cfg.hole_min_area_A2)
+        if t == 0 and len(topo.holes) < n_holes_built:
+            warnings.warn(
+                f"{n_holes_built - len(topo.holes)} of {n_holes_built} holes are smaller than "
+                f"hole_min_area_A2={cfg.hole_min_area_A2} and count as vacancy clusters; "
+                "raise hole_radius_A or lower hole_min_area_A2",
+                stacklevel=2,
+            )
         row_shift = (
             rng_image.normal(0.0, cfg.scan_jitter_px, ny) if cfg.scan_jitter_px > 0 else None
         )
@@ -241,7 +250,8 @@ def simulate_movie(
             background=contam[t], weights=1.0 - cover[visible],
         )
         holes[t] = hole_mask(sample, topo, drift[t], shape, px)
-        _frame_tables(t, sample, topo, img_pos, visible, row_shift, drift[t], px, shape, parts)
+        _frame_tables(t, sample, topo, img_pos, visible, row_shift, drift[t], px, shape,
+                      cfg.probe_fwhm_A * FWHM_TO_SIGMA / px, parts)
         if t < n_frames - 1:
             evolve.step(sample, topo, cfg, rng_evolve)
 
@@ -255,15 +265,15 @@ def simulate_movie(
 
 
 def _frame_tables(
-    t: int, sample: Sample, topo: Any, img_pos: np.ndarray, visible: np.ndarray,
+    t: int, sample: Sample, topo: Topology, img_pos: np.ndarray, visible: np.ndarray,
     row_shift: np.ndarray | None, offset: np.ndarray, px: float, shape: tuple[int, int],
-    parts: dict[str, list[pd.DataFrame]],
+    sigma_px: float, parts: dict[str, list[pd.DataFrame]],
 ) -> None:
     sheet = sample.sheet
     ny, nx = shape
     app = img_pos.copy()
     if row_shift is not None:
-        app[:, 1] += np.interp(app[:, 0], np.arange(ny), row_shift)
+        app[:, 1] += apparent_shift(app[:, 0], row_shift, sigma_px)
 
     def inside(yx: np.ndarray) -> np.ndarray:
         yx = np.asarray(yx).reshape(-1, 2)
@@ -307,7 +317,7 @@ def _frame_tables(
     for defect_id, kind, core, centre_A in defects:
         c = np.asarray(centre_A) / px + offset
         if row_shift is not None:
-            c = c + np.array([0.0, np.interp(c[0], np.arange(ny), row_shift)])
+            c = c + np.array([0.0, apparent_shift(c[:1], row_shift, sigma_px)[0]])
         if not inside(c)[0]:
             continue
         members = [int(ids[s]) for s in core if shown[s]]

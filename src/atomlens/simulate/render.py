@@ -57,7 +57,8 @@ def render(
     read_noise : standard deviation of added Gaussian noise (C-peak units).
     rng : generator or seed for the noise.
     row_shift_px : (Y,) scan-line jitter: row ``r`` shows the sample displaced by
-        ``+row_shift_px[r]`` in x, so an atom at x appears at ``x + row_shift_px[r]``.
+        ``+row_shift_px[r]`` in x, so row ``r`` of an atom's spot is centred on
+        ``x + row_shift_px[r]`` (the spot's centroid moves by :func:`apparent_shift`).
     background : (Y, X) extra signal (e.g. contamination) added before noise.
     weights : (N,) extra factor on each atom's peak (e.g. partial coverage).
 
@@ -116,3 +117,18 @@ def render(
     if read_noise > 0:
         out = out + rng.normal(0.0, read_noise, out.shape)
     return out.astype(np.float32)
+
+
+def apparent_shift(y_px: np.ndarray, row_shift_px: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Where scan-line jitter puts a spot: the x shift (pixels) of the intensity centroid
+    of a Gaussian spot of ``sigma_px`` centred on rows ``y_px`` (N,), i.e. the row shifts
+    averaged with the spot's row profile as weights. Returns (N,)."""
+    y = np.asarray(y_px, float).reshape(-1)
+    shift = np.asarray(row_shift_px, float)
+    radius = int(np.ceil(3.5 * sigma_px))
+    rows = np.rint(y).astype(np.int64)[:, None] + np.arange(-radius, radius + 1)
+    w = np.exp(-((rows - y[:, None]) ** 2) / (2 * sigma_px**2))
+    w *= (rows >= 0) & (rows < len(shift))
+    total = w.sum(1)
+    value = (w * shift[np.clip(rows, 0, len(shift) - 1)]).sum(1)
+    return np.where(total > 0, value / np.where(total > 0, total, 1), 0.0)

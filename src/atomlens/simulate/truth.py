@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from skimage.measure import points_in_poly
 
 from atomlens.geometry import planar_faces
 from atomlens.simulate.build import Sample
@@ -69,7 +68,7 @@ def analyse(sample: Sample, hole_min_area_A2: float) -> Topology:
     for sites in hole_faces:
         edge[[s for s in sites if degree[s] < 3]] = True
         poly = sheet.pos[sites]
-        inside = [d for d in hole_defects if points_in_poly(np.array(d.sites_A), poly)[0]]
+        inside = [d for d in hole_defects if point_in_polygon(np.array(d.sites_A[0]), poly)]
         if inside:
             keep = min(inside, key=lambda d: d.defect_id)
             for d in inside:
@@ -90,6 +89,17 @@ def analyse(sample: Sample, hole_min_area_A2: float) -> Topology:
             if not sites or (d.kind == "vacancy" and edge[sites].any()):
                 reg.retire(d)
     return Topology(edges, degree, rings, counts, holes, edge)
+
+
+def point_in_polygon(point: np.ndarray, poly: np.ndarray) -> bool:
+    """Even-odd test of one (y, x) point against a polygon (K, 2) (same units)."""
+    y, x = float(point[0]), float(point[1])
+    y0, x0 = poly[:, 0], poly[:, 1]
+    y1, x1 = np.roll(y0, -1), np.roll(x0, -1)
+    crosses = (y0 <= y) != (y1 <= y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xs = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
+    return bool(np.count_nonzero(crosses & (xs > x)) % 2)
 
 
 def fill_polygon(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

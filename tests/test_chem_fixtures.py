@@ -1,4 +1,5 @@
-"""Tiny honeycomb fixtures for the chemistry tests (positions built in Å)."""
+"""Tiny honeycomb fixtures for the chemistry tests (positions built in Å); helpers only,
+no tests (named test_chem_* to stay inside the chemistry test files)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,180 @@
+"""Fine-tuning the detector on corrected frames: labels, provenance, stop, self-training
+labels, the CLI; all with a tiny network and tiny frames."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from atomlens.cli import main
+from atomlens.io import Stack
+from atomlens.io.atoms_table import write_atoms_csv
+from atomlens.segment.finetune import (
+    FinetuneError,
+    FinetuneFinished,
+    FinetuneStarted,
+    FinetuneStep,
+    finetune,
+    iter_finetune,
+    label_frames,
+    self_training_labels,
+)
+from atomlens.segment.model_file import Detector, load_detector, save_detector
+from atomlens.segment.nets import NetConfig, build_net
+
+PX = 0.2  # Å per pixel: the model grid equals the input grid, so positions map 1:1
+
+
+def _tiny_detector(seed: int = 0) -> Detector:
+    torch.manual_seed(seed)
+    net = build_net(NetConfig(base_filters=4, levels=2, dilations=(1, 2)))
+    net.eval()
+    return Detector(net, net.config, 0.2, 0.35, 256, {"name": "tiny-base"})
+
+
+def _frames_with_atoms(n_frames: int = 3, size: int = 48, seed: int = 0):
+    """Gaussian atoms (sigma 1.2 px) on a noisy background at known sub-pixel positions."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    frames = rng.normal(0, 0.05, (n_frames, size, size)).astype(np.float32)
+    rows = []
+    for t in range(n_frames):
+        g = np.stack(np.meshgrid(np.arange(6, size - 5, 7.0), np.arange(6, size - 5, 7.0)), -1)
+        yx = g.reshape(-1, 2) + rng.uniform(-1, 1, (g.size // 2, 2))
+        for i, (y, x) in enumerate(yx):
+            amp = 3.0 if i % 9 == 0 else 1.0
+            frames[t] += amp * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 1.2**2))
+            rows.append({"frame": t, "y": y, "x": x, "cls": "Si" if amp > 1 else "C"})
+    return frames, pd.DataFrame(rows)
+
+
+def test_label_frames_puts_class_disks_on_atoms():
+    frames, truth = _frames_with_atoms()
+    det = _tiny_detector()
+    images, masks = label_frames(frames, truth, [0, 2], det, pixel_size=PX)
+    assert images.shape == masks.shape == (2, 48, 48) and masks.dtype == np.uint8
+    for k, t in enumerate([0, 2]):
+        sub = truth[truth.frame == t]
+        iy, ix = np.rint(sub.y).astype(int), np.rint(sub.x).astype(int)
+        expect = np.where(sub.cls == "Si", 2, 1)
+        assert (masks[k, iy, ix] == expect).all()
+        # one ~3.5 px disk (radius 0.35 Å / 0.2 Å/px = 1.75 px) per atom, rest background
+        assert 5 * len(sub) <= (masks[k] > 0).sum() <= 13 * len(sub)
+    # a coarser stack: positions are mapped onto the model grid
+    images2, masks2 = label_frames(frames, truth, [0], det, pixel_size=0.1)
+    assert masks2.shape == (1, 24, 24)
+    sub = truth[truth.frame == 0]
+    assert (masks2[0, np.rint((sub.y + 0.5) / 2 - 0.5).astype(int),
+                   np.rint((sub.x + 0.5) / 2 - 0.5).astype(int)] > 0).mean() > 0.9
+    # uncertain atoms become ignore rings (255) around, never over, the labels
+    _, mi = label_frames(frames, truth, [0], det, pixel_size=PX, ignore=truth.iloc[:1])
+    assert (mi == 255).sum() > 0 and (mi[masks[:1] > 0] == masks[:1][masks[:1] > 0]).all()
+    y0, x0 = int(round(truth.y[0])), int(round(truth.x[0]))
+    assert mi[0, y0, x0] == masks[0, y0, x0] and (mi[0, y0 - 3 : y0 + 4, x0 - 3 : x0 + 4] == 255).any()
+    mos2 = truth.assign(cls=np.where(truth.cls == "Si", "Mo", "S"))
+    with pytest.raises(FinetuneError, match="class_map"):
+        label_frames(frames, mos2, [0], det, pixel_size=PX)
+    _, m3 = label_frames(frames, mos2, [0], det, pixel_size=PX, class_map={"Mo": "Si", "S": "C"})
+    assert (m3 == masks[:1]).all()
+
+
+def test_finetune_trains_a_copy_and_records_provenance(tmp_path):
+    frames, truth = _frames_with_atoms()
+    truth["edited"] = False
+    truth.loc[[0, 5, 80], "edited"] = True
+    base = _tiny_detector()
+    base_path = save_detector(base, tmp_path / "base.pt")
+    before = {k: v.clone() for k, v in base.net.state_dict().items()}
+    events = []
+    res = finetune(Stack(frames, PX, "user", path="/data/movie.npy"), truth, [0, 1],
+                   str(base_path), out=tmp_path / "ft.pt", steps=16, seed=3, batch=2, crop=32,
+                   progress=events.append)
+    assert isinstance(events[0], FinetuneStarted) and isinstance(events[-1], FinetuneFinished)
+    steps = [e for e in events if isinstance(e, FinetuneStep)]
+    assert [e.step for e in steps] == list(range(1, 17))
+    # it learns: the loss over the last steps is below the first steps'
+    assert np.mean([e.loss for e in steps[-4:]]) < np.mean([e.loss for e in steps[:4]])
+    assert res.reason == "done" and res.path == tmp_path / "ft.pt"
+    card = load_detector(res.path).card
+    ft = card["finetune"]
+    assert ft["base_model"] == str(base_path) and ft["base_model_name"] == "tiny-base"
+    assert ft["frames"] == [0, 1] and ft["steps"] == 16 and ft["mode"] == "corrected frames"
+    n01 = int((truth.frame < 2).sum())
+    assert ft["n_labelled_atoms"] == n01 and ft["n_corrections"] == 2  # row 80 is on frame 2
+    assert ft["stack"] == "/data/movie.npy" and ft["date"].startswith("20")
+    assert card["base_card"] == {"name": "tiny-base"}
+    # the base model is untouched; the new weights differ
+    assert all(torch.equal(before[k], v) for k, v in base.net.state_dict().items())
+    new = res.detector.net.state_dict()
+    assert any(not torch.equal(before[k], new[k]) for k in before if before[k].is_floating_point())
+
+
+def test_stop_and_errors():
+    frames, truth = _frames_with_atoms(2)
+    stop = threading.Event()
+    reason = None
+    for ev in iter_finetune(frames, truth, [0], _tiny_detector(), pixel_size=PX, steps=50,
+                            batch=2, crop=32, stop=stop):
+        if isinstance(ev, FinetuneStep) and ev.step == 2:
+            stop.set()
+        if isinstance(ev, FinetuneFinished):
+            reason, steps = ev.reason, ev.result.card["finetune"]["steps"]
+    assert reason == "stopped" and steps == 2
+    with pytest.raises(FinetuneError, match="no labelled atoms"):
+        finetune(frames, truth[truth.frame == 1], [0], _tiny_detector(), pixel_size=PX, steps=1)
+    with pytest.raises(FinetuneError, match="unknown fine-tuning option"):
+        finetune(frames, truth, [0], _tiny_detector(), pixel_size=PX, stpes=1)
+    with pytest.raises(FinetuneError, match="out of range"):
+        finetune(frames, truth, [5], _tiny_detector(), pixel_size=PX, steps=1)
+
+
+def test_self_training_labels_keep_confident_refined_atoms():
+    frames, truth = _frames_with_atoms(2, seed=1)
+    rng = np.random.default_rng(2)
+    det = truth.copy()
+    det[["y", "x"]] = np.rint(det[["y", "x"]].to_numpy())  # pixel-level detections
+    det["prob"] = rng.uniform(0.9, 1.0, len(det))
+    low = rng.choice(len(det), 10, replace=False)
+    det.loc[low, "prob"] = 0.3
+    # a detection on empty background: the Gaussian fit fails and it is dropped
+    det.loc[len(det)] = [0, 2.0, 45.0, "C", 0.95]
+    table = self_training_labels(frames, [0, 1], atoms=det, min_prob=0.8, pixel_size=PX)
+    assert len(table) == len(det) and table["label"].dtype == bool
+    labels = table[table["label"]]
+    assert not table["label"].iloc[-1]  # the background "atom" is not a label
+    assert not table.loc[low, "label"].any() and (labels.prob >= 0.8).all()
+    # positions move from the pixel grid to the true sub-pixel centres
+    for t in (0, 1):
+        lab = labels[labels.frame == t].reset_index(drop=True)
+        tr = truth[truth.frame == t][["y", "x"]].to_numpy()
+        d = np.hypot(*(lab[["y", "x"]].to_numpy()[:, None] - tr[None]).transpose(2, 0, 1))
+        err = d.min(1)
+        assert np.median(err) < 0.15 and err.max() < 0.5
+    assert len(labels) >= len(det) - 11 - 3  # nearly all confident atoms fit
+    # default: the least confident 30 % of each frame are not labels
+    auto = self_training_labels(frames, [0, 1], atoms=det.assign(prob=np.linspace(0.5, 1, len(det))),
+                                pixel_size=PX)
+    assert 0.6 * len(det) <= auto["label"].sum() <= 0.72 * len(det)
+
+
+def test_cli_finetune(tmp_path, capsys):
+    frames, truth = _frames_with_atoms(3)
+    np.save(tmp_path / "movie.npy", frames)
+    write_atoms_csv(tmp_path / "atoms.csv", truth)
+    base = save_detector(_tiny_detector(), tmp_path / "base.pt")
+    rc = main(["finetune", str(tmp_path / "movie.npy"), str(tmp_path / "atoms.csv"),
+               "--frames", "0:2", "--out", str(tmp_path / "ft.pt"), "--base", str(base),
+               "--steps", "2", "--batch", "2", "--crop", "32", "--pixel-size", str(PX)])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["frames"] == [0, 1] and out["steps"] == 2 and out["reason"] == "done"
+    assert load_detector(tmp_path / "ft.pt").card["finetune"]["stack"].endswith("movie.npy")
+    rc = main(["finetune", str(tmp_path / "movie.npy"), "--out", str(tmp_path / "x.pt"),
+               "--pixel-size", str(PX)])
+    assert rc == 2
+    assert "--self-train" in capsys.readouterr().err

@@ -1,0 +1,95 @@
+"""The "Detect atoms" dock in a real viewer: worker thread, progress, layers, errors."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from atomlens._napari._layers import add_tuple, set_frame
+from atomlens._napari.detect_widget import DetectWidget
+from atomlens.viz.colours import SPECIES_COLOURS
+from atomlens.viz.layers import image_layer_tuple
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(scope="module")
+def movie():
+    from atomlens.simulate import simulate_movie
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return simulate_movie(3, 64, 0.2, seed=3)
+
+
+@pytest.fixture(scope="module")
+def detector_file(tmp_path_factory):
+    """The shipped detector when present, else a small seeded network (same file format)."""
+    import torch
+
+    from atomlens.segment.model_file import SHIPPED, Detector, save_detector
+    from atomlens.segment.nets import NetConfig, build_net
+
+    if SHIPPED.exists():
+        return str(SHIPPED), True
+    torch.manual_seed(0)
+    cfg = NetConfig(arch="unet", base_filters=4, levels=2)
+    det = Detector(build_net(cfg).eval(), cfg, pixel_size=0.2)
+    return str(save_detector(det, tmp_path_factory.mktemp("det") / "tiny.pt")), False
+
+
+def test_detect_current_frame_adds_maps_and_atoms(make_napari_viewer, qtbot, movie, detector_file) -> None:
+    path, shipped = detector_file
+    viewer = make_napari_viewer()
+    img = add_tuple(viewer, image_layer_tuple(movie.frames, movie.pixel_size, "movie"))
+    before = img.data.copy()
+    widget = DetectWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.image.value is img
+    widget.model_file.value = path
+    widget.threshold.value = 0.5 if shipped else 0.3
+    set_frame(viewer, img, 2)
+    worker = widget.run()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    assert widget.progress.value == widget.progress.max == 1
+    names = [lay.name for lay in viewer.layers]
+    assert names[0] == "movie" and "P(C) movie" in names and "P(Si) movie" in names
+    pc, psi, pbg = viewer.layers["P(C) movie"], viewer.layers["P(Si) movie"], viewer.layers["P(background) movie"]
+    assert pc.data.shape == (1, 64, 64) and tuple(pc.scale) == pytest.approx(tuple(img.scale))
+    assert pc.translate[0] == 2  # the map of frame 2 sits at frame 2
+    np.testing.assert_allclose(pc.data + psi.data + pbg.data, 1.0, atol=1e-4)  # softmax
+    atoms = viewer.layers["atoms movie"]
+    assert {"frame", "y", "x", "cls", "prob"} <= set(atoms.features.columns)
+    assert len(atoms.data) == len(atoms.features)
+    assert np.all(atoms.data[:, 0] == 2)
+    np.testing.assert_array_equal(img.data, before)  # the user's layer is untouched
+    if len(atoms.data):
+        si = atoms.features["cls"].astype(str).to_numpy() == "Si"
+        expected = np.array([int(SPECIES_COLOURS["Si" if s else "C"][i:i + 2], 16) / 255
+                             for s in si for i in (1, 3, 5)]).reshape(-1, 3)
+        np.testing.assert_allclose(atoms.face_color[:, :3], expected, atol=1e-6)
+    if shipped:  # a trained detector finds most true atoms of that frame
+        n_true = int((movie.atoms["frame"] == 2).sum())
+        assert 0.7 * n_true < len(atoms.data) < 1.3 * n_true
+
+
+def test_detect_error_becomes_notification(make_napari_viewer, qtbot, movie, tmp_path) -> None:
+    from napari.utils.notifications import notification_manager
+
+    viewer = make_napari_viewer()
+    add_tuple(viewer, image_layer_tuple(movie.frames, movie.pixel_size, "movie"))
+    widget = DetectWidget(viewer)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model")
+    widget.model_file.value = str(bad)
+    before = len(notification_manager.records)
+    worker = widget.run()
+    with qtbot.waitSignal(worker.finished, timeout=30_000):
+        pass
+    messages = [str(r.message) for r in notification_manager.records[before:]]
+    assert any("bad.pt" in m for m in messages), messages
+    assert [lay.name for lay in viewer.layers] == ["movie"]
+    assert widget.run_button.enabled and widget.status.value == "failed"
