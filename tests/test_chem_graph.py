@@ -212,3 +212,16 @@ def test_speed_50_frames_of_2000_atoms():
     assert len(res.atoms) == 50 * len(yx)
     assert res.atoms["track_id"].nunique() == len(yx)
     assert elapsed < 25.0, elapsed
+
+
+def test_min_angle_drops_a_crowded_duplicate_neighbour():
+    c0 = np.array([6.0, 6.0])
+    pts = [c0]
+    for ang, r in ((90, 1.55), (210, 1.55), (330, 1.55), (250, 1.75)):  # 40° from 210°
+        a = np.radians(ang)
+        pts.append(c0 + r * np.array([np.sin(a), np.cos(a)]))
+    atoms = table(np.array(pts), PS, ["Si", "C", "C", "C", "C"])
+    res = find_bonds(atoms, PS)
+    assert set(res.loc[res["a"] == 0, "b"]) == {1, 2, 3}
+    # switched off, the Si keeps all four (its cap is 4)
+    assert len(find_bonds(atoms, PS, min_angle_deg=0).query("a == 0")) == 4

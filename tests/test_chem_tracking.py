@@ -122,3 +122,13 @@ def test_analyze_adds_track_ids():
     assert res.atoms["track_id"].nunique() == len(yx)
     res = analyze(atoms, PS, ChemParams(track=False))
     assert (res.atoms["track_id"] == -1).all()
+
+
+def test_track_atoms_and_analyze_track_override():
+    from atomlens.chem import track_atoms
+
+    yx = honeycomb(4, 4)
+    atoms = pd.concat([table(yx + 0.03 * t, PS, frame=t) for t in range(3)], ignore_index=True)
+    out = track_atoms(atoms, PS, max_displacement_A=0.5)
+    assert out["track_id"].nunique() == len(yx) and "track_id" not in atoms
+    assert (analyze(atoms, PS, track=False).atoms["track_id"] == -1).all()

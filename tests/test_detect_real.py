@@ -20,6 +20,21 @@ def det():
     return load_detector()
 
 
+def lattice_f1(atoms, ref: np.ndarray, shape: tuple[int, int], pixel_size: float) -> dict:
+    """F1 within 1 Å against the reference, scored in the interior (both sets > 1 Å from
+    the frame edge: the reference has no atoms within ~4 px of the edge, where we report
+    partly cut atoms with ``border=True``); ``f1_all`` scores every atom."""
+    yx = atoms[["y", "x"]].to_numpy()
+    m = 1.0 / pixel_size
+
+    def inside(p: np.ndarray) -> np.ndarray:
+        return (p.min(1) >= m) & (p[:, 0] <= shape[0] - 1 - m) & (p[:, 1] <= shape[1] - 1 - m)
+
+    s = detection_scores(yx[inside(yx)], ref[inside(ref)], m)
+    s["f1_all"] = detection_scores(yx, ref, m)["f1"]
+    return s
+
+
 @pytest.mark.parametrize("pixel_size", [0.072, 0.078125, 0.065, 0.085])
 def test_single_si_dopant_image(shared_data, det, pixel_size):
     """graphene_si-2nm: one Si on the bright dopant; lattice F1 >= 0.95 within 1 Å.
@@ -29,8 +44,8 @@ def test_single_si_dopant_image(shared_data, det, pixel_size):
     d = np.load(real_file(shared_data, "real/graphene_si-2nm.npz"))
     img, ref = d["image"], d["nn_rows_cols"]
     atoms = detect(img, det, pixel_size=pixel_size).atoms
-    s = detection_scores(atoms[["y", "x"]].to_numpy(), ref, 1.0 / pixel_size)
-    assert s["f1"] >= 0.95, s
+    s = lattice_f1(atoms, ref, img.shape, pixel_size)
+    assert s["f1"] >= 0.95 and s["f1_all"] >= 0.9, s
     si = atoms[atoms["cls"] == "Si"][["y", "x"]].to_numpy()
     assert len(si) == 1, si
     # the dopant: the brightest spot of the smoothed image
@@ -44,8 +59,8 @@ def test_single_si_dopant_image(shared_data, det, pixel_size):
 def test_grain_boundary_image(shared_data, det, pixel_size):
     g = np.load(real_file(shared_data, "real/graphene_grainboundary-4nm.npz"))
     atoms = detect(g["image"], det, pixel_size=pixel_size).atoms
-    s = detection_scores(atoms[["y", "x"]].to_numpy(), g["nn_rows_cols"], 1.0 / pixel_size)
-    assert s["f1"] >= 0.95, s
+    s = lattice_f1(atoms, g["nn_rows_cols"], g["image"].shape, pixel_size)
+    assert s["f1"] >= 0.95 and s["f1_all"] >= 0.9, s
 
 
 def test_si_tracked_through_movie(shared_data, det):

@@ -178,3 +178,20 @@ def test_cli_finetune(tmp_path, capsys):
                "--pixel-size", str(PX)])
     assert rc == 2
     assert "--self-train" in capsys.readouterr().err
+
+
+def test_redetect_keeps_corrected_frames_and_counts():
+    from atomlens.corrections import redetect
+
+    frames, truth = _frames_with_atoms(3)
+    current = truth.assign(prob=1.0, edited=False, source="detector")
+    current.loc[current.frame == 1, "edited"] = True
+    res = redetect(Stack(frames, PX), current, [1], model=_tiny_detector(), threshold=0.5)
+    assert res.skipped_frames == [1] and res.detected_frames == [0, 2]
+    kept = res.atoms[res.atoms.frame == 1].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept[["y", "x", "cls"]],
+                                  current[current.frame == 1].reset_index(drop=True)[["y", "x", "cls"]])
+    assert not res.atoms.loc[res.atoms.frame != 1, "edited"].any()
+    assert res.counts["before"].tolist() == [36, 36, 36]
+    assert res.counts["after"].tolist() == [int((res.atoms.frame == t).sum()) for t in range(3)]
+    assert "kept 1 corrected frame(s) untouched (1)" in res.message

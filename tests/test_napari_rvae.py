@@ -87,6 +87,12 @@ def test_subimages_train_encode_colour_animate(make_napari_viewer, qtbot, movie,
 
     saved = train.save_model(tmp_path / "rvae.pt")
     assert saved is not None and saved.exists()
+    trained = session_for(viewer).model.model
+    loaded = train.load_model(saved)
+    assert session_for(viewer).model.model is loaded is not trained
+    assert session_for(viewer).model.window == 20
+    np.testing.assert_allclose(loaded.transform(subimages_of(layer)).to_numpy(float),
+                               trained.transform(subimages_of(layer)).to_numpy(float), rtol=1e-5, atol=1e-5)
 
     latent = LatentWidget(viewer)
     viewer.window.add_dock_widget(latent)
@@ -166,6 +172,14 @@ def test_stop_ends_cleanly_with_usable_weights(make_napari_viewer, qtbot, movie)
     model = session_for(viewer).model.model
     z = model.transform(subimages_of(layer))
     assert len(z) == layer.data.shape[0] and np.isfinite(z.to_numpy(float)).all()
+
+    # ring centres become their own Points layer, and windows are cut around them
+    sub.centres.value = "ring centres"
+    rings = sub.cut()
+    centres = viewer.layers["ring centres atoms"]
+    assert set(centres.features["size"]) <= {4, 5, 6, 7, 8, 9} and 6 in set(centres.features["size"])
+    assert rings.metadata["atomlens"]["centres"] == "ring centres atoms"
+    assert 0 < rings.data.shape[0] <= len(centres.data)
 
 
 def test_errors_become_notifications(make_napari_viewer, qtbot, tmp_path) -> None:

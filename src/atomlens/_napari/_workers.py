@@ -61,11 +61,11 @@ class Throttle:
     """Call ``func`` at most every ``interval_ms`` on the main thread; extra requests in
     between coalesce into one trailing call (so the last state is always drawn)."""
 
-    def __init__(self, func: Callable[[], None], interval_ms: int = 200) -> None:
+    def __init__(self, func: Callable[[], None], interval_ms: int = 200, parent: Any = None) -> None:
         self._func = func
         self._interval = interval_ms / 1000.0
         self._last = 0.0
-        self._timer = QTimer()
+        self._timer = QTimer(parent)  # parented: it dies with its widget
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._fire)
 

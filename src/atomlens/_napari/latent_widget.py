@@ -36,13 +36,15 @@ if TYPE_CHECKING:
     from napari.layers import Image, Points
 
 
-def encoding_job(model: Any, data: np.ndarray, atoms: Any, window: int) -> Generator:
-    """Encode every atom's window (headless :func:`atomlens.latent.encode_atoms`) on a
-    worker; yields nothing but keeps the worker a generator (so it can be quit)."""
+def encoding_job(model: Any, data: np.ndarray, atoms: Any) -> Generator:
+    """Encode every atom's window (headless :func:`atomlens.latent.encode_atoms`, with the
+    model's window size) on a worker; returns only the latent columns (NaN for atoms
+    whose window crosses the frame edge)."""
     from atomlens.latent import encode_atoms
 
     yield "encoding"
-    return encode_atoms(model, data, atoms, window)
+    table = encode_atoms(model, data, atoms)
+    return table[list(model.latent_names())]
 
 
 def _image_layers(layer: Any) -> bool:
@@ -94,13 +96,12 @@ class LatentWidget(ViewerWidget):
         if points is None or image is None or current is None:
             notify_error(ValueError("need an atoms layer, an image layer and a trained model"), "Encode")
             return None
-        window = current.window or 32
         data = np.asarray(image.data)
         data = data[None] if data.ndim == 2 else data
         self.status.value = "encoding..."
         self.encode_button.enabled = False
         self.worker = start_generator(
-            encoding_job, current.model, data, layer_atoms(points), int(window),
+            encoding_job, current.model, data, layer_atoms(points),
             on_return=lambda latents: self._write_latents(points, latents),
             on_error=lambda exc: setattr(self.status, "value", "encoding failed"),
             on_finish=lambda: setattr(self.encode_button, "enabled", self.session.model is not None),
@@ -110,11 +111,11 @@ class LatentWidget(ViewerWidget):
 
     def _write_latents(self, points: Points, latents: Any) -> None:
         table = latents.reset_index(drop=True)
-        keep = [c for c in table.columns if c not in ("frame", "y", "x", "cls", "prob")]
-        merge_features(points, table[keep])
+        keep = list(table.columns)
+        merge_features(points, table)
         self.reset_choices()
         first = next((c for c in ("angle", "z1") if c in keep), keep[0] if keep else None)
-        n_ok = int(np.isfinite(table[keep].to_numpy(float)).all(axis=1).sum()) if keep else 0
+        n_ok = int(table.notna().all(axis=1).sum())
         self.status.value = f"latents {', '.join(keep)} on {n_ok}/{len(table)} atoms"
         if first is not None:
             self.colour_by.value = first
@@ -191,8 +192,9 @@ class LatentWidget(ViewerWidget):
         if current is not None:
             from atomlens.latent import decode_manifold
 
+            names = [c for c in current.model.latent_names() if c in feats]
             try:
-                image = decode_manifold(current.model, 8)
+                image = decode_manifold(current.model, 8, latents=points.features[names] if names else None)
             except (ValueError, NotImplementedError) as exc:  # e.g. PCA/GMM: no decoder grid
                 self.status.value = f"no manifold: {exc}"
             else:

@@ -20,6 +20,7 @@ import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from matplotlib.path import Path as MplPath
+from matplotlib.ticker import FormatStrFormatter, NullFormatter
 from matplotlib.widgets import LassoSelector
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
@@ -72,9 +73,18 @@ class MplWidget(QWidget):
         self.animated: list = []
         self._background = None
         self.canvas.mpl_connect("draw_event", self._on_full_draw)
-        self.redraw = Throttle(self._draw, interval_ms)
+        self.redraw = Throttle(self._draw, interval_ms, parent=self)
         self.n_draws = 0
         self.n_blits = 0
+        self._links: list[tuple[Any, Any]] = []
+        links = self._links
+        self.destroyed.connect(lambda *_: _disconnect_all(links))
+
+    def link(self, emitter: Any, callback: Any) -> None:
+        """Connect ``callback`` to a napari/psygnal ``emitter``; disconnected when this
+        widget is destroyed (so a closed plot never hears from a living layer)."""
+        emitter.connect(callback)
+        self._links.append((emitter, callback))
 
     def _update_artists(self) -> bool:
         """Bring the artists up to date; True if more than ``animated`` changed."""
@@ -86,6 +96,12 @@ class MplWidget(QWidget):
             self.ax.draw_artist(artist)
 
     def _draw(self) -> None:
+        try:
+            self._draw_now()
+        except RuntimeError:  # the Qt canvas is already deleted (viewer closing)
+            pass
+
+    def _draw_now(self) -> None:
         full = self._update_artists()
         if full or self._background is None or not self.animated:
             self.canvas.draw_idle()
@@ -98,11 +114,22 @@ class MplWidget(QWidget):
         self.n_blits += 1
 
 
+def _disconnect_all(links: list[tuple[Any, Any]]) -> None:
+    for emitter, callback in links:
+        try:
+            emitter.disconnect(callback)
+        except (RuntimeError, ValueError, TypeError):
+            pass
+    links.clear()
+
+
 class LossPlot(MplWidget):
     """Train and test loss per epoch, following a TrainingState.
 
-    The x axis spans the planned epochs from the start; the y axis only grows when a loss
-    leaves it, so most epochs blit two lines instead of redrawing the figure.
+    Losses are drawn relative to the first epoch's train loss on a log axis whose limits
+    are set before training starts (and only widen if a loss leaves them), and the
+    absolute values are printed in a blitted read-out: during training each epoch only
+    blits two lines and a line of text (milliseconds) instead of redrawing the figure.
     """
 
     def __init__(self, state: TrainingState, parent: QWidget | None = None) -> None:
@@ -110,21 +137,48 @@ class LossPlot(MplWidget):
         self.state = state
         (self.train_line,) = self.ax.plot([], [], "-", color="#4da6ff", label="train", animated=True)
         (self.test_line,) = self.ax.plot([], [], "-", color="#ff9933", label="test", animated=True)
-        self.animated = [self.train_line, self.test_line]
+        self.readout = self.ax.text(0.03, 0.05, "", transform=self.ax.transAxes, color=_FG,
+                                    fontsize=8, animated=True)
+        self.animated = [self.train_line, self.test_line, self.readout]
         self.ax.set_xlabel("epoch")
-        self.ax.set_ylabel("loss")
-        self.ax.legend(fontsize=8, facecolor=_BG, labelcolor=_FG)
-        self._ylim: tuple[float, float] | None = None
+        self.ax.set_ylabel("loss / first epoch")
+        self.ax.set_yscale("log")
+        # plain tick labels: mathtext (10^k) is slow to lay out
+        self.ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        self.ax.yaxis.set_minor_formatter(NullFormatter())
+        self._ylim = (0.1, 2.0)
+        self.ax.set_ylim(*self._ylim)
+        self.ax.legend(fontsize=8, facecolor=_BG, labelcolor=_FG, loc="upper right")
         self._n_epochs = 0
-        state.events.epoch.connect(self.redraw)
-        state.events.status.connect(lambda _s: self.redraw.flush())
+        self.link(state.events.epoch, self._on_epoch)
+        self.link(state.events.status, self._on_status)
 
-    def _update_artists(self) -> bool:
+    def _on_epoch(self, _epoch: int) -> None:
+        self.redraw()
+
+    def _on_status(self, _status: str) -> None:
+        self.redraw.flush()
+
+    def relative_losses(self) -> tuple[np.ndarray, np.ndarray]:
+        """Train and test losses divided by the first train loss (what is plotted)."""
         train = np.asarray(self.state.train_loss, float)
         test = np.asarray(self.state.test_loss, float)
+        ref = abs(train[0]) if len(train) and np.isfinite(train[0]) and train[0] != 0 else 1.0
+        return train / ref, test / ref
+
+    def _update_artists(self) -> bool:
+        train, test = self.relative_losses()
         epochs = np.arange(1, len(train) + 1)
         self.train_line.set_data(epochs, train)
         self.test_line.set_data(epochs[: len(test)], test)
+        if len(self.state.train_loss):
+            last_test = self.state.test_loss[-1] if self.state.test_loss else float("nan")
+            self.readout.set_text(
+                f"epoch {len(train)}: train {self.state.train_loss[-1]:.4g}"
+                + ("" if not np.isfinite(last_test) else f", test {last_test:.4g}")
+            )
+        else:
+            self.readout.set_text("")
         full = False
         n = max(int(self.state.n_epochs), len(train), 1)
         if n != self._n_epochs:
@@ -132,16 +186,10 @@ class LossPlot(MplWidget):
             self.ax.set_xlim(0.5, n + 0.5)
             full = True
         values = np.concatenate([train, test])
-        values = values[np.isfinite(values)]
-        if len(values):
-            lo, hi = float(values.min()), float(values.max())
-            if self._ylim is None or lo < self._ylim[0] or hi > self._ylim[1]:
-                pad = 0.1 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 0.1
-                self._ylim = (lo - pad, hi + pad)
-                self.ax.set_ylim(*self._ylim)
-                full = True
-        elif self._ylim is not None:  # a new run: forget the old scale
-            self._ylim = None
+        values = values[np.isfinite(values) & (values > 0)]
+        if len(values) and (values.min() < self._ylim[0] or values.max() > self._ylim[1]):
+            self._ylim = (min(self._ylim[0], values.min() / 3), max(self._ylim[1], values.max() * 3))
+            self.ax.set_ylim(*self._ylim)
             full = True
         return full
 
@@ -202,9 +250,12 @@ class LatentScatter(MplWidget, _FeatureCombos):
         self.lasso = LassoSelector(self.ax, self.on_lasso)
         self.x_box.currentTextChanged.connect(lambda _t: self.redraw())
         self.y_box.currentTextChanged.connect(lambda _t: self.redraw())
-        layer.events.features.connect(self._on_features)
-        layer.selected_data.events.items_changed.connect(lambda *_a: self.redraw())
+        self.link(layer.events.features, self._on_features)
+        self.link(layer.selected_data.events.items_changed, self._on_selection)
         self._draw()
+
+    def _on_selection(self, *_: Any) -> None:
+        self.redraw()
 
     def _on_features(self, event: Any = None) -> None:
         self.refresh_columns()
@@ -289,8 +340,8 @@ class FrameDistribution(MplWidget, _FeatureCombos):
         self._full = True
         self.ax.set_xlabel("frame")
         self.column_box.currentTextChanged.connect(lambda _t: self.recompute())
-        layer.events.features.connect(self._on_features)
-        viewer.dims.events.current_step.connect(self.on_step)
+        self.link(layer.events.features, self._on_features)
+        self.link(viewer.dims.events.current_step, self.on_step)
         self.recompute()
 
     def _on_features(self, event: Any = None) -> None:

@@ -4,9 +4,14 @@ Headless; no Qt. Entry point: :func:`analyze` (atom table + pixel size in Å ->
 :class:`ChemResult`).
 """
 
-from atomlens.chem.analyze import AtomTableError, ChemParams, ChemResult, analyze
+from atomlens.chem.analyze import AtomTableError, ChemParams, ChemResult, analyze, track_atoms
 from atomlens.chem.bonds import bond_graph, find_bonds
-from atomlens.chem.calibrate import Calibration, calibrate_fft, calibrate_nn
+from atomlens.chem.calibrate import (
+    Calibration,
+    calibrate_fft,
+    calibrate_nn,
+    calibrate_pixel_size,
+)
 from atomlens.chem.defects import dopant_environment, dopant_geometry, find_defects
 from atomlens.chem.rings import find_faces, ring_counts
 from atomlens.chem.tracking import (
@@ -25,6 +30,7 @@ __all__ = [
     "bond_graph",
     "calibrate_fft",
     "calibrate_nn",
+    "calibrate_pixel_size",
     "cluster_orientation",
     "coordination_switches",
     "dopant_environment",
@@ -34,5 +40,6 @@ __all__ = [
     "find_faces",
     "link_atoms",
     "ring_counts",
+    "track_atoms",
     "track_series",
 ]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ import pandas as pd
 from atomlens.chem.bonds import (
     DEFAULT_MAX_BOND_A,
     DEFAULT_MAX_COORDINATION,
+    DEFAULT_MIN_ANGLE_DEG,
     coordination,
     find_bonds,
 )
@@ -32,6 +34,8 @@ class ChemParams:
     max_bond_A : maximum bond length (Å) per species pair (``{"C-Si": 2.1}``),
         merged over :data:`atomlens.chem.bonds.DEFAULT_MAX_BOND_A`.
     max_coordination : bonds per species, merged over C 3, Si 4.
+    min_angle_deg : two bonds of one atom closer than this angle cannot both exist (the
+        longer goes); removes detector duplicates next to bright dopants.
     host : lattice species; others are dopants.
     min_ring, max_ring : faces with this many members are rings (table, ring counts).
     hole_min_area_A2 : a bounded face larger than ``max_ring`` members is a vacancy
@@ -44,6 +48,7 @@ class ChemParams:
 
     max_bond_A: dict = field(default_factory=dict)
     max_coordination: dict = field(default_factory=dict)
+    min_angle_deg: float = DEFAULT_MIN_ANGLE_DEG
     host: str = "C"
     min_ring: int = 3
     max_ring: int = 8
@@ -123,7 +128,11 @@ def check_atoms(atoms: pd.DataFrame) -> pd.DataFrame:
 
 
 def analyze(
-    atoms: pd.DataFrame, pixel_size: float, params: ChemParams | None = None
+    atoms: pd.DataFrame,
+    pixel_size: float,
+    params: ChemParams | None = None,
+    *,
+    track: bool | None = None,
 ) -> ChemResult:
     """Bond graph, rings, edge atoms, defects, dopant geometry and tracks.
 
@@ -132,13 +141,20 @@ def analyze(
     atoms : atom table (``frame`` int, ``y, x`` pixels, ``cls`` species).
     pixel_size : Å per pixel (calibrate it first: see :mod:`atomlens.chem.calibrate`).
     params : :class:`ChemParams`; defaults suit graphene with Si.
+    track : overrides ``params.track`` when given (False: per-frame chemistry only,
+        ``track_id`` = -1, e.g. for chunks of a long movie tracked afterwards with
+        :func:`track_atoms`).
     """
     p = params or ChemParams()
+    if track is not None:
+        p = replace(p, track=bool(track))
     if not (pixel_size and np.isfinite(pixel_size) and pixel_size > 0):
         raise AtomTableError(f"pixel_size must be a positive number of Å, got {pixel_size!r}")
     table = check_atoms(atoms)
     n = len(table)
-    bonds = find_bonds(table, pixel_size, p.bond_limits(), p.coordination_limits())
+    bonds = find_bonds(
+        table, pixel_size, p.bond_limits(), p.coordination_limits(), min_angle_deg=p.min_angle_deg
+    )
     coord = coordination(n, bonds)
     faces = find_faces(table, bonds, min_size=p.min_ring)
     ring_mask = (faces["size"] <= p.max_ring).to_numpy()
@@ -175,3 +191,21 @@ def analyze(
         dop["defect_id"] = defect_id[dop["atom"].to_numpy(dtype=int)]
         dop["track_id"] = table["track_id"].to_numpy()[dop["atom"].to_numpy(dtype=int)]
     return ChemResult(table, bonds, rings, big, defects, dop, float(pixel_size), p)
+
+
+def track_atoms(
+    atoms: pd.DataFrame,
+    pixel_size: float,
+    max_displacement_A: float | Mapping[str, float] | None = None,
+    max_gap: int = 2,
+    match_species: bool = True,
+) -> pd.DataFrame:
+    """A copy of the atom table with a ``track_id`` column (see
+    :func:`atomlens.chem.tracking.link_atoms`). ``max_displacement_A``: Å, one number
+    or per species (default ``{"*": 1.0, "Si": 3.0}``)."""
+    table = check_atoms(atoms)
+    disp = ChemParams().max_disp_A if max_displacement_A is None else max_displacement_A
+    if isinstance(disp, Mapping) and not match_species:
+        disp = max(disp.values())
+    table["track_id"] = link_atoms(table, pixel_size, disp, max_gap, match_species)
+    return table

@@ -40,6 +40,11 @@ DEFAULT_OTHER_BOND_A = 2.2
 DEFAULT_MAX_COORDINATION: dict[str, int] = {"C": 3, "Si": 4}
 DEFAULT_OTHER_COORDINATION = 4
 
+#: Smallest angle between two bonds of one atom (degrees). Graphene has none below
+#: ~80° (a 4-fold Si in a divacancy: ~82-98°; 5-rings: 108°); detector duplicates in the
+#: halo of a bright Si make 40-65° angles.
+DEFAULT_MIN_ANGLE_DEG = 65.0
+
 BOND_COLUMNS = ["frame", "a", "b", "length_px", "length_A", "pair"]
 
 
@@ -67,6 +72,7 @@ def find_bonds(
     max_coordination: Mapping[str, int] | None = None,
     other_bond_A: float = DEFAULT_OTHER_BOND_A,
     other_coordination: int = DEFAULT_OTHER_COORDINATION,
+    min_angle_deg: float = DEFAULT_MIN_ANGLE_DEG,
 ) -> pd.DataFrame:
     """All bonds of all frames as a table.
 
@@ -79,6 +85,9 @@ def find_bonds(
     max_coordination : maximum bonds per species, merged over the defaults (C 3, Si 4).
         An over-coordinated atom loses its longest bonds first, lengths taken relative
         to :data:`DEFAULT_TYPICAL_BOND_A`.
+    min_angle_deg : two bonds of one atom closer than this angle (degrees) cannot both
+        be real (their far ends would be bonded: a 3-ring); the longer (relative) one
+        goes. 0 switches the rule off.
 
     Returns
     -------
@@ -119,26 +128,27 @@ def find_bonds(
     a, b, length_px = a[keep], b[keep], length_px[keep]
     a, b = np.minimum(a, b), np.maximum(a, b)
 
-    # trim: every over-coordinated atom drops its longest bond (relative to the pair's
-    # typical length), repeat until none is over-coordinated
-    alive = np.ones(len(a), dtype=bool)
+    # trim: bonds of over-coordinated atoms are accepted shortest first (lengths
+    # relative to the pair's typical length) while both ends have room, so each such
+    # atom keeps its shortest bonds and loses the longest; other bonds all stay
     relative = length_px * pixel_size / typical_mat[codes[a], codes[b]]
-    order = np.argsort(-relative, kind="stable")  # longest first
-    while True:
-        deg = np.bincount(a[alive], minlength=n) + np.bincount(b[alive], minlength=n)
-        over = deg > cap
-        if not over.any():
-            break
-        idx = order[alive[order]]
-        drop = np.zeros(len(a), dtype=bool)
-        for end in (a, b):
-            ends = end[idx]
-            hit = over[ends]
-            # first (= longest) alive bond of each over-coordinated atom
-            _, first = np.unique(ends[hit], return_index=True)
-            drop[idx[np.flatnonzero(hit)[first]]] = True
-        alive &= ~drop
-    a, b, length_px = a[alive], b[alive], length_px[alive]
+    deg = np.bincount(a, minlength=n) + np.bincount(b, minlength=n)
+    over = deg > cap
+    alive = np.ones(len(a), dtype=bool)
+    contested = np.flatnonzero(over[a] | over[b])
+    if len(contested):
+        alive[contested] = False
+        room = cap.copy()
+        for k in contested[np.argsort(relative[contested], kind="stable")]:
+            u, v = a[k], b[k]
+            if room[u] > 0 and room[v] > 0:
+                alive[k] = True
+                room[u] -= 1
+                room[v] -= 1
+    a, b, length_px, relative = a[alive], b[alive], length_px[alive], relative[alive]
+    if min_angle_deg > 0 and len(a):
+        keep = _angle_trim(yx, a, b, relative, min_angle_deg)
+        a, b, length_px = a[keep], b[keep], length_px[keep]
     pair = np.array(["-".join(pair_key(s, t)) for s, t in zip(species[a], species[b])], dtype=object)
     out = pd.DataFrame(
         {
@@ -151,6 +161,44 @@ def find_bonds(
         }
     )
     return out.sort_values(["frame", "a", "b"], ignore_index=True)
+
+
+def _angle_trim(
+    yx: np.ndarray, a: np.ndarray, b: np.ndarray, relative: np.ndarray, min_angle_deg: float
+) -> np.ndarray:
+    """(E,) bool bonds to keep: while two angularly adjacent bonds of one atom are
+    closer than ``min_angle_deg``, the atom drops one of them (the bond in most narrow
+    gaps, then the longer relative to its pair's typical length)."""
+    keep = np.ones(len(a), dtype=bool)
+    limit = np.radians(min_angle_deg)
+    for _ in range(8):
+        idx = np.flatnonzero(keep)
+        src = np.concatenate([a[idx], b[idx]])
+        dst = np.concatenate([b[idx], a[idx]])
+        bond = np.concatenate([idx, idx])
+        ang = np.arctan2(yx[dst, 0] - yx[src, 0], yx[dst, 1] - yx[src, 1])
+        order = np.lexsort((ang, src))
+        src, bond, ang = src[order], bond[order], ang[order]
+        # next half-edge around the same atom (circularly)
+        start = np.flatnonzero(np.r_[True, src[1:] != src[:-1]])
+        end = np.r_[start[1:], len(src)]
+        nxt = np.arange(1, len(src) + 1)
+        nxt[end - 1] = start
+        gap = (ang[nxt] - ang) % (2 * np.pi)
+        bad = (gap < limit) & (nxt != np.arange(len(src)))
+        if not bad.any():
+            break
+        # per atom, drop one bond: the one in most narrow gaps (the middle of three
+        # crowded bonds), ties broken by the longer relative length
+        pos = np.flatnonzero(bad)
+        cand_src = np.concatenate([src[pos], src[pos]])
+        cand_bond = np.concatenate([bond[pos], bond[nxt[pos]]])
+        pairs, counts = np.unique(np.column_stack([cand_src, cand_bond]), axis=0, return_counts=True)
+        score = counts + relative[pairs[:, 1]] / (1.0 + relative.max())
+        order = np.lexsort((-score, pairs[:, 0]))
+        first = np.r_[True, pairs[order, 0][1:] != pairs[order, 0][:-1]]
+        keep[pairs[order][first, 1]] = False
+    return keep
 
 
 def coordination(n_atoms: int, bonds: pd.DataFrame) -> np.ndarray:

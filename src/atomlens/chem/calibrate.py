@@ -12,6 +12,7 @@ Two independent estimates of the true pixel size (Å per pixel):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -273,3 +274,23 @@ def calibrate_nn(
         lattice_A=bond,
         details={"nn_px": d_px, "n_atoms": int(len(nn))},
     )
+
+
+def calibrate_pixel_size(
+    stack: Any,
+    lattice: str | float = "graphene",
+    metadata_pixel_size: float | None = None,
+    max_frames: int = 16,
+) -> Calibration:
+    """FFT calibration of an :class:`atomlens.io.Stack` (or a (T, Y, X) / (Y, X) array):
+    up to ``max_frames`` frames spread over the movie are averaged in power; the
+    stack's own pixel size is the metadata value unless ``metadata_pixel_size`` is given."""
+    data = stack.data if hasattr(stack, "data") else stack
+    nominal = metadata_pixel_size if metadata_pixel_size is not None else getattr(stack, "pixel_size", None)
+    n = int(data.shape[0]) if getattr(data, "ndim", 2) == 3 else 1
+    if n == 1:
+        frames = np.asarray(data, dtype=np.float32).reshape(data.shape[-2:])[None]
+    else:
+        idx = np.unique(np.linspace(0, n - 1, min(n, max_frames)).astype(int))
+        frames = np.stack([np.asarray(data[int(t)], dtype=np.float32) for t in idx])
+    return calibrate_fft(frames, lattice, nominal)

@@ -44,17 +44,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from atomlens.chem.calibrate import calibrate_fft
     from atomlens.io import read_stack
 
     stack = read_stack(args.stack)
     nominal = args.pixel_size if args.pixel_size is not None else stack.pixel_size
-    data = stack.data
-    n = min(stack.n_frames, 16)
-    frames = [stack.frame(int(t)) for t in range(0, stack.n_frames, max(1, stack.n_frames // n))][:n]
-    import numpy as np
-
-    cal = calibrate_fft(np.stack(frames), args.lattice, nominal, search=args.search)
+    n = stack.n_frames
+    idx = np.unique(np.linspace(0, n - 1, min(n, 16)).astype(int))
+    frames = np.stack([stack.frame(int(t)) for t in idx])
+    cal = calibrate_fft(frames, args.lattice, nominal, search=args.search)
     if args.json:
         print(json.dumps(cal.to_dict(), indent=2))
     else:
@@ -63,11 +63,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"metadata:    {cal.metadata_pixel_size:.5f} Å/px  ({stack.pixel_size_source})")
             print(f"discrepancy: {cal.discrepancy_pct:+.2f} %  (metadata relative to estimate)")
         else:
-            print("metadata:    none (the file carries no pixel size)")
+            print("metadata:    none (the file carries no pixel size); without a nominal value")
+            print("             the spot order can be mistaken (x√3 or x2): pass --pixel-size")
         print(f"confidence:  spot/background {cal.confidence:.1f}, spot spread {cal.details['spread_pct']:.2f} %")
     if args.apply:
         from atomlens.io import write_tiff
 
-        out = write_tiff(args.apply, np.asarray(data), cal.pixel_size)
+        out = write_tiff(args.apply, np.asarray(stack.data), cal.pixel_size)
         print(f"wrote {out} at {cal.pixel_size:.5f} Å/px")
     return 0

@@ -30,6 +30,13 @@ def coordinate_grid(h: int, w: int) -> torch.Tensor:
     return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
 
 
+def _init_head(head: nn.Linear, n_latent: int, logsd0: float = -2.0) -> None:
+    """Start with small posterior SDs (exp(-2) ~ 0.14) so that early sampling noise does
+    not wash out the angle before the decoder has learned any orientation."""
+    with torch.no_grad():
+        head.bias[n_latent:].fill_(logsd0)
+
+
 class MLPEncoder(nn.Module):
     """Flattened image -> tanh MLP -> (mu, log_sd) of ``n_latent`` Gaussian units."""
 
@@ -38,6 +45,7 @@ class MLPEncoder(nn.Module):
         dims = (n_in, *hidden)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.head = nn.Linear(dims[-1], 2 * n_latent)
+        _init_head(self.head, n_latent)
         self.act = _act(activation)
         self.n_latent = n_latent
 
@@ -61,6 +69,7 @@ class ConvEncoder(nn.Module):
         h4, w4 = (h2 + 1) // 2, (w2 + 1) // 2
         self.fc = nn.Linear(64 * h4 * w4, hidden)
         self.head = nn.Linear(hidden, 2 * n_latent)
+        _init_head(self.head, n_latent)
         self.act = _act(activation)
         self.n_latent = n_latent
 

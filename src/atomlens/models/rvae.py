@@ -147,12 +147,21 @@ class RVAE(TorchLatentModel):
         return mu
 
     def latents_frame(self, lat: np.ndarray) -> pd.DataFrame:
+        """Encoder means -> ``angle`` (wrapped), ``dx``/``dy`` (pixels) and ``z1..zk``.
+
+        The decoder draws pixel ``g`` from ``f(R(angle) g + t)``, so the content is turned
+        by ``+angle`` (counter-clockwise as displayed, rows down) and its centre moved to
+        ``d = -R(angle)^T t``; ``dx``, ``dy`` report ``d`` in pixels (x right, y down).
+        """
         out = pd.DataFrame(lat.astype(np.float64), columns=self.latent_names())
-        out["angle"] = wrap_angle(out["angle"].to_numpy())
+        phi = out["angle"].to_numpy()
+        out["angle"] = wrap_angle(phi)
         half = (max(self.window) - 1) / 2.0  # grid units -> pixels
         scale = self.config["translation_prior"] * half if self.config["translation"] else 0.0
-        out["dx"] = out["dx"] * scale
-        out["dy"] = out["dy"] * scale
+        tx, ty = out["dx"].to_numpy() * scale, out["dy"].to_numpy() * scale
+        c, s = np.cos(phi), np.sin(phi)
+        out["dx"] = -(c * tx + s * ty)
+        out["dy"] = -(-s * tx + c * ty)
         return out
 
     # -- generation ------------------------------------------------------------------------
@@ -173,9 +182,11 @@ class RVAE(TorchLatentModel):
             raise ModelError(f"z must have {self.config['latent_dim']} columns, got {z_t.shape[1]}")
         phi = torch.as_tensor(np.broadcast_to(np.asarray(angle, np.float32), (n,)).copy())
         half = (max(self.window) - 1) / 2.0
-        shift = torch.as_tensor(np.broadcast_to(np.asarray(shift_px, np.float32), (n, 2)) / half)
+        d = np.broadcast_to(np.asarray(shift_px, np.float64), (n, 2)) / half
+        c, s = np.cos(phi.numpy()), np.sin(phi.numpy())
+        t = -np.stack([c * d[:, 0] - s * d[:, 1], s * d[:, 0] + c * d[:, 1]], 1)  # t = -R d
         self.module.cpu().eval()
-        out = self.module.decoder(phi, shift.float(), z_t)
+        out = self.module.decoder(phi, torch.as_tensor(t, dtype=torch.float32), z_t)
         if self.config["loss"] == "bce":
             out = torch.sigmoid(out)
         out = out.numpy()

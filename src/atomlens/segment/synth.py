@@ -168,6 +168,8 @@ class Imaging:
     line_gain: float = 0.0  # std of per-row gain variation
     gamma: float = 1.0
     noise_blur_px: float = 0.0
+    amorphous: float = 0.0  # level of textured amorphous cover that hides atoms beneath
+    amorphous_fraction: float = 0.0  # fraction of the field it covers
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> Imaging:
@@ -186,6 +188,8 @@ class Imaging:
             line_gain=rng.uniform(0, 0.05) if rng.random() < 0.2 else 0.0,
             gamma=rng.uniform(0.75, 1.35) if rng.random() < 0.3 else 1.0,
             noise_blur_px=rng.uniform(0, 0.7) if rng.random() < 0.3 else 0.0,
+            amorphous=rng.uniform(0.4, 2.5) if rng.random() < 0.35 else 0.0,
+            amorphous_fraction=rng.uniform(0.03, 0.35),
         )
 
 
@@ -210,15 +214,20 @@ def _smooth_field(shape: tuple[int, int], sigma: float, rng: np.random.Generator
 
 def render_positions(yx_px: np.ndarray, species: np.ndarray, shape: tuple[int, int],
                      pixel_size: float, im: Imaging, rng: np.random.Generator,
-                     film: np.ndarray | None = None) -> np.ndarray:
+                     film: np.ndarray | None = None, weights: np.ndarray | None = None,
+                     extra: np.ndarray | None = None) -> np.ndarray:
     """Render atoms at ``yx_px`` (pixels) into a noisy ``shape`` image (float32).
 
     Units: the noiseless C peak is 1; noise is scaled so that ``im.snr`` holds at a
     0.2 Å/px sampling (a finer pixel gets proportionally fewer counts, like a detector).
-    ``film`` (Y, X) bool marks where the graphene film is (background ``film_bg``).
+    ``film`` (Y, X) bool marks where the graphene film is (background ``film_bg``);
+    ``weights`` (N,) scale each atom (e.g. partial contamination cover); ``extra`` (Y, X)
+    is added signal (e.g. amorphous contamination) before noise.
     """
     sigma_px = im.probe_fwhm_A / 2.3548 / pixel_size
     w = np.where(species == "Si", im.si_ratio, 1.0) * rng.uniform(0.9, 1.1, len(species))
+    if weights is not None:
+        w = w * weights
     delta = _splat(yx_px, w, shape)
     sig = ndi.gaussian_filter(delta, sigma_px, mode="constant") * (2 * np.pi * sigma_px**2)
     if im.tail_frac > 0:
@@ -235,6 +244,8 @@ def render_positions(yx_px: np.ndarray, species: np.ndarray, shape: tuple[int, i
     if im.contamination:
         blob = _smooth_field(shape, rng.uniform(4, 12) * 0.2 / pixel_size, rng)
         bg = bg + im.contamination * np.clip(blob - 0.8, 0, None)
+    if extra is not None:
+        bg = bg + extra
     clean = np.clip(sig + bg, 0, None)
     if im.gamma != 1.0:
         clean = clean ** im.gamma
@@ -271,6 +282,17 @@ def label_mask(yx_px: np.ndarray, cls_index: np.ndarray, shape: tuple[int, int],
     val = np.broadcast_to(ci[:, None], py.shape)
     mask[py[ok], px[ok]] = val[ok]  # later (higher-class) writes win
     return mask
+
+
+def amorphous_cover(shape: tuple[int, int], pixel_size: float, fraction: float, level: float,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Amorphous contamination: (soft cover 0..1, added intensity), both (Y, X)."""
+    coarse = _smooth_field(shape, 8.0 / 2.5 / pixel_size, rng)
+    texture = _smooth_field(shape, 1.2 / 2.5 / pixel_size, rng)
+    thr = float(np.quantile(coarse, 1.0 - fraction))
+    soft = np.clip((coarse - thr) / (0.25 * coarse.std()), 0.0, 1.0)
+    amp = rng.uniform(0.2, 0.6)
+    return soft, soft * level * np.clip(1.0 + amp * texture, 0.2, None)
 
 
 def film_mask(yx_px: np.ndarray, shape: tuple[int, int], reach_px: float) -> np.ndarray:
@@ -316,10 +338,21 @@ def render_sample(patch: Patch, shape: tuple[int, int], pixel_size: float, *,
         rows = np.clip(np.round(yx_px[:, 0]).astype(int) + 1, 0, shape[0] + 1)
         yx_px = yx_px.copy()
         yx_px[:, 1] += row_shift[rows]
+    species = patch.species
     film = film_mask(yx_px, shape, 1.6 / true_px)
-    image = render_positions(yx_px, patch.species, shape, true_px, im, rng, film)
+    weights = extra = None
+    if im.amorphous > 0:
+        # amorphous contamination: soft cover from a coarse field (~8 Å), textured at
+        # ~1.2 Å; atoms under >= 50 % cover are hidden (not imaged, not labelled)
+        soft, extra = amorphous_cover(shape, true_px, im.amorphous_fraction, im.amorphous, rng)
+        iy = np.clip(np.round(yx_px[:, 0]).astype(int), 0, shape[0] - 1)
+        ix = np.clip(np.round(yx_px[:, 1]).astype(int), 0, shape[1] - 1)
+        cover = soft[iy, ix]
+        keep = cover < 0.5
+        yx_px, species, weights = yx_px[keep], species[keep], 1.0 - cover[keep]
+    image = render_positions(yx_px, species, shape, true_px, im, rng, film, weights, extra)
     inside = np.all((yx_px > -0.5) & (yx_px < np.array(shape) - 0.5), axis=1)
-    yx_in, sp_in = yx_px[inside], patch.species[inside]
+    yx_in, sp_in = yx_px[inside], species[inside]
     cls_index = np.array([classes.index(s) if s in classes else 1 for s in sp_in], np.int64)
     mask = label_mask(yx_in, cls_index, shape, radius_A / pixel_size)
     return image, mask, yx_in, sp_in

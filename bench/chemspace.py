@@ -1,0 +1,189 @@
+"""Bench for issue 8: chemical-space maps, ring-centred skip-rVAE, latent trajectories
+and the PFM switching degree, on simulated data with ground truth. Prints one JSON.
+
+    .venv/bin/python bench/chemspace.py            # the figures reported in the docs
+    .venv/bin/python bench/chemspace.py --quick    # a smoke run (small, few epochs)
+
+Atom-centred and ring-centred windows are cut from clean simulated frames clipped at
+the carbon peak height (atoms of equal height: the stand-in for the U-Net's atom
+probability map that the paper feeds to the rVAE), centred on the true atom / ring
+positions; truth ring counts come from the simulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import spearmanr
+from sklearn.mixture import GaussianMixture
+
+
+def purity(clusters: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """(purity, balanced recall): purity = sum over clusters of the largest true class,
+    / N; balanced recall = mean over true classes of the share of their members that
+    fall in clusters whose majority is that class."""
+    tab = pd.crosstab(clusters, truth)
+    pur = float(tab.max(axis=1).sum() / tab.to_numpy().sum())
+    majority = tab.idxmax(axis=1)
+    rec = [
+        float(tab.loc[majority[majority == c].index, c].sum() / tab[c].sum()) for c in tab.columns
+    ]
+    return pur, float(np.mean(rec))
+
+
+def atom_and_ring_part(args: argparse.Namespace, out: Path) -> dict:
+    from atomlens.descriptors import extract_windows
+    from atomlens.latent.chemspace import (
+        agreement,
+        chemical_space_map,
+        plot_chemspace,
+        plot_manifold,
+    )
+    from atomlens.latent.trajectory import latent_trajectory, longest_track, plot_trajectory
+    from atomlens.models import SkipRVAE
+    from atomlens.simulate import CC_BOND_A, simulate_movie
+
+    res: dict = {}
+    px = args.pixel_size
+    bond = CC_BOND_A / px
+    t0 = time.perf_counter()
+    movie = simulate_movie(
+        args.frames, args.size, px, args.seed, dose=None, read_noise=0.0,
+        contamination_fraction=0.0, n_stone_wales=args.stone_wales, reconstruct_prob=0.3,
+        n_si3=3,
+    )  # fmt: skip
+    images = np.clip(movie.frames, 0.0, 1.0)
+    res["simulate_s"] = round(time.perf_counter() - t0, 1)
+    res["bond_length_px"] = round(bond, 2)
+
+    # --- atom-centred windows -> skip-rVAE -> chemical-space map
+    sub = extract_windows(images, movie.atoms, args.window)
+    truth = movie.atoms.iloc[sub.index].reset_index(drop=True)
+    model = SkipRVAE(window=args.window, latent_dim=2, hidden=args.hidden, lr=args.lr, seed=args.seed)
+    t0 = time.perf_counter()
+    model.fit(sub.images, epochs=args.epochs, batch_size=args.batch, device="cpu", seed=args.seed)
+    res["atom_windows"] = len(sub.images)
+    res["atom_fit_s"] = round(time.perf_counter() - t0, 1)
+    lat = model.transform(sub.images)
+    z = lat[["z1", "z2"]].to_numpy()
+    t0 = time.perf_counter()
+    cmap = chemical_space_map(model, bond, grid=args.grid, z=z)
+    res["map_grid"] = args.grid
+    res["map_s"] = round(time.perf_counter() - t0, 1)
+    agr = agreement(cmap, z, truth)
+    res["atom_map_agreement"] = round(agr["agreement"], 4)
+    res["atom_map_unphysical_at_atoms"] = round(agr["unphysical"], 4)
+    pristine = (truth[["ring5", "ring6", "ring7"]].to_numpy() == [0, 3, 0]).all(axis=1)
+    res["atom_share_pristine_0_3_0"] = round(float(pristine.mean()), 4)
+    look = cmap.lookup(z)
+    ok = (look[["ring5", "ring6", "ring7"]].to_numpy() == truth[["ring5", "ring6", "ring7"]].to_numpy()).all(axis=1)
+    res["atom_map_agreement_non_pristine"] = round(float(ok[~pristine].mean()), 4) if (~pristine).any() else None
+    plot_chemspace(cmap, out / "chemspace_atoms.png", z=z)
+    man = chemical_space_map(model, bond, grid=12, z=z, keep_images=True)
+    plot_manifold(man.images, man.z1, man.z2, out / "manifold_atoms.png")
+    cmap.save(out / "chemspace_atoms.npz")
+
+    # --- latent trajectory of the longest-lived Si (truth atom ids as tracks)
+    table = pd.concat([truth, lat], axis=1)
+    si = longest_track(table, "atom_id", "Si")
+    traj = latent_trajectory(table, si, "atom_id")
+    plot_trajectory(traj, cmap, model, path=out / "trajectory_si.png", title=f"Si atom {si}")
+    traj.to_csv(out / "trajectory_si.csv", index=False)
+    res["trajectory_frames"] = len(traj)
+
+    # --- timing of a 200 x 200 map (40,000 decodings)
+    if args.time_200:
+        t0 = time.perf_counter()
+        chemical_space_map(model, bond, grid=200, z=z)
+        res["map_200x200_s"] = round(time.perf_counter() - t0, 1)
+
+    # --- ring-centred (hollow-site) windows
+    rings = movie.rings[movie.rings["size"] <= 8]
+    rsub = extract_windows(images, rings, args.ring_window)
+    rtruth = rings.iloc[rsub.index].reset_index(drop=True)
+    rmodel = SkipRVAE(window=args.ring_window, latent_dim=2, hidden=args.hidden, lr=args.lr,
+                      seed=args.seed)  # fmt: skip
+    t0 = time.perf_counter()
+    rmodel.fit(rsub.images, epochs=args.epochs, batch_size=args.batch, device="cpu", seed=args.seed)
+    res["ring_windows"] = len(rsub.images)
+    res["ring_sizes"] = {int(k): int(v) for k, v in rtruth["size"].value_counts().items()}
+    res["ring_fit_s"] = round(time.perf_counter() - t0, 1)
+    rlat = rmodel.transform(rsub.images)
+    rz = rlat[["z1", "z2"]].to_numpy()
+    k = rtruth["size"].nunique()
+    gmm = GaussianMixture(n_components=k, random_state=args.seed, n_init=3).fit(rz)
+    pur, rec = purity(gmm.predict(rz), rtruth["size"].to_numpy())
+    res["ring_gmm_purity"] = round(pur, 4)
+    res["ring_gmm_balanced_recall"] = round(rec, 4)
+    res["ring_majority_share"] = round(float(rtruth["size"].value_counts(normalize=True).max()), 4)
+    rmap = chemical_space_map(rmodel, bond, grid=args.grid, z=rz, mode="ring")
+    res["ring_map_agreement"] = round(agreement(rmap, rz, rtruth)["agreement"], 4)
+    plot_chemspace(rmap, out / "chemspace_rings.png", z=rz)
+    return res
+
+
+def pfm_part(args: argparse.Namespace, out: Path) -> dict:
+    from atomlens.pfm.simulate import simulate_pfm
+    from atomlens.pfm.workflow import PFMConfig, run_pfm, truth_velocity, write_pfm_outputs
+
+    res: dict = {}
+    t0 = time.perf_counter()
+    movie = simulate_pfm(n_frames=args.pfm_frames, size=args.pfm_size, seed=args.seed)
+    res["pfm_simulate_s"] = round(time.perf_counter() - t0, 1)
+    cfg = PFMConfig(window=args.pfm_window, n_per_frame=args.pfm_per_frame, delta=1,
+                    epochs=args.epochs, hidden=args.hidden, lr=args.lr, seed=args.seed)  # fmt: skip
+    t0 = time.perf_counter()
+    result = run_pfm(movie.phase, cfg)
+    res["pfm_run_s"] = round(time.perf_counter() - t0, 1)
+    res["pfm_windows"] = len(result.table)
+    tv = truth_velocity(movie, result.table, cfg.window, cfg.delta)
+    for col in ("D", "D_raw", "D_direct", "D_direct_raw"):
+        for v in ("v_window", "v_centre"):
+            rho = spearmanr(result.table[col], tv[v], nan_policy="omit")[0]
+            res[f"pfm_spearman_{col}_{v}"] = round(float(rho), 4)
+    result.table = result.table.assign(v_centre=tv["v_centre"], v_window=tv["v_window"])
+    write_pfm_outputs(result, out / "pfm", movie.phase)
+    return res
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--quick", action="store_true", help="tiny smoke run")
+    p.add_argument("--out", default="bench_out/chemspace", help="figure directory")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--skip-stem", action="store_true")
+    p.add_argument("--skip-pfm", action="store_true")
+    p.add_argument("--time-200", action="store_true", help="also time a 200x200 map")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    # STEM part: 0.3 Å/px -> bond 4.7 px; windows of ~4.7 bonds
+    args.frames, args.size, args.pixel_size = (3, 96, 0.3) if args.quick else (6, 128, 0.3)
+    args.window, args.ring_window = 22, 18
+    args.stone_wales = 6
+    args.hidden = (64, 64) if args.quick else (128, 128)
+    args.epochs = 2 if args.quick else 40
+    args.batch, args.lr = 64, 1e-3
+    args.grid = 24 if args.quick else 100
+    args.pfm_frames, args.pfm_size = (8, 64) if args.quick else (30, 128)
+    args.pfm_window, args.pfm_per_frame = (16, 10) if args.quick else (24, 40)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    res: dict = {"quick": args.quick}
+    t0 = time.perf_counter()
+    if not args.skip_stem:
+        res.update(atom_and_ring_part(args, out))
+    if not args.skip_pfm:
+        res.update(pfm_part(args, out))
+    res["total_s"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()

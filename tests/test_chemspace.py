@@ -1,0 +1,183 @@
+"""Chemical-space maps on synthetic decoded-like images: honeycomb patches with a
+Stone-Wales (5-7-7-5) defect, rendered here, whose ring counts are known by geometry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from atomlens.geometry import planar_faces
+from atomlens.latent.chemspace import (
+    NO_CENTRE,
+    SMEARED,
+    TOO_FEW,
+    ChemSpaceError,
+    agreement,
+    analyze_decoded,
+    chemical_space_map,
+    find_blobs,
+    plot_chemspace,
+    plot_manifold,
+)
+
+L = 6.0  # bond length, pixels
+WIN = 32
+
+
+def honeycomb(bond: float = L, n: int = 7, stone_wales: bool = False) -> np.ndarray:
+    """(N, 2) (y, x) graphene atoms around the origin; the bond from (0, 0) to (bond, 0)
+    is rotated by 90° about its midpoint with ``stone_wales``."""
+    a1 = np.array([0.0, np.sqrt(3) * bond])
+    a2 = np.array([1.5 * bond, np.sqrt(3) / 2 * bond])
+    ij = np.array([(i, j) for i in range(-n, n + 1) for j in range(-n, n + 1)], float)
+    base = ij[:, :1] * a1 + ij[:, 1:] * a2
+    pts = np.concatenate([base, base + [bond, 0.0]])
+    pts = pts[np.hypot(*pts.T) < n * bond]
+    if stone_wales:
+        mid = np.array([bond / 2, 0.0])
+        for k in np.flatnonzero(np.hypot(*(pts - mid).T) < 0.6 * bond):
+            d = pts[k] - mid
+            pts[k] = mid + np.array([-d[1], d[0]])
+    return pts
+
+
+def true_counts(pts: np.ndarray, atom: int) -> tuple[int, int, int]:
+    d = np.hypot(*(pts[:, None] - pts[None]).transpose(2, 0, 1))
+    iu, ju = np.triu_indices(len(pts), 1)
+    ok = (d[iu, ju] > 0.5 * L) & (d[iu, ju] < 1.2 * L)
+    faces = planar_faces(pts, np.column_stack([iu[ok], ju[ok]]))
+    sizes = [f.size for f in faces if atom in f.nodes]
+    return tuple(sizes.count(k) for k in (5, 6, 7))  # type: ignore[return-value]
+
+
+def render(pts: np.ndarray, centre: np.ndarray, win: int = WIN, sigma: float = 0.22 * L,
+           angle: float = 0.0) -> np.ndarray:  # fmt: skip
+    """A decoded-like window: Gaussian atoms, ``centre`` at the window's middle."""
+    c, s = np.cos(angle), np.sin(angle)
+    rel = (pts - centre) @ np.array([[c, -s], [s, c]]).T
+    yy, xx = np.mgrid[0:win, 0:win] - (win - 1) / 2
+    img = np.zeros((win, win))
+    for y, x in rel[np.hypot(*rel.T) < win]:
+        img += np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * sigma**2))
+    return img.astype(np.float32)
+
+
+def test_blobs_are_found_at_atom_centroids() -> None:
+    pts = honeycomb()
+    img = render(pts, np.zeros(2))
+    blobs = find_blobs(np.stack([img, np.zeros_like(img)]))
+    assert set(blobs["image"]) == {0}
+    # the atom at the origin sits at the window centre
+    d = np.hypot(blobs["y"] - (WIN - 1) / 2, blobs["x"] - (WIN - 1) / 2)
+    assert d.min() < 0.1
+
+
+def test_ring_counts_of_pristine_and_stone_wales_atoms() -> None:
+    pristine = honeycomb()
+    sw = honeycomb(stone_wales=True)
+    cases = []
+    for pts in (pristine, sw):
+        for k in np.flatnonzero(np.hypot(*pts.T) < 2.2 * L):
+            cases.append((pts, k))
+    imgs = np.stack([render(p, p[k], angle=0.3 * i) for i, (p, k) in enumerate(cases)])
+    res = analyze_decoded(imgs, L)
+    assert res["physical"].all()
+    got = [tuple(r) for r in res[["ring5", "ring6", "ring7"]].to_numpy()]
+    want = [true_counts(p, k) for p, k in cases]
+    assert got == want
+    assert (0, 3, 0) in want and (1, 0, 2) in want and (1, 1, 1) in want  # SW core and rim
+    assert (res["ring8"] == 0).all()
+
+
+def test_unphysical_decodings_are_minus_one() -> None:
+    pts = honeycomb()
+    blank = np.zeros((WIN, WIN), np.float32)
+    noise = np.random.default_rng(0).random((WIN, WIN)).astype(np.float32) * 0.01
+    off_centre = render(pts, np.array([L / 2, np.sqrt(3) / 2 * L]))  # a hollow site
+    smeared = render(pts, np.zeros(2), sigma=0.6 * L)  # atoms merge into one blob
+    lonely = render(pts[:1], np.zeros(2))
+    res = analyze_decoded(np.stack([blank + noise, off_centre, smeared, lonely]), L)
+    assert not res["physical"].any()
+    assert (res[["ring5", "ring6", "ring7", "ring8"]].to_numpy() == -1).all()
+    assert res["reason"].iloc[1] == NO_CENTRE
+    assert res["reason"].iloc[2] in (SMEARED, TOO_FEW)
+    assert res["reason"].iloc[3] == TOO_FEW
+    with pytest.raises(ChemSpaceError):
+        analyze_decoded(np.stack([blank]), bond_length=0)
+
+
+def test_ring_mode_finds_the_central_ring_size() -> None:
+    sw = honeycomb(stone_wales=True)
+    pristine = honeycomb()
+    d = np.hypot(*(sw[:, None] - sw[None]).transpose(2, 0, 1))
+    iu, ju = np.triu_indices(len(sw), 1)
+    ok = (d[iu, ju] > 0.5 * L) & (d[iu, ju] < 1.2 * L)
+    faces = [f for f in planar_faces(sw, np.column_stack([iu[ok], ju[ok]]))
+             if np.hypot(f.y, f.x) < 2 * L]  # fmt: skip
+    imgs = [render(sw, np.array([f.y, f.x])) for f in faces]
+    hexc = np.array([L / 2, np.sqrt(3) / 2 * L])  # a hexagon centre of the pristine lattice
+    imgs.append(render(pristine, hexc))
+    res = analyze_decoded(np.stack(imgs), L, mode="ring")
+    want = [f.size for f in faces] + [6]
+    assert list(res["centre_ring"]) == want
+    assert {5, 6, 7} <= set(want)
+
+
+class TwoPhaseDecoder:
+    """A stand-in decoder: z1 < 0 gives pristine graphene, z1 >= 0 the Stone-Wales core
+    atom, z2 > 2 an empty image (unphysical)."""
+
+    def __init__(self) -> None:
+        self.pristine = render(honeycomb(), np.zeros(2))
+        sw = honeycomb(stone_wales=True)
+        self.core = render(sw, sw[np.argmin(np.hypot(*(sw - [L / 2, 0]).T))])
+        self.calls = 0
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        z = np.atleast_2d(z)
+        out = np.where((z[:, 0] < 0)[:, None, None], self.pristine, self.core)
+        return np.where((z[:, 1] > 2)[:, None, None], 0.0, out).astype(np.float32)
+
+
+def test_chemical_space_map_lookup_and_agreement(tmp_path) -> None:
+    dec = TwoPhaseDecoder()
+    cmap = chemical_space_map(dec, L, grid=24, z_range=((-3, 3), (-3, 3)), batch_size=100)
+    assert dec.calls >= 6  # batched
+    assert cmap.counts.shape == (24, 24, 4)
+    left = cmap.z1 < -0.2
+    right = cmap.z1 > 0.2
+    low = cmap.z2 < 1.8
+    assert (cmap.ring_map(6)[np.ix_(low, left)] == 3).all()
+    assert (cmap.ring_map(7)[np.ix_(low, right)] == 2).all()
+    assert (cmap.ring_map(5)[cmap.z2 > 2.2] == -1).all()
+    z = np.array([[-1.0, 0.0], [1.0, -1.0], [0.5, 2.8], [9.0, 0.0]])
+    look = cmap.lookup(z)
+    assert list(look["ring6"]) == [3, 0, -1, 0] and list(look["inside"]) == [True] * 3 + [False]
+    truth = {"ring5": [0, 1, 0, 1], "ring6": [3, 0, 3, 0], "ring7": [0, 2, 0, 2]}
+    import pandas as pd
+
+    a = agreement(cmap, z, pd.DataFrame(truth))
+    assert a["agreement"] == pytest.approx(0.75) and a["unphysical"] == pytest.approx(0.25)
+    codes, keys = cmap.labels()
+    assert {(0, 3, 0), (1, 0, 2)} <= set(keys) and (codes == -1).any()
+    plot_chemspace(cmap, tmp_path / "map.png", z=z)
+    small = chemical_space_map(dec, L, grid=4, z_range=((-3, 3), (-3, 3)), keep_images=True)
+    plot_manifold(small.images, small.z1, small.z2, tmp_path / "manifold.png")
+    assert (tmp_path / "map.png").stat().st_size > 0 and (tmp_path / "manifold.png").exists()
+    saved = np.load(cmap.save(tmp_path / "map.npz"))
+    assert np.array_equal(saved["counts"], cmap.counts)
+
+
+def test_40000_decodings_are_fast_enough() -> None:
+    """The analysis of a 200 x 200 map (decoding excluded) stays in seconds per 10^4."""
+    import time
+
+    dec = TwoPhaseDecoder()
+    imgs = np.concatenate([dec.decode(np.array([[-1.0, 0.0]] * 1000)),
+                           dec.decode(np.array([[1.0, 0.0]] * 1000))])  # fmt: skip
+    t0 = time.perf_counter()
+    res = analyze_decoded(imgs, L)
+    per_image = (time.perf_counter() - t0) / len(imgs)
+    assert res["physical"].all()
+    assert per_image * 40_000 < 120, f"{per_image * 1e3:.2f} ms per image"
