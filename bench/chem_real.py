@@ -176,8 +176,16 @@ def grain_boundary_figures(data: Path) -> dict:
     out = {"pixel_size_A": ps}
     sources = {"source_positions (nn_rows_cols)": z["nn_rows_cols"].astype(float)}
     sources["stand-in:log"] = log_maxima(z["image"], 1.42 / ps, 0.22 * 1.42 / ps)
+    found, detector = unet_atoms(z["image"][None], ps)
+    if found is not None:
+        sources[detector] = found
+    else:
+        out["unet"] = detector
     for label, yx in sources.items():
-        atoms = pd.DataFrame({"frame": 0, "y": yx[:, 0], "x": yx[:, 1], "cls": "C"})
+        if isinstance(yx, pd.DataFrame):
+            atoms = yx
+        else:
+            atoms = pd.DataFrame({"frame": 0, "y": yx[:, 0], "x": yx[:, 1], "cls": "C"})
         res = analyze(atoms, ps, ChemParams(track=False))
         hist = res.ring_histogram()
         out[label] = {

@@ -43,11 +43,18 @@ def test_continuous_limits_are_fixed_over_all_frames() -> None:
         "selected", np.array([True, False])).cycle[False]
 
 
+def test_small_integer_columns_are_categories() -> None:
+    spec = colour_spec("size", pd.Series([6, 5, 7, 6], dtype="int64"))
+    assert spec.kind == "categorical" and spec.cycle[5] != spec.cycle[6] != spec.cycle[7]
+    assert colour_spec("coordination", pd.Series([3, 4, 3])).kind == "categorical"
+    assert colour_spec("frame", pd.Series(np.arange(50))).kind == "continuous"
+
+
 def test_atoms_tuple_and_probability_tuples() -> None:
     atoms = pd.DataFrame({"frame": [0, 1], "y": [1.0, 2.0], "x": [3.0, 4.0], "cls": ["C", "Si"]})
     data, kw, kind = atoms_layer_tuple(atoms, 0.1, "atoms")
     assert kind == "points" and data.tolist() == [[0, 1, 3], [1, 2, 4]]
-    assert kw["scale"] == (1.0, 0.1, 0.1) and kw["size"] == pytest.approx(7.0)
+    assert kw["scale"] == (1.0, 0.1, 0.1) and kw["size"] == pytest.approx(5.0)
     assert kw["face_color"] == "cls" and kw["face_color_cycle"]["Si"] == SPECIES_COLOURS["Si"]
     maps = np.random.default_rng(1).random((2, 3, 16, 16)).astype(np.float32)
     tuples = probability_layer_tuples(maps, ("background", "C", "Si"), 0.1, source="m")

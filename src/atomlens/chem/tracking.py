@@ -107,6 +107,8 @@ def link_atoms(
 
 def _renumber(track: np.ndarray, frame: np.ndarray) -> np.ndarray:
     """Track ids 0, 1, ... in order of first appearance (frame, then row)."""
+    if len(track) == 0:
+        return track
     order = np.lexsort((np.arange(len(track)), frame))
     _, first = np.unique(track[order], return_index=True)
     ids = track[order][np.sort(first)]
@@ -146,15 +148,17 @@ def _assign(ti: np.ndarray, di: np.ndarray, cost: np.ndarray, nt: int, nd: int) 
 
 
 def track_series(atoms: pd.DataFrame, track_id: int, defects: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Time series of one track: ``frame, y, x`` (pixels), ``coordination`` and
-    ``defect_type`` (when a defects table and ``defect_id`` column are given)."""
+    """Time series of one track: ``atom`` (row in ``atoms``), ``frame, y, x`` (pixels),
+    ``cls``, ``coordination`` and ``defect_type`` (when a defects table and a
+    ``defect_id`` column are given)."""
     sub = atoms[atoms["track_id"] == track_id].sort_values("frame")
     cols = [c for c in ("frame", "y", "x", "cls", "coordination", "defect_id") if c in sub]
     out = sub[cols].copy()
     if defects is not None and "defect_id" in out and len(defects):
         kinds = defects.set_index("defect_id")["type"]
         out["defect_type"] = out["defect_id"].map(kinds).fillna("none")
-    return out.reset_index()
+    out.insert(0, "atom", out.index.to_numpy())
+    return out.reset_index(drop=True)
 
 
 def coordination_switches(

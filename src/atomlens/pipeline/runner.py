@@ -122,6 +122,8 @@ def run_pipeline(
     result.atoms = atoms
     files = _write_outputs(out, atoms, tables, maps_path, model_path, sub_path)
     result.files.update(files)
+    result.files["project"] = _write_project(out, stack_path, pixel_size, stack, atoms, cfg,
+                                             model_path)
     if cfg.report.enabled:
         with timer("report"):
             from atomlens.pipeline.report import write_report
@@ -351,6 +353,21 @@ def _stage_latent(
     return run_latent_stage(
         stack, atoms, tables, maps_path, cfg, base_key, out, result, progress, _table_hash
     )
+
+
+def _write_project(out: Path, stack_path: Any, pixel_size: float, stack: Any,
+                   atoms: pd.DataFrame, cfg: PipelineConfig, model_path: Path | None) -> Path:
+    """An AtomLens project beside the results, so napari (and ``atomlens run``) reopen it."""
+    from atomlens.io.project import Project, save_project
+
+    models = {"detector": cfg.detect.model or "shipped"}
+    if model_path is not None and model_path.exists():
+        models["latent"] = str((out / "model.pt").resolve())
+    source = "user" if cfg.input.pixel_size else stack.pixel_size_source
+    project = Project(stack_path=str(Path(stack_path).resolve()), pixel_size=pixel_size,
+                      pixel_size_source=source, models=models,
+                      settings={"pipeline": cfg.to_dict()}, atoms=atoms)
+    return save_project(out / "project.atomlens", project)
 
 
 def _write_outputs(

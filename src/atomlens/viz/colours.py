@@ -30,6 +30,14 @@ SPECIES_COLOURS: dict[str, str] = {
 _PALETTE = ("#4daf4a", "#984ea3", "#377eb8", "#ffff33", "#a65628", "#f781bf", "#66c2a5")
 #: Colours of a boolean ``selected`` feature: unselected keep a dim grey, selected glow.
 SELECTED_COLOURS: dict[bool, str] = {False: "#5a5a5a", True: "#ffff00"}
+#: Ring sizes (a ``size`` column of ring centres): 5 red, 6 grey, 7 blue, 8 green.
+RING_SIZE_COLOURS: dict[int, str] = {
+    3: "#ffe119", 4: "#911eb4", 5: "#e6194b", 6: "#a6a6a6", 7: "#4363d8", 8: "#3cb44b",
+    9: "#f58231", 10: "#f58231", 11: "#f58231", 12: "#f58231",
+}  # fmt: skip
+#: Integer columns with at most this many distinct values are coloured as categories
+#: (coordination, ring counts, ring size...).
+MAX_INT_CATEGORIES = 12
 #: Columns that hold an angle; they get a cyclic colormap.
 ANGLE_COLUMNS = ("angle", "theta", "orientation")
 
@@ -116,7 +124,8 @@ def colour_spec(column: str, values: pd.Series | np.ndarray) -> ColourSpec:
     """Decide how to colour points by ``column`` given all its values (every frame).
 
     Strings, categoricals and booleans are categorical (species get their fixed colours,
-    ``selected`` gets dim/bright); angles get 'twilight' over one whole period; other
+    ``selected`` gets dim/bright), as are integers with few values (coordination, ring
+    size: fixed colours per value); angles get 'twilight' over one whole period; other
     numbers get 'viridis' with 1-99 % limits over all frames.
     """
     s = pd.Series(values)
@@ -130,6 +139,13 @@ def colour_spec(column: str, values: pd.Series | np.ndarray) -> ColourSpec:
         if s.dtype == bool or set(uniq) <= {True, False}:
             return ColourSpec(column, "categorical", cycle=dict(SELECTED_COLOURS))
         return ColourSpec(column, "categorical", cycle=species_colour_cycle(list(uniq)))
+    if pd.api.types.is_integer_dtype(s.dtype) and s.nunique() <= MAX_INT_CATEGORIES:
+        values = sorted(int(u) for u in pd.unique(s.dropna()))
+        if column == "size":
+            cycle = {u: RING_SIZE_COLOURS.get(u, _PALETTE[0]) for u in values}
+        else:
+            cycle = {u: _PALETTE[i % len(_PALETTE)] for i, u in enumerate(values)}
+        return ColourSpec(column, "categorical", cycle=cycle)
     v = s.to_numpy(dtype=float)
     if is_angle_column(column):
         return ColourSpec(column, "continuous", "twilight", angle_limits(v))

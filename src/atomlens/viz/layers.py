@@ -19,8 +19,8 @@ import pandas as pd
 from atomlens.viz.colours import ColourSpec, colour_spec
 
 AXIS_LABELS = ("t", "y", "x")
-#: Diameter of an atom marker in Å (about half a C-C bond: neighbours never overlap).
-ATOM_MARKER_A = 0.7
+#: Diameter of an atom marker in Å (about a third of a C-C bond: the atom shows around it).
+ATOM_MARKER_A = 0.5
 #: Metadata key marking layers made by AtomLens, with what they hold.
 META_KEY = "atomlens"
 

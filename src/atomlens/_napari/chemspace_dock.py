@@ -1,0 +1,77 @@
+"""Dock widget: select an atom in a Points layer (with latent features) and see its
+latent trajectory over the frames. Thin: the rows come from
+:func:`atomlens.latent.trajectory.latent_trajectory`; this only draws."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, Label, PushButton
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+
+from atomlens._napari._base import ViewerWidget
+from atomlens.latent.trajectory import TrajectoryError, latent_trajectory
+
+if TYPE_CHECKING:
+    import napari
+    import pandas as pd
+
+
+def _has_latents(layer: Any) -> bool:
+    cols = set(getattr(layer, "features", {}).keys()) if hasattr(layer, "features") else set()
+    return {"z1", "z2"} <= cols
+
+
+class ChemSpaceDock(ViewerWidget):
+    """Latent trajectory of the selected atom (track column: ``track_id`` or ``atom_id``)."""
+
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
+        super().__init__(napari_viewer)
+        self.points = self.layer_picker("atoms", "points", accept=_has_latents)
+        self.track_col = ComboBox(label="track column", choices=["track_id", "atom_id"])
+        self.show_button = PushButton(text="Show trajectory of selected atom")
+        self.status = Label(value="select one atom, then press the button")
+        self.figure = Figure(figsize=(4, 4), tight_layout=True)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.extend([self.points, self.track_col, self.show_button, self.status])
+        self.native.layout().addWidget(self.canvas)
+        self.show_button.changed.connect(self.show_selected)
+        self.trajectory: pd.DataFrame | None = None
+
+    def show_selected(self) -> None:
+        layer = self.points.value
+        if layer is None or not layer.selected_data:
+            self.status.value = "select one atom in a Points layer with z1, z2 features"
+            return
+        idx = sorted(layer.selected_data)[0]
+        feats = layer.features
+        col = self.track_col.value
+        if col not in feats.columns:
+            self.status.value = f"the layer has no '{col}' feature; track the atoms first"
+            return
+        table = feats.assign(frame=np.asarray(layer.data)[:, 0].round().astype(int)) \
+            if "frame" not in feats.columns else feats  # fmt: skip
+        try:
+            traj = latent_trajectory(table, int(feats[col].iloc[idx]), col)
+        except TrajectoryError as exc:
+            self.status.value = str(exc)
+            return
+        self.trajectory = traj
+        self.draw(traj)
+        self.status.value = f"{col} {int(feats[col].iloc[idx])}: {len(traj)} frames"
+
+    def draw(self, traj: pd.DataFrame) -> None:
+        self.figure.clear()
+        ax = self.figure.add_subplot(111)
+        feats = self.points.value.features if self.points.value is not None else None
+        if feats is not None:
+            ax.scatter(feats["z1"], feats["z2"], s=1, c="0.7", alpha=0.4)
+        z = traj[["z1", "z2"]].to_numpy(dtype=float)
+        ax.plot(z[:, 0], z[:, 1], "-", color="k", lw=1)
+        ax.scatter(z[:, 0], z[:, 1], c=traj["frame"], cmap="plasma", s=20, zorder=3)
+        for (x, y), f in zip(z, traj["frame"]):
+            ax.annotate(str(int(f)), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set(xlabel="z1", ylabel="z2", title="latent trajectory")
+        self.canvas.draw_idle()
