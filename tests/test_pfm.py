@@ -169,3 +169,18 @@ def test_run_pfm_and_cli_end_to_end(tmp_path) -> None:
     man = np.load(out / "pfm_manifold.npz")
     assert man["images"].shape == (4, 4, 2, 16, 16) and man["D"].shape == (4, 4)
     assert main(["pfm", str(npz), "--out", str(out), "--hidden", "a,b"]) == 2
+
+
+def test_napari_result_layers_carry_the_table() -> None:
+    pytest.importorskip("qtpy")
+    import pandas as pd
+
+    from atomlens._napari.pfm_widget import result_layers
+    from atomlens.pfm.workflow import PFMConfig, PFMResult
+
+    tab = pd.DataFrame({"frame": [0, 1], "y": [5.0, 6.0], "x": [7.0, 8.0], "D": [0.1, -0.2]})
+    res = PFMResult(tab, np.zeros((2, 16, 16), bool), 0.5, {}, None, PFMConfig())
+    (walls, wkw, wkind), (pts, pkw, pkind) = result_layers(res)
+    assert wkind == "labels" and walls.shape == (2, 16, 16)
+    assert pkind == "points" and pts.tolist() == [[0, 5, 7], [1, 6, 8]]
+    assert list(pkw["features"]["D"]) == [0.1, -0.2] and pkw["face_color"] == "D"

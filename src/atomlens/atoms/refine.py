@@ -41,8 +41,9 @@ def refine_com(image: np.ndarray, yx: np.ndarray, radius_px: float, iters: int =
 
 
 def refine_gaussian(image: np.ndarray, yx: np.ndarray, radius_px: float,
-                    sigma_px: float | None = None, iters: int = 8,
-                    max_shift_px: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+                    sigma_px: float | None = None, iters: int = 6,
+                    max_shift_px: float | None = None, n_sigma_fit: int = 400,
+                    ) -> tuple[np.ndarray, np.ndarray, float]:
     """2-D Gaussian fit around each atom (vectorised Levenberg-Marquardt).
 
     Parameters
@@ -50,8 +51,9 @@ def refine_gaussian(image: np.ndarray, yx: np.ndarray, radius_px: float,
     image : (Y, X) raw frame.
     yx : (N, 2) start positions (pixels).
     radius_px : fit window radius (pixels); keep it below ~half a bond length.
-    sigma_px : fixed Gaussian width; ``None`` = first fit it freely, then refit with the
-        median width of the good fits fixed (robust on noisy data).
+    sigma_px : fixed Gaussian width; ``None`` = first fit it freely on up to
+        ``n_sigma_fit`` atoms, then refit all with the median width of the good fits
+        fixed (robust on noisy data).
     max_shift_px : fits that move farther than this keep the start (default radius/2).
 
     Returns
@@ -63,7 +65,10 @@ def refine_gaussian(image: np.ndarray, yx: np.ndarray, radius_px: float,
         return yx0.copy(), np.zeros(0, bool), float(sigma_px or 0.0)
     max_shift = radius_px / 2 if max_shift_px is None else max_shift_px
     if sigma_px is None:
-        p, ok = _fit(image, yx0, radius_px, radius_px / 2.5, iters, free_sigma=True,
+        sub = yx0
+        if len(yx0) > n_sigma_fit:
+            sub = yx0[np.linspace(0, len(yx0) - 1, n_sigma_fit).astype(int)]
+        p, ok = _fit(image, sub, radius_px, radius_px / 2.5, iters, free_sigma=True,
                      max_shift=max_shift)
         good = ok & (p[:, 4] > 0.3) & (p[:, 4] < radius_px)
         sigma_px = float(np.median(p[good, 4])) if good.sum() >= 3 else radius_px / 2.5
@@ -75,40 +80,49 @@ def refine_gaussian(image: np.ndarray, yx: np.ndarray, radius_px: float,
 def _fit(image: np.ndarray, yx0: np.ndarray, radius_px: float, sigma0: float, iters: int,
          free_sigma: bool, max_shift: float) -> tuple[np.ndarray, np.ndarray]:
     half = int(np.ceil(radius_px))
-    v, off, c = _patches(image, yx0, half)
-    pos = c[:, None, :] + off[None]  # (N, P, 2) pixel coordinates
-    w = ((pos - yx0[:, None, :]) ** 2).sum(-1) <= radius_px**2  # circular window
-    w = w.astype(np.float64)
-    n = len(yx0)
-    b0 = np.array([np.percentile(row[m > 0], 10) if (m > 0).any() else 0.0
-                   for row, m in zip(v, w)]) if n < 64 else _masked_quantile(v, w, 0.1)
-    a0 = np.maximum((v * w).max(1) - b0, 1e-6)
-    # params: y, x, A, b, s
-    p = np.column_stack([yx0, a0, b0, np.full(n, sigma0)])
+    oy, ox = np.mgrid[-half : half + 1, -half : half + 1]
+    inside = (oy**2 + ox**2) <= radius_px**2  # circular window around the integer centre
+    off = np.stack([oy[inside], ox[inside]], 1).astype(np.float64)
+    c = np.round(yx0).astype(int)
+    py = np.clip(c[:, :1] + off[None, :, 0].astype(int), 0, image.shape[0] - 1)
+    px = np.clip(c[:, 1:] + off[None, :, 1].astype(int), 0, image.shape[1] - 1)
+    v = image[py, px].astype(np.float64)  # (N, P)
+    rel_y = (c[:, :1] + off[None, :, 0])  # pixel coordinates (N, P)
+    rel_x = (c[:, 1:] + off[None, :, 1])
+    n, npix = v.shape
+    q = max(0, int(0.1 * npix) - 1)
+    b0 = np.partition(v, q, axis=1)[:, q]
+    a0 = np.maximum(v.max(1) - b0, 1e-6)
+    p = np.column_stack([yx0, a0, b0, np.full(n, float(sigma0))])  # y, x, A, b, s
     lam = np.full(n, 1e-2)
     k = 5 if free_sigma else 4
 
     def resid_jac(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        dy = pos[..., 0] - p[:, None, 0]
-        dx = pos[..., 1] - p[:, None, 1]
-        s2 = p[:, None, 4] ** 2
-        g = np.exp(-(dy**2 + dx**2) / (2 * s2))
-        model = p[:, None, 3] + p[:, None, 2] * g
-        r = (v - model) * w
+        dy = rel_y - p[:, None, 0]
+        dx = rel_x - p[:, None, 1]
+        s2 = (p[:, 4] ** 2)[:, None]
+        d2 = dy * dy + dx * dx
+        g = np.exp(-d2 / (2 * s2))
         ag = p[:, None, 2] * g
-        jac = [ag * dy / s2, ag * dx / s2, g, np.ones_like(g)]
+        r = v - p[:, None, 3] - ag
+        j = np.empty((n, npix, k))
+        j[..., 0] = ag * dy / s2
+        j[..., 1] = ag * dx / s2
+        j[..., 2] = g
+        j[..., 3] = 1.0
         if free_sigma:
-            jac.append(ag * (dy**2 + dx**2) / (s2 * p[:, None, 4]))
-        j = np.stack(jac, -1) * w[..., None]
+            j[..., 4] = ag * d2 / (s2 * p[:, None, 4])
         return r, j
 
     r, j = resid_jac(p)
     cost = (r**2).sum(1)
+    eye = np.eye(k)[None]
     for _ in range(iters):
-        jtj = np.einsum("npi,npj->nij", j, j)
-        jtr = np.einsum("npi,np->ni", j, r)
+        jt = j.transpose(0, 2, 1)
+        jtj = jt @ j
+        jtr = (jt @ r[..., None])[..., 0]
         diag = np.einsum("nii->ni", jtj)
-        a = jtj + lam[:, None, None] * np.eye(k)[None] * (diag[:, :, None] + 1e-9)
+        a = jtj + lam[:, None, None] * eye * (diag[:, :, None] + 1e-9)
         try:
             step = np.linalg.solve(a, jtr[..., None])[..., 0]
         except np.linalg.LinAlgError:
@@ -123,16 +137,8 @@ def _fit(image: np.ndarray, yx0: np.ndarray, radius_px: float, sigma0: float, it
         lam = np.where(better, lam * 0.3, lam * 10)
     shift = np.hypot(*(p[:, :2] - yx0).T)
     # amplitude significance: A over its least-squares standard error sigma / sqrt(sum g^2)
-    npix = w.sum(1)
-    dof = np.maximum(npix - k, 1)
-    noise = np.sqrt(cost / dof)
-    g2 = (j[..., 2] ** 2).sum(1)
-    se_a = noise / np.sqrt(np.maximum(g2, 1e-12))
-    flat = np.ptp(np.where(w > 0, v, v[:, :1]), axis=1) <= 0
-    ok = (np.isfinite(p).all(1) & (p[:, 2] > 3 * se_a) & ~flat & (shift <= max_shift))
+    noise = np.sqrt(cost / max(npix - k, 1))
+    se_a = noise / np.sqrt(np.maximum((j[..., 2] ** 2).sum(1), 1e-12))
+    flat = np.ptp(v, axis=1) <= 0
+    ok = np.isfinite(p).all(1) & (p[:, 2] > 3 * se_a) & ~flat & (shift <= max_shift)
     return p, ok
-
-
-def _masked_quantile(v: np.ndarray, w: np.ndarray, q: float) -> np.ndarray:
-    vv = np.where(w > 0, v, np.nan)
-    return np.nanquantile(vv, q, axis=1)

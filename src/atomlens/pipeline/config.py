@@ -42,7 +42,7 @@ class ChemConfig:
 
     enabled: bool = True
     track: bool = True  # link atoms over frames (track_id)
-    max_displacement_A: float = 1.5  # Å, largest move between linked frames
+    max_displacement_A: float | None = None  # Å per frame step; None = C 1 Å, Si 3 Å
 
 
 @dataclass

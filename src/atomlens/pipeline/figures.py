@@ -47,14 +47,11 @@ def fig_atoms(
     fig, ax = plt.subplots(figsize=(6.4, 6.4))
     _show(ax, frame, f"frame {t}: atoms, bonds, rings, defects")
     a = atoms[atoms["frame"] == t]
-    if len(bonds) and {"i", "j"}.issubset(bonds.columns):
+    if len(bonds) and {"a", "b"}.issubset(bonds.columns):
+        # bond ends are row positions in the atom table
         b = bonds[bonds["frame"] == t]
         pos = atoms[["y", "x"]].to_numpy()
-        idx = atoms.index
-        loc = pd.Series(np.arange(len(atoms)), index=idx)
-        ok = b["i"].isin(idx) & b["j"].isin(idx)
-        i, j = loc[b.loc[ok, "i"]].to_numpy(), loc[b.loc[ok, "j"]].to_numpy()
-        segs = np.stack([pos[i][:, ::-1], pos[j][:, ::-1]], axis=1)
+        segs = np.stack([pos[b["a"].to_numpy()][:, ::-1], pos[b["b"].to_numpy()][:, ::-1]], axis=1)
         from matplotlib.collections import LineCollection
 
         ax.add_collection(LineCollection(segs, colors="#4fc3f7", linewidths=0.6, alpha=0.8))

@@ -289,14 +289,12 @@ def _stage_chem(
         loaded = {n: pd.read_parquet(sd.path / f"{n}.parquet") for n in names}
         return loaded.pop("atoms"), loaded
     work = sd.begin()
+    atoms = atoms.sort_values("frame", kind="stable").reset_index(drop=True)
     frames = sorted(atoms["frame"].unique())
     chunks = [atoms[atoms["frame"].isin(c)] for c in frame_chunks(frames, CHUNK_FRAMES)]
-    parts: dict[str, list[pd.DataFrame]] = {n: [] for n in names}
-    for res in bar(executor.map(chem_chunk, chunks, pixel_size=pixel_size), "chem",
-                   total=len(chunks), enabled=progress):
-        for n in names:
-            parts[n].append(res[n])
-    tables = {n: _concat_ids(parts[n], n) for n in names}
+    parts = list(bar(executor.map(chem_chunk, chunks, pixel_size=pixel_size), "chem",
+                     total=len(chunks), enabled=progress))
+    tables = _merge_chem_parts(parts)
     atoms = tables.pop("atoms")
     if cfg.chem.track:
         from atomlens.chem import track_atoms
@@ -309,35 +307,42 @@ def _stage_chem(
     return atoms, tables
 
 
-def _concat_ids(parts: list[pd.DataFrame], name: str) -> pd.DataFrame:
-    """Concatenate per-chunk tables, keeping ring/defect ids unique across chunks."""
-    parts = [p for p in parts if p is not None and len(p)]
-    if not parts:
-        return pd.DataFrame()
-    id_col = {"rings": "ring_id", "defects": "defect_id", "atoms": "defect_id"}.get(name)
-    if id_col and name != "atoms":
-        offset = 0
-        fixed = []
-        for p in parts:
-            p = p.copy()
-            if id_col in p:
-                p[id_col] = p[id_col] + offset
-                offset = int(p[id_col].max()) + 1
-            fixed.append(p)
-        parts = fixed
-    elif name == "atoms":
-        offset = 0
-        fixed = []
-        for p in parts:
-            p = p.copy()
-            if "defect_id" in p:
-                m = p["defect_id"] >= 0
-                p.loc[m, "defect_id"] += offset
-                if m.any():
-                    offset = int(p.loc[m, "defect_id"].max()) + 1
-            fixed.append(p)
-        parts = fixed
-    return pd.concat(parts, ignore_index=True)
+def _merge_chem_parts(parts: list[dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
+    """Join per-chunk chemistry so every index is global.
+
+    Within a chunk, bond ends (``a, b``) and ring/defect member lists (``atoms``) are row
+    numbers of that chunk's atom table, and ring/defect ids count from 0; here they are
+    shifted by the rows and ids of the chunks before it.
+    """
+    out: dict[str, list[pd.DataFrame]] = {n: [] for n in ("atoms", "bonds", "rings", "defects")}
+    row0 = ring0 = defect0 = 0
+    for part in parts:
+        atoms = part["atoms"].copy()
+        if "defect_id" in atoms:
+            has = atoms["defect_id"] >= 0
+            atoms.loc[has, "defect_id"] += defect0
+        out["atoms"].append(atoms)
+        bonds = part["bonds"].copy()
+        for col in ("a", "b"):
+            if col in bonds:
+                bonds[col] += row0
+        out["bonds"].append(bonds)
+        for name, id_col, start in (("rings", "ring_id", ring0), ("defects", "defect_id", defect0)):
+            t = part[name].copy()
+            if len(t):
+                t[id_col] += start
+                if "atoms" in t:
+                    t["atoms"] = [tuple(int(i) + row0 for i in m) for m in t["atoms"]]
+            out[name].append(t)
+        row0 += len(atoms)
+        if len(part["rings"]):
+            ring0 = int(part["rings"]["ring_id"].max()) + 1 + ring0
+        ids = [part[n]["defect_id"].max() for n in ("defects", "atoms")
+               if len(part[n]) and "defect_id" in part[n]]
+        if ids and max(ids) >= 0:
+            defect0 += int(max(ids)) + 1
+    return {n: pd.concat([t for t in ts if len(t)], ignore_index=True) if any(len(t) for t in ts)
+            else pd.DataFrame() for n, ts in out.items()}
 
 
 def _table_hash(df: pd.DataFrame) -> str:
