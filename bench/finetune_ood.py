@@ -49,7 +49,8 @@ GRAPHENE_DENSITY = 4 / (3 * np.sqrt(3) * 1.42**2)  # atoms per Å² (0.382)
 
 #: Imaging far outside the shipped model's training ranges (probe 0.6-1.3 Å FWHM).
 OOD = dict(
-    probe_fwhm_A=1.55, dose=1.5e4, read_noise=0.08, n_holes=3, hole_radius_A=6.0,
+    probe_fwhm_A=1.55, dose=1.5e4, read_noise=0.08, n_holes=2, hole_radius_A=5.0,
+    min_defect_separation_A=3.0,
     hole_growth_rate=6.0, contamination_fraction=0.25, contamination_level=2.5,
     scan_jitter_px=0.5,
 )

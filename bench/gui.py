@@ -177,7 +177,7 @@ def make_screenshots(outdir: str, epochs: int = 30) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     app = QApplication.instance() or QApplication([])
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1400, 900)
+    viewer.window._qt_window.resize(1600, 1000)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         movie, atoms = viewer.open_sample("atomlens", "simulated_movie")
@@ -200,8 +200,9 @@ def make_screenshots(outdir: str, epochs: int = 30) -> dict:
     _wait(app, train.train())
     latent.atoms.value, latent.image.value = atoms, movie
     _wait(app, latent.encode())
-    latent.colour_by.value = "angle"
-    latent.show_plots()
+    latent.colour_by.value = "z1"
+    plots = latent.show_plots()
+    plots["distribution"].column_box.setCurrentText("z1")
     viewer.layers.selection.active = atoms
     viewer.dims.set_current_step(viewer.dims.ndim - 3, 4)
     _process(app, 1.0)

@@ -92,7 +92,7 @@ def test_finetune_trains_a_copy_and_records_provenance(tmp_path):
     before = {k: v.clone() for k, v in base.net.state_dict().items()}
     events = []
     res = finetune(Stack(frames, PX, "user", path="/data/movie.npy"), truth, [0, 1],
-                   str(base_path), out=tmp_path / "ft.pt", steps=16, seed=3, batch=2, crop=32,
+                   str(base_path), out=tmp_path / "ft.pt", steps=16, seed=3, batch=2, crop=32, threads=1,
                    progress=events.append)
     assert isinstance(events[0], FinetuneStarted) and isinstance(events[-1], FinetuneFinished)
     steps = [e for e in events if isinstance(e, FinetuneStep)]
@@ -119,7 +119,7 @@ def test_stop_and_errors():
     stop = threading.Event()
     reason = None
     for ev in iter_finetune(frames, truth, [0], _tiny_detector(), pixel_size=PX, steps=50,
-                            batch=2, crop=32, stop=stop):
+                            batch=2, crop=32, stop=stop, threads=1):
         if isinstance(ev, FinetuneStep) and ev.step == 2:
             stop.set()
         if isinstance(ev, FinetuneFinished):
@@ -169,7 +169,7 @@ def test_cli_finetune(tmp_path, capsys):
     base = save_detector(_tiny_detector(), tmp_path / "base.pt")
     rc = main(["finetune", str(tmp_path / "movie.npy"), str(tmp_path / "atoms.csv"),
                "--frames", "0:2", "--out", str(tmp_path / "ft.pt"), "--base", str(base),
-               "--steps", "2", "--batch", "2", "--crop", "32", "--pixel-size", str(PX)])
+               "--steps", "2", "--batch", "2", "--crop", "32", "--threads", "1", "--pixel-size", str(PX)])
     assert rc == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["frames"] == [0, 1] and out["steps"] == 2 and out["reason"] == "done"

@@ -123,6 +123,7 @@ def test_correct_save_retrain_redetect(make_napari_viewer, qtbot, tmp_path, movi
 
     # retrain a few steps on the worker, then re-detect: corrected frames untouched
     w.steps.value = 3
+    w.threads = 1
     worker = w.start_retrain()
     assert worker is not None
     with qtbot.waitSignal(worker.finished, timeout=120_000):

@@ -3,6 +3,8 @@ Stop, latent colouring, time stepping, linked plots, GIF and a screenshot."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -70,6 +72,13 @@ def test_subimages_train_encode_colour_animate(make_napari_viewer, qtbot, movie,
     assert viewer.dims.current_step[0] == i == n // 2
     assert current_frame(viewer, img) == 1
     np.testing.assert_allclose(layer._slice.image.view, subimages_of(layer)[i])
+    # a click on an atom of the shown frame (through the layer's mouse callback)
+    other = int(index[np.flatnonzero(pts.data[index, 0] == 1)[0]])
+    click = next(cb for cb in pts.mouse_drag_callbacks if cb.__name__ == "_on_click")
+    world = (0.0, *pts.data_to_world(pts.data[other]))
+    click(pts, SimpleNamespace(position=world, view_direction=None, dims_displayed=[2, 3]))
+    j = int(np.flatnonzero(index == other)[0])
+    assert j != i and viewer.dims.current_step[0] == j
 
     train = _train(qtbot, viewer, epochs=3)
     assert train.subimages.value is layer

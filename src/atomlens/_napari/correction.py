@@ -107,6 +107,7 @@ class CorrectionWidget(ViewerWidget):
         self.autosave_s = SpinBox(label="every (s)", min=2, max=3600, value=30)
         # -- retrain
         self.steps = SpinBox(label="steps", min=1, max=100000, value=150)
+        self.threads = 2  # torch CPU threads while retraining
         self.self_train = CheckBox(text="self-train (no corrections needed)", value=False)
         self.retrain_button = PushButton(text="Retrain on corrected frames")
         self.stop_button = PushButton(text="Stop")
@@ -473,6 +474,7 @@ class CorrectionWidget(ViewerWidget):
             self.current_model if self.current_model is not None else self.model_path,
             out=out, stop=self._stop,
             steps=int(self.steps.value), self_train=bool(self.self_train.value),
+            threads=self.threads,
             on_yield=self._on_ft_event, on_finish=self._ft_finished, what="retrain",
         )
         return self.worker

@@ -186,8 +186,9 @@ class LatentWidget(ViewerWidget):
         self.plots["scatter"] = LatentScatter(points, x, y)
         self.plots["distribution"] = FrameDistribution(self.viewer, points, column or feats[-1])
         self.viewer.window.add_dock_widget(self.plots["scatter"], name="latent scatter", area="right")
+        # frames run along x, like the time slider: the heat map sits under the canvas
         self.viewer.window.add_dock_widget(self.plots["distribution"], name="per-frame distribution",
-                                           area="right")
+                                           area="bottom")
         current = self.session.model
         if current is not None:
             from atomlens.latent import decode_manifold

@@ -69,7 +69,7 @@ class MplWidget(QWidget):
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(self.controls)
         layout.addWidget(self.canvas)
-        self.setMinimumHeight(220)
+        self.setMinimumHeight(160)
         self.animated: list = []
         self._background = None
         self.canvas.mpl_connect("draw_event", self._on_full_draw)

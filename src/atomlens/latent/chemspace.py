@@ -138,6 +138,7 @@ def _analyze_one(
     min_atoms: int,
     smear_factor: float,
     atom_area: float,
+    bond_range: tuple[float, float],
 ) -> tuple[int, tuple[int, ...], int, int]:
     """(reason, counts for RING_SIZES, centre ring size, n_atoms) for one image."""
     empty = (-1,) * len(RING_SIZES)
@@ -155,9 +156,10 @@ def _analyze_one(
     dist = np.hypot(diff[..., 0], diff[..., 1])
     iu, ju = np.triu_indices(len(pts), 1)
     dd = dist[iu, ju]
-    bonded = (dd > 0.5 * bond_length) & (dd < 1.2 * bond_length)
+    lo, hi = bond_range[0] * bond_length, bond_range[1] * bond_length
+    bonded = (dd > lo) & (dd < hi)
     edges = np.column_stack([iu[bonded], ju[bonded]])
-    if np.any(dd <= 0.5 * bond_length):
+    if np.any(dd <= lo):
         return SMEARED, empty, -1, n_all  # two blobs closer than half a bond
     if mode == "atom":
         c = int(np.argmin(d_c))
@@ -197,6 +199,7 @@ def analyze_decoded(
     min_atoms: int = 4,
     smear_factor: float = 3.0,
     min_area: int = 2,
+    bond_range: tuple[float, float] = (0.5, 1.2),
 ) -> pd.DataFrame:
     """Ring counts of the central atom (or the central ring) in decoded images.
 
@@ -212,6 +215,8 @@ def analyze_decoded(
     smear_factor : a blob near the centre larger than this many times the typical atom
         area is a smeared / merged decoding (unphysical).
     min_area : blobs smaller than this (pixels) are ignored.
+    bond_range : bonded distances in units of ``l`` (paper: 0.5 to 1.2; Si-C bonds are
+        1.77 Å = 1.25 l, so Si-doped sheets need an upper bound of ~1.3).
 
     Returns
     -------
@@ -243,7 +248,7 @@ def analyze_decoded(
         lo, hi = starts[i], starts[i + 1]
         r, c, cr, _ = _analyze_one(
             yx[lo:hi], area[lo:hi], centre, bond_length, mode, min_atoms, smear_factor,
-            atom_area,
+            atom_area, bond_range,
         )  # fmt: skip
         reason[i], counts[i], centre_ring[i] = r, c, cr
     out = pd.DataFrame(counts, columns=[f"ring{k}" for k in RING_SIZES])
