@@ -176,7 +176,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="tiny smoke run")
     p.add_argument("--out", default="bench_out/chemspace", help="figure directory")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core box)")
     p.add_argument("--skip-stem", action="store_true")
     p.add_argument("--skip-pfm", action="store_true")
     p.add_argument("--time-200", action="store_true", help="also time a 200x200 map")

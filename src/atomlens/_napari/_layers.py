@@ -6,6 +6,9 @@ encodes, turning layer-data tuples into layers, and applying a colour spec to Po
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -65,8 +68,19 @@ def add_tuple(viewer: napari.Viewer, layer_tuple: LayerTuple) -> Layer:
     from napari.layers import Layer
 
     data, kwargs, kind = layer_tuple
-    layer = Layer.create(data, dict(kwargs), kind)
+    with _intended_categories():
+        layer = Layer.create(data, dict(kwargs), kind)
     return viewer.add_layer(layer)
+
+
+@contextmanager
+def _intended_categories() -> Iterator[None]:
+    """Silence napari's guess warning for integer features we colour as categories on
+    purpose (coordination, ring size: :func:`atomlens.viz.colours.colour_spec`)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*looks like categorical data",
+                                category=RuntimeWarning)
+        yield
 
 
 def replace_or_add(viewer: napari.Viewer, layer_tuple: LayerTuple) -> Layer:
@@ -91,7 +105,8 @@ def apply_colour(layer: Points, spec: ColourSpec) -> None:
     layer.face_color = "white"
     if spec.kind == "categorical":
         layer.face_color_cycle = dict(spec.cycle)
-        layer.face_color = spec.column
+        with _intended_categories():
+            layer.face_color = spec.column
         if layer.face_color_mode != "cycle":
             layer.face_color_mode = "cycle"
     else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Label, PushButton
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -15,7 +16,6 @@ from atomlens._napari._base import ViewerWidget
 from atomlens.latent.trajectory import TrajectoryError, latent_trajectory
 
 if TYPE_CHECKING:
-    import napari
     import pandas as pd
 
 
@@ -27,7 +27,7 @@ def _has_latents(layer: Any) -> bool:
 class ChemSpaceDock(ViewerWidget):
     """Latent trajectory of the selected atom (track column: ``track_id`` or ``atom_id``)."""
 
-    def __init__(self, napari_viewer: napari.Viewer) -> None:
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(napari_viewer)
         self.points = self.layer_picker("atoms", "points", accept=_has_latents)
         self.track_col = ComboBox(label="track column", choices=["track_id", "atom_id"])

@@ -148,7 +148,7 @@ class LatentWidget(ViewerWidget):
         apply_colour(points, colour_spec(column, points.features[column]))
 
     # -- animation -----------------------------------------------------------------------
-    def export_gif(self, path: str | Path, fps: float = 5.0) -> Path | None:
+    def export_gif(self, path: str | Path, fps: float = 5.0, max_side: int = 640) -> Path | None:
         """Step the time slider over every frame, screenshot the canvas, write a GIF."""
         points = self.atoms.value
         if points is None or points.ndim < 3:
@@ -162,7 +162,7 @@ class LatentWidget(ViewerWidget):
             for t in range(n_frames):
                 set_frame(self.viewer, points, t)
                 frames.append(self.viewer.screenshot(canvas_only=True, flash=False))
-            out = write_gif(frames, path, fps=fps)
+            out = write_gif(frames, path, fps=fps, max_side=max_side)
         except (OSError, ValueError) as exc:
             notify_error(exc, "Export GIF")
             return None

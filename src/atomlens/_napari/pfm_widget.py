@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
+import napari
 import numpy as np
 from magicgui.widgets import FloatSpinBox, Label, PushButton, SpinBox
 
@@ -13,8 +14,6 @@ from atomlens._napari._base import ViewerWidget
 from atomlens._napari._workers import start_generator
 
 if TYPE_CHECKING:
-    import napari
-
     from atomlens.pfm.workflow import PFMResult
 
 
@@ -53,7 +52,7 @@ def result_layers(result: PFMResult) -> list[tuple[Any, dict, str]]:
 class PFMWidget(ViewerWidget):
     """Pick a phase movie, set window / wall pixels / delay / epochs, run."""
 
-    def __init__(self, napari_viewer: napari.Viewer) -> None:
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(napari_viewer)
         self.image = self.layer_picker("phase movie", "image")
         self.window = SpinBox(label="window (px)", value=40, min=8, max=256)
