@@ -54,16 +54,24 @@ def ideal_maps(atoms: pd.DataFrame, shape: tuple[int, int, int], sigma: float) -
     return ndi.gaussian_filter(out, (0, sigma, sigma)) * (2 * np.pi * sigma**2)
 
 
+def make(args: argparse.Namespace, window: int):
+    """The latent model: the paper's skip-rVAE, or the plain VAE baseline."""
+    from atomlens.models import VAE, SkipRVAE
+
+    if args.model == "vae":
+        return VAE(window=window, latent_dim=2, hidden=args.hidden, lr=args.lr, seed=args.seed)
+    return SkipRVAE(window=window, latent_dim=2, hidden=args.hidden, lr=args.lr, seed=args.seed)
+
+
 def atom_and_ring_part(args: argparse.Namespace, out: Path) -> dict:
     from atomlens.descriptors import extract_windows
+    from atomlens.latent import decode_manifold, plot_manifold
     from atomlens.latent.chemspace import (
         agreement,
         chemical_space_map,
         plot_chemspace,
-        plot_manifold,
     )
     from atomlens.latent.trajectory import latent_trajectory, longest_track, plot_trajectory
-    from atomlens.models import SkipRVAE
     from atomlens.simulate import CC_BOND_A, simulate_movie
 
     res: dict = {}
@@ -84,7 +92,7 @@ def atom_and_ring_part(args: argparse.Namespace, out: Path) -> dict:
     # --- atom-centred windows -> skip-rVAE -> chemical-space map
     sub = extract_windows(images, movie.atoms, args.window)
     truth = movie.atoms.iloc[sub.index].reset_index(drop=True)
-    model = SkipRVAE(window=args.window, latent_dim=2, hidden=args.hidden, lr=args.lr, seed=args.seed)
+    model = make(args, args.window)
     t0 = time.perf_counter()
     model.fit(sub.images, epochs=args.epochs, batch_size=args.batch, device="cpu", seed=args.seed)
     res["atom_windows"] = len(sub.images)
@@ -104,8 +112,8 @@ def atom_and_ring_part(args: argparse.Namespace, out: Path) -> dict:
     ok = (look[["ring5", "ring6", "ring7"]].to_numpy() == truth[["ring5", "ring6", "ring7"]].to_numpy()).all(axis=1)
     res["atom_map_agreement_non_pristine"] = round(float(ok[~pristine].mean()), 4) if (~pristine).any() else None
     plot_chemspace(cmap, out / "chemspace_atoms.png", z=z)
-    man = chemical_space_map(model, bond, grid=12, z=z, keep_images=True, bond_range=br)
-    plot_manifold(man.images, man.z1, man.z2, out / "manifold_atoms.png")
+    ext = (cmap.z1[0], cmap.z1[-1], cmap.z2[0], cmap.z2[-1])
+    plot_manifold(decode_manifold(model, 12, ext), 12, ext, out / "manifold_atoms.png")
     cmap.save(out / "chemspace_atoms.npz")
 
     # --- latent trajectory of the longest-lived Si (truth atom ids as tracks)
@@ -126,8 +134,7 @@ def atom_and_ring_part(args: argparse.Namespace, out: Path) -> dict:
     rings = movie.rings[movie.rings["size"] <= 8]
     rsub = extract_windows(images, rings, args.ring_window)
     rtruth = rings.iloc[rsub.index].reset_index(drop=True)
-    rmodel = SkipRVAE(window=args.ring_window, latent_dim=2, hidden=args.hidden, lr=args.lr,
-                      seed=args.seed)  # fmt: skip
+    rmodel = make(args, args.ring_window)
     t0 = time.perf_counter()
     rmodel.fit(rsub.images, epochs=args.epochs, batch_size=args.batch, device="cpu", seed=args.seed)
     res["ring_windows"] = len(rsub.images)
@@ -156,7 +163,7 @@ def pfm_part(args: argparse.Namespace, out: Path) -> dict:
     movie = simulate_pfm(n_frames=args.pfm_frames, size=args.pfm_size, seed=args.seed)
     res["pfm_simulate_s"] = round(time.perf_counter() - t0, 1)
     cfg = PFMConfig(window=args.pfm_window, n_per_frame=args.pfm_per_frame, delta=1,
-                    epochs=args.epochs, hidden=args.hidden, lr=args.lr, seed=args.seed)  # fmt: skip
+                    epochs=args.pfm_epochs, seed=args.seed)  # fmt: skip
     t0 = time.perf_counter()
     result = run_pfm(movie.phase, cfg)
     res["pfm_run_s"] = round(time.perf_counter() - t0, 1)
@@ -180,22 +187,32 @@ def main() -> None:
     p.add_argument("--skip-stem", action="store_true")
     p.add_argument("--skip-pfm", action="store_true")
     p.add_argument("--time-200", action="store_true", help="also time a 200x200 map")
-    p.add_argument("--epochs", type=int, default=40, help="rVAE epochs (default 40)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs (default 40 for skip-rvae, 300 for vae)")
+    p.add_argument("--model", choices=("skip-rvae", "vae"), default="skip-rvae",
+                   help="latent model of the STEM part (PFM always uses the skip-rVAE)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     # STEM part: 0.3 Å/px -> bond 4.7 px; windows of ~4.7 bonds
     args.frames, args.size, args.pixel_size = (3, 96, 0.3) if args.quick else (6, 128, 0.3)
     args.window, args.ring_window = 24, 18
     args.stone_wales = 6
-    args.hidden = (32, 32) if args.quick else (64, 64, 64)
+    if args.epochs is None:
+        args.epochs = 40 if args.model == "skip-rvae" else 300
     args.epochs = 2 if args.quick else args.epochs
-    args.batch, args.lr = 32, 3e-3
+    if args.model == "vae":
+        args.hidden, args.lr = ((32, 32) if args.quick else (256, 256)), 1e-3
+    else:
+        args.hidden, args.lr = ((32, 32) if args.quick else (64, 64, 64)), 1e-3
+    args.batch = 32
     args.grid = 24 if args.quick else 100
     args.pfm_frames, args.pfm_size = (8, 64) if args.quick else (30, 128)
     args.pfm_window, args.pfm_per_frame = (16, 10) if args.quick else (24, 40)
+    args.pfm_epochs = 2 if args.quick else 30
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    res: dict = {"quick": args.quick}
+    res: dict = {"quick": args.quick, "model": args.model, "epochs": args.epochs,
+                 "hidden": list(args.hidden)}
     t0 = time.perf_counter()
     if not args.skip_stem:
         res.update(atom_and_ring_part(args, out))

@@ -60,7 +60,7 @@ class GapMeter:
         self.timer.stop()
 
 
-def bench_training_stall(viewer, app, epochs: int) -> dict:
+def bench_training_stall(viewer, app, epochs: int, idle_s: float = 20.0) -> dict:
     """Longest main-thread stall while an rVAE trains on the worker."""
     from atomlens._napari._layers import add_tuple
     from atomlens._napari.subimage_widget import SubimageWidget
@@ -81,6 +81,13 @@ def bench_training_stall(viewer, app, epochs: int) -> dict:
     docks.append(viewer.window.add_dock_widget(train))
     train.epochs.value, train.batch.value, train.device.value = epochs, 128, "cpu"
     _process(app, 0.5)
+    # control: the same meter with the viewer idle (no training) for `idle_s` seconds;
+    # on a loaded machine the OS alone delays the main thread this much
+    idle = GapMeter(10)
+    idle.start()
+    _process(app, idle_s)
+    idle.stop()
+    idle_gaps = np.asarray(idle.gaps)
     meter = GapMeter(10)
     done = []
     epoch_ends: list[float] = []
@@ -108,6 +115,9 @@ def bench_training_stall(viewer, app, epochs: int) -> dict:
         "epochs": int(train.state.epoch),
         "status": train.state.status,
         "train_seconds": round(done[0] - t0, 2),
+        "idle_control_s": idle_s,
+        "idle_max_gap_ms": round(float(idle_gaps.max()), 1),
+        "idle_p99_gap_ms": round(float(np.percentile(idle_gaps, 99)), 1),
         "click_ms": round(click_ms, 1),
         "ticks": int(len(gaps)),
         "max_gap_ms": round(float(gaps.max()), 1),

@@ -67,11 +67,12 @@ def make_windows(n: int, window: int = 24, seed: int = 0) -> np.ndarray:
     return sub.images[rng.choice(len(sub), n, replace=len(sub) < n)]
 
 
-def ours_train(x: np.ndarray, epochs: int, batch: int, threads: int, hidden) -> float:
+def ours_train(x: np.ndarray, epochs: int, batch: int, threads: int, hidden,
+               micro_batch: int | None = None) -> tuple[float, RVAE]:  # fmt: skip
     m = RVAE(window=x.shape[1:], hidden=hidden, seed=0)
     t = time.perf_counter()
     for _ in fit_events(m, x, epochs=epochs, batch_size=batch, train_fraction=1.0,
-                        device="cpu", threads=threads):  # fmt: skip
+                        device="cpu", threads=threads, micro_batch=micro_batch):  # fmt: skip
         pass
     dt = time.perf_counter() - t
     return len(x) * epochs / dt, m
@@ -135,17 +136,28 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=200)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--micro", type=int, default=10, help="micro-batch for the chunked runs")
     p.add_argument("--peer-python", default=None)
     p.add_argument("--skip-peer", action="store_true")
     p.add_argument("--skip-extraction", action="store_true")
+    p.add_argument("--science", action="store_true",
+                   help="instead: sublattice/edge on a simulated movie, Si vs C on real data")
+    p.add_argument("--science-epochs", type=int, default=20)
     a = p.parse_args()
+    if a.science:
+        real = REPO.parent / "shared" / "data" / "real" / "graphene_si1c3_movie.npz"
+        res = {"simulated": science_simulated(a.science_epochs)}
+        if real.exists():
+            res["real_si1c3"] = science_real(real, a.science_epochs)
+        print(json.dumps(res, indent=1))
+        return
     torch.set_num_threads(a.threads)
     x = make_windows(a.n)
     result: dict = {"n": len(x), "window": list(x.shape[1:]), "epochs": a.epochs,
                     "batch": a.batch, "threads": a.threads, "torch": torch.__version__,
                     "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()[0]}  # fmt: skip
     py = None if a.skip_peer else peer_python(a.peer_python)
-    ours, ours_deep, peer, enc, peer_enc = [], [], [], [], []
+    ours, ours_deep, peer, enc, peer_enc, ours_mb, ours_deep_mb = [], [], [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "windows.npy"
         np.save(path, x)
@@ -157,11 +169,17 @@ def main() -> None:
                 peer.append(peer_train(py, path, a.epochs, a.batch, a.threads)["images_per_s"])
                 peer_enc.append(peer_encode(py, path, a.threads)["images_per_s"])
             ours_deep.append(ours_train(x, a.epochs, a.batch, a.threads, (128, 128, 128))[0])
+            ours_mb.append(ours_train(x, a.epochs, a.batch, a.threads, (128, 128), a.micro)[0])
+            ours_deep_mb.append(
+                ours_train(x, a.epochs, a.batch, a.threads, (128, 128, 128), a.micro)[0])
     med = statistics.median
     result["ours_train_images_per_s"] = round(med(ours), 1)
     result["ours_train_images_per_s_runs"] = [round(v, 1) for v in ours]
     result["ours_same_depth_as_peer_train_images_per_s"] = round(med(ours_deep), 1)
     result["ours_encode_images_per_s"] = round(med(enc), 1)
+    result["micro_batch"] = a.micro
+    result["ours_micro_train_images_per_s"] = round(med(ours_mb), 1)
+    result["ours_micro_same_depth_train_images_per_s"] = round(med(ours_deep_mb), 1)
     if peer:
         result["peer_train_images_per_s"] = round(med(peer), 1)
         result["peer_train_images_per_s_runs"] = peer
@@ -169,10 +187,110 @@ def main() -> None:
         result["train_ratio"] = round(med(ours) / med(peer), 2)
         result["train_ratio_same_depth"] = round(med(ours_deep) / med(peer), 2)
         result["encode_ratio"] = round(med(enc) / med(peer_enc), 2)
+        result["train_ratio_micro"] = round(med(ours_mb) / med(peer), 2)
+        result["train_ratio_micro_same_depth"] = round(med(ours_deep_mb) / med(peer), 2)
     if not a.skip_extraction:
         result["extraction"] = extraction()
     result["load_avg_end"] = os.getloadavg()[0]
     print(json.dumps(result, indent=1))
+
+
+
+# -- science checks (python bench/rvae.py --science) ---------------------------------------
+
+
+def _threshold_accuracy(values: np.ndarray, labels: np.ndarray) -> float:
+    best = 0.5
+    for thr in np.quantile(values, np.linspace(0.02, 0.98, 49)):
+        acc = float(((values > thr) == labels).mean())
+        best = max(best, acc, 1 - acc)
+    return best
+
+
+def science_simulated(epochs: int = 20, threads: int = 1) -> dict:
+    """Sublattice (angle threshold) and edge (content-latent ROC AUC) on a simulated movie."""
+    from sklearn.metrics import roc_auc_score
+
+    from atomlens.latent import encode_atoms
+    from atomlens.simulate import simulate_movie
+
+    movie = simulate_movie(4, size=160, pixel_size=0.3, seed=1, n_holes=2, hole_radius_A=5.0)
+    data = normalize_stack(movie.frames, "percentile")
+    subs = extract_windows(data, movie.atoms, 24)
+    model = RVAE(window=24, latent_dim=2, lr=2e-3, rot_prior=0.1, seed=0)
+    t = time.perf_counter()
+    model.fit(subs, epochs=epochs, batch_size=50, threads=threads)
+    table = encode_atoms(model, data, movie.atoms).dropna(subset=["angle"])
+    lat = table[table["sublattice"] >= 0]
+    out = {"windows": len(subs), "epochs": epochs, "train_s": round(time.perf_counter() - t, 1),
+           "sublattice_accuracy_angle": round(_threshold_accuracy(
+               lat["angle"].to_numpy(), lat["sublattice"].to_numpy()), 3)}  # fmt: skip
+    for z in ("z1", "z2"):
+        auc = roc_auc_score(table["edge"], table[z])
+        out[f"edge_auc_{z}"] = round(max(auc, 1 - auc), 3)
+        out[f"sublattice_accuracy_{z}"] = round(_threshold_accuracy(
+            lat[z].to_numpy(), lat["sublattice"].to_numpy()), 3)  # fmt: skip
+    return out
+
+
+def stand_in_atoms(frames: np.ndarray, min_distance: int, sigma: float = 1.5) -> pd.DataFrame:
+    """STAND-IN for the detector: local maxima of the smoothed frames
+    (skimage.feature.peak_local_max), used only until atomlens.atoms lands here."""
+    from scipy.ndimage import gaussian_filter
+    from skimage.feature import peak_local_max
+
+    rows = []
+    for t, frame in enumerate(frames):
+        sm = gaussian_filter(frame, sigma)
+        pk = peak_local_max(sm, min_distance=min_distance, threshold_rel=0.25)
+        rows.append(pd.DataFrame({"frame": t, "y": pk[:, 0].astype(float), "x": pk[:, 1].astype(float)}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def science_real(path: Path, epochs: int = 20, threads: int = 1, out_dir: Path | None = None) -> dict:
+    """Latents on the annotated Si atom vs bulk C in the real Si-graphene movie.
+
+    Frames are binned 2x2 (0.078 -> 0.156 Å/px, C-C ~ 9 px) and 32-px windows cut around
+    stand-in atoms (peak_local_max); the Si latents are compared with the C distribution
+    (per-latent z-scores and the Mahalanobis distance in (z1, z2))."""
+    from atomlens.latent import encode_atoms
+
+    d = np.load(path)
+    f = d["frames"].astype(np.float32)
+    f = f.reshape(f.shape[0], f.shape[1] // 2, 2, f.shape[2] // 2, 2).mean((2, 4))
+    data = normalize_stack(f, "percentile")
+    atoms = stand_in_atoms(data, min_distance=5)
+    si = pd.DataFrame({"frame": d["atom_frame"], "y": d["atom_row"] / 2.0, "x": d["atom_col"] / 2.0,
+                       "element": d["atom_element"]})  # fmt: skip
+    subs = extract_windows(data, atoms, 32)
+    model = RVAE(window=32, latent_dim=2, lr=2e-3, rot_prior=0.1, seed=0)
+    t = time.perf_counter()
+    model.fit(subs, epochs=epochs, batch_size=50, threads=threads, subset=0.4)
+    bulk = encode_atoms(model, data, atoms).dropna(subset=["angle"])
+    ann = encode_atoms(model, data, si).dropna(subset=["angle"])
+    # bulk C = stand-in atoms farther than 4 px from any annotated atom of the same frame
+    near = np.zeros(len(bulk), bool)
+    for fr, grp in si.groupby("frame"):
+        m = (bulk["frame"] == fr).to_numpy()
+        if m.any():
+            dy = bulk.loc[m, "y"].to_numpy()[:, None] - grp["y"].to_numpy()[None]
+            dx = bulk.loc[m, "x"].to_numpy()[:, None] - grp["x"].to_numpy()[None]
+            near[np.flatnonzero(m)] = (np.hypot(dy, dx) < 4).any(1)
+    c = bulk[~near]
+    cols = ["z1", "z2"]
+    mu, cov = c[cols].mean().to_numpy(), np.cov(c[cols].to_numpy().T)
+    out = {"stand_in_atoms": len(atoms), "windows": len(subs), "epochs": epochs,
+           "train_s": round(time.perf_counter() - t, 1)}  # fmt: skip
+    for el, grp in ann.groupby("element"):
+        diff = grp[cols].to_numpy() - mu
+        maha = np.sqrt(np.einsum("ij,jk,ik->i", diff, np.linalg.pinv(cov), diff))
+        out[el] = {"n": len(grp), "mahalanobis_median": round(float(np.median(maha)), 2),
+                   **{f"z_score_{k}": round(float((grp[k].mean() - c[k].mean()) / c[k].std()), 2)
+                      for k in cols + ["angle"]}}  # fmt: skip
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        model.save(out_dir / "rvae_real.pt")
+    return out
 
 
 if __name__ == "__main__":

@@ -106,3 +106,37 @@ def test_circular_correlation():
     assert circular_correlation(a, a + 1.0) == pytest.approx(1.0)
     assert circular_correlation(a, -a) == pytest.approx(-1.0)
     assert abs(circular_correlation(a, rng.uniform(-np.pi, np.pi, 500))) < 0.15
+
+
+def test_cli_rvae_writes_model_table_and_figures(tmp_path, movie):
+    import pandas as pd
+
+    from atomlens.cli import main
+    from atomlens.models import load_model
+
+    frames, atoms = movie
+    np.save(tmp_path / "stack.npy", frames)
+    rng = np.random.default_rng(3)
+    table = pd.DataFrame({"frame": rng.integers(0, 3, 60), "y": rng.uniform(0, 40, 60),
+                          "x": rng.uniform(0, 40, 60)})  # fmt: skip
+    table.to_csv(tmp_path / "atoms.csv", index=False)
+    out = tmp_path / "out"
+    rc = main(["rvae", str(tmp_path / "stack.npy"), str(tmp_path / "atoms.csv"), "--window", "12",
+               "--epochs", "2", "--hidden", "16,16", "--out", str(out)])  # fmt: skip
+    assert rc == 0
+    model = load_model(out / "rvae.pt")
+    assert model.window == (12, 12) and model.card["epochs"] == 2
+    res = pd.read_csv(out / "atoms_latent.csv")
+    assert len(res) == 60 and {"angle", "dx", "dy", "z1", "z2"} <= set(res.columns)
+    assert res["z1"].notna().sum() == len(extract_windows_count(frames, table, 12))
+    for name in ("manifold.png", "latent_vs_frame.png"):
+        assert (out / name).stat().st_size > 2000
+    bad = tmp_path / "bad.csv"
+    table.drop(columns="x").to_csv(bad, index=False)
+    assert main(["rvae", str(tmp_path / "stack.npy"), str(bad), "--out", str(out)]) == 2
+
+
+def extract_windows_count(frames, table, window):
+    from atomlens.descriptors import extract_windows
+
+    return extract_windows(frames, table, window).index

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from magicgui.widgets import ComboBox, Container
+from magicgui.widgets import ComboBox, Container, Label
 
 if TYPE_CHECKING:
     import napari
@@ -40,3 +40,15 @@ class ViewerWidget(Container):
             ]
 
         return ComboBox(label=label, choices=_choices, nullable=False)
+
+
+def status_label(value: str = "") -> Label:
+    """A Label whose changing text never resizes its dock: a growing text would relayout
+    the main window and resize napari's canvas (a full redraw of the canvas and of every
+    plot, hundreds of ms on a slow machine)."""
+    from qtpy.QtWidgets import QSizePolicy
+
+    label = Label(value=value)
+    label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    label.native.setMinimumWidth(0)
+    return label

@@ -13,9 +13,9 @@ from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton
+from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, ProgressBar, PushButton
 
-from atomlens._napari._base import ViewerWidget
+from atomlens._napari._base import ViewerWidget, status_label
 from atomlens._napari._layers import current_frame, layer_stack, replace_or_add
 from atomlens._napari._workers import notify_error, start_generator
 from atomlens.viz.layers import atoms_layer_tuple, probability_layer_tuples
@@ -57,7 +57,7 @@ class DetectWidget(ViewerWidget):
         self.threshold = FloatSpinBox(label="threshold", min=0.05, max=0.95, step=0.05, value=0.5)
         self.run_button = PushButton(text="Detect atoms")
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
-        self.status = Label(value="")
+        self.status = status_label()
         self.extend([self.image, self.model_file, self.frames, self.threshold, self.run_button,
                      self.progress, self.status])
         self.run_button.changed.connect(self.run)

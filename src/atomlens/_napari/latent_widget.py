@@ -18,7 +18,7 @@ import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
 
-from atomlens._napari._base import ViewerWidget
+from atomlens._napari._base import ViewerWidget, status_label
 from atomlens._napari._layers import (
     apply_colour,
     atomlens_kind,
@@ -65,7 +65,7 @@ class LatentWidget(ViewerWidget):
         self.gif_path = FileEdit(label="GIF", mode="w", filter="*.gif", value="atoms.gif")
         self.gif_button = PushButton(text="Export GIF")
         self.plots_button = PushButton(text="Show plots")
-        self.status = Label(value="")
+        self.status = status_label()
         row = Container(widgets=[self.gif_button, self.plots_button], layout="horizontal", labels=False)
         self.extend([self.atoms, self.image, self.model_label, self.encode_button, self.colour_by,
                      self.gif_path, row, self.status])

@@ -137,8 +137,10 @@ class LossPlot(MplWidget):
         self.state = state
         (self.train_line,) = self.ax.plot([], [], "-", color="#4da6ff", label="train", animated=True)
         (self.test_line,) = self.ax.plot([], [], "-", color="#ff9933", label="test", animated=True)
-        self.readout = self.ax.text(0.03, 0.05, "", transform=self.ax.transAxes, color=_FG,
-                                    fontsize=8, animated=True)
+        # (a placeholder, so the first full draw already caches the read-out's glyphs)
+        self.readout = self.ax.text(0.03, 0.05, "epoch 0: train -, test -",
+                                    transform=self.ax.transAxes, color=_FG, fontsize=8,
+                                    animated=True)
         self.animated = [self.train_line, self.test_line, self.readout]
         self.ax.set_xlabel("epoch")
         self.ax.set_ylabel("loss / first epoch")
@@ -178,7 +180,7 @@ class LossPlot(MplWidget):
                 + ("" if not np.isfinite(last_test) else f", test {last_test:.4g}")
             )
         else:
-            self.readout.set_text("")
+            self.readout.set_text("epoch 0: train -, test -")
         full = False
         n = max(int(self.state.n_epochs), len(train), 1)
         if n != self._n_epochs:

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Label, PushButton, SpinBox
+from magicgui.widgets import ComboBox, PushButton, SpinBox
 
-from atomlens._napari._base import ViewerWidget
+from atomlens._napari._base import ViewerWidget, status_label
 from atomlens._napari._layers import (
     add_tuple,
     atomlens_kind,
@@ -54,7 +54,7 @@ class SubimageWidget(ViewerWidget):
         self.centres = ComboBox(label="centres", choices=["atoms", "ring centres"], value="atoms")
         self.window = SpinBox(label="window (px)", min=8, max=256, step=2, value=32)
         self.cut_button = PushButton(text="Cut subimages")
-        self.status = Label(value="")
+        self.status = status_label()
         self.extend([self.atoms, self.image, self.centres, self.window, self.cut_button, self.status])
         self.image.changed.connect(self._suggest_window)
         self.cut_button.changed.connect(self.cut)

@@ -21,13 +21,12 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FloatSpinBox,
-    Label,
     ProgressBar,
     PushButton,
     SpinBox,
 )
 
-from atomlens._napari._base import ViewerWidget
+from atomlens._napari._base import ViewerWidget, status_label
 from atomlens._napari._layers import atomlens_kind
 from atomlens._napari._workers import notify_error, start_generator
 from atomlens._napari.plots import LossPlot
@@ -90,7 +89,7 @@ class TrainWidget(ViewerWidget):
         files = Container(widgets=[self.save_button, self.load_button], layout="horizontal",
                           labels=False)
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
-        self.time_label = Label(value="")
+        self.time_label = status_label()
         self.extend([self.subimages, self.model_name, self.latent, self.epochs, self.batch,
                      self.lr, self.prior, self.train_fraction, self.device, buttons,
                      self.progress, self.time_label, files])

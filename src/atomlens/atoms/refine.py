@@ -41,7 +41,7 @@ def refine_com(image: np.ndarray, yx: np.ndarray, radius_px: float, iters: int =
 
 
 def refine_gaussian(image: np.ndarray, yx: np.ndarray, radius_px: float,
-                    sigma_px: float | None = None, iters: int = 6,
+                    sigma_px: float | None = None, iters: int = 5,
                     max_shift_px: float | None = None, n_sigma_fit: int = 400,
                     ) -> tuple[np.ndarray, np.ndarray, float]:
     """2-D Gaussian fit around each atom (vectorised Levenberg-Marquardt).
@@ -86,9 +86,10 @@ def _fit(image: np.ndarray, yx0: np.ndarray, radius_px: float, sigma0: float, it
     c = np.round(yx0).astype(int)
     py = np.clip(c[:, :1] + off[None, :, 0].astype(int), 0, image.shape[0] - 1)
     px = np.clip(c[:, 1:] + off[None, :, 1].astype(int), 0, image.shape[1] - 1)
-    v = image[py, px].astype(np.float64)  # (N, P)
-    rel_y = (c[:, :1] + off[None, :, 0])  # pixel coordinates (N, P)
-    rel_x = (c[:, 1:] + off[None, :, 1])
+    # float32 patches and model (half the memory traffic); parameters stay float64
+    v = image[py, px].astype(np.float32)  # (N, P)
+    rel_y = (c[:, :1] + off[None, :, 0]).astype(np.float32)  # pixel coordinates (N, P)
+    rel_x = (c[:, 1:] + off[None, :, 1]).astype(np.float32)
     n, npix = v.shape
     q = max(0, int(0.1 * npix) - 1)
     b0 = np.partition(v, q, axis=1)[:, q]
@@ -98,29 +99,30 @@ def _fit(image: np.ndarray, yx0: np.ndarray, radius_px: float, sigma0: float, it
     k = 5 if free_sigma else 4
 
     def resid_jac(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        dy = rel_y - p[:, None, 0]
-        dx = rel_x - p[:, None, 1]
-        s2 = (p[:, 4] ** 2)[:, None]
+        q = p.astype(np.float32)
+        dy = rel_y - q[:, None, 0]
+        dx = rel_x - q[:, None, 1]
+        s2 = (q[:, 4] ** 2)[:, None]
         d2 = dy * dy + dx * dx
         g = np.exp(-d2 / (2 * s2))
-        ag = p[:, None, 2] * g
-        r = v - p[:, None, 3] - ag
-        j = np.empty((n, npix, k))
+        ag = q[:, None, 2] * g
+        r = v - q[:, None, 3] - ag
+        j = np.empty((n, npix, k), np.float32)
         j[..., 0] = ag * dy / s2
         j[..., 1] = ag * dx / s2
         j[..., 2] = g
         j[..., 3] = 1.0
         if free_sigma:
-            j[..., 4] = ag * d2 / (s2 * p[:, None, 4])
+            j[..., 4] = ag * d2 / (s2 * q[:, None, 4])
         return r, j
 
     r, j = resid_jac(p)
-    cost = (r**2).sum(1)
+    cost = (r.astype(np.float64) ** 2).sum(1)
     eye = np.eye(k)[None]
     for _ in range(iters):
         jt = j.transpose(0, 2, 1)
-        jtj = jt @ j
-        jtr = (jt @ r[..., None])[..., 0]
+        jtj = (jt @ j).astype(np.float64)
+        jtr = (jt @ r[..., None])[..., 0].astype(np.float64)
         diag = np.einsum("nii->ni", jtj)
         a = jtj + lam[:, None, None] * eye * (diag[:, :, None] + 1e-9)
         try:
@@ -131,14 +133,14 @@ def _fit(image: np.ndarray, yx0: np.ndarray, radius_px: float, sigma0: float, it
         trial[:, :k] += step
         trial[:, 4] = np.clip(trial[:, 4], 0.3, 2 * radius_px)
         r2, j2 = resid_jac(trial)
-        c2 = (r2**2).sum(1)
+        c2 = (r2.astype(np.float64) ** 2).sum(1)
         better = np.isfinite(c2) & (c2 < cost)
         p[better], r[better], j[better], cost[better] = trial[better], r2[better], j2[better], c2[better]
         lam = np.where(better, lam * 0.3, lam * 10)
     shift = np.hypot(*(p[:, :2] - yx0).T)
     # amplitude significance: A over its least-squares standard error sigma / sqrt(sum g^2)
     noise = np.sqrt(cost / max(npix - k, 1))
-    se_a = noise / np.sqrt(np.maximum((j[..., 2] ** 2).sum(1), 1e-12))
+    se_a = noise / np.sqrt(np.maximum((j[..., 2].astype(np.float64) ** 2).sum(1), 1e-12))
     flat = np.ptp(v, axis=1) <= 0
     ok = np.isfinite(p).all(1) & (p[:, 2] > 3 * se_a) & ~flat & (shift <= max_shift)
     return p, ok

@@ -65,22 +65,24 @@ def run(args: argparse.Namespace) -> int:
     frames = _frame_list(parse_frames(args.frames), stack.n_frames)
     if not frames:
         raise ValueError(f"--frames {args.frames!r} selects no frame of {stack.n_frames}")
-    maps_out = None
     if args.maps:
         shape = (len(frames), len(det.classes), *stack.shape[1:])
-        maps_out = np.lib.format.open_memmap(args.maps, mode="w+", dtype=np.float32, shape=shape)
+        # create the .npy (header + sparse body), then map it again for each frame so
+        # written pages leave this process's memory: RSS stays bounded for long movies
+        created = np.lib.format.open_memmap(args.maps, mode="w+", dtype=np.float32, shape=shape)
+        del created
     tables = []
-    for fr in iter_detect(stack, det, frames, args.threshold, args.refine, maps_out is not None,
+    for fr in iter_detect(stack, det, frames, args.threshold, args.refine, bool(args.maps),
                           batch_size=args.batch_size, device=args.device):
         tables.append(fr.atoms)
-        if maps_out is not None:
-            maps_out[fr.index] = fr.maps
+        if args.maps:
+            out_maps = np.load(args.maps, mmap_mode="r+")
+            out_maps[fr.index] = fr.maps
+            out_maps.flush()
+            del out_maps
         print(f"\rframe {fr.index + 1}/{fr.n_frames}: {len(fr.atoms)} atoms", end="",
               file=sys.stderr, flush=True)
     print(file=sys.stderr)
-    if maps_out is not None:
-        maps_out.flush()
-        del maps_out
     atoms = pd.concat(tables, ignore_index=True) if tables else empty_table(det.classes[1:])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

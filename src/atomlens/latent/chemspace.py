@@ -496,23 +496,3 @@ def plot_chemspace(
     if path is not None:
         fig.savefig(path, dpi=110)
     return fig
-
-
-def plot_manifold(
-    images: np.ndarray, z1: np.ndarray, z2: np.ndarray, path: str | Path | None = None
-) -> Any:
-    """Mosaic of decoded images (G2, G1, h, w) with z2 upwards; returns the figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    g2, g1, h, w = images.shape
-    norm = _normalise(images.reshape(-1, h, w)).reshape(images.shape)
-    mosaic = norm[::-1].transpose(0, 2, 1, 3).reshape(g2 * h, g1 * w)
-    fig, ax = plt.subplots(figsize=(7, 7))
-    ax.imshow(mosaic, cmap="gray", extent=(z1[0], z1[-1], z2[0], z2[-1]), aspect="auto")
-    ax.set(title="decoded latent manifold", xlabel="z1", ylabel="z2")
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig

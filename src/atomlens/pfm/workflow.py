@@ -30,7 +30,8 @@ class PFMConfig:
     delta : time delay in frames (0 = same-time descriptors). canny_sigma : Canny
     smoothing, pixels. latent_dim : content latents [2]. hidden : rVAE layer widths
     [(256,) * 4]. epochs, batch_size, lr : training [lr 1e-4; a larger one converges
-    in fewer epochs on CPU]. seed : sampling and training seed. manifold_grid : latent
+    in fewer epochs on CPU]. activation, rot_prior : rVAE decoder activation and the SD
+    of the angle prior (rad; walls come in every orientation, so wider than for atoms). seed : sampling and training seed. manifold_grid : latent
     grid side for the manifold maps [12]. min_wall_length : shortest wall segment,
     pixels. train_subset : train on at most this many windows (all are encoded).
     """
@@ -42,8 +43,10 @@ class PFMConfig:
     latent_dim: int = 2
     hidden: tuple[int, ...] = (128, 128)
     epochs: int = 30
-    batch_size: int = 128
+    batch_size: int = 32
     lr: float = 1e-3
+    activation: str = "tanh"
+    rot_prior: float = 1.0
     seed: int = 0
     manifold_grid: int = 12
     min_wall_length: int = 5
@@ -127,7 +130,7 @@ def run_pfm(
     say(f"training skip-rVAE on {len(X)} windows of {cfg.window} px, {X.shape[1]} channel(s)")
     model = SkipRVAE(
         window=cfg.window, latent_dim=cfg.latent_dim, seed=cfg.seed, hidden=cfg.hidden,
-        lr=cfg.lr, channels=X.shape[1],
+        lr=cfg.lr, channels=X.shape[1], activation=cfg.activation, rot_prior=cfg.rot_prior,
     )  # fmt: skip
     subset = None
     if cfg.train_subset is not None and len(X) > cfg.train_subset:

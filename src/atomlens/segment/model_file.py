@@ -8,8 +8,8 @@ date. The shipped graphene model lives beside this module in ``weights/``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch

@@ -174,8 +174,10 @@ def train_detector(cfg: TrainConfig, out: str | Path, *, command: str | None = N
             "simulated graphene patches (atomlens.segment.synth): random orientation, strain, "
             "Si dopants (isolated, edge, clusters), vacancies, Stone-Wales, holes, grain "
             "boundaries; Gaussian probe FWHM 0.6-1.3 Å (+ tails), Si/C 1.8-6, film background "
-            "0-5, offset, gradients, contamination, Poisson dose (C-peak SNR 1.3-40 at 0.2 "
-            "Å/px), read noise, scan jitter, line gain, gamma, noise blur; fresh sample each step"
+            "0-5, offset, gradients, bright contamination blobs, amorphous contamination hiding "
+            "the atoms beneath, Poisson dose (C-peak SNR 1.3-40 at 0.2 Å/px), read noise, "
+            "scan jitter, line gain, gamma, noise blur, flips, shear, pixel-size error "
+            "0.86-1.16; labels: 0.35 Å disks; fresh samples every step"
         ),
         "training": cfg.to_dict(),
         "training_time_s": round(last["elapsed_s"], 1),

@@ -142,6 +142,7 @@ def fit_events(
     step_interval_s: float = 0.5,
     amp: bool = True,
     threads: int | None = None,
+    micro_batch: int | None = None,
 ) -> Iterator[Event]:
     """Train ``model`` on windows ``X``, yielding progress events.
 
@@ -161,6 +162,10 @@ def fit_events(
     subset : train on part of the windows (count, fraction or index array); encode
         everything afterwards with ``model.transform``.
     threads : torch CPU threads for the duration of training (``None`` = leave as is).
+    micro_batch : evaluate each batch in chunks of this many windows and accumulate the
+        gradients (the same update as one pass, since the loss is a mean over windows);
+        small chunks keep the decoder's (chunk x pixels x hidden) activations in cache,
+        which is faster on CPU. ``None`` = the whole batch at once.
     """
     from atomlens.models.torch_model import TorchLatentModel
 
@@ -219,17 +224,23 @@ def fit_events(
                     reason = "stopped"
                     break
                 xb = x_train[perm[i : i + batch_size]]
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                    loss = model.loss(xb)
-                if not torch.isfinite(loss):
+                opt.zero_grad(set_to_none=True)
+                chunk = micro_batch or len(xb)
+                value = 0.0
+                for j in range(0, len(xb), chunk):
+                    part = xb[j : j + chunk]
+                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                        loss = model.loss(part) * (len(part) / len(xb))
+                    if not torch.isfinite(loss):
+                        break
+                    loss.backward()
+                    value += float(loss.detach())
+                if not math.isfinite(value) or not torch.isfinite(loss):
                     module.load_state_dict(good_state)
                     reason = "diverged"
                     break
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
                 opt.step()
                 step += 1
-                value = float(loss.detach())
                 total += value * len(xb)
                 count += len(xb)
                 now = time.perf_counter()
