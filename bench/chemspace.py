@@ -23,20 +23,6 @@ import pandas as pd
 import torch
 from scipy import ndimage as ndi
 from scipy.stats import spearmanr
-from sklearn.mixture import GaussianMixture
-
-
-def purity(clusters: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    """(purity, balanced recall): purity = sum over clusters of the largest true class,
-    / N; balanced recall = mean over true classes of the share of their members that
-    fall in clusters whose majority is that class."""
-    tab = pd.crosstab(clusters, truth)
-    pur = float(tab.max(axis=1).sum() / tab.to_numpy().sum())
-    majority = tab.idxmax(axis=1)
-    rec = [
-        float(tab.loc[majority[majority == c].index, c].sum() / tab[c].sum()) for c in tab.columns
-    ]
-    return pur, float(np.mean(rec))
 
 
 def ideal_maps(atoms: pd.DataFrame, shape: tuple[int, int, int], sigma: float) -> np.ndarray:
@@ -69,6 +55,8 @@ def atom_and_ring_part(args: argparse.Namespace, out: Path) -> dict:
     from atomlens.latent.chemspace import (
         agreement,
         chemical_space_map,
+        cluster_latents,
+        cluster_purity,
         plot_chemspace,
     )
     from atomlens.latent.trajectory import latent_trajectory, longest_track, plot_trajectory
@@ -143,11 +131,11 @@ def atom_and_ring_part(args: argparse.Namespace, out: Path) -> dict:
     rlat = rmodel.transform(rsub.images)
     rz = rlat[["z1", "z2"]].to_numpy()
     k = rtruth["size"].nunique()
-    gmm = GaussianMixture(n_components=k, random_state=args.seed, n_init=3).fit(rz)
-    pur, rec = purity(gmm.predict(rz), rtruth["size"].to_numpy())
-    res["ring_gmm_purity"] = round(pur, 4)
-    res["ring_gmm_balanced_recall"] = round(rec, 4)
-    res["ring_majority_share"] = round(float(rtruth["size"].value_counts(normalize=True).max()), 4)
+    for method in ("gmm", "kmeans"):
+        cp = cluster_purity(cluster_latents(rz, k, method, args.seed), rtruth["size"].to_numpy())
+        res[f"ring_{method}_purity"] = round(cp["purity"], 4)
+        res[f"ring_{method}_balanced_recall"] = round(cp["balanced_recall"], 4)
+    res["ring_majority_share"] = round(cp["majority_share"], 4)
     rmap = chemical_space_map(rmodel, bond, grid=args.grid, z=rz, mode="ring", bond_range=br)
     res["ring_map_agreement"] = round(agreement(rmap, rz, rtruth)["agreement"], 4)
     plot_chemspace(rmap, out / "chemspace_rings.png", z=rz)

@@ -75,6 +75,19 @@ def test_detect_current_frame_adds_maps_and_atoms(make_napari_viewer, qtbot, mov
         n_true = int((movie.atoms["frame"] == 2).sum())
         assert 0.7 * n_true < len(atoms.data) < 1.3 * n_true
 
+    # a single 2-D image (offset in space) works the same; results keep its offset
+    single = viewer.add_image(movie.frames[1], translate=(3.0, 5.0), name="single")  # uncalibrated
+    widget.image.value = single
+    widget.pixel_size.value = movie.pixel_size  # the user types the pixel size
+    worker = widget.run()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    assert tuple(viewer.layers["P(C) single"].translate) == (0.0, 3.0, 5.0)
+    assert tuple(viewer.layers["atoms single"].translate) == (0.0, 3.0, 5.0)
+    assert tuple(viewer.layers["atoms single"].scale) == (1.0, 1.0, 1.0)  # pixels, like the image
+    assert viewer.layers["atoms single"].metadata["atomlens"]["pixel_size"] == pytest.approx(0.2)
+    assert np.all(viewer.layers["atoms single"].data[:, 0] == 0)
+
 
 def test_detect_error_becomes_notification(make_napari_viewer, qtbot, movie, tmp_path) -> None:
     from napari.utils.notifications import notification_manager

@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -140,11 +140,3 @@ def layer_atoms(layer: Points) -> pd.DataFrame:
     from atomlens.viz.layers import points_to_atoms
 
     return points_to_atoms(layer.data, layer.features)
-
-
-def first_layer(viewer: napari.Viewer, kind: str) -> Any:
-    """The topmost layer AtomLens tagged with ``kind``, or None."""
-    for layer in reversed(viewer.layers):
-        if atomlens_kind(layer) == kind:
-            return layer
-    return None

@@ -16,7 +16,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, ProgressBar, PushButton
 
 from atomlens._napari._base import ViewerWidget, status_label
-from atomlens._napari._layers import current_frame, layer_stack, replace_or_add
+from atomlens._napari._layers import current_frame, layer_pixel_size, layer_stack, replace_or_add
 from atomlens._napari._workers import notify_error, start_generator
 from atomlens.viz.layers import atoms_layer_tuple, probability_layer_tuples
 
@@ -55,10 +55,14 @@ class DetectWidget(ViewerWidget):
         self.model_file.tooltip = "leave empty for the shipped detector"
         self.frames = ComboBox(label="frames", choices=["current", "all"], value="current")
         self.threshold = FloatSpinBox(label="threshold", min=0.05, max=0.95, step=0.05, value=0.5)
+        self.pixel_size = FloatSpinBox(label="pixel size (Å)", min=0.0, max=10.0, step=0.001, value=0.0)
+        self.pixel_size.native.setDecimals(4)
+        self.pixel_size.tooltip = "0: use the image layer's calibration (its scale in Å)"
         self.run_button = PushButton(text="Detect atoms")
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self.status = status_label()
-        self.extend([self.image, self.model_file, self.frames, self.threshold, self.run_button,
+        self.extend([self.image, self.model_file, self.frames, self.threshold, self.pixel_size,
+                     self.run_button,
                      self.progress, self.status])
         self.run_button.changed.connect(self.run)
         self.worker: Any = None
@@ -77,6 +81,8 @@ class DetectWidget(ViewerWidget):
             return None
         try:
             stack = layer_stack(layer)
+            if self.pixel_size.value > 0:
+                stack = stack.with_pixel_size(float(self.pixel_size.value))
         except ValueError as exc:
             notify_error(exc, "Detect atoms")
             return None
@@ -109,16 +115,26 @@ class DetectWidget(ViewerWidget):
         result, frames = outcome
         layer = self._source
         name = layer.name if layer is not None else "image"
-        px = layer_stack(layer).pixel_size if layer is not None else None
+        # draw in the image layer's own units (Å if it is calibrated, else pixels), so the
+        # results lie on the image; the pixel size used goes into the metadata
+        px = layer_pixel_size(layer) if layer is not None else None
+        # the image's own offset; maps of the current frame only sit at that frame in time
+        if layer is not None and layer.ndim == 3:
+            t_off, y_off, x_off = (float(v) for v in layer.translate)
+            t_step = float(layer.scale[0])
+        else:
+            t_off, t_step = 0.0, 1.0
+            y_off, x_off = (float(v) for v in layer.translate[-2:]) if layer is not None else (0.0, 0.0)
+        t0 = float(frames[0]) if frames else 0.0
         if result.maps is not None:
             classes = tuple(result.classes)
             for tup in probability_layer_tuples(result.maps, classes, px, source=name):
-                # maps of the current frame only sit at that frame in time
-                t0 = float(frames[0]) if frames else 0.0
-                tup[1]["translate"] = (float(layer.translate[0]) + t0 * float(layer.scale[0]), 0.0, 0.0)
+                tup[1]["translate"] = (t_off + t0 * t_step, y_off, x_off)
                 replace_or_add(self.viewer, tup)
         atoms = result.atoms
         tup = atoms_layer_tuple(atoms, px, f"atoms {name}", metadata={"atomlens": {"source": name}})
+        tup[1]["translate"] = (t_off, y_off, x_off)
+        tup[1]["metadata"]["atomlens"]["pixel_size"] = float(result.pixel_size)
         points = replace_or_add(self.viewer, tup)
         self.progress.value = self.progress.max
         self.status.value = f"{len(atoms)} atoms"

@@ -33,7 +33,7 @@ from atomlens.viz.animation import write_gif
 from atomlens.viz.colours import colour_spec
 
 if TYPE_CHECKING:
-    from napari.layers import Image, Points
+    from napari.layers import Points
 
 
 def encoding_job(model: Any, data: np.ndarray, atoms: Any) -> Generator:
@@ -204,11 +204,3 @@ class LatentWidget(ViewerWidget):
                 self.viewer.window.add_dock_widget(self.plots["manifold"], name="latent manifold",
                                                    area="right")
         return self.plots
-
-
-def subimages_layer(viewer: napari.Viewer) -> Image | None:
-    """The topmost subimages layer, if any."""
-    for layer in reversed(viewer.layers):
-        if atomlens_kind(layer) == "subimages":
-            return layer
-    return None

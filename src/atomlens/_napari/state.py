@@ -13,8 +13,6 @@ from typing import Any
 
 from psygnal import Signal, evented
 
-STATUSES = ("idle", "running", "stopping", "finished", "stopped", "failed")
-
 
 @evented
 @dataclass
@@ -24,7 +22,7 @@ class TrainingState:
     ``epoch`` counts the epochs done (1 after the first); losses hold one value per epoch.
     """
 
-    status: str = "idle"
+    status: str = "idle"  # idle, running, stopping, finished, stopped, failed
     epoch: int = 0
     n_epochs: int = 0
     train_loss: tuple[float, ...] = ()

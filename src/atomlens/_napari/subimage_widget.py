@@ -17,7 +17,6 @@ from magicgui.widgets import ComboBox, PushButton, SpinBox
 
 from atomlens._napari._base import ViewerWidget, status_label
 from atomlens._napari._layers import (
-    add_tuple,
     atomlens_kind,
     layer_atoms,
     layer_pixel_size,
@@ -164,8 +163,3 @@ def show_window(viewer: napari.Viewer, subimages: Image, row: int) -> int | None
     i = int(hits[0])
     viewer.dims.set_current_step(viewer.dims.ndim - subimages.ndim, i)
     return i
-
-
-def add_atoms_layer(viewer: napari.Viewer, atoms: Any, pixel_size: float | None, name: str) -> Points:
-    """Add an atom table as a Points layer (helper for scripts and tests)."""
-    return add_tuple(viewer, atoms_layer_tuple(atoms, pixel_size, name))

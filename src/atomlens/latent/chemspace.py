@@ -496,3 +496,39 @@ def plot_chemspace(
     if path is not None:
         fig.savefig(path, dpi=110)
     return fig
+
+
+def cluster_latents(z: np.ndarray, k: int, method: str = "gmm", seed: int = 0) -> np.ndarray:
+    """Cluster latents ``z`` (N, d) into ``k`` groups (``"gmm"``: Gaussian mixture, full
+    covariances, 3 restarts; ``"kmeans"``). Returns (N,) int cluster ids."""
+    z = np.asarray(z, dtype=np.float64)
+    if k < 1 or k > len(z):
+        raise ChemSpaceError(f"need 1 <= k <= {len(z)} clusters, got {k}")
+    if method == "gmm":
+        from sklearn.mixture import GaussianMixture
+
+        return GaussianMixture(n_components=k, random_state=seed, n_init=3).fit_predict(z)
+    if method == "kmeans":
+        from sklearn.cluster import KMeans
+
+        return KMeans(n_clusters=k, random_state=seed, n_init=10).fit_predict(z)
+    raise ChemSpaceError(f"method must be 'gmm' or 'kmeans', got {method!r}")
+
+
+def cluster_purity(clusters: np.ndarray, truth: np.ndarray) -> dict:
+    """How well clusters recover a true labelling (e.g. ring sizes).
+
+    ``purity``: sum over clusters of their largest true class, / N. ``balanced_recall``:
+    mean over true classes of the share of their members in clusters whose majority is
+    that class (a class no cluster is named after scores 0), which purity hides when one
+    class (hexagons) dominates. ``majority_share``: purity of a single cluster.
+    """
+    tab = pd.crosstab(np.asarray(clusters), np.asarray(truth))
+    n = tab.to_numpy().sum()
+    majority = tab.idxmax(axis=1)
+    recall = [float(tab.loc[majority[majority == c].index, c].sum() / tab[c].sum()) for c in tab.columns]
+    return {
+        "purity": float(tab.max(axis=1).sum() / n),
+        "balanced_recall": float(np.mean(recall)),
+        "majority_share": float(tab.sum(axis=0).max() / n),
+    }

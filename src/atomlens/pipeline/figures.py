@@ -85,8 +85,8 @@ def fig_latent_lattices(
     a cyclic colormap.
     """
     frames = list(stack_frames)
-    fig, axes = plt.subplots(len(frames), len(columns),
-                             figsize=(3.6 * len(columns), 3.5 * len(frames)), squeeze=False)
+    fig, axes = plt.subplots(len(frames), len(columns), figsize=(4.0 * len(columns),
+                             3.6 * len(frames)), squeeze=False, layout="constrained")
     for c, col in enumerate(columns):
         vals = atoms[col].to_numpy(dtype=float)
         finite = vals[np.isfinite(vals)]
@@ -99,9 +99,9 @@ def fig_latent_lattices(
             ax = axes[r, c]
             _show(ax, stack_frames[t], f"frame {t}: {col}")
             a = atoms[(atoms["frame"] == t) & np.isfinite(atoms[col].astype(float))]
-            sc = ax.scatter(a["x"], a["y"], c=a[col], cmap=cmap, vmin=lims[0], vmax=lims[1], s=12,
+            sc = ax.scatter(a["x"], a["y"], c=a[col], cmap=cmap, vmin=lims[0], vmax=lims[1], s=18,
                             edgecolors="none")
-        fig.colorbar(sc, ax=axes[:, c].tolist(), shrink=0.6, label=col)
+        fig.colorbar(sc, ax=axes[:, c].tolist(), shrink=0.8, label=col)
     return fig
 
 
