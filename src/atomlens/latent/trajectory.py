@@ -74,7 +74,7 @@ def trajectory_neighbourhoods(
     """Decoded neighbourhoods (n, h, w) at the given frames of a trajectory (angle 0,
     no shift: the canonical orientation the rVAE learned)."""
     sel = traj.set_index("frame").loc[list(frames)]
-    return np.asarray(model.decode(sel[list(zcols)].to_numpy(dtype=np.float32)))
+    return np.asarray(model.decode(np.array(sel[list(zcols)].to_numpy(dtype=np.float32))))
 
 
 def pick_frames(traj: pd.DataFrame, n: int = 5, labels: pd.DataFrame | None = None) -> list[int]:

@@ -52,7 +52,7 @@ def run_latent_stage(
     if sd_desc.done:
         result.stages["descriptors"] = "cached"
         say("descriptors: cached", progress)
-        images = np.load(sd_desc.path / "images.npy", mmap_mode="r")
+        images = np.load(sd_desc.path / "images.npy")
         index = np.load(sd_desc.path / "index.npy")
     else:
         work = sd_desc.begin()
