@@ -99,3 +99,17 @@ def test_tiny_training_learns_and_writes_a_model(tmp_path):
     assert (tmp_path / "tiny_card.json").exists()
     for a, b in zip(det.net.state_dict().values(), back.net.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_cli_train_detector(tmp_path, capsys):
+    from atomlens.cli import main
+
+    assert main(["train-detector", "--steps", "0", "--out", str(tmp_path / "x.pt")]) == 2
+    assert "--steps must be at least 1" in capsys.readouterr().err
+    assert main(["train-detector", "--preset", "mos2", "--out", str(tmp_path / "x.pt")]) == 2
+    rc = main(["train-detector", "--steps", "1", "--seed", "3", "--threads", "1",
+               "--no-validate", "--out", str(tmp_path / "m.pt")])
+    assert rc == 0
+    card = load_detector(tmp_path / "m.pt").card
+    assert card["seed"] == 3 and card["training"]["steps"] == 1
+    assert card["command"].startswith("atomlens train-detector --preset graphene")
