@@ -156,8 +156,10 @@ def pfm_part(args: argparse.Namespace, out: Path) -> dict:
     result = run_pfm(movie.phase, cfg)
     res["pfm_run_s"] = round(time.perf_counter() - t0, 1)
     res["pfm_windows"] = len(result.table)
+    res["pfm_config"] = {"window": cfg.window, "n_per_frame": cfg.n_per_frame, "delta": cfg.delta,
+                         "epochs": cfg.epochs, "hidden": list(cfg.hidden), "lr": cfg.lr}
     tv = truth_velocity(movie, result.table, cfg.window, cfg.delta)
-    for col in ("D", "D_raw", "D_direct", "D_direct_raw"):
+    for col in ("D", "D_raw", "D_manifold", "D_direct", "D_direct_raw"):
         for v in ("v_window", "v_centre"):
             rho = spearmanr(result.table[col], tv[v], nan_policy="omit")[0]
             res[f"pfm_spearman_{col}_{v}"] = round(float(rho), 4)
@@ -199,8 +201,9 @@ def main() -> None:
     args.pfm_epochs = 2 if args.quick else 30
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    res: dict = {"quick": args.quick, "model": args.model, "epochs": args.epochs,
-                 "hidden": list(args.hidden)}
+    res: dict = {"quick": args.quick}
+    if not args.skip_stem:
+        res.update(model=args.model, epochs=args.epochs, hidden=list(args.hidden))
     t0 = time.perf_counter()
     if not args.skip_stem:
         res.update(atom_and_ring_part(args, out))

@@ -159,7 +159,7 @@ def test_run_pfm_and_cli_end_to_end(tmp_path) -> None:
     import pandas as pd
 
     tab = pd.read_csv(out / "pfm_windows.csv")
-    for col in ("frame", "y", "x", "angle", "z1", "z2", "D", "D_direct", "n_walls",
+    for col in ("frame", "y", "x", "angle", "z1", "z2", "D", "D_manifold", "D_direct", "n_walls",
                 "curvature", "v_window"):  # fmt: skip
         assert col in tab.columns
     assert len(tab) > 8 and tab["D"].between(-2, 2).all()

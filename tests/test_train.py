@@ -50,7 +50,7 @@ def test_events_split_and_history():
 def test_training_lowers_the_loss():
     x = _x(n=80)
     m = _model()
-    m.fit(x, epochs=8, batch_size=16, train_fraction=1.0)
+    m.fit(x, epochs=8, batch_size=16, train_fraction=1.0, threads=1)
     hist = m.card["history"]["train_loss"]
     assert hist[-1] < 0.8 * hist[0]
 

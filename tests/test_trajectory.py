@@ -60,3 +60,19 @@ def test_trajectory_over_chemical_space_map(tmp_path) -> None:
     manifold = {"z1": cmap.z1[:4], "z2": cmap.z2[:4], "images": np.zeros((4, 4, 8, 8))}
     plot_trajectory(traj, manifold, path=tmp_path / "traj2.png")
     assert (tmp_path / "traj2.png").exists()
+
+
+def test_chemspace_dock_draws_the_selected_atoms_track(make_napari_viewer) -> None:
+    from atomlens._napari.chemspace_dock import ChemSpaceDock
+
+    viewer = make_napari_viewer()
+    tab = _table().reset_index(drop=True)
+    layer = viewer.add_points(tab[["frame", "y", "x"]].to_numpy(float), features=tab, name="atoms")
+    dock = ChemSpaceDock(viewer)
+    assert dock.points.value is layer
+    dock.show_selected()  # nothing selected: a hint, no trajectory
+    assert dock.trajectory is None and "select" in dock.status.value
+    layer.selected_data = {int(np.flatnonzero(tab["track_id"] == 1)[0])}
+    dock.show_selected()
+    assert dock.trajectory is not None and list(dock.trajectory["frame"]) == list(range(8))
+    assert len(dock.figure.axes) == 1 and "8 frames" in dock.status.value

@@ -132,8 +132,11 @@ def run(args: argparse.Namespace) -> int:
     lat = table[model.latent_names()].dropna()
     n = 10
     if args.latent >= 1:
-        manifold = decode_manifold(model, n=n, latents=lat)
-        plot_manifold(manifold, n, path=out / "manifold.png")
+        z1 = np.nanpercentile(lat["z1"], [2, 98]) if len(lat) else (-2.0, 2.0)
+        z2 = np.nanpercentile(lat["z2"], [2, 98]) if args.latent > 1 and len(lat) else z1
+        extent = (float(z1[0]), float(z1[1]), float(z2[0]), float(z2[1]))
+        manifold = decode_manifold(model, n=n, extent=extent, latents=lat)
+        plot_manifold(manifold, n, extent=extent, path=out / "manifold.png")
     cols = ["angle"] + [f"z{i + 1}" for i in range(min(args.latent, 2))]
     plot_latent_vs_frame(table, cols, n_frames=stack.n_frames, path=out / "latent_vs_frame.png")
     print(f"wrote {out / 'rvae.pt'}, {out / 'atoms_latent.csv'} ({len(lat)} of {len(table)} "

@@ -59,7 +59,8 @@ class PFMResult:
 
     table : one row per window: ``frame, y, x`` (wall pixel at frame t, pixels),
         ``angle`` (rad), ``dx, dy`` (pixels), ``z1..zk``, ``D`` (switching degree of the
-        reconstruction), ``D_direct`` (of the raw window), ``D_raw``/``D_direct_raw``
+        reconstruction), ``D_manifold`` (of the manifold image nearest the window's
+        content latent), ``D_direct`` (of the raw window), ``D_raw``/``D_direct_raw``
         (later frame only, no baseline), ``n_walls``, ``curvature`` (1/pixel, of the raw
         window's Canny walls at t) and ``curvature_latent`` (of the reconstruction).
     walls : (T, Y, X) bool Canny walls.
@@ -165,8 +166,13 @@ def run_pfm(
     n_walls, curv = wall_descriptors(X[:, 0], thr_direct, edges=edge_win,
                                      min_length=cfg.min_wall_length)  # fmt: skip
     _, curv_lat = wall_descriptors(recon[:, 0], threshold, min_length=cfg.min_wall_length)
+    # the paper's Fig. 7b reading: D of the manifold image nearest each window's latent
+    z = lat[zcols].to_numpy()
+    gi = np.clip(np.rint((z[:, 1] - manifold["z2"][0]) / np.ptp(manifold["z2"]) * (g - 1)), 0, g - 1)
+    gj = np.clip(np.rint((z[:, 0] - manifold["z1"][0]) / np.ptp(manifold["z1"]) * (g - 1)), 0, g - 1)
+    d_man = manifold["D"][gi.astype(int), gj.astype(int)]
     table = table.assign(
-        D=d_lat, D_raw=d_lat_raw, D_direct=d_dir, D_direct_raw=d_dir_raw,
+        D=d_lat, D_raw=d_lat_raw, D_manifold=d_man, D_direct=d_dir, D_direct_raw=d_dir_raw,
         n_walls=n_walls, curvature=curv, curvature_latent=curv_lat,
     )  # fmt: skip
     return PFMResult(table, walls, threshold, manifold, model, cfg)
