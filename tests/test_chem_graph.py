@@ -199,19 +199,16 @@ def test_topology_names():
     assert topology_type([13, 15]) == "multivacancy"
 
 
-def test_speed_50_frames_of_2000_atoms():
-    import time
-
+def test_50_frames_of_2000_atoms_keep_every_track():
+    """A long, dense movie: every atom keeps one track (bench/chem_real.py times chemistry)."""
     yx = honeycomb(32, 32)  # 2048 atoms
     rng = np.random.default_rng(0)
     frames = [table(yx + rng.normal(0, 0.03, yx.shape), PS, frame=t) for t in range(50)]
     atoms = pd.concat(frames, ignore_index=True)
-    t0 = time.perf_counter()
     res = analyze(atoms, PS)
-    elapsed = time.perf_counter() - t0
     assert len(res.atoms) == 50 * len(yx)
     assert res.atoms["track_id"].nunique() == len(yx)
-    assert elapsed < 25.0, elapsed
+    assert (res.atoms.groupby("track_id")["frame"].nunique() == 50).all()
 
 
 def test_min_angle_drops_a_crowded_duplicate_neighbour():
