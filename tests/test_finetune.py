@@ -195,3 +195,16 @@ def test_redetect_keeps_corrected_frames_and_counts():
     assert res.counts["before"].tolist() == [36, 36, 36]
     assert res.counts["after"].tolist() == [int((res.atoms.frame == t).sum()) for t in range(3)]
     assert "kept 1 corrected frame(s) untouched (1)" in res.message
+
+
+def test_augmented_crops_never_label_padding_as_background():
+    from atomlens.segment.augment import AugmentConfig
+    from atomlens.segment.finetune import IGNORE, _sample_batch
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(1, 40, 40)).astype(np.float32)
+    masks = np.ones((1, 40, 40), np.uint8)  # every pixel is an atom
+    x, y = _sample_batch(images, masks, 40, 6, rng, AugmentConfig(zoom=(0.8, 0.8)))
+    assert x.shape == (6, 1, 40, 40)
+    values = set(np.unique(y.numpy()).tolist())
+    assert values == {1, IGNORE}  # rotated/zoomed-out corners are ignored, not background

@@ -311,8 +311,13 @@ def _frames_array(stack: Any) -> Any:
 
 def _sample_batch(images: np.ndarray, masks: np.ndarray, crop: int, batch: int,
                   rng: np.random.Generator, aug: AugmentConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random crops (with a margin so rotation never shows the padded corners), augmented
-    with :func:`augment_pair`, then centre-cropped and normalised as at prediction."""
+    """Random crops augmented with :func:`augment_pair`, then centre-cropped and
+    normalised as at prediction.
+
+    A margin around each crop (when the frame has room) keeps most rotated corners inside
+    real data; wherever rotation or zoom still reaches past the crop (the image is
+    reflected there) the label is :data:`IGNORE`, never background.
+    """
     _, h, w = images.shape
     big = min(int(np.ceil(crop * 1.5)), h, w)
     xs, ys = [], []
@@ -320,11 +325,13 @@ def _sample_batch(images: np.ndarray, masks: np.ndarray, crop: int, batch: int,
         k = int(rng.integers(len(images)))
         y0 = int(rng.integers(0, h - big + 1))
         x0 = int(rng.integers(0, w - big + 1))
-        img, msk = augment_pair(images[k, y0 : y0 + big, x0 : x0 + big],
-                                masks[k, y0 : y0 + big, x0 : x0 + big], rng, aug)
+        # shift labels by one so the augmenter's constant fill (0) marks outside pixels
+        shifted = masks[k, y0 : y0 + big, x0 : x0 + big].astype(np.int16) + 1
+        img, msk = augment_pair(images[k, y0 : y0 + big, x0 : x0 + big], shifted, rng, aug)
         o = (big - crop) // 2
+        m = msk[o : o + crop, o : o + crop].astype(np.int64)
         xs.append(normalise(img[o : o + crop, o : o + crop]))
-        ys.append(msk[o : o + crop, o : o + crop])
+        ys.append(np.where(m == 0, IGNORE, m - 1))
     x = torch.from_numpy(np.stack(xs).astype(np.float32))[:, None]
     y = torch.from_numpy(np.stack(ys).astype(np.int64))
     return x, y
@@ -403,7 +410,9 @@ def iter_finetune(
     images, masks = label_frames(stack, labels, frames, base, pixel_size=ps,
                                  class_map=cfg.class_map, ignore=ignore)
     mult = base.net_config.multiple
-    crop = max(mult, min(cfg.crop, images.shape[1], images.shape[2]) // mult * mult)
+    # leave room for a rotation margin when the frame allows (see _sample_batch)
+    room = int(min(images.shape[1], images.shape[2]) / 1.5)
+    crop = max(mult, min(cfg.crop, max(room, 32), images.shape[1], images.shape[2]) // mult * mult)
     yield FinetuneStarted(frames, int(len(labels)), n_corr, cfg.steps, crop)
 
     net = copy.deepcopy(base.net).cpu()
