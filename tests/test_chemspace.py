@@ -169,19 +169,15 @@ def test_chemical_space_map_lookup_and_agreement(tmp_path) -> None:
     assert np.array_equal(saved["counts"], cmap.counts)
 
 
-def test_40000_decodings_are_fast_enough() -> None:
-    """The analysis of a 200 x 200 map (decoding excluded) takes minutes at most, even on
-    a loaded machine (a guard against a per-image slowdown; bench/chemspace.py times it)."""
-    import time
-
+def test_two_thousand_decodings_are_all_read_as_graphene() -> None:
+    """A batch of decodings of two latents is read image by image, all physical
+    (bench/chemspace.py times the 200 x 200 map)."""
     dec = TwoPhaseDecoder()
     imgs = np.concatenate([dec.decode(np.array([[-1.0, 0.0]] * 1000)),
                            dec.decode(np.array([[1.0, 0.0]] * 1000))])  # fmt: skip
-    t0 = time.perf_counter()
     res = analyze_decoded(imgs, L)
-    per_image = (time.perf_counter() - t0) / len(imgs)
+    assert len(res["physical"]) == 2000
     assert res["physical"].all()
-    assert per_image * 40_000 < 400, f"{per_image * 1e3:.2f} ms per image"
 
 
 def test_cluster_purity_and_balanced_recall() -> None:
