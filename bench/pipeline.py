@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -48,6 +49,7 @@ def make_movie(path: Path, frames: int, size: int) -> float:
 
 
 def run(stack: Path, out: Path, cfg: Path, scheduler: str) -> tuple[float, float]:
+    shutil.rmtree(out, ignore_errors=True)  # measure a fresh run, not the cache
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "atomlens", "run", str(stack), "--out",
            str(out), "--config", str(cfg), "--pixel-size", "0.1", "--scheduler", scheduler,
            "--quiet"]

@@ -94,6 +94,10 @@ def read_stack(
 
 def _as_float_stack(data: Any) -> Any:
     """In-memory arrays become float32 now; lazy ones are wrapped to convert on access."""
+    from atomlens.io.lazy import NpyFrames
+
+    if isinstance(data, NpyFrames):
+        return as_stack_array(data)
     if isinstance(data, np.memmap) or not isinstance(data, np.ndarray):
         if data.ndim == 2:
             data = data[None]
@@ -127,7 +131,12 @@ def _read_numpy(path: Path, lazy: bool) -> tuple[Any, float | None, dict]:
     meta: dict = {}
     px: float | None = None
     if path.suffix.lower() == ".npy":
-        data = np.load(path, mmap_mode="r" if lazy else None, allow_pickle=False)
+        if lazy:
+            from atomlens.io.lazy import NpyFrames
+
+            data = NpyFrames(path)
+        else:
+            data = np.load(path, allow_pickle=False)
         px, meta = _sidecar_json(path, data.shape)
         return data, px, meta
     with np.load(path, allow_pickle=False) as npz:

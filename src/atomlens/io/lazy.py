@@ -1,0 +1,70 @@
+"""Frame-by-frame readers that keep memory bounded on movies larger than RAM.
+
+A memory map would do the same job, but every page it touches stays resident (and
+counts against the process) until the kernel needs it back; these readers copy one
+frame at a time out of the file instead, so memory does not grow with the movie.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class NpyFrames:
+    """A read-only ``(T, Y, X)`` view of a C-ordered ``.npy`` file, converted to float32
+    frame by frame as it is indexed (``frames[t]``, ``frames[a:b]``, ``frames[[i, j]]``)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        with open(self.path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(fh)
+            self._offset = fh.tell()
+        if fortran:
+            raise ValueError(f"{Path(path).name} is Fortran-ordered; save it C-ordered for lazy reading")
+        if len(shape) == 2:
+            shape = (1, *shape)
+        self._src_dtype = np.dtype(dtype)
+        self.shape = tuple(int(s) for s in shape)
+        self.ndim = len(self.shape)
+        self.dtype = np.dtype(np.float32)
+        self._frame_bytes = int(np.prod(self.shape[1:])) * self._src_dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _read(self, t: int) -> np.ndarray:
+        if not -self.shape[0] <= t < self.shape[0]:
+            raise IndexError(f"frame {t} out of range for {self.shape[0]} frames")
+        t %= self.shape[0]
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            buf = os.pread(fd, self._frame_bytes, self._offset + t * self._frame_bytes)
+        finally:
+            os.close(fd)
+        frame = np.frombuffer(buf, dtype=self._src_dtype).reshape(self.shape[1:])
+        return frame.astype(np.float32)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        rest: tuple = ()
+        if isinstance(key, tuple):
+            key, rest = key[0], key[1:]
+        if isinstance(key, int | np.integer):
+            out = self._read(int(key))
+        else:
+            idx = range(self.shape[0])[key] if isinstance(key, slice) else list(key)
+            out = np.stack([self._read(int(t)) for t in idx]) if len(idx) else \
+                np.zeros((0, *self.shape[1:]), np.float32)
+        if rest:
+            out = out[(slice(None), *rest)] if out.ndim == 3 else out[rest]
+        return out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
