@@ -68,3 +68,38 @@ class NpyFrames:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self[:]
         return out if dtype is None else out.astype(dtype)
+
+
+class TiffFrames:
+    """A read-only ``(T, Y, X)`` view of a TIFF movie, one page (frame) read per index."""
+
+    def __init__(self, path: str | Path) -> None:
+        import tifffile
+
+        self.path = str(path)
+        self._tif = tifffile.TiffFile(self.path)
+        series = self._tif.series[0]
+        shape = tuple(int(s) for s in series.shape)
+        if len(shape) == 2:
+            shape = (1, *shape)
+        self.shape = (int(np.prod(shape[:-2])), *shape[-2:])
+        self.ndim = 3
+        self.dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _read(self, t: int) -> np.ndarray:
+        if not -self.shape[0] <= t < self.shape[0]:
+            raise IndexError(f"frame {t} out of range for {self.shape[0]} frames")
+        page = self._tif.asarray(key=t % self.shape[0])
+        return np.asarray(page, dtype=np.float32).reshape(self.shape[1:])
+
+    __getitem__ = NpyFrames.__getitem__
+    __array__ = NpyFrames.__array__
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"])

@@ -94,9 +94,9 @@ def read_stack(
 
 def _as_float_stack(data: Any) -> Any:
     """In-memory arrays become float32 now; lazy ones are wrapped to convert on access."""
-    from atomlens.io.lazy import NpyFrames
+    from atomlens.io.lazy import NpyFrames, TiffFrames
 
-    if isinstance(data, NpyFrames):
+    if isinstance(data, NpyFrames | TiffFrames):
         return as_stack_array(data)
     if isinstance(data, np.memmap) or not isinstance(data, np.ndarray):
         if data.ndim == 2:
@@ -206,10 +206,11 @@ def _read_tiff(path: Path, lazy: bool) -> tuple[Any, float | None, dict]:
                         px = per_unit * 1e8
                     # no unit, or dots per inch: not a physical calibration
         meta = {k: v for k, v in ij.items() if isinstance(v, str | int | float)}
-        if lazy and tif.series[0].dataoffset is not None:
-            data = tifffile.memmap(path, mode="r")
-        else:
-            data = tif.asarray()
+        data = None if lazy else tif.asarray()
+    if lazy:
+        from atomlens.io.lazy import TiffFrames
+
+        data = TiffFrames(path)
     if data.ndim > 3:
         data = data.reshape(-1, *data.shape[-2:])
     return data, px, meta
