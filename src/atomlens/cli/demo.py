@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="demo_output", help="output directory (default demo_output)")
     p.add_argument("--frames", type=int, default=12, help="frames to simulate (default 12)")
     p.add_argument("--size", type=int, default=256, help="frame size in pixels (default 256)")
-    p.add_argument("--epochs", type=int, default=40, help="rVAE epochs (default 40)")
+    p.add_argument("--epochs", type=int, default=20, help="rVAE epochs (default 20)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gui", action="store_true", help="open napari with the results loaded")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

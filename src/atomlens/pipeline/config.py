@@ -62,11 +62,11 @@ class LatentConfig:
     enabled: bool = True
     model: str = "rvae"  # rvae, skip-rvae, vae, conv-ae, pca, nmf, gmm
     latent_dim: int = 2  # content latents (z1, z2, ...)
-    epochs: int = 60
+    epochs: int = 30
     batch_size: int = 200
     lr: float = 1e-3
     train_fraction: float = 0.75
-    max_train_windows: int = 20000  # train on a random subset this large, encode all
+    max_train_windows: int = 4000  # train on a random subset this large, encode all
     seed: int = 0
     device: str = "auto"
 
