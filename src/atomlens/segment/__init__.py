@@ -25,7 +25,7 @@ __all__ = [
     "SHIPPED", "Detector", "ModelFileError", "load_detector", "model_card", "save_detector",
     "NetConfig", "NetConfigError", "UNet", "build_net", "n_params", "PixelSizeError",
     "normalise", "predict_maps", "predict_maps_array", "detect", "iter_detect",
-    "DetectionResult", "FrameResult",
+    "DetectionResult", "FrameResult", "finetune", "iter_finetune",
 ]
 
 
@@ -34,4 +34,8 @@ def __getattr__(name: str) -> object:  # lazy: atomlens.atoms imports this packa
         import atomlens.atoms as _atoms
 
         return getattr(_atoms, name)
+    if name in ("finetune", "iter_finetune"):
+        import atomlens.segment.finetune as _finetune
+
+        return getattr(_finetune, name)
     raise AttributeError(f"module 'atomlens.segment' has no attribute {name!r}")
