@@ -5,6 +5,7 @@
 ``train_detector`` (CLI ``atomlens train-detector``) rebuilds the shipped model.
 """
 
+from atomlens.segment.finetune import finetune, iter_finetune  # the function, not the module
 from atomlens.segment.model_file import (
     SHIPPED,
     Detector,
@@ -34,8 +35,4 @@ def __getattr__(name: str) -> object:  # lazy: atomlens.atoms imports this packa
         import atomlens.atoms as _atoms
 
         return getattr(_atoms, name)
-    if name in ("finetune", "iter_finetune"):
-        import atomlens.segment.finetune as _finetune
-
-        return getattr(_finetune, name)
     raise AttributeError(f"module 'atomlens.segment' has no attribute {name!r}")
