@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from atomlens.pipeline import PipelineConfig, default_config_toml, parse_frames
-from atomlens.pipeline.cache import stage_dir, stable_hash
+from atomlens.pipeline.cache import stable_hash, stage_dir
 from atomlens.pipeline.executor import frame_chunks
 
 
