@@ -59,10 +59,10 @@ def test_run_writes_everything_and_resumes(movie_file, tmp_path, monkeypatch):
                  "model.pt", "report.html", "run.json", "project.atomlens"):
         assert (out / name).exists(), name
     html = (out / "report.html").read_text()
-    for section in ("probability maps", "rings and defects", "Latent-coloured lattices",
-                    "Latent distributions against frame"):
+    for section in ("probability maps", "rings and defects", "Latent manifold",
+                    "Latent-coloured lattices", "Latent distributions against frame"):
         assert section in html
-    assert html.count("data:image/png;base64,") >= 5
+    assert html.count("data:image/png;base64,") >= 6
 
     # 3. a changed latent setting reruns the latent stage only
     res = run_pipeline(path, out, small_config(epochs=3), progress=False)

@@ -105,28 +105,6 @@ def fig_latent_lattices(
     return fig
 
 
-def fig_latent_vs_frame(atoms: pd.DataFrame, columns: list[str], bins: int = 48) -> Any:
-    """Per-frame histograms of latent columns (the Sci. Adv. paper's Fig. 7)."""
-    fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.4), squeeze=False)
-    frames = np.sort(atoms["frame"].unique())
-    for ax, col in zip(axes[0], columns):
-        v = atoms[["frame", col]].dropna()
-        if col == "angle":
-            edges = np.linspace(-np.pi, np.pi, bins + 1)
-        else:
-            lo, hi = np.percentile(v[col], [0.5, 99.5]) if len(v) else (0, 1)
-            edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
-        h = np.stack([np.histogram(v.loc[v["frame"] == t, col], bins=edges)[0] for t in frames])
-        h = h / np.maximum(h.sum(axis=1, keepdims=True), 1)
-        ax.imshow(h.T, origin="lower", aspect="auto", cmap="inferno",
-                  extent=(frames[0] - 0.5, frames[-1] + 0.5, edges[0], edges[-1]))
-        ax.set_xlabel("frame")
-        ax.set_ylabel(col)
-        ax.set_title(f"{col} distribution vs frame", fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
 def fig_counts(atoms: pd.DataFrame, rings: pd.DataFrame) -> Any:
     """Atoms per frame by species, and ring-size counts per frame."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -147,16 +125,5 @@ def fig_counts(atoms: pd.DataFrame, rings: pd.DataFrame) -> Any:
         axes[1].set_ylabel("rings")
         axes[1].set_yscale("log")
         axes[1].legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def fig_manifold(manifold: np.ndarray, extent: float) -> Any:
-    """The decoded latent manifold (a grid of decoded windows over z1, z2)."""
-    fig, ax = plt.subplots(figsize=(5.5, 5.5))
-    ax.imshow(manifold, cmap="gray", extent=(-extent, extent, -extent, extent), origin="lower")
-    ax.set_xlabel("z1")
-    ax.set_ylabel("z2")
-    ax.set_title("decoded latent manifold", fontsize=9)
     fig.tight_layout()
     return fig

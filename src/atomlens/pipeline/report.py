@@ -71,14 +71,16 @@ def write_report(
     summary = _summary(atoms, rings, defects)
     parts.append(_section("Summary", summary))
     if model_path is not None and model_path.exists():
-        parts.append(_manifold_section(model_path))
+        parts.append(_manifold_section(model_path, atoms))
     latent_cols = [c for c in ("angle", "z1", "z2") if c in atoms.columns]
     if latent_cols:
         lat = F.fig_latent_lattices({t: stack.frame(t) for t in shown}, atoms, latent_cols)
         parts.append(_section("Latent-coloured lattices (first, middle, last frame)",
                               _img(_png(lat), "latent lattices")))
+        from atomlens.latent.figures import plot_latent_vs_frame
+
         parts.append(_section("Latent distributions against frame",
-                              _img(_png(F.fig_latent_vs_frame(atoms, latent_cols)), "latents")))
+                              _img(_png(plot_latent_vs_frame(atoms, latent_cols)), "latents")))
     stage_rows = pd.DataFrame(
         [{"stage": k, "status": result.stages.get(k, "ran"), "seconds": v}
          for k, v in result.seconds.items()]
@@ -117,16 +119,24 @@ def _summary(atoms: pd.DataFrame, rings: pd.DataFrame, defects: pd.DataFrame) ->
     return "".join(out)
 
 
-def _manifold_section(model_path: Path) -> str:
+def _manifold_section(model_path: Path, atoms: pd.DataFrame) -> str:
+    """The decoded manifold over the range of content latents the atoms took."""
     from atomlens.latent import decode_manifold
+    from atomlens.latent.figures import plot_manifold
     from atomlens.models import load_model
 
     model = load_model(model_path)
-    if getattr(model, "latent_dim", 0) < 2 or not hasattr(model, "decode"):
+    names = [c for c in model.latent_names() if c in atoms.columns]
+    content = [c for c in names if c.startswith("z")]
+    if len(content) < 2 or not hasattr(model, "decode"):
         return ""
-    extent = 2.0
-    manifold = decode_manifold(model, n=10, extent=extent)
-    return _section("Latent manifold", _img(_png(F.fig_manifold(manifold, extent)), "manifold"))
+    latents = atoms[names].dropna()
+    n = 10
+    manifold = decode_manifold(model, n=n, latents=latents)
+    lo1, hi1 = np.percentile(latents[content[0]], [2, 98])
+    lo2, hi2 = np.percentile(latents[content[1]], [2, 98])
+    fig = plot_manifold(manifold, n, extent=(lo1, hi1, lo2, hi2), title="decoded latent manifold")
+    return _section("Latent manifold", _img(_png(fig), "manifold"))
 
 
 def _config_text(cfg: Any) -> str:
