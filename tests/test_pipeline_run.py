@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
+from atomlens.atoms.match import table_scores
 from atomlens.io import write_tiff
-from atomlens.metrics import detection_scores
 from atomlens.pipeline import PipelineConfig, run_pipeline
 from atomlens.simulate import simulate_movie
 
@@ -51,7 +51,7 @@ def test_run_writes_everything_and_resumes(movie_file, tmp_path, monkeypatch):
     for col in ("frame", "y", "x", "cls", "prob", "coordination", "ring6", "edge", "defect_id",
                 "track_id", "angle", "dx", "dy", "z1", "z2"):
         assert col in atoms.columns, col
-    assert detection_scores(atoms, movie.atoms, 0.1)["f1"] > 0.9
+    assert table_scores(atoms, movie.atoms, 0.1)["f1"] > 0.9
     bulk = atoms[(atoms["coordination"] == 3) & ~atoms["edge"]]
     assert (bulk["ring6"] >= 2).mean() > 0.8  # bulk atoms sit in hexagons (small frame: borders)
     assert atoms["z1"].notna().mean() > 0.5

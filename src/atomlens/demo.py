@@ -36,8 +36,8 @@ def preview_figure(path: Path, frames: np.ndarray, atoms: pd.DataFrame) -> Path:
 def run_demo(out: Path, n_frames: int = 12, size: int = 256, epochs: int = 20, seed: int = 0,
              progress: bool = True) -> dict:
     """Simulate a movie, run the whole pipeline on it and score it against the truth."""
+    from atomlens.atoms.match import table_scores
     from atomlens.io import write_tiff
-    from atomlens.metrics import detection_scores
     from atomlens.pipeline import PipelineConfig, run_pipeline
     from atomlens.simulate import simulate_movie
 
@@ -50,10 +50,10 @@ def run_demo(out: Path, n_frames: int = 12, size: int = 256, epochs: int = 20, s
     cfg.latent.epochs = epochs
     cfg.descriptors.window = 24
     res = run_pipeline(tif, out / "run", cfg, scheduler=None, progress=progress)
-    score = detection_scores(res.atoms, movie.atoms, movie.pixel_size)
+    score = table_scores(res.atoms, movie.atoms, movie.pixel_size)
     si_truth = movie.atoms[movie.atoms["cls"] == "Si"]
     si_found = res.atoms[res.atoms["cls"] == "Si"]
-    si_score = detection_scores(si_found, si_truth, movie.pixel_size)
+    si_score = table_scores(si_found, si_truth, movie.pixel_size)
     return {
         "movie": str(tif),
         "frames": n_frames,

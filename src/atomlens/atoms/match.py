@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
@@ -70,3 +71,31 @@ def detection_scores(pred_yx: np.ndarray, true_yx: np.ndarray, max_dist: float,
                     f"{species}_precision": tp / n_ps if n_ps else float("nan"),
                     f"{species}_recall": tp / n_ts if n_ts else float("nan")})
     return out
+
+
+def table_scores(found: pd.DataFrame, truth: pd.DataFrame, pixel_size: float,
+                 radius_A: float = 0.5) -> dict:
+    """Precision, recall, F1 and localisation RMSE (Å) of two atom tables over all frames.
+
+    ``found`` and ``truth`` hold ``frame, y, x`` in pixels; matches are one-to-one within
+    ``radius_A`` Å in the same frame (:func:`match_atoms`).
+    """
+    tp = n_found = n_true = 0
+    sq: list[np.ndarray] = []
+    for t in sorted(set(truth["frame"].unique()) | set(found["frame"].unique())):
+        a = truth.loc[truth["frame"] == t, ["y", "x"]].to_numpy(float)
+        b = found.loc[found["frame"] == t, ["y", "x"]].to_numpy(float)
+        ib, ia = match_atoms(b, a, radius_A / pixel_size)
+        tp, n_found, n_true = tp + len(ib), n_found + len(b), n_true + len(a)
+        if len(ib):
+            sq.append(np.sum((a[ia] - b[ib]) ** 2, axis=1) * pixel_size**2)
+    prec, rec = tp / max(n_found, 1), tp / max(n_true, 1)
+    return {
+        "precision": round(prec, 4),
+        "recall": round(rec, 4),
+        "f1": round(2 * tp / max(n_found + n_true, 1), 4),
+        "rmse_A": round(float(np.sqrt(np.mean(np.concatenate(sq)))) if sq else float("nan"), 4),
+        "true": n_true,
+        "found": n_found,
+        "matched": tp,
+    }
