@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-SPECIES_COLOURS = {"C": "#b0b0b0", "Si": "#ff7f0e", "Mo": "#1f77b4", "S": "#bcbd22"}
+SPECIES_COLOURS = {"C": "#00d8ff", "Si": "#ff7f0e", "Mo": "#1f77b4", "S": "#bcbd22"}
 RING_COLOURS = {5: "#d62728", 6: "#2ca02c", 7: "#1f77b4", 8: "#9467bd"}
 
 
@@ -54,9 +54,9 @@ def fig_atoms(
         segs = np.stack([pos[b["a"].to_numpy()][:, ::-1], pos[b["b"].to_numpy()][:, ::-1]], axis=1)
         from matplotlib.collections import LineCollection
 
-        ax.add_collection(LineCollection(segs, colors="#4fc3f7", linewidths=0.6, alpha=0.8))
+        ax.add_collection(LineCollection(segs, colors="#c6ff00", linewidths=0.6, alpha=0.7))
     for cls, grp in a.groupby("cls", observed=True):
-        ax.scatter(grp["x"], grp["y"], s=10, c=SPECIES_COLOURS.get(str(cls), "#e377c2"),
+        ax.scatter(grp["x"], grp["y"], s=14, c=SPECIES_COLOURS.get(str(cls), "#e377c2"),
                    label=f"{cls} ({len(grp)})", edgecolors="none")
     if len(rings):
         r = rings[(rings["frame"] == t) & (rings["size"] != 6)]
