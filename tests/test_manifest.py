@@ -31,14 +31,19 @@ def test_every_python_name_imports(manifest) -> None:
 def test_reader_patterns_cover_every_supported_suffix(manifest) -> None:
     from atomlens.io import SUPPORTED_SUFFIXES
 
-    (reader,) = manifest.contributions.readers
-    patterns = {p.lstrip("*") for p in reader.filename_patterns}
+    readers = {r.command: r for r in manifest.contributions.readers}
+    assert set(readers) == {"atomlens.get_reader", "atomlens.get_project_reader"}
+    patterns = {p.lstrip("*") for p in readers["atomlens.get_reader"].filename_patterns}
     assert patterns == set(SUPPORTED_SUFFIXES)
+    assert readers["atomlens.get_project_reader"].filename_patterns == ["*.atomlens"]
 
 
 def test_writer_and_sample_contributions(manifest) -> None:
-    (writer,) = manifest.contributions.writers
-    assert writer.layer_types == ["points"] and writer.filename_extensions == [".csv"]
+    writers = {w.command: w for w in manifest.contributions.writers}
+    assert set(writers) == {"atomlens.write_atoms_csv", "atomlens.write_project"}
+    csv = writers["atomlens.write_atoms_csv"]
+    assert csv.layer_types == ["points"] and csv.filename_extensions == [".csv"]
+    assert writers["atomlens.write_project"].filename_extensions == [".atomlens"]
     (sample,) = manifest.contributions.sample_data
     assert sample.display_name == "Simulated graphene-Si movie"
     titles = {w.display_name for w in manifest.contributions.widgets or []}
