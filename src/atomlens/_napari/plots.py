@@ -161,6 +161,16 @@ class LossPlot(MplWidget):
     def _on_status(self, _status: str) -> None:
         self.redraw.flush()
 
+    def set_epoch_range(self, n_epochs: int) -> None:
+        """Lay the x axis out for ``n_epochs`` while the user sets them, so that starting
+        a run of that length needs no full redraw (only blits) on the main thread."""
+        n = max(int(n_epochs), 1)
+        if n != self._n_epochs:
+            self._n_epochs = n
+            self.ax.set_xlim(0.5, n + 0.5)
+            self.canvas.draw_idle()
+            self.n_draws += 1
+
     def relative_losses(self) -> tuple[np.ndarray, np.ndarray]:
         """Train and test losses divided by the first train loss (what is plotted)."""
         train = np.asarray(self.state.train_loss, float)

@@ -94,6 +94,8 @@ class TrainWidget(ViewerWidget):
                      self.lr, self.prior, self.train_fraction, self.device, buttons,
                      self.progress, self.time_label, files])
         self.loss_plot = LossPlot(self.state)
+        self.loss_plot.set_epoch_range(self.epochs.value)
+        self.epochs.changed.connect(self.loss_plot.set_epoch_range)
         self.native.layout().addWidget(self.loss_plot)
         self.model_name.changed.connect(self._on_model_name)
         self._on_model_name(self.model_name.value)
