@@ -199,19 +199,13 @@ def main() -> None:
 # -- science checks (python bench/rvae.py --science) ---------------------------------------
 
 
-def _threshold_accuracy(values: np.ndarray, labels: np.ndarray) -> float:
-    best = 0.5
-    for thr in np.quantile(values, np.linspace(0.02, 0.98, 49)):
-        acc = float(((values > thr) == labels).mean())
-        best = max(best, acc, 1 - acc)
-    return best
 
 
 def science_simulated(epochs: int = 20, threads: int = 1) -> dict:
     """Sublattice (angle threshold) and edge (content-latent ROC AUC) on a simulated movie."""
     from sklearn.metrics import roc_auc_score
 
-    from atomlens.latent import encode_atoms
+    from atomlens.latent import encode_atoms, threshold_accuracy
     from atomlens.simulate import simulate_movie
 
     movie = simulate_movie(4, size=160, pixel_size=0.3, seed=1, n_holes=2, hole_radius_A=5.0)
@@ -223,12 +217,12 @@ def science_simulated(epochs: int = 20, threads: int = 1) -> dict:
     table = encode_atoms(model, data, movie.atoms).dropna(subset=["angle"])
     lat = table[table["sublattice"] >= 0]
     out = {"windows": len(subs), "epochs": epochs, "train_s": round(time.perf_counter() - t, 1),
-           "sublattice_accuracy_angle": round(_threshold_accuracy(
+           "sublattice_accuracy_angle": round(threshold_accuracy(
                lat["angle"].to_numpy(), lat["sublattice"].to_numpy()), 3)}  # fmt: skip
     for z in ("z1", "z2"):
         auc = roc_auc_score(table["edge"], table[z])
         out[f"edge_auc_{z}"] = round(max(auc, 1 - auc), 3)
-        out[f"sublattice_accuracy_{z}"] = round(_threshold_accuracy(
+        out[f"sublattice_accuracy_{z}"] = round(threshold_accuracy(
             lat[z].to_numpy(), lat["sublattice"].to_numpy()), 3)  # fmt: skip
     return out
 

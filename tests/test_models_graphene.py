@@ -3,24 +3,16 @@ separates edge atoms from bulk atoms (ROC AUC vs the simulator's ``edge`` truth)
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from atomlens.descriptors import extract_windows, normalize_stack
-from atomlens.latent import encode_atoms
+from atomlens.latent import encode_atoms, threshold_accuracy
 from atomlens.models import RVAE
 
 simulate = pytest.importorskip("atomlens.simulate")
 metrics = pytest.importorskip("sklearn.metrics")
 
 
-def _threshold_accuracy(values: np.ndarray, labels: np.ndarray) -> float:
-    """Best accuracy of one threshold on ``values`` for binary ``labels`` (either side)."""
-    best = 0.5
-    for thr in np.quantile(values, np.linspace(0.02, 0.98, 49)):
-        acc = float(((values > thr) == labels).mean())
-        best = max(best, acc, 1 - acc)
-    return best
 
 
 def test_content_latent_separates_edge_atoms():
@@ -38,6 +30,6 @@ def test_content_latent_separates_edge_atoms():
         auc = metrics.roc_auc_score(table["edge"].to_numpy(), table[z].to_numpy())
         aucs.append(max(auc, 1 - auc))
     lat = table[table["sublattice"] >= 0]
-    acc = _threshold_accuracy(lat["angle"].to_numpy(), lat["sublattice"].to_numpy())
+    acc = threshold_accuracy(lat["angle"].to_numpy(), lat["sublattice"].to_numpy())
     print(f"edge AUC z1/z2 {aucs[0]:.3f}/{aucs[1]:.3f}; sublattice accuracy from angle {acc:.3f}")
     assert max(aucs) >= 0.9, aucs

@@ -7,6 +7,7 @@ from atomlens.latent.encode import (
     encode_atoms,
     per_frame_histograms,
     per_frame_stats,
+    threshold_accuracy,
 )
 from atomlens.latent.figures import plot_latent_vs_frame, plot_manifold
 
@@ -18,5 +19,6 @@ __all__ = [
     "per_frame_histograms",
     "per_frame_stats",
     "plot_latent_vs_frame",
+    "threshold_accuracy",
     "plot_manifold",
 ]

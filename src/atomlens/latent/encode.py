@@ -162,3 +162,13 @@ def circular_correlation(a: np.ndarray, b: np.ndarray) -> float:
     sa, sb = np.sin(a - a0), np.sin(b - b0)
     den = np.sqrt((sa**2).sum() * (sb**2).sum())
     return float((sa * sb).sum() / den) if den > 0 else 0.0
+
+
+def threshold_accuracy(values: np.ndarray, labels: np.ndarray) -> float:
+    """Best accuracy of one threshold on ``values`` for binary ``labels`` (either side of
+    the threshold may be the positive class); 0.5 means no separation."""
+    best = 0.5
+    for thr in np.quantile(values, np.linspace(0.02, 0.98, 49)):
+        acc = float(((values > thr) == labels).mean())
+        best = max(best, acc, 1 - acc)
+    return best
