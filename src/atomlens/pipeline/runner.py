@@ -7,9 +7,12 @@ stopped and a changed setting reruns only the stages that depend on it.
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,7 +76,7 @@ def run_pipeline(
     """
     from atomlens.io import read_stack
 
-    cfg = config or PipelineConfig()
+    cfg = copy.deepcopy(config) if config is not None else PipelineConfig()  # caller's stays
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     project = _maybe_project(Path(stack_path))
@@ -86,7 +89,6 @@ def run_pipeline(
             cfg.detect.model = tuned  # the project's fine-tuned detector
     stack = read_stack(stack_path, pixel_size=cfg.input.pixel_size, lazy=cfg.input.lazy)
     result = RunResult(out=out, atoms=pd.DataFrame(), pixel_size=0.0)
-    timer = _Timer(result)
 
     # 0. calibration / pixel size
     pixel_size = _pixel_size(stack, cfg, out, progress)
@@ -100,18 +102,18 @@ def run_pipeline(
     }
     executor = make_executor(scheduler)
     try:
-        with timer("detect"):
+        with _timed(result, "detect"):
             atoms, maps_path, classes = _stage_detect(
                 stack_path, pixel_size, frames, cfg, base_key, out, executor, result, progress
             )
         if project is not None and project.atoms is not None:
             atoms = _keep_corrected(atoms, project)
-        with timer("chem"):
+        with _timed(result, "chem"):
             atoms, tables = _stage_chem(atoms, pixel_size, cfg, base_key, out, executor, result,
                                         progress)
         model_path = sub_path = None
         if cfg.latent.enabled:
-            with timer("latent"):
+            with _timed(result, "latent"):
                 atoms, model_path, sub_path = _stage_latent(
                     stack, atoms, tables, maps_path, pixel_size, cfg, base_key, out, result,
                     progress,
@@ -125,7 +127,7 @@ def run_pipeline(
     result.files["project"] = _write_project(out, stack_path, pixel_size, stack, atoms, cfg,
                                              model_path)
     if cfg.report.enabled:
-        with timer("report"):
+        with _timed(result, "report"):
             from atomlens.pipeline.report import write_report
 
             say("report: writing report.html", progress)
@@ -154,40 +156,37 @@ def run_pipeline(
     return result
 
 
-class _Timer:
-    def __init__(self, result: RunResult) -> None:
-        self.result = result
-
-    def __call__(self, name: str) -> Any:
-        timer = self
-
-        class _Ctx:
-            def __enter__(self) -> None:
-                self.t0 = time.perf_counter()
-
-            def __exit__(self, *exc: Any) -> None:
-                timer.result.seconds[name] = round(time.perf_counter() - self.t0, 2)
-
-        return _Ctx()
+@contextmanager
+def _timed(result: RunResult, name: str) -> Iterator[None]:
+    """Record the wall time of a stage in ``result.seconds``."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        result.seconds[name] = round(time.perf_counter() - t0, 2)
 
 
 def _maybe_project(path: Path) -> Any:
-    if path.is_dir() and (path / "project.json").exists():
-        from atomlens.io.project import load_project
+    from atomlens.io.project import is_project, load_project
 
-        return load_project(path)
-    return None
+    return load_project(path) if is_project(path) else None
 
 
 def _keep_corrected(atoms: pd.DataFrame, project: Any) -> pd.DataFrame:
-    """Frames the user corrected keep the project's atoms; the rest take the detections."""
-    corrected = set(getattr(project, "corrected_frames", []) or [])
+    """Frames the user corrected keep the project's atoms; the rest take the detections.
+
+    Only the detector's columns (and the edit flags) of the project's rows are kept, so
+    results of an earlier run (chemistry, latents) are not carried into this one.
+    """
+    corrected = set(project.corrected_frames or [])
     if not corrected:
         return atoms
+    from atomlens.corrections import merge_detections
+
     mine = project.atoms[project.atoms["frame"].isin(corrected)]
-    rest = atoms[~atoms["frame"].isin(corrected)]
-    merged = pd.concat([rest, mine[[c for c in mine.columns if c in atoms.columns or c == "edited"]]])
-    return merged.sort_values(["frame", "y", "x"]).reset_index(drop=True)
+    mine = mine[[c for c in mine.columns if c in atoms.columns or c in ("edited", "source")]]
+    merged, _ = merge_detections(mine, atoms, corrected)
+    return merged.reset_index(drop=True)
 
 
 def _pixel_size(stack: Any, cfg: PipelineConfig, out: Path, progress: bool) -> float:
