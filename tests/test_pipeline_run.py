@@ -63,6 +63,12 @@ def test_run_writes_everything_and_resumes(movie_file, tmp_path, monkeypatch):
                     "Latent-coloured lattices", "Latent distributions against frame"):
         assert section in html
     assert html.count("data:image/png;base64,") >= 6
+    # what `atomlens demo --gui` loads into napari
+    from atomlens._napari.open_results import results_layer_tuples
+
+    names = {kw["name"]: kind for _, kw, kind in results_layer_tuples(out)}
+    assert names["atoms"] == "points" and names["bonds"] == "vectors"
+    assert {"P(C) U-Net", "P(Si) U-Net", "ring centres"} <= set(names)
 
     # 3. a changed latent setting reruns the latent stage only
     res = run_pipeline(path, out, small_config(epochs=3), progress=False)

@@ -38,13 +38,11 @@ def results_layer_tuples(out: Path) -> list[tuple]:
         layers += probability_layer_tuples(np.asarray(z, dtype=np.float32),
                                            list(z.attrs["classes"]), px, source="U-Net")
     atoms = pd.read_parquet(out / "atoms.parquet")
-    for name, build in (("bonds", None), ("rings", rings_layer_tuple),
-                        ("defects", defects_layer_tuple)):
-        path = out / f"{name}.csv"
-        if not path.exists():
-            continue
-        table = pd.read_csv(path)
-        layers.append(bonds_layer_tuple(atoms, table, px) if build is None else build(table, px))
+    if (out / "bonds.csv").exists():
+        layers.append(bonds_layer_tuple(atoms, pd.read_csv(out / "bonds.csv"), px))
+    for name, build in (("rings", rings_layer_tuple), ("defects", defects_layer_tuple)):
+        if (out / f"{name}.csv").exists():
+            layers.append(build(pd.read_csv(out / f"{name}.csv"), px))
     if "track_id" in atoms and (atoms["track_id"] >= 0).any():
         layers.append(tracks_layer_tuple(atoms, px, species="Si"))
     return layers

@@ -85,9 +85,8 @@ def run_latent_stage(
         sd_model.finish({"windows": int(len(latents))})
         result.stages["latent"] = "ran"
 
-    latents = latents.copy()
-    latents.index = centres.index[index] if cfg.descriptors.centres == "atoms" else latents.index
-    if cfg.descriptors.centres == "atoms":
+    if cfg.descriptors.centres == "atoms":  # latents go onto the atoms they were cut around
+        latents = latents.set_axis(centres.index[index])
         atoms = atoms.drop(columns=[c for c in latents.columns if c in atoms.columns])
         atoms = atoms.join(latents, how="left")
     sub_path = sd_desc.path / "subimages.zarr"
