@@ -45,10 +45,17 @@ MODEL_CHOICES = [
 ]
 
 
-def training_events(model: Any, X: np.ndarray, stop: threading.Event, **fit_kw: Any) -> Generator:
-    """Run :func:`atomlens.train.fit_events` (yielding its events); return the model."""
+def training_events(
+    model: Any, X: np.ndarray, stop: threading.Event, **fit_kw: Any
+) -> Generator:
+    """Run :func:`atomlens.train.fit_events` (yielding its events); return the model.
+
+    ``model`` is a latent model or a zero-argument callable that builds one, so the
+    construction (torch module set-up) runs on the worker thread, not in the click."""
     from atomlens.train import fit_events
 
+    if callable(model) and not hasattr(model, "fit"):
+        model = model()
     yield from fit_events(model, X, stop=stop, **fit_kw)
     return model
 
@@ -107,7 +114,6 @@ class TrainWidget(ViewerWidget):
         self.state.events.status.connect(self._on_status)
         self.worker: Any = None
         self._stop = threading.Event()
-        self._model: Any = None
 
     # -- parameters -> headless calls ------------------------------------------------
     def model_kwargs(self, window: tuple[int, int]) -> dict[str, Any]:
@@ -166,12 +172,7 @@ class TrainWidget(ViewerWidget):
             notify_error(ValueError("a training is already running: stop it first"), "Train")
             return None
         X = subimages_of(layer)
-        try:
-            model = make_model(self.model_name.value, **self.model_kwargs(tuple(X.shape[-2:])))
-        except (ValueError, TypeError) as exc:
-            notify_error(exc, "Train")
-            return None
-        self._model = model
+        name, kwargs = self.model_name.value, self.model_kwargs(tuple(X.shape[-2:]))
         self._stop = threading.Event()
         fit_kw = self.fit_kwargs()
         self.state.reset(fit_kw["epochs"])
@@ -179,7 +180,7 @@ class TrainWidget(ViewerWidget):
         self.train_button.enabled, self.stop_button.enabled = False, True
         window = tuple(int(v) for v in layer.metadata[META_KEY].get("window", X.shape[-2:]))
         self.worker = start_generator(
-            training_events, model, X, self._stop,
+            training_events, lambda: make_model(name, **kwargs), X, self._stop,
             on_yield=self.state.apply,
             on_return=lambda m: self._finished(m, window),
             on_error=lambda exc: setattr(self.state, "status", "failed"),
