@@ -14,7 +14,8 @@ frame is a disk of the model's label radius per atom with its class index
 :func:`.augment.augment_pair` (rotation, flips, zoom, shear, noise, blur, gamma,
 gradients, jitter, contamination); the loss is the detector's own
 (:func:`.train.loss_fn`: weighted cross-entropy + soft Dice), with AdamW and a cosine
-learning-rate decay starting from the base model's weights.
+learning-rate decay starting from the base model's weights; the step loop is training's
+own (:func:`.train.iter_steps`).
 
 :func:`iter_finetune` yields typed progress events for the GUI worker and honours a stop
 flag between steps; :func:`finetune` drains it and returns a :class:`FinetuneResult`
@@ -45,7 +46,7 @@ from atomlens.segment.predict import (
     resolve_pixel_size,
 )
 from atomlens.segment.synth import label_mask
-from atomlens.segment.train import TrainConfig, loss_fn
+from atomlens.segment.train import TrainConfig, iter_steps
 
 #: Mask value of pixels left out of the loss (the model's own prediction is the target).
 IGNORE = 255
@@ -428,33 +429,23 @@ def iter_finetune(
                                                        eta_min=cfg.lr * 0.1)
     should_stop = stop.is_set if isinstance(stop, threading.Event) else (stop or (lambda: False))
     t0 = time.perf_counter()
-    reason, ema, step, last_loss = "done", None, 0, None
+    reason, ema, step = "done", None, 0
     good = copy.deepcopy(net.state_dict())
-    net.train()
     try:
-        for step in range(1, cfg.steps + 1):
-            if should_stop():
-                reason, step = "stopped", step - 1
+        for ev in iter_steps(net, lambda: _sample_batch(images, masks, crop, cfg.batch, rng,
+                                                        cfg.augment),
+                             cfg.steps, opt, sched, tcfg, ema_decay=0.9, ignore_index=IGNORE,
+                             stop=should_stop):
+            step = ev["step"]
+            if "end" in ev:
+                reason = ev["end"]
+                if reason == "diverged":  # back to the weights of the last 10-step mark
+                    net.load_state_dict(good)
                 break
-            x, y = _sample_batch(images, masks, crop, cfg.batch, rng, cfg.augment)
-            logits = net(x)
-            if (y == IGNORE).any():  # uncertain pixels: the target is the model's own call
-                y = torch.where(y == IGNORE, logits.detach().argmax(1), y)
-            loss = loss_fn(logits, y, tcfg)
-            if not torch.isfinite(loss):
-                net.load_state_dict(good)
-                reason, step = "diverged", step - 1
-                break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            last_loss = float(loss.detach())
-            ema = last_loss if ema is None else 0.9 * ema + 0.1 * last_loss
+            ema = ev["loss_ema"]
             if step % 10 == 0:
                 good = copy.deepcopy(net.state_dict())
-            yield FinetuneStep(step, cfg.steps, last_loss, ema, sched.get_last_lr()[0],
-                               time.perf_counter() - t0)
+            yield FinetuneStep(step, cfg.steps, ev["loss"], ema, ev["lr"], ev["elapsed_s"])
     finally:
         net.eval()
         if cfg.threads:

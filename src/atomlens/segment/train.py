@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -109,6 +110,45 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor, cfg: TrainConfig) -> tor
     return ce + cfg.dice_weight * dice.mean()
 
 
+def iter_steps(net: torch.nn.Module, next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+               steps: int, opt: torch.optim.Optimizer, sched: Any, cfg: TrainConfig, *,
+               ema_decay: float = 0.95, ignore_index: int | None = None,
+               stop: Callable[[], bool] | None = None) -> Iterator[dict]:
+    """The optimisation loop shared by :func:`iter_train` and fine-tuning
+    (:func:`atomlens.segment.finetune.iter_finetune`).
+
+    Each step draws ``next_batch()``, computes :func:`loss_fn` (pixels labelled
+    ``ignore_index`` take the network's own prediction as target), steps ``opt`` and
+    ``sched``, and yields ``{"step", "steps", "loss", "loss_ema", "lr", "elapsed_s"}``.
+    The loop ends early, yielding ``{"end": reason, "step": last completed step}``, when
+    ``stop()`` is true before a step (``"stopped"``) or a loss is not finite
+    (``"diverged"``; that step's update is not applied). It leaves ``net`` in train mode.
+    """
+    t0 = time.perf_counter()
+    ema = None
+    net.train()
+    for step in range(1, steps + 1):
+        if stop is not None and stop():
+            yield {"end": "stopped", "step": step - 1}
+            return
+        x, y = next_batch()
+        logits = net(x)
+        if ignore_index is not None and (y == ignore_index).any():
+            y = torch.where(y == ignore_index, logits.detach().argmax(1), y)
+        loss = loss_fn(logits, y, cfg)
+        if not torch.isfinite(loss):
+            yield {"end": "diverged", "step": step - 1}
+            return
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        lv = float(loss.detach())
+        ema = lv if ema is None else ema_decay * ema + (1 - ema_decay) * lv
+        yield {"step": step, "steps": steps, "loss": lv, "loss_ema": ema,
+               "lr": sched.get_last_lr()[0], "elapsed_s": time.perf_counter() - t0}
+
+
 def iter_train(cfg: TrainConfig) -> Iterator[dict]:
     """Train; yield ``{"step", "loss", "lr", "elapsed_s"}`` events, the last with ``"net"``."""
     torch.manual_seed(cfg.seed)
@@ -119,22 +159,15 @@ def iter_train(cfg: TrainConfig) -> Iterator[dict]:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 1),
                                                 pct_start=0.1)
     t0 = time.perf_counter()
-    ema = None
-    net.train()
-    for step in range(1, cfg.steps + 1):
-        x, y = make_batch(cfg, rng)
-        loss = loss_fn(net(x), y, cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        lv = float(loss.detach())
-        ema = lv if ema is None else 0.95 * ema + 0.05 * lv
-        yield {"step": step, "steps": cfg.steps, "loss": lv, "loss_ema": ema,
-               "lr": sched.get_last_lr()[0], "elapsed_s": time.perf_counter() - t0,
-               "net_ref": net}
+    ema, last = None, cfg.steps
+    for ev in iter_steps(net, lambda: make_batch(cfg, rng), cfg.steps, opt, sched, cfg):
+        if "end" in ev:  # non-finite loss: stop with the last finite update
+            last = ev["step"]
+            break
+        ema = ev["loss_ema"]
+        yield {**ev, "net_ref": net}
     net.eval()
-    yield {"step": cfg.steps, "steps": cfg.steps, "done": True, "net": net,
+    yield {"step": last, "steps": cfg.steps, "done": True, "net": net,
            "elapsed_s": time.perf_counter() - t0, "loss_ema": ema}
 
 
