@@ -56,3 +56,17 @@ def test_rejects_bad_settings() -> None:
         Adam([torch.zeros(2)])
     with pytest.raises(ValueError, match="invalid"):
         Adam([torch.nn.Parameter(torch.zeros(2))], lr=-1)
+
+
+def test_cosine_matches_torch() -> None:
+    from atomlens.train.adam import CosineLR
+
+    p = torch.nn.Parameter(torch.zeros(1))
+    ours = CosineLR(Adam([p], lr=0.1), 20, eta_min=0.01)
+    ref_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    ref = torch.optim.lr_scheduler.CosineAnnealingLR(ref_opt, T_max=20, eta_min=0.01)
+    for _ in range(20):
+        ref_opt.step()
+        ours.step()
+        ref.step()
+        assert abs(ours.get_last_lr()[0] - ref.get_last_lr()[0]) < 1e-9

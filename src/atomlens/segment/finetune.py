@@ -47,6 +47,7 @@ from atomlens.segment.predict import (
 )
 from atomlens.segment.synth import label_mask
 from atomlens.segment.train import TrainConfig, iter_steps
+from atomlens.train.adam import Adam, CosineLR
 
 #: Mask value of pixels left out of the loss (the model's own prediction is the target).
 IGNORE = 255
@@ -424,9 +425,10 @@ def iter_finetune(
     rng = np.random.default_rng(cfg.seed)
     tcfg = TrainConfig(classes=base.classes, pixel_size=base.pixel_size,
                        radius_A=base.radius_A, net=base.net_config)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.steps, 1),
-                                                       eta_min=cfg.lr * 0.1)
+    # AtomLens' own AdamW: torch.optim's first use imports dynamo, which stalls the
+    # viewer when fine-tuning runs on a napari worker
+    opt = Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = CosineLR(opt, cfg.steps, eta_min=cfg.lr * 0.1)
     should_stop = stop.is_set if isinstance(stop, threading.Event) else (stop or (lambda: False))
     t0 = time.perf_counter()
     reason, ema, step = "done", None, 0

@@ -111,7 +111,7 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor, cfg: TrainConfig) -> tor
 
 
 def iter_steps(net: torch.nn.Module, next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]],
-               steps: int, opt: torch.optim.Optimizer, sched: Any, cfg: TrainConfig, *,
+               steps: int, opt: Any, sched: Any, cfg: TrainConfig, *,
                ema_decay: float = 0.95, ignore_index: int | None = None,
                stop: Callable[[], bool] | None = None) -> Iterator[dict]:
     """The optimisation loop shared by :func:`iter_train` and fine-tuning

@@ -78,3 +78,22 @@ class Adam:
         torch._foreach_div_(denom, math.sqrt(bias2))
         torch._foreach_add_(denom, self.eps)
         torch._foreach_addcdiv_(params, m, denom, -self.lr / bias1)
+
+
+class CosineLR:
+    """Cosine decay of ``opt.lr`` from its start value to ``eta_min`` over ``t_max`` steps
+    (the ``torch.optim.lr_scheduler.CosineAnnealingLR`` formula, without torch.optim)."""
+
+    def __init__(self, opt: Adam, t_max: int, eta_min: float = 0.0) -> None:
+        self.opt, self.t_max, self.eta_min = opt, max(int(t_max), 1), float(eta_min)
+        self.base, self.t = opt.lr, 0
+
+    def step(self) -> None:
+        """Advance one step and set the optimiser's rate."""
+        self.t += 1
+        cos = (1.0 + math.cos(math.pi * min(self.t, self.t_max) / self.t_max)) / 2.0
+        self.opt.lr = self.eta_min + (self.base - self.eta_min) * cos
+
+    def get_last_lr(self) -> list[float]:
+        """The current rate, as a one-element list (torch.optim's shape)."""
+        return [self.opt.lr]
