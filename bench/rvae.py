@@ -9,7 +9,9 @@ Prints one JSON object. Both implementations train on the same saved 24x24 windo
 (cut around the atoms of a simulated graphene movie), with the same batch size and
 thread count, on all windows (no test split, as the peer script does); runs alternate
 ours / peer ``--repeats`` times and the medians are reported, since the machine may be
-shared. Our default rVAE has the paper's decoder (2 hidden layers of 128); AtomAI's
+shared. Ours runs with its defaults (``micro_batch="auto"``: chunks of 5 windows on
+worker threads); ``train_ratio`` is that path against AtomAI, ``train_ratio_whole_batch``
+ours with ``micro_batch=None``. Our default rVAE has the paper's decoder (2 hidden layers of 128); AtomAI's
 default decoder has 3 (a coordinate/latent layer plus 2 hidden layers), so the same-depth
 number (``hidden=(128, 128, 128)``) is reported too.
 """
@@ -68,7 +70,7 @@ def make_windows(n: int, window: int = 24, seed: int = 0) -> np.ndarray:
 
 
 def ours_train(x: np.ndarray, epochs: int, batch: int, threads: int, hidden,
-               micro_batch: int | None = None) -> tuple[float, RVAE]:  # fmt: skip
+               micro_batch: int | str | None = "auto") -> tuple[float, RVAE]:  # fmt: skip
     m = RVAE(window=x.shape[1:], hidden=hidden, seed=0)
     t = time.perf_counter()
     for _ in fit_events(m, x, epochs=epochs, batch_size=batch, train_fraction=1.0,
@@ -136,19 +138,22 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=200)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--micro", type=int, default=10, help="micro-batch for the chunked runs")
     p.add_argument("--peer-python", default=None)
     p.add_argument("--skip-peer", action="store_true")
     p.add_argument("--skip-extraction", action="store_true")
     p.add_argument("--science", action="store_true",
                    help="instead: sublattice/edge on a simulated movie, Si vs C on real data")
     p.add_argument("--science-epochs", type=int, default=20)
+    p.add_argument("--science-small", action="store_true", help="the small movie of the tests")
+    p.add_argument("--real-epochs", type=int, default=15)
+    p.add_argument("--real-seed", type=int, default=0)
+    p.add_argument("--skip-simulated", action="store_true", help="--science: the real movie only")
     a = p.parse_args()
     if a.science:
         real = REPO.parent / "shared" / "data" / "real" / "graphene_si1c3_movie.npz"
-        res = {"simulated": science_simulated(a.science_epochs)}
+        res = {} if a.skip_simulated else {"simulated": science_simulated(a.science_epochs, small=a.science_small)}
         if real.exists():
-            res["real_si1c3"] = science_real(real, a.science_epochs)
+            res["real_si1c3"] = science_real(real, a.real_epochs, seed=a.real_seed)
         print(json.dumps(res, indent=1))
         return
     torch.set_num_threads(a.threads)
@@ -157,7 +162,7 @@ def main() -> None:
                     "batch": a.batch, "threads": a.threads, "torch": torch.__version__,
                     "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()[0]}  # fmt: skip
     py = None if a.skip_peer else peer_python(a.peer_python)
-    ours, ours_deep, peer, enc, peer_enc, ours_mb, ours_deep_mb = [], [], [], [], [], [], []
+    ours, ours_deep, peer, enc, peer_enc, ours_plain = [], [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "windows.npy"
         np.save(path, x)
@@ -169,26 +174,23 @@ def main() -> None:
                 peer.append(peer_train(py, path, a.epochs, a.batch, a.threads)["images_per_s"])
                 peer_enc.append(peer_encode(py, path, a.threads)["images_per_s"])
             ours_deep.append(ours_train(x, a.epochs, a.batch, a.threads, (128, 128, 128))[0])
-            ours_mb.append(ours_train(x, a.epochs, a.batch, a.threads, (128, 128), a.micro)[0])
-            ours_deep_mb.append(
-                ours_train(x, a.epochs, a.batch, a.threads, (128, 128, 128), a.micro)[0])
+            ours_plain.append(ours_train(x, a.epochs, a.batch, a.threads, (128, 128), None)[0])
     med = statistics.median
     result["ours_train_images_per_s"] = round(med(ours), 1)
     result["ours_train_images_per_s_runs"] = [round(v, 1) for v in ours]
     result["ours_same_depth_as_peer_train_images_per_s"] = round(med(ours_deep), 1)
     result["ours_encode_images_per_s"] = round(med(enc), 1)
-    result["micro_batch"] = a.micro
-    result["ours_micro_train_images_per_s"] = round(med(ours_mb), 1)
-    result["ours_micro_same_depth_train_images_per_s"] = round(med(ours_deep_mb), 1)
+    result["micro_batch_auto"] = RVAE(window=x.shape[1:]).auto_micro_batch()
+    result["ours_whole_batch_train_images_per_s"] = round(med(ours_plain), 1)
     if peer:
         result["peer_train_images_per_s"] = round(med(peer), 1)
         result["peer_train_images_per_s_runs"] = peer
         result["peer_encode_images_per_s"] = round(med(peer_enc), 1)
         result["train_ratio"] = round(med(ours) / med(peer), 2)
+        result["train_ratio_per_repeat"] = [round(o / q, 2) for o, q in zip(ours, peer)]
         result["train_ratio_same_depth"] = round(med(ours_deep) / med(peer), 2)
         result["encode_ratio"] = round(med(enc) / med(peer_enc), 2)
-        result["train_ratio_micro"] = round(med(ours_mb) / med(peer), 2)
-        result["train_ratio_micro_same_depth"] = round(med(ours_deep_mb) / med(peer), 2)
+        result["train_ratio_whole_batch"] = round(med(ours_plain) / med(peer), 2)
     if not a.skip_extraction:
         result["extraction"] = extraction()
     result["load_avg_end"] = os.getloadavg()[0]
@@ -198,89 +200,125 @@ def main() -> None:
 
 # -- science checks (python bench/rvae.py --science) ---------------------------------------
 
+#: rVAE settings under which the angle latent, not a content latent or the shifts, takes up
+#: the sublattice (docs/rvae.md, "Sublattices in the angle")
+ANGLE_SETTINGS = dict(latent_dim=0, translation=False, loss="bce", rot_prior=3.14, lr=3e-3)
+#: settings for the Si vs C check on the real movie (frames binned 4 x 4, ~0.31 A/px)
+REAL_SETTINGS = dict(latent_dim=6, loss="mse", hidden=(64, 64), lr=1e-3)
 
 
-
-def science_simulated(epochs: int = 20, threads: int = 1) -> dict:
-    """Sublattice (angle threshold) and edge (content-latent ROC AUC) on a simulated movie."""
+def science_simulated(epochs: int = 20, threads: int = 1, small: bool = False) -> dict:
+    """Sublattice (threshold accuracy of ``angle``, ``z`` and the shifts against the
+    simulator's sublattice) and edge (content-latent ROC AUC) on a simulated movie, for the
+    default settings and for :data:`ANGLE_SETTINGS`."""
     from sklearn.metrics import roc_auc_score
 
     from atomlens.latent import encode_atoms, threshold_accuracy
     from atomlens.simulate import simulate_movie
 
-    movie = simulate_movie(4, size=160, pixel_size=0.3, seed=1, n_holes=2, hole_radius_A=5.0)
+    if small:  # the movie of tests/test_rvae_sublattice.py
+        movie = simulate_movie(2, size=96, pixel_size=0.3, seed=1, n_holes=1, hole_radius_A=5.0)
+        window, hidden, batch = 16, (64, 64), 25
+    else:
+        movie = simulate_movie(4, size=160, pixel_size=0.3, seed=1, n_holes=2, hole_radius_A=5.0)
+        window, hidden, batch = 24, (128, 128), 50
     data = normalize_stack(movie.frames, "percentile")
-    subs = extract_windows(data, movie.atoms, 24)
-    model = RVAE(window=24, latent_dim=2, lr=2e-3, rot_prior=0.1, seed=0)
-    t = time.perf_counter()
-    model.fit(subs, epochs=epochs, batch_size=50, threads=threads)
-    table = encode_atoms(model, data, movie.atoms).dropna(subset=["angle"])
-    lat = table[table["sublattice"] >= 0]
-    out = {"windows": len(subs), "epochs": epochs, "train_s": round(time.perf_counter() - t, 1),
-           "sublattice_accuracy_angle": round(threshold_accuracy(
-               lat["angle"].to_numpy(), lat["sublattice"].to_numpy()), 3)}  # fmt: skip
-    for z in ("z1", "z2"):
-        auc = roc_auc_score(table["edge"], table[z])
-        out[f"edge_auc_{z}"] = round(max(auc, 1 - auc), 3)
-        out[f"sublattice_accuracy_{z}"] = round(threshold_accuracy(
-            lat[z].to_numpy(), lat["sublattice"].to_numpy()), 3)  # fmt: skip
+    subs = extract_windows(data, movie.atoms, window)
+    out: dict = {"windows": len(subs), "window": window, "epochs": epochs}
+    runs = {"default": dict(latent_dim=2, lr=2e-3, rot_prior=0.1), "angle": ANGLE_SETTINGS}
+    for name, kw in runs.items():
+        model = RVAE(window=window, hidden=hidden, seed=0, **kw)
+        t = time.perf_counter()
+        model.fit(subs, epochs=epochs, batch_size=batch, threads=threads)
+        table = encode_atoms(model, data, movie.atoms).dropna(subset=["angle"])
+        lat = table[table["sublattice"] >= 0]
+        sub = lat["sublattice"].to_numpy()
+        res = {"settings": {k: v for k, v in kw.items()}, "train_s": round(time.perf_counter() - t, 1),
+               "angle_mean_by_sublattice": [round(float(lat.loc[sub == k, "angle"].mean()), 4) for k in (0, 1)],
+               "angle_sd_within": round(float(lat.groupby("sublattice")["angle"].std().mean()), 4)}  # fmt: skip
+        cols = ["angle", "dx", "dy"] + [f"z{i + 1}" for i in range(kw["latent_dim"])]
+        for c in cols:
+            res[f"sublattice_accuracy_{c}"] = round(threshold_accuracy(lat[c].to_numpy(), sub), 3)
+        for c in cols[3:]:
+            auc = roc_auc_score(table["edge"], table[c])
+            res[f"edge_auc_{c}"] = round(max(auc, 1 - auc), 3)
+        out[name] = res
     return out
 
 
-def stand_in_atoms(frames: np.ndarray, min_distance: int, sigma: float = 1.5) -> pd.DataFrame:
-    """STAND-IN for the detector: local maxima of the smoothed frames
-    (skimage.feature.peak_local_max), used only until atomlens.atoms lands here."""
-    from scipy.ndimage import gaussian_filter
-    from skimage.feature import peak_local_max
-
-    rows = []
-    for t, frame in enumerate(frames):
-        sm = gaussian_filter(frame, sigma)
-        pk = peak_local_max(sm, min_distance=min_distance, threshold_rel=0.25)
-        rows.append(pd.DataFrame({"frame": t, "y": pk[:, 0].astype(float), "x": pk[:, 1].astype(float)}))
-    return pd.concat(rows, ignore_index=True)
+def bin_frames(frames: np.ndarray, b: int) -> np.ndarray:
+    """Mean over b x b pixel blocks (the frame is cropped to a multiple of b)."""
+    t, y, x = frames.shape[0], frames.shape[1] // b * b, frames.shape[2] // b * b
+    return frames[:, :y, :x].reshape(t, y // b, b, x // b, b).mean((2, 4))
 
 
-def science_real(path: Path, epochs: int = 20, threads: int = 1, out_dir: Path | None = None) -> dict:
-    """Latents on the annotated Si atom vs bulk C in the real Si-graphene movie.
+def science_real(path: Path, epochs: int = 15, threads: int = 1, out_dir: Path | None = None,
+                 binning: int = 4, window: int = 16, seed: int = 0) -> dict:  # fmt: skip
+    """Latents of the annotated Si atom against bulk C in the real Si-graphene movie.
 
-    Frames are binned 2x2 (0.078 -> 0.156 Å/px, C-C ~ 9 px) and 32-px windows cut around
-    stand-in atoms (peak_local_max); the Si latents are compared with the C distribution
-    (per-latent z-scores and the Mahalanobis distance in (z1, z2))."""
-    from atomlens.latent import encode_atoms
+    Atoms: the shipped detector (``atomlens.atoms.detect``) on the raw frames. Windows:
+    frames binned ``binning`` x ``binning`` (0.078 -> 0.31 A/px, C-C ~ 4.5 px) and scaled
+    by percentiles, ``window`` px around every detected atom; rVAE with
+    :data:`REAL_SETTINGS`. The Si is the detection nearest (< 5 px) to the annotated Si of
+    its frame; bulk C = detections farther than 40 px (3 A) from every annotated atom.
+    Reported: the Mahalanobis distance of the Si from the bulk-C cloud in (z1..zk), the
+    Si's percentile and rank (1 = farthest) among all atoms of its frame by that distance
+    (medians over frames), the ROC AUC of that distance for Si vs bulk C, and z-scores."""
+    from sklearn.metrics import roc_auc_score
+
+    from atomlens.atoms import detect
 
     d = np.load(path)
-    f = d["frames"].astype(np.float32)
-    f = f.reshape(f.shape[0], f.shape[1] // 2, 2, f.shape[2] // 2, 2).mean((2, 4))
-    data = normalize_stack(f, "percentile")
-    atoms = stand_in_atoms(data, min_distance=5)
-    si = pd.DataFrame({"frame": d["atom_frame"], "y": d["atom_row"] / 2.0, "x": d["atom_col"] / 2.0,
-                       "element": d["atom_element"]})  # fmt: skip
-    subs = extract_windows(data, atoms, 32)
-    model = RVAE(window=32, latent_dim=2, lr=2e-3, rot_prior=0.1, seed=0)
+    frames = d["frames"].astype(np.float32)
     t = time.perf_counter()
-    model.fit(subs, epochs=epochs, batch_size=50, threads=threads, subset=0.4)
-    bulk = encode_atoms(model, data, atoms).dropna(subset=["angle"])
-    ann = encode_atoms(model, data, si).dropna(subset=["angle"])
-    # bulk C = stand-in atoms farther than 4 px from any annotated atom of the same frame
-    near = np.zeros(len(bulk), bool)
-    for fr, grp in si.groupby("frame"):
-        m = (bulk["frame"] == fr).to_numpy()
-        if m.any():
-            dy = bulk.loc[m, "y"].to_numpy()[:, None] - grp["y"].to_numpy()[None]
-            dx = bulk.loc[m, "x"].to_numpy()[:, None] - grp["x"].to_numpy()[None]
-            near[np.flatnonzero(m)] = (np.hypot(dy, dx) < 4).any(1)
-    c = bulk[~near]
-    cols = ["z1", "z2"]
-    mu, cov = c[cols].mean().to_numpy(), np.cov(c[cols].to_numpy().T)
-    out = {"stand_in_atoms": len(atoms), "windows": len(subs), "epochs": epochs,
-           "train_s": round(time.perf_counter() - t, 1)}  # fmt: skip
-    for el, grp in ann.groupby("element"):
-        diff = grp[cols].to_numpy() - mu
-        maha = np.sqrt(np.einsum("ij,jk,ik->i", diff, np.linalg.pinv(cov), diff))
-        out[el] = {"n": len(grp), "mahalanobis_median": round(float(np.median(maha)), 2),
-                   **{f"z_score_{k}": round(float((grp[k].mean() - c[k].mean()) / c[k].std()), 2)
-                      for k in cols + ["angle"]}}  # fmt: skip
+    det = detect(frames, pixel_size=float(d["nominal_pixel_size_angstrom"]), device="cpu").atoms
+    detect_s = time.perf_counter() - t
+    ann = pd.DataFrame({"frame": d["atom_frame"], "y": d["atom_row"], "x": d["atom_col"],
+                        "element": d["atom_element"]})  # fmt: skip
+    label = np.full(len(det), "C", object)
+    for fr, grp in ann.groupby("frame"):
+        rows = np.flatnonzero(det["frame"].to_numpy() == fr)
+        if not len(rows):
+            continue
+        dist = np.hypot(det["y"].to_numpy()[rows, None] - grp["y"].to_numpy()[None],
+                        det["x"].to_numpy()[rows, None] - grp["x"].to_numpy()[None])  # fmt: skip
+        label[rows[(dist < 40).any(1)]] = "near"
+        for k, el in enumerate(grp["element"]):
+            if el == "Si" and dist[:, k].min() < 5:
+                label[rows[dist[:, k].argmin()]] = "Si"
+    data = normalize_stack(bin_frames(frames, binning), "percentile")
+    atoms = det[["frame", "y", "x"]].copy()
+    atoms[["y", "x"]] /= binning
+    subs = extract_windows(data, atoms, window)
+    model = RVAE(window=window, seed=seed, **REAL_SETTINGS)
+    t = time.perf_counter()
+    model.fit(subs, epochs=epochs, batch_size=50, threads=threads)
+    lat = model.transform(subs)
+    lat["label"], lat["frame"] = label[subs.index], atoms["frame"].to_numpy()[subs.index]
+    cols = [c for c in lat.columns if c.startswith("z")]
+    c = lat.loc[lat["label"] == "C", cols].to_numpy()
+    diff = lat[cols].to_numpy() - c.mean(0)
+    lat["maha"] = np.sqrt(np.einsum("ij,jk,ik->i", diff, np.linalg.pinv(np.cov(c.T)), diff))
+    si = lat["label"] == "Si"
+    pct, rank = [], []
+    for _, g in lat.groupby("frame"):
+        if si[g.index].any():
+            v = g.loc[si[g.index], "maha"].iloc[0]
+            pct.append(float((g["maha"] < v).mean()))
+            rank.append(int((g["maha"] > v).sum()) + 1)
+    both = lat["label"].isin(["C", "Si"])
+    out = {"detected_atoms": len(det), "detect_s": round(detect_s, 1), "binning": binning,
+           "window": window, "windows": len(subs), "si_windows": int(si.sum()), "epochs": epochs,
+           "settings": {k: v for k, v in REAL_SETTINGS.items()}, "seed": seed,
+           "train_s": round(time.perf_counter() - t, 1),
+           "si_mahalanobis_median": round(float(lat.loc[si, "maha"].median()), 2),
+           "bulk_c_mahalanobis_median": round(float(lat.loc[lat["label"] == "C", "maha"].median()), 2),
+           "si_percentile_in_frame_median": round(float(np.median(pct)), 3),
+           "si_rank_in_frame_median": float(np.median(rank)),
+           "atoms_per_frame_median": float(lat.groupby("frame").size().median()),
+           "si_vs_c_auc": round(float(roc_auc_score(si[both], lat.loc[both, "maha"])), 3),
+           **{f"si_z_score_{k}": round(float((lat.loc[si, k].median() - lat.loc[lat["label"] == "C", k].mean())
+                                             / lat.loc[lat["label"] == "C", k].std()), 2) for k in cols}}  # fmt: skip
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         model.save(out_dir / "rvae_real.pt")

@@ -28,6 +28,9 @@ from atomlens.models.torch_model import (
     reconstruction,
 )
 
+#: target decoder activations per chunk for ``micro_batch="auto"`` (see ``auto_micro_batch``)
+ACTIVATIONS_PER_CHUNK = 368_640
+
 
 def wrap_angle(a: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     """Angles wrapped into (-pi, pi]."""
@@ -129,10 +132,24 @@ class RVAE(TorchLatentModel):
             shift = torch.zeros_like(lat[:, 1:3])
         return phi, shift, lat[:, 3:]
 
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean negative ELBO of a (B, C, h, w) batch."""
+    @property
+    def noise_dim(self) -> int:  # type: ignore[override]
+        return 3 + self.config["latent_dim"]
+
+    def auto_micro_batch(self) -> int | None:
+        """Windows per chunk on the CPU: about ``ACTIVATIONS_PER_CHUNK`` decoder activations
+        (pixels x widest hidden layer x windows), 5 for 24 x 24 windows and 128 units, so
+        the decoder's activations stay in the CPU caches (docs/rvae.md, "Speed")."""
+        h, w = self.window
+        per_window = h * w * max(self.config["hidden"])
+        return max(1, round(ACTIVATIONS_PER_CHUNK / per_window))
+
+    def loss(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean negative ELBO of a (B, C, h, w) batch; ``noise`` (B, 3 + k) standard-normal
+        draws for the reparametrisation (default: drawn here)."""
         mu, logsd = self.module.encoder(x)
-        lat = mu + torch.exp(logsd) * torch.randn_like(mu)
+        eps = torch.randn_like(mu) if noise is None else noise.to(mu.dtype)
+        lat = mu + torch.exp(logsd) * eps
         phi, shift, z = self._split(lat)
         x_hat = self.module.decoder(phi, shift, z)
         rec = reconstruction(self.config["loss"], x_hat, x)

@@ -23,10 +23,18 @@ class TorchLatentModel(LatentModel):
 
     default_lr = 1e-4
     module: nn.Module
+    #: width of the standard-normal sampling noise :meth:`loss` draws per window (0: none);
+    #: the training loop draws it for a whole batch when it evaluates the batch in chunks
+    noise_dim: int = 0
 
     # -- subclass API -------------------------------------------------------------------
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
+    def loss(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+    def auto_micro_batch(self) -> int | None:
+        """Chunk size for ``fit_events(micro_batch="auto")`` on the CPU (``None``: whole
+        batches)."""
+        return None
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -65,9 +65,13 @@ class VAE(TorchLatentModel):
     def latent_names(self) -> list[str]:
         return [f"z{i + 1}" for i in range(self.config["latent_dim"])]
 
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def noise_dim(self) -> int:  # type: ignore[override]
+        return self.config["latent_dim"]
+
+    def loss(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         mu, logsd = self.module.encoder(x)
-        z = mu + torch.exp(logsd) * torch.randn_like(mu)
+        z = mu + torch.exp(logsd) * (torch.randn_like(mu) if noise is None else noise.to(mu.dtype))
         rec = reconstruction(self.config["loss"], self.module.decoder(z), x)
         return (rec + self.config["beta"] * kl_standard_normal(mu, logsd)).mean()
 
@@ -113,7 +117,7 @@ class ConvAE(TorchLatentModel):
     def latent_names(self) -> list[str]:
         return [f"z{i + 1}" for i in range(self.config["latent_dim"])]
 
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
+    def loss(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         return (self.module(x) - x).pow(2).mean()
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:

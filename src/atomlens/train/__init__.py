@@ -9,6 +9,7 @@ from atomlens.train.loop import (
     StepEnd,
     fit_events,
     pick_device,
+    resolve_micro_batch,
     select_subset,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "StepEnd",
     "fit_events",
     "pick_device",
+    "resolve_micro_batch",
     "select_subset",
 ]

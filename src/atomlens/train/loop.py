@@ -2,6 +2,15 @@
 
 The GUI runs :func:`fit_events` in a worker thread and redraws on the events; the CLI
 prints them; ``model.fit()`` simply drains the generator.
+
+Speed on the CPU: with micro-batches (``micro_batch``, default ``"auto"``) each batch is
+cut into chunks small enough for the decoder's activations to stay in cache, and with
+``n`` torch threads the chunks go to ``n`` worker threads that run torch on one core
+each (torch ops release the GIL). Splitting every op of a small chunk over the cores
+instead costs a barrier per op, which is slow, and very slow when the machine is shared.
+The gradients of the groups of chunks are summed in a fixed order, and the sampling
+noise is drawn for the whole batch, so the update is that of the whole batch up to float
+rounding, whatever the number of threads.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ import math
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +29,7 @@ import numpy as np
 import torch
 
 from atomlens.models.base import LatentModel, ModelError, images_of
+from atomlens.train.adam import Adam
 
 
 @dataclass
@@ -142,7 +153,7 @@ def fit_events(
     step_interval_s: float = 0.5,
     amp: bool = True,
     threads: int | None = None,
-    micro_batch: int | None = None,
+    micro_batch: int | str | None = "auto",
 ) -> Iterator[Event]:
     """Train ``model`` on windows ``X``, yielding progress events.
 
@@ -163,9 +174,12 @@ def fit_events(
         everything afterwards with ``model.transform``.
     threads : torch CPU threads for the duration of training (``None`` = leave as is).
     micro_batch : evaluate each batch in chunks of this many windows and accumulate the
-        gradients (the same update as one pass, since the loss is a mean over windows);
-        small chunks keep the decoder's (chunk x pixels x hidden) activations in cache,
-        which is faster on CPU. ``None`` = the whole batch at once.
+        gradients: the same update as one pass (the loss is a mean over windows, and the
+        sampling noise is drawn for the whole batch, so it is the same numbers too); small
+        chunks keep the decoder's (chunk x pixels x hidden) activations in cache, which is
+        faster on CPU. ``"auto"`` (default) = the model's ``auto_micro_batch()`` on the CPU
+        (5 windows for a 24 x 24 rVAE with 128 units) and whole batches elsewhere;
+        ``None`` = the whole batch at once.
     """
     from atomlens.models.torch_model import TorchLatentModel
 
@@ -192,15 +206,23 @@ def fit_events(
         raise ModelError(f"no windows to train on ({len(rows)} after subset/split)")
     train_rows, test_rows = np.sort(rows[:n_train]), np.sort(rows[n_train:])
     dev = pick_device(device)
+    chunk_size = resolve_micro_batch(model, micro_batch, dev)
     lr = float(lr if lr is not None else model.default_lr)
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
+    n_threads = torch.get_num_threads()
+    pool = None
+    if chunk_size and dev.type == "cpu" and n_threads > 1:
+        # chunks run on worker threads, one core each, rather than every op of a chunk
+        # split over the cores: no barriers in the many small ops (see the module notes)
+        pool = ThreadPoolExecutor(n_threads, thread_name_prefix="atomlens-train")
+        torch.set_num_threads(1)
     torch.manual_seed(seed)
     module = model.module.to(dev)
     x_train = torch.from_numpy(np.ascontiguousarray(arr[train_rows])).to(dev)
     x_test = torch.from_numpy(np.ascontiguousarray(arr[test_rows])).to(dev) if len(test_rows) else None
-    opt = torch.optim.Adam(module.parameters(), lr=lr)
+    opt = Adam(module.parameters(), lr=lr)  # not torch.optim: its first use imports dynamo (GUI stall)
     use_amp = amp and dev.type == "cuda"
     steps_per_epoch = math.ceil(n_train / batch_size)
     history: dict[str, list] = model.card.get("history") or {"train_loss": [], "test_loss": []}
@@ -213,8 +235,8 @@ def fit_events(
     reason, epochs_done, step = "done", 0, 0
     gen = torch.Generator(device="cpu").manual_seed(seed)
     last_step_event = time.perf_counter()
-    yield Started(n_train, len(test_rows), epochs, batch_size, steps_per_epoch, str(dev), lr)
-    try:
+    try:  # from here on the finally restores the threads, also if the consumer closes us
+        yield Started(n_train, len(test_rows), epochs, batch_size, steps_per_epoch, str(dev), lr)
         for epoch in range(epochs):
             module.train()
             perm = torch.randperm(n_train, generator=gen).to(dev)
@@ -225,17 +247,16 @@ def fit_events(
                     break
                 xb = x_train[perm[i : i + batch_size]]
                 opt.zero_grad(set_to_none=True)
-                chunk = micro_batch or len(xb)
-                value = 0.0
-                for j in range(0, len(xb), chunk):
-                    part = xb[j : j + chunk]
-                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                        loss = model.loss(part) * (len(part) / len(xb))
-                    if not torch.isfinite(loss):
-                        break
-                    loss.backward()
-                    value += float(loss.detach())
-                if not math.isfinite(value) or not torch.isfinite(loss):
+                chunk = min(chunk_size or len(xb), len(xb))
+                noise = None
+                if chunk < len(xb) and model.noise_dim:  # the same draws as one pass
+                    noise = torch.randn(len(xb), model.noise_dim, device=dev)
+                starts = list(range(0, len(xb), chunk))
+                if pool is None or len(starts) == 1:
+                    value = _run_chunks(model, xb, starts, chunk, noise, use_amp)[0]
+                else:
+                    value = _run_chunks_parallel(pool, n_threads, model, opt.params, xb, starts, chunk, noise)
+                if not math.isfinite(value):
                     module.load_state_dict(good_state)
                     reason = "diverged"
                     break
@@ -252,7 +273,7 @@ def fit_events(
             if reason != "done":
                 break
             train_loss = total / max(count, 1)
-            test_loss = _evaluate(model, x_test, use_amp) if x_test is not None else None
+            test_loss = _evaluate(model, x_test, use_amp, n_threads) if x_test is not None else None
             epochs_done = epoch + 1
             history["train_loss"].append(train_loss)
             history["test_loss"].append(test_loss)
@@ -277,7 +298,9 @@ def fit_events(
         del x_train, x_test, opt
         if dev.type == "cuda":
             torch.cuda.empty_cache()
-        if threads:
+        if pool is not None:
+            pool.shutdown()
+        if torch.get_num_threads() != old_threads:
             torch.set_num_threads(old_threads)
     if epochs_done or step:
         model.fitted = True
@@ -286,15 +309,85 @@ def fit_events(
     yield Finished(model, reason, epochs_done, time.perf_counter() - t0, history)
 
 
-@torch.no_grad()
-def _evaluate(model: Any, x: torch.Tensor, use_amp: bool, batch: int = 2048) -> float:
-    model.module.eval()
-    total = 0.0
-    for i in range(0, len(x), batch):
-        xb = x[i : i + batch]
+def resolve_micro_batch(model: Any, micro_batch: int | str | None, dev: torch.device) -> int | None:
+    """Chunk size (windows) for ``fit_events(micro_batch=...)``: ``None`` = whole batches."""
+    if micro_batch is None:
+        return None
+    if isinstance(micro_batch, str):
+        if micro_batch != "auto":
+            raise ModelError(f"micro_batch must be None, 'auto' or a positive int, got {micro_batch!r}")
+        hint = getattr(model, "auto_micro_batch", None)
+        return hint() if hint is not None and dev.type == "cpu" else None
+    if isinstance(micro_batch, (bool, np.bool_)) or int(micro_batch) != micro_batch or micro_batch < 1:
+        raise ModelError(f"micro_batch must be None, 'auto' or a positive int, got {micro_batch!r}")
+    return int(micro_batch)
+
+
+def _run_chunks(model: Any, xb: torch.Tensor, starts: list[int], chunk: int,
+                noise: torch.Tensor | None, use_amp: bool, params: list | None = None,
+                ) -> tuple[float, list | None]:  # fmt: skip
+    """Loss and gradients of the chunks of batch ``xb`` that start at ``starts`` (each
+    chunk's loss weighted by its share of the batch). Without ``params`` the gradients
+    accumulate in ``.grad``; with them they are returned (summed in chunk order). Stops
+    at a non-finite loss and returns NaN."""
+    value, grads = 0.0, None
+    for j in starts:
+        part = xb[j : j + chunk]
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-            total += float(model.loss(xb)) * len(xb)
-    model.module.train()
+            loss = model.loss(part) if noise is None else model.loss(part, noise[j : j + chunk])
+            loss = loss * (len(part) / len(xb))
+        if not torch.isfinite(loss):
+            return math.nan, None
+        if params is None:
+            loss.backward()
+        else:
+            new = torch.autograd.grad(loss, params, allow_unused=True)
+            if grads is None:
+                grads = list(new)
+            else:
+                grads = [a if b is None else b if a is None else a.add_(b) for a, b in zip(grads, new)]
+        value += float(loss.detach())
+    return value, grads
+
+
+def _run_chunks_parallel(pool: ThreadPoolExecutor, n_workers: int, model: Any, params: list,
+                         xb: torch.Tensor, starts: list[int], chunk: int,
+                         noise: torch.Tensor | None) -> float:  # fmt: skip
+    """The chunks of a batch split into contiguous groups, one per worker thread (CPU, one
+    core each); the gradients are summed in group order, so a run does not depend on which
+    thread finishes first. Sets ``.grad`` and returns the batch loss (NaN if non-finite)."""
+    groups = [g.tolist() for g in np.array_split(np.asarray(starts), min(len(starts), n_workers))]
+    results = [f.result() for f in [pool.submit(_run_chunks, model, xb, g, chunk, noise, False, params)
+                                    for g in groups]]  # fmt: skip
+    if any(not math.isfinite(v) for v, _ in results):
+        return math.nan
+    for i, p in enumerate(params):
+        parts = [g[i] for _, g in results if g[i] is not None]
+        if parts:
+            total = parts[0]
+            for other in parts[1:]:
+                total = total.add_(other)
+            p.grad = total
+    return sum(v for v, _ in results)
+
+
+@torch.no_grad()
+def _evaluate(model: Any, x: torch.Tensor, use_amp: bool, n_threads: int | None = None,
+              batch: int = 2048) -> float:  # fmt: skip
+    model.module.eval()
+    old = torch.get_num_threads()
+    if n_threads and n_threads != old:  # worker mode runs at 1 thread; evaluate on all
+        torch.set_num_threads(n_threads)
+    total = 0.0
+    try:
+        for i in range(0, len(x), batch):
+            xb = x[i : i + batch]
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                total += float(model.loss(xb)) * len(xb)
+    finally:
+        if torch.get_num_threads() != old:
+            torch.set_num_threads(old)
+        model.module.train()
     return total / len(x)
 
 
