@@ -102,7 +102,8 @@ def peer_python(arg: str | None) -> str | None:
 def peer_train(py: str, path: Path, epochs: int, batch: int, threads: int) -> dict:
     out = subprocess.run([py, str(PEER_RVAE), str(path), "--epochs", str(epochs), "--batch",
                           str(batch), "--threads", str(threads)],
-                         capture_output=True, text=True, check=True)  # fmt: skip
+                         capture_output=True, text=True, check=True,
+                         cwd=path.parent)  # AtomAI saves model.tar in its working directory
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
     p.add_argument("--rot-prior", type=float, default=0.1,
                    help="SD of the angle prior in radians (default 0.1)")
+    p.add_argument("--no-translation", action="store_true",
+                   help="no x/y shift latents (with --latent 0 and a wide --rot-prior the "
+                        "angle alone carries the sublattice; see docs/rvae.md)")
     p.add_argument("--loss", choices=["mse", "bce"], default="mse")
     p.add_argument("--encoder", choices=["mlp", "conv"], default="mlp")
     p.add_argument("--source", choices=["raw", "maps"], default="raw",
@@ -107,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     kind = "skip-rvae" if args.skip else "rvae"
     kw = dict(window=args.window, latent_dim=args.latent, seed=args.seed, lr=args.lr,
               rot_prior=args.rot_prior, loss=args.loss, encoder=args.encoder,
-              channels=subs.n_channels)  # fmt: skip
+              channels=subs.n_channels, translation=not args.no_translation)  # fmt: skip
     if args.hidden:
         kw["hidden"] = tuple(int(h) for h in args.hidden.split(","))
     model = make_model(kind, **kw)
