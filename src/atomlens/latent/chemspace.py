@@ -359,8 +359,10 @@ def decode_grid(
     z2: np.ndarray,
     batch_size: int = 2048,
     channel: int | None = None,
+    pose: tuple[float, float, float] | None = None,
 ) -> np.ndarray:
-    """Decode every (z1[j], z2[i]) pair with ``model.decode`` (angle 0, no shift).
+    """Decode every (z1[j], z2[i]) pair with ``model.decode`` (angle 0 and no shift, or
+    ``pose = (angle, dx, dy)``: radians, pixels; see :func:`typical_pose`).
 
     Returns (G2, G1, h, w) float32; multi-channel decoders are summed over channels
     (all atom classes) unless ``channel`` picks one.
@@ -369,7 +371,12 @@ def decode_grid(
     grid = np.column_stack([zz1.ravel(), zz2.ravel()]).astype(np.float32)
     parts = []
     for k in range(0, len(grid), batch_size):
-        out = np.asarray(model.decode(grid[k : k + batch_size]), dtype=np.float32)
+        zk = grid[k : k + batch_size]
+        if pose is None:
+            out = np.asarray(model.decode(zk), dtype=np.float32)
+        else:
+            out = np.asarray(model.decode(zk, angle=float(pose[0]), shift_px=(float(pose[1]), float(pose[2]))),
+                             dtype=np.float32)  # fmt: skip
         if out.ndim == 4:
             out = out.sum(axis=1) if channel is None else out[:, channel]
         parts.append(out)
@@ -387,6 +394,7 @@ def chemical_space_map(
     threshold: float = 0.5,
     batch_size: int = 2048,
     keep_images: bool = False,
+    pose: tuple[float, float, float] | None = None,
     **kwargs: Any,
 ) -> ChemSpaceMap:
     """Decode a ``grid x grid`` latent grid and count rings in every decoded image.
@@ -398,6 +406,9 @@ def chemical_space_map(
     grid : points per axis (paper: 12 for the manifold, 200 for the maps).
     z : encoded latents (N, 2) to size the grid (0.5-99.5 percentiles + 10 %), or
     z_range : explicit ``((z1_min, z1_max), (z2_min, z2_max))``; default ±3.
+    pose : decode at ``(angle, dx, dy)`` instead of angle 0 and no shift: the encoded
+        windows' :func:`typical_pose`, so that the decodings are centred on an atom the way
+        the windows were (an rVAE's content at zero shift can sit off-centre).
     mode, threshold, kwargs : see :func:`analyze_decoded`.
     """
     if grid < 2:
@@ -410,7 +421,7 @@ def chemical_space_map(
     rows_per_chunk = max(1, batch_size // grid)
     for r0 in range(0, grid, rows_per_chunk):
         r1 = min(grid, r0 + rows_per_chunk)
-        imgs = decode_grid(model, z1, z2[r0:r1], batch_size)
+        imgs = decode_grid(model, z1, z2[r0:r1], batch_size, pose=pose)
         res = analyze_decoded(imgs.reshape(-1, *imgs.shape[2:]), bond_length, threshold, mode,
                               **kwargs)  # fmt: skip
         cols = [f"ring{k}" for k in RING_SIZES]
@@ -420,7 +431,17 @@ def chemical_space_map(
         if keep_images:
             kept.append(imgs)
     images = np.concatenate(kept) if keep_images else None
-    return ChemSpaceMap(z1, z2, counts, reason, centre_ring, mode, float(bond_length), images)
+    meta = {} if pose is None else {"pose": [float(v) for v in pose]}
+    return ChemSpaceMap(z1, z2, counts, reason, centre_ring, mode, float(bond_length), images, meta)
+
+
+def typical_pose(latents: pd.DataFrame) -> tuple[float, float, float]:
+    """Median ``(angle, dx, dy)`` of an rVAE's encoded windows (``model.transform``),
+    the pose to decode a chemical-space map at (``chemical_space_map(..., pose=)``)."""
+    missing = {"angle", "dx", "dy"} - set(latents.columns)
+    if missing:
+        raise ChemSpaceError(f"latents lack {sorted(missing)}; pass an rVAE's transform() table")
+    return tuple(float(np.median(latents[c])) for c in ("angle", "dx", "dy"))  # type: ignore[return-value]
 
 
 def agreement(
