@@ -369,14 +369,10 @@ def decode_grid(
     """
     zz1, zz2 = np.meshgrid(np.asarray(z1, float), np.asarray(z2, float))
     grid = np.column_stack([zz1.ravel(), zz2.ravel()]).astype(np.float32)
+    at = {} if pose is None else {"angle": float(pose[0]), "shift_px": (float(pose[1]), float(pose[2]))}
     parts = []
     for k in range(0, len(grid), batch_size):
-        zk = grid[k : k + batch_size]
-        if pose is None:
-            out = np.asarray(model.decode(zk), dtype=np.float32)
-        else:
-            out = np.asarray(model.decode(zk, angle=float(pose[0]), shift_px=(float(pose[1]), float(pose[2]))),
-                             dtype=np.float32)  # fmt: skip
+        out = np.asarray(model.decode(grid[k : k + batch_size], **at), dtype=np.float32)
         if out.ndim == 4:
             out = out.sum(axis=1) if channel is None else out[:, channel]
         parts.append(out)

@@ -313,12 +313,10 @@ def resolve_micro_batch(model: Any, micro_batch: int | str | None, dev: torch.de
     """Chunk size (windows) for ``fit_events(micro_batch=...)``: ``None`` = whole batches."""
     if micro_batch is None:
         return None
-    if isinstance(micro_batch, str):
-        if micro_batch != "auto":
-            raise ModelError(f"micro_batch must be None, 'auto' or a positive int, got {micro_batch!r}")
+    if micro_batch == "auto":
         hint = getattr(model, "auto_micro_batch", None)
         return hint() if hint is not None and dev.type == "cpu" else None
-    if isinstance(micro_batch, (bool, np.bool_)) or int(micro_batch) != micro_batch or micro_batch < 1:
+    if isinstance(micro_batch, (str, bool, np.bool_)) or int(micro_batch) != micro_batch or micro_batch < 1:
         raise ModelError(f"micro_batch must be None, 'auto' or a positive int, got {micro_batch!r}")
     return int(micro_batch)
 
