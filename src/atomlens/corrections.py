@@ -11,73 +11,19 @@ on it (or declared it checked). Corrected frames are the training set of
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from atomlens.errors import FrameSelectionError
 from atomlens.io.atoms_table import ensure_edit_columns
+from atomlens.io.frames import format_frames, parse_frames
 
-
-class FrameSpecError(ValueError):
-    """A frame selection such as ``"0:5,8"`` that cannot be parsed or is out of range."""
-
-
-def parse_frames(spec: str | Sequence[int] | int, n_frames: int | None = None) -> list[int]:
-    """Frame indices from ``"0:5"`` (Python slice: 0..4), ``"0,2,7"``, ``"3"``, ``"5:"``
-    or mixed ``"0:3,8"``; also accepts an int or a sequence of ints.
-
-    ``n_frames`` (when given) resolves open slices and checks the range. Returns sorted
-    unique indices; raises :class:`FrameSpecError` with the accepted syntax.
-    """
-    if isinstance(spec, int | np.integer):
-        out = {int(spec)}
-    elif isinstance(spec, str):
-        out = set()
-        for part in filter(None, (p.strip() for p in spec.split(","))):
-            m = re.fullmatch(r"(-?\d*)\s*:\s*(-?\d*)", part)
-            if m:
-                a, b = m.groups()
-                if b == "" and n_frames is None:
-                    raise FrameSpecError(f"open range '{part}' needs the number of frames")
-                start = int(a) if a else 0
-                stop = int(b) if b else int(n_frames)  # type: ignore[arg-type]
-                out.update(range(start, stop))
-            elif re.fullmatch(r"-?\d+", part):
-                out.add(int(part))
-            else:
-                raise FrameSpecError(
-                    f"cannot read frame selection {spec!r}: use e.g. '0:5' (frames 0-4), "
-                    "'0,2,7' or '0:3,8'"
-                )
-    else:
-        out = {int(f) for f in spec}
-    if not out:
-        raise FrameSpecError(f"frame selection {spec!r} selects no frame")
-    if n_frames is not None:
-        bad = sorted(f for f in out if f < 0 or f >= n_frames)
-        if bad:
-            raise FrameSpecError(
-                f"frame(s) {bad} out of range: the movie has frames 0..{n_frames - 1}"
-            )
-    return sorted(out)
-
-
-def format_frames(frames: Iterable[int]) -> str:
-    """The inverse of :func:`parse_frames`: ``[0, 1, 2, 5]`` -> ``"0:3,5"``."""
-    fs = sorted({int(f) for f in frames})
-    parts: list[str] = []
-    i = 0
-    while i < len(fs):
-        j = i
-        while j + 1 < len(fs) and fs[j + 1] == fs[j] + 1:
-            j += 1
-        parts.append(str(fs[i]) if j == i else f"{fs[i]}:{fs[j] + 1}")
-        i = j + 1
-    return ",".join(parts)
+# One frame grammar for every command: atomlens.io.frames (re-exported here for old callers).
+FrameSpecError = FrameSelectionError
 
 
 def merge_detections(

@@ -8,21 +8,6 @@ import time
 from pathlib import Path
 
 
-def parse_frames(text: str | None) -> slice | list[int] | None:
-    """``"0:10"`` -> slice(0, 10); ``"3"`` -> [3]; ``"1,4,7"`` -> [1, 4, 7]; None -> all."""
-    if text is None:
-        return None
-    try:
-        if ":" in text:
-            parts = [int(p) if p.strip() else None for p in text.split(":")]
-            if len(parts) > 3:
-                raise ValueError
-            return slice(*parts)
-        return [int(p) for p in text.split(",")]
-    except ValueError:
-        raise ValueError(f"--frames expects START:STOP[:STEP] or a comma list, got {text!r}") from None
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``detect`` subcommand."""
     p = subparsers.add_parser(
@@ -55,16 +40,15 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
 
-    from atomlens.atoms.detect import _frame_list, empty_table, iter_detect
+    from atomlens.atoms.detect import empty_table, iter_detect
     from atomlens.io import read_stack
+    from atomlens.io.frames import parse_frames
     from atomlens.segment.model_file import load_detector
 
     t0 = time.perf_counter()
     stack = read_stack(args.stack, pixel_size=args.pixel_size, lazy=True)
     det = load_detector(args.model)
-    frames = _frame_list(parse_frames(args.frames), stack.n_frames)
-    if not frames:
-        raise ValueError(f"--frames {args.frames!r} selects no frame of {stack.n_frames}")
+    frames = parse_frames(args.frames, stack.n_frames)
     if args.maps:
         shape = (len(frames), len(det.classes), *stack.shape[1:])
         # create the .npy (header + sparse body), then map it again for each frame so

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from atomlens import __version__
+from atomlens.io.frames import parse_frames
 from atomlens.pipeline.cache import file_fingerprint, stage_dir
 from atomlens.pipeline.config import PipelineConfig
 from atomlens.pipeline.executor import frame_chunks, make_executor
@@ -40,21 +41,6 @@ class RunResult:
     files: dict[str, Path] = field(default_factory=dict)
     stages: dict[str, str] = field(default_factory=dict)  # stage -> "ran" | "cached"
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-def parse_frames(spec: str | None, n_frames: int) -> list[int]:
-    """Frame indices from ``"start:stop[:step]"`` or ``"i,j,k"`` (None → all)."""
-    if not spec:
-        return list(range(n_frames))
-    if ":" in spec:
-        parts = [int(p) if p else None for p in spec.split(":")]
-        frames = list(range(n_frames))[slice(*parts)]
-    else:
-        frames = [int(p) for p in spec.split(",")]
-    bad = [f for f in frames if not 0 <= f < n_frames]
-    if bad or not frames:
-        raise ValueError(f"frames '{spec}' select nothing valid in a stack of {n_frames} frames")
-    return frames
 
 
 def run_pipeline(
