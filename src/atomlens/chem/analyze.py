@@ -18,12 +18,13 @@ from atomlens.chem.bonds import (
 from atomlens.chem.defects import add_holes, dopant_geometry, find_defects
 from atomlens.chem.rings import face_membership, find_faces, ring_counts
 from atomlens.chem.tracking import link_atoms
+from atomlens.errors import AtomLensError
 
 REQUIRED_COLUMNS = ("frame", "y", "x", "cls")
 CHEM_COLUMNS = ("coordination", "ring5", "ring6", "ring7", "ring8", "edge", "defect_id", "track_id")
 
 
-class AtomTableError(ValueError):
+class AtomTableError(AtomLensError):
     """Raised for an atom table that chemistry cannot use; the message names the fix."""
 
 

@@ -18,13 +18,15 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
+from atomlens.errors import AtomLensError
+
 #: Hexagonal lattice constants (Å) known by name.
 LATTICES: dict[str, float] = {"graphene": 2.46, "mos2": 3.16}
 #: Nearest-neighbour (bond) lengths (Å) known by name.
 BOND_LENGTHS: dict[str, float] = {"graphene": 1.42, "mos2": 3.16 / np.sqrt(3)}
 
 
-class CalibrationError(ValueError):
+class CalibrationError(AtomLensError):
     """Raised when no lattice signal can be found; the message names the fix."""
 
 

@@ -16,10 +16,12 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
+from atomlens.errors import AtomLensError
+
 BORDERS = ("drop", "pad")
 
 
-class DescriptorError(ValueError):
+class DescriptorError(AtomLensError):
     """Bad input for descriptor extraction; the message names the fix."""
 
 

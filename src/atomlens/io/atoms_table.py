@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from atomlens.errors import InputFileError
+
 #: Columns every atom table has after :func:`ensure_edit_columns`.
 BASE_COLUMNS = ("frame", "y", "x", "cls", "prob")
 #: The correction flags.
@@ -29,7 +31,7 @@ EDIT_COLUMNS = ("edited", "source")
 SOURCES = ("detector", "manual")
 
 
-class AtomsTableError(ValueError):
+class AtomsTableError(InputFileError):
     """An atom table (or CSV file) that cannot be used; the message names the fix."""
 
 

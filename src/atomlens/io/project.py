@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from atomlens import __version__
+from atomlens.errors import InputFileError
 from atomlens.io.atoms_table import AtomsTableError, read_atoms_csv, write_atoms_csv
 
 PROJECT_SUFFIX = ".atomlens"
@@ -35,7 +36,7 @@ ATOMS_FILE = "atoms.csv"
 FORMAT_VERSION = 1
 
 
-class ProjectError(ValueError):
+class ProjectError(InputFileError):
     """A project folder that cannot be read or written; the message names the fix."""
 
 

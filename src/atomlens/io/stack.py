@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from atomlens.errors import InputFileError
 
-class StackError(ValueError):
+
+class StackError(InputFileError):
     """Raised for input that cannot be used as an image stack; the message names the fix."""
 
 

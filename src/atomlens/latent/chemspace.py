@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
+from atomlens.errors import AtomLensError
 from atomlens.geometry import planar_faces
 
 RING_SIZES = (5, 6, 7, 8)
@@ -35,7 +36,7 @@ REASONS = ("ok", "no central atom", "too few atoms", "fragmented", "smeared blob
            "crossing bonds", "no ring at centre")  # fmt: skip
 
 
-class ChemSpaceError(ValueError):
+class ChemSpaceError(AtomLensError):
     """Bad input for a chemical-space map; the message names the fix."""
 
 

@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from atomlens.errors import AtomLensError
 
-class TrajectoryError(ValueError):
+
+class TrajectoryError(AtomLensError):
     """Bad input for a latent trajectory; the message names the fix."""
 
 

@@ -17,11 +17,12 @@ import pandas as pd
 import torch
 
 from atomlens import __version__
+from atomlens.errors import AtomLensError
 
 FORMAT = "atomlens-latent-model"
 
 
-class ModelError(ValueError):
+class ModelError(AtomLensError):
     """Bad input for a latent model (wrong window size, channels, values); the message
     names both sides and the fix."""
 

@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from atomlens.errors import AtomLensError
 
-class PFMSimulationError(ValueError):
+
+class PFMSimulationError(AtomLensError):
     """Bad simulation parameters; the message names the fix."""
 
 

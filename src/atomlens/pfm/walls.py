@@ -13,9 +13,10 @@ import pandas as pd
 from skimage.feature import canny
 
 from atomlens.descriptors import Subimages, extract_time_delayed, extract_windows
+from atomlens.errors import AtomLensError
 
 
-class WallError(ValueError):
+class WallError(AtomLensError):
     """Bad input for wall detection or sampling; the message names the fix."""
 
 

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from atomlens.errors import SettingsError
 from atomlens.segment.augment import AugmentConfig, augment_pair
 from atomlens.segment.model_file import Detector, load_detector, save_detector
 from atomlens.segment.predict import (
@@ -53,7 +54,7 @@ from atomlens.train.adam import Adam, CosineLR
 IGNORE = 255
 
 
-class FinetuneError(ValueError):
+class FinetuneError(SettingsError):
     """Fine-tuning cannot start (no labels, unknown species, frames out of range...)."""
 
 

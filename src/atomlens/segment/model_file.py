@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from atomlens.errors import InputFileError
 from atomlens.segment.nets import NetConfig, NetConfigError, UNet, build_net
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -21,7 +22,7 @@ SHIPPED = WEIGHTS_DIR / "graphene.pt"
 FORMAT = "atomlens-detector/1"
 
 
-class ModelFileError(ValueError):
+class ModelFileError(InputFileError):
     """A model file that cannot be used; the message names the problem and the fix."""
 
 

@@ -17,8 +17,10 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 from torch import nn
 
+from atomlens.errors import SettingsError
 
-class NetConfigError(ValueError):
+
+class NetConfigError(SettingsError):
     """A network configuration that cannot be built; the message names the field."""
 
 

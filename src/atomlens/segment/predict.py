@@ -16,10 +16,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from atomlens.errors import SettingsError
 from atomlens.segment.model_file import Detector, load_detector
 
 
-class PixelSizeError(ValueError):
+class PixelSizeError(SettingsError):
     """The pixel size is missing or unusable; the message names the fix."""
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from atomlens.errors import SettingsError
 from atomlens.segment.augment import AugmentConfig, photometric
 from atomlens.segment.model_file import Detector, load_detector, save_detector
 from atomlens.segment.nets import NetConfig, build_net, n_params
@@ -34,7 +35,7 @@ from atomlens.segment.predict import normalise
 from atomlens.segment.synth import graphene_patch, render_sample
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(SettingsError):
     """Bad training configuration (unknown preset or field)."""
 
 

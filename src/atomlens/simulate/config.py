@@ -7,8 +7,10 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from atomlens.errors import SettingsError
 
-class SimConfigError(ValueError):
+
+class SimConfigError(SettingsError):
     """A simulator parameter is unknown or has an invalid value (the message names it)."""
 
 
