@@ -26,6 +26,7 @@ SUBCOMMANDS = [
     "pfm",
     "run",
     "batch",
+    "movie",
 ]
 
 
