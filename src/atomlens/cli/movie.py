@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="movie pixels per data pixel (default: smallest giving >= 512 px, max 4)")
     p.add_argument("--stack", default=None,
                    help="the movie file, when it moved since the run (default: run.json's path)")
+    p.add_argument("--quality", type=float, default=5.0,
+                   help="MP4 quality 0-10 (default 5; higher is sharper and larger)")
     p.add_argument("--no-atoms", action="store_true", help="the frames only, no atom markers")
     p.set_defaults(func=run)
 
@@ -43,7 +45,7 @@ def load_results(results: str | Path, stack: str | None = None) -> dict[str, Any
     import pandas as pd
 
     from atomlens.io import read_stack
-    from atomlens.pipeline.runner import parse_frames
+    from atomlens.io.frames import parse_frames
 
     out = Path(results)
     if (out / "run").is_dir() and not (out / "run.json").exists():
@@ -82,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     images = np.stack([np.asarray(data[i], dtype=np.float32) for i in frames])
     style = MovieStyle(zoom=args.zoom, show_atoms=not args.no_atoms)
     gen = movie_events(images, parts["atoms"], parts["pixel_size"], args.out, args.colour,
-                       fps=args.fps, style=style, frame_numbers=frames)
+                       fps=args.fps, style=style, frame_numbers=frames,
+                       quality=args.quality)
     while True:
         try:
             ev = next(gen)

@@ -191,9 +191,11 @@ class MovieRenderer:
             yield self.render(i)
 
 
-def open_writer(path: str | Path, fps: float) -> tuple[Callable[[np.ndarray], None], Callable[[], Path]]:
+def open_writer(path: str | Path, fps: float, quality: float = 5.0
+                ) -> tuple[Callable[[np.ndarray], None], Callable[[], Path]]:
     """``(append, close)`` for a movie file chosen by suffix: ``.mp4`` (H.264 through
-    imageio-ffmpeg, streamed) or ``.gif`` (Pillow, looping; kept in memory until close)."""
+    imageio-ffmpeg, streamed; ``quality`` 0-10, higher is larger and sharper) or ``.gif``
+    (Pillow, looping; kept in memory until close)."""
     import imageio.v2 as iio2
     import imageio.v3 as iio3
 
@@ -210,7 +212,7 @@ def open_writer(path: str | Path, fps: float) -> tuple[Callable[[np.ndarray], No
         except ImportError as exc:  # pragma: no cover - a dependency of atomlens
             raise RuntimeError("MP4 export needs imageio-ffmpeg: pip install imageio-ffmpeg") from exc
         writer = iio2.get_writer(path, format="FFMPEG", mode="I", fps=float(fps), codec="libx264",
-                                 quality=7, pixelformat="yuv420p", macro_block_size=1)
+                                 quality=float(quality), pixelformat="yuv420p", macro_block_size=1)
 
         def _close_mp4() -> Path:
             writer.close()
@@ -228,9 +230,10 @@ def open_writer(path: str | Path, fps: float) -> tuple[Callable[[np.ndarray], No
     return frames.append, _close_gif
 
 
-def write_movie(frames: Iterable[np.ndarray], path: str | Path, fps: float = 5.0) -> Path:
+def write_movie(frames: Iterable[np.ndarray], path: str | Path, fps: float = 5.0,
+                quality: float = 5.0) -> Path:
     """Write ``(H, W, 3)`` uint8 frames (all the same shape) as ``.mp4`` or ``.gif``."""
-    append, close = open_writer(path, fps)
+    append, close = open_writer(path, fps, quality)
     n = 0
     for frame in frames:
         append(np.ascontiguousarray(np.asarray(frame)[..., :3], dtype=np.uint8))
@@ -258,7 +261,8 @@ def movie_events(frames: Any, atoms: pd.DataFrame | None, pixel_size: float | No
                  path: str | Path, colour: str | None = None, fps: float = 5.0,
                  style: MovieStyle | None = None, spec: ColourSpec | None = None,
                  frame_numbers: Sequence[int] | None = None,
-                 stop: threading.Event | None = None) -> Generator[MovieProgress, None, Path]:
+                 stop: threading.Event | None = None,
+                 quality: float = 5.0) -> Generator[MovieProgress, None, Path]:
     """Render and write a movie, yielding a :class:`MovieProgress` after every frame;
     returns the path. When ``stop`` is set the frames done so far are written (a shorter
     movie that plays), so a stopped export is still usable."""
@@ -266,7 +270,7 @@ def movie_events(frames: Any, atoms: pd.DataFrame | None, pixel_size: float | No
 
     t0 = time.perf_counter()
     renderer = MovieRenderer(frames, atoms, pixel_size, colour, style, spec, frame_numbers)
-    append, close = open_writer(path, fps)
+    append, close = open_writer(path, fps, quality)
     done = 0
     for i in range(renderer.n_frames):
         if stop is not None and stop.is_set() and done:
