@@ -1,0 +1,200 @@
+"""Does a detector fit an image? Image statistics and warnings that name the next step.
+
+:func:`image_traits` measures, on one frame, what a model choice depends on:
+
+* **polarity**: the skewness of the frame band-passed around the atom scale (Gaussian
+  0.2 Å minus Gaussian 0.8 Å): clearly positive for bright atoms (HAADF), clearly
+  negative for dark atoms (ABF/BF); in between it is ``"unclear"`` (treated as bright);
+* **structure**: ``var(G_2px * x) / var(x) * 16 pi`` (about 1 for white noise, since a
+  2-px Gaussian averages ``16 pi`` independent pixels; well above 1 for any image of atoms);
+* **hexagonal lattice with graphene's period**: two FFT spots 60° apart within 30 % of
+  the 2.13 Å first order (:func:`atomlens.atoms.lattice_reference.first_order_spots`),
+  and the brightness contrast of its two sublattices
+  ``(A - B) / (A - hollow)`` (0 for graphene, ~0.5-0.8 for MoS2).
+
+:func:`model_fit_warnings` turns them, and the model's own probability maps on a central
+crop, into one-line warnings (inverted contrast, pixel size outside the trained range,
+atoms closer than any trained structure, most probability below the threshold, noise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+from scipy import stats
+
+GRAPHENE_A_A = 2.46  # graphene lattice constant, Å
+POLARITY_SKEW = 0.3  # |band-passed skewness| beyond which the polarity is called
+NOISE_STRUCTURE = 2.0  # structure ratio below which a frame is called noise
+CROP = 512  # statistics on a central crop of at most this many pixels per side
+
+
+@dataclass
+class ImageTraits:
+    """Statistics of one frame (see the module docstring).
+
+    polarity : ``"bright"``, ``"dark"`` or ``"unclear"``; polarity_skew : the statistic.
+    structure : ~1 for white noise, larger for images of atoms; noise_only : structure
+    below :data:`NOISE_STRUCTURE`.
+    hex_period_A : first-order spacing (Å) of a graphene-like hexagonal lattice, or None.
+    sublattice_contrast : ``(A - B) / (A - hollow)`` of that lattice, or None.
+    """
+
+    polarity: str
+    polarity_skew: float
+    structure: float
+    noise_only: bool
+    hex_period_A: float | None = None
+    sublattice_contrast: float | None = None
+
+
+def central_crop(image: np.ndarray, size: int = CROP) -> np.ndarray:
+    """The central ``size`` x ``size`` part of a (Y, X) image (float64, finite)."""
+    img = np.asarray(image, np.float64)
+    if img.ndim != 2:
+        raise ValueError(f"expected one (Y, X) frame, got shape {img.shape}")
+    h, w = img.shape
+    y0, x0 = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    img = img[y0: y0 + size, x0: x0 + size]
+    return np.nan_to_num(img, nan=float(np.nanmedian(img)) if np.isfinite(img).any() else 0.0)
+
+
+def polarity(image: np.ndarray, pixel_size_A: float) -> tuple[str, float]:
+    """``("bright" | "dark" | "unclear", skew)`` of a (Y, X) frame at ``pixel_size_A`` Å/px."""
+    img = central_crop(image)
+    s1 = max(0.7, 0.2 / pixel_size_A)
+    band = ndi.gaussian_filter(img, s1) - ndi.gaussian_filter(img, 4 * s1)
+    sk = float(stats.skew(band.ravel())) if band.std() > 0 else 0.0
+    if not np.isfinite(sk):
+        sk = 0.0
+    return ("bright" if sk > POLARITY_SKEW else "dark" if sk < -POLARITY_SKEW else "unclear"), sk
+
+
+def structure_ratio(image: np.ndarray) -> float:
+    """Variance kept by a 2-px Gaussian relative to white noise (1 = pure white noise)."""
+    img = central_crop(image)
+    v = img.var()
+    if v <= 0:
+        return 0.0
+    sigma = 2.0
+    return float(ndi.gaussian_filter(img, sigma).var() / v * 4 * np.pi * sigma**2)
+
+
+def _hex_lattice(img: np.ndarray, pixel_size_A: float) -> tuple[float | None, float | None]:
+    """(first-order spacing Å, sublattice contrast) of a graphene-period hexagonal lattice."""
+    from atomlens.atoms.lattice_reference import MOS2_BASIS, first_order_spots, fit_lattice
+
+    try:
+        g, _ = first_order_spots(img, pixel_size_A, GRAPHENE_A_A, search=0.3, min_rel=0.3)
+    except ValueError:
+        return None, None
+    period_px = 1.0 / float(np.mean(np.linalg.norm(g, axis=1)))
+    period_A = period_px * pixel_size_A
+    try:
+        fit = fit_lattice(img, pixel_size_A, GRAPHENE_A_A, MOS2_BASIS)
+    except ValueError:
+        return period_A, None
+    from atomlens.atoms.lattice_reference import _cells, _displace, _mean_at
+
+    smooth = ndi.gaussian_filter(img, max(0.8, 0.3 / fit.pixel_size))
+    cells = _cells(fit.basis, np.zeros(2), img.shape)
+    second = np.array(fit.second_site)
+    hollow = np.array([1.0, 1.0]) - second  # the other of (1/3, 2/3) and (2/3, 1/3)
+    vals = [_mean_at(smooth, _displace(fit, None, (cells + off) @ fit.basis + fit.origin))
+            for off in (np.zeros(2), second, hollow)]
+    a, b, h = vals
+    if not np.isfinite(a - h) or a - h <= 0:
+        return period_A, None
+    return period_A, float((a - b) / (a - h))
+
+
+def image_traits(image: np.ndarray, pixel_size_A: float, *, lattice: bool = True) -> ImageTraits:
+    """Measure one (Y, X) frame at ``pixel_size_A`` Å/px (a central 512² crop)."""
+    if not (np.isfinite(pixel_size_A) and pixel_size_A > 0):
+        raise ValueError(f"pixel size must be a positive number of Å, got {pixel_size_A!r}")
+    img = central_crop(image)
+    pol, sk = polarity(img, pixel_size_A)
+    st = structure_ratio(img)
+    tr = ImageTraits(pol, sk, st, st < NOISE_STRUCTURE)
+    if lattice and not tr.noise_only:
+        tr.hex_period_A, tr.sublattice_contrast = _hex_lattice(img, pixel_size_A)
+    return tr
+
+
+def _probabilities(image: np.ndarray, pixel_size_A: float, det, invert: bool,
+                   size_model_px: int = 256) -> np.ndarray:
+    """Foreground probability (y, x) of ``det`` on a central crop of about
+    ``size_model_px`` model pixels per side."""
+    from atomlens.segment.predict import predict_maps
+
+    side = int(round(size_model_px * det.pixel_size / pixel_size_A))
+    crop = central_crop(image, max(side, 16)).astype(np.float32)
+    if invert:
+        crop = -crop
+    _, maps = next(predict_maps(crop, det, pixel_size=pixel_size_A, device="cpu"))
+    return 1.0 - maps[0]
+
+
+def model_fit_warnings(image: np.ndarray, pixel_size_A: float, det, *, threshold: float = 0.5,
+                       invert: bool | None = None, traits: ImageTraits | None = None) -> list[str]:
+    """One-line warnings when ``det`` (a :class:`~atomlens.segment.Detector`) looks unfit
+    for the (Y, X) frame ``image`` at ``pixel_size_A`` Å/px; empty when all is well.
+
+    ``invert``: whether detection inverts the frame (dark atoms; None: decide as
+    :func:`detect` does). Each warning names the next step (try the general model,
+    check the pixel size, correct a frame and retrain).
+    """
+    from atomlens.segment.registry import model_handles_dark
+
+    name = det.card.get("registry_name") or det.card.get("name") or "this"
+    general = name == "general"
+    other = "" if general else "try --model general, or "
+    retrain = "correct a frame and retrain (atomlens finetune)"
+    out: list[str] = []
+    tr = traits or image_traits(image, pixel_size_A, lattice=not general)
+    if tr.noise_only:
+        return [f"the frame looks like pure noise (structure {tr.structure:.2f}, ~1 for white "
+                "noise): no atoms can be trusted; check the frame, the dose and the pixel size"]
+    handles_dark = model_handles_dark(det)
+    if invert is None:
+        invert = handles_dark and tr.polarity == "dark"
+    if tr.polarity == "dark" and not handles_dark:
+        out.append(f"atoms look dark (ABF/BF contrast, skew {tr.polarity_skew:+.2f}) but the "
+                   f"{name} model was trained on bright (HAADF) atoms: {other or 'invert the image, or '}"
+                   f"{retrain}")
+    if name == "graphene" and tr.polarity != "dark":
+        from atomlens.segment.registry import choose_model_from_traits
+
+        choice, why = choose_model_from_traits(tr, pixel_size_A)
+        if choice != "graphene":
+            out.append(f"this image does not look like graphene ({why}): try --model {choice}")
+    rng = det.card.get("expected_pixel_size_A")
+    if rng and not (0.8 * rng[0] <= pixel_size_A <= 1.25 * rng[1]):
+        out.append(f"pixel size {pixel_size_A:.3g} Å/px is far outside the {name} model's "
+                   f"{rng[0]}-{rng[1]} Å/px, so atoms are far from the trained size: check "
+                   f"--pixel-size, or {other}{retrain}")
+    fg = _probabilities(image, pixel_size_A, det, bool(invert))
+    sure = int((fg >= threshold).sum())
+    unsure = int(((fg > 0.2) & (fg < threshold)).sum())
+    if unsure > sure:
+        share = unsure / max(sure + unsure, 1)
+        out.append(f"most of the atom probability lies below the threshold {threshold:g} "
+                   f"({share:.0%} of candidate pixels): the {name} model is unsure on this "
+                   f"image; {other}{retrain}")
+    lab, n = ndi.label(fg >= threshold)
+    if n >= 3:
+        com = np.array(ndi.center_of_mass(fg, lab, np.arange(1, n + 1)))
+        from scipy.spatial import cKDTree
+
+        d, _ = cKDTree(com).query(com, k=2)
+        nn_A = float(np.median(d[:, 1])) * det.pixel_size
+        if nn_A < 0.9:
+            out.append(f"atoms found {nn_A:.2f} Å apart (median), closer than in any structure "
+                       f"the {name} model was trained on: check --pixel-size, or {other}{retrain}")
+    return out
+
+
+__all__ = ["ImageTraits", "central_crop", "image_traits", "model_fit_warnings", "polarity",
+           "structure_ratio"]
