@@ -13,21 +13,41 @@ from typing import Any
 
 import numpy as np
 
+from atomlens.io.gate import to_float32
+
+
+def _checked(reader: Any, t: int, frame: np.ndarray) -> np.ndarray:
+    """``frame`` as float32 (lossless, see :func:`atomlens.io.gate.to_float32`), its
+    NaN/inf pixels counted in ``reader.nonfinite`` or refused by ``reader.nonfinite_policy``."""
+    out = to_float32(frame, reader.path)
+    bad = int(out.size - np.count_nonzero(np.isfinite(out)))
+    if bad:
+        if reader.nonfinite_policy == "refuse":
+            from atomlens.io.readers import _refuse_nonfinite
+
+            _refuse_nonfinite(out, reader.path, t)
+        reader.nonfinite[t] = bad
+    return out
+
 
 class NpyFrames:
     """A read-only ``(T, Y, X)`` view of a C-ordered ``.npy`` file, converted to float32
     frame by frame as it is indexed (``frames[t]``, ``frames[a:b]``, ``frames[[i, j]]``)."""
 
+    nonfinite_policy = "mask"  # or "refuse": a frame with NaN/inf pixels raises
+
     def __init__(self, path: str | Path) -> None:
+        from atomlens.io.readers import _npy_header
+        from atomlens.io.stack import StackError
+
         self.path = str(path)
         with open(self.path, "rb") as fh:
-            version = np.lib.format.read_magic(fh)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, fortran, dtype = read_header(fh)
+            shape, fortran, dtype = _npy_header(fh, Path(path).name)
             self._offset = fh.tell()
         if fortran:
-            raise ValueError(f"{Path(path).name} is Fortran-ordered; save it C-ordered for lazy reading")
+            raise StackError(f"{Path(path).name} is Fortran-ordered; save it C-ordered for "
+                             "lazy reading")
+        self.nonfinite: dict[int, int] = {}
         if len(shape) == 2:
             shape = (1, *shape)
         self._src_dtype = np.dtype(dtype)
@@ -48,8 +68,13 @@ class NpyFrames:
             buf = os.pread(fd, self._frame_bytes, self._offset + t * self._frame_bytes)
         finally:
             os.close(fd)
+        if len(buf) != self._frame_bytes:
+            from atomlens.io.stack import StackError
+
+            raise StackError(f"{Path(self.path).name}: frame {t} is cut short (the file is "
+                             "truncated or was changed while reading); copy it again")
         frame = np.frombuffer(buf, dtype=self._src_dtype).reshape(self.shape[1:])
-        return frame.astype(np.float32)
+        return _checked(self, t, frame)
 
     def __getitem__(self, key: Any) -> np.ndarray:
         rest: tuple = ()
@@ -85,6 +110,9 @@ class TiffFrames:
         self.shape = (int(np.prod(shape[:-2])), *shape[-2:])
         self.ndim = 3
         self.dtype = np.dtype(np.float32)
+        self.nonfinite: dict[int, int] = {}
+
+    nonfinite_policy = "mask"
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -92,8 +120,9 @@ class TiffFrames:
     def _read(self, t: int) -> np.ndarray:
         if not -self.shape[0] <= t < self.shape[0]:
             raise IndexError(f"frame {t} out of range for {self.shape[0]} frames")
-        page = self._tif.asarray(key=t % self.shape[0])
-        return np.asarray(page, dtype=np.float32).reshape(self.shape[1:])
+        t %= self.shape[0]
+        page = self._tif.asarray(key=t)
+        return _checked(self, t, np.asarray(page).reshape(self.shape[1:]))
 
     __getitem__ = NpyFrames.__getitem__
     __array__ = NpyFrames.__array__

@@ -60,7 +60,8 @@ def as_stack_array(data: Any) -> Any:
     """Check and coerce an image or movie to a (T, Y, X) float32 array.
 
     A 2-D image becomes T = 1. Lazy arrays (dask, memmap) stay lazy apart from the
-    dtype check. Raises :class:`StackError` for wrong dimensions or empty data.
+    dtype check. Raises :class:`StackError` for wrong dimensions, empty data or pixel
+    types that are not real intensities; NaN/inf pixels are kept (detection masks them).
     """
     if data is None:
         raise StackError("no image data: pass a 2-D image or a (T, Y, X) movie")
@@ -85,15 +86,14 @@ def as_stack_array(data: Any) -> Any:
             f"frames of {data.shape[1]}x{data.shape[2]} pixels are too small to hold atoms; "
             "need at least 16x16"
         )
-    if not np.issubdtype(np.dtype(data.dtype), np.number) or np.dtype(data.dtype).kind == "c":
-        raise StackError(f"image dtype {data.dtype} is not real-valued numbers")
-    if isinstance(data, np.ndarray):
-        if data.dtype != np.float32:
-            data = data.astype(np.float32)
-        if not np.all(np.isfinite(data)):
-            bad = int((~np.isfinite(data)).sum())
-            raise StackError(
-                f"the image contains {bad} NaN/inf pixels; replace them (e.g. with the frame "
-                "median) before analysis"
-            )
+    from atomlens.io.gate import check_image_dtype, to_float32
+
+    check_image_dtype(data.dtype, error=StackError)
+    if isinstance(data, np.ndarray) and data.dtype != np.float32:
+        data = to_float32(data)
+    # NaN/inf pixels are kept: detection masks them (no atoms there) and analyses the rest
+    if isinstance(data, np.ndarray) and not np.isfinite(data).any():
+        raise StackError(
+            f"the image has no finite pixels (all {data.size} are NaN/inf); nothing to analyse"
+        )
     return data
