@@ -9,6 +9,12 @@ least ``frame`` (int), ``y``, ``x`` (float pixels, sub-pixel), ``cls`` (species 
 ``source`` (str)
     ``"detector"`` (found by a network) or ``"manual"`` (placed by hand).
 
+Stable ids: ``atom_id`` (int) names an atom row for the life of a table; bonds,
+subimages and corrections refer to atoms by ``atom_id``, never by row position
+(:func:`with_atom_ids`, :func:`rows_of_ids`). :func:`write_atoms` is the one writer
+(CSV or Parquet by suffix, written atomically through :mod:`atomlens.io.atomic`);
+:func:`validate_atoms` is the one schema check.
+
 CSV is plain comma-separated text with a header; booleans are written ``True``/``False``
 and species as text, so the file opens in any spreadsheet and round-trips exactly
 (floats are written with 17 significant digits).
@@ -17,6 +23,7 @@ and species as text, so the file opens in any spreadsheet and round-trips exactl
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -89,6 +96,72 @@ def _as_bool(col: pd.Series) -> np.ndarray:
     return truthy.to_numpy(bool)
 
 
+def with_atom_ids(atoms: pd.DataFrame, fresh: bool = False) -> pd.DataFrame:
+    """``atoms`` with an int ``atom_id`` column: kept when present, unique and complete
+    (and ``fresh`` is False), else ``0..N-1`` in row order. Returns a copy."""
+    out = atoms.copy()
+    ids = out["atom_id"] if "atom_id" in out and not fresh else None
+    if ids is None or ids.isna().any() or not ids.is_unique:
+        out["atom_id"] = np.arange(len(out), dtype=np.int64)
+    else:
+        out["atom_id"] = ids.to_numpy().astype(np.int64)
+    return out
+
+
+def rows_of_ids(atoms: pd.DataFrame, ids: Any) -> np.ndarray:
+    """Row positions in ``atoms`` of the given ``atom_id`` values (-1 where absent)."""
+    lookup = pd.Series(np.arange(len(atoms)), index=atoms["atom_id"].to_numpy())
+    return lookup.reindex(np.asarray(ids).ravel()).fillna(-1).to_numpy(np.int64)
+
+
+def validate_atoms(atoms: Any, name: str = "the atom table") -> pd.DataFrame:
+    """The one schema check: a DataFrame with ``frame`` (int >= 0), finite ``y, x``
+    (pixels) and, when present, ``cls`` as text. Returns a copy with int frames;
+    raises :class:`AtomsTableError` naming the problem and the fix."""
+    if not isinstance(atoms, pd.DataFrame):
+        raise AtomsTableError(f"{name} must be a pandas DataFrame, got {type(atoms).__name__}")
+    missing = [c for c in ("frame", "y", "x") if c not in atoms.columns]
+    if missing:
+        raise AtomsTableError(
+            f"{name} lacks column(s) {missing}; it needs frame, y, x (pixels) and cls (species)"
+        )
+    out = atoms.copy()
+    yx = out[["y", "x"]].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    if not np.isfinite(yx).all():
+        raise AtomsTableError(f"{name} has rows with missing or non-finite y/x: drop or fix them")
+    frame = pd.to_numeric(out["frame"], errors="coerce").to_numpy(float)
+    if not np.isfinite(frame).all() or (frame < 0).any() or (frame != np.rint(frame)).any():
+        raise AtomsTableError(f"{name} has frame values that are not whole numbers >= 0")
+    out["frame"] = frame.astype(np.int64)
+    out["y"], out["x"] = yx[:, 0], yx[:, 1]
+    if "cls" in out and not isinstance(out["cls"].dtype, pd.CategoricalDtype):
+        out["cls"] = out["cls"].astype(str)
+    return out
+
+
+def write_atoms(path: str | Path, atoms: pd.DataFrame) -> Path:
+    """The one atom-table writer: ``.csv`` (text, 17 significant digits, tuples as text)
+    or ``.parquet``; written whole or not at all. Returns the path."""
+    from atomlens.io import atomic
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import io as _io
+
+        buf = _io.BytesIO()
+        atoms.to_parquet(buf)
+        return atomic.write_bytes(path, buf.getvalue())
+    if suffix not in (".csv", ".txt"):
+        raise AtomsTableError(f"atom tables are written as .csv or .parquet, not {path.name!r}")
+    table = atoms.copy()
+    for col in table.columns:
+        if table[col].dtype == object and len(table) and isinstance(table[col].iloc[0], tuple):
+            table[col] = [" ".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in t)
+                          for t in table[col]]
+    return atomic.write_csv(path, table, float_format="%.17g")
+
+
 def write_atoms_csv(path: str | Path, atoms: pd.DataFrame) -> Path:
     """Write an atom table (with its correction flags) as CSV; returns the path.
 
@@ -100,10 +173,7 @@ def write_atoms_csv(path: str | Path, atoms: pd.DataFrame) -> Path:
     table = ensure_edit_columns(atoms)
     first = [c for c in BASE_COLUMNS + EDIT_COLUMNS if c in table]
     table = table[first + [c for c in table.columns if c not in first]]
-    tmp = path.with_name(path.name + ".tmp")
-    table.to_csv(tmp, index=False, float_format="%.17g")
-    tmp.replace(path)
-    return path
+    return write_atoms(path, table)
 
 
 def read_atoms_csv(path: str | Path) -> pd.DataFrame:
@@ -136,5 +206,9 @@ __all__ = [
     "AtomsTableError",
     "ensure_edit_columns",
     "read_atoms_csv",
+    "rows_of_ids",
+    "validate_atoms",
+    "with_atom_ids",
+    "write_atoms",
     "write_atoms_csv",
 ]

@@ -1,0 +1,182 @@
+"""Chemistry workflow: atoms in; bonds, rings, defects, dopant geometry and tracks out.
+
+One tracking setting for every path (the Chemistry/Defects docks, ``atomlens chem`` and
+``atomlens run``): :class:`ChemRecipe`. With ``register`` (default) and the movie at
+hand, drift between frames is measured on the pixels
+(:func:`atomlens.chem.registration.estimate_drift`) and tracking links the registered
+positions ``y_reg, x_reg``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from atomlens.workflows.events import Log, Progress, check_stop
+from atomlens.workflows.recipe import Recipe, setting
+
+
+@dataclass
+class ChemRecipe(Recipe):
+    """Bond graph, rings, defects and tracking (``[chem]`` in the pipeline config)."""
+
+    section = "chem"
+
+    enabled: bool = setting(True, doc="run chemistry at all (atomlens run)")
+    track: bool = setting(True, doc="link atoms over frames (track_id)")
+    max_displacement_A: float | None = setting(
+        None, above=0.0,
+        doc="largest step between frames for every species, Å; None = max_disp_A")
+    max_disp_A: dict[str, float] = setting(
+        default_factory=lambda: {"*": 1.0, "Si": 4.0},
+        doc="largest step between frames per species, Å ('*' = the rest): host 1 Å, "
+            "Si 4 Å (it hops one or two sites per frame)")
+    max_gap: int = setting(3, min=0, doc="frames a track may miss and still continue")
+    max_bond_A: dict[str, float] = setting(
+        default_factory=dict, doc="maximum bond length per pair, e.g. {'C-Si': 2.1}, Å")
+    register: bool = setting(
+        True, doc="measure drift on the movie and track registered positions (y_reg, x_reg)")
+
+    def _check(self) -> None:
+        from atomlens.errors import SettingsError
+
+        for k, v in {**self.max_disp_A, **self.max_bond_A}.items():
+            if not v > 0:
+                raise SettingsError(f"[chem] {k} = {v!r}: distances must be > 0 Å")
+
+    def params(self, track: bool | None = None) -> Any:
+        """The :class:`atomlens.chem.ChemParams` of this recipe."""
+        from atomlens.chem import ChemParams
+
+        disp = ({"*": float(self.max_displacement_A)} if self.max_displacement_A
+                else dict(self.max_disp_A))
+        return ChemParams(max_bond_A=dict(self.max_bond_A),
+                          track=self.track if track is None else track,
+                          max_disp_A=disp, max_gap=self.max_gap)
+
+
+@dataclass
+class ChemOutput:
+    """Atoms (with ``coordination, ring5..ring8, edge, defect_id, defect_type,
+    track_id`` and, when registered, ``y_reg, x_reg``), bonds (``a, b`` are rows of
+    ``atoms``; ``atom_a, atom_b`` their ``atom_id``), rings, defects, dopants, the drift
+    ``(T, 2)`` px or None, the pixel size (Å/px) and the recipe."""
+
+    atoms: pd.DataFrame
+    bonds: pd.DataFrame
+    rings: pd.DataFrame
+    defects: pd.DataFrame
+    dopants: pd.DataFrame
+    pixel_size: float
+    recipe: ChemRecipe
+    drift: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"bonds": self.bonds, "rings": self.rings, "defects": self.defects}
+
+
+def registration_available() -> bool:
+    """True when :mod:`atomlens.chem.registration` exists in this installation."""
+    import importlib.util
+
+    return importlib.util.find_spec("atomlens.chem.registration") is not None
+
+
+def register_atoms(atoms: pd.DataFrame, frames: Any) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Drift of the movie ``frames`` (T, Y, X) and ``atoms`` with ``y_reg, x_reg``.
+
+    Returns ``(atoms, None)`` unchanged when the registration module is absent.
+    """
+    if not registration_available() or frames is None:
+        return atoms, None
+    from atomlens.chem.registration import apply_drift, estimate_drift
+
+    drift = np.asarray(estimate_drift(frames), dtype=float)
+    return apply_drift(atoms, drift), drift
+
+
+def track(atoms: pd.DataFrame, pixel_size: float, recipe: ChemRecipe) -> pd.DataFrame:
+    """``track_id`` for every row (uses ``y_reg, x_reg`` when present); a copy."""
+    from atomlens.chem import track_atoms
+
+    p = recipe.params()
+    return track_atoms(atoms, pixel_size, max_displacement_A=p.max_disp_A, max_gap=p.max_gap)
+
+
+def per_frame(atoms: pd.DataFrame, pixel_size: float, recipe: ChemRecipe) -> dict[str, pd.DataFrame]:
+    """Per-frame chemistry of ``atoms`` (no tracking): what a pipeline chunk computes."""
+    from atomlens.chem import analyze
+
+    res = analyze(atoms, pixel_size, recipe.params(track=False))
+    return {"atoms": res.atoms, "bonds": res.bonds, "rings": res.rings, "defects": res.defects,
+            "dopants": res.dopants}
+
+
+def run(
+    atoms: pd.DataFrame,
+    pixel_size: float,
+    recipe: ChemRecipe | None = None,
+    *,
+    movie: Any = None,
+    stop: threading.Event | None = None,
+) -> Generator[Progress | Log, None, ChemOutput]:
+    """Chemistry of a whole table, then tracking.
+
+    Parameters
+    ----------
+    atoms : atom table (``frame``, ``y``, ``x`` px, ``cls``).
+    pixel_size : Å per pixel.
+    movie : the ``(T, Y, X)`` frames (or a Stack) for drift registration; None = no
+        registration.
+    stop : checked between steps.
+    """
+    from atomlens.chem import analyze
+    from atomlens.io.atoms_table import validate_atoms, with_atom_ids
+
+    recipe = (recipe or ChemRecipe()).validate()
+    table = with_atom_ids(validate_atoms(atoms))
+    drift = None
+    if recipe.track and recipe.register and movie is not None:
+        if registration_available():
+            yield Log("chem", "registering frames (drift from the image)")
+            table, drift = register_atoms(table, getattr(movie, "data", movie))
+        else:
+            yield Log("chem", "registration module not installed: tracking raw positions")
+    check_stop(stop)
+    yield Progress("chem", "analyze", 0, 2)
+    res = analyze(table, pixel_size, recipe.params(track=False))
+    out_atoms = res.atoms
+    yield Progress("chem", "analyze", 1, 2)
+    check_stop(stop)
+    if recipe.track:
+        out_atoms = track(out_atoms, pixel_size, recipe)
+        dop = res.dopants
+        if len(dop):
+            dop = dop.copy()
+            dop["track_id"] = out_atoms["track_id"].to_numpy()[dop["atom"].to_numpy(dtype=int)]
+    else:
+        dop = res.dopants
+    yield Progress("chem", "track", 2, 2)
+    return ChemOutput(out_atoms, with_bond_ids(res.bonds, out_atoms), res.rings, res.defects, dop,
+                      float(pixel_size), recipe, drift)
+
+
+def with_bond_ids(bonds: pd.DataFrame, atoms: pd.DataFrame) -> pd.DataFrame:
+    """Bonds with ``atom_a, atom_b`` (stable ``atom_id``) beside the row numbers ``a, b``."""
+    if not len(bonds) or "atom_id" not in atoms:
+        return bonds
+    ids = atoms["atom_id"].to_numpy()
+    out = bonds.copy()
+    out["atom_a"] = ids[out["a"].to_numpy(dtype=int)]
+    out["atom_b"] = ids[out["b"].to_numpy(dtype=int)]
+    return out
+
+
+__all__ = ["ChemOutput", "ChemRecipe", "per_frame", "register_atoms", "run", "track",
+           "with_bond_ids"]

@@ -1,0 +1,445 @@
+"""Correction workflow: :class:`CorrectionSession`, the headless twin of the "Correct
+atoms" dock.
+
+A session holds the working atom table (one row per atom; ``atom_id`` names an atom
+for good, so edits and undo never depend on row positions), the corrected frames, the
+undo history, the detector lineage (which model found the atoms, which fine-tuned
+models followed), dirty state and autosave, and maps itself to a
+:class:`atomlens.io.project.Project`. Every change emits a :class:`SessionEvent` to the
+listeners (the dock redraws its layer on them). The rules:
+
+- an edit (add, delete, move, set species) flags the rows ``edited`` (added rows are
+  ``source = "manual"``) and marks their frames corrected;
+- corrected frames are the fine-tuning set and are never overwritten by re-detection;
+- undo/redo restore the table AND the corrected frames;
+- the session is dirty after any change until saved; :meth:`autosave_due` says when
+  the autosave interval has passed with unsaved changes;
+- saving always records the movie (path and pixel size) and the model lineage.
+
+``atomlens finetune PROJECT`` replays a saved session (:func:`replay`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from atomlens.corrections import EditHistory, RedetectResult, Snapshot, redetect
+from atomlens.errors import SettingsError
+from atomlens.io.atoms_table import ensure_edit_columns, rows_of_ids, with_atom_ids
+from atomlens.workflows.events import Log, Progress
+from atomlens.workflows.recipe import Recipe, setting
+
+
+@dataclass
+class CorrectRecipe(Recipe):
+    """Retraining and session settings (``settings`` of a project)."""
+
+    section = "correct"
+
+    steps: int = setting(150, min=1, max=100000, doc="fine-tuning steps")
+    self_train: bool = setting(False, doc="fine-tune on the model's own confident detections")
+    threads: int = setting(2, min=1, max=64, doc="torch CPU threads while retraining")
+    threshold: float = setting(0.5, min=0.0, max=1.0, doc="re-detection probability threshold")
+    autosave: bool = setting(False, doc="save the project every autosave_s seconds when dirty")
+    autosave_s: int = setting(30, min=2, max=3600, doc="autosave interval, seconds")
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    """What changed: ``kind`` is ``"edit"`` (table and/or corrected frames), ``"undo"``,
+    ``"redo"``, ``"frames"`` (corrected set only), ``"saved"``, ``"loaded"``,
+    ``"model"`` (a new fine-tuned detector) or ``"redetected"``; ``frames`` the frames
+    concerned; ``atom_ids`` the atoms concerned (may be empty)."""
+
+    kind: str
+    frames: tuple[int, ...] = ()
+    atom_ids: tuple[int, ...] = ()
+    message: str = ""
+
+
+@dataclass
+class CorrectionSession:
+    """Headless correction of one movie's atom table (see the module docstring).
+
+    Parameters
+    ----------
+    atoms : the atom table (``frame, y, x`` px, ``cls``, ``prob``; flags are added).
+    stack : :class:`atomlens.io.Stack` (or ``(T, Y, X)`` array) the atoms belong to.
+    stack_path : the movie's file (recorded in the project; needed to reopen and retrain).
+    pixel_size : Å per pixel (one value for detection, correction and retraining).
+    model : the detector that found the atoms (path, or None = the shipped model).
+    recipe : :class:`CorrectRecipe`.
+    """
+
+    atoms: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["frame", "y", "x"]))
+    stack: Any = None
+    stack_path: str | None = None
+    pixel_size: float | None = None
+    pixel_size_source: str = "unknown"
+    model: str | None = None
+    recipe: CorrectRecipe = field(default_factory=CorrectRecipe)
+    corrected: set[int] = field(default_factory=set)
+    lineage: list[dict] = field(default_factory=list)
+    project_path: str | None = None
+    history: EditHistory = field(default_factory=EditHistory)
+    new_model: Any = None  # the last fine-tuned Detector (not yet applied)
+    new_model_path: str | None = None
+    current_model: Any = None  # the Detector applied by the last re-detection
+    _listeners: list[Callable[[SessionEvent], None]] = field(default_factory=list, repr=False)
+    _version: int = 0
+    _saved_version: int = 0
+    _last_save: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.atoms = with_atom_ids(ensure_edit_columns(self.atoms))
+        self.corrected = {int(f) for f in self.corrected}
+        if self.stack is not None and self.pixel_size is None:
+            self.pixel_size = getattr(self.stack, "pixel_size", None)
+            self.pixel_size_source = getattr(self.stack, "pixel_size_source", "unknown")
+        if self.stack is not None and self.stack_path is None:
+            path = getattr(self.stack, "path", None)
+            self.stack_path = str(path) if path else None
+
+    # -- events -------------------------------------------------------------------------
+
+    def connect(self, listener: Callable[[SessionEvent], None]) -> None:
+        """Call ``listener(event)`` after every change."""
+        self._listeners.append(listener)
+
+    def disconnect(self, listener: Callable[[SessionEvent], None]) -> None:
+        self._listeners.remove(listener)
+
+    def _emit(self, kind: str, frames: Iterable[int] = (), ids: Iterable[int] = (),
+              message: str = "", dirty: bool = True) -> None:
+        if dirty:
+            self._version += 1
+        ev = SessionEvent(kind, tuple(sorted({int(f) for f in frames})),
+                          tuple(int(i) for i in ids), message)
+        for fn in list(self._listeners):
+            fn(ev)
+
+    # -- state --------------------------------------------------------------------------
+
+    @property
+    def dirty(self) -> bool:
+        """Changes since the last save (or load)."""
+        return self._version != self._saved_version
+
+    @property
+    def corrected_frames(self) -> list[int]:
+        return sorted(self.corrected)
+
+    @property
+    def n_frames(self) -> int | None:
+        if self.stack is None:
+            return None
+        return int(getattr(self.stack, "n_frames", None) or np.shape(getattr(self.stack, "data", self.stack))[0])
+
+    def _snapshot(self) -> Snapshot:
+        return Snapshot(self.atoms[["frame", "y", "x"]].to_numpy(float), self.atoms.copy(),
+                        frozenset(self.corrected))
+
+    def _next_ids(self, n: int) -> np.ndarray:
+        start = int(self.atoms["atom_id"].max()) + 1 if len(self.atoms) else 0
+        return np.arange(start, start + n, dtype=np.int64)
+
+    def _check_ids(self, ids: Iterable[int]) -> np.ndarray:
+        ids = np.asarray(list(ids), dtype=np.int64)
+        rows = rows_of_ids(self.atoms, ids)
+        if (rows < 0).any():
+            raise SettingsError(f"no atom with atom_id {ids[rows < 0].tolist()} in the session")
+        return rows
+
+    def _check_frame(self, frame: int) -> int:
+        n = self.n_frames
+        if n is not None and not 0 <= int(frame) < n:
+            raise SettingsError(f"frame {frame} is outside the movie (frames 0..{n - 1})")
+        return int(frame)
+
+    # -- edits --------------------------------------------------------------------------
+
+    def add(self, frame: int, y: float, x: float, cls: str = "C") -> int:
+        """Add a manual atom at ``(y, x)`` pixels on ``frame``; returns its ``atom_id``."""
+        frame = self._check_frame(frame)
+        if not (np.isfinite(y) and np.isfinite(x)):
+            raise SettingsError(f"atom position must be finite pixels, got ({y!r}, {x!r})")
+        self.history.push(self._snapshot())
+        new_id = int(self._next_ids(1)[0])
+        row = {c: None for c in self.atoms.columns}
+        row.update(frame=frame, y=float(y), x=float(x), cls=str(cls), prob=1.0, edited=True,
+                   source="manual", atom_id=new_id)
+        self.atoms = pd.concat([self.atoms, pd.DataFrame([row])], ignore_index=True)
+        self.atoms = ensure_edit_columns(self.atoms)
+        self.corrected.add(frame)
+        self._emit("edit", [frame], [new_id])
+        return new_id
+
+    def delete(self, atom_ids: Iterable[int]) -> None:
+        """Delete atoms; their frames become corrected."""
+        rows = self._check_ids(atom_ids)
+        if not len(rows):
+            return
+        self.history.push(self._snapshot())
+        frames = self.atoms["frame"].to_numpy()[rows]
+        ids = self.atoms["atom_id"].to_numpy()[rows]
+        self.atoms = self.atoms.drop(index=self.atoms.index[rows]).reset_index(drop=True)
+        self.corrected |= {int(f) for f in frames}
+        self._emit("edit", frames, ids)
+
+    def move(self, atom_id: int, y: float, x: float) -> None:
+        """Move one atom to ``(y, x)`` pixels (same frame); flags it edited."""
+        row = int(self._check_ids([atom_id])[0])
+        self.history.push(self._snapshot())
+        self.atoms.iloc[row, self.atoms.columns.get_loc("y")] = float(y)
+        self.atoms.iloc[row, self.atoms.columns.get_loc("x")] = float(x)
+        self.atoms.iloc[row, self.atoms.columns.get_loc("edited")] = True
+        frame = int(self.atoms["frame"].iloc[row])
+        self.corrected.add(frame)
+        self._emit("edit", [frame], [atom_id])
+
+    def set_species(self, atom_ids: Iterable[int], cls: str) -> None:
+        """Re-classify atoms as ``cls``; flags them edited."""
+        rows = self._check_ids(atom_ids)
+        if not len(rows):
+            return
+        self.history.push(self._snapshot())
+        self.atoms.iloc[rows, self.atoms.columns.get_loc("cls")] = str(cls)
+        self.atoms.iloc[rows, self.atoms.columns.get_loc("edited")] = True
+        frames = self.atoms["frame"].to_numpy()[rows]
+        self.corrected |= {int(f) for f in frames}
+        self._emit("edit", frames, self.atoms["atom_id"].to_numpy()[rows])
+
+    def replace_table(self, atoms: pd.DataFrame, changed_frames: Iterable[int] = ()) -> None:
+        """Take a whole edited table (e.g. from a napari Points layer after a drag);
+        rows keep their ``atom_id`` where given. ``changed_frames`` become corrected."""
+        self.history.push(self._snapshot())
+        self.atoms = with_atom_ids(ensure_edit_columns(atoms))
+        self.corrected |= {int(f) for f in changed_frames}
+        self._emit("edit", changed_frames)
+
+    def mark_frames(self, frames: Iterable[int], corrected: bool = True) -> None:
+        """Mark (or unmark) frames corrected; undoable."""
+        fs = {self._check_frame(f) for f in frames}
+        self.history.push(self._snapshot())
+        if corrected:
+            self.corrected |= fs
+        else:
+            self.corrected -= fs
+        self._emit("frames", fs)
+
+    def undo(self) -> bool:
+        """Restore the state before the last change; False when there is none."""
+        snap = self.history.undo(self._snapshot())
+        if snap is None:
+            return False
+        self._restore(snap, "undo")
+        return True
+
+    def redo(self) -> bool:
+        """Re-apply the last undone change; False when there is none."""
+        snap = self.history.redo(self._snapshot())
+        if snap is None:
+            return False
+        self._restore(snap, "redo")
+        return True
+
+    def _restore(self, snap: Snapshot, kind: str) -> None:
+        before = set(self.atoms["frame"].astype(int)) | set(self.corrected)
+        self.atoms = snap.features.copy()
+        self.corrected = set(snap.corrected)
+        self._emit(kind, before | set(self.corrected))
+
+    # -- retrain and re-detect ----------------------------------------------------------
+
+    def _training_frames(self, frame_hint: int | None = None) -> list[int]:
+        frames = self.corrected_frames
+        if not frames and self.recipe.self_train and frame_hint is not None:
+            frames = [int(frame_hint)]
+        if not frames:
+            raise SettingsError("no corrected frames yet: correct a frame (or set self_train)")
+        return frames
+
+    def _stack(self) -> Any:
+        if self.stack is None:
+            raise SettingsError(
+                "the session has no movie: open the movie the atoms were detected on "
+                "(or a project that records it)")
+        from atomlens.io.stack import Stack
+
+        if isinstance(self.stack, Stack):
+            if self.pixel_size and self.stack.pixel_size != self.pixel_size:
+                return self.stack.with_pixel_size(self.pixel_size, self.pixel_size_source)
+            return self.stack
+        return Stack(np.asarray(self.stack), self.pixel_size, self.pixel_size_source, {},
+                     self.stack_path)
+
+    def next_model_path(self) -> str | None:
+        """``<project>/models/finetuned-NNN.pt`` for the next fine-tuned detector."""
+        if not self.project_path:
+            return None
+        folder = Path(self.project_path)
+        if folder.suffix != ".atomlens":
+            folder = folder.with_name(folder.name + ".atomlens")
+        n = len(list((folder / "models").glob("finetuned-*.pt"))) if folder.exists() else 0
+        return str(folder / "models" / f"finetuned-{n + 1:03d}.pt")
+
+    def retrain(self, *, stop: threading.Event | None = None, frame_hint: int | None = None,
+                out: str | None = None) -> Generator[Any, None, Any]:
+        """Fine-tune the current detector on the corrected frames, yielding the
+        fine-tuning events (:func:`atomlens.segment.finetune.iter_finetune`); returns
+        the :class:`FinetuneResult` (or None when stopped before a model existed). The
+        new model joins the lineage; :meth:`redetect` applies it."""
+        from atomlens.segment.finetune import FinetuneFinished, iter_finetune
+
+        frames = self._training_frames(frame_hint)
+        stack = self._stack()
+        base = self.current_model if self.current_model is not None else self.model
+        result = None
+        yield Log("correct", f"retraining on {len(frames)} corrected frame(s)")
+        for ev in iter_finetune(stack, self.atoms, frames, base,
+                                out=out or self.next_model_path(), stop=stop,
+                                steps=self.recipe.steps, self_train=self.recipe.self_train,
+                                threads=self.recipe.threads):
+            if isinstance(ev, FinetuneFinished):
+                result = ev.result
+            yield ev
+        if result is not None:
+            self.new_model = result.detector
+            self.new_model_path = str(result.path) if result.path else None
+            self.lineage.append({"parent": self.model, "model": self.new_model_path,
+                                 "frames": frames, "steps": self.recipe.steps,
+                                 "reason": result.reason})
+            self._emit("model", frames, message=f"fine-tuned detector ({result.reason})")
+        return result
+
+    def redetect(self, *, model: Any = None) -> Generator[Any, None, RedetectResult]:
+        """Re-detect every frame except the corrected ones with ``model`` (default: the
+        last fine-tuned one); undoable. Returns the :class:`RedetectResult`."""
+        model = model if model is not None else self.new_model
+        if model is None:
+            raise SettingsError("retrain first: there is no new model yet")
+        stack = self._stack()
+        yield Progress("correct", "redetect", 0, 1, "re-detecting")
+        res = redetect(stack, self.atoms, self.corrected_frames, model,
+                       threshold=self.recipe.threshold)
+        self.history.push(self._snapshot())
+        table = res.atoms.reset_index(drop=True)
+        # corrected rows keep their atom_id (matched on frame, y, x); new rows get fresh ids
+        prev = self.atoms[["frame", "y", "x", "atom_id"]].drop_duplicates(["frame", "y", "x"])
+        found = table[["frame", "y", "x"]].merge(prev, on=["frame", "y", "x"], how="left")
+        keep = found["atom_id"].notna().to_numpy() & table["frame"].isin(self.corrected).to_numpy()
+        ids = np.where(keep, found["atom_id"].fillna(-1).to_numpy(), -1).astype(np.int64)
+        start = int(self.atoms["atom_id"].max()) + 1 if len(self.atoms) else 0
+        ids[~keep] = np.arange(start, start + int((~keep).sum()))
+        table["atom_id"] = ids
+        self.atoms = table
+        self.current_model = model
+        if self.new_model_path:
+            self.model = self.new_model_path
+        self._emit("redetected", res.detected_frames, message=res.message)
+        yield Progress("correct", "redetect", 1, 1, res.message)
+        return res
+
+    # -- project ------------------------------------------------------------------------
+
+    def to_project(self) -> Any:
+        """The session as a :class:`atomlens.io.project.Project` (movie always recorded
+        when known; raises when the movie is unknown, since the project could not retrain)."""
+        from atomlens.io.project import Project
+
+        if not self.stack_path:
+            raise SettingsError(
+                "the session does not know its movie file: open the movie from a file "
+                "(not a probability map) before saving, so the project can be reopened")
+        models = {k: v for k, v in {"detector": self.model,
+                                    "finetuned": self.new_model_path}.items() if v}
+        return Project(
+            stack_path=str(Path(self.stack_path).resolve()), pixel_size=self.pixel_size,
+            pixel_size_source=self.pixel_size_source, models=models,
+            settings={"correct": self.recipe.to_dict(), "lineage": list(self.lineage)},
+            corrected_frames=self.corrected_frames, atoms=self.atoms.copy(),
+        )
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Save the project (to ``path`` or where it was last saved/loaded)."""
+        from atomlens.io.project import save_project
+
+        target = path or self.project_path
+        if not target:
+            raise SettingsError("choose a project file name (NAME.atomlens) first")
+        folder = save_project(target, self.to_project())
+        self.project_path = str(folder)
+        self._saved_version = self._version
+        self._last_save = time.monotonic()
+        self._emit("saved", message=f"saved {folder.name}", dirty=False)
+        return folder
+
+    def autosave_due(self, now: float | None = None) -> bool:
+        """True when autosave is on, a project path is set, there are unsaved changes
+        and ``autosave_s`` seconds have passed since the last save."""
+        now = time.monotonic() if now is None else now
+        return (self.recipe.autosave and bool(self.project_path) and self.dirty
+                and now - self._last_save >= self.recipe.autosave_s)
+
+    def autosave(self, now: float | None = None) -> Path | None:
+        """Save when :meth:`autosave_due`; returns the folder or None."""
+        return self.save() if self.autosave_due(now) else None
+
+    @classmethod
+    def load(cls, path: str | Path, *, lazy: bool = True) -> CorrectionSession:
+        """Open a saved project: its atoms, corrected frames, recipe, lineage and movie
+        (read when the file exists)."""
+        from atomlens.io.project import load_project
+
+        proj = load_project(path)
+        stack = None
+        if proj.stack_path and Path(proj.stack_path).exists():
+            from atomlens.io import read_stack
+
+            stack = read_stack(proj.stack_path, pixel_size=proj.pixel_size, lazy=lazy)
+        settings = proj.settings or {}
+        recipe = CorrectRecipe.from_dict(settings.get("correct") or {
+            k: v for k, v in settings.items() if k in CorrectRecipe.docs()})
+        session = cls(
+            atoms=proj.atoms if proj.atoms is not None else pd.DataFrame(columns=["frame", "y", "x"]),
+            stack=stack, stack_path=proj.stack_path, pixel_size=proj.pixel_size,
+            pixel_size_source=proj.pixel_size_source,
+            model=(proj.models or {}).get("finetuned") or (proj.models or {}).get("detector"),
+            recipe=recipe, corrected=set(proj.corrected_frames or []),
+            lineage=list(settings.get("lineage", [])), project_path=str(proj.path or path),
+        )
+        if session.model == "shipped":
+            session.model = None
+        session._emit("loaded", session.corrected_frames, dirty=False)
+        return session
+
+
+def replay(project: str | Path, *, steps: int | None = None, out: str | None = None,
+           frames: Any = None, stop: threading.Event | None = None,
+           ) -> Generator[Any, None, Any]:
+    """Replay a saved session's fine-tuning: load the project, fine-tune on its corrected
+    frames (or ``frames``, any frame selection) with its recipe (``steps`` overrides),
+    write the model to ``out`` (default: the project's next ``finetuned-NNN.pt``) and
+    save the project with the new model in its lineage. Returns the FinetuneResult."""
+    from atomlens.io.frames import parse_frames
+
+    session = CorrectionSession.load(project)
+    if steps is not None:
+        session.recipe = session.recipe.replace(steps=steps)
+    if frames is not None:
+        session.corrected = set(parse_frames(frames, session.n_frames))
+    result = yield from session.retrain(stop=stop, out=out)
+    if result is not None:
+        session.save()
+    return result
+
+
+__all__ = ["CorrectRecipe", "CorrectionSession", "SessionEvent", "replay"]

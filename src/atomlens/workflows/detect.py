@@ -1,0 +1,139 @@
+"""Detect workflow: a movie in, the atom table (and optionally probability maps) out.
+
+The Detect dock, ``atomlens detect`` and the detect stage of ``atomlens run`` all call
+:func:`run` (or :func:`detect_frames` for a chunk of frames) with a :class:`DetectRecipe`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from atomlens.workflows.events import Cancelled, Progress, check_stop
+from atomlens.workflows.recipe import Recipe, setting
+
+
+@dataclass
+class DetectRecipe(Recipe):
+    """Settings of U-Net atom finding (``[detect]`` in the pipeline config)."""
+
+    section = "detect"
+
+    model: str | None = setting(None, doc="detector .pt file; None = the shipped graphene model")
+    threshold: float = setting(0.5, min=0.0, max=1.0, doc="foreground probability of atom pixels")
+    refine: str = setting("gaussian", choices=("gaussian", "com", "none"),
+                          doc="sub-pixel refinement on the raw image")
+    batch_size: int = setting(4, min=1, doc="frames per network batch")
+    device: str = setting("auto", doc="auto (CUDA if present), cpu or cuda")
+    save_maps: bool = setting(True, doc="keep the class probability maps (T, C, Y, X)")
+
+
+@dataclass
+class DetectResult:
+    """Atoms of the requested frames (``frame, y, x`` px, ``cls``, ``prob``, ``border``,
+    ``atom_id``), maps ``(T, C, Y, X)`` float32 or None, the class names (background
+    first), the pixel size (Å/px) used, and the recipe."""
+
+    atoms: pd.DataFrame
+    maps: np.ndarray | None
+    classes: list[str]
+    pixel_size: float
+    frames: list[int]
+    recipe: DetectRecipe
+    model_card: dict = field(default_factory=dict)
+    stopped: bool = False
+
+
+_DETECTORS: dict[str | None, Any] = {}
+_LOCK = threading.Lock()
+
+
+def load_recipe_detector(recipe: DetectRecipe) -> Any:
+    """The recipe's detector, loaded once per process (chunks and frames share it)."""
+    from atomlens.segment.model_file import load_detector
+
+    with _LOCK:
+        if recipe.model not in _DETECTORS:
+            _DETECTORS.clear()  # one model at a time in memory
+            _DETECTORS[recipe.model] = load_detector(recipe.model)
+        return _DETECTORS[recipe.model]
+
+
+def run(
+    stack: Any,
+    recipe: DetectRecipe | None = None,
+    frames: str | list[int] | None = None,
+    *,
+    pixel_size: float | None = None,
+    stop: threading.Event | None = None,
+    maps: bool | None = None,
+) -> Generator[Progress, None, DetectResult]:
+    """Detect atoms frame by frame, yielding :class:`Progress` after each frame.
+
+    Parameters
+    ----------
+    stack : :class:`atomlens.io.Stack` (or a ``(T, Y, X)`` array with ``pixel_size``).
+    recipe : :class:`DetectRecipe` (defaults when None).
+    frames : any frame selection of :func:`atomlens.io.frames.parse_frames`.
+    pixel_size : Å/px; None = the stack's (see :func:`atomlens.io.pixel_size.resolve_pixel_size`).
+    stop : when set, detection ends after the current frame (``stopped=True``, the
+        frames done so far are returned).
+    maps : keep maps (default ``recipe.save_maps``); memory: T x C x Y x X float32.
+
+    Returns (as the generator's value) a :class:`DetectResult`.
+    """
+    from atomlens.atoms.detect import empty_table, iter_detect
+    from atomlens.io.atoms_table import with_atom_ids
+    from atomlens.io.frames import parse_frames
+
+    recipe = (recipe or DetectRecipe()).validate()
+    det = load_recipe_detector(recipe)
+    n_total = int(getattr(stack, "n_frames", None) or np.shape(getattr(stack, "data", stack))[0])
+    idx = parse_frames(frames, n_total)
+    ps = _pixel_size(stack, pixel_size)
+    keep_maps = recipe.save_maps if maps is None else bool(maps)
+    tables, map_list, stopped = [], [], False
+    gen = iter_detect(stack, det, idx, recipe.threshold, recipe.refine, keep_maps,
+                      pixel_size=ps, batch_size=recipe.batch_size, device=recipe.device)
+    try:
+        for fr in gen:
+            tables.append(fr.atoms)
+            if keep_maps:
+                map_list.append(fr.maps)
+            yield Progress("detect", "frames", fr.index + 1, fr.n_frames,
+                           f"frame {fr.frame}: {len(fr.atoms)} atoms")
+            check_stop(stop)
+    except Cancelled:
+        stopped = True
+    finally:
+        gen.close()
+    classes = list(det.classes)
+    atoms = pd.concat(tables, ignore_index=True) if tables else empty_table(classes[1:])
+    atoms["cls"] = pd.Categorical(atoms["cls"].astype(str), categories=classes[1:])
+    return DetectResult(
+        atoms=with_atom_ids(atoms), maps=np.stack(map_list) if map_list else None,
+        classes=classes, pixel_size=ps, frames=idx[: len(tables)], recipe=recipe,
+        model_card=dict(getattr(det, "card", {}) or {}), stopped=stopped,
+    )
+
+
+def detect_frames(stack: Any, recipe: DetectRecipe, frames: list[int], *,
+                  pixel_size: float | None = None, maps: bool | None = None) -> DetectResult:
+    """:func:`run` to the end (no events): what a pipeline chunk calls."""
+    from atomlens.workflows.events import drain
+
+    return drain(run(stack, recipe, frames, pixel_size=pixel_size, maps=maps))
+
+
+def _pixel_size(stack: Any, pixel_size: float | None) -> float:
+    from atomlens.io.pixel_size import resolve_pixel_size
+
+    return resolve_pixel_size(stack, user=pixel_size).value
+
+
+__all__ = ["DetectRecipe", "DetectResult", "detect_frames", "load_recipe_detector", "run"]
