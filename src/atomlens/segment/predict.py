@@ -208,17 +208,71 @@ def iter_model_maps(stack: Any, model: Detector | str | None = None, *,
         if not -data.shape[0] <= t < data.shape[0]:
             raise IndexError(f"frame {t} is out of range for a stack of {data.shape[0]} frames")
     dev = pick_device(device)
-    net = fold_batchnorm(det.net).to(dev)
     size = model_grid_shape(data.shape, ps, det.pixel_size)
+    check_model_grid(data.shape, size, ps, det, batch_size)
+    net = fold_batchnorm(det.net).to(dev)
     with torch.inference_mode():
         for i in range(0, len(idx), batch_size):
             ts = idx[i : i + batch_size]
             raw = np.stack([np.asarray(data[t], dtype=np.float32) for t in ts])
+            raw, bad = fill_nonfinite(raw)
             x = resample(torch.from_numpy(raw), size)
             x = normalise(x)
             maps = predict_model_grid(det, x, net=net).numpy()
+            if bad is not None:
+                mask_maps(maps, bad, size)
             for k, t in enumerate(ts):
                 yield t, raw[k], maps[k]
+
+
+#: Largest factor by which a frame may be resampled to the model's pixel size.
+MAX_RESAMPLE = 16.0
+
+
+def check_model_grid(shape: Sequence[int], size: tuple[int, int], pixel_size: float,
+                     det: Detector, batch_size: int) -> None:
+    """Refuse a pixel size that would resample frames absurdly (or beyond memory)."""
+    from atomlens.io.gate import human_bytes, memory_budget
+
+    f = pixel_size / det.pixel_size
+    need = size[0] * size[1] * len(det.classes) * 4 * 3 * max(1, batch_size)
+    if not 1 / MAX_RESAMPLE <= f <= MAX_RESAMPLE or need > 4 * memory_budget():
+        raise PixelSizeError(
+            f"pixel size {pixel_size:g} Å/px would resample {shape[-2]}x{shape[-1]} frames to "
+            f"{size[0]}x{size[1]} px for a model at {det.pixel_size:g} Å/px"
+            + (f" ({human_bytes(need)} of maps)" if need > 4 * memory_budget() else "")
+            + "; check the pixel size (in Å per pixel, not nm or m)"
+        )
+
+
+def fill_nonfinite(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(B, Y, X) frames with NaN/inf pixels replaced by each frame's finite median.
+
+    Returns the filled frames and the boolean mask of the replaced pixels (``None``
+    when every pixel is finite). Detection then masks those pixels (no atoms there).
+    """
+    bad = ~np.isfinite(raw)
+    if not bad.any():
+        return raw, None
+    raw = raw.copy()
+    for k in range(len(raw)):
+        if bad[k].any():
+            good = raw[k][~bad[k]]
+            raw[k][bad[k]] = float(np.median(good)) if good.size else 0.0
+    return raw, bad
+
+
+def mask_maps(maps: np.ndarray, bad: np.ndarray, size: tuple[int, int]) -> None:
+    """Set model-grid maps to background (class 0) wherever a NaN/inf pixel reaches,
+    grown by one model pixel, so no atom is found there. ``maps`` is (B, C, y, x)."""
+    from scipy import ndimage as ndi
+
+    cover = resample(torch.from_numpy(bad.astype(np.float32)), size).numpy() > 0
+    for k in range(len(maps)):
+        if cover[k].any():
+            m = ndi.binary_dilation(cover[k], iterations=1)
+            maps[k][:, m] = 0.0
+            maps[k][0, m] = 1.0
 
 
 def predict_maps(stack_or_array: Any, model: Detector | str | None = None, pixel_size: float | None = None,
