@@ -17,6 +17,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _batch(args: argparse.Namespace) -> int:
+    """Run every movie; a movie that fails is reported on one line and the next one runs.
+
+    Exit code 0 when all succeeded, 2 when any failed (each failure printed as
+    ``FILE: FAILED: reason``).
+    """
+    from atomlens.cli import error_line
     from atomlens.pipeline import run_pipeline
 
     cfg = config_from_args(args)
@@ -32,8 +38,10 @@ def _batch(args: argparse.Namespace) -> int:
             res = run_pipeline(f, out / name, cfg, scheduler=scheduler_from_args(args),
                                progress=not args.quiet)
             print(f"{f}: {len(res.atoms)} atoms -> {out / name}")
-        except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad movie must not stop the batch
             failed.append(f)
-            print(f"{f}: FAILED: {exc}")
+            print(f"{f}: FAILED: {error_line(exc)[1]}", flush=True)
     print(f"batch: {len(args.files) - len(failed)} done, {len(failed)} failed")
-    return 1 if failed else 0
+    return 2 if failed else 0
