@@ -1,7 +1,10 @@
 """One configuration for the whole chain, with a documented default for every setting.
 
 A config file (TOML, YAML or JSON) holds any subset of the sections below; unknown
-sections or keys are errors (a typo must not be silently ignored).
+sections or keys are errors (a typo must not be silently ignored). The sections are the
+recipes of :mod:`atomlens.workflows` (``[detect]`` is a ``DetectRecipe``, ``[chem]`` a
+``ChemRecipe``, ``[descriptors]``/``[latent]`` the latent workflow's recipes), so the
+pipeline, the CLI and the docks share one set of settings and defaults.
 """
 
 from __future__ import annotations
@@ -12,69 +15,43 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from atomlens.errors import SettingsError
+from atomlens.workflows.chemistry import ChemRecipe
+from atomlens.workflows.detect import DetectRecipe
+from atomlens.workflows.latent import DescriptorRecipe, LatentRecipe
+from atomlens.workflows.recipe import Recipe, setting
+
 
 @dataclass
-class InputConfig:
+class InputConfig(Recipe):
     """How the stack is read."""
 
-    pixel_size: float | None = None  # Å/px; None = from the file's metadata
-    calibrate: str | None = None  # lattice to calibrate against ("graphene", "mos2", Å) or None
-    apply_calibration: bool = False  # replace the pixel size by the calibrated one
-    frames: str | None = None  # "start:stop[:step]" subset of frames, None = all
-    lazy: bool = True  # keep pixels on disk (memmap / TIFF pages / Zarr)
+    section = "input"
+
+    pixel_size: float | None = setting(None, above=0.0, doc="Å/px; None = from the file's metadata")
+    calibrate: str | None = setting(
+        None, doc="lattice to calibrate against ('graphene', 'mos2', or Å) or None")
+    apply_calibration: bool = setting(False, doc="replace the pixel size by the calibrated one")
+    frames: str | None = setting(None, doc="frames to analyse, e.g. '0:10', '0:3,8'; None = all")
+    lazy: bool = setting(True, doc="keep pixels on disk (memmap / TIFF pages / Zarr)")
+
+
+# The recipes of the workflows ARE the sections of the pipeline config.
+DetectConfig = DetectRecipe
+ChemConfig = ChemRecipe
+DescriptorConfig = DescriptorRecipe
+LatentConfig = LatentRecipe
 
 
 @dataclass
-class DetectConfig:
-    """U-Net atom finding (``atomlens.segment.detect``)."""
+class ReportConfig(Recipe):
+    """The HTML report."""
 
-    model: str | None = None  # model file; None = the shipped graphene model
-    threshold: float = 0.5  # probability threshold for atom blobs
-    refine: str = "gaussian"  # sub-pixel refinement: "gaussian", "com" or "none"
-    batch_size: int = 4  # frames per network batch
-    device: str = "auto"  # "auto", "cpu" or "cuda"
-    save_maps: bool = True  # write probability maps to maps.zarr (float16)
+    section = "report"
 
-
-@dataclass
-class ChemConfig:
-    """Bond graph, rings, defects and tracking (``atomlens.chem.analyze``)."""
-
-    enabled: bool = True
-    track: bool = True  # link atoms over frames (track_id)
-    max_displacement_A: float | None = None  # Å per frame step; None = C 1 Å, Si 3 Å
-
-
-@dataclass
-class DescriptorConfig:
-    """Subimages around atoms (``atomlens.descriptors.extract_windows``)."""
-
-    window: int = 32  # window side in pixels of the stack
-    source: str = "raw"  # "raw" image or "maps" (probability maps)
-    centres: str = "atoms"  # "atoms" or "rings" (ring centres from chemistry)
-    border: str = "drop"  # "drop" windows that leave the frame, or "pad"
-
-
-@dataclass
-class LatentConfig:
-    """The rVAE (or a baseline) trained on the subimages."""
-
-    enabled: bool = True
-    model: str = "rvae"  # rvae, skip-rvae, vae, conv-ae, pca, nmf, gmm
-    latent_dim: int = 2  # content latents (z1, z2, ...)
-    epochs: int = 30
-    batch_size: int = 200
-    lr: float = 1e-3
-    train_fraction: float = 0.75
-    max_train_windows: int = 4000  # train on a random subset this large, encode all
-    seed: int = 0
-    device: str = "auto"
-
-
-@dataclass
-class ReportConfig:
-    enabled: bool = True
-    frames: tuple[int, ...] | None = None  # frames shown as lattices; None = first/middle/last
+    enabled: bool = setting(True, doc="write report.html")
+    frames: tuple[int, ...] | None = setting(
+        None, doc="frames shown as lattices; None = first/middle/last")
 
 
 @dataclass
@@ -91,22 +68,26 @@ class PipelineConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PipelineConfig:
+        """Build from ``{section: {key: value}}``; unknown sections or keys, wrong types
+        and out-of-range values raise :class:`SettingsError` naming the field."""
         cfg = cls()
         sections = {f.name: f for f in fields(cls)}
         for name, values in (data or {}).items():
             if name not in sections:
-                raise ValueError(
+                raise SettingsError(
                     f"unknown config section [{name}]; known sections: {', '.join(sections)}"
                 )
+            if not isinstance(values, dict):
+                raise SettingsError(f"[{name}] must be a table of settings, got {values!r}")
             section = getattr(cfg, name)
-            known = {f.name: f for f in fields(section)}
-            for key, value in (values or {}).items():
-                if key not in known:
-                    raise ValueError(
-                        f"unknown setting '{key}' in [{name}]; known: {', '.join(known)}"
-                    )
-                setattr(section, key, value)
+            setattr(cfg, name, type(section).from_dict({**section.to_dict(), **values}))
         return cfg
+
+    def validate(self) -> PipelineConfig:
+        """Check every section (after attributes were set by hand); returns ``self``."""
+        for f in fields(self):
+            getattr(self, f.name).validate()
+        return self
 
     @classmethod
     def from_file(cls, path: str | Path | None) -> PipelineConfig:
@@ -136,16 +117,27 @@ class PipelineConfig:
         return dataclasses.asdict(getattr(self, name))
 
 
+def _toml_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
 def default_config_toml() -> str:
     """The default configuration as a commented TOML text (``atomlens run --print-config``)."""
     lines = ["# AtomLens pipeline configuration: every setting with its default."]
     for sec in fields(PipelineConfig):
         obj = sec.default_factory()  # type: ignore[misc]
         lines.append(f"\n[{sec.name}]")
+        docs = obj.docs()
         for f in fields(obj):
             value = getattr(obj, f.name)
+            if docs.get(f.name):
+                lines.append(f"# {docs[f.name]}")
             if value is None:
                 lines.append(f"# {f.name} =   (unset)")
             else:
-                lines.append(f"{f.name} = {json.dumps(value)}")
+                lines.append(f"{f.name} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"

@@ -25,7 +25,7 @@ def _centres(atoms: pd.DataFrame, tables: dict, centres: str) -> pd.DataFrame:
 
 def _source(stack: Any, maps_path: Path | None, source: str) -> Any:
     if source == "raw":
-        return stack.data
+        return stack.data[:]
     if source == "maps":
         if maps_path is None:
             raise ValueError("descriptors from maps need [detect] save_maps = true")
@@ -44,7 +44,7 @@ def run_latent_stage(
     Returns the atom table with latent columns (``angle, dx, dy, z1, ...`` for the rVAE
     family; model-specific names for baselines), the model file and the subimages Zarr.
     """
-    from atomlens.descriptors import extract_windows
+    from atomlens.workflows.latent import cut_windows, prepare_movie
 
     dcfg, lcfg = cfg.section("descriptors"), cfg.section("latent")
     centres = _centres(atoms, tables, cfg.descriptors.centres)
@@ -57,16 +57,9 @@ def run_latent_stage(
     else:
         work = sd_desc.begin()
         say("descriptors: cutting windows", progress)
-        data = _source(stack, maps_path, cfg.descriptors.source)
-        sub = extract_windows(
-            data, centres, window=cfg.descriptors.window, border=cfg.descriptors.border
-        )
-        if len(sub.images) == 0:
-            raise ValueError(
-                f"no {cfg.descriptors.window}-pixel window fits around any centre: use a "
-                "smaller [descriptors] window or border = 'pad'"
-            )
-        images, index = np.asarray(sub.images, dtype=np.float32), np.asarray(sub.index)
+        data = prepare_movie(_source(stack, maps_path, cfg.descriptors.source), cfg.descriptors)
+        sub = cut_windows(data, centres, cfg.descriptors)
+        images, index = sub.images, sub.index
         np.save(work / "images.npy", images)
         np.save(work / "index.npy", index)
         _write_subimages_zarr(work / "subimages.zarr", images, index, centres)
@@ -94,30 +87,22 @@ def run_latent_stage(
 
 
 def _train_and_encode(images: np.ndarray, cfg: Any, model_path: Path, progress: bool) -> pd.DataFrame:
-    from atomlens.models import make_model
-    from atomlens.train import fit_events
+    """Train ``[latent]`` on the windows with the latent workflow (the same training as the
+    docks and ``atomlens rvae``) and encode every window."""
+    from atomlens.workflows.events import EpochEnd, Log, drain
+    from atomlens.workflows.latent import Windows, train
 
-    lc = cfg.latent
-    rng = np.random.default_rng(lc.seed)
-    n = len(images)
-    subset = np.sort(rng.choice(n, size=min(n, lc.max_train_windows), replace=False))
-    window = tuple(images.shape[-2:])
-    model = make_model(lc.model, window=window, latent_dim=lc.latent_dim, seed=lc.seed)
-    say(f"latent: training {lc.model} on {len(subset)} of {n} windows, {lc.epochs} epochs", progress)
-    if hasattr(model, "uses_training_loop") and not model.uses_training_loop:
-        model.fit(images[subset])
-    else:
-        from atomlens.pipeline.progress import bar
+    windows = Windows(images, np.arange(len(images)), pd.DataFrame(), cfg.descriptors)
 
-        events = fit_events(
-            model, images[subset], epochs=lc.epochs, batch_size=lc.batch_size, lr=lc.lr,
-            train_fraction=lc.train_fraction, device=lc.device, seed=lc.seed,
-        )
-        for _ in bar(events, "latent: train", total=None, enabled=progress):
-            pass
-    model.save(model_path)
-    say("latent: encoding all windows", progress)
-    return model.transform(images).reset_index(drop=True)
+    def show(ev: Any) -> None:
+        if isinstance(ev, Log):
+            say(f"latent: {ev.message}", progress)
+        elif isinstance(ev, EpochEnd):
+            say(f"latent: epoch {ev.epoch + 1}/{ev.n_epochs} loss {ev.train_loss:.4g}", progress)
+
+    res = drain(train(windows, cfg.latent), show)
+    res.model.save(model_path)
+    return res.latents.reset_index(drop=True)
 
 
 def _write_subimages_zarr(path: Path, images: np.ndarray, index: np.ndarray,

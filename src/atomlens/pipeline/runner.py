@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,8 @@ import numpy as np
 import pandas as pd
 
 from atomlens import __version__
+from atomlens.io import atomic
+from atomlens.io.atomic import output_lock
 from atomlens.io.frames import parse_frames
 from atomlens.pipeline.cache import file_fingerprint, stage_dir
 from atomlens.pipeline.config import PipelineConfig
@@ -60,9 +61,17 @@ def run_pipeline(
     scheduler : ``None`` in-process, ``"local"`` a 2-worker local Dask cluster, or the
         address of an existing ``dask.distributed`` scheduler.
     """
+    out = Path(out)
+    with output_lock(out):  # one run per output folder; stale temporaries cleaned
+        return _run_locked(stack_path, out, config, scheduler, progress)
+
+
+def _run_locked(stack_path: str | Path, out: Path, config: PipelineConfig | None,
+                scheduler: str | None, progress: bool) -> RunResult:
     from atomlens.io import read_stack
 
     cfg = copy.deepcopy(config) if config is not None else PipelineConfig()  # caller's stays
+    cfg.validate()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     project = _maybe_project(Path(stack_path))
@@ -95,8 +104,9 @@ def run_pipeline(
         if project is not None and project.atoms is not None:
             atoms = _keep_corrected(atoms, project)
         with _timed(result, "chem"):
+            movie = stack.data if cfg.chem.register else None
             atoms, tables = _stage_chem(atoms, pixel_size, cfg, base_key, out, executor, result,
-                                        progress)
+                                        progress, movie)
         model_path = sub_path = None
         if cfg.latent.enabled:
             with _timed(result, "latent"):
@@ -108,6 +118,7 @@ def run_pipeline(
         executor.close()
 
     result.atoms = atoms
+    (out / "run.json").unlink(missing_ok=True)  # written last: absent = unfinished outputs
     files = _write_outputs(out, atoms, tables, maps_path, model_path, sub_path)
     result.files.update(files)
     result.files["project"] = _write_project(out, stack_path, pixel_size, stack, atoms, cfg,
@@ -121,7 +132,8 @@ def run_pipeline(
                 out / "report.html", stack, atoms, tables, maps_path, classes, model_path, cfg,
                 pixel_size, result,
             )
-    (out / "run.json").write_text(
+    atomic.write_text(
+        out / "run.json",
         json.dumps(
             {
                 "stack": str(stack_path),
@@ -176,20 +188,21 @@ def _keep_corrected(atoms: pd.DataFrame, project: Any) -> pd.DataFrame:
 
 
 def _pixel_size(stack: Any, cfg: PipelineConfig, out: Path, progress: bool) -> float:
-    px = stack.pixel_size
+    """User value > file metadata > lattice calibration (``apply_calibration`` puts the
+    calibration first); see :func:`atomlens.io.pixel_size.resolve_pixel_size`."""
+    from atomlens.io.pixel_size import resolve_pixel_size
+
+    calibrated = None
     if cfg.input.calibrate:
         from atomlens.chem import calibrate_pixel_size
 
         cal = calibrate_pixel_size(stack, lattice=cfg.input.calibrate)
-        (out / "calibration.json").write_text(json.dumps(_as_jsonable(cal), indent=2, default=str))
+        atomic.write_text(out / "calibration.json", json.dumps(_as_jsonable(cal), indent=2, default=str))
         say(f"calibrate: {cal}", progress)
-        if cfg.input.apply_calibration or px is None:
-            px = float(cal.pixel_size)
-    if not px:
-        raise ValueError(
-            "the stack has no pixel size: set [input] pixel_size (Å/px) or calibrate = 'graphene'"
-        )
-    return float(px)
+        calibrated = float(cal.pixel_size)
+        if cfg.input.apply_calibration:
+            return calibrated
+    return resolve_pixel_size(stack, cfg.input.pixel_size, calibrated=calibrated).value
 
 
 def _as_jsonable(obj: Any) -> Any:
@@ -236,6 +249,10 @@ def _stage_detect(
             i0 = frame_pos[chunk[0]]
             maps_store[i0 : i0 + len(chunk)] = maps
     atoms = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    if not atoms.empty:
+        from atomlens.io.atoms_table import with_atom_ids
+
+        atoms = with_atom_ids(atoms, fresh=True)
     if atoms.empty:
         raise ValueError(
             "no atoms were found in any frame: check the pixel size (Å/px), lower the "
@@ -260,7 +277,7 @@ def _open_maps(path: Path, n: int, shape: tuple, classes: list[str], frames: lis
 
 def _stage_chem(
     atoms: pd.DataFrame, pixel_size: float, cfg: PipelineConfig, base_key: dict, out: Path,
-    executor: Any, result: RunResult, progress: bool,
+    executor: Any, result: RunResult, progress: bool, movie: Any = None,
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     empty = {"bonds": pd.DataFrame(), "rings": pd.DataFrame(), "defects": pd.DataFrame()}
     if not cfg.chem.enabled:
@@ -277,14 +294,25 @@ def _stage_chem(
     atoms = atoms.sort_values("frame", kind="stable").reset_index(drop=True)
     frames = sorted(atoms["frame"].unique())
     chunks = [atoms[atoms["frame"].isin(c)] for c in frame_chunks(frames, CHUNK_FRAMES)]
-    parts = list(bar(executor.map(chem_chunk, chunks, pixel_size=pixel_size), "chem",
+    parts = list(bar(executor.map(chem_chunk, chunks, pixel_size=pixel_size,
+                                  chem=cfg.section("chem")), "chem",
                      total=len(chunks), enabled=progress))
     tables = _merge_chem_parts(parts)
     atoms = tables.pop("atoms")
+    tables.pop("dopants", None)
     if cfg.chem.track:
-        from atomlens.chem import track_atoms
+        from atomlens.workflows import chemistry
 
-        atoms = track_atoms(atoms, pixel_size, max_displacement_A=cfg.chem.max_displacement_A)
+        if cfg.chem.register and movie is not None:
+            say("chem: registering frames (drift)", progress)
+            atoms, drift = chemistry.register_atoms(atoms, movie)
+            if drift is not None:
+                np.save(work / "drift.npy", drift)
+        atoms = chemistry.track(atoms, pixel_size, cfg.chem)
+    if "bonds" in tables:
+        from atomlens.workflows.chemistry import with_bond_ids
+
+        tables["bonds"] = with_bond_ids(tables["bonds"], atoms)
     for n, t in {"atoms": atoms, **tables}.items():
         t.to_parquet(work / f"{n}.parquet")
     sd.finish({"atoms": int(len(atoms))})
@@ -300,6 +328,7 @@ def _merge_chem_parts(parts: list[dict[str, pd.DataFrame]]) -> dict[str, pd.Data
     shifted by the rows and ids of the chunks before it.
     """
     out: dict[str, list[pd.DataFrame]] = {n: [] for n in ("atoms", "bonds", "rings", "defects")}
+    parts = [{n: p[n] for n in out} for p in parts]
     row0 = ring0 = defect0 = 0
     for part in parts:
         atoms = part["atoms"].copy()
@@ -365,22 +394,20 @@ def _write_outputs(
     model_path: Path | None, sub_path: Path | None,
 ) -> dict[str, Path]:
     files: dict[str, Path] = {}
-    atoms.to_csv(out / "atoms.csv", index=False)
-    atoms.to_parquet(out / "atoms.parquet")
+    atomic.write_csv(out / "atoms.csv", atoms)
+    atomic.write_parquet(out / "atoms.parquet", atoms)
     files["atoms_csv"], files["atoms_parquet"] = out / "atoms.csv", out / "atoms.parquet"
     for name, table in tables.items():
         if len(table):
-            table.to_csv(out / f"{name}.csv", index=False)
+            atomic.write_csv(out / f"{name}.csv", table)
             files[name] = out / f"{name}.csv"
     for name, src in (("maps", maps_path), ("subimages", sub_path)):
         if src is not None and src.exists():
             dst = out / f"{name}.zarr"
-            if dst.exists():
-                shutil.rmtree(dst)
-            shutil.copytree(src, dst)
+            atomic.replace_tree(src, dst)
             files[name] = dst
     if model_path is not None and model_path.exists():
-        shutil.copy2(model_path, out / "model.pt")
+        atomic.copy_file(model_path, out / "model.pt")
         files["model"] = out / "model.pt"
     return files
 

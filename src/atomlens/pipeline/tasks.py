@@ -20,13 +20,6 @@ def _open_stack(path: str, pixel_size: float | None) -> Any:
     return read_stack(path, pixel_size=pixel_size, lazy=True)
 
 
-@lru_cache(maxsize=4)
-def _load_detector(model_path: str | None) -> Any:
-    from atomlens.segment import load_detector
-
-    return load_detector(model_path)
-
-
 def detect_chunk(
     frames: list[int],
     *,
@@ -35,35 +28,25 @@ def detect_chunk(
     detect: dict,
     with_maps: bool,
 ) -> tuple[pd.DataFrame, np.ndarray | None, list[str]]:
-    """Detect atoms on ``frames`` of the stack at ``stack_path``.
+    """Detect atoms on ``frames`` of the stack at ``stack_path`` with the detect workflow
+    (``detect`` is a :class:`~atomlens.workflows.detect.DetectRecipe` as a dict).
 
     Returns the atom table (``frame`` holding the stack's frame numbers), the maps of
     those frames as ``(len(frames), C, Y, X)`` float16 (or ``None``) and the class names.
     """
-    from atomlens.io import Stack
-    from atomlens.segment import detect as run_detect
+    from atomlens.workflows.detect import DetectRecipe, detect_frames
 
     stack = _open_stack(stack_path, pixel_size)
-    data = np.stack([stack.frame(t) for t in frames])
-    model = _load_detector(detect.get("model"))
-    result = run_detect(
-        Stack(data, pixel_size, "user"),
-        model=model,
-        threshold=detect["threshold"],
-        refine=detect["refine"],
-        batch_size=detect["batch_size"],
-        device=detect["device"],
-        return_maps=with_maps,
-    )
-    atoms = result.atoms.copy()
-    atoms["frame"] = np.asarray(frames)[atoms["frame"].to_numpy(dtype=int)]
-    maps = None if result.maps is None else np.asarray(result.maps, dtype=np.float16)
-    return atoms, maps, list(model.classes)
+    res = detect_frames(stack, DetectRecipe.from_dict(detect), list(frames),
+                        pixel_size=pixel_size, maps=with_maps)
+    maps = None if res.maps is None else np.asarray(res.maps, dtype=np.float16)
+    return res.atoms.drop(columns="atom_id"), maps, list(res.classes)
 
 
-def chem_chunk(atoms: pd.DataFrame, *, pixel_size: float) -> dict[str, pd.DataFrame]:
-    """Per-frame chemistry (bonds, rings, defects) of the frames in ``atoms``; no tracking."""
-    from atomlens.chem import analyze
+def chem_chunk(atoms: pd.DataFrame, *, pixel_size: float, chem: dict | None = None,
+               ) -> dict[str, pd.DataFrame]:
+    """Per-frame chemistry (bonds, rings, defects) of the frames in ``atoms``; no tracking
+    (``chem`` is a :class:`~atomlens.workflows.chemistry.ChemRecipe` as a dict)."""
+    from atomlens.workflows.chemistry import ChemRecipe, per_frame
 
-    res = analyze(atoms, pixel_size, track=False)
-    return {"atoms": res.atoms, "bonds": res.bonds, "rings": res.rings, "defects": res.defects}
+    return per_frame(atoms, pixel_size, ChemRecipe.from_dict(chem or {}))

@@ -150,6 +150,11 @@ def drain(gen: Generator[Any, None, T], on_event: Callable[[Any], None] | None =
 
 __all__ = [
     "Cancelled",
+    "CheckpointSaved",
+    "EpochEnd",
+    "Finished",
+    "Started",
+    "StepEnd",
     "Log",
     "Progress",
     "TrainingProgress",

@@ -166,8 +166,9 @@ class Recipe:
         known = {f.name for f in fields(cls)}
         bad = sorted(set(data) - known)
         if bad:
+            names = ", ".join(f"'{b}'" for b in bad)
             raise SettingsError(
-                f"unknown setting(s) {', '.join(bad)} in [{cls.section}]; known: {', '.join(sorted(known))}"
+                f"unknown setting {names} in [{cls.section}]; known: {', '.join(sorted(known))}"
             )
         return cls(**data)
 
