@@ -30,7 +30,9 @@ def link_atoms(
 
     Parameters
     ----------
-    atoms : atom table (``frame``, ``y``, ``x`` pixels, ``cls``).
+    atoms : atom table (``frame``, ``y``, ``x`` pixels, ``cls``); when it has
+        ``y_reg``/``x_reg`` (drift-registered, see :mod:`atomlens.chem.registration`)
+        those are linked instead, so sample drift is not mistaken for motion.
     pixel_size : Å per pixel.
     max_disp_A : largest allowed displacement between linked detections (Å), one
         number or a mapping species -> Å (key ``"*"`` for the rest; needs
@@ -63,7 +65,9 @@ def link_atoms(
     if n == 0:
         return track
     frame = atoms["frame"].to_numpy()
-    yx = atoms[["y", "x"]].to_numpy(dtype=float) * pixel_size  # Å
+    # registered coordinates (atomlens.chem.registration.apply_drift) when present
+    cols = ["y_reg", "x_reg"] if {"y_reg", "x_reg"} <= set(atoms.columns) else ["y", "x"]
+    yx = atoms[cols].to_numpy(dtype=float) * pixel_size  # Å
     species = atoms["cls"].astype(str).to_numpy() if "cls" in atoms else np.zeros(n, str)
     _, spec_code = np.unique(species, return_inverse=True)
     frames = np.unique(frame)
