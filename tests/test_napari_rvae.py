@@ -119,9 +119,16 @@ def test_subimages_train_encode_colour_animate(make_napari_viewer, qtbot, movie,
     assert pts.face_color_mode == "colormap"
     assert pts.face_contrast_limits == pytest.approx(robust_limits(feats["z1"].to_numpy()))
     assert not np.allclose(pts.face_color, species_colours)
+    # atoms without a latent (window crosses the frame edge) are drawn grey, not hidden
+    no_latent = ~np.isfinite(feats["z1"].to_numpy())
+    assert no_latent.any()
+    np.testing.assert_allclose(pts.face_color[no_latent], [[0.498, 0.498, 0.498, 1.0]] * int(no_latent.sum()), atol=0.01)
+    key = pts.metadata["atomlens"]["colour_key"]
+    assert key["title"] == "z1" and key["units"] == "latent units" and key["n_missing"] == int(no_latent.sum())
+    assert tuple(key["limits"]) == pytest.approx(pts.face_contrast_limits)
     limits_all_frames = pts.face_contrast_limits
     latent.colour_by.value = "angle"
-    assert pts.face_colormap.name == "twilight"
+    assert pts.face_colormap.name.startswith("twilight")
     latent.colour_by.value = "z1"
 
     # the time slider shows only that frame's atoms, and colour limits do not change

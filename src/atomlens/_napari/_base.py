@@ -1,4 +1,6 @@
-"""A magicgui Container bound to a viewer, with layer pickers that follow the layer list."""
+"""A magicgui Container bound to a viewer, with layer pickers that follow the layer list
+and every layer's features and name (so a picker that accepts only layers with latents
+fills in as soon as encoding adds them)."""
 
 from __future__ import annotations
 
@@ -21,9 +23,26 @@ class ViewerWidget(Container):
         ev = viewer.layers.events
         for name in ("inserted", "removed", "reordered"):
             getattr(ev, name).connect(self._refresh_choices)
+        ev.inserted.connect(self._on_inserted)
+        for layer in viewer.layers:
+            self._watch(layer)
+
+    def _on_inserted(self, event=None) -> None:
+        if event is not None and getattr(event, "value", None) is not None:
+            self._watch(event.value)
+
+    def _watch(self, layer: Layer) -> None:
+        """Refresh the pickers when ``layer``'s features or name change."""
+        for name in ("features", "name"):
+            emitter = getattr(layer.events, name, None)
+            if emitter is not None:
+                emitter.connect(self._refresh_choices)
 
     def _refresh_choices(self, event=None) -> None:
-        self.reset_choices()
+        try:
+            self.reset_choices()
+        except RuntimeError:  # the dock's Qt widgets are already deleted (viewer closing)
+            pass
 
     def layer_picker(
         self, label: str, layer_type: str | tuple[str, ...], accept: Callable[[Layer], bool] | None = None
@@ -36,10 +55,16 @@ class ViewerWidget(Container):
             return [
                 (lay.name, lay)
                 for lay in reversed(self.viewer.layers)
-                if lay._type_string in types and (accept is None or accept(lay))
+                if layer_kind(lay) in types and (accept is None or accept(lay))
             ]
 
         return ComboBox(label=label, choices=_choices, nullable=False)
+
+
+def layer_kind(layer: Layer) -> str:
+    """``'image'``, ``'points'``, ``'labels'``... from the layer's public class (no private
+    napari attribute)."""
+    return type(layer).__name__.lower()
 
 
 def status_label(value: str = "") -> Label:

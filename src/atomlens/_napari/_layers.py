@@ -16,6 +16,7 @@ import pandas as pd
 
 from atomlens.io import Stack
 from atomlens.viz.colours import ColourSpec
+from atomlens.viz.keys import ColourKey
 from atomlens.viz.layers import META_KEY, LayerTuple
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def replace_or_add(viewer: napari.Viewer, layer_tuple: LayerTuple) -> Layer:
     """Replace the data of the layer with the same name and kind, else add a new one."""
     data, kwargs, kind = layer_tuple
     name = kwargs.get("name")
-    if name in viewer.layers and viewer.layers[name]._type_string == kind:
+    if name in viewer.layers and type(viewer.layers[name]).__name__.lower() == kind:
         viewer.layers.remove(name)
     return add_tuple(viewer, layer_tuple)
 
@@ -98,8 +99,39 @@ def atomlens_kind(layer: Layer) -> str | None:
     return meta.get("kind") if isinstance(meta, dict) else None
 
 
+def colormap_with_grey(name: str):
+    """napari's colormap ``name`` with NaN drawn in neutral grey, not transparent: atoms
+    without a value (no latent: their window crosses the frame edge) stay visible."""
+    from napari.utils.colormaps import Colormap, ensure_colormap
+
+    from atomlens.viz.keys import NEUTRAL_GREY
+
+    base = ensure_colormap(name)
+    return Colormap(colors=base.colors, controls=base.controls, name=base.name,
+                    interpolation=base.interpolation, nan_color=NEUTRAL_GREY)
+
+
+def set_colour_key(layer: Layer, key: ColourKey | None) -> None:
+    """Record ``layer``'s colour key in its metadata and tell the Colour key dock."""
+    from atomlens._napari.state import COLOUR_KEYS
+
+    meta = layer.metadata.setdefault(META_KEY, {})
+    meta["colour_key"] = key.to_dict() if key is not None else None
+    COLOUR_KEYS.changed.emit(layer)
+
+
+def colour_key_of(layer: Layer) -> ColourKey | None:
+    """The colour key AtomLens recorded for ``layer`` (None if it has none)."""
+    meta = layer.metadata.get(META_KEY) if isinstance(layer.metadata, dict) else None
+    d = meta.get("colour_key") if isinstance(meta, dict) else None
+    return ColourKey.from_dict(d) if d else None
+
+
 def apply_colour(layer: Points, spec: ColourSpec) -> None:
-    """Colour a Points layer's faces by ``spec.column`` (fixed map and limits)."""
+    """Colour a Points layer's faces by ``spec.column`` (fixed map and limits; atoms
+    without a value in neutral grey) and record the colour key."""
+    from atomlens.viz.keys import key_for_spec
+
     # pass through direct mode: napari validates a new column against the *current*
     # mode, and a string column cannot be validated as a colormap (nor floats as a cycle)
     layer.face_color = "white"
@@ -110,12 +142,13 @@ def apply_colour(layer: Points, spec: ColourSpec) -> None:
         if layer.face_color_mode != "cycle":
             layer.face_color_mode = "cycle"
     else:
-        layer.face_colormap = spec.colormap
+        layer.face_colormap = colormap_with_grey(spec.colormap)
         layer.face_color = spec.column
         if layer.face_color_mode != "colormap":
             layer.face_color_mode = "colormap"
         layer.face_contrast_limits = spec.contrast_limits
     layer.refresh_colors(update_color_mapping=False)
+    set_colour_key(layer, key_for_spec(spec, layer.features[spec.column]))
 
 
 def merge_features(layer: Points, new: pd.DataFrame) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from atomlens.viz.keys import categorical_key
 from atomlens.viz.layers import AXIS_LABELS, META_KEY, LayerTuple
 
 if TYPE_CHECKING:
@@ -88,6 +89,10 @@ def rings_layer_tuple(
     sizes = rings["size"].to_numpy(dtype=int)
     colours = np.array([RING_COLOURS.get(int(s), OTHER_RING_COLOUR) for s in sizes]).reshape(-1, 4)
     kw = _common(name, pixel_size, "rings")
+    present = sorted({int(v) for v in sizes})
+    kw["metadata"][META_KEY]["colour_key"] = categorical_key(
+        "ring size", {s: RING_COLOURS.get(s, OTHER_RING_COLOUR) for s in present}, "atoms per ring"
+    ).to_dict()
     kw.update(
         {
             "features": rings[["frame", "ring_id", "size"]].reset_index(drop=True),
@@ -111,6 +116,9 @@ def defects_layer_tuple(
     names = sorted(set(kinds.tolist()))
     colours = _DEFECT_PALETTE[[names.index(k) % len(_DEFECT_PALETTE) for k in kinds]].reshape(-1, 4)
     kw = _common(name, pixel_size, "defects")
+    kw["metadata"][META_KEY]["colour_key"] = categorical_key(
+        "defect type", {k: _DEFECT_PALETTE[i % len(_DEFECT_PALETTE)] for i, k in enumerate(names)}
+    ).to_dict()
     kw.update(
         {
             "features": defects.drop(columns=["atoms"], errors="ignore").reset_index(drop=True),

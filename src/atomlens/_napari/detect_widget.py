@@ -7,42 +7,34 @@ and a Points layer whose features are the atom table, coloured by species).
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import napari
-import numpy as np
-from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, ProgressBar, PushButton
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, ProgressBar, PushButton
 
 from atomlens._napari._base import ViewerWidget, status_label
 from atomlens._napari._layers import current_frame, layer_pixel_size, layer_stack, replace_or_add
 from atomlens._napari._workers import notify_error, start_generator
+from atomlens._napari.key_dock import ensure_key_dock
 from atomlens.viz.layers import atoms_layer_tuple, probability_layer_tuples
 
 
 def detection_events(stack: Any, model_path: str | None, frames: list[int] | None,
-                     threshold: float) -> Generator:
-    """Run :func:`atomlens.atoms.iter_detect` (maps included), yielding each
-    :class:`~atomlens.atoms.FrameResult` for progress; returns the
-    :class:`~atomlens.atoms.DetectionResult` and the list of frames done."""
-    import pandas as pd
+                     threshold: float, stop: threading.Event | None = None,
+                     pixel_size: float | None = None) -> Generator:
+    """The headless detect workflow (:func:`atomlens.workflows.detect.run`, maps kept),
+    yielding its :class:`~atomlens.workflows.Progress` per frame; returns the
+    :class:`~atomlens.workflows.detect.DetectResult` and the list of frames done. When
+    ``stop`` is set, detection ends after the current frame and the frames done are kept."""
+    from atomlens.workflows import detect
 
-    from atomlens.atoms import DetectionResult, empty_table, iter_detect
-    from atomlens.segment.model_file import load_detector
-
-    det = load_detector(model_path)  # None: the shipped model
-    tables, maps, done = [], [], []
-    for fr in iter_detect(stack, det, frames, threshold, return_maps=True):
-        tables.append(fr.atoms)
-        maps.append(fr.maps)
-        done.append(fr.frame)
-        yield fr
-    species = list(det.classes[1:])
-    atoms = pd.concat(tables, ignore_index=True) if tables else empty_table(species)
-    result = DetectionResult(atoms, np.stack(maps) if maps else None, det.classes,
-                             float(stack.pixel_size or 0.0), det.card)
-    return result, done
+    recipe = detect.DetectRecipe(model=model_path, threshold=float(threshold))
+    result = yield from detect.run(stack, recipe, frames, pixel_size=pixel_size, stop=stop, maps=True)
+    return result, list(result.frames)
 
 
 class DetectWidget(ViewerWidget):
@@ -59,12 +51,18 @@ class DetectWidget(ViewerWidget):
         self.pixel_size.native.setDecimals(4)
         self.pixel_size.tooltip = "0: use the image layer's calibration (its scale in Å)"
         self.run_button = PushButton(text="Detect atoms")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.stop_button.tooltip = "end after the current frame; the frames done are kept"
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self.status = status_label()
         self.extend([self.image, self.model_file, self.frames, self.threshold, self.pixel_size,
-                     self.run_button,
+                     Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
+                               labels=False),
                      self.progress, self.status])
         self.run_button.changed.connect(self.run)
+        self.stop_button.changed.connect(self.stop)
+        self._stop = threading.Event()
+        self._t0 = 0.0
         self.worker: Any = None
         self._source = None
 
@@ -77,39 +75,58 @@ class DetectWidget(ViewerWidget):
         """Start detection on a worker thread; returns the worker (None if nothing to do)."""
         layer = self.image.value
         if layer is None:
-            notify_error(ValueError("no image layer: open a STEM movie first"), "Detect atoms")
+            notify_error(ValueError("no image layer: open a STEM movie first (File > Open, or "
+                                    "File > Open Sample > AtomLens)"), "Detect atoms")
+            return None
+        if layer_pixel_size(layer) is None and not self.pixel_size.value > 0:
+            notify_error(ValueError(f"'{layer.name}' has no pixel size: type it into this dock's "
+                                    "'pixel size (Å)' field"), "Detect atoms")
             return None
         try:
             stack = layer_stack(layer)
-            if self.pixel_size.value > 0:
-                stack = stack.with_pixel_size(float(self.pixel_size.value))
         except ValueError as exc:
             notify_error(exc, "Detect atoms")
             return None
+        user_px = float(self.pixel_size.value) if self.pixel_size.value > 0 else None
         frames = [current_frame(self.viewer, layer)] if self.frames.value == "current" else None
         n = 1 if frames is not None else stack.n_frames
         self.progress.max, self.progress.value = n, 0
         self.status.value = "running..."
-        self.run_button.enabled = False
+        self.run_button.enabled, self.stop_button.enabled = False, True
         self._source = layer
+        self._stop = threading.Event()
+        self._t0 = time.perf_counter()
         self.worker = start_generator(
             detection_events,
             stack,
             self._model_path(),
             frames,
             float(self.threshold.value),
+            self._stop,
+            user_px,
             on_yield=self._on_progress,
             on_return=self._on_result,
             on_error=lambda exc: setattr(self.status, "value", "failed"),
-            on_finish=lambda: setattr(self.run_button, "enabled", True),
+            on_finish=self._after,
             what="Detect atoms",
         )
         return self.worker
 
-    def _on_progress(self, frame_result: Any) -> None:
-        self.progress.max = int(frame_result.n_frames)
-        self.progress.value = int(frame_result.index) + 1
-        self.status.value = f"frame {frame_result.frame}: {len(frame_result.atoms)} atoms"
+    def stop(self) -> None:
+        """End detection after the current frame; the frames done become layers."""
+        self._stop.set()
+        self.status.value = "stopping after this frame..."
+
+    def _after(self) -> None:
+        self.run_button.enabled, self.stop_button.enabled = True, False
+
+    def _on_progress(self, event: Any) -> None:
+        done = int(getattr(event, "done", 0))
+        total = int(getattr(event, "total", None) or max(done, 1))
+        self.progress.max, self.progress.value = total, done
+        elapsed = time.perf_counter() - self._t0
+        left = elapsed / max(done, 1) * (total - done)
+        self.status.value = f"{getattr(event, 'message', '')}; {done}/{total}, ~{left:.0f} s left"
 
     def _on_result(self, outcome: tuple[Any, list[int]]) -> None:
         result, frames = outcome
@@ -136,7 +153,9 @@ class DetectWidget(ViewerWidget):
         tup[1]["translate"] = (t_off, y_off, x_off)
         tup[1]["metadata"]["atomlens"]["pixel_size"] = float(result.pixel_size)
         points = replace_or_add(self.viewer, tup)
-        self.progress.value = self.progress.max
-        self.status.value = f"{len(atoms)} atoms"
+        self.progress.value = self.progress.max if not self._stop.is_set() else len(frames)
+        stopped = " (stopped: frames done kept)" if self._stop.is_set() else ""
+        self.status.value = f"{len(atoms)} atoms in {len(frames)} frame(s){stopped}"
         self.viewer.layers.selection.active = points
+        ensure_key_dock(self.viewer)
 

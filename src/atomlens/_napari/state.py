@@ -90,6 +90,7 @@ class Session:
     def __init__(self) -> None:
         self.training = TrainingState()
         self._model: SessionModel | None = None
+        self.key_dock: Any = None  # the Colour key dock, once docked
 
     @property
     def model(self) -> SessionModel | None:
@@ -100,6 +101,15 @@ class Session:
         self._model = value
         self.model_changed.emit(value)
 
+
+class _KeyBus:
+    """Announces that a layer's colour key changed (the Colour key dock listens)."""
+
+    changed = Signal(object)  # the layer
+
+
+#: One bus for every viewer: a layer whose colouring changed is emitted here.
+COLOUR_KEYS = _KeyBus()
 
 _SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 

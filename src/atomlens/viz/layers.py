@@ -134,7 +134,11 @@ def atoms_layer_tuple(
         "metadata": meta,
     }
     if colour_by in features.columns and len(features):
-        kw.update(colour_spec(colour_by, features[colour_by]).points_kwargs())
+        from atomlens.viz.keys import key_for_spec
+
+        spec = colour_spec(colour_by, features[colour_by])
+        kw.update(spec.points_kwargs())
+        meta[META_KEY]["colour_key"] = key_for_spec(spec, features[colour_by]).to_dict()
     else:
         kw["face_color"] = "#a6a6a6"
     return (data, kw, "points")
