@@ -157,6 +157,51 @@ def write_npz(path: str | os.PathLike, **arrays: Any) -> Path:
     return write_bytes(path, buf.getvalue())
 
 
+def write_parquet(path: str | os.PathLike, table: Any, **kwargs: Any) -> Path:
+    """Write a pandas DataFrame as Parquet whole or not at all."""
+    with atomic_write(path, "wb") as fh:
+        table.to_parquet(fh, **kwargs)
+    return Path(path)
+
+
+def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy ``src`` to ``dst`` whole or not at all."""
+    import shutil
+
+    with open(src, "rb") as fin, atomic_write(dst, "wb") as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)
+    return Path(dst)
+
+
+def replace_tree(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy the folder ``src`` to ``dst``, replacing ``dst`` only once the copy is whole.
+
+    The copy goes to a temporary sibling first; the old ``dst`` is moved aside and
+    removed after the rename, so ``dst`` is at every moment absent, old or new (a crash
+    between the two renames leaves it absent, never half-copied).
+    """
+    import shutil
+
+    src, dst = Path(src), Path(dst)
+    tmp = dst.with_name(f"{TMP_PREFIX}{dst.name}.{os.getpid()}{TMP_SUFFIX}")
+    old = dst.with_name(f"{TMP_PREFIX}{dst.name}.old.{os.getpid()}{TMP_SUFFIX}")
+    for p in (tmp, old):
+        if p.exists():
+            shutil.rmtree(p)
+    try:
+        shutil.copytree(src, tmp)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"cannot write {dst} ({exc.strerror or exc}); free disk space or "
+                          "choose another output folder") from exc
+    if dst.exists():
+        os.replace(dst, old)
+    os.replace(tmp, dst)
+    shutil.rmtree(old, ignore_errors=True)
+    _fsync_dir(dst.parent)
+    return dst
+
+
 def is_temporary(path: str | os.PathLike) -> bool:
     """True for a temporary left by :func:`atomic_write`."""
     name = Path(path).name
@@ -176,11 +221,17 @@ def clean_stale_temporaries(folder: str | os.PathLike, older_than_s: float = 0.0
     now = time.time()
     removed = []
     pattern = f"**/{TMP_PREFIX}*{TMP_SUFFIX}" if recursive else f"{TMP_PREFIX}*{TMP_SUFFIX}"
+    import shutil
+
     for p in folder.glob(pattern):
         try:
-            if p.is_file() and not p.is_symlink() and now - p.stat().st_mtime >= older_than_s:
+            if p.is_symlink() or now - p.stat().st_mtime < older_than_s:
+                continue
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
                 p.unlink()
-                removed.append(p)
+            removed.append(p)
         except OSError:
             continue
     return removed
@@ -247,12 +298,15 @@ __all__ = [
     "LOCK_NAME",
     "atomic_write",
     "clean_stale_temporaries",
+    "copy_file",
     "is_temporary",
     "output_lock",
+    "replace_tree",
     "write_bytes",
     "write_csv",
     "write_json",
     "write_npy",
     "write_npz",
+    "write_parquet",
     "write_text",
 ]
