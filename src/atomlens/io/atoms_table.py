@@ -182,18 +182,31 @@ def read_atoms_csv(path: str | Path) -> pd.DataFrame:
     Raises FileNotFoundError for a missing file and :class:`AtomsTableError` for a file
     that is not an atom table.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such atom table: {path}")
+    from atomlens.io.gate import check_declared_size, check_input_path, safe_reason
+
+    path = check_input_path(path, "atom table", error=AtomsTableError)  # no FIFOs, devices
+    check_declared_size(path.stat().st_size * 8, None, path, "an atom table")  # ~8x in memory
     try:
         table = pd.read_csv(path, dtype={"cls": str, "source": str}, keep_default_na=False,
                             na_values={c: ["", "nan", "NaN"] for c in ("y", "x", "prob")})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise AtomsTableError(f"'{path.name}' is not a readable CSV atom table: {exc}") from exc
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
+            ValueError) as exc:
+        raise AtomsTableError(f"'{path.name}' is not a readable CSV atom table "
+                              f"({safe_reason(exc)}); export it again as CSV") from exc
     try:
+        if "frame" not in table and {"y", "x"} <= set(table.columns):
+            table.insert(0, "frame", 0)
+        if "frame" in table:
+            table = validate_atoms(table, f"'{path.name}'")
         table = ensure_edit_columns(table)
     except AtomsTableError as exc:
-        raise AtomsTableError(f"'{path.name}': {exc}") from exc
+        raise AtomsTableError(f"'{path.name}': {exc}" if path.name not in str(exc)
+                              else str(exc)) from exc
+    except (ValueError, TypeError) as exc:
+        raise AtomsTableError(
+            f"'{path.name}': a column holds values of the wrong type ({safe_reason(exc)}); "
+            "frame, y, x and prob must be numbers"
+        ) from exc
     if table[["y", "x"]].isna().any().any():
         raise AtomsTableError(f"'{path.name}' has rows with empty y or x; fix or delete them")
     return table
