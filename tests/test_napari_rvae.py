@@ -1,5 +1,6 @@
-"""The rVAE docks in a real, shown napari viewer (Xvfb): subimages, training on a worker,
-Stop, latent colouring, time stepping, linked plots, GIF and a screenshot."""
+"""The rVAE docks in a real, shown napari viewer (Xvfb): subimages (gallery dock, not a
+canvas layer), training on a worker, Stop, latent colouring with its colour key, time
+stepping, linked plots, movie export on a worker and a screenshot."""
 
 from __future__ import annotations
 
@@ -56,32 +57,47 @@ def _train(qtbot, viewer, epochs: int):
     return train
 
 
+def _cut(qtbot, sub):
+    worker = sub.cut()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    return sub.current
+
+
 def test_subimages_train_encode_colour_animate(make_napari_viewer, qtbot, movie, tmp_path) -> None:
     viewer = make_napari_viewer(show=True)
     img, pts, sub = _setup(viewer, movie)
     assert sub.window.value == 20  # ~4 Å at 0.2 Å/px
-    layer = sub.cut()
-    n = layer.data.shape[0]
-    assert layer.data.shape[1:] == (1, 20, 20) and 20 < n < len(movie.atoms)
+    layers_before = [lay.name for lay in viewer.layers]
+    subs = _cut(qtbot, sub)
+    n = len(subs.images)
+    assert subs.images.shape[1:] == (20, 20) and 20 < n < len(movie.atoms)
+    # the windows live in their own gallery dock: the canvas keeps one image and one slider
+    assert [lay.name for lay in viewer.layers] == layers_before
+    assert viewer.dims.ndim == 3
+    gallery = sub.gallery
+    assert gallery is not None and len(gallery.rows) == 9
 
-    # the subimage slider walks windows, not frames; an atom's window is one click away
+    # selecting atoms (or clicking one) shows their windows in the gallery
     set_frame(viewer, img, 1)
-    index = layer.metadata["atomlens"]["index"]
+    index = subs.index
     row = int(index[n // 2])
-    i = show_window(viewer, layer, row)
-    assert viewer.dims.current_step[0] == i == n // 2
-    assert current_frame(viewer, img) == 1
-    np.testing.assert_allclose(layer._slice.image.view, subimages_of(layer)[i])
-    # a click on an atom of the shown frame (through the layer's mouse callback)
+    i = show_window(viewer, subs, row)
+    assert i == n // 2 and gallery.rows == [row]
+    assert current_frame(viewer, img) == 1  # the time slider did not move
+    pts.selected_data = {int(index[0]), int(index[1])}
+    assert gallery.rows == [int(index[0]), int(index[1])]
     other = int(index[np.flatnonzero(pts.data[index, 0] == 1)[0]])
     click = next(cb for cb in pts.mouse_drag_callbacks if cb.__name__ == "_on_click")
-    world = (0.0, *pts.data_to_world(pts.data[other]))
-    click(pts, SimpleNamespace(position=world, view_direction=None, dims_displayed=[2, 3]))
-    j = int(np.flatnonzero(index == other)[0])
-    assert j != i and viewer.dims.current_step[0] == j
+    world = pts.data_to_world(pts.data[other])
+    click(pts, SimpleNamespace(position=world, view_direction=None, dims_displayed=[1, 2]))
+    assert gallery.rows == [other]
+    gallery.redraw.flush()
+    shown = gallery.axes[0].images[0].get_array()
+    np.testing.assert_allclose(shown, subimages_of(subs)[int(np.flatnonzero(index == other)[0])])
 
     train = _train(qtbot, viewer, epochs=3)
-    assert train.subimages.value is layer
+    assert train.subimages.value is subs
     worker = train.train()
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         pass
@@ -100,8 +116,8 @@ def test_subimages_train_encode_colour_animate(make_napari_viewer, qtbot, movie,
     loaded = train.load_model(saved)
     assert session_for(viewer).model.model is loaded is not trained
     assert session_for(viewer).model.window == 20
-    np.testing.assert_allclose(loaded.transform(subimages_of(layer)).to_numpy(float),
-                               trained.transform(subimages_of(layer)).to_numpy(float), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(loaded.transform(subimages_of(subs)).to_numpy(float),
+                               trained.transform(subimages_of(subs)).to_numpy(float), rtol=1e-5, atol=1e-5)
 
     latent = LatentWidget(viewer)
     viewer.window.add_dock_widget(latent)
@@ -160,11 +176,20 @@ def test_subimages_train_encode_colour_animate(make_napari_viewer, qtbot, movie,
     if "manifold" in plots:
         assert plots["manifold"].image_artist.get_array().size > 0
 
-    # animation and a screenshot of the shown viewer with colour
-    gif = latent.export_gif(tmp_path / "atoms.gif")
-    import imageio.v2 as imageio
+    # the colour key dock shows the z1 colour bar beside the canvas
+    key_dock = session_for(viewer).key_dock
+    key_dock.redraw.flush()
+    assert key_dock.keys[0][0] == "atoms" and key_dock.keys[0][1].label == "z1 (latent units)"
 
-    assert len(imageio.mimread(gif)) == 3
+    # movie export on a worker (scale bar, counter, colour bar), into the path given
+    import imageio.v3 as iio
+
+    worker = latent.export_movie(tmp_path / "atoms.gif")
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    assert iio.imread(tmp_path / "atoms.gif").shape[0] == 3
+    assert latent.progress.value == 3 and "wrote" in latent.status.value
+    assert latent.export_movie(tmp_path / "atoms.avi") is None  # bad input: a notification
     shot = viewer.screenshot(canvas_only=True, flash=False)
     rgb = shot[..., :3].astype(int)
     assert rgb.std() > 10
@@ -175,7 +200,7 @@ def test_subimages_train_encode_colour_animate(make_napari_viewer, qtbot, movie,
 def test_stop_ends_cleanly_with_usable_weights(make_napari_viewer, qtbot, movie) -> None:
     viewer = make_napari_viewer()
     _img, _pts, sub = _setup(viewer, movie)
-    layer = sub.cut()
+    subs = _cut(qtbot, sub)
     train = _train(qtbot, viewer, epochs=500)
     epochs_seen = []
     train.state.events.epoch.connect(lambda e: (epochs_seen.append(e), train.stop()))
@@ -186,16 +211,18 @@ def test_stop_ends_cleanly_with_usable_weights(make_napari_viewer, qtbot, movie)
     assert 1 <= train.state.epoch < 500
     assert train.train_button.enabled and not train.stop_button.enabled
     model = session_for(viewer).model.model
-    z = model.transform(subimages_of(layer))
-    assert len(z) == layer.data.shape[0] and np.isfinite(z.to_numpy(float)).all()
+    z = model.transform(subimages_of(subs))
+    assert len(z) == len(subs.images) and np.isfinite(z.to_numpy(float)).all()
 
     # ring centres become their own Points layer, and windows are cut around them
     sub.centres.value = "ring centres"
-    rings = sub.cut()
+    rings = _cut(qtbot, sub)
     centres = viewer.layers["ring centres atoms"]
     assert set(centres.features["size"]) <= {4, 5, 6, 7, 8, 9} and 6 in set(centres.features["size"])
-    assert rings.metadata["atomlens"]["centres"] == "ring centres atoms"
-    assert 0 < rings.data.shape[0] <= len(centres.data)
+    assert rings.centres == "ring centres atoms"
+    assert 0 < len(rings.images) <= len(centres.data)
+    key = centres.metadata["atomlens"]["colour_key"]
+    assert key["title"] == "ring size" and "6" in [e[0] for e in key["entries"]]
 
 
 def test_errors_become_notifications(make_napari_viewer, qtbot, tmp_path) -> None:
@@ -211,6 +238,10 @@ def test_errors_become_notifications(make_napari_viewer, qtbot, tmp_path) -> Non
     assert train.load_model(bad) is None
     messages = [str(r.message) for r in notification_manager.records[before:]]
     assert any("cut subimages first" in m for m in messages)
+    sub = SubimageWidget(viewer)
+    assert sub.cut() is None  # no layers: a notification naming the dock's fields
+    assert any("'atoms' and 'image / map' fields" in str(r.message)
+               for r in notification_manager.records[before:])
     assert any("missing.pt" in m for m in messages)
     assert any("bad.pt" in m for m in messages)
     assert session_for(viewer).model is None

@@ -16,3 +16,16 @@ def simulated_movie() -> list[LayerTuple]:
         image_layer_tuple(movie.frames, movie.pixel_size, "simulated movie", metadata=meta),
         atoms_layer_tuple(movie.atoms, movie.pixel_size, "true atoms"),
     ]
+
+
+def pfm_movie() -> list[LayerTuple]:
+    """A simulated PFM phase movie (20 frames, 128², walls moving under bias and pinning)
+    as an Image layer plus its true walls as Labels (for the PFM domain walls dock)."""
+    from atomlens.pfm.simulate import simulate_pfm
+
+    movie = simulate_pfm(n_frames=20, size=128, seed=0)
+    meta = {"atomlens": {"pixel_size_source": "simulation", "truth": True, "kind": "stack"}}
+    phase = image_layer_tuple(movie.phase, None, "simulated PFM phase", metadata=meta)
+    walls = (movie.walls.astype("uint8"), {"name": "true walls", "opacity": 0.5, "visible": False,
+                                           "metadata": {"atomlens": {"kind": "walls"}}}, "labels")
+    return [phase, walls]

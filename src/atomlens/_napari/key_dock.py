@@ -9,8 +9,9 @@ into exported movies. It follows the layer list, visibility and recolouring.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import napari
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
@@ -19,9 +20,6 @@ from atomlens._napari._layers import colour_key_of
 from atomlens._napari._workers import Throttle
 from atomlens._napari.state import COLOUR_KEYS, session_for
 from atomlens.viz.keys import ColourKey, draw_key
-
-if TYPE_CHECKING:
-    import napari
 
 _BG = "#262930"
 _FG = "#d0d0d0"

@@ -1,50 +1,60 @@
 """The "Latent colouring" dock: encode every window, colour atoms by any feature, animate.
 
-Encoding runs :func:`atomlens.latent.encode_atoms` on a worker thread and writes the
+Encoding runs the encode workflow (:func:`atomlens.workflows.encode.run`) on a worker thread and writes the
 latents (``angle, dx, dy, z1, z2...``) into the atoms layer's features. "Colour by" maps
 any feature with :func:`atomlens.viz.colours.colour_spec` (species: fixed colours; angle:
 'twilight' over a whole period; others: limits fixed over all frames, so colours compare
-over time). "Export GIF" steps the time slider and saves viewer screenshots. "Plots" docks
-the decoded manifold, the latent scatter (with lasso) and the per-frame distribution.
+over time). "Export movie" renders MP4 or GIF on a worker thread with :mod:`atomlens.viz.movie`
+(scale bar, frame counter, colour bar; progress, time left and Stop). "Show plots" docks
+the decoded manifold, the latent scatter (with lasso) and the per-frame distribution as
+tabs of one plots dock under the canvas.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+)
 
 from atomlens._napari._base import ViewerWidget, status_label
 from atomlens._napari._layers import (
     apply_colour,
     atomlens_kind,
     layer_atoms,
+    layer_pixel_size,
     merge_features,
-    set_frame,
-    time_axis,
 )
 from atomlens._napari._workers import notify_error, start_generator
+from atomlens._napari.key_dock import ensure_key_dock
 from atomlens._napari.state import SessionModel, session_for
-from atomlens.viz.animation import write_gif
 from atomlens.viz.colours import colour_spec
 
 if TYPE_CHECKING:
     from napari.layers import Points
 
 
-def encoding_job(model: Any, data: np.ndarray, atoms: Any) -> Generator:
-    """Encode every atom's window (headless :func:`atomlens.latent.encode_atoms`, with the
-    model's window size) on a worker; returns only the latent columns (NaN for atoms
-    whose window crosses the frame edge)."""
-    from atomlens.latent import encode_atoms
+def encoding_job(model: Any, data: Any, atoms: Any, stop: threading.Event | None = None) -> Generator:
+    """The headless encode workflow (:func:`atomlens.workflows.encode.run`: windows
+    prepared as the model was trained) on a worker; returns only the latent columns (NaN
+    for atoms whose window crosses the frame edge)."""
+    from atomlens.workflows import encode
 
-    yield "encoding"
-    table = encode_atoms(model, data, atoms)
-    return table[list(model.latent_names())]
+    result = yield from encode.run(model, data, atoms, stop=stop)
+    return result.atoms[list(result.columns)]
 
 
 def _image_layers(layer: Any) -> bool:
@@ -62,16 +72,26 @@ class LatentWidget(ViewerWidget):
         self.model_label = Label(value="model: none (train or load one)")
         self.encode_button = PushButton(text="Encode atoms", enabled=False)
         self.colour_by = ComboBox(label="colour by", choices=self._feature_choices)
-        self.gif_path = FileEdit(label="GIF", mode="w", filter="*.gif", value="atoms.gif")
-        self.gif_button = PushButton(text="Export GIF")
+        self.movie_path = FileEdit(label="movie file", mode="w", filter="*.mp4 *.gif",
+                                   value=str(Path.home() / "atomlens_movie.mp4"))
+        self.movie_path.tooltip = ".mp4 (H.264) or .gif; a relative name is saved in your home folder"
+        self.fps = FloatSpinBox(label="frames / s", min=0.5, max=60.0, step=0.5, value=5.0)
+        self.movie_button = PushButton(text="Export movie")
+        self.movie_stop = PushButton(text="Stop", enabled=False)
         self.plots_button = PushButton(text="Show plots")
+        self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self.status = status_label()
-        row = Container(widgets=[self.gif_button, self.plots_button], layout="horizontal", labels=False)
+        row = Container(widgets=[self.movie_button, self.movie_stop, self.plots_button],
+                        layout="horizontal", labels=False)
         self.extend([self.atoms, self.image, self.model_label, self.encode_button, self.colour_by,
-                     self.gif_path, row, self.status])
+                     self.movie_path, self.fps, row, self.progress, self.status])
         self.encode_button.changed.connect(self.encode)
         self.colour_by.changed.connect(self._on_colour_by)
-        self.gif_button.changed.connect(lambda: self.export_gif(self.gif_path.value))
+        self.movie_button.changed.connect(lambda: self.export_movie(self.movie_path.value))
+        self.movie_stop.changed.connect(self.stop_movie)
+        self._movie_stop = threading.Event()
+        self.movie_worker: Any = None
+        self._t0 = 0.0
         self.plots_button.changed.connect(self.show_plots)
         self.atoms.changed.connect(self._watch_layer)
         self.session.model_changed.connect(self._on_model)
@@ -94,14 +114,16 @@ class LatentWidget(ViewerWidget):
         """Encode every atom of the chosen layer on a worker thread; returns the worker."""
         points, image, current = self.atoms.value, self.image.value, self.session.model
         if points is None or image is None or current is None:
-            notify_error(ValueError("need an atoms layer, an image layer and a trained model"), "Encode")
+            notify_error(ValueError("need an atoms layer and an image layer (this dock's 'atoms' "
+                                    "and 'image / map' fields) and a model (Train latent model "
+                                    "dock: Train or Load model...)"), "Encode")
             return None
-        data = np.asarray(image.data)
-        data = data[None] if data.ndim == 2 else data
+        data = image.data
         self.status.value = "encoding..."
         self.encode_button.enabled = False
         self.worker = start_generator(
             encoding_job, current.model, data, layer_atoms(points),
+            on_yield=lambda ev: setattr(self.status, "value", getattr(ev, "message", "") or "encoding..."),
             on_return=lambda latents: self._write_latents(points, latents),
             on_error=lambda exc: setattr(self.status, "value", "encoding failed"),
             on_finish=lambda: setattr(self.encode_button, "enabled", self.session.model is not None),
@@ -146,49 +168,84 @@ class LatentWidget(ViewerWidget):
         if points is None or column not in points.features:
             return
         apply_colour(points, colour_spec(column, points.features[column]))
+        ensure_key_dock(self.viewer)
 
-    # -- animation -----------------------------------------------------------------------
-    def export_gif(self, path: str | Path, fps: float = 5.0, max_side: int = 640) -> Path | None:
-        """Step the time slider over every frame, screenshot the canvas, write a GIF."""
-        points = self.atoms.value
-        if points is None or points.ndim < 3:
-            notify_error(ValueError("need an atoms layer with a time axis"), "Export GIF")
-            return None
-        n_frames = int(np.max(points.data[:, 0])) + 1 if len(points.data) else 1
-        axis = time_axis(self.viewer, points)
-        before = self.viewer.dims.current_step[axis]
-        frames = []
+    # -- movie -------------------------------------------------------------------------
+    def export_movie(self, path: str | Path, fps: float | None = None) -> Any:
+        """Render every frame (image as shown, atoms in their colours, scale bar, frame
+        counter, colour bar) and write ``path`` (.mp4 or .gif) on a worker thread
+        (:func:`atomlens.viz.movie.movie_events`); returns the worker (None on bad input)."""
+        from atomlens.viz.movie import MOVIE_SUFFIXES, MovieStyle, movie_events
+
+        points, image = self.atoms.value, self.image.value
+        out = Path(str(path)).expanduser()
+        if not out.is_absolute():
+            out = Path.home() / out
         try:
-            for t in range(n_frames):
-                set_frame(self.viewer, points, t)
-                frames.append(self.viewer.screenshot(canvas_only=True, flash=False))
-            out = write_gif(frames, path, fps=fps, max_side=max_side)
-        except (OSError, ValueError) as exc:
-            notify_error(exc, "Export GIF")
+            if image is None:
+                raise ValueError("no image layer: pick the movie in this dock's 'image / map' field")
+            if out.suffix.lower() not in MOVIE_SUFFIXES:
+                raise ValueError(f"'{out.name}' is not a movie file: end the 'movie file' field "
+                                 "with .mp4 or .gif")
+            if self.movie_worker is not None and self.movie_stop.enabled:
+                raise ValueError("a movie export is running: Stop it first")
+        except ValueError as exc:
+            notify_error(exc, "Export movie")
             return None
-        finally:
-            self.viewer.dims.set_current_step(axis, before)
-        self.status.value = f"wrote {Path(out).name} ({n_frames} frames)"
-        return out
+        frames = image.data if image.ndim == 3 else np.asarray(image.data)[None]
+        atoms = layer_atoms(points) if points is not None else None
+        column = self.colour_by.value if points is not None else None
+        spec = colour_spec(column, points.features[column]) if column else None
+        px = layer_pixel_size(image) or (layer_pixel_size(points) if points is not None else None)
+        limits = tuple(float(v) for v in image.contrast_limits)
+        style = MovieStyle(contrast_limits=limits)
+        self._movie_stop = threading.Event()
+        self._t0 = time.perf_counter()
+        self.progress.max, self.progress.value = len(frames), 0
+        self.movie_button.enabled, self.movie_stop.enabled = False, True
+        self.status.value = f"rendering {out.name}..."
+        self.movie_worker = start_generator(
+            movie_events, frames, atoms, px, out, column, float(fps or self.fps.value), style, spec,
+            stop=self._movie_stop,
+            on_yield=self._movie_progress,
+            on_return=lambda p: setattr(self.status, "value", f"wrote {p}"),
+            on_error=lambda exc: setattr(self.status, "value", "movie export failed"),
+            on_finish=self._movie_done,
+            what="Export movie",
+        )
+        return self.movie_worker
+
+    def stop_movie(self) -> None:
+        """End the export after the current frame; the frames done are written."""
+        self._movie_stop.set()
+
+    def _movie_progress(self, ev: Any) -> None:
+        self.progress.max, self.progress.value = ev.total, ev.done
+        self.status.value = f"frame {ev.done}/{ev.total}, ~{ev.eta_s:.0f} s left"
+
+    def _movie_done(self) -> None:
+        self.movie_button.enabled, self.movie_stop.enabled = True, False
 
     # -- plots ---------------------------------------------------------------------------
     def show_plots(self) -> dict[str, Any]:
-        """Dock the manifold, the latent scatter and the per-frame distribution."""
+        """One plots dock under the canvas, a tab per plot: the latent scatter, the
+        per-frame distribution and (rVAE/VAE) the decoded manifold."""
+        from qtpy.QtWidgets import QTabWidget
+
         from atomlens._napari.plots import FrameDistribution, LatentScatter, ManifoldPlot
 
         points = self.atoms.value
         if points is None:
-            notify_error(ValueError("need an atoms layer"), "Plots")
+            notify_error(ValueError("need an atoms layer: pick it in this dock's 'atoms' field"), "Plots")
             return {}
         feats = points.features.columns
         x, y = ("z1", "z2") if {"z1", "z2"} <= set(feats) else ("angle", "z1")
         column = "angle" if "angle" in feats else ("z1" if "z1" in feats else "")
         self.plots["scatter"] = LatentScatter(points, x, y)
         self.plots["distribution"] = FrameDistribution(self.viewer, points, column or feats[-1])
-        self.viewer.window.add_dock_widget(self.plots["scatter"], name="latent scatter", area="right")
-        # frames run along x, like the time slider: the heat map sits under the canvas
-        self.viewer.window.add_dock_widget(self.plots["distribution"], name="per-frame distribution",
-                                           area="bottom")
+        tabs = QTabWidget()
+        tabs.addTab(self.plots["scatter"], "latent scatter")
+        tabs.addTab(self.plots["distribution"], "per-frame distribution")
         current = self.session.model
         if current is not None:
             from atomlens.latent import decode_manifold
@@ -201,6 +258,14 @@ class LatentWidget(ViewerWidget):
             else:
                 self.plots["manifold"] = ManifoldPlot()
                 self.plots["manifold"].show_image(np.asarray(image))
-                self.viewer.window.add_dock_widget(self.plots["manifold"], name="latent manifold",
-                                                   area="right")
+                tabs.addTab(self.plots["manifold"], "latent manifold")
+        tabs.setMinimumHeight(230)
+        old = self.plots.get("dock")
+        if old is not None:
+            try:
+                self.viewer.window.remove_dock_widget(old)
+            except (RuntimeError, LookupError, AttributeError):
+                pass
+        self.plots["tabs"] = tabs
+        self.plots["dock"] = self.viewer.window.add_dock_widget(tabs, name="AtomLens plots", area="bottom")
         return self.plots

@@ -1,39 +1,62 @@
 """Dock widget: the PFM domain-wall workflow on an image layer (a thin shell over
-:func:`atomlens.pfm.workflow.run_pfm`)."""
+:func:`atomlens.workflows.pfm.run` with a :class:`~atomlens.workflows.pfm.PFMRecipe`
+filled in from the dock).
+
+The workflow runs on a worker thread; the dock shows its stage, the time elapsed (a
+timer, so it moves while the skip-rVAE trains) and a Stop that ends the run at the next
+stage boundary (the workflow's own cancellation point; nothing half-made is added).
+"""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import napari
 import numpy as np
-from magicgui.widgets import FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import Container, FloatSpinBox, PushButton, SpinBox
 
-from atomlens._napari._base import ViewerWidget
-from atomlens._napari._workers import start_generator
+from atomlens._napari._base import ViewerWidget, status_label
+from atomlens._napari._workers import notify_error, start_generator
+from atomlens.viz.keys import ColourKey
 
 if TYPE_CHECKING:
     from atomlens.pfm.workflow import PFMResult
 
 
-def _job(phase: np.ndarray, config: Any) -> Generator[str, None, PFMResult]:
-    """Generator twin of :func:`run_pfm` for the worker: yields a status line, returns
-    the result."""
-    from atomlens.pfm.workflow import run_pfm
+def _job(phase: np.ndarray, recipe: Any, stop: threading.Event) -> Generator[str, None, Any]:
+    """The PFM workflow on the worker: yields its log lines; returns the result, or None
+    when stopped."""
+    from atomlens.workflows import pfm
+    from atomlens.workflows.events import Cancelled
 
-    yield "running the PFM workflow (walls, skip-rVAE, switching degree)"
-    return run_pfm(phase, config)
+    try:
+        result = yield from pfm.run(phase, recipe, stop=stop)
+    except Cancelled:
+        return None
+    return result
+
+
+def d_limits(result: PFMResult) -> tuple[float, float]:
+    """Symmetric colour limits of the switching degree D (98th percentile of |D|)."""
+    lim = float(np.nanpercentile(np.abs(result.table["D"]), 98)) or 1.0
+    return (-lim, lim)
 
 
 def result_layers(result: PFMResult) -> list[tuple[Any, dict, str]]:
     """Layer tuples for a PFM result: the Canny walls (labels) and the windows (points
-    at t, y, x with every table column as features, coloured by ``D``)."""
+    at t, y, x with every table column as features, coloured by ``D``, its colour key in
+    the metadata)."""
     tab = result.table
     pts = tab[["frame", "y", "x"]].to_numpy(dtype=float)
-    lim = float(np.nanpercentile(np.abs(tab["D"]), 98)) or 1.0
+    lim = d_limits(result)
+    key = ColourKey("D", "continuous", "switching degree", "coolwarm", lim,
+                    n_missing=int(tab["D"].isna().sum()))
     return [
-        (result.walls.astype(np.uint8), {"name": "PFM walls (Canny)", "opacity": 0.6}, "labels"),
+        (result.walls.astype(np.uint8), {"name": "PFM walls (Canny)", "opacity": 0.6,
+                                         "metadata": {"atomlens": {"kind": "walls"}}}, "labels"),
         (
             pts,
             {
@@ -41,8 +64,9 @@ def result_layers(result: PFMResult) -> list[tuple[Any, dict, str]]:
                 "features": tab.reset_index(drop=True),
                 "face_color": "D",
                 "face_colormap": "coolwarm",
-                "face_contrast_limits": (-lim, lim),
+                "face_contrast_limits": lim,
                 "size": 3,
+                "metadata": {"atomlens": {"kind": "pfm_windows", "colour_key": key.to_dict()}},
             },
             "points",
         ),
@@ -50,53 +74,98 @@ def result_layers(result: PFMResult) -> list[tuple[Any, dict, str]]:
 
 
 class PFMWidget(ViewerWidget):
-    """Pick a phase movie, set window / wall pixels / delay / epochs, run."""
+    """Pick a phase movie, set window / wall pixels / delay / epochs, run; Stop."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(napari_viewer)
-        self.image = self.layer_picker("phase movie", "image")
+        self.image = self.layer_picker("phase movie", "image", lambda lay: lay.ndim in (2, 3))
         self.window = SpinBox(label="window (px)", value=40, min=8, max=256)
         self.per_frame = SpinBox(label="wall pixels / frame", value=80, min=1, max=10000)
         self.delta = SpinBox(label="time delay (frames)", value=1, min=0, max=100)
         self.sigma = FloatSpinBox(label="Canny sigma", value=2.0, min=0.1, max=20.0)
         self.epochs = SpinBox(label="epochs", value=30, min=1, max=10000)
         self.run_button = PushButton(text="Run")
-        self.status = Label(value="")
-        self.extend([self.image, self.window, self.per_frame, self.delta, self.sigma,
-                     self.epochs, self.run_button, self.status])  # fmt: skip
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.stop_button.tooltip = "end at the next stage of the workflow"
+        self.status = status_label()
+        self.clock = status_label()
+        self.extend([self.image, self.window, self.per_frame, self.delta, self.sigma, self.epochs,
+                     Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
+                               labels=False),
+                     self.status, self.clock])  # fmt: skip
         self.run_button.changed.connect(self.run)
-        self.worker = None
+        self.stop_button.changed.connect(self.stop)
+        self.worker: Any = None
         self.result: PFMResult | None = None
+        self._stop = threading.Event()
+        self._t0 = 0.0
+        from qtpy.QtCore import QTimer
 
-    def config(self) -> Any:
-        from atomlens.pfm.workflow import PFMConfig
+        self._timer = QTimer(self.native)
+        self._timer.setInterval(1000)
+        self._timer.timeout.connect(self._tick)
 
-        return PFMConfig(window=self.window.value, n_per_frame=self.per_frame.value,
+    def recipe(self) -> Any:
+        """The :class:`~atomlens.workflows.pfm.PFMRecipe` the dock's fields say."""
+        from atomlens.workflows.pfm import PFMRecipe
+
+        return PFMRecipe(window=self.window.value, n_per_frame=self.per_frame.value,
                          delta=self.delta.value, canny_sigma=self.sigma.value,
-                         epochs=self.epochs.value)  # fmt: skip
+                         epochs=self.epochs.value).validate()  # fmt: skip
 
-    def run(self) -> None:
+    def run(self) -> Any:
+        """Start the workflow on a worker thread; returns the worker (None on bad input)."""
         layer = self.image.value
-        if layer is None:
-            self.status.value = "add a phase movie first"
-            return
-        self.run_button.enabled = False
+        try:
+            if layer is None:
+                raise ValueError("no phase movie: open one (File > Open, or File > Open Sample > "
+                                 "AtomLens > Simulated PFM domain-wall movie)")
+            frames = 1 if layer.ndim == 2 else int(layer.data.shape[0])
+            if self.delta.value > 0 and frames <= self.delta.value:
+                raise ValueError(f"'{layer.name}' has {frames} frame(s): set this dock's "
+                                 "'time delay (frames)' to 0 for single images")
+            recipe = self.recipe()
+        except ValueError as exc:
+            notify_error(exc, "PFM")
+            return None
+        self.run_button.enabled, self.stop_button.enabled = False, True
+        self._stop = threading.Event()
+        self._t0 = time.perf_counter()
+        self._timer.start()
+        self.status.value = "starting"
         self.worker = start_generator(
-            _job, np.asarray(layer.data, dtype=np.float32), self.config(),
+            _job, np.asarray(layer.data, dtype=np.float32), recipe, self._stop,
             on_yield=self._progress, on_return=self._done, on_finish=self._finish,
+            on_error=lambda exc: setattr(self.status, "value", "failed"),
             what="PFM workflow",
         )  # fmt: skip
+        return self.worker
 
-    def _progress(self, msg: str) -> None:
-        self.status.value = msg
+    def stop(self) -> None:
+        """End the run at the next stage boundary."""
+        self._stop.set()
+        self.status.value = "stopping at the next stage..."
 
-    def _done(self, result: PFMResult) -> None:
+    def _tick(self) -> None:
+        self.clock.value = f"{time.perf_counter() - self._t0:.0f} s elapsed"
+
+    def _progress(self, msg: Any) -> None:
+        self.status.value = str(getattr(msg, "message", msg))
+
+    def _done(self, result: PFMResult | None) -> None:
         from atomlens._napari._layers import replace_or_add
+        from atomlens._napari.key_dock import ensure_key_dock
 
+        if result is None:
+            self.status.value = "stopped (no result)"
+            return
         self.result = result
         for lt in result_layers(result):
             replace_or_add(self.viewer, lt)
         self.status.value = f"{len(result.table)} windows"
+        ensure_key_dock(self.viewer)
 
     def _finish(self) -> None:
-        self.run_button.enabled = True
+        self._timer.stop()
+        self._tick()
+        self.run_button.enabled, self.stop_button.enabled = True, False

@@ -86,11 +86,19 @@ class Session:
     """What the AtomLens docks of one viewer share."""
 
     model_changed = Signal(object)
+    subimages_changed = Signal(object)  # the SubimageSet added
 
     def __init__(self) -> None:
+        self.subimages: dict[str, Any] = {}  # name -> SubimageSet (Subimages dock)
+        self.gallery: Any = None  # the subimage gallery dock, once docked
         self.training = TrainingState()
         self._model: SessionModel | None = None
         self.key_dock: Any = None  # the Colour key dock, once docked
+
+    def add_subimages(self, subs: Any) -> None:
+        """Keep a set of windows (replacing one of the same name) and announce it."""
+        self.subimages[subs.name] = subs
+        self.subimages_changed.emit(subs)
 
     @property
     def model(self) -> SessionModel | None:

@@ -1,14 +1,18 @@
 """The "Subimages" dock: cut descriptor windows around atoms (or ring centres).
 
-The windows (:func:`atomlens.descriptors.extract_windows`) are shown as an Image layer of
-shape ``(N, 1, h, w)``: its first axis gets its own slider that walks through the
-subimages, while its single time slice spans every frame of the movie (so the window
-stays visible whatever the time slider shows). It sits, enlarged, to the right of the
-movie. Clicking an atom in the viewer moves the subimage slider to that atom's window.
+A thin shell over the latent workflow's window cutting
+(:func:`atomlens.workflows.latent.prepare_movie` + :func:`~atomlens.workflows.latent.cut_windows`
+with a :class:`~atomlens.workflows.latent.DescriptorRecipe`), run on a worker thread. The
+windows are kept in the viewer's session (the Train dock picks them from there) and shown
+in their own dock, the **subimage gallery**: the windows of the selected atoms (or the
+atom just clicked), never as a second image in the movie's canvas, so the time slider
+stays the movie's own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import napari
@@ -16,14 +20,10 @@ import numpy as np
 from magicgui.widgets import ComboBox, PushButton, SpinBox
 
 from atomlens._napari._base import ViewerWidget, status_label
-from atomlens._napari._layers import (
-    atomlens_kind,
-    layer_atoms,
-    layer_pixel_size,
-    replace_or_add,
-)
-from atomlens._napari._workers import notify_error
-from atomlens.viz.layers import META_KEY, atoms_layer_tuple
+from atomlens._napari._layers import atomlens_kind, layer_atoms, layer_pixel_size, replace_or_add
+from atomlens._napari._workers import notify_error, start_generator
+from atomlens._napari.state import session_for
+from atomlens.viz.layers import atoms_layer_tuple
 
 if TYPE_CHECKING:
     from napari.layers import Image, Points
@@ -43,11 +43,46 @@ def _not_subimages(layer: Any) -> bool:
     return atomlens_kind(layer) != "subimages" and layer.ndim in (2, 3) and not layer.rgb
 
 
+@dataclass
+class SubimageSet:
+    """Windows cut by the Subimages dock: ``windows`` (a workflow ``Windows``: images
+    ``(N, h, w)``, ``index`` rows of the centres layer, the recipe), the centres layer's
+    name and the image's name."""
+
+    name: str
+    windows: Any
+    centres: str
+    source: str
+
+    @property
+    def images(self) -> np.ndarray:
+        return np.asarray(self.windows.images, np.float32)
+
+    @property
+    def index(self) -> np.ndarray:
+        return np.asarray(self.windows.index)
+
+    @property
+    def window(self) -> tuple[int, int]:
+        return tuple(int(v) for v in self.images.shape[-2:])
+
+
+def window_job(data: Any, centres: Any, recipe: Any) -> Generator:
+    """Worker: prepare the movie and cut the windows (headless workflow calls)."""
+    from atomlens.workflows.latent import cut_windows, prepare_movie
+
+    yield "preparing the movie"
+    prepared = prepare_movie(data, recipe)
+    yield "cutting windows"
+    return cut_windows(prepared, centres, recipe)
+
+
 class SubimageWidget(ViewerWidget):
-    """Pick atoms and an image (or a probability map); cut windows; show them as a stack."""
+    """Pick atoms and an image; cut windows on a worker; show them in the gallery dock."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(viewer)
+        self.session = session_for(viewer)
         self.atoms = self.layer_picker("atoms", "points")
         self.image = self.layer_picker("image / map", "image", _not_subimages)
         self.centres = ComboBox(label="centres", choices=["atoms", "ring centres"], value="atoms")
@@ -57,39 +92,44 @@ class SubimageWidget(ViewerWidget):
         self.extend([self.atoms, self.image, self.centres, self.window, self.cut_button, self.status])
         self.image.changed.connect(self._suggest_window)
         self.cut_button.changed.connect(self.cut)
-        self.layer: Image | None = None
+        self.current: SubimageSet | None = None
+        self.gallery: Any = None
+        self.worker: Any = None
         self._suggest_window()
 
     def _suggest_window(self, *_: Any) -> None:
         if self.image.value is not None:
             self.window.value = default_window(layer_pixel_size(self.image.value))
 
-    def cut(self) -> Image | None:
-        """Cut windows and add/replace the subimages layer; returns it (None on error)."""
-        from atomlens.descriptors import extract_windows
+    def cut(self) -> Any:
+        """Cut windows on a worker thread; returns the worker (None on a bad input)."""
+        from atomlens.workflows.latent import DescriptorRecipe
 
         points, image = self.atoms.value, self.image.value
         try:
             if points is None or image is None:
-                raise ValueError("need an atoms (Points) layer and an image layer: detect atoms first")
+                raise ValueError("need an atoms (Points) layer and an image layer: pick them in "
+                                 "this dock's 'atoms' and 'image / map' fields (Detect atoms first)")
             centres_layer = points
             if self.centres.value == "ring centres":
                 centres_layer = self._ring_centres(points, image)
             centres = layer_atoms(centres_layer)
-            data = np.asarray(image.data)
-            data = data[None] if data.ndim == 2 else data
-            subs = extract_windows(data, centres, int(self.window.value), border="drop")
-            if len(subs) == 0:
-                raise ValueError(
-                    f"no {self.window.value}-pixel window fits inside the frames around these "
-                    "centres; choose a smaller window"
-                )
+            recipe = DescriptorRecipe(window=int(self.window.value), centres="atoms").validate()
         except ValueError as exc:
             notify_error(exc, "Subimages")
             return None
-        self.layer = self._show(subs, centres_layer, image)
-        self.status.value = f"{len(subs)} windows of {subs.window[0]}x{subs.window[1]} px"
-        return self.layer
+        data = image.data
+        self.cut_button.enabled = False
+        self.status.value = "cutting..."
+        self.worker = start_generator(
+            window_job, data, centres, recipe,
+            on_yield=lambda msg: setattr(self.status, "value", str(msg)),
+            on_return=lambda w: self._show(w, centres_layer, image),
+            on_error=lambda exc: setattr(self.status, "value", "failed"),
+            on_finish=lambda: setattr(self.cut_button, "enabled", True),
+            what="Subimages",
+        )
+        return self.worker
 
     def _ring_centres(self, points: Points, image: Image) -> Points:
         """A Points layer of ring centres (headless :func:`atomlens.chem.analyze`)."""
@@ -97,69 +137,37 @@ class SubimageWidget(ViewerWidget):
 
         px = layer_pixel_size(image) or layer_pixel_size(points)
         if not px:
-            raise ValueError("ring centres need the pixel size in Å: set the image layer's scale")
+            raise ValueError("ring centres need the pixel size in Å: detect atoms with the "
+                             "Detect dock's 'pixel size (Å)' field set")
         rings = analyze(layer_atoms(points), px).rings
         table = rings.drop(columns=["atoms"], errors="ignore")
         tup = atoms_layer_tuple(table, px, f"ring centres {points.name}", colour_by="size")
         tup[1]["symbol"] = "diamond"
         return replace_or_add(self.viewer, tup)
 
-    def _show(self, subs: Any, centres_layer: Points, image: Image) -> Image:
-        images = np.asarray(subs.images)
-        if images.ndim == 4:  # several channels: show the first; all are kept in metadata
-            images = images[:, 0]
-        n_frames = int(image.data.shape[0]) if image.ndim == 3 else 1
-        px = float(image.scale[-1])
-        h, w = images.shape[-2:]
-        zoom = max(1.0, 0.5 * float(image.data.shape[-2]) / h)
-        meta = {
-            META_KEY: {
-                "kind": "subimages",
-                "index": np.asarray(subs.index),
-                "window": tuple(int(v) for v in subs.window),
-                "centres": centres_layer.name,
-                "source": image.name,
-                "images": np.asarray(subs.images),
-            }
-        }
-        kwargs = {
-            "name": f"subimages {centres_layer.name}",
-            # one time slice stretched over all frames: visible at every time step
-            "scale": (1.0, float(n_frames), px * zoom, px * zoom),
-            "translate": (0.0, (n_frames - 1) / 2.0, 0.0, px * (image.data.shape[-1] + 8)),
-            "units": ("dimensionless", "dimensionless", *tuple(str(u) for u in image.units[-2:])),
-            "axis_labels": ("subimage", "t", "y", "x"),
-            "colormap": "gray",
-            "metadata": meta,
-        }
-        layer = replace_or_add(self.viewer, (images[:, None], kwargs, "image"))
-        self._link_clicks(centres_layer, layer)
-        return layer
+    def _show(self, windows: Any, centres_layer: Points, image: Image) -> SubimageSet:
+        from atomlens._napari.gallery import ensure_gallery
 
-    def _link_clicks(self, points: Points, subimages: Image) -> None:
-        """Clicking a point of ``points`` moves the subimage slider to its window."""
-
-        def _on_click(layer: Points, event: Any) -> None:
-            row = layer.get_value(
-                event.position, view_direction=event.view_direction,
-                dims_displayed=event.dims_displayed, world=True,
-            )
-            if row is not None:
-                show_window(self.viewer, subimages, int(row))
-
-        points.mouse_drag_callbacks[:] = [
-            cb for cb in points.mouse_drag_callbacks if getattr(cb, "__name__", "") != "_on_click"
-        ]
-        points.mouse_drag_callbacks.append(_on_click)
+        subs = SubimageSet(f"subimages {centres_layer.name}", windows, centres_layer.name, image.name)
+        self.session.add_subimages(subs)
+        self.current = subs
+        h, w = subs.window
+        self.status.value = f"{len(subs.images)} windows of {h}x{w} px"
+        self.gallery = ensure_gallery(self.viewer)
+        if self.gallery is not None:
+            self.gallery.show_set(subs, centres_layer)
+        return subs
 
 
-def show_window(viewer: napari.Viewer, subimages: Image, row: int) -> int | None:
-    """Move the subimage slider to the window of centre ``row`` (a row of the centres
-    layer); returns the subimage index, or None when that centre has no window."""
-    index = subimages.metadata[META_KEY]["index"]
-    hits = np.flatnonzero(np.asarray(index) == row)
+def show_window(viewer: napari.Viewer, subs: SubimageSet, row: int) -> int | None:
+    """Show the window of centre ``row`` (a row of the centres layer) in the gallery;
+    returns the subimage index, or None when that centre has no window."""
+    from atomlens._napari.gallery import ensure_gallery
+
+    hits = np.flatnonzero(subs.index == row)
     if len(hits) == 0:
         return None
-    i = int(hits[0])
-    viewer.dims.set_current_step(viewer.dims.ndim - subimages.ndim, i)
-    return i
+    gallery = ensure_gallery(viewer)
+    if gallery is not None:
+        gallery.show_rows([row])
+    return int(hits[0])

@@ -1,7 +1,9 @@
 """The "Train latent model" dock: rVAE and friends on a subimages layer.
 
-Thin shell over :func:`atomlens.models.make_model` and :func:`atomlens.train.fit_events`:
-training runs on a napari worker thread; every epoch event goes into the viewer's
+Thin shell over the latent workflow (:func:`atomlens.workflows.latent.train` with a
+:class:`~atomlens.workflows.latent.LatentRecipe` filled in from the dock; the windows
+come from the Subimages dock through the viewer's session): training runs on a napari
+worker thread; every epoch event goes into the viewer's
 :class:`~atomlens._napari.state.TrainingState`, which drives the progress bar, the
 elapsed/remaining label and the (throttled) loss plot. Stop sets the stop event; the
 training loop ends after the current batch and the model keeps its last good weights.
@@ -27,11 +29,9 @@ from magicgui.widgets import (
 )
 
 from atomlens._napari._base import ViewerWidget, status_label
-from atomlens._napari._layers import atomlens_kind
 from atomlens._napari._workers import notify_error, start_generator
 from atomlens._napari.plots import LossPlot
 from atomlens._napari.state import SessionModel, session_for
-from atomlens.viz.layers import META_KEY
 
 #: (label, registry name) of the models offered.
 MODEL_CHOICES = [
@@ -45,26 +45,19 @@ MODEL_CHOICES = [
 ]
 
 
-def training_events(
-    model: Any, X: np.ndarray, stop: threading.Event, **fit_kw: Any
-) -> Generator:
-    """Run :func:`atomlens.train.fit_events` (yielding its events); return the model.
+def training_events(windows: Any, recipe: Any, stop: threading.Event) -> Generator:
+    """The headless latent training (:func:`atomlens.workflows.latent.train`, no
+    encoding), yielding its events; returns the trained model (its card records both
+    recipes, so the Latent dock encodes with the same windows)."""
+    from atomlens.workflows import latent
 
-    ``model`` is a latent model or a zero-argument callable that builds one, so the
-    construction (torch module set-up) runs on the worker thread, not in the click."""
-    from atomlens.train import fit_events
-
-    if callable(model) and not hasattr(model, "fit"):
-        model = model()
-    yield from fit_events(model, X, stop=stop, **fit_kw)
-    return model
+    result = yield from latent.train(windows, recipe, stop=stop, encode=False)
+    return result.model
 
 
-def subimages_of(layer: Any) -> np.ndarray:
-    """The ``(N, h, w)`` (or ``(N, C, h, w)``) windows behind a subimages layer."""
-    meta = layer.metadata.get(META_KEY, {})
-    images = meta.get("images")
-    return np.asarray(images if images is not None else np.asarray(layer.data)[:, 0], np.float32)
+def subimages_of(subs: Any) -> np.ndarray:
+    """The ``(N, h, w)`` (or ``(N, C, h, w)``) windows of a set from the Subimages dock."""
+    return np.asarray(subs.images, np.float32)
 
 
 class TrainWidget(ViewerWidget):
@@ -74,9 +67,8 @@ class TrainWidget(ViewerWidget):
         super().__init__(viewer)
         self.session = session_for(viewer)
         self.state = self.session.training
-        self.subimages = self.layer_picker(
-            "subimages", "image", lambda lay: atomlens_kind(lay) == "subimages"
-        )
+        self.subimages = ComboBox(label="subimages", choices=self._subimage_choices, nullable=False)
+        self.session.subimages_changed.connect(self._on_subimages)
         self.model_name = ComboBox(label="model", choices=MODEL_CHOICES, value="rvae")
         self.latent = SpinBox(label="latent size", min=1, max=64, value=2)
         self.epochs = SpinBox(label="epochs", min=1, max=10000, value=50)
@@ -114,6 +106,16 @@ class TrainWidget(ViewerWidget):
         self.state.events.status.connect(self._on_status)
         self.worker: Any = None
         self._stop = threading.Event()
+
+    def _subimage_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        return [(name, subs) for name, subs in reversed(self.session.subimages.items())]
+
+    def _on_subimages(self, subs: Any) -> None:
+        try:
+            self.subimages.reset_choices()
+            self.subimages.value = subs
+        except RuntimeError:  # closed dock
+            pass
 
     # -- parameters -> headless calls ------------------------------------------------
     def model_kwargs(self, window: tuple[int, int]) -> dict[str, Any]:
@@ -160,33 +162,45 @@ class TrainWidget(ViewerWidget):
             "threads": max(1, (os.cpu_count() or 2) - 1),
         }
 
-    def train(self) -> Any:
-        """Build the model and start training on a worker thread; returns the worker."""
-        from atomlens.models import make_model
+    def recipe(self) -> Any:
+        """The :class:`~atomlens.workflows.latent.LatentRecipe` this dock's fields say."""
+        from atomlens.workflows.latent import LatentRecipe
 
-        layer = self.subimages.value
-        if layer is None:
-            notify_error(ValueError("no subimages layer: cut subimages first (Subimages dock)"), "Train")
+        fit = self.fit_kwargs()
+        return LatentRecipe(
+            model=self.model_name.value, latent_dim=int(self.latent.value),
+            n_clusters=int(self.latent.value), epochs=fit["epochs"], batch_size=fit["batch_size"],
+            lr=fit["lr"], rot_prior=float(self.prior.value), train_fraction=fit["train_fraction"],
+            device=fit["device"], seed=0, threads=fit["threads"],
+        ).validate()  # fmt: skip
+
+    def train(self) -> Any:
+        """Start training on a worker thread (the model is built there); returns the worker."""
+        subs = self.subimages.value
+        if subs is None:
+            notify_error(ValueError("no subimages: cut subimages first (Subimages dock, "
+                                    "'Cut subimages')"), "Train")
             return None
         if self.worker is not None and self.state.status in ("running", "stopping"):
             notify_error(ValueError("a training is already running: stop it first"), "Train")
             return None
-        X = subimages_of(layer)
-        name, kwargs = self.model_name.value, self.model_kwargs(tuple(X.shape[-2:]))
+        try:
+            recipe = self.recipe()
+        except ValueError as exc:
+            notify_error(exc, "Train")
+            return None
         self._stop = threading.Event()
-        fit_kw = self.fit_kwargs()
-        self.state.reset(fit_kw["epochs"])
-        self.progress.max, self.progress.value = fit_kw["epochs"], 0
+        self.state.reset(recipe.epochs)
+        self.progress.max, self.progress.value = recipe.epochs, 0
         self.train_button.enabled, self.stop_button.enabled = False, True
-        window = tuple(int(v) for v in layer.metadata[META_KEY].get("window", X.shape[-2:]))
+        window = subs.window
         self.worker = start_generator(
-            training_events, lambda: make_model(name, **kwargs), X, self._stop,
+            training_events, subs.windows, recipe, self._stop,
             on_yield=self.state.apply,
             on_return=lambda m: self._finished(m, window),
             on_error=lambda exc: setattr(self.state, "status", "failed"),
             on_finish=self._after,
             what="Train",
-            **fit_kw,
         )
         return self.worker
 
