@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,9 +33,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=[],
         metavar="[SPECIES=]Å",
         help="tracking: largest step in Å, for all species or one (e.g. 1.0 or Si=4); repeatable; "
-        "default 1.0 and Si=3.0",
+        "default 1.0 and Si=4.0 (the chemistry recipe)",
     )
-    p.add_argument("--max-gap", type=int, default=2, help="tracking: frames a track may miss")
+    p.add_argument("--max-gap", type=int, default=None,
+                   help="tracking: frames a track may miss (default 3, the chemistry recipe)")
+    p.add_argument("--stack", default=None,
+                   help="the movie the atoms came from: tracking then follows registered "
+                   "positions (drift measured on the image)")
+    p.add_argument("--no-register", action="store_true",
+                   help="with --stack: track raw positions (no drift registration)")
+    p.add_argument("--frames", default=None, help="frames to analyse, e.g. 0:10 or 0:3,8")
     p.add_argument(
         "--max-bond",
         action="append",
@@ -58,7 +67,9 @@ def _parse_bonds(items: list[str]) -> dict[str, float]:
 
 
 def _parse_disp(items: list[str]) -> dict[str, float]:
-    out = {"*": 1.0, "Si": 3.0}
+    from atomlens.workflows.chemistry import ChemRecipe
+
+    out = dict(ChemRecipe().max_disp_A)
     for item in items:
         key, sep, value = item.rpartition("=")
         try:
@@ -68,31 +79,43 @@ def _parse_disp(items: list[str]) -> dict[str, float]:
     return out
 
 
-def _tuples_to_text(df):
-    out = df.copy()
-    for col in out.columns:
-        if out[col].dtype == object and len(out) and isinstance(out[col].iloc[0], tuple):
-            out[col] = [" ".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in t) for t in out[col]]
-    return out
+def recipe_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`~atomlens.workflows.chemistry.ChemRecipe` the options describe."""
+    from atomlens.workflows.chemistry import ChemRecipe
+
+    base = ChemRecipe()
+    return ChemRecipe(
+        track=bool(args.tracks), max_disp_A=_parse_disp(args.max_disp),
+        max_gap=base.max_gap if args.max_gap is None else args.max_gap,
+        max_bond_A=_parse_bonds(args.max_bond), register=not args.no_register,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    """Fill in the chemistry recipe, run the chemistry workflow, write the tables."""
     import pandas as pd
 
-    from atomlens.chem import ChemParams, analyze
+    from atomlens.io.atoms_table import write_atoms
+    from atomlens.io.frames import parse_frames
+    from atomlens.workflows import chemistry
+    from atomlens.workflows.events import Log, drain
 
     path = Path(args.atoms)
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
-    atoms = pd.read_csv(path)
-    params = ChemParams(
-        max_bond_A=_parse_bonds(args.max_bond),
-        track=bool(args.tracks),
-        max_disp_A=_parse_disp(args.max_disp),
-        max_gap=args.max_gap,
-    )
-    res = analyze(atoms, args.pixel_size, params)
-    res.atoms.to_csv(args.out, index=False)
+    recipe = recipe_from_args(args)
+    atoms = pd.read_csv(path)  # chemistry names a missing cls column itself
+    movie = None
+    if args.stack:
+        from atomlens.io import read_stack
+
+        movie = read_stack(args.stack, lazy=True).data
+    if args.frames is not None:
+        n = int(movie.shape[0]) if movie is not None else int(atoms["frame"].max()) + 1
+        atoms = atoms[atoms["frame"].isin(parse_frames(args.frames, n))]
+    res = drain(chemistry.run(atoms, args.pixel_size, recipe, movie=movie),
+                lambda ev: print(ev.message, file=sys.stderr) if isinstance(ev, Log) else None)
+    write_atoms(args.out, res.atoms)
     for name, table in (
         ("rings", res.rings),
         ("defects", res.defects),
@@ -101,9 +124,9 @@ def run(args: argparse.Namespace) -> int:
     ):
         target = getattr(args, name)
         if target:
-            _tuples_to_text(table).to_csv(target, index=False)
+            write_atoms(target, table)
     n_frames = res.atoms["frame"].nunique()
-    sizes = ", ".join(f"{k}: {v}" for k, v in res.ring_histogram().items())
+    sizes = ", ".join(f"{k}: {v}" for k, v in res.rings["size"].value_counts().sort_index().items()) if len(res.rings) else ""
     kinds = ", ".join(f"{k}: {v}" for k, v in res.defects["type"].value_counts().items()) if len(res.defects) else "none"
     print(f"{len(res.atoms)} atoms in {n_frames} frame(s); {len(res.bonds)} bonds")
     print(f"rings by size: {sizes or 'none'}")

@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,42 +36,55 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Detect, stream maps to disk if asked, write the CSV, print a summary line."""
-    import numpy as np
-    import pandas as pd
+def recipe_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`~atomlens.workflows.detect.DetectRecipe` the options describe."""
+    from atomlens.workflows.detect import DetectRecipe
 
-    from atomlens.atoms.detect import empty_table, iter_detect
+    return DetectRecipe(model=args.model, threshold=args.threshold, refine=args.refine,
+                        batch_size=args.batch_size, device=args.device,
+                        save_maps=bool(args.maps))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fill in the detect recipe, run the detect workflow (streaming maps to disk if
+    asked), write the atom table, print a summary line."""
+    import numpy as np
+
     from atomlens.io import read_stack
+    from atomlens.io.atoms_table import write_atoms
     from atomlens.io.frames import parse_frames
-    from atomlens.segment.model_file import load_detector
+    from atomlens.workflows import detect
+    from atomlens.workflows.events import drain
 
     t0 = time.perf_counter()
+    recipe = recipe_from_args(args)
     stack = read_stack(args.stack, pixel_size=args.pixel_size, lazy=True)
-    det = load_detector(args.model)
     frames = parse_frames(args.frames, stack.n_frames)
+    on_maps = None
     if args.maps:
+        det = detect.load_recipe_detector(recipe)
         shape = (len(frames), len(det.classes), *stack.shape[1:])
         # create the .npy (header + sparse body), then map it again for each frame so
         # written pages leave this process's memory: RSS stays bounded for long movies
         created = np.lib.format.open_memmap(args.maps, mode="w+", dtype=np.float32, shape=shape)
         del created
-    tables = []
-    for fr in iter_detect(stack, det, frames, args.threshold, args.refine, bool(args.maps),
-                          batch_size=args.batch_size, device=args.device):
-        tables.append(fr.atoms)
-        if args.maps:
+
+        def on_maps(i: int, maps: np.ndarray) -> None:
             out_maps = np.load(args.maps, mmap_mode="r+")
-            out_maps[fr.index] = fr.maps
+            out_maps[i] = maps
             out_maps.flush()
             del out_maps
-        print(f"\rframe {fr.index + 1}/{fr.n_frames}: {len(fr.atoms)} atoms", end="",
+
+    def show(ev: Any) -> None:
+        print(f"\r{ev.stage[:-1]} {ev.done}/{ev.total}: {ev.message.split(': ')[-1]}", end="",
               file=sys.stderr, flush=True)
+
+    res = drain(detect.run(stack, recipe, frames, maps=False, on_maps=on_maps), show)
     print(file=sys.stderr)
-    atoms = pd.concat(tables, ignore_index=True) if tables else empty_table(det.classes[1:])
+    atoms = res.atoms
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atoms.assign(cls=atoms["cls"].astype(str)).to_csv(out, index=False, float_format="%.3f")
+    write_atoms(out, atoms.assign(cls=atoms["cls"].astype(str)))
     n_si = int((atoms["cls"].astype(str) == "Si").sum())
     print(f"{len(atoms)} atoms ({n_si} Si) in {len(frames)} frames -> {out}"
           + (f", maps -> {args.maps}" if args.maps else "")

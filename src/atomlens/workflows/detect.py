@@ -7,7 +7,7 @@ The Detect dock, ``atomlens detect`` and the detect stage of ``atomlens run`` al
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,10 @@ class DetectRecipe(Recipe):
 
     section = "detect"
 
-    model: str | None = setting(None, doc="detector .pt file; None = the shipped graphene model")
+    model: str | None = setting(None, doc="detector: a shipped name (graphene, general), 'auto' "
+                                "(chosen from the image), or a .pt file; None = graphene")
+    contrast: str = setting("auto", choices=("auto", "bright", "dark"),
+                            doc="atoms bright (HAADF) or dark (ABF/BF); auto: from the image")
     threshold: float = setting(0.5, min=0.0, max=1.0, doc="foreground probability of atom pixels")
     refine: str = setting("gaussian", choices=("gaussian", "com", "none"),
                           doc="sub-pixel refinement on the raw image")
@@ -47,6 +50,8 @@ class DetectResult:
     recipe: DetectRecipe
     model_card: dict = field(default_factory=dict)
     stopped: bool = False
+    model_choice: str = ""  # which model and why (e.g. "general (auto: ...)")
+    warnings: list[str] = field(default_factory=list)  # the model may not fit the image
 
 
 _DETECTORS: dict[str | None, Any] = {}
@@ -55,13 +60,17 @@ _LOCK = threading.Lock()
 
 def load_recipe_detector(recipe: DetectRecipe) -> Any:
     """The recipe's detector, loaded once per process (chunks and frames share it)."""
-    from atomlens.segment.model_file import load_detector
+    return _load(recipe.model)
+
+
+def _load(model: str | None) -> Any:
+    from atomlens.segment.registry import load_model  # shipped names or .pt paths
 
     with _LOCK:
-        if recipe.model not in _DETECTORS:
+        if model not in _DETECTORS:
             _DETECTORS.clear()  # one model at a time in memory
-            _DETECTORS[recipe.model] = load_detector(recipe.model)
-        return _DETECTORS[recipe.model]
+            _DETECTORS[model] = load_model(model)
+        return _DETECTORS[model]
 
 
 def run(
@@ -72,6 +81,8 @@ def run(
     pixel_size: float | None = None,
     stop: threading.Event | None = None,
     maps: bool | None = None,
+    on_maps: Callable[[int, np.ndarray], None] | None = None,
+    check_fit: bool = True,
 ) -> Generator[Progress, None, DetectResult]:
     """Detect atoms frame by frame, yielding :class:`Progress` after each frame.
 
@@ -84,26 +95,38 @@ def run(
     stop : when set, detection ends after the current frame (``stopped=True``, the
         frames done so far are returned).
     maps : keep maps (default ``recipe.save_maps``); memory: T x C x Y x X float32.
+    on_maps : instead of keeping them, hand each frame's maps ``(C, Y, X)`` to
+        ``on_maps(position_in_frame_list, maps)`` (stream them to disk; bounded memory).
+    check_fit : measure on the first frame whether the model fits the image
+        (``DetectResult.warnings``, :func:`atomlens.segment.suitability.model_fit_warnings`).
 
     Returns (as the generator's value) a :class:`DetectResult`.
     """
     from atomlens.atoms.detect import empty_table, iter_detect
     from atomlens.io.atoms_table import with_atom_ids
     from atomlens.io.frames import parse_frames
+    from atomlens.segment.suitability import detection_setup
 
     recipe = (recipe or DetectRecipe()).validate()
-    det = load_recipe_detector(recipe)
     n_total = int(getattr(stack, "n_frames", None) or np.shape(getattr(stack, "data", stack))[0])
     idx = parse_frames(frames, n_total)
     ps = _pixel_size(stack, pixel_size)
+    # the model ('auto': chosen from the first frame), dark-atom inversion, fit warnings
+    setup = detection_setup(stack, recipe.model, idx, ps, threshold=recipe.threshold,
+                            contrast=recipe.contrast, warn=check_fit, load=_load)
+    det = setup.detector
     keep_maps = recipe.save_maps if maps is None else bool(maps)
+    want_maps = keep_maps or on_maps is not None
     tables, map_list, stopped = [], [], False
-    gen = iter_detect(stack, det, idx, recipe.threshold, recipe.refine, keep_maps,
-                      pixel_size=ps, batch_size=recipe.batch_size, device=recipe.device)
+    gen = iter_detect(stack, det, idx, recipe.threshold, recipe.refine, want_maps,
+                      pixel_size=ps, batch_size=recipe.batch_size, device=recipe.device,
+                      invert=setup.invert)
     try:
         for fr in gen:
             tables.append(fr.atoms)
-            if keep_maps:
+            if on_maps is not None:
+                on_maps(fr.index, fr.maps)
+            elif keep_maps:
                 map_list.append(fr.maps)
             yield Progress("detect", "frames", fr.index + 1, fr.n_frames,
                            f"frame {fr.frame}: {len(fr.atoms)} atoms")
@@ -119,6 +142,7 @@ def run(
         atoms=with_atom_ids(atoms), maps=np.stack(map_list) if map_list else None,
         classes=classes, pixel_size=ps, frames=idx[: len(tables)], recipe=recipe,
         model_card=dict(getattr(det, "card", {}) or {}), stopped=stopped,
+        model_choice=f"{setup.name} ({setup.reason})", warnings=list(setup.warnings),
     )
 
 
@@ -127,7 +151,7 @@ def detect_frames(stack: Any, recipe: DetectRecipe, frames: list[int], *,
     """:func:`run` to the end (no events): what a pipeline chunk calls."""
     from atomlens.workflows.events import drain
 
-    return drain(run(stack, recipe, frames, pixel_size=pixel_size, maps=maps))
+    return drain(run(stack, recipe, frames, pixel_size=pixel_size, maps=maps, check_fit=False))
 
 
 def _pixel_size(stack: Any, pixel_size: float | None) -> float:
