@@ -1,11 +1,15 @@
 """Training the atom-finding network on simulated graphene (CPU friendly).
 
-Every sample is drawn fresh: a random structure (:func:`synth.graphene_patch`, or a crop
-of an :mod:`atomlens.simulate` movie's truth when asked), rendered at the model sampling
-with random imaging (probe, contrast, background, contamination, dose, jitter, pixel-size
-error), an extra photometric augmentation, then normalised exactly as at prediction.
+Every sample is drawn fresh: a random structure (:func:`atomlens.simulate.patches.
+graphene_patch`: Si motifs Si1C3/Si1C4/Si2Cn/Si3Cn, defects, holes), rendered by the
+project's one renderer (:func:`atomlens.simulate.training.render_sample`: a real
+aberration-corrected probe, Z-contrast, dose, scan distortion, detector effects) at a
+native pixel size drawn from ``native_pixel_range`` (Å/px), resampled to the model
+sampling exactly as prediction does (:func:`atomlens.segment.predict.resample`), an
+extra photometric augmentation, then normalised as at prediction.
 Loss: cross-entropy + soft Dice. Seeded: the same seed and steps give the same model
-(on the same torch build and thread count).
+(on the same torch build and thread count). A run checkpoints (weights, optimiser,
+schedule, random state) and resumes from the checkpoint with the same result.
 
 :func:`iter_train` yields progress events (dicts) so a GUI worker can drive it;
 :func:`train_detector` runs it to the end and writes a model file with its card.
@@ -31,8 +35,9 @@ from atomlens.errors import SettingsError
 from atomlens.segment.augment import AugmentConfig, photometric
 from atomlens.segment.model_file import Detector, load_detector, save_detector
 from atomlens.segment.nets import NetConfig, build_net, n_params
-from atomlens.segment.predict import normalise
-from atomlens.segment.synth import graphene_patch, render_sample
+from atomlens.segment.predict import normalise, resample
+from atomlens.simulate.patches import graphene_patch
+from atomlens.simulate.training import label_mask, render_sample
 
 
 class TrainConfigError(SettingsError):
@@ -54,6 +59,7 @@ class TrainConfig:
     dice_weight: float = 0.5
     class_weights: tuple[float, ...] = (1.0, 1.0, 2.0)
     zoom_range: tuple[float, float] = (0.86, 1.16)  # true/nominal pixel size (calibration error)
+    native_pixel_range: tuple[float, float] = (0.05, 0.22)  # Å/px of the rendered frames
     p_extra_aug: float = 0.15  # chance of a further array-level photometric augmentation
     seed: int = 0
     threads: int = 2
@@ -78,22 +84,33 @@ def preset(name: str, **overrides) -> TrainConfig:
     return cfg
 
 
+def make_sample(cfg: TrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One (image (crop, crop) float32 normalised, mask (crop, crop) uint8) at the model
+    sampling: rendered at a native pixel size (log-uniform in ``native_pixel_range``),
+    then resampled to ``cfg.pixel_size`` like a real frame at prediction."""
+    lo, hi = cfg.native_pixel_range
+    native = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    n = max(8, int(round(cfg.crop * cfg.pixel_size / native)))
+    span = n * native * max(cfg.zoom_range) + 8
+    patch = graphene_patch(span, rng)
+    img, _, yx, sp = render_sample(patch, (n, n), native, classes=cfg.classes,
+                                   radius_A=cfg.radius_A, rng=rng, zoom_range=cfg.zoom_range)
+    if rng.random() < cfg.p_extra_aug:
+        img = photometric(img, rng, AugmentConfig())
+    if n != cfg.crop:
+        img = resample(torch.from_numpy(np.ascontiguousarray(img))[None],
+                       (cfg.crop, cfg.crop))[0].numpy()
+    yx_model = (yx + 0.5) * (cfg.crop / n) - 0.5
+    cls_index = np.array([cfg.classes.index(c) if c in cfg.classes else 1 for c in sp], np.int64)
+    mask = label_mask(yx_model, cls_index, (cfg.crop, cfg.crop), cfg.radius_A / cfg.pixel_size)
+    return normalise(img), mask
+
+
 def make_batch(cfg: TrainConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """One training batch: images (B, 1, crop, crop) float32, labels (B, crop, crop) int64."""
-    xs, ys = [], []
-    span = cfg.crop * cfg.pixel_size * max(cfg.zoom_range) * 1.5 + 4
-    aug = AugmentConfig()
-    for _ in range(cfg.batch):
-        patch = graphene_patch(span, rng)
-        img, mask, _, _ = render_sample(
-            patch, (cfg.crop, cfg.crop), cfg.pixel_size, classes=cfg.classes,
-            radius_A=cfg.radius_A, rng=rng, zoom_range=cfg.zoom_range)
-        if rng.random() < cfg.p_extra_aug:
-            img = photometric(img, rng, aug)
-        xs.append(normalise(img))
-        ys.append(mask)
-    x = torch.from_numpy(np.stack(xs))[:, None]
-    y = torch.from_numpy(np.stack(ys).astype(np.int64))
+    pairs = [make_sample(cfg, rng) for _ in range(cfg.batch)]
+    x = torch.from_numpy(np.stack([p[0] for p in pairs]))[:, None]
+    y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
     return x, y
 
 
@@ -114,13 +131,14 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor, cfg: TrainConfig) -> tor
 def iter_steps(net: torch.nn.Module, next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]],
                steps: int, opt: Any, sched: Any, cfg: TrainConfig, *,
                ema_decay: float = 0.95, ignore_index: int | None = None,
-               stop: Callable[[], bool] | None = None) -> Iterator[dict]:
+               stop: Callable[[], bool] | None = None, start: int = 0) -> Iterator[dict]:
     """The optimisation loop shared by :func:`iter_train` and fine-tuning
     (:func:`atomlens.segment.finetune.iter_finetune`).
 
     Each step draws ``next_batch()``, computes :func:`loss_fn` (pixels labelled
     ``ignore_index`` take the network's own prediction as target), steps ``opt`` and
-    ``sched``, and yields ``{"step", "steps", "loss", "loss_ema", "lr", "elapsed_s"}``.
+    ``sched``, and yields ``{"step", "steps", "loss", "loss_ema", "lr", "elapsed_s"}``;
+    steps are numbered from ``start + 1`` to ``steps`` (``start`` > 0 when resuming).
     The loop ends early, yielding ``{"end": reason, "step": last completed step}``, when
     ``stop()`` is true before a step (``"stopped"``) or a loss is not finite
     (``"diverged"``; that step's update is not applied). It leaves ``net`` in train mode.
@@ -128,7 +146,7 @@ def iter_steps(net: torch.nn.Module, next_batch: Callable[[], tuple[torch.Tensor
     t0 = time.perf_counter()
     ema = None
     net.train()
-    for step in range(1, steps + 1):
+    for step in range(start + 1, steps + 1):
         if stop is not None and stop():
             yield {"end": "stopped", "step": step - 1}
             return
@@ -150,8 +168,30 @@ def iter_steps(net: torch.nn.Module, next_batch: Callable[[], tuple[torch.Tensor
                "lr": sched.get_last_lr()[0], "elapsed_s": time.perf_counter() - t0}
 
 
-def iter_train(cfg: TrainConfig) -> Iterator[dict]:
-    """Train; yield ``{"step", "loss", "lr", "elapsed_s"}`` events, the last with ``"net"``."""
+def checkpoint_path(out: str | Path) -> Path:
+    """Where a run writing ``out`` keeps its resumable checkpoint (``<out>.ckpt.pt``)."""
+    return Path(out).with_suffix(".ckpt.pt")
+
+
+def _save_checkpoint(path: Path, cfg: TrainConfig, step: int, net: torch.nn.Module, opt: Any,
+                     sched: Any, rng: np.random.Generator, elapsed_s: float) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"kind": "atomlens-train-checkpoint", "config": cfg.to_dict(), "step": step,
+                "net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                "elapsed_s": elapsed_s}, tmp)
+    tmp.replace(path)
+
+
+def iter_train(cfg: TrainConfig, *, checkpoint: str | Path | None = None,
+               checkpoint_every: int = 0, resume: bool = False) -> Iterator[dict]:
+    """Train; yield ``{"step", "loss", "lr", "elapsed_s"}`` events, the last with ``"net"``.
+
+    ``checkpoint`` (a path) with ``checkpoint_every`` > 0 saves the full training state
+    every that many steps; ``resume`` continues from that file when it exists (its
+    configuration must match ``cfg``; the run then gives the same model as an
+    uninterrupted one).
+    """
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
@@ -159,41 +199,57 @@ def iter_train(cfg: TrainConfig) -> Iterator[dict]:
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 1),
                                                 pct_start=0.1)
+    start, prior_s = 0, 0.0
+    ckpt = Path(checkpoint) if checkpoint else None
+    if resume and ckpt is not None and ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if state.get("config") != cfg.to_dict():
+            raise TrainConfigError(f"checkpoint {ckpt} was written with other settings; "
+                                   "use the same options as that run or delete the checkpoint")
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        start, prior_s = int(state["step"]), float(state.get("elapsed_s", 0.0))
+        yield {"step": start, "steps": cfg.steps, "resumed": True, "elapsed_s": prior_s}
     t0 = time.perf_counter()
-    ema, last = None, cfg.steps
-    for ev in iter_steps(net, lambda: make_batch(cfg, rng), cfg.steps, opt, sched, cfg):
+    ema, last = None, max(cfg.steps, start)
+    for ev in iter_steps(net, lambda: make_batch(cfg, rng), cfg.steps, opt, sched, cfg,
+                         start=start):
         if "end" in ev:  # non-finite loss: stop with the last finite update
             last = ev["step"]
             break
         ema = ev["loss_ema"]
+        ev = {**ev, "elapsed_s": prior_s + ev["elapsed_s"]}
+        if ckpt is not None and checkpoint_every and ev["step"] % checkpoint_every == 0 \
+                and ev["step"] < cfg.steps:
+            _save_checkpoint(ckpt, cfg, ev["step"], net, opt, sched, rng, ev["elapsed_s"])
         yield {**ev, "net_ref": net}
     net.eval()
     yield {"step": last, "steps": cfg.steps, "done": True, "net": net,
-           "elapsed_s": time.perf_counter() - t0, "loss_ema": ema}
+           "elapsed_s": prior_s + time.perf_counter() - t0, "loss_ema": ema}
 
 
 def train_detector(cfg: TrainConfig, out: str | Path, *, command: str | None = None,
                    evaluate: bool = True, log: Callable[[str], None] = print,
-                   checkpoint_every: int = 0) -> Detector:
+                   checkpoint_every: int = 0, resume: bool = False,
+                   notes: dict | None = None) -> Detector:
     """Train to the end, validate on held-out simulated frames, write ``out`` (+ card JSON).
 
-    ``checkpoint_every`` > 0 also writes ``<out>.ckpt.pt`` every that many steps.
+    ``checkpoint_every`` > 0 keeps a resumable state in :func:`checkpoint_path` every that
+    many steps (removed when the model is written); ``resume`` continues from it.
+    ``notes`` are added to the card (e.g. the machine it was trained on).
     """
     last: dict = {}
-    net_ref = None
-    for ev in iter_train(cfg):
+    ckpt = checkpoint_path(out)
+    for ev in iter_train(cfg, checkpoint=ckpt, checkpoint_every=checkpoint_every, resume=resume):
         last = ev
-        if ev["step"] % 25 == 0 or ev.get("done"):
-            log(f"step {ev['step']}/{ev['steps']} loss {ev.get('loss_ema', 0):.4f} "
+        if ev.get("resumed"):
+            log(f"resumed from {ckpt} at step {ev['step']}/{ev['steps']}")
+        elif ev["step"] % 25 == 0 or ev.get("done"):
+            log(f"step {ev['step']}/{ev['steps']} loss {ev.get('loss_ema') or 0:.4f} "
                 f"{ev['elapsed_s']:.0f}s")
-        if "net_ref" in ev:
-            net_ref = ev["net_ref"]
-        if checkpoint_every and ev["step"] % checkpoint_every == 0 and not ev.get("done"):
-            net_ref.eval()
-            save_detector(Detector(net_ref, cfg.net, cfg.pixel_size, cfg.radius_A, cfg.tile,
-                                   {"checkpoint_step": ev["step"]}),
-                          Path(out).with_suffix(".ckpt.pt"))
-            net_ref.train()
     net = last["net"]
     card = {
         "name": Path(out).stem,
@@ -205,13 +261,19 @@ def train_detector(cfg: TrainConfig, out: str | Path, *, command: str | None = N
         "expected_pixel_size_A": [0.05, 0.4],
         "pixel_size_error_tolerance": list(cfg.zoom_range),
         "training_data": (
-            "simulated graphene patches (atomlens.segment.synth): random orientation, strain, "
-            "Si dopants (isolated, edge, clusters), vacancies, Stone-Wales, holes, grain "
-            "boundaries; Gaussian probe FWHM 0.6-1.3 Å (+ tails), Si/C 1.8-6, film background "
-            "0-5, offset, gradients, bright contamination blobs, amorphous contamination hiding "
-            "the atoms beneath, Poisson dose (C-peak SNR 1.3-40 at 0.2 Å/px), read noise, "
-            "scan jitter, line gain, gamma, noise blur, flips, shear, pixel-size error "
-            "0.86-1.16; labels: 0.35 Å disks; fresh samples every step"
+            "simulated graphene patches (atomlens.simulate.patches): random orientation, "
+            "strain, Si motifs Si1C3 / Si1C4 (divacancy) / Si2C4-6 / Si3C5-6 with relaxed "
+            "Si-C bonds, isolated and edge Si, vacancies, Stone-Wales, holes, grain boundaries; "
+            "rendered by atomlens.simulate.render_image: 60 kV corrected probe from aperture "
+            "(25-35 mrad) and aberrations (defocus, C3, C5, astigmatism) with source size, "
+            "Z-contrast Si/C 2.5-7, film background, offset, gradients, contamination blobs, "
+            "amorphous cover, Poisson dose (C-peak SNR 0.9-30 at 0.2 Å/px), read noise, scan "
+            "jitter/drift/fly-back, detector afterglow, line gain and drop-outs, gamma, 8-bit "
+            "export; native pixel sizes "
+            f"{cfg.native_pixel_range[0]}-{cfg.native_pixel_range[1]} Å/px resampled to the "
+            "model grid; flips, shear, pixel-size error "
+            f"{cfg.zoom_range[0]}-{cfg.zoom_range[1]}; labels: {cfg.radius_A} Å disks; fresh "
+            "samples every step"
         ),
         "training": cfg.to_dict(),
         "training_time_s": round(last["elapsed_s"], 1),
@@ -222,6 +284,7 @@ def train_detector(cfg: TrainConfig, out: str | Path, *, command: str | None = N
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "software": {"torch": str(torch.__version__), "python": sys.version.split()[0],
                      "platform": platform.platform()},
+        **(notes or {}),
     }
     det = Detector(net, cfg.net, cfg.pixel_size, cfg.radius_A, cfg.tile, card)
     if evaluate:
@@ -233,6 +296,7 @@ def train_detector(cfg: TrainConfig, out: str | Path, *, command: str | None = N
             log(f"validation failed: {exc!r}")
             card["validation"] = {"error": repr(exc)}
     save_detector(det, out)
+    ckpt.unlink(missing_ok=True)
     Path(out).with_name(Path(out).stem + "_card.json").write_text(
         json.dumps(load_detector(out).card, indent=2))
     log(f"wrote {out}")
