@@ -342,8 +342,119 @@ def check_pixel_size(value: Any, field: str = "pixel size", where: str = "") -> 
     return float(v)
 
 
+#: Largest model file read (bytes) and largest network built from a file (parameters).
+MAX_MODEL_FILE_BYTES = 1 << 30
+MAX_MODEL_PARAMS = 50_000_000
+
+
+def check_model_file(path: str | os.PathLike, error: type[Exception] = InputFileError) -> Path:
+    """A model file that may be handed to ``torch.load``: a regular, non-empty file of at
+    most :data:`MAX_MODEL_FILE_BYTES`."""
+    p = check_input_path(path, "model file", error=error)
+    size = p.stat().st_size
+    if size > MAX_MODEL_FILE_BYTES:
+        raise error(f"model file {p} is {human_bytes(size)}; AtomLens models are at most "
+                    f"{human_bytes(MAX_MODEL_FILE_BYTES)}: is this the right file?")
+    return p
+
+
+def _int_in(cfg: dict, key: str, lo: int, hi: int, where: str, error: type[Exception],
+            default: int | None = None) -> int:
+    v = cfg.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int | np.integer) or not lo <= int(v) <= hi:
+        raise error(f"{where}: {key} must be a whole number in {lo}..{hi}, got {v!r}; the file "
+                    "is corrupt or was edited")
+    return int(v)
+
+
+def check_detector_config(cfg: Any, where: str, error: type[Exception] = InputFileError) -> None:
+    """Refuse a detector config (``config`` of a detector file) with wrong types or a network
+    too large to build (more than :data:`MAX_MODEL_PARAMS` parameters), before building."""
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("net"), dict):
+        raise error(f"{where}: the network config is missing or not a table; the file is "
+                    "corrupt or not an AtomLens detector")
+    net = cfg["net"]
+    base = _int_in(net, "base_filters", 1, 1024, where, error, 16)
+    levels = _int_in(net, "levels", 1, 6, where, error, 3)
+    cin = _int_in(net, "in_channels", 1, 16, where, error, 1)
+    classes = net.get("classes", ("background", "C", "Si"))
+    if not isinstance(classes, list | tuple) or not 2 <= len(classes) <= 64 or not all(
+            isinstance(c, str) and 0 < len(c) <= 64 for c in classes):
+        raise error(f"{where}: classes must be 2..64 names, got {str(classes)[:80]}")
+    dil = net.get("dilations", (1, 2, 3, 4))
+    if not isinstance(dil, list | tuple) or len(dil) > 16 or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 64 for d in dil):
+        raise error(f"{where}: dilations must be up to 16 whole numbers in 1..64, got "
+                    f"{str(dil)[:80]}")
+    widths = [base * 2**k for k in range(levels)]
+    params = 0
+    prev = cin
+    for w in widths:  # encoder + decoder convolutions, 3x3
+        params += 9 * (prev * w + w * w) * 2
+        prev = w
+    params += 9 * widths[-1] ** 2 * len(dil)
+    if params > MAX_MODEL_PARAMS:
+        raise error(f"{where}: the network would have ~{params / 1e6:.0f} M parameters (limit "
+                    f"{MAX_MODEL_PARAMS / 1e6:.0f} M); the file is corrupt or forged")
+    for key, lo, hi in (("pixel_size", 1e-3, 100.0), ("radius_A", 1e-3, 100.0)):
+        if key in cfg:
+            check_number(cfg[key], key, minimum=lo, maximum=hi, where=where)
+    if "tile" in cfg:
+        _int_in(cfg, "tile", 16, 8192, where, error)
+
+
+def check_latent_config(kind: Any, cfg: Any, where: str,
+                        error: type[Exception] = InputFileError) -> None:
+    """Refuse a latent-model config with wrong types or a network too large to build."""
+    if not isinstance(kind, str) or not isinstance(cfg, dict) or not all(
+            isinstance(k, str) for k in cfg):
+        raise error(f"{where}: kind/config are missing or of the wrong type; the file is "
+                    "corrupt or not an AtomLens latent model")
+
+    def walk(v: Any, key: str) -> None:
+        if isinstance(v, bool) or v is None or isinstance(v, str) and len(v) <= 200:
+            return
+        if isinstance(v, int | np.integer):
+            if abs(int(v)) > 10_000_000 and key != "seed":
+                raise error(f"{where}: config {key} = {v} is absurd; the file is corrupt or forged")
+            return
+        if isinstance(v, float):
+            if not np.isfinite(v):
+                raise error(f"{where}: config {key} = {v} is not finite; the file is corrupt")
+            return
+        if isinstance(v, list | tuple) and len(v) <= 64:
+            for x in v:
+                walk(x, key)
+            return
+        if isinstance(v, dict) and len(v) <= 64:
+            for k, x in v.items():
+                walk(x, f"{key}.{k}")
+            return
+        raise error(f"{where}: config {key} has an unexpected value {str(v)[:60]!r}")
+
+    for k, v in cfg.items():
+        walk(v, k)
+    win = cfg.get("window", (24, 24))
+    win = [win, win] if isinstance(win, int) else list(win) if isinstance(win, list | tuple) else []
+    if len(win) != 2 or not all(isinstance(w, int) and 2 <= w <= 1024 for w in win):
+        raise error(f"{where}: window must be two sizes in 2..1024 pixels, got {cfg.get('window')!r}")
+    ch = cfg.get("channels", 1) or 1
+    latent = cfg.get("latent_dim", cfg.get("n_components", 2)) or 2
+    hidden = cfg.get("hidden", ()) or ()
+    if isinstance(hidden, int):
+        hidden = [hidden]
+    sizes = [int(win[0]) * int(win[1]) * int(ch), *[int(h) for h in hidden], int(latent) + 3]
+    params = sum(a * b for a, b in zip(sizes, sizes[1:])) * 2  # encoder + decoder, roughly
+    if params > MAX_MODEL_PARAMS:
+        raise error(f"{where}: the network would have ~{params / 1e6:.0f} M parameters (limit "
+                    f"{MAX_MODEL_PARAMS / 1e6:.0f} M); the file is corrupt or forged")
+
+
 __all__ = [
     "MissingFileError",
+    "check_detector_config",
+    "check_latent_config",
+    "check_model_file",
     "check_declared_size",
     "check_image_dtype",
     "check_input_path",

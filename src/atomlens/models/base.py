@@ -147,9 +147,18 @@ class LatentModel:
         from atomlens.models.registry import model_class
 
         klass = model_class(payload["kind"])
-        model = klass(**payload["config"])
-        model._load_state(payload["state_dict"])
-        model.card = dict(payload["card"])
+        try:
+            model = klass(**payload["config"])
+            model._load_state(payload["state_dict"])
+        except ModelError:
+            raise
+        except (TypeError, ValueError, KeyError, RuntimeError, IndexError) as exc:
+            from atomlens.io.gate import safe_reason
+
+            raise ModelError(f"{path}: the config or weights do not fit a {payload['kind']} "
+                             f"model ({safe_reason(exc)}); the file is corrupt or from another "
+                             "AtomLens version") from None
+        model.card = dict(payload.get("card") or {})
         model.fitted = bool(payload.get("fitted", True))
         return model
 
@@ -159,13 +168,19 @@ class LatentModel:
 
 
 def read_payload(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no model file at {path}")
+    from atomlens.io.gate import check_latent_config, check_model_file, safe_reason
+
+    path = check_model_file(path, ModelError)  # missing: also a FileNotFoundError
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - report any unreadable file the same way
-        raise ModelError(f"{path} is not a readable AtomLens model file ({exc})") from exc
+        raise ModelError(f"{path} is not a readable AtomLens model file ({safe_reason(exc)}); "
+                         "AtomLens loads weights only, never code") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelError(f"{path} is not an AtomLens latent-model file (format {FORMAT!r})")
+    check_latent_config(payload.get("kind"), payload.get("config"), str(path), ModelError)
+    if not isinstance(payload.get("state_dict"), dict) or not isinstance(
+            payload.get("card", {}), dict):
+        raise ModelError(f"{path}: state_dict/card missing or of the wrong type; the file is "
+                         "corrupt")
     return payload

@@ -95,16 +95,24 @@ def load_detector(path: str | Path | None = None, *, classes: tuple[str, ...] | 
                 "`atomlens train-detector --preset graphene --out model.pt`"
             )
         raise ModelFileError(f"model file {path} does not exist; pass an existing .pt file")
+    from atomlens.io.gate import check_detector_config, check_model_file, safe_reason
+
+    check_model_file(path, ModelFileError)  # no FIFOs, devices or huge files
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise ModelFileError(f"{path} is not a readable torch model file ({exc})") from exc
+        raise ModelFileError(f"{path} is not a readable AtomLens model file "
+                             f"({safe_reason(exc)}); AtomLens loads weights only, never code")\
+            from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ModelFileError(
             f"{path} is not an AtomLens detector file (expected format {FORMAT!r}); "
             "train one with `atomlens train-detector`"
         )
     cfg = blob.get("config", {})
+    check_detector_config(cfg, str(path), ModelFileError)  # before building the network
+    if not isinstance(blob.get("state_dict"), dict):
+        raise ModelFileError(f"{path} holds no weights (state_dict); the file is corrupt")
     try:
         net_config = NetConfig.from_dict(cfg["net"])
     except (KeyError, TypeError, NetConfigError) as exc:
@@ -112,7 +120,7 @@ def load_detector(path: str | Path | None = None, *, classes: tuple[str, ...] | 
     net = build_net(net_config)
     try:
         net.load_state_dict(blob["state_dict"])
-    except (RuntimeError, KeyError) as exc:
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(
             f"{path}: the weights do not fit the network described in the file "
             f"({str(exc).splitlines()[0]}); the file is corrupt or was edited"
