@@ -44,6 +44,8 @@ class DescriptorRecipe(Recipe):
     normalize: str = setting("percentile", choices=("percentile", "minmax", "zscore", "none"),
                              doc="one intensity scale for the whole movie before cutting")
     bin: int = setting(1, min=1, max=16, doc="average bin x bin pixels before cutting")
+    channels: tuple[int, ...] | None = setting(
+        None, doc="maps: channel indices to keep (None = all but background)")
 
 
 @dataclass
@@ -61,6 +63,9 @@ class LatentRecipe(Recipe):
     batch_size: int = setting(200, min=1, doc="windows per optimisation step")
     lr: float = setting(1e-3, above=0.0, max=1.0, doc="Adam learning rate")
     rot_prior: float = setting(0.1, above=0.0, doc="rVAE: SD of the angle prior, radians")
+    translation: bool = setting(True, doc="rVAE: x/y shift latents")
+    loss: str = setting("mse", choices=("mse", "bce"), doc="reconstruction loss (torch models)")
+    encoder: str = setting("mlp", choices=("mlp", "conv"), doc="rVAE encoder")
     train_fraction: float = setting(0.75, above=0.0, max=1.0,
                                     doc="share of windows for training; the rest is the test loss")
     max_train_windows: int = setting(4000, min=1, doc="train on a random subset this large, encode all")
@@ -108,6 +113,10 @@ def prepare_movie(frames: Any, recipe: DescriptorRecipe) -> np.ndarray:
         y, x = arr.shape[-2] // b * b, arr.shape[-1] // b * b
         arr = arr[..., :y, :x]
         arr = arr.reshape(*arr.shape[:-2], y // b, b, x // b, b).mean(axis=(-3, -1))
+    if recipe.source == "maps" and arr.ndim == 4:
+        chans = list(recipe.channels) if recipe.channels else (
+            list(range(1, arr.shape[1])) if arr.shape[1] > 1 else [0])
+        arr = arr[:, chans[0]] if len(chans) == 1 else arr[:, chans]
     if recipe.normalize != "none" and recipe.source == "raw":
         arr = normalize_stack(arr, recipe.normalize)
     return np.ascontiguousarray(arr, dtype=np.float32)
@@ -147,7 +156,9 @@ def model_kwargs(recipe: LatentRecipe, window: tuple[int, int], channels: int = 
     if recipe.model == "skip-rvae":
         takes |= set(model_parameters("rvae"))
     want: dict[str, Any] = {"window": tuple(window), "seed": recipe.seed, "lr": recipe.lr,
-                            "rot_prior": recipe.rot_prior, "channels": channels}
+                            "rot_prior": recipe.rot_prior, "channels": channels,
+                            "translation": recipe.translation, "loss": recipe.loss,
+                            "encoder": recipe.encoder}
     if "latent_dim" in takes:
         want["latent_dim"] = recipe.latent_dim
     elif recipe.model == "gmm":
