@@ -94,23 +94,31 @@ class PipelineConfig:
         """Read a .toml, .yaml/.yml or .json config; ``None`` gives the defaults."""
         if path is None:
             return cls()
+        from atomlens.io.gate import read_text_file, safe_reason, safe_yaml_load
+
         path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"config file not found: {path}")
-        text = path.read_text()
         suffix = path.suffix.lower()
-        if suffix == ".toml":
-            import tomllib
+        if suffix not in (".toml", ".yaml", ".yml", ".json"):
+            raise SettingsError(f"config must be .toml, .yaml or .json, got '{path.name}'")
+        text = read_text_file(path, "config file")  # no FIFOs/devices, size-bounded, UTF-8
+        try:
+            if suffix == ".toml":
+                import tomllib
 
-            data = tomllib.loads(text)
-        elif suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        elif suffix == ".json":
-            data = json.loads(text)
-        else:
-            raise ValueError(f"config must be .toml, .yaml or .json, got '{path.name}'")
+                data = tomllib.loads(text)
+            elif suffix in (".yaml", ".yml"):
+                data = safe_yaml_load(text, path) or {}  # aliases bounded
+            else:
+                data = json.loads(text)
+        except SettingsError:
+            raise
+        except (ValueError, RecursionError) as exc:  # TOMLDecodeError, JSONDecodeError
+            raise SettingsError(f"config {path.name} does not parse ({safe_reason(exc)}); fix "
+                                "the syntax (atomlens run --print-config shows a valid one)") \
+                from None
+        if not isinstance(data, dict):
+            raise SettingsError(f"config {path.name} must hold [section] tables of settings, "
+                                f"not a {type(data).__name__}")
         return cls.from_dict(data)
 
     def section(self, name: str) -> dict:
