@@ -4,6 +4,13 @@ The pipeline cuts a movie into frame chunks and maps a module-level function ove
 ``InProcess`` runs the chunks one after the other; ``DaskExecutor`` sends them to a
 ``dask.distributed`` cluster (a local one by default, or an existing scheduler), each
 task reading its own frames lazily from the file so that no array travels.
+
+The default local cluster opens no network port: its scheduler and workers are threads
+of this process talking over dask's in-process transport (``inproc://``), so no other
+user or process on the machine can reach it or submit code to it. Torch releases the
+GIL in its kernels, so worker threads still run detection in parallel. A remote
+scheduler (an address) is the user's explicit choice; secure it with dask's TLS
+settings.
 """
 
 from __future__ import annotations
@@ -43,9 +50,10 @@ class DaskExecutor:
             self._cluster = None
             self.client = Client(scheduler)
         else:
+            # threads + in-process transport: nothing listens on a socket (see module doc)
             self._cluster = LocalCluster(
-                n_workers=n_workers, threads_per_worker=1, processes=True,
-                dashboard_address=None, memory_limit="auto",
+                n_workers=n_workers, threads_per_worker=1, processes=False,
+                protocol="inproc://", dashboard_address=None, memory_limit="auto",
             )
             self.client = Client(self._cluster)
 
@@ -61,7 +69,8 @@ class DaskExecutor:
 
 
 def make_executor(scheduler: str | None) -> InProcess | DaskExecutor:
-    """``None`` → in-process; ``"local"`` → a 2-worker local cluster; else an address."""
+    """``None`` → in-process; ``"local"`` → a 2-worker local cluster reachable only from
+    this process (threads, no open port); else the address of a scheduler."""
     if scheduler is None:
         return InProcess()
     if scheduler == "local":
