@@ -5,9 +5,13 @@
   memory    peak RSS of `atomlens detect` on a 50-frame 1024² memmapped .npy movie
   accuracy  held-out simulated frames (F1 within 0.5 Å, RMSE Å, Si precision/recall)
   real      the real graphene files in ../shared/data/real (no per-file tuning)
+  librarynet  the 79 held-out LibraryNet patches (../shared/data/real/librarynet_dev), pixel
+            size from AtomLens' own calibration (no nominal value, no per-file settings):
+            patches with every labelled atom found within 0.5 Å, Si coordination right in
+            the Si1C3/Si1C4 patches, patches with no extra Si within 3 Å of a labelled Si
 
-Usage: .venv/bin/python bench/detect.py [--what speed,memory,accuracy,real] [--threads 2]
-       [--frames 6] [--model PATH]
+Usage: .venv/bin/python bench/detect.py [--what speed,memory,accuracy,real,librarynet]
+       [--threads 2] [--frames 6] [--model PATH]
 """
 
 from __future__ import annotations
@@ -174,6 +178,109 @@ def real_scores(model: str | None = None) -> dict:
     return out
 
 
+LIBRARYNET = REAL / "librarynet_dev"
+
+
+def calibrated_pixel_size(image: np.ndarray) -> tuple[float, str]:
+    """AtomLens' own pixel size for a graphene image with no nominal value (Å/px) and
+    the method that gave it: the real-space-resolved lattice calibration when present
+    (chem.calibrate.calibrate_lattice), else the FFT one."""
+    from atomlens.chem import calibrate as cal
+
+    if hasattr(cal, "calibrate_lattice"):
+        c = cal.calibrate_lattice(image, "graphene")
+    else:
+        c = cal.calibrate_pixel_size(image, "graphene")
+    return float(c.pixel_size), str(c.method)
+
+
+def librarynet_patch(path: Path, det, pixel_size: float) -> dict:
+    """Scores of one LibraryNet patch detected at ``pixel_size`` (Å/px)."""
+    import pandas as pd
+
+    from atomlens.atoms import detect
+    from atomlens.chem.bonds import coordination, find_bonds
+
+    d = np.load(path, allow_pickle=True)
+    kind = path.stem.split("_")[0]
+    ref = np.c_[d["atom_row"], d["atom_col"]].astype(float)
+    el = np.asarray(d["atom_element"]).astype(str)
+    a = detect(d["image"], det, pixel_size=pixel_size).atoms.reset_index(drop=True)
+    yx = a[["y", "x"]].to_numpy(float)
+    cls = a["cls"].astype(str).to_numpy()
+    tol = 0.5 / pixel_size
+    if len(yx):
+        dist = np.hypot(*(ref[:, None] - yx[None]).transpose(2, 0, 1))  # (n_ref, n_det)
+        near = dist.argmin(1)
+        found = dist.min(1) <= tol
+    else:
+        dist = np.full((len(ref), 0), np.inf)
+        near = np.zeros(len(ref), int)
+        found = np.zeros(len(ref), bool)
+    right_cls = found & (cls[near] == el) if len(yx) else found
+    out = {"kind": kind, "pixel_size_A": round(pixel_size, 5), "n_ref": len(ref),
+           "n_found": int(found.sum()), "all_found": bool(found.all()),
+           "all_found_right_species": bool(right_cls.all()),
+           "missed": [f"{e}@{r[0]:.0f},{r[1]:.0f}" for e, r, f in zip(el, ref, found) if not f]}
+    si_ref = ref[el == "Si"]
+    si_det = np.flatnonzero(cls == "Si")
+    # extra Si: a detected Si within 3 Å of a labelled Si that is no labelled Si itself
+    extra = 0
+    for i in si_det:
+        dd = np.hypot(*(si_ref - yx[i]).T)
+        if len(dd) and dd.min() <= 3.0 / pixel_size and dd.min() > tol:
+            extra += 1
+    out["extra_Si"] = extra
+    if kind in ("Si1C3", "Si1C4"):
+        want = 3 if kind == "Si1C3" else 4
+        atoms = pd.DataFrame({"frame": 0, "y": yx[:, 0], "x": yx[:, 1], "cls": cls}) if len(yx) else None
+        coord = coordination(len(yx), find_bonds(atoms, pixel_size)) if atoms is not None else []
+        got = []
+        for r in si_ref:
+            j = int(np.argmin(np.hypot(*(yx - r).T))) if len(yx) else -1
+            ok = j >= 0 and np.hypot(*(yx[j] - r)) <= tol and cls[j] == "Si"
+            got.append(int(coord[j]) if ok else -1)  # -1: the Si itself not found as Si
+        out["Si_coordination"] = got
+        out["coordination_right"] = bool(got) and all(g == want for g in got)
+    return out
+
+
+def librarynet_scores(model: str | None = None, files: list[Path] | None = None) -> dict:
+    """The LibraryNet figures (issue 13): one pixel size per patch from AtomLens'
+    calibration, one model, no per-file settings."""
+    from atomlens.segment.model_file import load_detector
+
+    det = load_detector(model)
+    files = files or sorted(LIBRARYNET.glob("*.npz"))
+    rows = []
+    for f in files:
+        img = np.load(f)["image"]
+        try:
+            ps, method = calibrated_pixel_size(img)
+        except Exception as exc:  # noqa: BLE001 - a failed calibration is a failed patch
+            rows.append({"file": f.name, "kind": f.stem.split("_")[0], "error": repr(exc)[:200]})
+            continue
+        rows.append({"file": f.name, "calibration": method, **librarynet_patch(f, det, ps)})
+    ok = [r for r in rows if "error" not in r]
+    coord = [r for r in ok if "coordination_right" in r]
+    n, n_coord = len(rows), sum(r["kind"] in ("Si1C3", "Si1C4") for r in rows)
+    return {
+        "patches": n,
+        "all_atoms_found_0.5A": f"{sum(r['all_found'] for r in ok)}/{n}",
+        "all_atoms_found_0.5A_pct": round(100 * sum(r["all_found"] for r in ok) / max(n, 1), 1),
+        "all_atoms_found_right_species": f"{sum(r['all_found_right_species'] for r in ok)}/{n}",
+        "Si_coordination_right": f"{sum(r['coordination_right'] for r in coord)}/{n_coord}",
+        "Si_coordination_right_pct": round(100 * sum(r["coordination_right"] for r in coord)
+                                           / max(n_coord, 1), 1),
+        "no_extra_Si_3A": f"{sum(r['extra_Si'] == 0 for r in ok)}/{n}",
+        "no_extra_Si_3A_pct": round(100 * sum(r["extra_Si"] == 0 for r in ok) / max(n, 1), 1),
+        "calibration_errors": n - len(ok),
+        "pixel_size_range_A": [round(min(r["pixel_size_A"] for r in ok), 4),
+                               round(max(r["pixel_size_A"] for r in ok), 4)] if ok else None,
+        "per_patch": rows,
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--what", default="speed,memory,accuracy,real")
@@ -196,6 +303,9 @@ def main() -> None:
             out["accuracy"] = bench_accuracy(args)
         elif what == "real":
             out["real"] = real_scores(args.model) if REAL.is_dir() else "no ../shared/data/real"
+        elif what == "librarynet":
+            out["librarynet"] = (librarynet_scores(args.model) if LIBRARYNET.is_dir()
+                                 else "no ../shared/data/real/librarynet_dev")
         else:
             raise SystemExit(f"unknown --what {what!r}")
         out.setdefault("bench_seconds", {})[what] = round(time.perf_counter() - t, 1)
