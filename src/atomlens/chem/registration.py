@@ -140,6 +140,7 @@ class DriftEstimator:
         self._key_drift = np.zeros(2)
         self._drift: list[np.ndarray] = []
         self.n_fallback = 0  # frames left at the whole-pixel prediction (no refinement)
+        self.key_index = 0  # which added frame (0, 1, ...) is the current key frame
 
     @property
     def drift(self) -> np.ndarray:
@@ -163,6 +164,7 @@ class DriftEstimator:
             self._shape = img.shape
             self._prev_coarse = coarse
             self._key = self._prev_full = img
+            self.key_index = 0
             self._key_drift = np.zeros(2)
             self._drift.append(np.zeros(2))
             return np.zeros(2)
@@ -185,9 +187,31 @@ class DriftEstimator:
                 step = predicted - self._drift[-1]
             d = self._drift[-1] + step
             self._key, self._key_drift = img, d
+            self.key_index = len(self._drift)
         self._prev_full = img
         self._drift.append(d)
         return d
+
+    def state(self) -> dict:
+        """What :meth:`restore` needs besides the images (JSON-able): the drift so far,
+        the key frame's index and drift, the binning and the fallback count."""
+        return {"drift": self.drift.tolist(), "key_index": int(self.key_index),
+                "key_drift": [float(v) for v in self._key_drift],
+                "coarse_bin": self.coarse_bin, "n_fallback": int(self.n_fallback)}
+
+    def restore(self, state: dict, key_image: Any, prev_image: Any) -> None:
+        """Continue after a restart: ``state`` from :meth:`state`, the raw key frame
+        (frame ``state["key_index"]``) and the last frame added."""
+        key = _robust(_check_frame(key_image))
+        prev = _robust(_check_frame(prev_image, key.shape))
+        self._shape = key.shape
+        self.coarse_bin = state.get("coarse_bin") or max(1, min(key.shape) // 512)
+        self._drift = [np.asarray(d, float) for d in state["drift"]]
+        self.key_index = int(state["key_index"])
+        self._key_drift = np.asarray(state["key_drift"], float)
+        self.n_fallback = int(state.get("n_fallback", 0))
+        self._key, self._prev_full = key, prev
+        self._prev_coarse = self._coarse(prev)
 
     def _refine(self, ref: np.ndarray, img: np.ndarray, guess: np.ndarray) -> np.ndarray | None:
         """Sub-pixel shift of ``img`` relative to ``ref`` near ``guess`` (pixels), or

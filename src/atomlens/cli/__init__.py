@@ -28,6 +28,7 @@ SUBCOMMANDS = [
     "run",
     "batch",
     "movie",
+    "watch",
 ]
 
 
