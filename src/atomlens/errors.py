@@ -27,3 +27,8 @@ class FrameSelectionError(SettingsError):
 
 class OutputError(AtomLensError):
     """An output folder or file that cannot be written, or is in use by another run."""
+
+
+class ModelError(AtomLensError):
+    """Bad input for a latent model or its training (wrong window size, channels, values,
+    schedule); the message names both sides and the fix."""

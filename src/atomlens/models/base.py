@@ -17,25 +17,10 @@ import pandas as pd
 import torch
 
 from atomlens import __version__
-from atomlens.errors import AtomLensError
+from atomlens.errors import ModelError
+from atomlens.train.protocol import images_of
 
 FORMAT = "atomlens-latent-model"
-
-
-class ModelError(AtomLensError):
-    """Bad input for a latent model (wrong window size, channels, values); the message
-    names both sides and the fix."""
-
-
-def images_of(X: Any) -> np.ndarray:
-    """The image array of ``X`` (a ``Subimages`` or an array) as float32 numpy."""
-    arr = getattr(X, "images", X)
-    if isinstance(arr, torch.Tensor):
-        arr = arr.detach().cpu().numpy()
-    arr = np.asarray(arr)
-    if arr.dtype != np.float32:
-        arr = arr.astype(np.float32)
-    return arr
 
 
 def as_nchw(X: Any, window: tuple[int, int] | None, n_channels: int | None) -> np.ndarray:

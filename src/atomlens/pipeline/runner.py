@@ -368,7 +368,9 @@ def _stage_latent(
     cfg: PipelineConfig, base_key: dict, out: Path, result: RunResult, progress: bool,
 ) -> tuple[pd.DataFrame, Path | None, Path | None]:
     from atomlens.pipeline.latent_stage import run_latent_stage
+    from atomlens.workflows.latent import resolve_bin
 
+    cfg.descriptors = resolve_bin(cfg.descriptors, pixel_size)  # recorded in run.json
     return run_latent_stage(
         stack, atoms, tables, maps_path, cfg, base_key, out, result, progress, _table_hash
     )

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from atomlens.models.base import LatentModel, ModelError, images_of
 from atomlens.train.adam import Adam
+from atomlens.train.protocol import ModelError, OneShotFittable, TorchTrainable, images_of
 
 
 @dataclass
@@ -85,7 +85,7 @@ class Finished:
     weights are those after the last completed step) or ``"diverged"`` (a non-finite
     loss; the weights of the last finished epoch were restored)."""
 
-    model: LatentModel
+    model: TorchTrainable | OneShotFittable
     reason: str
     epochs_done: int
     elapsed_s: float
@@ -139,7 +139,7 @@ def select_subset(n: int, subset: Any, seed: int) -> np.ndarray:
 
 
 def fit_events(
-    model: LatentModel,
+    model: TorchTrainable | OneShotFittable,
     X: Any,
     epochs: int = 100,
     batch_size: int = 200,
@@ -181,14 +181,12 @@ def fit_events(
         (5 windows for a 24 x 24 rVAE with 128 units) and whole batches elsewhere;
         ``None`` = the whole batch at once.
     """
-    from atomlens.models.torch_model import TorchLatentModel
-
     if epochs < 1 or batch_size < 1:
         raise ModelError(f"need epochs >= 1 and batch_size >= 1, got {epochs}, {batch_size}")
     if not 0 < train_fraction <= 1:
         raise ModelError(f"train_fraction must be in (0, 1], got {train_fraction}")
     t0 = time.perf_counter()
-    if not isinstance(model, TorchLatentModel):
+    if not isinstance(model, TorchTrainable):
         # scikit-learn baselines: one fit, same events
         arr = images_of(X)
         rows = select_subset(len(arr), subset, seed)
@@ -309,13 +307,12 @@ def fit_events(
     yield Finished(model, reason, epochs_done, time.perf_counter() - t0, history)
 
 
-def resolve_micro_batch(model: Any, micro_batch: int | str | None, dev: torch.device) -> int | None:
+def resolve_micro_batch(model: TorchTrainable, micro_batch: int | str | None, dev: torch.device) -> int | None:
     """Chunk size (windows) for ``fit_events(micro_batch=...)``: ``None`` = whole batches."""
     if micro_batch is None:
         return None
     if micro_batch == "auto":
-        hint = getattr(model, "auto_micro_batch", None)
-        return hint() if hint is not None and dev.type == "cpu" else None
+        return model.auto_micro_batch() if dev.type == "cpu" else None
     if isinstance(micro_batch, (str, bool, np.bool_)) or int(micro_batch) != micro_batch or micro_batch < 1:
         raise ModelError(f"micro_batch must be None, 'auto' or a positive int, got {micro_batch!r}")
     return int(micro_batch)

@@ -9,8 +9,12 @@ the centres. The :class:`DescriptorRecipe` is written into the model card
 (``card["recipe"]``), so a model trained anywhere encodes new windows the same way
 (:mod:`atomlens.workflows.encode`).
 
-Defaults are chosen for a 2-core laptop: on the real 48-frame Si-graphene movie the
-default training ends in well under 3 minutes (see CHANGELOG for the measured figures).
+Defaults are chosen once, for a 2-core laptop (``bench/workflow_latent.py``): on the real
+48-frame Si-graphene movie (0.078 Å/px -> bin 4, 16-px windows, 4,140 windows) the
+default rVAE (6 content latents, hidden 64-64, 15 epochs, batch 50, lr 1e-3) trains and
+encodes in 86 s on 2 threads of a busy 2-core machine; the annotated Si ranks 3rd of ~86
+atoms of its frame by its latent distance from bulk C (median over 48 frames) and the
+Si-vs-C ROC AUC is 0.933 (seed 0), the figures of ``bench/rvae.py --science``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,18 @@ from atomlens.workflows.events import Log, Progress
 from atomlens.workflows.recipe import Recipe, setting
 
 MODEL_NAMES = ("rvae", "skip-rvae", "vae", "conv-ae", "pca", "nmf", "gmm")
+#: Å per pixel that ``bin = None`` bins the movie to (C-C ~ 4.7 px): windows of 16 px
+#: then span 4.8 Å, an atom and its neighbours, whatever the microscope's sampling.
+TARGET_PIXEL_A = 0.3
+
+
+def resolve_bin(recipe: DescriptorRecipe, pixel_size: float | None) -> DescriptorRecipe:
+    """The recipe with ``bin`` decided: ``round(TARGET_PIXEL_A / pixel_size)`` (at least
+    1) when ``bin`` is None and the pixel size (Å/px) is known, else 1."""
+    if recipe.bin is not None:
+        return recipe
+    b = max(1, int(round(TARGET_PIXEL_A / pixel_size))) if pixel_size else 1
+    return recipe.replace(bin=min(b, 16))
 
 
 @dataclass
@@ -35,7 +51,7 @@ class DescriptorRecipe(Recipe):
 
     section = "descriptors"
 
-    window: int = setting(32, min=4, max=512, doc="window side, pixels of the (binned) movie")
+    window: int = setting(16, min=4, max=512, doc="window side, pixels of the (binned) movie")
     source: str = setting("raw", choices=("raw", "maps"),
                           doc="raw image intensities or detector probability maps")
     centres: str = setting("atoms", choices=("atoms", "rings"), doc="what windows are centred on")
@@ -43,7 +59,9 @@ class DescriptorRecipe(Recipe):
                           doc="drop windows that leave the frame, or pad the frame")
     normalize: str = setting("percentile", choices=("percentile", "minmax", "zscore", "none"),
                              doc="one intensity scale for the whole movie before cutting")
-    bin: int = setting(1, min=1, max=16, doc="average bin x bin pixels before cutting")
+    bin: int | None = setting(
+        None, min=1, max=16,
+        doc=f"average bin x bin pixels before cutting; None = to about {TARGET_PIXEL_A} Å/px")
     channels: tuple[int, ...] | None = setting(
         None, doc="maps: channel indices to keep (None = all but background)")
 
@@ -56,11 +74,11 @@ class LatentRecipe(Recipe):
 
     enabled: bool = setting(True, doc="train a latent model at all (atomlens run)")
     model: str = setting("rvae", choices=MODEL_NAMES, doc="registered latent model")
-    latent_dim: int = setting(2, min=0, max=64, doc="content latents z1..zk (PCA/NMF: components)")
+    latent_dim: int = setting(6, min=0, max=64, doc="content latents z1..zk (PCA/NMF: components)")
     n_clusters: int = setting(4, min=1, max=256, doc="GMM clusters")
-    hidden: tuple[int, ...] | None = setting(None, doc="hidden widths; None = the model's default")
-    epochs: int = setting(30, min=1, max=100000, doc="passes over the training windows")
-    batch_size: int = setting(200, min=1, doc="windows per optimisation step")
+    hidden: tuple[int, ...] | None = setting((64, 64), doc="hidden widths; None = the model's default")
+    epochs: int = setting(15, min=1, max=100000, doc="passes over the training windows")
+    batch_size: int = setting(50, min=1, doc="windows per optimisation step")
     lr: float = setting(1e-3, above=0.0, max=1.0, doc="Adam learning rate")
     rot_prior: float = setting(0.1, above=0.0, doc="rVAE: SD of the angle prior, radians")
     translation: bool = setting(True, doc="rVAE: x/y shift latents")
@@ -68,7 +86,7 @@ class LatentRecipe(Recipe):
     encoder: str = setting("mlp", choices=("mlp", "conv"), doc="rVAE encoder")
     train_fraction: float = setting(0.75, above=0.0, max=1.0,
                                     doc="share of windows for training; the rest is the test loss")
-    max_train_windows: int = setting(4000, min=1, doc="train on a random subset this large, encode all")
+    max_train_windows: int = setting(5000, min=1, doc="train on a random subset this large, encode all")
     seed: int = setting(0, min=0, doc="seeds the subset, the split, the weights and the noise")
     device: str = setting("auto", doc="auto, cpu, cuda or mps")
     threads: int | None = setting(None, min=1, doc="torch CPU threads while training; None = as set")
@@ -108,7 +126,7 @@ def prepare_movie(frames: Any, recipe: DescriptorRecipe) -> np.ndarray:
     arr = np.asarray(getattr(frames, "data", frames), dtype=np.float32)
     if arr.ndim == 2:
         arr = arr[None]
-    b = recipe.bin
+    b = recipe.bin or 1
     if b > 1:
         y, x = arr.shape[-2] // b * b, arr.shape[-1] // b * b
         arr = arr[..., :y, :x]
@@ -124,7 +142,7 @@ def prepare_movie(frames: Any, recipe: DescriptorRecipe) -> np.ndarray:
 
 def centres_on_grid(centres: pd.DataFrame, recipe: DescriptorRecipe) -> pd.DataFrame:
     """Centre positions in pixels of the binned movie (``y, x`` divided by ``bin``)."""
-    if recipe.bin == 1:
+    if (recipe.bin or 1) == 1:
         return centres
     out = centres[["frame", "y", "x"]].copy()
     out[["y", "x"]] = out[["y", "x"]].to_numpy(float) / recipe.bin
@@ -233,12 +251,15 @@ def run(
     descriptors: DescriptorRecipe | None = None,
     recipe: LatentRecipe | None = None,
     *,
+    pixel_size: float | None = None,
     stop: threading.Event | None = None,
 ) -> Generator[Any, None, LatentResult]:
     """Cut windows around ``centres`` in ``movie`` ((T, Y, X) frames, a Stack, or maps
     (T, C, Y, X) with ``source = 'maps'``) and train: :func:`prepare_movie`,
-    :func:`cut_windows`, :func:`train`."""
-    descriptors = (descriptors or DescriptorRecipe()).validate()
+    :func:`cut_windows`, :func:`train`. ``pixel_size`` (Å/px; default the Stack's)
+    decides ``bin = None``."""
+    px = pixel_size if pixel_size is not None else getattr(movie, "pixel_size", None)
+    descriptors = resolve_bin((descriptors or DescriptorRecipe()).validate(), px)
     yield Progress("latent", "windows", 0, 1, "cutting windows")
     windows = cut_windows(prepare_movie(movie, descriptors), centres, descriptors)
     yield Progress("latent", "windows", 1, 1, f"{len(windows)} windows")
@@ -267,6 +288,7 @@ __all__ = [
     "latents_on_atoms",
     "model_kwargs",
     "prepare_movie",
+    "resolve_bin",
     "run",
     "train",
 ]
