@@ -8,6 +8,7 @@ frame at a time out of the file instead, so memory does not grow with the movie.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,7 @@ class TiffFrames:
         import tifffile
 
         self.path = str(path)
+        self._lock = threading.Lock()
         self._tif = tifffile.TiffFile(self.path)
         series = self._tif.series[0]
         shape = tuple(int(s) for s in series.shape)
@@ -121,7 +123,8 @@ class TiffFrames:
         if not -self.shape[0] <= t < self.shape[0]:
             raise IndexError(f"frame {t} out of range for {self.shape[0]} frames")
         t %= self.shape[0]
-        page = self._tif.asarray(key=t)
+        with self._lock:  # one file handle: worker threads take turns
+            page = self._tif.asarray(key=t)
         return _checked(self, t, np.asarray(page).reshape(self.shape[1:]))
 
     __getitem__ = NpyFrames.__getitem__
