@@ -202,6 +202,64 @@ def replace_tree(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     return dst
 
 
+def check_output_path(path: str | os.PathLike, need_bytes: int = 0,
+                      what: str = "output") -> Path:
+    """Check, before any work, that ``path`` can be written: its folder exists or can be
+    created and is writable, ``path`` is not a folder, and the disk has ``need_bytes``
+    free. Raises :class:`~atomlens.errors.OutputError` naming the fix."""
+    import shutil
+
+    from atomlens.io.gate import human_bytes
+
+    path = Path(path)
+    _check_parent(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=TMP_PREFIX + "probe.", suffix=TMP_SUFFIX,
+                                     dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"cannot write {what} {path} ({exc.strerror or exc}); check that "
+                          "the folder is writable or choose another path") from exc
+    if need_bytes:
+        free = shutil.disk_usage(path.parent).free
+        if need_bytes > free:
+            raise OutputError(f"{what} {path} needs {human_bytes(need_bytes)} but the disk has "
+                              f"{human_bytes(free)} free; free space, choose another disk, or "
+                              "select fewer frames")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_npy_memmap(path: str | os.PathLike, shape: tuple[int, ...],
+                      dtype: Any = np.float32) -> Iterator[Path]:
+    """Create a ``.npy`` of ``shape`` at a temporary name beside ``path`` and yield that
+    temporary path (fill it with ``np.load(tmp, mmap_mode="r+")``); on success it is
+    renamed to ``path``, on failure removed, so a failed run leaves no zero-filled file."""
+    path = Path(path)
+    check_output_path(path, 0)
+    fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", suffix=TMP_SUFFIX,
+                                    dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        created = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=tuple(shape))
+        del created
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
 def is_temporary(path: str | os.PathLike) -> bool:
     """True for a temporary left by :func:`atomic_write`."""
     name = Path(path).name
@@ -296,7 +354,9 @@ def output_lock(folder: str | os.PathLike, clean: bool = True) -> Iterator[Path]
 
 __all__ = [
     "LOCK_NAME",
+    "atomic_npy_memmap",
     "atomic_write",
+    "check_output_path",
     "clean_stale_temporaries",
     "copy_file",
     "is_temporary",

@@ -56,6 +56,25 @@ class Stack:
         return Stack(self.data, float(pixel_size), source, dict(self.metadata), self.path)
 
 
+def nonfinite_note(stack: Any) -> str | None:
+    """One line saying how many NaN/inf pixels were masked (no atoms there), or ``None``.
+
+    Counts what is known: all pixels of an in-memory stack, the frames read so far of a
+    lazy one (read them first, e.g. by detecting)."""
+    data = getattr(stack, "data", stack)
+    if isinstance(data, np.ndarray):
+        bad = ~np.isfinite(data.reshape(-1, *data.shape[-2:]))
+        counts = {int(t): int(n) for t, n in enumerate(bad.sum(axis=(1, 2))) if n}
+    else:
+        counts = dict(getattr(data, "nonfinite", {}) or {})
+    total = sum(counts.values())
+    if not total:
+        return None
+    frames = f" in {len(counts)} frame(s)" if counts else ""
+    return (f"{total} NaN/inf pixels{frames} were masked: no atoms there, the rest analysed "
+            "(read_stack(nonfinite='refuse') refuses such data instead)")
+
+
 def as_stack_array(data: Any) -> Any:
     """Check and coerce an image or movie to a (T, Y, X) float32 array.
 
