@@ -146,3 +146,22 @@ def test_training_samples_are_rendered_at_native_pixel_sizes():
         diffs.append(img[mask > 0].mean() - img[mask == 0].mean())
     # labels sit on bright spots after the 4x resampling to the model grid
     assert np.mean(diffs) > 0.04 and np.median(diffs) > 0.04
+
+
+def test_init_starts_from_a_model_and_refuses_another_network(tmp_path):
+    import pytest
+
+    from atomlens.segment.train import TrainConfigError
+
+    net = NetConfig(base_filters=4, levels=2, dilations=(1, 2))
+    cfg = preset("graphene", batch=2, crop=32, steps=1, net=net, threads=1, lr=1e-12)
+    first = train_detector(cfg, tmp_path / "a.pt", evaluate=False, log=lambda s: None)
+    cfg2 = preset("graphene", batch=2, crop=32, steps=1, net=net, threads=1, lr=1e-12, seed=5,
+                  init=str(tmp_path / "a.pt"))
+    second = train_detector(cfg2, tmp_path / "b.pt", evaluate=False, log=lambda s: None)
+    w1, w2 = first.net.state_dict(), second.net.state_dict()
+    conv = [k for k in w1 if k.endswith("weight") and w1[k].ndim == 4][0]
+    assert torch.allclose(w1[conv], w2[conv], atol=1e-6)  # tiny lr: still the init weights
+    other = preset("graphene", batch=2, crop=32, steps=1, threads=1, init=str(tmp_path / "a.pt"))
+    with pytest.raises(TrainConfigError, match="another network"):
+        next(iter_train(other))

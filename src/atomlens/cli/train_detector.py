@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (preset default)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--batch", type=int, default=None, help="samples per step (preset default)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (preset default)")
+    p.add_argument("--init", default=None,
+                   help="start from this model file's weights (same network), e.g. the shipped one")
     p.add_argument("--no-validate", action="store_true",
                    help="skip the held-out validation at the end")
     p.add_argument("--checkpoint-every", type=int, default=25,
@@ -49,9 +54,25 @@ def run(args: argparse.Namespace) -> int:
         if args.steps < 1:
             raise ValueError(f"--steps must be at least 1, got {args.steps}")
         over["steps"] = args.steps
+    if args.batch is not None:
+        if args.batch < 1:
+            raise ValueError(f"--batch must be at least 1, got {args.batch}")
+        over["batch"] = args.batch
+    if args.lr is not None:
+        if not args.lr > 0:
+            raise ValueError(f"--lr must be positive, got {args.lr}")
+        over["lr"] = args.lr
+    if args.init is not None:
+        if not Path(args.init).is_file():
+            raise ValueError(f"--init {args.init}: no such model file; give a .pt written by "
+                             "train-detector (e.g. src/atomlens/segment/weights/graphene.pt)")
+        over["init"] = str(args.init)
     cfg = preset(args.preset, **over)
     cmd = (f"atomlens train-detector --preset {shlex.quote(args.preset)} --out "
-           f"{shlex.quote(str(args.out))} --steps {cfg.steps} --seed {cfg.seed}")
+           f"{shlex.quote(str(args.out))} --steps {cfg.steps} --seed {cfg.seed}"
+           + (f" --batch {cfg.batch}" if args.batch is not None else "")
+           + (f" --lr {cfg.lr}" if args.lr is not None else "")
+           + (f" --init {shlex.quote(str(args.init))}" if args.init else ""))
     if args.checkpoint_every < 0:
         raise ValueError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
     train_detector(cfg, args.out, command=cmd, evaluate=not args.no_validate,

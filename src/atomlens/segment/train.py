@@ -60,6 +60,7 @@ class TrainConfig:
     class_weights: tuple[float, ...] = (1.0, 1.0, 2.0)
     zoom_range: tuple[float, float] = (0.86, 1.16)  # true/nominal pixel size (calibration error)
     native_pixel_range: tuple[float, float] = (0.05, 0.22)  # Å/px of the rendered frames
+    init: str | None = None  # start from this model file's weights (same network) if set
     p_extra_aug: float = 0.15  # chance of a further array-level photometric augmentation
     seed: int = 0
     threads: int = 2
@@ -196,6 +197,12 @@ def iter_train(cfg: TrainConfig, *, checkpoint: str | Path | None = None,
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
     net = build_net(cfg.net)
+    if cfg.init:
+        src = load_detector(cfg.init)
+        if src.net_config.to_dict() != cfg.net.to_dict():
+            raise TrainConfigError(f"--init {cfg.init} has another network "
+                                   f"({src.net_config.to_dict()}); use a model of this preset")
+        net.load_state_dict(src.net.state_dict())
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 1),
                                                 pct_start=0.1)
