@@ -4,6 +4,13 @@ All atoms' patches are stacked into one ``(N, P)`` array; centre of mass and a 2
 Gaussian (``b + A exp(-r^2 / 2 s^2)``) are fitted with a few damped Gauss-Newton steps
 on all atoms at once. Atoms whose fit fails (moves too far, negative amplitude, NaN)
 keep their input position.
+
+Position uncertainty: the Gaussian fit's heteroscedasticity-robust (sandwich)
+covariance ``(J^T J)^-1 J^T diag(r^2) J (J^T J)^-1 · n/(n-k)`` (``r`` the residuals of
+the atom's window, ``J`` the Jacobian at the optimum; position, amplitude and background
+fitted, width fixed) gives
+each atom's standard error per axis in pixels (:func:`refine_gaussian` with
+``return_cov=True``; :mod:`atomlens.atoms.uncertainty` turns it into table columns).
 """
 
 from __future__ import annotations
@@ -43,7 +50,8 @@ def refine_com(image: np.ndarray, yx: np.ndarray, radius_px: float, iters: int =
 def refine_gaussian(image: np.ndarray, yx: np.ndarray, radius_px: float,
                     sigma_px: float | None = None, iters: int = 5,
                     max_shift_px: float | None = None, n_sigma_fit: int = 400,
-                    ) -> tuple[np.ndarray, np.ndarray, float]:
+                    return_cov: bool = False,
+                    ) -> tuple[np.ndarray, np.ndarray, float] | tuple[np.ndarray, np.ndarray, float, np.ndarray]:
     """2-D Gaussian fit around each atom (vectorised Levenberg-Marquardt).
 
     Parameters
@@ -55,30 +63,38 @@ def refine_gaussian(image: np.ndarray, yx: np.ndarray, radius_px: float,
         ``n_sigma_fit`` atoms, then refit all with the median width of the good fits
         fixed (robust on noisy data).
     max_shift_px : fits that move farther than this keep the start (default radius/2).
+    return_cov : also return the (N, 2, 2) covariance of each refined (y, x) in px²
+        (sandwich estimate from the fit's residuals; NaN where the fit failed).
 
     Returns
     -------
-    (yx_refined (N, 2), ok (N,) bool, sigma_px used).
+    (yx_refined (N, 2), ok (N,) bool, sigma_px used[, cov (N, 2, 2)]).
     """
     yx0 = np.asarray(yx, float)
     if len(yx0) == 0:
-        return yx0.copy(), np.zeros(0, bool), float(sigma_px or 0.0)
+        empty = (yx0.copy(), np.zeros(0, bool), float(sigma_px or 0.0))
+        return (*empty, np.zeros((0, 2, 2))) if return_cov else empty
     max_shift = radius_px / 2 if max_shift_px is None else max_shift_px
     if sigma_px is None:
         sub = yx0
         if len(yx0) > n_sigma_fit:
             sub = yx0[np.linspace(0, len(yx0) - 1, n_sigma_fit).astype(int)]
-        p, ok = _fit(image, sub, radius_px, radius_px / 2.5, iters, free_sigma=True,
-                     max_shift=max_shift)
+        p, ok, _ = _fit(image, sub, radius_px, radius_px / 2.5, iters, free_sigma=True,
+                        max_shift=max_shift)
         good = ok & (p[:, 4] > 0.3) & (p[:, 4] < radius_px)
         sigma_px = float(np.median(p[good, 4])) if good.sum() >= 3 else radius_px / 2.5
-    p, ok = _fit(image, yx0, radius_px, sigma_px, iters, free_sigma=False, max_shift=max_shift)
+    p, ok, cov = _fit(image, yx0, radius_px, sigma_px, iters, free_sigma=False, max_shift=max_shift)
     out = np.where(ok[:, None], p[:, :2], yx0)
+    if return_cov:
+        cov = np.where(ok[:, None, None], cov, np.nan)
+        return out, ok, float(sigma_px), cov
     return out, ok, float(sigma_px)
 
 
 def _fit(image: np.ndarray, yx0: np.ndarray, radius_px: float, sigma0: float, iters: int,
-         free_sigma: bool, max_shift: float) -> tuple[np.ndarray, np.ndarray]:
+         free_sigma: bool, max_shift: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorised LM fit; returns parameters (N, 5) (y, x, A, b, s), ok (N,) and the
+    (N, 2, 2) sandwich covariance of (y, x) in px²."""
     half = int(np.ceil(radius_px))
     oy, ox = np.mgrid[-half : half + 1, -half : half + 1]
     inside = (oy**2 + ox**2) <= radius_px**2  # circular window around the integer centre
@@ -143,4 +159,17 @@ def _fit(image: np.ndarray, yx0: np.ndarray, radius_px: float, sigma0: float, it
     se_a = noise / np.sqrt(np.maximum((j[..., 2].astype(np.float64) ** 2).sum(1), 1e-12))
     flat = np.ptp(v, axis=1) <= 0
     ok = np.isfinite(p).all(1) & (p[:, 2] > 3 * se_a) & ~flat & (shift <= max_shift)
-    return p, ok
+    jj = j.astype(np.float64)
+    info = np.einsum("npi,npj->nij", jj, jj)
+    info += 1e-12 * np.eye(k)[None] * (np.einsum("nii->ni", info).max(1)[:, None, None] + 1e-30)
+    try:
+        inv = np.linalg.inv(info)
+    except np.linalg.LinAlgError:
+        inv = np.full_like(info, np.nan)
+    # sandwich (heteroscedasticity-robust) covariance: shot noise is larger on the atom
+    # than on the background, and the model misses probe tails; n / (n - k) for the
+    # fitted parameters
+    rr = r.astype(np.float64) ** 2 * (npix / max(npix - k, 1))
+    meat = np.einsum("npi,np,npj->nij", jj, rr, jj)
+    cov = (inv @ meat @ inv)[:, :2, :2]
+    return p, ok, cov

@@ -7,6 +7,12 @@ Two independent estimates of the true pixel size (Å per pixel):
   power spectrum; their measured radius in cycles per pixel gives Å per pixel.
 - :func:`calibrate_nn`: the mode of nearest-neighbour distances between detected atoms
   (pixels) against a known bond length (graphene C-C 1.42 Å).
+
+Without a nominal value the FFT alone cannot tell which spot order it sees (graphene's
+first order at 2.13 Å or its √3 order at 1.23 Å: a √3 error). :func:`calibrate_lattice`
+needs no nominal value: atoms detected in real space under trial pixel sizes settle the
+order (:mod:`atomlens.chem.lattice_scale`), then the FFT spots near that value give the
+precise figure; the result says how sure it is.
 """
 
 from __future__ import annotations
@@ -44,8 +50,14 @@ class Calibration:
     confidence : method-specific strength: for ``fft`` the median ratio of the six
         spot powers to the annulus median power; for ``nn`` the fraction of
         distances to the 3 nearest neighbours within ±10 % of the mode.
-    lattice_A : the lattice constant (fft) or bond length (nn) used, Å.
-    details : extras (per-spot estimates in Å/px, spread %, lattice angle in degrees).
+        For ``lattice`` (:func:`calibrate_lattice`): the fraction of detected atoms in
+        the lattice's geometry at the chosen scale (0-1).
+    lattice_A : the lattice constant (fft, lattice) or bond length (nn) used, Å.
+    details : extras (per-spot estimates in Å/px, spread %, lattice angle in degrees;
+        for ``lattice`` also the real-space trials, both estimates and their agreement).
+    evidence_ratio : (``lattice`` only) lattice fraction of the chosen scale over the
+        best one of scales that differ by > 20 % (the other spot orders); ≥ 3 is clear.
+    warnings : reasons to doubt the estimate, one sentence each (empty when sure).
     """
 
     pixel_size: float
@@ -55,6 +67,13 @@ class Calibration:
     confidence: float
     lattice_A: float
     details: dict = field(default_factory=dict)
+    evidence_ratio: float | None = None
+    warnings: list = field(default_factory=list)
+
+    @property
+    def sure(self) -> bool:
+        """No warnings: the spot order is settled and the estimates agree."""
+        return not self.warnings
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,10 +85,15 @@ class Calibration:
             if self.metadata_pixel_size
             else "no metadata pixel size"
         )
-        return (
+        line = (
             f"{self.method}: {self.pixel_size:.5f} Å/px ({meta}; "
             f"confidence {self.confidence:.3g}, lattice {self.lattice_A:.3f} Å)"
         )
+        if self.evidence_ratio is not None:
+            line += f"; spot order evidence {self.evidence_ratio:.1f}:1"
+        if self.warnings:
+            line += "; UNSURE: " + " ".join(self.warnings)
+        return line
 
 
 def lattice_constant(lattice: str | float) -> float:
@@ -296,3 +320,152 @@ def calibrate_pixel_size(
         idx = np.unique(np.linspace(0, n - 1, min(n, max_frames)).astype(int))
         frames = np.stack([np.asarray(data[int(t)], dtype=np.float32) for t in idx])
     return calibrate_fft(frames, lattice, nominal)
+
+
+#: Atom geometries a lattice may show in real space (MoS2's S2 sublattice can be too
+#: faint to detect, leaving the triangular Mo lattice).
+GEOMETRIES: dict[str, tuple[str, ...]] = {"graphene": ("honeycomb",), "mos2": ("honeycomb", "triangular")}
+
+
+def calibrate_lattice(
+    image: Any,
+    lattice: str | float = "graphene",
+    metadata_pixel_size: float | None = None,
+    *,
+    detector: str | Any = "auto",
+    max_frames: int = 16,
+    real_space_frames: int = 2,
+    crop_px: int | None = None,
+    pad: int = 2048,
+) -> Calibration:
+    """Pixel size (Å/px) from the lattice alone: no nominal value is used or needed.
+
+    1. Real space (:func:`atomlens.chem.lattice_scale.scale_trials`): atoms are detected
+       under trial pixel sizes 0.04-0.42 Å/px; the self-consistent trial whose atoms
+       best show the lattice geometry (honeycomb: three neighbours at the bond length)
+       gives ``nn`` = bond / NN distance. This fixes the FFT spot order.
+    2. FFT (:func:`calibrate_fft`): the first-order spots searched within ±12 % of
+       ``nn`` give the precise value; if they are not clear (fewer than 4 spots, spot
+       spread > 8 %, or > 8 % from ``nn``), the real-space value is returned instead
+       (method ``"nn"``) with a warning.
+
+    Parameters
+    ----------
+    image : :class:`atomlens.io.Stack`, (Y, X) image or (T, Y, X) stack.
+    lattice : ``"graphene"``, ``"mos2"`` or a lattice constant in Å (then both the
+        honeycomb and the triangular reading are tried, bond = a/√3).
+    metadata_pixel_size : nominal Å/px, only compared with (``discrepancy_pct``);
+        default: the Stack's own pixel size.
+    detector : ``"auto"`` (graphene: the shipped U-Net; otherwise ``"peaks"``),
+        ``"unet"``, ``"peaks"`` or a callable ``f(image, pixel_size_A) -> (N, 2)`` px.
+    max_frames : frames averaged in the power spectrum; ``real_space_frames`` of them
+        (spread over the movie) are searched for atoms, centre-cropped to ``crop_px``
+        (default 256 for the U-Net, 512 for the cheaper peak finder).
+
+    Returns
+    -------
+    :class:`Calibration` with ``method`` ``"lattice"`` (FFT refined) or ``"nn"``,
+    ``confidence`` = lattice fraction of the chosen scale, ``evidence_ratio`` and
+    ``warnings``; ``details`` holds ``nn_pixel_size``, ``fft_pixel_size``,
+    ``fft_nn_agreement_pct``, ``nn_spread_pct``, ``geometry`` and every trial.
+
+    Raises
+    ------
+    CalibrationError : no trial pixel size shows atoms in the lattice geometry.
+    """
+    from atomlens.chem import lattice_scale as ls
+
+    data = image.data if hasattr(image, "pixel_size") and hasattr(image, "data") else image
+    if metadata_pixel_size is None:
+        metadata_pixel_size = getattr(image, "pixel_size", None)
+    arr = np.asarray(data) if not hasattr(data, "ndim") else data
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise CalibrationError(f"expected a (Y, X) image or (T, Y, X) stack, got shape {tuple(arr.shape)}")
+    n = int(arr.shape[0])
+    idx = np.unique(np.linspace(0, n - 1, min(n, max_frames)).astype(int))
+    frames = np.stack([np.asarray(arr[int(t)], dtype=np.float32) for t in idx])
+    a = lattice_constant(lattice)
+    key = lattice.strip().lower() if isinstance(lattice, str) else ""
+    bond = float(BOND_LENGTHS.get(key, a / np.sqrt(3)))
+    geometries = GEOMETRIES.get(key, ("honeycomb", "triangular"))
+    det = _scale_detector(detector, key)
+
+    if crop_px is None:
+        crop_px = 256 if detector in ("auto", "unet") and key == "graphene" or detector == "unet" else 512
+    rs = frames[np.unique(np.linspace(0, len(frames) - 1, min(len(frames), real_space_frames)).astype(int))]
+    h, w = rs.shape[1:]
+    y0, x0 = max(0, (h - crop_px) // 2), max(0, (w - crop_px) // 2)
+    rs = rs[:, y0 : y0 + crop_px, x0 : x0 + crop_px]
+    trials = ls.scale_trials(rs, det, bond, a, geometries)
+    best, ratio = ls.choose_scale(trials)
+    if best is None:
+        raise CalibrationError(
+            f"no {key or 'lattice'} atoms found at any pixel size from 0.04 to 0.42 Å/px: "
+            "check the lattice (--lattice) or give the pixel size (--pixel-size)"
+        )
+    nn_estimate = best.implied_A_per_px
+    warnings: list[str] = []
+    if ratio < 3:
+        warnings.append(f"another spot order is nearly as likely (evidence {ratio:.1f}:1).")
+    if best.lattice_fraction < 0.2:
+        warnings.append(f"only {100 * best.lattice_fraction:.0f} % of the atoms show the lattice geometry.")
+    fft = None
+    try:
+        fft = calibrate_fft(frames, a, nn_estimate, search=0.12, pad=pad)
+    except CalibrationError:
+        pass
+    fft_ok = (
+        fft is not None and fft.details["n_spots"] >= 4 and fft.details["spread_pct"] <= 8.0
+        and abs(fft.pixel_size / nn_estimate - 1) <= 0.08
+    )
+    if fft_ok and fft.details["spread_pct"] > 3.0:
+        warnings.append(f"the lattice is distorted (FFT spots spread {fft.details['spread_pct']:.1f} %): "
+                        "the value is their mean.")
+    agreement = 100 * (fft.pixel_size / nn_estimate - 1) if fft is not None else None
+    if fft_ok:
+        estimate, method = fft.pixel_size, "lattice"
+    else:
+        estimate, method = nn_estimate, "nn"
+        warnings.append("the FFT shows no clear first-order spots near the real-space value; "
+                        "the real-space value is used (a few % less precise).")
+    details = {
+        "nn_pixel_size": nn_estimate,
+        "fft_pixel_size": fft.pixel_size if fft is not None else None,
+        "fft_nn_agreement_pct": agreement,
+        "nn_spread_pct": best.nn_spread_pct,
+        "geometry": best.geometry,
+        "n_atoms": best.n_atoms,
+        "trials": [t.to_dict() for t in trials],
+    }
+    if fft is not None:
+        details.update({k: fft.details[k] for k in ("spread_pct", "n_spots", "per_spot_pixel_size")})
+        details["fft_spot_strength"] = fft.confidence
+    return Calibration(
+        pixel_size=float(estimate),
+        method=method,
+        metadata_pixel_size=float(metadata_pixel_size) if metadata_pixel_size else None,
+        discrepancy_pct=_discrepancy(estimate, metadata_pixel_size),
+        confidence=float(best.lattice_fraction),
+        lattice_A=a,
+        details=details,
+        evidence_ratio=float(ratio),
+        warnings=warnings,
+    )
+
+
+def _scale_detector(detector: str | Any, lattice_key: str) -> Any:
+    """The atom finder for :func:`calibrate_lattice` (see its ``detector``)."""
+    from atomlens.chem import lattice_scale as ls
+
+    if callable(detector):
+        return detector
+    if detector == "auto":
+        detector = "unet" if lattice_key == "graphene" else "peaks"
+    if detector == "unet":
+        return ls.unet_detector()
+    if detector == "peaks":
+        bond_A = BOND_LENGTHS.get(lattice_key, 1.42)
+        return lambda image, pixel_size: ls.peak_atoms(image, bond_A / pixel_size)
+    raise CalibrationError(f"unknown detector {detector!r}: use 'auto', 'unet', 'peaks' or a callable")
