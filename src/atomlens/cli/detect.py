@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -51,8 +52,10 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from atomlens.io import read_stack
+    from atomlens.io.atomic import atomic_npy_memmap, check_output_path
     from atomlens.io.atoms_table import write_atoms
     from atomlens.io.frames import parse_frames
+    from atomlens.io.stack import nonfinite_note
     from atomlens.workflows import detect
     from atomlens.workflows.events import drain
 
@@ -60,27 +63,34 @@ def run(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
     stack = read_stack(args.stack, pixel_size=args.pixel_size, lazy=True)
     frames = parse_frames(args.frames, stack.n_frames)
+    check_output_path(args.out, what="atom table")  # fail now, not after detecting
     on_maps = None
+    maps_file = contextlib.nullcontext(None)
     if args.maps:
         det = detect.load_recipe_detector(recipe)
         shape = (len(frames), len(det.classes), *stack.shape[1:])
-        # create the .npy (header + sparse body), then map it again for each frame so
-        # written pages leave this process's memory: RSS stays bounded for long movies
-        created = np.lib.format.open_memmap(args.maps, mode="w+", dtype=np.float32, shape=shape)
-        del created
-
-        def on_maps(i: int, maps: np.ndarray) -> None:
-            out_maps = np.load(args.maps, mmap_mode="r+")
-            out_maps[i] = maps
-            out_maps.flush()
-            del out_maps
+        check_output_path(args.maps, 4 * int(np.prod(shape)), "maps file")
+        # the .npy is filled at a temporary name (renamed when whole, removed on failure),
+        # mapped again for each frame so written pages leave this process's memory
+        maps_file = atomic_npy_memmap(args.maps, shape, np.float32)
 
     def show(ev: Any) -> None:
         print(f"\r{ev.stage[:-1]} {ev.done}/{ev.total}: {ev.message.split(': ')[-1]}", end="",
               file=sys.stderr, flush=True)
 
-    res = drain(detect.run(stack, recipe, frames, maps=False, on_maps=on_maps), show)
+    with maps_file as maps_tmp:
+        if maps_tmp is not None:
+            def on_maps(i: int, maps: np.ndarray) -> None:
+                out_maps = np.load(maps_tmp, mmap_mode="r+")
+                out_maps[i] = maps
+                out_maps.flush()
+                del out_maps
+
+        res = drain(detect.run(stack, recipe, frames, maps=False, on_maps=on_maps), show)
     print(file=sys.stderr)
+    note = nonfinite_note(stack)
+    if note:
+        print(f"note: {note}", file=sys.stderr, flush=True)
     atoms = res.atoms
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
