@@ -1,21 +1,28 @@
-"""The papers' figures from pipeline results (matplotlib, Agg; no Qt).
+"""The papers' figures from pipeline results (matplotlib, no Qt, no pyplot).
 
-Each function takes plain arrays/tables and returns a matplotlib Figure.
+Each function takes plain arrays/tables and returns a :class:`matplotlib.figure.Figure`
+made without pyplot, so no backend is switched or needed (napari's Qt backend stays as
+it is) and figures are not kept in pyplot's registry.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
 SPECIES_COLOURS = {"C": "#00d8ff", "Si": "#ff7f0e", "Mo": "#1f77b4", "S": "#bcbd22"}
 RING_COLOURS = {5: "#d62728", 6: "#2ca02c", 7: "#1f77b4", 8: "#9467bd"}
+
+
+def _subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], **kw: Any,
+              ) -> tuple[Figure, Any]:
+    """``plt.subplots`` without pyplot (``layout`` goes to the figure, the rest to
+    ``Figure.subplots``)."""
+    fig = Figure(figsize=figsize, layout=kw.pop("layout", None))
+    return fig, fig.subplots(nrows, ncols, **kw)
 
 
 def _show(ax: Any, img: np.ndarray, title: str) -> None:
@@ -28,7 +35,7 @@ def _show(ax: Any, img: np.ndarray, title: str) -> None:
 def fig_maps(frame: np.ndarray, maps: np.ndarray | None, classes: list[str], t: int) -> Any:
     """Raw frame and its per-class probability maps ``maps`` (C, Y, X)."""
     shown = [i for i, c in enumerate(classes) if c != "background"] if maps is not None else []
-    fig, axes = plt.subplots(1, 1 + len(shown), figsize=(3.2 * (1 + len(shown)), 3.4))
+    fig, axes = _subplots(1, 1 + len(shown), figsize=(3.2 * (1 + len(shown)), 3.4))
     axes = np.atleast_1d(axes)
     _show(axes[0], frame, f"frame {t}")
     for ax, i in zip(axes[1:], shown):
@@ -44,7 +51,7 @@ def fig_atoms(
     defects: pd.DataFrame, t: int,
 ) -> Any:
     """Detected atoms coloured by species with bonds, ring centres (by size) and defects."""
-    fig, ax = plt.subplots(figsize=(6.4, 6.4))
+    fig, ax = _subplots(figsize=(6.4, 6.4))
     _show(ax, frame, f"frame {t}: atoms, bonds, rings, defects")
     a = atoms[atoms["frame"] == t]
     if len(bonds) and {"a", "b"}.issubset(bonds.columns):
@@ -85,7 +92,7 @@ def fig_latent_lattices(
     a cyclic colormap.
     """
     frames = list(stack_frames)
-    fig, axes = plt.subplots(len(frames), len(columns), figsize=(4.0 * len(columns),
+    fig, axes = _subplots(len(frames), len(columns), figsize=(4.0 * len(columns),
                              3.6 * len(frames)), squeeze=False, layout="constrained")
     for c, col in enumerate(columns):
         vals = atoms[col].to_numpy(dtype=float)
@@ -107,7 +114,7 @@ def fig_latent_lattices(
 
 def fig_counts(atoms: pd.DataFrame, rings: pd.DataFrame) -> Any:
     """Atoms per frame by species, and ring-size counts per frame."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, axes = _subplots(1, 2, figsize=(9, 3.2))
     counts = atoms.groupby(["frame", "cls"], observed=True).size().unstack(fill_value=0)
     for cls in counts.columns:
         axes[0].plot(counts.index, counts[cls], label=str(cls),
