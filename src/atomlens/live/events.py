@@ -136,11 +136,11 @@ def coordination_events(prev: FrameTables, cur: FrameTables, p: EventParams) -> 
 
     s0, s1 = usable(a0), usable(a1)
     both = s1.merge(s0[["track_id", "coordination", "atom_id"]].rename(
-        columns={"coordination": "_c0", "atom_id": "_id0"}), on="track_id")
-    both = both[both["coordination"].to_numpy() != both["_c0"].to_numpy()]
+        columns={"coordination": "prev_coordination", "atom_id": "prev_atom_id"}), on="track_id")
+    both = both[both["coordination"].to_numpy() != both["prev_coordination"].to_numpy()]
     return [{"frame": cur.frame, "y": float(r.y), "x": float(r.x), "type": "coordination_change",
-             "atom_ids": _ids([r._id0, r.atom_id]), "track_ids": str(int(r.track_id)),
-             "detail": f"{int(r._c0)}->{int(r.coordination)}"}
+             "atom_ids": _ids([r.prev_atom_id, r.atom_id]), "track_ids": str(int(r.track_id)),
+             "detail": f"{int(r.prev_coordination)}->{int(r.coordination)}"}
             for r in both.itertuples(index=False)]
 
 

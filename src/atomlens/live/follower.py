@@ -126,11 +126,11 @@ class FolderFollower:
             if self._done_size.get(name) == st.st_size:
                 continue  # read completely at this size already
             try:
-                stack = read_stack(path, lazy=True)
+                stack = read_stack(path)
                 n = stack.n_frames
                 new = [i for i in range(n) if f"{name}#{i}" not in self.seen]
                 frames = [(i, np.asarray(stack.data[i], dtype=np.float32)) for i in new]
-            except (InputFileError, OSError, ValueError) as exc:
+            except (InputFileError, OSError, ValueError, IndexError, EOFError) as exc:
                 self.errors[name] = str(exc)  # truncated or still growing: try again later
                 continue
             self.errors.pop(name, None)
