@@ -20,6 +20,7 @@ SUBCOMMANDS = [
     "detect",
     "train_detector",
     "finetune",
+    "export_model",
     "calibrate",
     "chem",
     "rvae",
