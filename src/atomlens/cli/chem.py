@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 
@@ -95,16 +94,23 @@ def run(args: argparse.Namespace) -> int:
     """Fill in the chemistry recipe, run the chemistry workflow, write the tables."""
     import pandas as pd
 
-    from atomlens.io.atoms_table import write_atoms
+    from atomlens.io.atoms_table import AtomsTableError, validate_atoms, write_atoms
     from atomlens.io.frames import parse_frames
+    from atomlens.io.gate import check_input_path, safe_reason
     from atomlens.workflows import chemistry
     from atomlens.workflows.events import Log, drain
 
-    path = Path(args.atoms)
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
+    path = check_input_path(args.atoms, "atom table", error=AtomsTableError)  # no FIFOs
     recipe = recipe_from_args(args)
-    atoms = pd.read_csv(path)  # chemistry names a missing cls column itself
+    try:
+        atoms = pd.read_csv(path)  # chemistry names a missing cls column itself
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
+            ValueError) as exc:
+        raise AtomsTableError(f"'{path.name}' is not a readable CSV atom table "
+                              f"({safe_reason(exc)}); export it again as CSV") from None
+    if "frame" not in atoms and {"y", "x"} <= set(atoms.columns):
+        atoms.insert(0, "frame", 0)
+    atoms = validate_atoms(atoms, f"'{path.name}'")  # numbers, finite, whole frames
     movie = None
     if args.stack:
         from atomlens.io import read_stack
