@@ -12,7 +12,10 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                         "process; or the address of a dask.distributed scheduler")
     p.add_argument("--pixel-size", type=float, help="Å per pixel (overrides metadata)")
     p.add_argument("--frames", help="frames to analyse, e.g. 0:10")
-    p.add_argument("--epochs", type=int, help="rVAE epochs (overrides the config)")
+    p.add_argument("--epochs", type=int, help="latent-model epochs (overrides the config)")
+    p.add_argument("--latent-model", default=None,
+                   choices=["rvae", "skip-rvae", "vae", "conv-ae", "pca", "nmf", "gmm"],
+                   help="latent model (overrides [latent] model)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -26,7 +29,9 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201
         cfg.input.frames = args.frames
     if args.epochs:
         cfg.latent.epochs = args.epochs
-    return cfg
+    if getattr(args, "latent_model", None):
+        cfg.latent.model = args.latent_model
+    return cfg.validate()
 
 
 def scheduler_from_args(args: argparse.Namespace) -> str | None:

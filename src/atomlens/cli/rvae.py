@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"content latents z1..zk (default {r.latent_dim})")
     p.add_argument("--skip", action="store_true", help="skip-rVAE (latent into every layer)")
     p.add_argument("--hidden", default=None,
-                   help="hidden widths, e.g. 128,128 (default: the model's)")
+                   help="hidden widths, e.g. 128,128 (default "
+                   f"{','.join(map(str, r.hidden)) if r.hidden else 'the model''s'})")
     p.add_argument("--lr", type=float, default=r.lr, help=f"Adam learning rate (default {r.lr:g})")
     p.add_argument("--rot-prior", type=float, default=r.rot_prior,
                    help=f"SD of the angle prior in radians (default {r.rot_prior:g})")
@@ -59,6 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pixel-size", type=float, default=None, help="Å per pixel override")
     p.add_argument("--device", default=r.device, help="auto, cpu, cuda or mps")
     p.add_argument("--seed", type=int, default=r.seed)
+    p.add_argument("--threads", type=int, default=r.threads,
+                   help="torch CPU threads while training (default: as set)")
     p.set_defaults(func=run)
 
 
@@ -74,7 +77,8 @@ def recipes_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
     from atomlens.workflows.latent import DescriptorRecipe, LatentRecipe
 
     try:
-        hidden = tuple(int(h) for h in args.hidden.split(",")) if args.hidden else None
+        hidden = tuple(int(h) for h in args.hidden.split(",")) if args.hidden else \
+            LatentRecipe().hidden
         chans = tuple(int(c) for c in args.channels.split(",")) if args.channels else None
     except ValueError:
         raise SettingsError("--hidden and --channels take comma-separated integers, e.g. 128,128") from None
@@ -85,7 +89,7 @@ def recipes_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
                        rot_prior=args.rot_prior, translation=not args.no_translation,
                        loss=args.loss, encoder=args.encoder, train_fraction=args.train_fraction,
                        max_train_windows=args.max_train_windows, seed=args.seed,
-                       device=args.device)
+                       device=args.device, threads=args.threads)
     return desc, rec
 
 
@@ -141,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"training ended early: {ev.reason}", file=sys.stderr)
 
     t0 = time.perf_counter()
-    res = drain(latent.run(movie, atoms, desc, rec), show)
+    res = drain(latent.run(movie, atoms, desc, rec, pixel_size=stack.pixel_size), show)
     model = res.model
     model.card.update(stack=str(args.stack), atoms=str(args.atoms), pixel_size=stack.pixel_size)
     model.save(out / "rvae.pt")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from atomlens.workflows.events import Log, Progress, check_stop
+from atomlens.workflows.events import Log, Progress, check_stop, frames_of
 from atomlens.workflows.recipe import Recipe, setting
 
 
@@ -145,7 +145,7 @@ def run(
     if recipe.track and recipe.register and movie is not None:
         if registration_available():
             yield Log("chem", "registering frames (drift from the image)")
-            table, drift = register_atoms(table, getattr(movie, "data", movie))
+            table, drift = register_atoms(table, frames_of(movie))
         else:
             yield Log("chem", "registration module not installed: tracking raw positions")
     check_stop(stop)

@@ -34,6 +34,13 @@ class DetectRecipe(Recipe):
     batch_size: int = setting(4, min=1, doc="frames per network batch")
     device: str = setting("auto", doc="auto (CUDA if present), cpu or cuda")
     save_maps: bool = setting(True, doc="keep the class probability maps (T, C, Y, X)")
+    species: str = setting("model", choices=("model", "contrast"),
+                           doc="species from the model's classes, or from each atom's "
+                           "integrated intensity clustered into classes (any material)")
+    contrast_classes: str = setting("auto", doc="number of contrast classes, or auto "
+                                    "(chosen by ICL); species='contrast' only")
+    class_names: str = setting("", doc="names of the contrast classes, dimmest first, "
+                               "e.g. S2,Mo (empty: class0, class1, ...)")
 
 
 @dataclass
@@ -52,6 +59,7 @@ class DetectResult:
     stopped: bool = False
     model_choice: str = ""  # which model and why (e.g. "general (auto: ...)")
     warnings: list[str] = field(default_factory=list)  # the model may not fit the image
+    species_model: dict = field(default_factory=dict)  # contrast classes (species='contrast')
 
 
 _DETECTORS: dict[str | None, Any] = {}
@@ -138,11 +146,20 @@ def run(
     classes = list(det.classes)
     atoms = pd.concat(tables, ignore_index=True) if tables else empty_table(classes[1:])
     atoms["cls"] = pd.Categorical(atoms["cls"].astype(str), categories=classes[1:])
+    species_model: dict = {}
+    if recipe.species == "contrast" and len(atoms):
+        from atomlens.atoms.contrast import species_from_stack
+
+        atoms, cmodel = species_from_stack(stack, atoms, k=recipe.contrast_classes,
+                                           names=recipe.class_names or None,
+                                           invert=bool(setup.invert))
+        species_model = cmodel.summary()
     return DetectResult(
         atoms=with_atom_ids(atoms), maps=np.stack(map_list) if map_list else None,
         classes=classes, pixel_size=ps, frames=idx[: len(tables)], recipe=recipe,
         model_card=dict(getattr(det, "card", {}) or {}), stopped=stopped,
         model_choice=f"{setup.name} ({setup.reason})", warnings=list(setup.warnings),
+        species_model=species_model,
     )
 
 

@@ -20,6 +20,8 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
+
 from atomlens.train import CheckpointSaved, EpochEnd, Finished, Started, StepEnd
 
 T = TypeVar("T")
@@ -136,6 +138,16 @@ def check_stop(stop: threading.Event | None) -> None:
         raise Cancelled()
 
 
+def frames_of(movie: Any) -> Any:
+    """The pixel array of a movie: a Stack's ``data``, or the array itself (numpy arrays
+    have a ``.data`` memoryview too, so this is not ``getattr(movie, "data", movie)``)."""
+    if movie is None or isinstance(movie, np.ndarray):
+        return movie
+    if hasattr(movie, "pixel_size") and hasattr(movie, "data"):
+        return movie.data
+    return movie
+
+
 def drain(gen: Generator[Any, None, T], on_event: Callable[[Any], None] | None = None) -> T:
     """Run a workflow generator to its end; call ``on_event`` on each event; return the
     workflow's result."""
@@ -160,5 +172,6 @@ __all__ = [
     "TrainingProgress",
     "check_stop",
     "drain",
+    "frames_of",
     "training_progress",
 ]

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from atomlens.workflows.events import Log, Progress
+from atomlens.workflows.events import Log, Progress, frames_of
 from atomlens.workflows.recipe import Recipe, setting
 
 MODEL_NAMES = ("rvae", "skip-rvae", "vae", "conv-ae", "pca", "nmf", "gmm")
@@ -123,7 +123,7 @@ def prepare_movie(frames: Any, recipe: DescriptorRecipe) -> np.ndarray:
     ``(T, C, ...)``) float32, binned and scaled per ``recipe``."""
     from atomlens.descriptors import normalize_stack
 
-    arr = np.asarray(getattr(frames, "data", frames), dtype=np.float32)
+    arr = np.asarray(frames_of(frames), dtype=np.float32)
     if arr.ndim == 2:
         arr = arr[None]
     b = recipe.bin or 1

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from atomlens.workflows.events import Cancelled, Log
+from atomlens.workflows.events import Cancelled, Log, frames_of
 from atomlens.workflows.recipe import Recipe, setting
 
 
@@ -53,7 +53,7 @@ def run(phase: Any, recipe: PFMRecipe | None = None, *, stop: threading.Event | 
     from atomlens.pfm.workflow import run_pfm
 
     recipe = (recipe or PFMRecipe()).validate()
-    arr = np.asarray(getattr(phase, "data", phase), dtype=np.float32)
+    arr = np.asarray(frames_of(phase), dtype=np.float32)
     lines: queue.Queue = queue.Queue()
     box: dict[str, Any] = {}
 
