@@ -91,7 +91,9 @@ def test_detect_shipped_model_on_held_out_simulation():
     """Done-when figure (small version; bench/detect.py --what accuracy runs more frames)."""
     frames, truth = synth_validation_set(n_frames=2, size=192, seed=20_000)
     res = detect(frames, pixel_size=0.1)
-    assert list(res.atoms.columns) == ["frame", "y", "x", "cls", "prob", "border"]
+    assert list(res.atoms.columns) == ["frame", "y", "x", "cls", "prob", "border", "sigma_px",
+                                       "sigma_A"]
+    assert (res.atoms["sigma_A"].dropna() > 0).all() and res.atoms["sigma_A"].notna().mean() > 0.9
     s = score_frames(res.atoms, truth, frames.shape[1:], 0.1)
     assert s["f1"] >= 0.99, s
     assert s["rmse_A"] <= 0.15, s

@@ -16,6 +16,7 @@ import pandas as pd
 
 from atomlens.atoms.find import find_atoms
 from atomlens.atoms.refine import refine_com, refine_gaussian
+from atomlens.atoms.uncertainty import sigma_from_cov
 from atomlens.segment.model_file import Detector, load_detector
 from atomlens.segment.predict import (
     iter_model_maps,
@@ -66,11 +67,14 @@ def atoms_in_frame(raw: np.ndarray, maps_model: np.ndarray, det: Detector, pixel
     found = find_atoms(maps_model, det.classes, threshold, method=method)
     yx = to_input_coords(np.column_stack([found["y"], found["x"]]), raw.shape,
                          maps_model.shape)
+    sigma_px = np.full(len(yx), np.nan)  # per-axis position standard error (Gaussian fit only)
     if len(yx) and refine != "none":
         # window: ~half a C-C bond (0.65 Å) but at least 2 px
         radius = max(2.0, 0.65 / pixel_size)
         if refine == "gaussian":
-            yx, _, _ = refine_gaussian(raw, yx, radius, max_shift_px=max(1.0, 0.3 / pixel_size))
+            yx, _, _, cov = refine_gaussian(raw, yx, radius, max_shift_px=max(1.0, 0.3 / pixel_size),
+                                            return_cov=True)
+            sigma_px = sigma_from_cov(cov)
         elif refine == "com":
             new = refine_com(raw, yx, radius)
             far = np.hypot(*(new - yx).T) > max(1.0, 0.3 / pixel_size)
@@ -88,6 +92,8 @@ def atoms_in_frame(raw: np.ndarray, maps_model: np.ndarray, det: Detector, pixel
         "cls": pd.Categorical(found["cls"], categories=list(det.classes[1:])),
         "prob": found["prob"].astype(float),
         "border": border,
+        "sigma_px": sigma_px,
+        "sigma_A": sigma_px * pixel_size,
     })
 
 
