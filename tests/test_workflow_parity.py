@@ -83,3 +83,42 @@ def test_atomlens_run_trains_every_registered_model(movie_file, tmp_path_factory
     names = m.latent_names()
     assert set(names) <= set(atoms.columns)
     assert atoms[names[0]].notna().mean() > 0.3
+
+
+def _si_track_ids(atoms: pd.DataFrame, npz) -> list[int]:
+    """Track id of the detection nearest (< 5 px) the annotated Si, per frame."""
+    ids = []
+    for fr in sorted(set(npz["atom_frame"].tolist())):
+        m = (npz["atom_frame"] == fr) & (npz["atom_element"] == "Si")
+        if not m.any():
+            continue
+        g = atoms[atoms["frame"] == fr]
+        dist = np.hypot(g["y"].to_numpy() - npz["atom_row"][m][0],
+                        g["x"].to_numpy() - npz["atom_col"][m][0])
+        if len(dist) and dist.min() < 5:
+            ids.append(int(g["track_id"].to_numpy()[int(np.argmin(dist))]))
+    return ids
+
+
+@pytest.mark.slow
+def test_si_keeps_one_track_in_every_path(shared_data, tmp_path) -> None:
+    """Real movie (48 frames): the Si has one track id through all frames in the
+    pipeline, the CLI (chem --tracks --stack) and the chemistry workflow (the docks)."""
+    from tests.conftest import real_file
+
+    path = real_file(shared_data, "real/graphene_si1c3_movie.npz")
+    npz = np.load(path)
+    cfg = PipelineConfig.from_dict({"detect": {"save_maps": False},
+                                    "latent": {"enabled": False}, "report": {"enabled": False}})
+    run = run_pipeline(path, tmp_path / "run", cfg, progress=False).atoms
+    detected = run[["frame", "y", "x", "cls", "prob", "border"]]
+    px = float(read_stack(path).pixel_size)
+    ours = drain(chemistry.run(detected, px, chemistry.ChemRecipe(), movie=read_stack(path))).atoms
+    detected.to_csv(tmp_path / "atoms.csv", index=False, float_format="%.17g")
+    assert main(["chem", str(tmp_path / "atoms.csv"), "--pixel-size", repr(px), "--tracks",
+                 "--stack", str(path), "--out", str(tmp_path / "chem.csv")]) == 0
+    cli = pd.read_csv(tmp_path / "chem.csv")
+    for name, table in (("atomlens run", run), ("workflow", ours), ("cli", cli)):
+        ids = _si_track_ids(table, npz)
+        assert len(ids) == 48, (name, len(ids))
+        assert len(set(ids)) == 1, (name, pd.Series(ids).value_counts().to_dict())
