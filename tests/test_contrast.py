@@ -139,3 +139,43 @@ def test_mo_and_s2_separated_by_contrast_on_real_mos2(name):
     truth = ref["cls"].astype(str).replace({"S": "S2"}).to_numpy()
     agree = (out["cls"].astype(str).to_numpy() == truth).mean()
     assert agree >= 0.95, agree
+
+
+def test_check_classes_setting():
+    from atomlens.atoms.contrast import check_classes_setting
+
+    assert check_classes_setting("auto") == "auto" and check_classes_setting("2", "S2,Mo") == 2
+    with pytest.raises(ContrastError, match="whole number"):
+        check_classes_setting("two")
+    with pytest.raises(ContrastError, match="3 class names"):
+        check_classes_setting(2, "a,b,c")
+
+
+@pytest.mark.skipif(not (REAL / "MoS2_stem_Exp-002-5.npy").exists(),
+                    reason="real MoS2 images not found (../shared/data absent)")
+def test_detect_workflow_names_species_from_contrast():
+    """The detect workflow (what the dock and `atomlens detect --species contrast` run):
+    MoS2 columns named S2 / Mo by contrast, checked against the lattice-fit sites."""
+    from atomlens.atoms.lattice_reference import lattice_reference
+    from atomlens.atoms.match import match_atoms
+    from atomlens.io import Stack, read_stack
+    from atomlens.workflows import detect
+    from atomlens.workflows.events import drain
+
+    st = read_stack(REAL / "MoS2_stem_Exp-002-5.npy")
+    frame = np.asarray(st.data[0], np.float32)
+    ref, fit = lattice_reference(frame, float(st.pixel_size))
+    recipe = detect.DetectRecipe(model="graphene", species="contrast", contrast_classes="2",
+                                 class_names="S2,Mo", save_maps=False)
+    res = drain(detect.run(Stack(frame[None], fit.pixel_size), recipe))
+    atoms = res.atoms
+    assert set(atoms["cls"].astype(str)) == {"S2", "Mo"} and res.species_model["k"] == 2
+    assert {"intensity", "intensity_sigma", "contrast_class"} <= set(atoms.columns)
+    ip, it = match_atoms(atoms[["y", "x"]].to_numpy(), ref[["y", "x"]].to_numpy(),
+                         0.7 / fit.pixel_size)
+    truth = ref["cls"].astype(str).replace({"S": "S2"}).to_numpy()[it]
+    assert len(ip) > 300
+    assert (atoms["cls"].astype(str).to_numpy()[ip] == truth).mean() >= 0.95
+    with pytest.raises(ContrastError, match="whole number"):
+        drain(detect.run(Stack(frame[None], fit.pixel_size),
+                         detect.DetectRecipe(species="contrast", contrast_classes="x")))

@@ -403,8 +403,76 @@ def species_from_contrast(
     return out, model
 
 
+def check_classes_setting(k: int | str, names: str | Sequence[str] | None = None) -> int | str:
+    """Parse a number of classes (``2``, ``"2"`` or ``"auto"``) and check the names fit
+    it, before any work is done; returns ``k`` as an int or ``"auto"``."""
+    if isinstance(k, str) and k.strip().lower() == "auto":
+        k = "auto"
+    else:
+        try:
+            k = int(k)
+        except (TypeError, ValueError):
+            raise ContrastError(f"the number of contrast classes must be a whole number or "
+                                f"'auto', got {k!r}") from None
+        if k < 1:
+            raise ContrastError(f"the number of contrast classes must be at least 1, got {k}")
+    if names:
+        listed = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+        if k != "auto" and len(listed) > k:
+            raise ContrastError(f"{len(listed)} class names ({', '.join(listed)}) for {k} "
+                                "contrast classes: give one name per class, dimmest first")
+        if len(set(listed)) != len(listed):
+            raise ContrastError(f"class names repeat ({', '.join(listed)}): give each class "
+                                "its own name")
+    return k
+
+
+def species_from_stack(
+    stack: Any,
+    atoms: pd.DataFrame,
+    *,
+    k: int | str = "auto",
+    names: Mapping[Any, str] | Sequence[str] | str | None = None,
+    radius_px: float | None = None,
+    invert: bool = False,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, ContrastModel]:
+    """:func:`species_from_contrast` over a movie, one frame in memory at a time.
+
+    ``stack``: a :class:`atomlens.io.Stack` (lazy or not) or ``(T, Y, X)`` array; the
+    atoms' ``frame`` indexes it. ``invert``: measure on the negated image (dark atoms,
+    ABF/BF). ``k`` may be a number given as text (``"2"``, from a recipe or the CLI).
+    """
+    if len(atoms) == 0:
+        raise ContrastError("no atoms to classify: detect atoms first")
+    k = check_classes_setting(k, names if isinstance(names, (str, list, tuple)) else None)
+    data = stack.data if hasattr(stack, "pixel_size") and hasattr(stack, "data") else stack
+    if getattr(data, "ndim", 3) == 2:
+        data = np.asarray(data)[None]
+    frame = atoms["frame"].to_numpy(int) if "frame" in atoms else np.zeros(len(atoms), int)
+    intensity = np.full(len(atoms), np.nan)
+    sigma = np.full(len(atoms), np.nan)
+    for f in np.unique(frame):
+        rows = np.flatnonzero(frame == f)
+        img = np.asarray(data[int(f)], np.float64)
+        i, s = integrated_intensity(-img if invert else img, atoms.iloc[rows][["y", "x"]],
+                                    radius_px)
+        intensity[rows], sigma[rows] = i, s
+    fit_on = intensity.copy()
+    if "border" in atoms and (~atoms["border"].astype(bool)).sum() >= 2:
+        fit_on[atoms["border"].astype(bool).to_numpy()] = np.nan
+    _, model = contrast_classes(fit_on, k, seed=seed)
+    out = atoms.copy()
+    out["intensity"] = intensity
+    out["intensity_sigma"] = sigma
+    out["contrast_class"] = model.predict(intensity)
+    out = name_classes(out, names if names else [], k=model.k)
+    return out, model
+
+
 __all__ = [
     "UNCLASSIFIED",
+    "check_classes_setting",
     "ContrastError",
     "ContrastModel",
     "contrast_classes",
@@ -412,4 +480,5 @@ __all__ = [
     "integrated_intensity",
     "name_classes",
     "species_from_contrast",
+    "species_from_stack",
 ]

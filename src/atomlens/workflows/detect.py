@@ -116,6 +116,10 @@ def run(
     from atomlens.segment.suitability import detection_setup
 
     recipe = (recipe or DetectRecipe()).validate()
+    if recipe.species == "contrast":  # a bad class count or names fail now, not after detecting
+        from atomlens.atoms.contrast import check_classes_setting
+
+        check_classes_setting(recipe.contrast_classes, recipe.class_names)
     n_total = int(getattr(stack, "n_frames", None) or np.shape(getattr(stack, "data", stack))[0])
     idx = parse_frames(frames, n_total)
     ps = _pixel_size(stack, pixel_size)
