@@ -93,6 +93,10 @@ def find_bonds(
     -------
     DataFrame with ``frame, a, b`` (positional rows of ``atoms``, ``a < b``),
     ``length_px``, ``length_A`` and ``pair`` (``"C-Si"``), sorted by frame, a, b.
+    When the atoms carry ``sigma_A`` (per-axis position standard error, Å; see
+    :mod:`atomlens.atoms.uncertainty`), also ``length_sigma_pm``: the bond length's
+    standard error in pm, ``100 · sqrt(σ_a² + σ_b²)`` (independent, isotropic errors
+    of the two ends projected on the bond; NaN where an end has no σ).
     """
     if not (pixel_size and np.isfinite(pixel_size) and pixel_size > 0):
         raise ValueError(f"pixel_size must be a positive number of Å per pixel, got {pixel_size!r}")
@@ -160,6 +164,9 @@ def find_bonds(
             "pair": pair,
         }
     )
+    if "sigma_A" in atoms.columns:
+        s = pd.to_numeric(atoms["sigma_A"], errors="coerce").to_numpy(dtype=float)
+        out["length_sigma_pm"] = 100.0 * np.hypot(s[a], s[b])
     return out.sort_values(["frame", "a", "b"], ignore_index=True)
 
 
