@@ -32,13 +32,15 @@ class FrameOutput:
 
     tables : ``atoms, bonds, rings, defects, dopants, events`` (rows of this frame,
         global ids); drift : (dy, dx) px of this frame relative to the first one;
-    timings : seconds per stage (``register, detect, chem, track, encode, events``).
+    timings : seconds per stage (``register, detect, chem, track, encode, events``);
+    pixel_size : Å per pixel.
     """
 
     frame: int
     tables: dict[str, pd.DataFrame]
     drift: tuple[float, float]
     timings: dict[str, float] = field(default_factory=dict)
+    pixel_size: float = 0.0  # Å per pixel of the watch
 
     @property
     def atoms(self) -> pd.DataFrame:
@@ -169,7 +171,7 @@ class FrameProcessor:
         self.prev = cur
         tables = self._globalise(atoms, per, events, offset)
         self.next_atom_id = offset + len(atoms)
-        return FrameOutput(frame, tables, (dy, dx), t)
+        return FrameOutput(frame, tables, (dy, dx), t, self.pixel_size)
 
     def _globalise(self, atoms: pd.DataFrame, per: dict, events: pd.DataFrame,
                    offset: int) -> dict[str, pd.DataFrame]:
