@@ -29,6 +29,7 @@ GRAPHENE_A_A = 2.46  # graphene lattice constant, Å
 POLARITY_SKEW = 0.3  # |band-passed skewness| beyond which the polarity is called
 NOISE_STRUCTURE = 2.0  # structure ratio below which a frame is called noise
 CROP = 512  # statistics on a central crop of at most this many pixels per side
+LATTICE_CROP = 384  # the lattice test on a smaller one (its origin scan is the slow part)
 
 
 @dataclass
@@ -119,7 +120,8 @@ def image_traits(image: np.ndarray, pixel_size_A: float, *, lattice: bool = True
     st = structure_ratio(img)
     tr = ImageTraits(pol, sk, st, st < NOISE_STRUCTURE)
     if lattice and not tr.noise_only:
-        tr.hex_period_A, tr.sublattice_contrast = _hex_lattice(img, pixel_size_A)
+        tr.hex_period_A, tr.sublattice_contrast = _hex_lattice(central_crop(img, LATTICE_CROP),
+                                                               pixel_size_A)
     return tr
 
 
@@ -196,5 +198,78 @@ def model_fit_warnings(image: np.ndarray, pixel_size_A: float, det, *, threshold
     return out
 
 
-__all__ = ["ImageTraits", "central_crop", "image_traits", "model_fit_warnings", "polarity",
-           "structure_ratio"]
+
+
+@dataclass
+class DetectionSetup:
+    """What a detection run uses and why (see :func:`detection_setup`).
+
+    detector : the loaded :class:`~atomlens.segment.Detector`.
+    name : registry name or the model path as given.
+    reason : one sentence on the choice ("auto": from the image; else "as asked").
+    invert : frames are negated before the network (dark atoms, a model that handles them).
+    warnings : one-line warnings from :func:`model_fit_warnings` on the first frame.
+    """
+
+    detector: object
+    name: str
+    reason: str
+    invert: bool
+    warnings: list[str]
+
+
+def first_frame(stack, frames: list[int] | None = None) -> np.ndarray:
+    """The first requested frame of a Stack or array as a (Y, X) float32 array."""
+    data = stack.data if hasattr(stack, "pixel_size") and hasattr(stack, "data") else stack
+    if not hasattr(data, "ndim"):
+        data = np.asarray(data)
+    if data.ndim == 2:
+        return np.asarray(data, np.float32)
+    t = int(frames[0]) if frames else 0
+    return np.asarray(data[t], np.float32)
+
+
+def detection_setup(stack, model, frames: list[int] | None, pixel_size_A: float, *,
+                    threshold: float = 0.5, contrast: str = "auto", warn: bool = True,
+                    load=None) -> DetectionSetup:
+    """Resolve ``model`` (``"auto"``, a shipped name, a path, None = graphene, or a
+    Detector) for ``stack`` at ``pixel_size_A`` Å/px, decide whether frames are inverted
+    and collect the fit warnings, all from the first requested frame.
+
+    ``contrast``: ``"auto"`` (invert when the atoms look dark and the model handles dark
+    atoms), ``"bright"`` (never invert) or ``"dark"`` (always invert: the user says the
+    atoms are dark). ``load``: a loader for names/paths (default
+    :func:`atomlens.segment.registry.load_model`), e.g. a cached one.
+    """
+    from atomlens.segment.model_file import Detector
+    from atomlens.segment.registry import AUTO, choose_model, load_model, model_handles_dark
+
+    if contrast not in ("auto", "bright", "dark"):
+        raise ValueError(f"contrast must be 'auto', 'bright' or 'dark', got {contrast!r}")
+    load = load or load_model
+    frame = first_frame(stack, frames)
+    if isinstance(model, Detector):
+        det, name, reason = model, str(model.card.get("registry_name") or model.card.get("name")
+                                       or "model"), "as given"
+    elif model is not None and str(model) == AUTO:
+        name, why = choose_model(frame, pixel_size_A)
+        det, reason = load(name), f"auto: {why}"
+    else:
+        name = "graphene" if model is None else str(model)
+        det, reason = load(model), "as asked"
+    tr = image_traits(frame, pixel_size_A, lattice=False)
+    if contrast == "dark":
+        invert = True
+    elif contrast == "bright":
+        invert = False
+    else:
+        invert = tr.polarity == "dark" and model_handles_dark(det)
+    warnings = (model_fit_warnings(frame, pixel_size_A, det, threshold=threshold,
+                                   invert=invert) if warn else [])
+    if invert and contrast == "auto":
+        reason += "; atoms look dark (ABF/BF): frames inverted before the network"
+    return DetectionSetup(det, name, reason, invert, warnings)
+
+
+__all__ = ["DetectionSetup", "ImageTraits", "central_crop", "detection_setup", "first_frame",
+           "image_traits", "model_fit_warnings", "polarity", "structure_ratio"]
