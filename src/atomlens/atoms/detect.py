@@ -101,10 +101,17 @@ def iter_detect(stack: Any, model: Detector | str | None = None, frames: Sequenc
                 threshold: float = 0.5, refine: str = "gaussian", return_maps: bool = False, *,
                 pixel_size: float | None = None, method: str = "components",
                 border_A: float = 1.0, batch_size: int = 4, device: str = "auto",
-                ) -> Iterator[FrameResult]:
-    """Yield a :class:`FrameResult` per frame (see :func:`detect` for the arguments)."""
+                invert: bool = False) -> Iterator[FrameResult]:
+    """Yield a :class:`FrameResult` per frame (see :func:`detect` for the arguments).
+
+    ``invert``: negate every frame before the network and the refinement (dark atoms,
+    ABF/BF contrast, for a model trained on bright atoms; see
+    :func:`atomlens.segment.suitability.detection_setup`).
+    """
     det = model if isinstance(model, Detector) else load_detector(model)
     ps = resolve_pixel_size(stack, pixel_size)
+    if invert:
+        stack = Negated(stack, ps)
     n_total = _n_frames(stack)
     idx = _frame_list(frames, n_total)
     for i, (t, raw, m) in enumerate(iter_model_maps(stack, det, pixel_size=ps, frames=idx,
@@ -112,6 +119,33 @@ def iter_detect(stack: Any, model: Detector | str | None = None, frames: Sequenc
         atoms = atoms_in_frame(raw, m, det, ps, t, threshold=threshold, refine=refine,
                                method=method, border_A=border_A)
         yield FrameResult(t, i, len(idx), atoms, upsample_maps(m, raw.shape) if return_maps else None)
+
+
+class Negated:
+    """A stack whose frames are read negated, lazily (``data[t]`` -> ``-frame``): dark
+    atoms become bright without copying the movie. ``data`` is always (T, Y, X)."""
+
+    def __init__(self, stack: Any, pixel_size: float) -> None:
+        data = stack.data if hasattr(stack, "pixel_size") and hasattr(stack, "data") else stack
+        if not hasattr(data, "ndim"):
+            data = np.asarray(data)
+        self._data = data[None] if data.ndim == 2 else data
+        self.pixel_size = pixel_size
+        self.data = self
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._data.shape)
+
+    @property
+    def ndim(self) -> int:
+        return 3
+
+    def __len__(self) -> int:
+        return int(self._data.shape[0])
+
+    def __getitem__(self, t: Any) -> np.ndarray:
+        return -np.asarray(self._data[t], dtype=np.float32)
 
 
 def detect(stack: Any, model: Detector | str | None = None, frames: Sequence[int] | slice | None = None,
