@@ -134,6 +134,12 @@ def validate_atoms(atoms: Any, name: str = "the atom table") -> pd.DataFrame:
         raise AtomsTableError(f"{name} has frame values that are not whole numbers >= 0")
     out["frame"] = frame.astype(np.int64)
     out["y"], out["x"] = yx[:, 0], yx[:, 1]
+    if "prob" in out:
+        prob = pd.to_numeric(out["prob"], errors="coerce")
+        if (prob.isna() & out["prob"].notna()).any():  # text, not a missing value
+            raise AtomsTableError(f"{name} has prob values that are not numbers: fix them or "
+                                  "drop the prob column")
+        out["prob"] = prob.to_numpy(float)
     if "cls" in out and not isinstance(out["cls"].dtype, pd.CategoricalDtype):
         out["cls"] = out["cls"].astype(str)
     return out

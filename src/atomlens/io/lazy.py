@@ -123,8 +123,15 @@ class TiffFrames:
         if not -self.shape[0] <= t < self.shape[0]:
             raise IndexError(f"frame {t} out of range for {self.shape[0]} frames")
         t %= self.shape[0]
-        with self._lock:  # one file handle: worker threads take turns
-            page = self._tif.asarray(key=t)
+        try:
+            with self._lock:  # one file handle: worker threads take turns
+                page = self._tif.asarray(key=t)
+        except (ValueError, OSError, IndexError, KeyError, RuntimeError) as exc:
+            from atomlens.io.gate import safe_reason
+            from atomlens.io.stack import StackError
+
+            raise StackError(f"{Path(self.path).name}: frame {t} cannot be read "
+                             f"({safe_reason(exc)}); the file is corrupt or truncated") from None
         return _checked(self, t, np.asarray(page).reshape(self.shape[1:]))
 
     __getitem__ = NpyFrames.__getitem__

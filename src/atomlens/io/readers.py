@@ -55,7 +55,7 @@ class MissingStackError(StackError, FileNotFoundError):
 
 def read_stack(
     path: str | Path, pixel_size: float | None = None, lazy: bool = False,
-    nonfinite: str = "mask",
+    nonfinite: str = "mask", calibrate: str | float | None = None,
 ) -> Stack:
     """Read an image or movie with its pixel size.
 
@@ -74,6 +74,11 @@ def read_stack(
     nonfinite : ``"mask"`` (default): NaN/inf pixels are kept and masked by detection
         (no atoms there; counted in ``stack.metadata["nonfinite_pixels"]`` for in-memory
         stacks); ``"refuse"``: a frame with NaN/inf pixels raises :class:`StackError`.
+    calibrate : a lattice (``"graphene"``, ``"mos2"`` or a constant in Å): set the pixel
+        size from the lattice itself, ignoring the metadata
+        (:func:`atomlens.chem.calibrate.calibrate_lattice`; source ``"calibration"``,
+        the result in ``stack.metadata["calibration"]``, its discrepancy with the
+        metadata value included).
 
     Raises
     ------
@@ -137,6 +142,12 @@ def read_stack(
     if px is not None and not (np.isfinite(px) and px > 0):
         px, source = None, "unknown"
     stack = Stack(data, px, source, meta, str(path))
+    if calibrate is not None:  # the lattice's own pixel size (no nominal value needed)
+        from atomlens.chem.calibrate import calibrate_lattice
+
+        cal = calibrate_lattice(stack, calibrate)
+        stack = stack.with_pixel_size(cal.pixel_size, "calibration")
+        stack.metadata["calibration"] = cal.to_dict()
     if stack.pixel_size is None:
         log.info("%s carries no pixel size; pass pixel_size= or calibrate from the lattice", path)
     return stack
@@ -151,14 +162,33 @@ def _as_float_stack(data: Any, path: Path, nonfinite: str) -> Any:
         data = data[None]
     if isinstance(data, NpyFrames | TiffFrames):
         data.nonfinite_policy = nonfinite
-        return as_stack_array(data)
+        return _probe_lazy(as_stack_array(data), path)
     if isinstance(data, np.memmap) or not isinstance(data, np.ndarray):
         data = LazyFloat32(data, path, nonfinite)
-        return as_stack_array(data)
+        return _probe_lazy(as_stack_array(data), path)
     arr = to_float32(data, path)
     if nonfinite == "refuse":
         _refuse_nonfinite(arr, path)
     return as_stack_array(arr)
+
+
+#: Lazy stacks up to this size are read through once when opened, so bad pixel values
+#: (lossy dtypes, NaN/inf) are found at once rather than mid-analysis.
+SCAN_ON_OPEN_BYTES = 64 << 20
+
+
+def _probe_lazy(data: Any, path: Path) -> Any:
+    """Read a lazy stack's frames once when it is small (else only its first frame), so
+    unreadable frames, lossy conversions and all-NaN movies are refused on opening."""
+    n, h, w = (int(s) for s in data.shape)
+    frames = range(n) if n * h * w * 4 <= SCAN_ON_OPEN_BYTES else range(1)
+    finite = 0
+    for t in frames:
+        finite += int(np.count_nonzero(np.isfinite(data[t])))
+    if len(frames) == n and finite == 0:
+        raise StackError(f"'{path.name}' has no finite pixels (all are NaN/inf); nothing to "
+                         "analyse")
+    return data
 
 
 def _refuse_nonfinite(arr: np.ndarray, path: Any, frame: int | None = None) -> None:
@@ -189,7 +219,13 @@ class LazyFloat32:
         return self.shape[0]
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        out = to_float32(self._source[key], self.path)
+        try:
+            raw = np.asarray(self._source[key])
+        except (ValueError, OSError, KeyError, RuntimeError) as exc:
+            raise StackError(f"{Path(self.path).name if self.path else 'the stack'}: frames "
+                             f"{key!r} cannot be read ({safe_reason(exc)}); the file is "
+                             "corrupt or truncated") from None
+        out = to_float32(raw, self.path)
         if isinstance(key, int | np.integer) and out.ndim == 2:
             bad = int(out.size - np.count_nonzero(np.isfinite(out)))
             if bad:
@@ -365,7 +401,14 @@ def _read_tiff(path: Path, lazy: bool) -> tuple[Any, float | None, dict]:
                         f"'{path.name}': page {k} points past the end of the file "
                         f"({off + cnt} > {size} bytes); the file is truncated: copy it again"
                     )
-            declared += int(np.prod(page.shape)) * np.dtype(page.dtype).itemsize
+            page_bytes = int(np.prod(page.shape)) * np.dtype(page.dtype).itemsize
+            if page.compression == 1 and sum(page.databytecounts) < page_bytes:
+                raise StackError(
+                    f"'{path.name}': page {k} declares {human_bytes(page_bytes)} of pixels "
+                    f"{tuple(page.shape)} but stores {human_bytes(sum(page.databytecounts))}; "
+                    "the file is truncated or forged: export it again"
+                )
+            declared += page_bytes
         n_images = ij.get("images")
         if isinstance(n_images, int) and n_images > n_pages and not tif.series[0].is_multifile:
             series_pages = int(np.prod(tif.series[0].shape[:-2])) if tif.series else 0

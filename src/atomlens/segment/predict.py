@@ -211,11 +211,14 @@ def iter_model_maps(stack: Any, model: Detector | str | None = None, *,
     size = model_grid_shape(data.shape, ps, det.pixel_size)
     check_model_grid(data.shape, size, ps, det, batch_size)
     net = fold_batchnorm(det.net).to(dev)
+    empty = 0  # frames with no finite pixel
     with torch.inference_mode():
         for i in range(0, len(idx), batch_size):
             ts = idx[i : i + batch_size]
             raw = np.stack([np.asarray(data[t], dtype=np.float32) for t in ts])
             raw, bad = fill_nonfinite(raw)
+            if bad is not None:
+                empty += int(bad.reshape(len(ts), -1).all(axis=1).sum())
             x = resample(torch.from_numpy(raw), size)
             x = normalise(x)
             maps = predict_model_grid(det, x, net=net).numpy()
@@ -223,6 +226,11 @@ def iter_model_maps(stack: Any, model: Detector | str | None = None, *,
                 mask_maps(maps, bad, size)
             for k, t in enumerate(ts):
                 yield t, raw[k], maps[k]
+    if idx and empty == len(idx):
+        from atomlens.io.stack import StackError
+
+        raise StackError(f"every pixel of the {len(idx)} selected frame(s) is NaN/inf; "
+                         "nothing to analyse: select other frames or check the export")
 
 
 #: Largest factor by which a frame may be resampled to the model's pixel size.
