@@ -18,8 +18,18 @@ class ViewerWidget(Container):
     """Base of AtomLens dock widgets: keeps its layer pickers in sync with the viewer."""
 
     def __init__(self, viewer: napari.Viewer, **kwargs) -> None:
+        # scrollable: a dock never forces the main window taller than the screen
+        kwargs.setdefault("scrollable", True)
         super().__init__(**kwargs)
         self.viewer = viewer
+        from qtpy.QtCore import QTimer
+
+        # once docked (napari docks a widget right after making it), join the other
+        # AtomLens docks as a tab, so opening several keeps the window on the screen
+        QTimer.singleShot(0, lambda: tabify_with_atomlens(self.root_native_widget))
+        from atomlens._napari.autosave import start_autosave
+
+        start_autosave(viewer)  # atoms layers snapshotted for crash recovery
         ev = viewer.layers.events
         for name in ("inserted", "removed", "reordered"):
             getattr(ev, name).connect(self._refresh_choices)
@@ -59,6 +69,35 @@ class ViewerWidget(Container):
             ]
 
         return ComboBox(label=label, choices=_choices, nullable=False)
+
+
+def tabify_with_atomlens(widget) -> bool:
+    """Make the dock holding ``widget`` a tab of the other visible AtomLens docks in the
+    same dock area (Qt's own ``tabifyDockWidget``); returns True when it joined a group."""
+    from qtpy.QtWidgets import QDockWidget, QMainWindow
+
+    dock = widget
+    try:
+        while dock is not None and not isinstance(dock, QDockWidget):
+            dock = dock.parentWidget()
+    except RuntimeError:  # deleted before the event loop came round
+        return False
+    if dock is None:
+        return False
+    dock.setProperty("atomlens_dock", True)
+    main = dock.parentWidget()
+    if not isinstance(main, QMainWindow) or dock.isFloating():
+        return False
+    area = main.dockWidgetArea(dock)
+    others = [d for d in main.findChildren(QDockWidget)
+              if d is not dock and d.property("atomlens_dock") and not d.isFloating()
+              and d.isVisible() and main.dockWidgetArea(d) == area]
+    if not others:
+        return False
+    main.tabifyDockWidget(others[0], dock)
+    dock.show()
+    dock.raise_()
+    return True
 
 
 def layer_kind(layer: Layer) -> str:

@@ -52,6 +52,11 @@ class SubimageGallery(QWidget):
         self._links: list[tuple[Any, Any]] = []
         links = self._links
         self.destroyed.connect(lambda *_: _disconnect(links))
+        from qtpy.QtCore import QTimer
+
+        from atomlens._napari._base import tabify_with_atomlens
+
+        QTimer.singleShot(0, lambda: tabify_with_atomlens(self))
 
     def show_set(self, subs: Any, layer: Points) -> None:
         """Follow ``layer`` (the centres) and show windows of ``subs``."""
@@ -128,8 +133,8 @@ def _disconnect(links: list[tuple[Any, Any]]) -> None:
 
 
 def ensure_gallery(viewer: napari.viewer.Viewer) -> SubimageGallery | None:
-    """Dock the gallery once per viewer (left, under the layer controls); None without
-    a window."""
+    """Dock the gallery once per viewer (a tab of the AtomLens docks on the right); None
+    without a window."""
     session = session_for(viewer)
     gallery = session.gallery
     if gallery is not None:
@@ -142,6 +147,6 @@ def ensure_gallery(viewer: napari.viewer.Viewer) -> SubimageGallery | None:
     if window is None or not hasattr(window, "add_dock_widget"):
         return None
     gallery = SubimageGallery(viewer)
-    window.add_dock_widget(gallery, name="Subimage gallery", area="left")
+    window.add_dock_widget(gallery, name="Subimage gallery", area="right")
     session.gallery = gallery
     return gallery
