@@ -15,6 +15,7 @@ from typing import Any
 
 import napari
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, ProgressBar, PushButton
+from napari.utils.notifications import show_warning
 
 from atomlens._napari._base import ViewerWidget, status_label
 from atomlens._napari._layers import current_frame, layer_pixel_size, layer_stack, replace_or_add
@@ -37,14 +38,25 @@ def detection_events(stack: Any, model_path: str | None, frames: list[int] | Non
     return result, list(result.frames)
 
 
+def model_choices() -> list[str]:
+    """'auto', the shipped models present (graphene, general), and 'file'."""
+    from atomlens.segment.registry import model_names
+
+    return ["auto", *model_names(), "file"]
+
+
 class DetectWidget(ViewerWidget):
     """Pick an image, a detector (shipped default or a file), frames and a threshold; Run."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(viewer)
         self.image = self.layer_picker("image", "image", lambda lay: lay.ndim in (2, 3) and not lay.rgb)
+        self.model = ComboBox(label="model", choices=model_choices(), value="auto")
+        self.model.tooltip = ("auto: chosen from the image (graphene for HAADF graphene, else "
+                              "general); graphene: C/Si; general: atom columns in any material, "
+                              "HAADF and ABF; file: the .pt below")
         self.model_file = FileEdit(label="model (.pt)", filter="*.pt", value="")
-        self.model_file.tooltip = "leave empty for the shipped detector"
+        self.model_file.tooltip = "a detector file; used when model is 'file' (or set)"
         self.frames = ComboBox(label="frames", choices=["current", "all"], value="current")
         self.threshold = FloatSpinBox(label="threshold", min=0.05, max=0.95, step=0.05, value=0.5)
         self.pixel_size = FloatSpinBox(label="pixel size (Å)", min=0.0, max=10.0, step=0.001, value=0.0)
@@ -55,7 +67,7 @@ class DetectWidget(ViewerWidget):
         self.stop_button.tooltip = "end after the current frame; the frames done are kept"
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self.status = status_label()
-        self.extend([self.image, self.model_file, self.frames, self.threshold, self.pixel_size,
+        self.extend([self.image, self.model, self.model_file, self.frames, self.threshold, self.pixel_size,
                      Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
                                labels=False),
                      self.progress, self.status])
@@ -67,9 +79,14 @@ class DetectWidget(ViewerWidget):
         self._source = None
 
     def _model_path(self) -> str | None:
+        """The model to run: a chosen .pt file, else the registry name ('auto', ...)."""
         value = self.model_file.value
         text = str(value) if value is not None else ""
-        return text if text not in ("", ".") and Path(text).is_file() else None
+        path = text if text not in ("", ".") and Path(text).is_file() else None
+        choice = str(self.model.value)
+        if choice == "file" or (path is not None and choice == "auto"):
+            return path or "auto"
+        return choice
 
     def run(self) -> Any:
         """Start detection on a worker thread; returns the worker (None if nothing to do)."""
@@ -155,7 +172,12 @@ class DetectWidget(ViewerWidget):
         points = replace_or_add(self.viewer, tup)
         self.progress.value = self.progress.max if not self._stop.is_set() else len(frames)
         stopped = " (stopped: frames done kept)" if self._stop.is_set() else ""
-        self.status.value = f"{len(atoms)} atoms in {len(frames)} frame(s){stopped}"
+        choice = getattr(result, "model_choice", "")
+        self.status.value = (f"{len(atoms)} atoms in {len(frames)} frame(s){stopped}"
+                             + (f"; model {choice.split(' (')[0]}" if choice else ""))
+        self.status.tooltip = choice
+        for warning in getattr(result, "warnings", []):  # the model may not fit this image
+            show_warning(f"Detect atoms: {warning}")
         self.viewer.layers.selection.active = points
         ensure_key_dock(self.viewer)
 

@@ -23,7 +23,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("stack", help="image or movie file (npy, npz, tif, dm3/dm4, emd, ser, hspy, ...)")
     p.add_argument("--out", default="atoms.csv", help="output CSV (default atoms.csv)")
-    p.add_argument("--model", default=None, help="detector .pt file (default: the shipped model)")
+    p.add_argument("--model", default="auto",
+                   help="detector: graphene (C/Si), general (atom columns in any material, "
+                   "HAADF and ABF), a .pt file, or auto (default: chosen from the first frame; "
+                   "the choice and why are printed)")
+    p.add_argument("--contrast", choices=["auto", "bright", "dark"], default="auto",
+                   help="atoms bright (HAADF) or dark (ABF/BF); auto (default) decides from "
+                   "the image and inverts dark atoms for models trained on bright ones")
     p.add_argument("--pixel-size", type=float, default=None,
                    help="Å per pixel, overriding the file's calibration")
     p.add_argument("--frames", default=None, help="frames to analyse, e.g. 0:10 or 1,5,9")
@@ -41,7 +47,8 @@ def recipe_from_args(args: argparse.Namespace) -> Any:
     """The :class:`~atomlens.workflows.detect.DetectRecipe` the options describe."""
     from atomlens.workflows.detect import DetectRecipe
 
-    return DetectRecipe(model=args.model, threshold=args.threshold, refine=args.refine,
+    return DetectRecipe(model=args.model, contrast=args.contrast, threshold=args.threshold,
+                        refine=args.refine,
                         batch_size=args.batch_size, device=args.device,
                         save_maps=bool(args.maps))
 
@@ -63,6 +70,14 @@ def run(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
     stack = read_stack(args.stack, pixel_size=args.pixel_size, lazy=True)
     frames = parse_frames(args.frames, stack.n_frames)
+    if recipe.model == "auto":  # pick a shipped model from the first frame, and say why
+        from atomlens.io.pixel_size import resolve_pixel_size
+        from atomlens.segment.registry import choose_model
+        from atomlens.segment.suitability import first_frame
+
+        ps = resolve_pixel_size(stack, user=args.pixel_size).value
+        recipe.model, why = choose_model(first_frame(stack, frames), ps)
+        print(f"model: {recipe.model} ({why}; --model picks another)", flush=True)
     check_output_path(args.out, what="atom table")  # fail now, not after detecting
     on_maps = None
     maps_file = contextlib.nullcontext(None)
@@ -91,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
     note = nonfinite_note(stack)
     if note:
         print(f"note: {note}", file=sys.stderr, flush=True)
+    for warning in res.warnings:  # the model may not fit this image: the next step is named
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     atoms = res.atoms
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
