@@ -22,7 +22,7 @@ def movie_file(tmp_path_factory):
 
 def small_config(epochs: int = 2) -> PipelineConfig:
     cfg = PipelineConfig()
-    cfg.descriptors.window = 16
+    cfg.descriptors.window = 12  # px of the movie binned to ~0.3 Å/px (3 x 3 here)
     cfg.latent.epochs = epochs
     cfg.latent.batch_size = 64
     return cfg

@@ -23,41 +23,62 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("stack", help="phase movie (.npz from simulate-pfm, .npy, .tif, ...)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--window", type=int, default=40, help="window side, pixels (default 40)")
-    p.add_argument("--per-frame", type=int, default=80, help="wall pixels per frame (default 80)")
-    p.add_argument("--delta", type=int, default=1,
-                   help="time delay in frames; 0 = same-time windows (default 1)")
-    p.add_argument("--canny-sigma", type=float, default=2.0, help="Canny smoothing (default 2)")
-    p.add_argument("--epochs", type=int, default=30, help="rVAE training epochs (default 30)")
-    p.add_argument("--hidden", default="128,128",
+    r = _default()
+    p.add_argument("--window", type=int, default=r.window,
+                   help=f"window side, pixels (default {r.window})")
+    p.add_argument("--per-frame", type=int, default=r.n_per_frame,
+                   help=f"wall pixels per frame (default {r.n_per_frame})")
+    p.add_argument("--delta", type=int, default=r.delta,
+                   help=f"time delay in frames; 0 = same-time windows (default {r.delta})")
+    p.add_argument("--canny-sigma", type=float, default=r.canny_sigma,
+                   help=f"Canny smoothing (default {r.canny_sigma:g})")
+    p.add_argument("--epochs", type=int, default=r.epochs,
+                   help=f"rVAE training epochs (default {r.epochs})")
+    p.add_argument("--hidden", default=",".join(map(str, r.hidden)),
                    help="rVAE layer widths, comma separated (paper: 256,256,256,256)")
-    p.add_argument("--grid", type=int, default=12, help="latent manifold grid side (default 12)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--grid", type=int, default=r.manifold_grid,
+                   help=f"latent manifold grid side (default {r.manifold_grid})")
+    p.add_argument("--seed", type=int, default=r.seed, help=f"random seed (default {r.seed})")
     p.add_argument("--truth", default=None, help="simulate-pfm .npz with ground truth")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the workflow, write the table and figures."""
-    from scipy.stats import spearmanr
+def _default():
+    from atomlens.workflows.pfm import PFMRecipe
 
-    from atomlens.io import read_stack
-    from atomlens.pfm.simulate import PFMMovie
-    from atomlens.pfm.workflow import PFMConfig, run_pfm, truth_velocity, write_pfm_outputs
+    return PFMRecipe()
+
+
+def recipe_from_args(args: argparse.Namespace):  # noqa: ANN201
+    """The :class:`~atomlens.workflows.pfm.PFMRecipe` the options describe."""
+    from atomlens.errors import SettingsError
+    from atomlens.workflows.pfm import PFMRecipe
 
     try:
         hidden = tuple(int(v) for v in str(args.hidden).split(","))
     except ValueError:
-        raise ValueError(f"--hidden must be comma-separated integers, got {args.hidden!r}") from None
-    cfg = PFMConfig(
-        window=args.window, n_per_frame=args.per_frame, delta=args.delta,
-        canny_sigma=args.canny_sigma, epochs=args.epochs, hidden=hidden,
-        manifold_grid=args.grid, seed=args.seed,
-    )  # fmt: skip
+        raise SettingsError(f"--hidden must be comma-separated integers, got {args.hidden!r}") from None
+    return PFMRecipe(window=args.window, n_per_frame=args.per_frame, delta=args.delta,
+                     canny_sigma=args.canny_sigma, epochs=args.epochs, hidden=hidden,
+                     manifold_grid=args.grid, seed=args.seed)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fill in the PFM recipe, run the PFM workflow, write the table and figures."""
+    from scipy.stats import spearmanr
+
+    from atomlens.io import read_stack
+    from atomlens.pfm.simulate import PFMMovie
+    from atomlens.pfm.workflow import truth_velocity, write_pfm_outputs
+    from atomlens.workflows import pfm
+    from atomlens.workflows.events import drain
+
+    recipe = recipe_from_args(args)
     t0 = time.perf_counter()
     stack = read_stack(args.stack)
     phase = stack.frame(0)[None] if stack.n_frames == 1 else stack.data[:]
-    result = run_pfm(phase, cfg, progress=lambda msg: print(f"[pfm] {msg}", flush=True))
+    result = drain(pfm.run(phase, recipe), lambda ev: print(f"[pfm] {ev.message}", flush=True))
+    cfg = result.config
     if args.truth:
         movie = PFMMovie.load(args.truth)
         if movie.phase.shape != phase.shape:

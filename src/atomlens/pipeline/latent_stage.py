@@ -112,5 +112,7 @@ def _write_subimages_zarr(path: Path, images: np.ndarray, index: np.ndarray,
     arr = zarr.open_array(str(path), mode="w", shape=images.shape,
                           chunks=(min(len(images), 4096), *images.shape[1:]), dtype="float32")
     arr[:] = images
-    arr.attrs["index"] = [int(i) for i in index]
+    arr.attrs["index"] = [int(i) for i in index]  # row positions (kept for old readers)
     arr.attrs["frames"] = [int(f) for f in centres["frame"].to_numpy()[index]]
+    if "atom_id" in centres:  # stable ids: the atom each window was cut around
+        arr.attrs["atom_id"] = [int(i) for i in centres["atom_id"].to_numpy()[index]]
