@@ -69,3 +69,33 @@ def test_one_grammar_everywhere() -> None:
     assert corrections.parse_frames is parse_frames
     assert pipeline.parse_frames is parse_frames
     assert corrections.FrameSpecError is FrameSelectionError
+
+
+@pytest.mark.parametrize("command", ["detect", "chem", "rvae", "run", "finetune", "pfm"])
+def test_every_command_speaks_the_grammar(command, tmp_path, capsys) -> None:
+    """Each command refuses frames outside the movie with the one grammar's message."""
+    import numpy as np
+    import pandas as pd
+
+    from atomlens.cli import main
+
+    movie = tmp_path / "movie.npy"
+    np.save(movie, np.random.default_rng(0).random((4, 32, 32), dtype=np.float32))
+    atoms = tmp_path / "atoms.csv"
+    pd.DataFrame({"frame": [0, 1], "y": [10.0, 12.0], "x": [10.0, 12.0], "cls": ["C", "C"]}
+                 ).to_csv(atoms, index=False)
+    spec = "0:2,9"
+    argv = {
+        "detect": ["detect", str(movie), "--pixel-size", "0.1", "--out", str(tmp_path / "a.csv")],
+        "chem": ["chem", str(atoms), "--pixel-size", "0.1", "--stack", str(movie),
+                 "--out", str(tmp_path / "c.csv")],
+        "rvae": ["rvae", str(movie), str(atoms), "--pixel-size", "0.1", "--out", str(tmp_path / "r")],
+        "run": ["run", str(movie), "--pixel-size", "0.1", "--scheduler", "none", "--quiet",
+                "--out", str(tmp_path / "run")],
+        "finetune": ["finetune", str(movie), str(atoms), "--pixel-size", "0.1",
+                     "--out", str(tmp_path / "f.pt")],
+        "pfm": ["pfm", str(movie), "--out", str(tmp_path / "p")],
+    }[command]
+    assert main([*argv, "--frames", spec]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'0:2,9'" in err and "frames 0..3" in err and len(err.splitlines()) == 1, err

@@ -39,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--grid", type=int, default=r.manifold_grid,
                    help=f"latent manifold grid side (default {r.manifold_grid})")
     p.add_argument("--seed", type=int, default=r.seed, help=f"random seed (default {r.seed})")
+    p.add_argument("--frames", default=None, help="frames to use, e.g. 0:10 or 0:3,8 (default all)")
     p.add_argument("--truth", default=None, help="simulate-pfm .npz with ground truth")
     p.set_defaults(func=run)
 
@@ -77,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     stack = read_stack(args.stack)
     phase = stack.frame(0)[None] if stack.n_frames == 1 else stack.data[:]
+    if args.frames is not None:
+        from atomlens.io.frames import parse_frames
+
+        phase = phase[parse_frames(args.frames, stack.n_frames)]
     result = drain(pfm.run(phase, recipe), lambda ev: print(f"[pfm] {ev.message}", flush=True))
     cfg = result.config
     if args.truth:

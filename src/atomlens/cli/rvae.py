@@ -58,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-train-windows", type=int, default=r.max_train_windows,
                    help=f"train on a random subset this large, encode all (default {r.max_train_windows})")
     p.add_argument("--pixel-size", type=float, default=None, help="Å per pixel override")
+    p.add_argument("--frames", default=None, help="frames to use, e.g. 0:10 or 0:3,8 (default all)")
     p.add_argument("--device", default=r.device, help="auto, cpu, cuda or mps")
     p.add_argument("--seed", type=int, default=r.seed)
     p.add_argument("--threads", type=int, default=r.threads,
@@ -129,6 +130,10 @@ def run(args: argparse.Namespace) -> int:
             f"{args.atoms} refers to frame {int(atoms['frame'].max())} but {args.stack} has "
             f"{stack.n_frames} frames"
         )
+    if args.frames is not None:
+        from atomlens.io.frames import parse_frames
+
+        atoms = atoms[atoms["frame"].isin(parse_frames(args.frames, stack.n_frames))]
     movie = _load_maps(stack, args) if args.source == "maps" else stack.data
 
     def show(ev: Any) -> None:
