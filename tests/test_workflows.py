@@ -156,3 +156,32 @@ def test_autosave_rule(detected, tmp_path) -> None:
     s.mark_frames([0])
     assert not s.autosave_due(now=s._last_save + 1)
     assert s.autosave(now=s._last_save + 6) is not None and not s.dirty
+
+
+@pytest.mark.slow
+def test_session_retrain_redetect_and_replay(detected, tmp_path) -> None:
+    """Retrain on a corrected frame, re-detect the others (corrected rows keep their
+    atom_id), save, and replay the saved session's fine-tuning."""
+    from atomlens.segment.finetune import FinetuneFinished
+
+    stack, res, _ = detected
+    np.save(tmp_path / "movie.npy", stack.data)
+    stack = Stack(stack.data, 0.1, "user", {}, str(tmp_path / "movie.npy"))
+    s = correct.CorrectionSession(res.atoms, stack=stack, recipe=correct.CorrectRecipe(steps=3),
+                                  project_path=str(tmp_path / "p.atomlens"))
+    s.delete([int(s.atoms["atom_id"].iloc[0])])  # frame 0 becomes corrected
+    kept = s.atoms[s.atoms["frame"] == 0][["atom_id", "y", "x"]].reset_index(drop=True)
+    events = []
+    ft = drain(s.retrain(out=str(tmp_path / "ft.pt")), events.append)
+    assert any(isinstance(e, FinetuneFinished) for e in events)
+    assert ft is not None and s.new_model is not None and len(s.lineage) == 1
+    rd = drain(s.redetect())
+    assert rd.skipped_frames == [0] and rd.detected_frames == [1, 2]
+    again = s.atoms[s.atoms["frame"] == 0][["atom_id", "y", "x"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(again, kept, check_dtype=False)
+    assert s.atoms["atom_id"].is_unique and s.undo()  # re-detection is undoable
+    folder = s.save()
+    replayed = drain(correct.replay(folder, steps=2, out=str(tmp_path / "ft2.pt")))
+    assert replayed is not None and (tmp_path / "ft2.pt").exists()
+    back = correct.CorrectionSession.load(folder)
+    assert len(back.lineage) == 2 and back.lineage[-1]["model"] == str(tmp_path / "ft2.pt")

@@ -306,6 +306,7 @@ class CorrectionSession:
         yield Log("correct", f"retraining on {len(frames)} corrected frame(s)")
         for ev in iter_finetune(stack, self.atoms, frames, base,
                                 out=out or self.next_model_path(), stop=stop,
+                                pixel_size=self.pixel_size, stack_path=self.stack_path,
                                 steps=self.recipe.steps, self_train=self.recipe.self_train,
                                 threads=self.recipe.threads):
             if isinstance(ev, FinetuneFinished):
