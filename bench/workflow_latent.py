@@ -6,6 +6,7 @@ latents from the bulk-C cloud; the Si's rank in its frame; ROC AUC Si vs bulk C)
 Usage::
 
     .venv/bin/python bench/workflow_latent.py [--seeds 0 1 2] [--set key=value ...]
+    .venv/bin/python bench/workflow_latent.py --from-run OUT   # score `atomlens run` output
 
 Atoms: the detect workflow with the default DetectRecipe (cached in /tmp). Labels as in
 bench/rvae.py: the Si is the detection nearest (< 5 px) to the annotated Si of its frame;
@@ -39,6 +40,11 @@ def real_atoms() -> tuple[object, pd.DataFrame, np.ndarray]:
     else:
         atoms = drain(detect.run(stack, detect.DetectRecipe(save_maps=False, device="cpu"))).atoms
         atoms.to_parquet(CACHE)
+    return stack, atoms, labels(atoms)
+
+
+def labels(atoms: pd.DataFrame) -> np.ndarray:
+    """'Si', 'near' (within 3 Å of an annotated atom) or 'C' (bulk) per detection."""
     d = np.load(REAL)
     ann = pd.DataFrame({"frame": d["atom_frame"], "y": d["atom_row"], "x": d["atom_col"],
                         "element": d["atom_element"]})
@@ -53,7 +59,7 @@ def real_atoms() -> tuple[object, pd.DataFrame, np.ndarray]:
         for k, el in enumerate(grp["element"]):
             if el == "Si" and dist[:, k].min() < 5:
                 label[rows[dist[:, k].argmin()]] = "Si"
-    return stack, atoms, label
+    return label
 
 
 def si_vs_c(lat: pd.DataFrame, label: np.ndarray, frame: np.ndarray) -> dict:
@@ -88,7 +94,16 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--set", nargs="*", default=[], help="recipe overrides, e.g. latent_dim=6")
+    p.add_argument("--from-run", default=None,
+                   help="score the atoms.parquet of an `atomlens run` on the movie instead")
     a = p.parse_args()
+    if a.from_run:
+        atoms = pd.read_parquet(Path(a.from_run) / "atoms.parquet")
+        ok = atoms["z1"].notna().to_numpy()
+        lat = atoms.loc[ok].reset_index(drop=True)
+        print(json.dumps({"run": a.from_run, "windows": int(ok.sum()),
+                          **si_vs_c(lat, labels(atoms)[ok], atoms["frame"].to_numpy()[ok])}))
+        return
     torch.set_num_threads(a.threads)
     stack, atoms, label = real_atoms()
     over = {k: ast.literal_eval(v) for k, v in (s.split("=", 1) for s in a.set)}
