@@ -208,3 +208,102 @@ def test_augmented_crops_never_label_padding_as_background():
     assert x.shape == (6, 1, 40, 40)
     values = set(np.unique(y.numpy()).tolist())
     assert values == {1, IGNORE}  # rotated/zoomed-out corners are ignored, not background
+
+
+def _sparse_frames(n_frames: int = 2, shape=(96, 160), n_atoms: int = 14, sigma: float = 2.0,
+                   seed: int = 0):
+    """Sparse bright Gaussian atoms (sigma px) on a noisy, lumpy support."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    frames = np.zeros((n_frames, *shape), np.float32)
+    rows = []
+    for t in range(n_frames):
+        frames[t] = ndi.gaussian_filter(rng.normal(0, 1, shape), 2.0) * 0.6 + rng.normal(0, 0.1, shape)
+        yx = []
+        while len(yx) < n_atoms:
+            p = rng.uniform([6, 6], [shape[0] - 6, shape[1] - 6])
+            if all(np.hypot(*(p - q)) > 12 for q in yx):
+                yx.append(p)
+        for y, x in yx:
+            frames[t] += 1.5 * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * sigma**2))
+            rows.append({"frame": t, "y": y, "x": x, "cls": "Pt"})
+    return frames, pd.DataFrame(rows)
+
+
+def test_measure_atom_fwhm_and_label_refinement():
+    from atomlens.segment.finetune import measure_atom_fwhm
+
+    frames, truth = _sparse_frames(sigma=2.0)
+    clicked = truth.assign(y=truth.y + 1.0, x=truth.x - 0.8)  # hand clicks ~1.3 px off
+    fwhm, moved = measure_atom_fwhm(frames, clicked, 0.1, 20.0)
+    assert fwhm == pytest.approx(2.355 * 2.0 * 0.1, rel=0.15)
+    err = np.hypot(moved.y - truth.y, moved.x - truth.x)
+    assert np.median(err) < 0.4
+
+
+def test_plan_chooses_classes_grid_and_balance_from_the_data():
+    from atomlens.segment.finetune import FinetuneConfig, plan_finetune
+
+    base = _tiny_detector()
+    frames, truth = _sparse_frames(1, shape=(400, 400), n_atoms=3)  # 80 Å square, 3 atoms
+    plan = plan_finetune(truth, frames.shape[1:], base, FinetuneConfig(), 0.2, 2.0)
+    # a new species: the head predicts it under its own name
+    assert plan.classes == ("background", "Pt") and plan.new_classes == ["Pt"]
+    # atoms 2.1x wider than the base model's: a coarser model grid, radius scaled with it
+    assert plan.model_pixel_size == pytest.approx(0.2 * 2.0 / 0.95, rel=1e-3)
+    assert plan.radius_A == pytest.approx(0.35 * 2.0 / 0.95, rel=1e-3)
+    # sparse atoms: crops centred on atoms and a heavier atom class
+    assert plan.centre_fraction > 0.2 and plan.class_weights[1] > 1.5
+    assert plan.steps == 300 and plan.lr == 1e-3 and plan.notes
+    assert plan.val_cut == 1.0  # < 8 atoms in the strip: too few to validate on
+    # labels of species the base knows (dense C lattice): base classes, base grid, no centring
+    f2, t2 = _frames_with_atoms()
+    p2 = plan_finetune(t2, f2.shape[1:], base, FinetuneConfig(val_fraction=0), 0.2, 0.9)
+    assert p2.classes == base.classes and p2.model_pixel_size == 0.2 and p2.new_classes == []
+    assert p2.centre_fraction == 0.0 and p2.steps == 150 and p2.val_cut == 1.0
+    # explicit classes must cover the labels
+    with pytest.raises(FinetuneError, match="not in classes"):
+        plan_finetune(truth, frames.shape[1:], base, FinetuneConfig(classes=("Au",)), 0.2, 2.0)
+
+
+def test_resize_head_keeps_known_rows_and_starts_new_ones_from_the_atom_rows():
+    from atomlens.segment.finetune import resize_head
+
+    base = _tiny_detector()
+    new = resize_head(base, ("background", "Si", "Mo"))
+    w_old, w_new = base.net.head.weight, new.net.head.weight
+    assert new.classes == ("background", "Si", "Mo") and w_new.shape[0] == 3
+    assert torch.equal(w_new[0], w_old[0]) and torch.equal(w_new[1], w_old[2])
+    assert torch.allclose(w_new[2], w_old[1:].mean(0))
+    assert base.net.head.weight.shape[0] == 3 and base.classes == ("background", "C", "Si")
+
+
+def test_new_species_validation_and_early_stopping_keep_the_best_weights(tmp_path):
+    from atomlens.segment.finetune import FinetuneValidation, validation_scores
+
+    frames, truth = _sparse_frames(n_atoms=24, seed=3)
+    events = []
+    res = finetune(Stack(frames, PX), truth, [0, 1], _tiny_detector(), out=tmp_path / "pt.pt",
+                   steps=24, eval_every=4, patience=3, batch=4, threads=1, seed=0,
+                   progress=events.append)
+    assert res.detector.classes == ("background", "Pt")
+    started = events[0]
+    assert started.before is not None and started.plan["new_classes"] == ["Pt"]
+    vals = [e for e in events if isinstance(e, FinetuneValidation)]
+    assert vals and all(e.step % 4 == 0 for e in vals)
+    hist = res.scores["history"]
+    best = max(h["f1"] for h in hist)
+    assert res.scores["after"]["f1"] == best and res.scores["before"]["f1"] == started.before["f1"]
+    # the kept weights are the best validated ones: scoring them again gives that F1
+    card = load_detector(tmp_path / "pt.pt").card
+    assert card["classes"] == ["background", "Pt"]
+    assert card["finetune"]["validation"]["after"]["f1"] == best
+    x_score = 0.75 * frames.shape[-1]
+    x0 = int(x_score) - int(np.ceil(16 * res.detector.pixel_size / PX))
+    again = validation_scores(res.detector, frames[..., x0:], truth, PX,
+                              res.scores["radius_A"], x0, x_score)
+    assert again["f1"] == pytest.approx(best, abs=1e-6)
+    # a species name the head predicts: matched atoms are called "Pt"
+    assert res.scores["after"]["n_matched"] == 0 or res.scores["after"]["species_accuracy"] == 1.0

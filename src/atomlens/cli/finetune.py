@@ -32,18 +32,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "project's corrected frames, or the frames with edited atoms")
     p.add_argument("--out", required=True, help="new model file (.pt)")
     p.add_argument("--base", default=None, help="model to start from (default: shipped model)")
-    p.add_argument("--steps", type=int, default=150, help="optimisation steps (default 150)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="most optimisation steps (default: chosen from the data, 150-300; "
+                   "early stopping may end sooner)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (default: chosen from the data, 5e-4 or 1e-3)")
     p.add_argument("--batch", type=int, default=8, help="crops per step (default 8)")
-    p.add_argument("--crop", type=int, default=96, help="crop edge, model pixels (default 96)")
+    p.add_argument("--crop", type=int, default=None,
+                   help="crop edge, model pixels (default: 96-128 from the atom spacing)")
+    p.add_argument("--classes", default=None,
+                   help="species the new model predicts, e.g. Mo,S2 (default: the base "
+                   "model's if they cover the labels, else the labels' own species)")
+    p.add_argument("--val-fraction", type=float, default=0.25,
+                   help="share of each labelled frame's width held back to score the model "
+                   "and stop early (default 0.25; 0 = none)")
     p.add_argument("--self-train", action="store_true",
                    help="labels from confident, Gaussian-refined detections of the base model")
     p.add_argument("--min-prob", type=float, default=None,
                    help="self-training labels detections with prob >= this (default: all but "
                    "the least confident 30 %% of each frame)")
     p.add_argument("--class-map", default=None,
-                   help="rename species before training, e.g. Mo=Si,S=C")
+                   help="rename species before training, e.g. S=S2")
     p.add_argument("--pixel-size", type=float, default=None,
                    help="Å per pixel, overriding the file's calibration")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
@@ -62,13 +72,24 @@ def _class_map(text: str | None) -> dict[str, str]:
     return out
 
 
+def _classes(text: str | None) -> tuple[str, ...] | None:
+    if not text:
+        return None
+    return tuple(c.strip() for c in text.split(",") if c.strip())
+
+
 def run(args: argparse.Namespace) -> int:
     """Read inputs, fine-tune with a progress line, write the model and print its card."""
     from atomlens.corrections import edited_frames, format_frames, parse_frames
     from atomlens.io import read_stack
     from atomlens.io.atoms_table import read_atoms_csv
     from atomlens.io.project import is_project, load_project
-    from atomlens.segment.finetune import FinetuneFinished, FinetuneStep, iter_finetune
+    from atomlens.segment.finetune import (
+        FinetuneFinished,
+        FinetuneStep,
+        FinetuneValidation,
+        iter_finetune,
+    )
 
     atoms = None
     corrected: list[int] = []
@@ -106,20 +127,36 @@ def run(args: argparse.Namespace) -> int:
         stack_path=str(Path(stack_path).resolve()), steps=args.steps, seed=args.seed,
         lr=args.lr, batch=args.batch, crop=args.crop, self_train=args.self_train,
         min_prob=args.min_prob, class_map=_class_map(args.class_map), threads=args.threads,
+        classes=_classes(args.classes), val_fraction=args.val_fraction,
     ):
         if isinstance(ev, FinetuneStep):
             print(f"\rstep {ev.step}/{ev.steps} loss {ev.loss_ema:.4f} {ev.elapsed_s:.0f}s",
                   end="", file=sys.stderr, flush=True)
+        elif isinstance(ev, FinetuneValidation):
+            print(f"\rstep {ev.step}: held-back F1 {ev.scores['f1']:.3f} (best "
+                  f"{ev.best:.3f})", file=sys.stderr, flush=True)
         elif isinstance(ev, FinetuneFinished):
             result = ev.result
         else:
             print(f"training on frames {format_frames(ev.frames)}: {ev.n_labels} atoms "
                   f"({ev.n_corrections} corrected), crops of {ev.crop} px", file=sys.stderr)
+            for note in ev.plan.get("notes", []):
+                print(f"  {note}", file=sys.stderr)
+            if ev.before is not None:
+                print(f"  before: held-back F1 {ev.before['f1']:.3f}", file=sys.stderr)
     print(file=sys.stderr)
     assert result is not None
+    ft = result.card["finetune"]
     summary = {"out": str(result.path), "reason": result.reason,
-               **{k: result.card["finetune"][k] for k in
+               **{k: ft[k] for k in
                   ("base_model", "mode", "frames", "n_labelled_atoms", "n_corrections", "steps",
-                   "final_loss_ema", "time_s")}}
+                   "final_loss_ema", "time_s")},
+               "classes": result.card["classes"]}
+    if result.scores:
+        b, a = result.scores["before"], result.scores["after"]
+        summary["before"] = {k: b[k] for k in ("f1", "precision", "recall", "species_accuracy")}
+        summary["after"] = {k: a[k] for k in ("f1", "precision", "recall", "species_accuracy")}
+        print(f"held-back strip ({b['n_true']} atoms): F1 {b['f1']:.3f} before -> "
+              f"{a['f1']:.3f} after (kept step {result.scores['kept_step']})", file=sys.stderr)
     print(json.dumps(summary))
     return 0

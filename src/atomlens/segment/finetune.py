@@ -7,6 +7,17 @@ either from frames the user corrected by hand (:mod:`atomlens.corrections`) or, 
 any manual edit, from confident detections of the current model refined by a 2-D
 Gaussian fit (``self_train=True``, the skip-rVAE paper's approach).
 
+What to train is chosen from the labels themselves (:func:`plan_finetune`): the
+species (a new material's names re-size the network's head: a model that knew C/Si
+learns Pt or Mo/S2 under their own names), the model grid (the atoms' measured width
+sets the sampling so they look to the network as its training atoms did), the crop
+edge (several neighbour distances), the share of crops centred on an atom and the class
+weights (from the fraction of atom pixels: sparse single atoms would otherwise teach
+"background everywhere"), the learning rate and the step budget. A strip of every
+labelled frame (``val_fraction``) is held back: the model is scored there before
+training and every few steps, the best weights are kept, and training stops when the
+score has not improved for ``patience`` evaluations.
+
 The training data are built exactly as at prediction time: each frame is resampled to
 the model's sampling (Å/px) and normalised the same way (:mod:`.predict`); each label
 frame is a disk of the model's label radius per atom with its class index
@@ -60,15 +71,18 @@ class FinetuneError(SettingsError):
 
 @dataclass
 class FinetuneConfig:
-    """How to fine-tune (every field is stored in the new model's card).
+    """How to fine-tune (every field is stored in the new model's card). ``None`` means
+    "chosen from the data" (see :func:`plan_finetune`, which records each choice).
 
     Attributes
     ----------
-    steps : optimisation steps (one batch each).
-    lr : peak AdamW learning rate (cosine decay to 10 % over ``steps``); smaller than
-        training from scratch so the simulated knowledge is kept.
+    steps : most optimisation steps (one batch each); None: 150, or 300 when the model
+        must learn new classes or a new sampling. Early stopping may end sooner.
+    lr : peak AdamW learning rate (cosine decay to 10 % over ``steps``); None: 5e-4,
+        or 1e-3 for new classes / a new sampling / a base model that scores < 0.5.
     batch : crops per step.
-    crop : crop edge in model pixels (clipped to the frame size on the model grid).
+    crop : crop edge in model pixels; None: 96, up to 128 for sparse atoms (six
+        neighbour distances); clipped to the frame.
     weight_decay : AdamW weight decay.
     seed : seeds the crops, augmentation and torch.
     threads : torch CPU threads while training (restored afterwards).
@@ -79,14 +93,26 @@ class FinetuneConfig:
     min_contrast : self-training drops atoms fainter than this fraction of the frame's
         median atom contrast (see :func:`self_training_labels`).
     augment : augmentation ranges (:class:`AugmentConfig`).
-    class_map : species renamed before indexing the model's classes (e.g. ``{"Mo": "Si",
-        "S": "C"}`` to teach a C/Si model a MoS2 lattice); unknown species raise.
+    class_map : species renamed before training (e.g. ``{"S": "S2"}``).
+    classes : species the new model predicts (background added first); None: the base
+        model's when they cover the labels, else the labels' own species (the head is
+        re-sized: new rows start from the base model's mean atom class).
+    val_fraction : share of every labelled frame's width held back for validation and
+        early stopping (0: none; skipped when the strip would hold < 8 atoms).
+    patience : evaluations without a better validation F1 before stopping.
+    eval_every : steps between evaluations (None: ~12 evaluations over ``steps``, at
+        least every 10 steps).
+    rescale : let the measured atom width choose the model grid (Å/px).
+    refine_labels : move each label to its atom's fitted centre (Gaussian, within half
+        the atom's width) before training: hand clicks are ~1-2 px off.
+    centre_fraction : share of crops centred on a labelled atom (None: from the atom
+        density, up to 0.5 when a random crop holds few atoms).
     """
 
-    steps: int = 150
-    lr: float = 5e-4
+    steps: int | None = None
+    lr: float | None = None
     batch: int = 8
-    crop: int = 96
+    crop: int | None = None
     weight_decay: float = 1e-5
     seed: int = 0
     threads: int | None = 2
@@ -95,10 +121,18 @@ class FinetuneConfig:
     min_contrast: float = 0.25
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     class_map: dict[str, str] = field(default_factory=dict)
+    classes: tuple[str, ...] | None = None
+    val_fraction: float = 0.25
+    patience: int = 4
+    eval_every: int | None = None
+    rescale: bool = True
+    refine_labels: bool = True
+    centre_fraction: float | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["augment"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["augment"].items()}
+        d["classes"] = list(self.classes) if self.classes is not None else None
         return d
 
 
@@ -107,13 +141,27 @@ class FinetuneConfig:
 
 @dataclass
 class FinetuneStarted:
-    """Labels are ready: frames used, atoms labelled, steps, crop edge (model px)."""
+    """Labels are ready: frames used, atoms labelled, steps, crop edge (model px), the
+    data-driven choices (:class:`FinetunePlan` as a dict) and the base model's score on
+    the held-back strips (None without validation)."""
 
     frames: list[int]
     n_labels: int
     n_corrections: int
     steps: int
     crop: int
+    plan: dict = field(default_factory=dict)
+    before: dict | None = None
+
+
+@dataclass
+class FinetuneValidation:
+    """The model scored on the held-back strips after ``step`` steps (``scores``: f1,
+    precision, recall, species_accuracy, ...); ``best`` is the best F1 so far."""
+
+    step: int
+    scores: dict
+    best: float
 
 
 @dataclass
@@ -139,18 +187,23 @@ class FinetuneFinished:
     elapsed_s: float
 
 
-FinetuneEvent = FinetuneStarted | FinetuneStep | FinetuneFinished
+FinetuneEvent = FinetuneStarted | FinetuneStep | FinetuneValidation | FinetuneFinished
 
 
 @dataclass
 class FinetuneResult:
-    """A fine-tuned detector, where it was written (or None) and its card."""
+    """A fine-tuned detector, where it was written (or None) and its card.
+
+    ``scores``: ``{"before": ..., "after": ..., "history": [...]}`` on the held-back
+    validation strips (empty without validation); ``after`` is the kept (best) model's.
+    """
 
     detector: Detector
     path: Path | None
     card: dict
     reason: str = "done"
     labels: pd.DataFrame | None = None
+    scores: dict = field(default_factory=dict)
 
 
 # --- labels ------------------------------------------------------------------------------
@@ -313,9 +366,15 @@ def _frames_array(stack: Any) -> Any:
 
 
 def _sample_batch(images: np.ndarray, masks: np.ndarray, crop: int, batch: int,
-                  rng: np.random.Generator, aug: AugmentConfig) -> tuple[torch.Tensor, torch.Tensor]:
+                  rng: np.random.Generator, aug: AugmentConfig, *,
+                  centres: np.ndarray | None = None,
+                  p_centre: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Random crops augmented with :func:`augment_pair`, then centre-cropped and
     normalised as at prediction.
+
+    ``centres`` ``(N, 3)`` (frame, y, x on the model grid) and ``p_centre``: that share
+    of the crops is placed so that a randomly chosen labelled atom lies in it (anywhere
+    in its middle half), so sparse atoms are seen often enough.
 
     A margin around each crop (when the frame has room) keeps most rotated corners inside
     real data; wherever rotation or zoom still reaches past the crop (the image is
@@ -325,9 +384,17 @@ def _sample_batch(images: np.ndarray, masks: np.ndarray, crop: int, batch: int,
     big = min(int(np.ceil(crop * 1.5)), h, w)
     xs, ys = [], []
     for _ in range(batch):
-        k = int(rng.integers(len(images)))
-        y0 = int(rng.integers(0, h - big + 1))
-        x0 = int(rng.integers(0, w - big + 1))
+        if centres is not None and len(centres) and rng.random() < p_centre:
+            f, cy, cx = centres[int(rng.integers(len(centres)))]
+            k = int(f)
+            cy += rng.uniform(-crop / 4, crop / 4)
+            cx += rng.uniform(-crop / 4, crop / 4)
+            y0 = int(np.clip(round(cy - big / 2), 0, h - big))
+            x0 = int(np.clip(round(cx - big / 2), 0, w - big))
+        else:
+            k = int(rng.integers(len(images)))
+            y0 = int(rng.integers(0, h - big + 1))
+            x0 = int(rng.integers(0, w - big + 1))
         # shift labels by one so the augmenter's constant fill (0) marks outside pixels
         shifted = masks[k, y0 : y0 + big, x0 : x0 + big].astype(np.int16) + 1
         img, msk = augment_pair(images[k, y0 : y0 + big, x0 : x0 + big], shifted, rng, aug)
@@ -338,6 +405,251 @@ def _sample_batch(images: np.ndarray, masks: np.ndarray, crop: int, batch: int,
     x = torch.from_numpy(np.stack(xs).astype(np.float32))[:, None]
     y = torch.from_numpy(np.stack(ys).astype(np.int64))
     return x, y
+
+
+# --- choices from the data ------------------------------------------------------------
+
+#: Typical atom FWHM (Å) the base model saw in training when its card does not say
+#: (the graphene model: probe FWHM 0.6-1.3 Å on light atoms).
+DEFAULT_ATOM_FWHM_A = 0.95
+
+
+@dataclass
+class FinetunePlan:
+    """What :func:`plan_finetune` chose from the labels, and why (``notes``).
+
+    Lengths in Å unless named ``_px`` (model pixels); ``val_cut`` is the fraction of each
+    frame's width (from the left) used for training (1.0 = no validation strip).
+    """
+
+    classes: tuple[str, ...]
+    new_classes: list[str]
+    model_pixel_size: float
+    radius_A: float
+    atom_fwhm_A: float | None
+    neighbour_A: float | None
+    crop: int
+    steps: int
+    lr: float
+    centre_fraction: float
+    class_weights: tuple[float, ...]
+    eval_every: int
+    val_cut: float
+    n_val_atoms: int
+    score_radius_A: float
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["classes"] = list(self.classes)
+        d["class_weights"] = [round(float(v), 3) for v in self.class_weights]
+        return d
+
+
+def _species(labels: pd.DataFrame, class_map: dict[str, str]) -> list[str]:
+    if "cls" not in labels:
+        return ["C"]
+    names = [class_map.get(c, c) for c in labels["cls"].astype(str)]
+    return list(dict.fromkeys(names))  # first-seen order
+
+
+def _nn_distance_px(labels: pd.DataFrame) -> float | None:
+    """Median nearest-neighbour distance of the labels (input pixels), per frame pooled."""
+    from scipy.spatial import cKDTree
+
+    d = []
+    for _, g in labels.groupby(labels["frame"].astype(int)):
+        yx = g[["y", "x"]].to_numpy(float)
+        if len(yx) >= 2:
+            d.append(cKDTree(yx).query(yx, k=2)[0][:, 1])
+    return float(np.median(np.concatenate(d))) if d else None
+
+
+def measure_atom_fwhm(data: Any, labels: pd.DataFrame, pixel_size: float,
+                      neighbour_px: float | None) -> tuple[float | None, pd.DataFrame]:
+    """The atoms' FWHM in Å (a Gaussian fitted at up to 200 labels per frame) and the
+    labels moved to the fitted centres where the fit succeeds (within half a FWHM).
+
+    The fit window is half the neighbour distance (1.5-12 px). Returns (None, labels)
+    when no fit succeeds (e.g. atoms too dense or too faint).
+    """
+    from atomlens.atoms import refine_gaussian
+
+    win = float(np.clip(0.5 * (neighbour_px or 8.0), 2.0, 12.0))
+    sigmas, out = [], labels.copy()
+    for f, g in labels.groupby(labels["frame"].astype(int)):
+        frame = np.asarray(data[int(f)], np.float64)
+        yx0 = g[["y", "x"]].to_numpy(float)
+        sub = yx0[np.linspace(0, len(yx0) - 1, min(len(yx0), 200)).astype(int)]
+        _, ok, sig = refine_gaussian(frame, sub, win, max_shift_px=win / 2)
+        if ok.sum() >= 3 and sig > 0:
+            sigmas.append(sig)
+            yx, ok_all, _ = refine_gaussian(frame, yx0, win, sigma_px=sig,
+                                            max_shift_px=min(win / 2, 1.18 * sig))
+            moved = np.where(ok_all[:, None], yx, yx0)
+            out.loc[g.index, "y"] = moved[:, 0]
+            out.loc[g.index, "x"] = moved[:, 1]
+    if not sigmas:
+        return None, labels
+    return float(2.355 * np.median(sigmas) * pixel_size), out
+
+
+def plan_finetune(labels: pd.DataFrame, frame_shape: tuple[int, int], base: Detector,
+                  cfg: FinetuneConfig, pixel_size: float, atom_fwhm_A: float | None,
+                  before_f1: float | None = None) -> FinetunePlan:
+    """Choose classes, sampling, crop, steps, learning rate, crop centring and class
+    weights from the labels (positions in input pixels of ``frame_shape`` frames at
+    ``pixel_size`` Å/px) and the base model; every choice is explained in ``notes``."""
+    notes: list[str] = []
+    species = _species(labels, cfg.class_map)
+    base_sp = list(base.classes[1:])
+    if cfg.classes is not None:
+        classes = ("background", *[c for c in cfg.classes if c != "background"])
+        missing = sorted(set(species) - set(classes))
+        if missing:
+            raise FinetuneError(f"the labels hold species {missing} that are not in classes="
+                                f"{list(classes[1:])}; add them or rename them with class_map")
+    elif set(species) <= set(base_sp):
+        classes = tuple(base.classes)
+    else:
+        classes = ("background", *species)
+        notes.append(f"new classes {[c for c in species if c not in base_sp]}: the head is "
+                     f"re-sized to {list(classes[1:])} (base: {base_sp})")
+    new_classes = [c for c in classes[1:] if c not in base_sp]
+    nn_px = _nn_distance_px(labels)
+    nn_A = nn_px * pixel_size if nn_px else None
+    # sampling: atoms should look as wide (in model pixels) as the base model's did
+    model_px, radius_A = base.pixel_size, base.radius_A
+    ref_fwhm = float(base.card.get("atom_fwhm_A", DEFAULT_ATOM_FWHM_A))
+    if cfg.rescale and atom_fwhm_A is not None:
+        ratio = atom_fwhm_A / ref_fwhm
+        if not 0.7 <= ratio <= 1.4:
+            factor = float(np.clip(ratio, 0.5, 2.5))
+            model_px = round(base.pixel_size * factor, 4)
+            radius_A = base.radius_A * factor
+            notes.append(f"atoms measure {atom_fwhm_A:.2f} Å FWHM ({ratio:.2f}x the base "
+                         f"model's {ref_fwhm:.2f} Å): model grid {model_px} Å/px (was "
+                         f"{base.pixel_size}), label radius {radius_A:.2f} Å")
+    new_grid = model_px != base.pixel_size
+    # crop: several neighbour distances of context, on the model grid
+    nn_model = nn_A / model_px if nn_A else None
+    if cfg.crop is not None:
+        crop = int(cfg.crop)
+    else:
+        crop = int(np.clip(6 * nn_model, 96, 128)) if nn_model else 96
+    scale = pixel_size / model_px
+    h_m, w_m = frame_shape[0] * scale, frame_shape[1] * scale
+    # validation strip: the right val_fraction of every labelled frame
+    val_cut, n_val = 1.0, 0
+    if cfg.val_fraction > 0:
+        cut = 1.0 - float(cfg.val_fraction)
+        n_val = int((labels["x"].to_numpy(float) >= cut * frame_shape[1]).sum())
+        if n_val >= 8 and cut * w_m >= 64 and (1 - cut) * w_m >= 32:
+            val_cut = cut
+        else:
+            notes.append(f"no validation strip: {n_val} atoms / {(1 - cut) * w_m:.0f} model "
+                         "px in it (need >= 8 atoms, >= 32 px, and >= 64 px left to train)")
+            n_val = 0
+    # crop centring and class weights from the atom density
+    n_frames = max(1, labels["frame"].nunique())
+    area_m = h_m * w_m * val_cut * n_frames
+    crop = int(min(crop, h_m, w_m * val_cut))  # what fits in the training part
+    per_crop = len(labels) * val_cut * crop**2 / max(area_m, 1.0)
+    if cfg.centre_fraction is not None:
+        p_centre = float(cfg.centre_fraction)
+    else:
+        p_centre = float(np.clip(1.0 - per_crop / 4.0, 0.0, 0.5))
+    disk = np.pi * (radius_A / model_px) ** 2
+    f_uniform = per_crop * disk / crop**2
+    f_centred = (1.0 + per_crop) * disk / crop**2
+    f_atoms = min(0.5, p_centre * f_centred + (1 - p_centre) * f_uniform)
+    w_atom = float(np.clip(np.sqrt((1 - f_atoms) / max(f_atoms, 1e-6)) / 3.0, 1.0, 8.0))
+    weights = [1.0] + [w_atom] * (len(classes) - 1)
+    if "Si" in classes and not new_classes:  # keep the base recipe's extra weight on Si
+        weights[classes.index("Si")] *= 2.0
+    notes.append(f"{per_crop:.1f} atoms per {crop}-px crop ({100 * f_uniform:.2f} % atom "
+                 f"pixels): {100 * p_centre:.0f} % of crops centred on an atom, atom class "
+                 f"weight {w_atom:.1f}")
+    hard = bool(new_classes) or new_grid or (before_f1 is not None and before_f1 < 0.5)
+    steps = int(cfg.steps) if cfg.steps is not None else (300 if hard else 150)
+    lr = float(cfg.lr) if cfg.lr is not None else (1e-3 if hard else 5e-4)
+    if cfg.steps is None or cfg.lr is None:
+        notes.append(f"{steps} steps at lr {lr:g}: " + (
+            "new classes, a new grid or a poor base score" if hard else
+            "the base model already fits these atoms"))
+    eval_every = int(cfg.eval_every) if cfg.eval_every else max(10, steps // 12)
+    score_A = float(min(0.4 * nn_A, 1.5)) if nn_A else 0.5
+    return FinetunePlan(
+        classes=tuple(classes), new_classes=new_classes, model_pixel_size=float(model_px),
+        radius_A=float(radius_A), atom_fwhm_A=atom_fwhm_A, neighbour_A=nn_A, crop=crop,
+        steps=steps, lr=lr, centre_fraction=p_centre, class_weights=tuple(weights),
+        eval_every=eval_every, val_cut=val_cut, n_val_atoms=n_val, score_radius_A=score_A,
+        notes=notes)
+
+
+def resize_head(base: Detector, classes: tuple[str, ...], pixel_size: float | None = None,
+                radius_A: float | None = None) -> Detector:
+    """A copy of ``base`` predicting ``classes`` (index 0 background), on ``pixel_size``
+    Å/px with labels of ``radius_A``: rows of the 1x1 head for classes the base knows are
+    copied; a new class starts from the mean of the base's atom rows (an "any atom"
+    detector), so training begins from what the base model finds."""
+    from atomlens.segment.nets import NetConfig
+
+    net = copy.deepcopy(base.net).cpu()
+    if tuple(classes) != tuple(base.classes):
+        old = net.head
+        head = torch.nn.Conv2d(old.in_channels, len(classes), 1)
+        with torch.no_grad():
+            atom_w = old.weight[1:].mean(0)
+            atom_b = old.bias[1:].mean(0)
+            for i, c in enumerate(classes):
+                if c in base.classes:
+                    j = base.classes.index(c)
+                    head.weight[i] = old.weight[j]
+                    head.bias[i] = old.bias[j]
+                else:
+                    head.weight[i] = atom_w
+                    head.bias[i] = atom_b
+        net.head = head
+    cfg = NetConfig.from_dict({**base.net_config.to_dict(), "classes": list(classes)})
+    net.config = cfg
+    return Detector(net, cfg, float(pixel_size or base.pixel_size),
+                    float(radius_A or base.radius_A), base.tile, dict(base.card))
+
+
+def validation_scores(det: Detector, strips: np.ndarray, truth: pd.DataFrame,
+                      pixel_size: float, radius_A: float, x_start: float,
+                      x_score: float) -> dict:
+    """Score ``det`` on held-back strips.
+
+    ``strips`` ``(F, Y, w)``: columns ``x_start ..`` of the labelled frames (strip ``k``
+    = ``truth`` frame ``k``); detections and ``truth`` atoms at frame x >= ``x_score``
+    are matched one-to-one within ``radius_A`` (the columns between ``x_start`` and
+    ``x_score`` only give the network context). ``species_accuracy``: the share of
+    matched atoms whose class name is right.
+    """
+    from atomlens.atoms import detect
+    from atomlens.atoms.match import match_atoms
+
+    found = detect(strips, det, pixel_size=pixel_size, refine="none").atoms
+    tp = n_found = n_true = right = 0
+    r = radius_A / pixel_size
+    for k in range(strips.shape[0]):
+        t = truth[truth["frame"].astype(int) == k]
+        a = found[found["frame"].astype(int) == k]
+        ty = t[["y", "x"]].to_numpy(float)
+        fy = a[["y", "x"]].to_numpy(float) + [0.0, x_start]
+        tk, fk = ty[:, 1] >= x_score, fy[:, 1] >= x_score
+        tc = t["cls"].astype(str).to_numpy()[tk]
+        fc = a["cls"].astype(str).to_numpy()[fk]
+        ip, it = match_atoms(fy[fk], ty[tk], r)
+        tp, n_found, n_true = tp + len(ip), n_found + int(fk.sum()), n_true + int(tk.sum())
+        right += int((fc[ip] == tc[it]).sum())
+    return {"f1": round(2 * tp / max(n_found + n_true, 1), 4),
+            "precision": round(tp / max(n_found, 1), 4),
+            "recall": round(tp / max(n_true, 1), 4),
+            "species_accuracy": round(right / max(tp, 1), 4),
+            "n_true": int(n_true), "n_found": int(n_found), "n_matched": int(tp)}
 
 
 # --- fine-tuning ------------------------------------------------------------------------
@@ -381,9 +693,12 @@ def iter_finetune(
                 f"unknown fine-tuning option {k!r}; valid: {', '.join(cfg.to_dict())}"
             )
         setattr(cfg, k, v)
-    if cfg.steps < 0 or cfg.batch < 1 or cfg.crop < 8:
+    if ((cfg.steps is not None and cfg.steps < 0) or cfg.batch < 1
+            or (cfg.crop is not None and cfg.crop < 8)):
         raise FinetuneError(f"need steps >= 0, batch >= 1 and crop >= 8 (got {cfg.steps}, "
                             f"{cfg.batch}, {cfg.crop})")
+    if not 0 <= cfg.val_fraction < 0.9:
+        raise FinetuneError(f"val_fraction must be in [0, 0.9), got {cfg.val_fraction}")
     base_path = None if isinstance(base_model, Detector) else base_model
     base = base_model if isinstance(base_model, Detector) else load_detector(base_model)
     ps = resolve_pixel_size(stack, pixel_size)
@@ -410,34 +725,73 @@ def iter_finetune(
             "min_prob for self-training)"
         )
     n_corr = int(labels["edited"].astype(bool).sum()) if "edited" in labels else 0
-    images, masks = label_frames(stack, labels, frames, base, pixel_size=ps,
-                                 class_map=cfg.class_map, ignore=ignore)
-    mult = base.net_config.multiple
-    # leave room for a rotation margin when the frame allows (see _sample_batch)
+    if "cls" not in labels:
+        labels = labels.assign(cls=base.classes[1])
+    labels = labels.assign(cls=[cfg.class_map.get(c, c) for c in labels["cls"].astype(str)])
+    # renumber the labelled frames 0..F-1 (the order of ``frames``)
+    raw = np.stack([np.asarray(data[f], np.float32) for f in frames])
+    local = labels.assign(frame=labels["frame"].astype(int).map({f: k for k, f in enumerate(frames)}))
+    ign_local = None if ignore is None or not len(ignore) else ignore.assign(
+        frame=ignore["frame"].astype(int).map({f: k for k, f in enumerate(frames)}))
+    fwhm, refined = measure_atom_fwhm(raw, local, ps, _nn_distance_px(local))
+    if cfg.refine_labels:
+        local = refined
+    plan = plan_finetune(local, raw.shape[1:], base, cfg, ps, fwhm)
+    det0 = resize_head(base, plan.classes, plan.model_pixel_size, plan.radius_A)
+    # validation strips: the right (1 - val_cut) of each frame, with context to the left
+    w = raw.shape[-1]
+    x_score = plan.val_cut * w if plan.val_cut < 1 else float(w)
+    context = int(np.ceil(16 * plan.model_pixel_size / ps))
+    x_start = max(0, int(x_score) - context)
+    strips = raw[..., x_start:] if plan.val_cut < 1 else None
+    score = (lambda d: validation_scores(d, strips, local, ps, plan.score_radius_A, x_start,
+                                         x_score)) if strips is not None else None
+    before = None
+    if score is not None:
+        before = score(base)
+        plan = plan_finetune(local, raw.shape[1:], base, cfg, ps, fwhm, before["f1"])
+    # training part: frames cut at the validation strip (labels whose disk reaches in)
+    cut = int(np.floor(x_score)) if strips is not None else w
+    r_in = plan.radius_A / ps
+    train_labels = local[local["x"].to_numpy(float) < cut + r_in]
+    images, masks = label_frames(raw[..., :cut], train_labels, range(len(frames)), det0,
+                                 pixel_size=ps, ignore=ign_local)
+    scale = np.array([images.shape[1] / raw.shape[1], images.shape[2] / cut])
+    yx_m = (train_labels[["y", "x"]].to_numpy(float) + 0.5) * scale[None] - 0.5
+    centres = np.column_stack([train_labels["frame"].to_numpy(float), yx_m])
+    mult = det0.net_config.multiple
     room = int(min(images.shape[1], images.shape[2]) / 1.5)
-    crop = max(mult, min(cfg.crop, max(room, 32), images.shape[1], images.shape[2]) // mult * mult)
-    yield FinetuneStarted(frames, int(len(labels)), n_corr, cfg.steps, crop)
+    crop = max(mult, min(plan.crop, max(room, 32), images.shape[1], images.shape[2]) // mult * mult)
+    plan.crop = crop
+    yield FinetuneStarted(frames, int(len(labels)), n_corr, plan.steps, crop, plan.to_dict(),
+                          before)
 
-    net = copy.deepcopy(base.net).cpu()
+    net = det0.net
     old_threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    tcfg = TrainConfig(classes=base.classes, pixel_size=base.pixel_size,
-                       radius_A=base.radius_A, net=base.net_config)
+    tcfg = TrainConfig(classes=plan.classes, pixel_size=plan.model_pixel_size,
+                       radius_A=plan.radius_A, net=det0.net_config,
+                       class_weights=plan.class_weights)
     # AtomLens' own AdamW: torch.optim's first use imports dynamo, which stalls the
     # viewer when fine-tuning runs on a napari worker
-    opt = Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = CosineLR(opt, cfg.steps, eta_min=cfg.lr * 0.1)
+    opt = Adam(net.parameters(), lr=plan.lr, weight_decay=cfg.weight_decay)
+    sched = CosineLR(opt, plan.steps, eta_min=plan.lr * 0.1)
     should_stop = stop.is_set if isinstance(stop, threading.Event) else (stop or (lambda: False))
     t0 = time.perf_counter()
     reason, ema, step = "done", None, 0
     good = copy.deepcopy(net.state_dict())
+    history: list[dict] = []
+    best_f1, best_state, best_step, since = -1.0, None, 0, 0
+    if before is not None and not plan.new_classes and plan.model_pixel_size == base.pixel_size:
+        best_f1, best_state = before["f1"], copy.deepcopy(net.state_dict())
     try:
         for ev in iter_steps(net, lambda: _sample_batch(images, masks, crop, cfg.batch, rng,
-                                                        cfg.augment),
-                             cfg.steps, opt, sched, tcfg, ema_decay=0.9, ignore_index=IGNORE,
+                                                        cfg.augment, centres=centres,
+                                                        p_centre=plan.centre_fraction),
+                             plan.steps, opt, sched, tcfg, ema_decay=0.9, ignore_index=IGNORE,
                              stop=should_stop):
             step = ev["step"]
             if "end" in ev:
@@ -448,23 +802,47 @@ def iter_finetune(
             ema = ev["loss_ema"]
             if step % 10 == 0:
                 good = copy.deepcopy(net.state_dict())
-            yield FinetuneStep(step, cfg.steps, ev["loss"], ema, ev["lr"], ev["elapsed_s"])
+            yield FinetuneStep(step, plan.steps, ev["loss"], ema, ev["lr"], ev["elapsed_s"])
+            if score is not None and (step % plan.eval_every == 0 or step == plan.steps):
+                net.eval()
+                sc = score(det0)
+                net.train()
+                history.append({"step": step, **sc})
+                if sc["f1"] > best_f1:
+                    best_f1, best_state, best_step, since = sc["f1"], copy.deepcopy(
+                        net.state_dict()), step, 0
+                else:
+                    since += 1
+                yield FinetuneValidation(step, sc, best_f1)
+                if since >= cfg.patience:
+                    break
     finally:
         net.eval()
         if cfg.threads:
             torch.set_num_threads(old_threads)
+    if best_state is not None:  # the best validated weights (early stopping)
+        net.load_state_dict(best_state)
     elapsed = time.perf_counter() - t0
+    scores: dict = {}
+    if before is not None:
+        after = next((h for h in history if h["step"] == best_step), None)
+        if after is None:  # the base weights were kept (nothing scored better)
+            after = {"step": 0, **before}
+        scores = {"before": before, "after": after, "history": history,
+                  "kept_step": int(best_step), "radius_A": plan.score_radius_A,
+                  "strip": f"x >= {x_score:.0f} px of each labelled frame"}
     card = _card(base, base_path, cfg, frames, labels, n_corr, step, reason, ema, elapsed,
-                 stack_path or getattr(stack, "path", None), ps, out)
-    det = Detector(net, base.net_config, base.pixel_size, base.radius_A, base.tile, card)
+                 stack_path or getattr(stack, "path", None), ps, out, plan, scores)
+    det = Detector(net, det0.net_config, plan.model_pixel_size, plan.radius_A, base.tile, card)
     path = save_detector(det, out) if out is not None else None
-    yield FinetuneFinished(FinetuneResult(det, path, card, reason, labels), reason, elapsed)
+    yield FinetuneFinished(FinetuneResult(det, path, card, reason, labels, scores), reason,
+                           elapsed)
 
 
 def _card(base: Detector, base_path: Any, cfg: FinetuneConfig, frames: list[int],
           labels: pd.DataFrame, n_corr: int, steps_done: int, reason: str,
           loss_ema: float | None, elapsed: float, stack_path: Any, ps: float,
-          out: Any) -> dict:
+          out: Any, plan: FinetunePlan | None = None, scores: dict | None = None) -> dict:
     """The new model's card: the base card kept under ``base_card``, provenance on top."""
     base_name = str(base_path) if base_path is not None else base.card.get("name", "in-memory")
     if base_path is None and base.card.get("finetune"):
@@ -473,8 +851,9 @@ def _card(base: Detector, base_path: Any, cfg: FinetuneConfig, frames: list[int]
     return {
         "name": Path(out).stem if out is not None else "finetuned",
         "task": base.card.get("task", "atom finding"),
-        "classes": list(base.classes),
-        "model_pixel_size_A": base.pixel_size,
+        "classes": list(plan.classes if plan else base.classes),
+        "model_pixel_size_A": plan.model_pixel_size if plan else base.pixel_size,
+        **({"atom_fwhm_A": round(plan.atom_fwhm_A, 3)} if plan and plan.atom_fwhm_A else {}),
         "finetune": {
             "base_model": base_name,
             "base_model_name": base.card.get("name"),
@@ -491,6 +870,8 @@ def _card(base: Detector, base_path: Any, cfg: FinetuneConfig, frames: list[int]
             "final_loss_ema": loss_ema,
             "time_s": round(elapsed, 1),
             "config": cfg.to_dict(),
+            "plan": plan.to_dict() if plan else None,
+            "validation": {k: v for k, v in (scores or {}).items() if k != "history"},
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "torch": str(torch.__version__),
         },
@@ -538,7 +919,13 @@ __all__ = [
     "FinetuneResult",
     "FinetuneStarted",
     "FinetuneStep",
+    "FinetunePlan",
+    "FinetuneValidation",
     "finetune",
+    "measure_atom_fwhm",
+    "plan_finetune",
+    "resize_head",
+    "validation_scores",
     "iter_finetune",
     "label_frames",
     "self_training_labels",
