@@ -62,7 +62,6 @@ def run(args: argparse.Namespace) -> int:
     from atomlens.io.atomic import atomic_npy_memmap, check_output_path
     from atomlens.io.atoms_table import write_atoms
     from atomlens.io.frames import parse_frames
-    from atomlens.io.stack import nonfinite_note
     from atomlens.workflows import detect
     from atomlens.workflows.events import drain
 
@@ -103,9 +102,6 @@ def run(args: argparse.Namespace) -> int:
 
         res = drain(detect.run(stack, recipe, frames, maps=False, on_maps=on_maps), show)
     print(file=sys.stderr)
-    note = nonfinite_note(stack)
-    if note:
-        print(f"note: {note}", file=sys.stderr, flush=True)
     for warning in res.warnings:  # the model may not fit this image: the next step is named
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     atoms = res.atoms

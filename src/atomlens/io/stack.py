@@ -56,17 +56,20 @@ class Stack:
         return Stack(self.data, float(pixel_size), source, dict(self.metadata), self.path)
 
 
-def nonfinite_note(stack: Any) -> str | None:
+def nonfinite_note(stack: Any, frames: Any = None) -> str | None:
     """One line saying how many NaN/inf pixels were masked (no atoms there), or ``None``.
 
-    Counts what is known: all pixels of an in-memory stack, the frames read so far of a
-    lazy one (read them first, e.g. by detecting)."""
+    Counts the ``frames`` given (default all) of an in-memory stack, and the frames read
+    so far of a lazy one (read them first, e.g. by detecting)."""
     data = getattr(stack, "data", stack)
     if isinstance(data, np.ndarray):
         bad = ~np.isfinite(data.reshape(-1, *data.shape[-2:]))
         counts = {int(t): int(n) for t, n in enumerate(bad.sum(axis=(1, 2))) if n}
     else:
         counts = dict(getattr(data, "nonfinite", {}) or {})
+    if frames is not None:
+        keep = {int(t) for t in frames}
+        counts = {t: n for t, n in counts.items() if t in keep}
     total = sum(counts.values())
     if not total:
         return None

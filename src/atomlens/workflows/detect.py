@@ -162,9 +162,18 @@ def run(
         atoms=with_atom_ids(atoms), maps=np.stack(map_list) if map_list else None,
         classes=classes, pixel_size=ps, frames=idx[: len(tables)], recipe=recipe,
         model_card=dict(getattr(det, "card", {}) or {}), stopped=stopped,
-        model_choice=f"{setup.name} ({setup.reason})", warnings=list(setup.warnings),
+        model_choice=f"{setup.name} ({setup.reason})",
+        warnings=list(setup.warnings) + _masked(stack, idx[: len(tables)]),
         species_model=species_model,
     )
+
+
+def _masked(stack: Any, frames: list[int]) -> list[str]:
+    """The NaN/inf-pixels-masked line for the warnings, when there were any."""
+    from atomlens.io.stack import nonfinite_note
+
+    note = nonfinite_note(stack, frames)
+    return [note] if note else []
 
 
 def detect_frames(stack: Any, recipe: DetectRecipe, frames: list[int], *,
