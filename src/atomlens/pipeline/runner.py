@@ -23,6 +23,7 @@ from atomlens import __version__
 from atomlens.io import atomic
 from atomlens.io.atomic import output_lock
 from atomlens.io.frames import parse_frames
+from atomlens.io.stack import nonfinite_note
 from atomlens.pipeline.cache import file_fingerprint, stage_dir
 from atomlens.pipeline.config import PipelineConfig
 from atomlens.pipeline.executor import frame_chunks, make_executor
@@ -101,6 +102,9 @@ def _run_locked(stack_path: str | Path, out: Path, config: PipelineConfig | None
             atoms, maps_path, classes = _stage_detect(
                 stack_path, pixel_size, frames, cfg, base_key, out, executor, result, progress
             )
+        masked = nonfinite_note(stack, frames)  # NaN/inf pixels: no atoms there
+        if masked:
+            say(f"detect: {masked}", progress)
         if project is not None and project.atoms is not None:
             atoms = _keep_corrected(atoms, project)
         with _timed(result, "chem"):
@@ -140,6 +144,7 @@ def _run_locked(stack_path: str | Path, out: Path, config: PipelineConfig | None
                 "pixel_size_A": pixel_size,
                 "frames": len(frames),
                 "atoms": int(len(atoms)),
+                "masked": masked,
                 "stages": result.stages,
                 "seconds": result.seconds,
                 "executor": executor.name,
