@@ -1,0 +1,163 @@
+"""The general atom-column model: its training structures, images and labels, and the
+shipped weights on held-out simulations and real files (skipped when absent)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from atomlens.segment.registry import model_info
+from atomlens.simulate import materials as M
+
+from .conftest import real_file
+
+GENERAL_SHIPPED = model_info("general").available
+
+
+def _column_nn(cols: M.Columns) -> float:
+    """Smallest distance (Å) between two columns of a structure."""
+    ids = np.unique(cols.column[~cols.support])
+    first = {c: i for i, c in reversed(list(enumerate(cols.column)))}
+    pos = cols.yx_A[[first[c] for c in ids]]
+    d, _ = cKDTree(pos).query(pos, k=2)
+    return float(d[:, 1].min())
+
+
+@pytest.mark.parametrize("build, kwargs, expected", [
+    (M.tmd_2h, {"name": "MoS2"}, 3.16 / np.sqrt(3)),  # Mo to S2
+    (M.perovskite, {"name": "SrTiO3", "zone": "001"}, 3.905 / 2),  # Sr to O
+    (M.perovskite, {"name": "SrTiO3", "zone": "110"}, 3.905 / (2 * np.sqrt(2))),  # Ti to O
+    (M.fcc, {"element": "Au", "zone": "001"}, 4.08 / 2),
+    (M.fcc, {"element": "Au", "zone": "110"}, 4.08 * np.sqrt(3 / 8)),
+    (M.fcc, {"element": "Au", "zone": "111"}, 4.08 / np.sqrt(6)),
+    (M.honeycomb_2d, {"name": "graphene"}, 1.42),
+])
+def test_projected_column_spacings_match_crystallography(build, kwargs, expected):
+    cols = build(30.0, np.random.default_rng(0), **kwargs)
+    assert _column_nn(cols) == pytest.approx(expected, rel=0.04)  # 1 % strain allowed
+    assert cols.min_spacing_A == pytest.approx(expected, rel=0.04)
+
+
+def test_visibility_follows_z_contrast():
+    cols = M.perovskite(20.0, np.random.default_rng(1), zone="001", name="SrTiO3")
+    o_only = np.array([set(cols.z[cols.column == c]) == {8} for c in cols.column])
+    haadf = M.visible(cols, 1.7)
+    abf = M.visible(cols, 0.6)
+    assert not haadf[o_only].any() and haadf[~o_only].all()  # O columns: 7 % of Sr
+    assert abf.all()  # in ABF-like contrast O shows
+    sa = M.single_atoms(40.0, np.random.default_rng(2), element="Pt", density=0.02)
+    assert not M.visible(sa, 1.7)[sa.support].any()  # the support is never labelled
+    assert (sa.z[~sa.support] == 78).all() and (~sa.support).sum() >= 3
+
+
+def test_rendered_sample_labels_sit_on_the_atoms():
+    from atomlens.segment.general import general_config, render_general
+
+    cfg = general_config(crop=64)
+    rng = np.random.default_rng(4)
+    cols = M.fcc(64 * 0.2 * 1.5, rng, zone="001", element="Pt", thickness=10)
+    x, mask, yx, info = render_general(cfg, rng, cols, pixel_size_A=0.2, z_exponent=1.7,
+                                       snr=200.0)
+    assert x.shape == mask.shape == (64, 64) and x.dtype == np.float32
+    assert len(yx) > 20 and set(np.unique(mask)) == {0, 1}
+    # every label is a local maximum of the (noise-free-ish) image within a pixel or two
+    from scipy import ndimage as ndi
+
+    smooth = ndi.gaussian_filter(x, 1.0)
+    inner = yx[np.all((yx > 4) & (yx < 59), axis=1)]
+    peak = ndi.maximum_filter(smooth, 5) == smooth
+    near = [peak[int(round(y)) - 1: int(round(y)) + 2, int(round(x_)) - 1: int(round(x_)) + 2].any()
+            for y, x_ in inner]
+    assert np.mean(near) > 0.9
+
+
+def test_general_preset_trains_a_step_and_writes_a_card(tmp_path):
+    import json
+
+    from atomlens.segment.general import general_config, train_general
+    from atomlens.segment.nets import NetConfig
+
+    cfg = general_config(crop=32, batch=2, steps=2, threads=1,
+                         net=NetConfig(arch="unet", classes=("background", "atom"),
+                                       base_filters=4, levels=2))
+    import atomlens.segment.general as G
+
+    events = list(G.iter_train(cfg, workers=0))
+    assert events[-1]["done"] and np.isfinite(events[-2]["loss"])
+    det = train_general(cfg, tmp_path / "g.pt", evaluate=False, log=lambda s: None,
+                        checkpoint_every=0)
+    card = json.loads((tmp_path / "g_card.json").read_text())
+    assert card["classes"] == ["background", "atom"] and "ABF" in card["contrast"]
+    assert card["expected_pixel_size_A"] == [0.05, 0.5] and det.classes == ("background", "atom")
+
+
+# --- the shipped weights ---------------------------------------------------------------
+
+needs_general = pytest.mark.skipif(not GENERAL_SHIPPED, reason="general model not shipped")
+
+
+@pytest.fixture(scope="module")
+def general():
+    from atomlens.segment.registry import load_model
+
+    return load_model("general")
+
+
+@needs_general
+def test_shipped_general_model_on_held_out_simulations(general):
+    from atomlens.segment.general import validate, validation_set
+
+    scores = validate(general, validation_set(n=6, seed=777))
+    assert scores["all"]["f1"] >= 0.85, scores
+
+
+@needs_general
+def test_dark_atoms_are_inverted_without_being_asked(general):
+    """An ABF-like image (dark atoms): contrast 'auto' inverts it and finds the columns;
+    forcing 'bright' finds far fewer true ones."""
+    from atomlens.atoms.match import match_atoms
+    from atomlens.simulate.image import render_image
+    from atomlens.simulate.probe import Probe
+    from atomlens.workflows import detect as wf
+    from atomlens.workflows.events import drain
+
+    rng = np.random.default_rng(9)
+    cols = M.perovskite(160 * 0.1, rng, zone="001", name="SrTiO3", thickness=10)
+    img, yx = render_image(cols.yx_A, cols.z, (160, 160), 0.1, Probe.with_fwhm(0.9), rng,
+                           z_exponent=0.6, weights=cols.count, dose=3e5)
+    abf = (img.max() * 1.2 - img).astype(np.float32)  # dark atoms on a bright background
+    vis = M.visible(cols, 0.6)
+    true = np.unique(np.round(yx[vis], 3), axis=0)
+    true = true[np.all((true > 8) & (true < 151), axis=1)]
+
+    def recall(contrast: str) -> tuple[float, object]:
+        res = drain(wf.run(abf[None], wf.DetectRecipe(model="general", contrast=contrast,
+                                                      save_maps=False), None, pixel_size=0.1))
+        pred = res.atoms[["y", "x"]].to_numpy(float)
+        _, it = match_atoms(pred, true, 0.6 / 0.1)
+        return len(it) / len(true), res
+
+    r_auto, res = recall("auto")
+    r_bright, _ = recall("bright")
+    assert "inverted" in res.model_choice
+    assert r_auto >= 0.8 and r_bright < r_auto - 0.3, (r_auto, r_bright)
+
+
+@needs_general
+def test_general_model_on_a_real_pt_image(shared_data, general):
+    """One pt_single_atoms image (hand labels, 6 px one-to-one): the general model finds
+    most labelled atoms without fine-tuning (the full set is in bench/general.py)."""
+    import pandas as pd
+
+    from atomlens.atoms import detect
+    from atomlens.atoms.match import match_atoms
+    from atomlens.io import read_stack
+
+    tif = real_file(shared_data, "real/pt_single_atoms/037_HAADF_15nm_Sample_PtNC_20Oct20.tif")
+    st = read_stack(tif)
+    pred = detect(st, general).atoms[["y", "x"]].to_numpy(float)
+    true = pd.read_csv(tif.with_name("037_Results.csv"))[["Y", "X"]].to_numpy(float)
+    ip, _ = match_atoms(pred, true, 6.0)
+    f1 = 2 * len(ip) / (len(pred) + len(true))
+    assert f1 >= 0.6, (f1, len(pred), len(true))
