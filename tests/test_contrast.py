@@ -179,3 +179,20 @@ def test_detect_workflow_names_species_from_contrast():
     with pytest.raises(ContrastError, match="whole number"):
         drain(detect.run(Stack(frame[None], fit.pixel_size),
                          detect.DetectRecipe(species="contrast", contrast_classes="x")))
+
+
+@pytest.mark.skipif(not (REAL / "MoS2_stem_Exp-002-5.npy").exists(),
+                    reason="real MoS2 images not found (../shared/data absent)")
+def test_cli_detect_species_contrast(tmp_path, capsys):
+    from atomlens.cli import main
+
+    out = tmp_path / "atoms.csv"
+    assert main(["detect", str(REAL / "MoS2_stem_Exp-002-5.npy"), "--model", "graphene",
+                 "--pixel-size", "0.19", "--species", "contrast", "--classes", "2",
+                 "--names", "S2,Mo", "--out", str(out)]) == 0
+    atoms = pd.read_csv(out)
+    assert set(atoms["cls"]) == {"S2", "Mo"}
+    assert {"intensity", "intensity_sigma", "contrast_class"} <= set(atoms.columns)
+    mo = atoms[atoms.cls == "Mo"]["intensity"].median()
+    assert mo > 1.5 * atoms[atoms.cls == "S2"]["intensity"].median()
+    assert "contrast classes: 2" in capsys.readouterr().err

@@ -40,6 +40,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="sub-pixel refinement on the raw image (default gaussian)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
     p.add_argument("--batch-size", type=int, default=4, help="frames per network batch")
+    p.add_argument("--species", choices=["model", "contrast"], default="model",
+                   help="name species by the model's classes (default) or by each atom's "
+                   "integrated intensity, clustered into --classes (any material)")
+    p.add_argument("--classes", default="auto",
+                   help="number of contrast classes, or auto (default; chosen by ICL)")
+    p.add_argument("--names", default="",
+                   help="contrast class names, dimmest first, e.g. S2,Mo")
     p.set_defaults(func=run)
 
 
@@ -50,7 +57,8 @@ def recipe_from_args(args: argparse.Namespace) -> Any:
     return DetectRecipe(model=args.model, contrast=args.contrast, threshold=args.threshold,
                         refine=args.refine,
                         batch_size=args.batch_size, device=args.device,
-                        save_maps=bool(args.maps))
+                        save_maps=bool(args.maps), species=args.species,
+                        contrast_classes=args.classes, class_names=args.names)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,6 +113,11 @@ def run(args: argparse.Namespace) -> int:
     for warning in res.warnings:  # the model may not fit this image: the next step is named
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     atoms = res.atoms
+    if res.species_model:  # --species contrast: what the intensities separated into
+        m = res.species_model
+        print(f"contrast classes: {m['k']} (" + ", ".join(
+            f"{n}: {c}" for n, c in atoms["cls"].astype(str).value_counts().items()) + ")",
+              file=sys.stderr, flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atoms(out, atoms.assign(cls=atoms["cls"].astype(str)))
