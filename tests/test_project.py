@@ -178,3 +178,61 @@ def test_frame_specs_and_history():
     state = CorrectionState()
     assert state.mark([3, 1]) == [1, 3] and state.mark([1, 2]) == [2]
     assert state.frames == [1, 2, 3]
+
+
+# --- issue 17: a project is one unit; its fields and paths are checked -----------------------
+
+
+def test_project_json_is_a_manifest_of_the_atom_table(tmp_path):
+    folder = save_project(tmp_path / "p", Project(pixel_size=0.1, atoms=_table()))
+    meta = json.loads((folder / "project.json").read_text())
+    entry = meta["files"]["atoms.csv"]
+    assert entry["size"] == (folder / "atoms.csv").stat().st_size and len(entry["sha256"]) == 64
+    # a table that matches no manifest (edited outside, or half of a save) is refused
+    (folder / "atoms.csv").write_text((folder / "atoms.csv").read_text() + "0,1,1,C,1,False,manual\n")
+    with pytest.raises(ProjectError, match="does not match project.json"):
+        load_project(folder)
+
+
+def test_an_interrupted_save_reopens_as_the_last_complete_save(tmp_path):
+    old, new = _table(n=3), _table(n=5, seed=1)
+    folder = save_project(tmp_path / "p", Project(pixel_size=0.1, atoms=old))
+    # what a save killed after writing atoms.csv leaves: the previous table kept aside,
+    # the new table in place, project.json still the old manifest
+    import os
+
+    os.link(folder / "atoms.csv", folder / ".atoms.csv.prev")
+    write_atoms_csv(folder / "atoms.csv", new)
+    back = load_project(folder)
+    assert len(back.atoms) == len(old)
+    save_project(folder, back)  # the next save drops the leftover
+    assert not (folder / ".atoms.csv.prev").exists()
+
+
+@pytest.mark.parametrize("edit, words", [
+    ({"stack": {"path": "../../etc/passwd"}}, "not an image file"),
+    ({"atoms_file": "../../outside.csv"}, "inside the project folder"),
+    ({"corrected_frames": 5}, "corrected_frames must be a list"),
+    ({"pixel_size": {"value_A": "ten"}}, "value_A must be a number"),
+    ({"models": {"detector": 3}}, "models.detector must be a file path"),
+])
+def test_project_fields_and_paths_are_checked(tmp_path, edit, words):
+    folder = save_project(tmp_path / "p", Project(pixel_size=0.1, atoms=_table()))
+    meta = json.loads((folder / "project.json").read_text())
+    meta.update(edit)
+    (folder / "project.json").write_text(json.dumps(meta))
+    with pytest.raises(ProjectError, match=words):
+        load_project(folder)
+
+
+def test_project_stack_can_be_limited_to_allowed_folders(tmp_path):
+    movie = tmp_path / "data" / "m.npy"
+    movie.parent.mkdir()
+    np.save(movie, np.zeros((1, 32, 32), np.float32))
+    folder = save_project(tmp_path / "p", Project(stack_path=str(movie), atoms=_table()))
+    assert load_project(folder, allowed_roots=[tmp_path / "data"]).stack_path == str(movie)
+    with pytest.raises(ProjectError, match="outside the allowed folders"):
+        load_project(folder, allowed_roots=[tmp_path / "elsewhere"])
+    (folder / "project.json").write_text("[1, 2]")
+    with pytest.raises(ProjectError, match="must hold a JSON object"):
+        load_project(folder)
