@@ -58,7 +58,7 @@ def run_latent_stage(
         work = sd_desc.begin()
         say("descriptors: cutting windows", progress)
         data = prepare_movie(_source(stack, maps_path, cfg.descriptors.source), cfg.descriptors)
-        sub = cut_windows(data, centres, cfg.descriptors)
+        sub = cut_windows(data, centres)
         images, index = sub.images, sub.index
         np.save(work / "images.npy", images)
         np.save(work / "index.npy", index)

@@ -56,7 +56,7 @@ def run(
     model.check_fitted()
     pre = (preprocessing or preprocessing_of(model)).validate()
     yield Progress("encode", "windows", 0, 2, "cutting windows")
-    windows = cut_windows(prepare_movie(movie, pre), atoms, pre)
+    windows = cut_windows(prepare_movie(movie, pre), atoms)
     check_stop(stop)
     yield Progress("encode", "encode", 1, 2, f"encoding {len(windows)} windows")
     lat = model.transform(windows.images).reset_index(drop=True) if len(windows) else \

@@ -118,11 +118,32 @@ class LatentResult:
     history: dict = field(default_factory=dict)
 
 
-def prepare_movie(frames: Any, recipe: DescriptorRecipe) -> np.ndarray:
-    """The movie as windows are cut from it: ``(T, Y // bin, X // bin)`` (or maps
-    ``(T, C, ...)``) float32, binned and scaled per ``recipe``."""
+@dataclass
+class PreparedMovie:
+    """A movie made ready for cutting: ``data`` (T, Y', X') or (T, C, Y', X') float32 and
+    the recipe with its ``bin`` decided. :func:`cut_windows` takes the bin from here, so
+    preparing and cutting can never disagree."""
+
+    data: np.ndarray
+    recipe: DescriptorRecipe
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+
+def prepare_movie(frames: Any, recipe: DescriptorRecipe, pixel_size: float | None = None,
+                  ) -> PreparedMovie:
+    """The movie as windows are cut from it: binned ``bin x bin`` (``bin = None``: to about
+    :data:`TARGET_PIXEL_A` from ``pixel_size`` in Å/px, default the Stack's; 1 when
+    unknown) and scaled per ``recipe``; maps keep the recipe's channels."""
     from atomlens.descriptors import normalize_stack
 
+    px = pixel_size if pixel_size is not None else getattr(frames, "pixel_size", None)
+    recipe = resolve_bin(recipe.validate(), px)
     arr = np.asarray(frames_of(frames), dtype=np.float32)
     if arr.ndim == 2:
         arr = arr[None]
@@ -137,7 +158,7 @@ def prepare_movie(frames: Any, recipe: DescriptorRecipe) -> np.ndarray:
         arr = arr[:, chans[0]] if len(chans) == 1 else arr[:, chans]
     if recipe.normalize != "none" and recipe.source == "raw":
         arr = normalize_stack(arr, recipe.normalize)
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    return PreparedMovie(np.ascontiguousarray(arr, dtype=np.float32), recipe)
 
 
 def centres_on_grid(centres: pd.DataFrame, recipe: DescriptorRecipe) -> pd.DataFrame:
@@ -149,13 +170,25 @@ def centres_on_grid(centres: pd.DataFrame, recipe: DescriptorRecipe) -> pd.DataF
     return out
 
 
-def cut_windows(prepared: np.ndarray, centres: pd.DataFrame, recipe: DescriptorRecipe) -> Windows:
+def cut_windows(prepared: PreparedMovie | np.ndarray, centres: pd.DataFrame,
+                recipe: DescriptorRecipe | None = None) -> Windows:
     """Windows around ``centres`` (``frame, y, x`` in pixels of the ORIGINAL movie) from a
-    movie made by :func:`prepare_movie` with the same recipe."""
+    movie made by :func:`prepare_movie`. The binning is the prepared movie's; ``recipe``
+    may change the window and border only (a plain array is taken as it is, bin 1)."""
     from atomlens.descriptors import extract_windows
     from atomlens.errors import SettingsError
 
-    sub = extract_windows(prepared, centres_on_grid(centres, recipe), window=recipe.window,
+    if isinstance(prepared, PreparedMovie):
+        base = prepared.recipe
+        if recipe is not None:
+            base = base.replace(window=recipe.window, border=recipe.border,
+                                centres=recipe.centres)
+        recipe, data = base, prepared.data
+    else:
+        recipe = (recipe or DescriptorRecipe()).replace(bin=(recipe.bin if recipe and recipe.bin
+                                                             else 1))
+        data = np.asarray(prepared, np.float32)
+    sub = extract_windows(data, centres_on_grid(centres, recipe), window=recipe.window,
                           border=recipe.border)
     if len(sub.images) == 0 and len(centres):
         raise SettingsError(
@@ -261,7 +294,7 @@ def run(
     px = pixel_size if pixel_size is not None else getattr(movie, "pixel_size", None)
     descriptors = resolve_bin((descriptors or DescriptorRecipe()).validate(), px)
     yield Progress("latent", "windows", 0, 1, "cutting windows")
-    windows = cut_windows(prepare_movie(movie, descriptors), centres, descriptors)
+    windows = cut_windows(prepare_movie(movie, descriptors, px), centres)
     yield Progress("latent", "windows", 1, 1, f"{len(windows)} windows")
     return (yield from train(windows, recipe, stop=stop))
 
@@ -280,6 +313,7 @@ def latents_on_atoms(atoms: pd.DataFrame, latents: pd.DataFrame, windows: Window
 __all__ = [
     "MODEL_NAMES",
     "DescriptorRecipe",
+    "PreparedMovie",
     "LatentRecipe",
     "LatentResult",
     "Windows",
