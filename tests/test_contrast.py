@@ -196,3 +196,38 @@ def test_cli_detect_species_contrast(tmp_path, capsys):
     mo = atoms[atoms.cls == "Mo"]["intensity"].median()
     assert mo > 1.5 * atoms[atoms.cls == "S2"]["intensity"].median()
     assert "contrast classes: 2" in capsys.readouterr().err
+
+
+@pytest.mark.gui
+def test_detect_dock_names_species_from_contrast(make_napari_viewer, qtbot):
+    """The Detect dock's 'species: from contrast' option: the Points layer's features
+    carry the user's class names and the intensity columns; heavy atoms found as such."""
+    import warnings
+
+    from atomlens._napari._layers import add_tuple
+    from atomlens._napari.detect_widget import DetectWidget
+    from atomlens.simulate import simulate_movie
+    from atomlens.viz.layers import image_layer_tuple
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        movie = simulate_movie(1, 64, 0.2, seed=3)
+    viewer = make_napari_viewer()
+    add_tuple(viewer, image_layer_tuple(movie.frames, movie.pixel_size, "movie"))
+    widget = DetectWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.model.value = "graphene"
+    widget.species.value = "from contrast"
+    widget.n_classes.value = "2"
+    widget.class_names.value = "light,heavy"
+    worker = widget.run()
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    points = viewer.layers["atoms movie"]
+    feats = points.features
+    assert {"intensity", "intensity_sigma", "contrast_class"} <= set(feats.columns)
+    assert set(feats["cls"].astype(str)) <= {"light", "heavy"} and len(feats) > 20
+    # the brighter class has the larger integrated intensities
+    med = feats.groupby(feats["cls"].astype(str))["intensity"].median()
+    if len(med) == 2:
+        assert med["heavy"] > med["light"]

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import napari
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, ProgressBar, PushButton
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+)
 from napari.utils.notifications import show_warning
 
 from atomlens._napari._base import ViewerWidget, status_label
@@ -26,14 +34,19 @@ from atomlens.viz.layers import atoms_layer_tuple, probability_layer_tuples
 
 def detection_events(stack: Any, model_path: str | None, frames: list[int] | None,
                      threshold: float, stop: threading.Event | None = None,
-                     pixel_size: float | None = None) -> Generator:
+                     pixel_size: float | None = None, species: str = "model",
+                     contrast_classes: str = "auto", class_names: str = "") -> Generator:
     """The headless detect workflow (:func:`atomlens.workflows.detect.run`, maps kept),
     yielding its :class:`~atomlens.workflows.Progress` per frame; returns the
     :class:`~atomlens.workflows.detect.DetectResult` and the list of frames done. When
-    ``stop`` is set, detection ends after the current frame and the frames done are kept."""
+    ``stop`` is set, detection ends after the current frame and the frames done are kept.
+    ``species='contrast'``: atoms are named by their integrated intensity
+    (``contrast_classes``: a number or 'auto'; ``class_names``: 'S2,Mo', dimmest first)."""
     from atomlens.workflows import detect
 
-    recipe = detect.DetectRecipe(model=model_path, threshold=float(threshold))
+    recipe = detect.DetectRecipe(model=model_path, threshold=float(threshold), species=species,
+                                 contrast_classes=str(contrast_classes),
+                                 class_names=str(class_names or ""))
     result = yield from detect.run(stack, recipe, frames, pixel_size=pixel_size, stop=stop, maps=True)
     return result, list(result.frames)
 
@@ -62,12 +75,22 @@ class DetectWidget(ViewerWidget):
         self.pixel_size = FloatSpinBox(label="pixel size (Å)", min=0.0, max=10.0, step=0.001, value=0.0)
         self.pixel_size.native.setDecimals(4)
         self.pixel_size.tooltip = "0: use the image layer's calibration (its scale in Å)"
+        self.species = ComboBox(label="species", choices=["model classes", "from contrast"],
+                                value="model classes")
+        self.species.tooltip = ("model classes: the detector's (e.g. C/Si); from contrast: "
+                                "each atom's integrated intensity, clustered (any material)")
+        self.n_classes = ComboBox(label="contrast classes",
+                                  choices=["auto", "1", "2", "3", "4", "5", "6"], value="auto")
+        self.n_classes.tooltip = "how many species; auto: chosen by ICL (atom-counting style)"
+        self.class_names = LineEdit(label="class names", value="")
+        self.class_names.tooltip = "names from dimmest to brightest, e.g. S2,Mo"
         self.run_button = PushButton(text="Detect atoms")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.stop_button.tooltip = "end after the current frame; the frames done are kept"
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self.status = status_label()
         self.extend([self.image, self.model, self.model_file, self.frames, self.threshold, self.pixel_size,
+                     self.species, self.n_classes, self.class_names,
                      Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
                                labels=False),
                      self.progress, self.status])
@@ -121,6 +144,9 @@ class DetectWidget(ViewerWidget):
             float(self.threshold.value),
             self._stop,
             user_px,
+            species="contrast" if self.species.value == "from contrast" else "model",
+            contrast_classes=str(self.n_classes.value),
+            class_names=str(self.class_names.value or ""),
             on_yield=self._on_progress,
             on_return=self._on_result,
             on_error=lambda exc: setattr(self.status, "value", "failed"),
