@@ -53,6 +53,52 @@ def _process(app, seconds: float = 0.0) -> None:
         time.sleep(0.002)
 
 
+class StallTracer:
+    """Samples the main thread's Python stack every ``interval_s`` from a helper thread,
+    so the longest stall of an action can be traced to the code that ran during it."""
+
+    def __init__(self, interval_s: float = 0.01) -> None:
+        import threading
+
+        self.main_id = threading.main_thread().ident
+        self.samples: list[tuple[float, str]] = []
+        self.interval_s = interval_s
+        self._on = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import sys
+        import traceback
+
+        while True:
+            if self._on.wait(1.0):
+                frame = sys._current_frames().get(self.main_id)
+                if frame is not None:
+                    stack = traceback.extract_stack(frame)[-40:]
+                    mine = [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in stack
+                            if "atomlens" in f.filename or "bench" in f.filename]
+                    inner = [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in stack[-3:]]
+                    self.samples.append((time.perf_counter(), " > ".join(mine[-3:] + ["|"] + inner)))
+                time.sleep(self.interval_s)
+
+    def start(self) -> None:
+        self.samples = []
+        self._on.set()
+
+    def stop(self) -> None:
+        self._on.clear()
+
+    def during(self, t0: float, t1: float, top: int = 3) -> list[list]:
+        from collections import Counter
+
+        hits = Counter(s for t, s in self.samples if t0 <= t <= t1)
+        return [[n, s] for s, n in hits.most_common(top)]
+
+
+TRACER: StallTracer | None = None
+
+
 class GapMeter:
     """A QTimer ticking every ``interval_ms`` on the main thread; records tick gaps (ms)."""
 
@@ -60,6 +106,7 @@ class GapMeter:
         from qtpy.QtCore import QTimer
 
         self.gaps: list[float] = []
+        self.ends: list[float] = []
         self._last: float | None = None
         self.timer = QTimer()
         self.timer.setInterval(interval_ms)
@@ -69,11 +116,12 @@ class GapMeter:
         now = time.perf_counter()
         if self._last is not None:
             self.gaps.append((now - self._last) * 1000.0)
+            self.ends.append(now)
         self._last = now
 
     def start(self) -> None:
         self._last = None
-        self.gaps = []
+        self.gaps, self.ends = [], []
         self.timer.start()
 
     def stop(self) -> dict:
@@ -88,6 +136,8 @@ def measure(app, name: str, click, settle_s: float = 0.3, timeout_s: float = 600
     worker to finish and the result to reach the viewer; return the stall figures."""
     meter = GapMeter(10)
     meter.start()
+    if TRACER is not None:
+        TRACER.start()
     _process(app, 0.2)
     t0 = time.perf_counter()
     worker = click()
@@ -99,7 +149,14 @@ def measure(app, name: str, click, settle_s: float = 0.3, timeout_s: float = 600
             app.processEvents()
             time.sleep(0.001)
     _process(app, settle_s)
+    gaps, ends = list(meter.gaps), list(meter.ends)
     out = meter.stop()
+    if TRACER is not None:
+        TRACER.stop()
+        if gaps:
+            i = int(np.argmax(gaps))
+            out["worst_gap_at_s"] = round(ends[i] - t0, 2)
+            out["worst_gap_stacks"] = TRACER.during(ends[i] - gaps[i] / 1000.0, ends[i])
     out.update({"action": name, "click_ms": round(click_ms, 1),
                 "seconds": round(time.perf_counter() - t0 - settle_s, 2), "target_ms": 100})
     notes = _new_notifications()
@@ -266,7 +323,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short smoke run")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--movie", default=str(REAL_MOVIE))
+    parser.add_argument("--trace", action="store_true",
+                        help="sample the main thread's stack: name the code behind each worst stall")
     args = parser.parse_args()
+    global TRACER
+    if args.trace:
+        TRACER = StallTracer()
     movie = Path(args.movie)
     if not movie.exists():
         raise SystemExit(f"the real movie {movie} is not here (it lives in ../shared/data)")
@@ -275,7 +337,7 @@ def main() -> None:
 
     viewer = napari.Viewer(show=True)
     app = QApplication.instance()
-    viewer.window._qt_window.showMaximized()
+    viewer.window._qt_window.resize(1280, 800)  # no window manager under Xvfb to maximise
     _process(app, 0.5)
     out = {
         "python": platform.python_version(), "napari": napari.__version__,

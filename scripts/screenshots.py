@@ -73,7 +73,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     viewer = napari.Viewer(show=True)
     app = QApplication.instance()
-    viewer.window._qt_window.showMaximized()  # the script's window; the plugin never does this
+    viewer.window._qt_window.resize(1280, 800)  # the script's window; the plugin never does this
     docks = open_docks(viewer)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -18,15 +18,13 @@ class ViewerWidget(Container):
     """Base of AtomLens dock widgets: keeps its layer pickers in sync with the viewer."""
 
     def __init__(self, viewer: napari.Viewer, **kwargs) -> None:
-        # scrollable: a dock never forces the main window taller than the screen
-        kwargs.setdefault("scrollable", True)
         super().__init__(**kwargs)
         self.viewer = viewer
         from qtpy.QtCore import QTimer
 
         # once docked (napari docks a widget right after making it), join the other
         # AtomLens docks as a tab, so opening several keeps the window on the screen
-        QTimer.singleShot(0, lambda: tabify_with_atomlens(self.root_native_widget))
+        QTimer.singleShot(0, lambda: tabify_with_atomlens(self.native))
         from atomlens._napari.autosave import start_autosave
 
         start_autosave(viewer)  # atoms layers snapshotted for crash recovery
@@ -72,8 +70,9 @@ class ViewerWidget(Container):
 
 
 def tabify_with_atomlens(widget) -> bool:
-    """Make the dock holding ``widget`` a tab of the other visible AtomLens docks in the
-    same dock area (Qt's own ``tabifyDockWidget``); returns True when it joined a group."""
+    """Make the dock holding ``widget`` scroll its content and join the other visible
+    AtomLens docks of its dock area as a tab (Qt's own ``tabifyDockWidget``); returns True
+    when it joined a group."""
     from qtpy.QtWidgets import QDockWidget, QMainWindow
 
     dock = widget
@@ -84,6 +83,8 @@ def tabify_with_atomlens(widget) -> bool:
         return False
     if dock is None:
         return False
+    if not dock.property("atomlens_dock"):
+        _scroll_inside(dock)
     dock.setProperty("atomlens_dock", True)
     main = dock.parentWidget()
     if not isinstance(main, QMainWindow) or dock.isFloating():
@@ -98,6 +99,22 @@ def tabify_with_atomlens(widget) -> bool:
     dock.show()
     dock.raise_()
     return True
+
+
+def _scroll_inside(dock) -> None:
+    """Put the dock's content in a scroll area: a long dock scrolls instead of making the
+    main window taller than the screen."""
+    from qtpy.QtWidgets import QFrame, QScrollArea
+
+    content = dock.widget()
+    if content is None or isinstance(content, QScrollArea):
+        return
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setWidget(content)
+    scroll.setMinimumHeight(120)
+    dock.setWidget(scroll)
 
 
 def layer_kind(layer: Layer) -> str:

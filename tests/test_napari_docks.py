@@ -1,0 +1,155 @@
+"""The smaller docks in a real viewer: Colour key, PFM domain walls (worker, Stop, colour
+key), Latent trajectories (picker follows features), Detect's Stop and its pixel-size
+message, the PFM sample and the manifest's dock list."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from atomlens._napari._layers import add_tuple, apply_colour
+from atomlens._napari.chemspace_dock import ChemSpaceDock
+from atomlens._napari.key_dock import ColourKeyDock
+from atomlens._napari.pfm_widget import PFMWidget
+from atomlens.viz.colours import colour_spec
+from atomlens.viz.layers import atoms_layer_tuple, image_layer_tuple
+
+pytestmark = pytest.mark.gui
+
+
+def _atoms(n_frames: int = 3, per: int = 12) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    n = n_frames * per
+    return pd.DataFrame({
+        "frame": np.repeat(np.arange(n_frames), per), "y": rng.uniform(4, 60, n),
+        "x": rng.uniform(4, 60, n), "cls": np.where(np.arange(n) % 6 == 0, "Si", "C"),
+        "track_id": np.tile(np.arange(per), n_frames), "z1": rng.normal(size=n),
+        "z2": rng.normal(size=n),
+    })  # fmt: skip
+
+
+def test_colour_key_follows_colouring_visibility_and_layers(make_napari_viewer, qtbot) -> None:
+    viewer = make_napari_viewer()
+    dock = ColourKeyDock(viewer)
+    viewer.window.add_dock_widget(dock)
+    dock.redraw.flush()
+    assert dock.keys == [] and not dock.empty.isHidden()
+    pts = add_tuple(viewer, atoms_layer_tuple(_atoms(), 0.2, "atoms"))
+    dock.redraw.flush()
+    [(name, key)] = dock.keys
+    assert name == "atoms" and key.title == "species" and dict(key.entries)["Si"] == "#ff5a1f"
+    apply_colour(pts, colour_spec("z1", pts.features["z1"]))
+    dock.redraw.flush()
+    key = dock.keys[0][1]
+    assert key.kind == "continuous" and key.label == "z1 (latent units)"
+    assert key.limits == pytest.approx(pts.face_contrast_limits)
+    assert len(dock.figure.axes) == 1 and dock.figure.axes[0].get_ylabel() == "z1 (latent units)"
+    pts.visible = False  # hidden layers have no key on screen
+    qtbot.waitUntil(lambda: dock.keys == [], timeout=2000)
+    pts.visible = True
+    viewer.layers.remove(pts)
+    qtbot.waitUntil(lambda: dock.keys == [], timeout=2000)
+
+
+def test_pfm_dock_runs_on_a_worker_with_a_colour_key(make_napari_viewer, qtbot) -> None:
+    from atomlens._napari._sample import pfm_movie
+
+    viewer = make_napari_viewer()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        phase, walls = pfm_movie()
+    small = (phase[0][:4, :64, :64], phase[1], phase[2])
+    img = add_tuple(viewer, small)
+    add_tuple(viewer, (walls[0][:4, :64, :64], walls[1], walls[2]))
+    widget = PFMWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.image.value is img  # the labels layer is not offered
+    widget.window.value, widget.per_frame.value, widget.epochs.value = 16, 15, 2
+    worker = widget.run()
+    assert widget.stop_button.enabled and not widget.run_button.enabled
+    with qtbot.waitSignal(worker.finished, timeout=300_000):
+        pass
+    assert widget.result is not None and widget.run_button.enabled
+    pts = viewer.layers["PFM windows"]
+    assert len(pts.data) == len(widget.result.table) > 0
+    key = pts.metadata["atomlens"]["colour_key"]
+    assert key["title"] == "D" and key["units"] == "switching degree"
+    lo, hi = key["limits"]
+    assert lo == pytest.approx(-hi) and hi > 0
+    assert "s elapsed" in widget.clock.value
+
+    # bad input: a single image with a time delay -> the message names the dock field
+    from napari.utils.notifications import notification_manager
+
+    before = len(notification_manager.records)
+    single = viewer.add_image(np.zeros((32, 32), np.float32), name="one")
+    widget.image.value = single
+    assert widget.run() is None
+    msgs = [str(r.message) for r in notification_manager.records[before:]]
+    assert any("'time delay (frames)'" in m for m in msgs), msgs
+
+
+def test_trajectories_picker_follows_features(make_napari_viewer) -> None:
+    viewer = make_napari_viewer()
+    atoms = _atoms()
+    plain = atoms.drop(columns=["z1", "z2"])
+    pts = add_tuple(viewer, atoms_layer_tuple(plain, 0.2, "atoms"))
+    dock = ChemSpaceDock(viewer)  # opened before encoding
+    assert dock.points.value is None and dock.points.choices == ()
+    pts.features = pts.features.assign(z1=atoms["z1"].to_numpy(), z2=atoms["z2"].to_numpy())
+    assert dock.points.value is pts  # the list refreshed when the latents arrived
+    dock.show_selected()
+    assert "select one atom" in dock.status.value  # bad input: nothing selected
+    pts.selected_data = {4}
+    dock.show_selected()
+    assert dock.trajectory is not None and len(dock.trajectory) == 3
+    np.testing.assert_allclose(dock.trajectory["z1"], atoms.loc[atoms["track_id"] == 4, "z1"])
+
+
+def test_detect_stop_keeps_frames_done_and_pixel_size_message(make_napari_viewer, qtbot) -> None:
+    from napari.utils.notifications import notification_manager
+
+    from atomlens._napari.detect_widget import DetectWidget
+
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    frames = rng.random((6, 48, 48)).astype(np.float32)
+    uncal = viewer.add_image(frames, name="uncalibrated")
+    widget = DetectWidget(viewer)
+    before = len(notification_manager.records)
+    assert widget.run() is None
+    msgs = [str(r.message) for r in notification_manager.records[before:]]
+    assert any("'pixel size (Å)' field" in m for m in msgs), msgs
+
+    add_tuple(viewer, image_layer_tuple(frames, 0.1, "movie"))
+    widget.image.value = viewer.layers["movie"]
+    widget.frames.value = "all"
+    widget.stop_button.changed.connect(lambda: None)
+    worker = widget.run()
+    worker.yielded.connect(lambda _ev: widget.stop())  # Stop after the first frame
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    atoms = viewer.layers["atoms movie"]
+    done = set(np.unique(atoms.data[:, 0]).astype(int)) if len(atoms.data) else set()
+    assert done <= {0, 1} and "stopped" in widget.status.value
+    assert viewer.layers["P(C) movie"].data.shape[0] in (1, 2)  # maps of the frames done
+    assert widget.run_button.enabled and not widget.stop_button.enabled
+    del uncal
+
+
+def test_manifest_lists_every_dock_and_the_pfm_sample() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    import atomlens
+
+    manifest = yaml.safe_load((Path(atomlens.__file__).parent / "napari.yaml").read_text())
+    docks = {w["display_name"] for w in manifest["contributions"]["widgets"]}
+    assert {"Detect atoms", "Subimages", "Train latent model", "Latent colouring", "Colour key",
+            "Subimage gallery", "PFM domain walls", "Defects", "Correct atoms"} <= docks
+    samples = {s["display_name"] for s in manifest["contributions"]["sample_data"]}
+    assert {"Simulated graphene-Si movie", "Simulated PFM domain-wall movie"} <= samples
