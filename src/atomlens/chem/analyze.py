@@ -18,14 +18,14 @@ from atomlens.chem.bonds import (
 from atomlens.chem.defects import add_holes, dopant_geometry, find_defects
 from atomlens.chem.rings import face_membership, find_faces, ring_counts
 from atomlens.chem.tracking import link_atoms
-from atomlens.errors import AtomLensError
+from atomlens.io.atoms_table import AtomsTableError
 
 REQUIRED_COLUMNS = ("frame", "y", "x", "cls")
 CHEM_COLUMNS = ("coordination", "ring5", "ring6", "ring7", "ring8", "edge", "defect_id", "track_id")
 
 
-class AtomTableError(AtomLensError):
-    """Raised for an atom table that chemistry cannot use; the message names the fix."""
+#: One atom-table error class for every layer (:mod:`atomlens.io.atoms_table` owns it).
+AtomTableError = AtomsTableError
 
 
 @dataclass
