@@ -9,8 +9,11 @@
             size from AtomLens' own calibration (no nominal value, no per-file settings):
             patches with every labelled atom found within 0.5 Å, Si coordination right in
             the Si1C3/Si1C4 patches, patches with no extra Si within 3 Å of a labelled Si
+  general   the shipped general model and model choice (bench/general.py: pt_single_atoms
+            F1 within 6 px, MoS2 vs the lattice fit, SrTiO3 HAADF/ABF on the column lattice,
+            auto choice and warnings on every real file)
 
-Usage: .venv/bin/python bench/detect.py [--what speed,memory,accuracy,real,librarynet]
+Usage: .venv/bin/python bench/detect.py [--what speed,memory,accuracy,real,librarynet,general]
        [--threads 2] [--frames 6] [--model PATH]
 """
 
@@ -306,6 +309,15 @@ def main() -> None:
         elif what == "librarynet":
             out["librarynet"] = (librarynet_scores(args.model) if LIBRARYNET.is_dir()
                                  else "no ../shared/data/real/librarynet_dev")
+        elif what == "general":
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            import general as general_bench  # bench/general.py
+
+            out["general"] = {k: fn(args.model or "general") if k != "choice" else fn()
+                              for k, fn in (("pt", general_bench.bench_pt),
+                                            ("mos2", general_bench.bench_mos2),
+                                            ("srtio3", general_bench.bench_srtio3),
+                                            ("choice", general_bench.bench_choice))}
         else:
             raise SystemExit(f"unknown --what {what!r}")
         out.setdefault("bench_seconds", {})[what] = round(time.perf_counter() - t, 1)
