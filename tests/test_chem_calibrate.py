@@ -68,3 +68,78 @@ def test_calibrate_pixel_size_of_a_stack():
     cal = calibrate_pixel_size(Stack(frames, 0.105, "metadata"), "graphene")
     assert cal.pixel_size == pytest.approx(0.1, rel=0.015)
     assert cal.metadata_pixel_size == 0.105 and cal.discrepancy_pct > 3
+
+
+# ------------------------------------------------------------- without a nominal value
+def _rendered_graphene(pixel_size: float, size: int = 256, seed: int = 0) -> np.ndarray:
+    """Graphene rendered with the real-probe simulator at a known pixel size."""
+    from atomlens.simulate import Probe, render_image
+    from atomlens.simulate.lattice import honeycomb
+
+    rng = np.random.default_rng(seed)
+    side = size * pixel_size
+    pos, _, _ = honeycomb((0, side, 0, side), rng.uniform(0, np.pi))
+    img, _ = render_image(pos, ["C"] * len(pos), (size, size), pixel_size, Probe(), rng, dose=1e5)
+    return img
+
+
+@pytest.mark.parametrize("pixel_size", [0.06, 0.15])
+def test_lattice_calibration_needs_no_nominal_value(pixel_size):
+    from atomlens.chem.calibrate import calibrate_lattice
+
+    cal = calibrate_lattice(_rendered_graphene(pixel_size, seed=int(pixel_size * 100)), "graphene")
+    assert cal.pixel_size == pytest.approx(pixel_size, rel=0.02)
+    assert cal.method == "lattice" and cal.sure, cal.warnings
+    assert cal.evidence_ratio >= 3 and cal.confidence > 0.3
+    assert cal.details["nn_pixel_size"] == pytest.approx(pixel_size, rel=0.06)
+    # every trial recorded; the chosen scale's rivals (other spot orders) are not lattice-like
+    assert len(cal.details["trials"]) >= 8
+
+
+def test_lattice_calibration_with_the_peak_finder_and_errors():
+    from atomlens.chem.calibrate import calibrate_lattice
+
+    im = lattice_image(256, 0.12, seed=5)
+    cal = calibrate_lattice(im, "graphene", 0.2, detector="peaks")
+    assert cal.pixel_size == pytest.approx(0.12, rel=0.02)
+    assert cal.metadata_pixel_size == 0.2 and cal.discrepancy_pct == pytest.approx(66.7, abs=3)
+    rng = np.random.default_rng(1)
+    with pytest.raises(CalibrationError, match="no graphene atoms found"):
+        calibrate_lattice(np.zeros((64, 64), np.float32) + rng.normal(0, 1e-6, (64, 64)), "graphene",
+                          detector="peaks")
+    with pytest.raises(CalibrationError, match="unknown detector"):
+        calibrate_lattice(im, "graphene", detector="magic")
+
+
+def test_read_stack_calibrates_and_cli_says_how_sure(tmp_path, capsys):
+    from atomlens.cli import main
+    from atomlens.io import read_stack
+
+    path = tmp_path / "bare.npy"
+    np.save(path, _rendered_graphene(0.09, seed=3))
+    st = read_stack(path, calibrate="graphene")
+    assert st.pixel_size == pytest.approx(0.09, rel=0.02)
+    assert st.pixel_size_source == "calibration" and st.metadata["calibration"]["method"] == "lattice"
+    assert main(["calibrate", str(path), "--lattice", "graphene"]) == 0
+    text = capsys.readouterr().out
+    assert "spot order:" in text and "evidence" in text and "verdict:     sure" in text
+
+
+@pytest.mark.parametrize("name,key,truth", [
+    ("graphene_si-2nm", "image", 0.0762),
+    ("graphene_grainboundary-4nm", "image", 0.0786),
+    ("graphene_si1c3_movie", "frames", 0.0762),
+])
+def test_real_graphene_calibrates_without_metadata(shared_data, name, key, truth):
+    """Truth: the FFT first-order spots searched around the nominal 0.078 Å (checked
+    against the source authors' atom positions in test_chem_real.py); here the
+    metadata is removed (a bare array) and must not be needed."""
+    from atomlens.chem.calibrate import calibrate_lattice
+    from tests.conftest import real_file
+
+    z = np.load(real_file(shared_data, f"real/{name}.npz"))
+    data = z[key][::6] if key == "frames" else z[key]
+    cal = calibrate_lattice(np.asarray(data), "graphene")
+    assert cal.metadata_pixel_size is None
+    assert cal.pixel_size == pytest.approx(truth, rel=0.02)
+    assert cal.sure and cal.evidence_ratio >= 3

@@ -409,7 +409,7 @@ def calibrate_lattice(
     warnings: list[str] = []
     if ratio < 3:
         warnings.append(f"another spot order is nearly as likely (evidence {ratio:.1f}:1).")
-    if best.lattice_fraction < 0.2:
+    if best.lattice_fraction < 0.3:
         warnings.append(f"only {100 * best.lattice_fraction:.0f} % of the atoms show the lattice geometry.")
     fft = None
     try:

@@ -11,8 +11,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "calibrate",
         help="estimate the true pixel size from the lattice (FFT spots) and compare with metadata",
         description=(
-            "Estimate Å per pixel from the six first-order FFT spots of a hexagonal lattice "
-            "and print it beside the file's metadata value and their discrepancy."
+            "Estimate Å per pixel from the lattice and print it beside the file's metadata "
+            "value and their discrepancy. Without --pixel-size no nominal value is used: "
+            "atoms found in real space under trial pixel sizes settle which FFT spot order "
+            "is seen (the x√3 ambiguity), then the FFT spots give the precise value, and "
+            "the output says how sure it is. With --pixel-size the FFT spots are searched "
+            "around that value."
         ),
     )
     p.add_argument("stack", help="image or movie file (anything atomlens.io.read_stack reads)")
@@ -25,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--pixel-size",
         type=float,
         default=None,
-        help="nominal Å per pixel to compare with (default: the file's metadata)",
+        help="nominal Å per pixel: search the FFT spots around it (default: no nominal "
+             "value is used; the file's metadata is only compared with)",
     )
     p.add_argument(
         "--search",
@@ -46,29 +51,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from atomlens.chem.calibrate import calibrate_fft
+    from atomlens.chem.calibrate import calibrate_fft, calibrate_lattice
     from atomlens.io import read_stack
 
     stack = read_stack(args.stack)
-    nominal = args.pixel_size if args.pixel_size is not None else stack.pixel_size
     n = stack.n_frames
     idx = np.unique(np.linspace(0, n - 1, min(n, 16)).astype(int))
     frames = np.stack([stack.frame(int(t)) for t in idx])
-    cal = calibrate_fft(frames, args.lattice, nominal, search=args.search)
-    if args.json:
-        print(json.dumps(cal.to_dict(), indent=2))
+    if args.pixel_size is not None:
+        cal = calibrate_fft(frames, args.lattice, args.pixel_size, search=args.search)
     else:
-        print(f"estimate:    {cal.pixel_size:.5f} Å/px  (method fft, lattice {cal.lattice_A:.3f} Å)")
-        if cal.metadata_pixel_size:
-            print(f"metadata:    {cal.metadata_pixel_size:.5f} Å/px  ({stack.pixel_size_source})")
-            print(f"discrepancy: {cal.discrepancy_pct:+.2f} %  (metadata relative to estimate)")
-        else:
-            print("metadata:    none (the file carries no pixel size); without a nominal value")
-            print("             the spot order can be mistaken (x√3 or x2): pass --pixel-size")
+        cal = calibrate_lattice(frames, args.lattice, stack.pixel_size)
+    if args.json:
+        print(json.dumps(cal.to_dict(), indent=2, default=float))
+        return 0 if not args.apply else _apply(args, stack, cal)
+    print(f"estimate:    {cal.pixel_size:.5f} Å/px  (method {cal.method}, lattice {cal.lattice_A:.3f} Å)")
+    if cal.metadata_pixel_size:
+        source = "--pixel-size" if args.pixel_size is not None else stack.pixel_size_source
+        print(f"metadata:    {cal.metadata_pixel_size:.5f} Å/px  ({source})")
+        print(f"discrepancy: {cal.discrepancy_pct:+.2f} %  (metadata relative to estimate)")
+    else:
+        print("metadata:    none (the file carries no pixel size)")
+    if cal.evidence_ratio is None:
         print(f"confidence:  spot/background {cal.confidence:.1f}, spot spread {cal.details['spread_pct']:.2f} %")
-    if args.apply:
-        from atomlens.io import write_tiff
+    else:
+        d = cal.details
+        agree = d.get("fft_nn_agreement_pct")
+        print(f"spot order:  settled by atoms in real space: {d['geometry']} NN distance gives "
+              f"{d['nn_pixel_size']:.5f} Å/px; evidence {cal.evidence_ratio:.1f}:1 over the other "
+              f"orders; {100 * cal.confidence:.0f} % of {d['n_atoms']} atoms in the lattice geometry, "
+              f"NN spread {d['nn_spread_pct']:.1f} %")
+        if agree is not None:
+            print(f"fft:         {d['fft_pixel_size']:.5f} Å/px, {agree:+.1f} % from the real-space value, "
+                  f"spot spread {d.get('spread_pct', float('nan')):.2f} %")
+        print("verdict:     " + ("sure" if cal.sure else "UNSURE: " + " ".join(cal.warnings)))
+    return 0 if not args.apply else _apply(args, stack, cal)
 
-        out = write_tiff(args.apply, np.asarray(stack.data), cal.pixel_size)
-        print(f"wrote {out} at {cal.pixel_size:.5f} Å/px")
+
+def _apply(args: argparse.Namespace, stack, cal) -> int:
+    import numpy as np
+
+    from atomlens.io import write_tiff
+
+    out = write_tiff(args.apply, np.asarray(stack.data), cal.pixel_size)
+    print(f"wrote {out} at {cal.pixel_size:.5f} Å/px")
     return 0
