@@ -179,9 +179,9 @@ def export_table(table: pd.DataFrame, path: str | Path) -> Path:
     out = table.copy()
     if "atoms" in out:
         out["atoms"] = [" ".join(str(int(a)) for a in t) for t in out["atoms"]]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out.to_csv(path, index=False)
-    return path
+    from atomlens.io.atomic import write_csv
+
+    return write_csv(path, out)  # whole or absent
 
 
 __all__ = [

@@ -89,8 +89,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", encoding: str | None
     tmp = Path(tmp_name)
     binary = "b" in mode
     try:
-        with os.fdopen(fd, "wb" if binary else "w",
-                       **({} if binary else {"encoding": encoding, "newline": newline})) as fh:
+        os.close(fd)  # reopened by name: writers (tifffile) want a file object with a path
+        with open(tmp, "wb" if binary else "w",
+                  **({} if binary else {"encoding": encoding, "newline": newline})) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

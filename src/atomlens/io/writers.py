@@ -17,5 +17,8 @@ def write_tiff(path: str | Path, data: np.ndarray, pixel_size: float | None) -> 
     if pixel_size:
         kwargs["resolution"] = (1.0 / pixel_size, 1.0 / pixel_size)
         kwargs["metadata"]["unit"] = "angstrom"
-    tifffile.imwrite(path, arr, **kwargs)
+    from atomlens.io.atomic import atomic_write
+
+    with atomic_write(path, "wb") as fh:  # whole or absent
+        tifffile.imwrite(fh, arr, **kwargs)
     return path

@@ -117,7 +117,10 @@ class LatentModel:
             "fitted": bool(self.fitted),
             "state_dict": self._state(),
         }
-        torch.save(payload, path)
+        from atomlens.io.atomic import atomic_write
+
+        with atomic_write(path, "wb") as fh:  # whole or absent
+            torch.save(payload, fh)
         return path
 
     @classmethod

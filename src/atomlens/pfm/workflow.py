@@ -240,25 +240,26 @@ def write_pfm_outputs(result: PFMResult, out_dir: str | Path, phase: np.ndarray 
                       ) -> list[Path]:  # fmt: skip
     """Write ``pfm_windows.csv``, ``pfm_manifold.npz``, ``pfm_config.json`` and figures
     (``pfm_latent.png``, ``pfm_manifold.png`` and, given the movie, ``pfm_walls.png``)."""
-    import json
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from atomlens.io import atomic
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     p = out / "pfm_windows.csv"
-    result.table.to_csv(p, index=False)
+    atomic.write_csv(p, result.table)
     paths.append(p)
     p = out / "pfm_manifold.npz"
-    np.savez_compressed(p, **{k: np.asarray(v) for k, v in result.manifold.items()},
-                        threshold=result.threshold)  # fmt: skip
+    atomic.write_npz(p, **{k: np.asarray(v) for k, v in result.manifold.items()},
+                     threshold=result.threshold)  # fmt: skip
     paths.append(p)
     p = out / "pfm_config.json"
-    p.write_text(json.dumps({**asdict(result.config), "threshold": result.threshold}, indent=2))
+    atomic.write_json(p, {**asdict(result.config), "threshold": result.threshold})
     paths.append(p)
 
     tab = result.table

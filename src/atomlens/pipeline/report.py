@@ -95,7 +95,9 @@ pre{{background:#f4f4f4;padding:8px;font-size:11px}}</style></head><body>
 (source: {html.escape(str(stack.pixel_size_source))}); {len(atoms)} atoms in {len(frames)}
 analysed frames.</p>
 {''.join(parts)}</body></html>"""
-    path.write_text(doc)
+    from atomlens.io.atomic import write_text
+
+    write_text(path, doc)  # whole or absent
     return path
 
 

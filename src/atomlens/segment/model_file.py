@@ -67,8 +67,11 @@ def save_detector(det: Detector, path: str | Path) -> Path:
     state = {k: v.detach().cpu().clone() for k, v in det.net.state_dict().items()}
     # plain JSON types only, so the file loads with torch.load(weights_only=True)
     card = json.loads(json.dumps(det.card, default=_plain))
-    torch.save({"format": FORMAT, "state_dict": state, "config": det.config_dict(),
-                "card": card}, path)
+    from atomlens.io.atomic import atomic_write
+
+    with atomic_write(path, "wb") as fh:  # whole or absent
+        torch.save({"format": FORMAT, "state_dict": state, "config": det.config_dict(),
+                    "card": card}, fh)
     return path
 
 
