@@ -400,13 +400,15 @@ def _write_outputs(
     out: Path, atoms: pd.DataFrame, tables: dict, maps_path: Path | None,
     model_path: Path | None, sub_path: Path | None,
 ) -> dict[str, Path]:
+    from atomlens.io.atoms_table import write_atoms  # the one atom-table writer
+
     files: dict[str, Path] = {}
-    atomic.write_csv(out / "atoms.csv", atoms)
-    atomic.write_parquet(out / "atoms.parquet", atoms)
+    write_atoms(out / "atoms.csv", atoms)
+    write_atoms(out / "atoms.parquet", atoms)
     files["atoms_csv"], files["atoms_parquet"] = out / "atoms.csv", out / "atoms.parquet"
     for name, table in tables.items():
         if len(table):
-            atomic.write_csv(out / f"{name}.csv", table)
+            write_atoms(out / f"{name}.csv", table)
             files[name] = out / f"{name}.csv"
     for name, src in (("maps", maps_path), ("subimages", sub_path)):
         if src is not None and src.exists():
