@@ -8,8 +8,10 @@ import argparse
 def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML/YAML/JSON settings (see --print-config)")
     p.add_argument("--scheduler", default="local",
-                   help="'local' (default): a 2-worker local Dask cluster; 'none': in this "
-                        "process; or the address of a dask.distributed scheduler")
+                   help="'local' (default): 2 worker threads of this process (no open "
+                        "port); 'none': one after the other in this process; 'local-cluster': "
+                        "a 2-process Dask cluster on 127.0.0.1; or the address of a "
+                        "dask.distributed scheduler")
     p.add_argument("--pixel-size", type=float, help="Å per pixel (overrides metadata)")
     p.add_argument("--frames", help="frames to analyse, e.g. 0:10")
     p.add_argument("--epochs", type=int, help="latent-model epochs (overrides the config)")
