@@ -503,10 +503,14 @@ class CorrectionWidget(ViewerWidget):
             self.new_model = res.detector
             self.new_model_path = str(res.path) if res.path else None
             self.redetect_button.enabled = True
+            # before/after on the strip held back from the corrected frames (if any)
+            sc = getattr(res, "scores", None) or {}
+            score = (f"; held-back F1 {sc['before']['f1']:.2f} -> {sc['after']['f1']:.2f}"
+                     if sc.get("before") and sc.get("after") else "")
             self.status.value = (f"retraining {ev.reason} after {res.card['finetune']['steps']}"
-                                 " steps: re-detect to apply the new model")
-            show_info(f"Retraining {ev.reason}. Press 'Re-detect all frames with new model' "
-                      "(corrected frames stay untouched).")
+                                 f" steps{score}: re-detect to apply the new model")
+            show_info(f"Retraining {ev.reason}{score}. Press 'Re-detect all frames with new "
+                      "model' (corrected frames stay untouched).")
 
     def _ft_finished(self) -> None:
         self.retrain_button.enabled = True
