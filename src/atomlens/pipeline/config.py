@@ -32,8 +32,12 @@ class InputConfig(Recipe):
     calibrate: str | None = setting(
         None, doc="lattice to calibrate against ('graphene', 'mos2', or Å) or None")
     apply_calibration: bool = setting(False, doc="replace the pixel size by the calibrated one")
-    frames: str | None = setting(None, doc="frames to analyse, e.g. '0:10', '0:3,8'; None = all")
+    frames: str | int | None = setting(
+        None, doc="frames to analyse, e.g. '0:10', '0:3,8' or 5; None = all")
     lazy: bool = setting(True, doc="keep pixels on disk (memmap / TIFF pages / Zarr)")
+    nonfinite: str = setting("mask", choices=("mask", "refuse"),
+                             doc="NaN/inf pixels: 'mask' (no atoms there, the rest analysed) "
+                                 "or 'refuse' the movie")
 
 
 # The recipes of the workflows ARE the sections of the pipeline config.

@@ -45,9 +45,10 @@ class ChemRecipe(Recipe):
     def _check(self) -> None:
         from atomlens.errors import SettingsError
 
-        for k, v in {**self.max_disp_A, **self.max_bond_A}.items():
-            if not v > 0:
-                raise SettingsError(f"[chem] {k} = {v!r}: distances must be > 0 Å")
+        for name in ("max_disp_A", "max_bond_A"):
+            for k, v in getattr(self, name).items():
+                if not v > 0:
+                    raise SettingsError(f"[chem] {name}[{k!r}] = {v!r}: distances must be > 0 Å")
 
     def params(self, track: bool | None = None) -> Any:
         """The :class:`atomlens.chem.ChemParams` of this recipe."""
