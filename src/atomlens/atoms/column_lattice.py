@@ -1,12 +1,13 @@
-"""The visible atom columns of a crystal on a square or rectangular lattice, from its FFT.
+"""The visible atom columns of a crystal on a square (or scan-sheared) lattice, from its FFT.
 
 A detector-free reference for perovskites along [001] (and any crystal whose columns
 sit on a square lattice with an optional centred, edge-centred basis):
 
 1. **Lattice.** The innermost pair of strong orthogonal first-order spots of the
-   whitened power spectrum (periods 1.5-6.5 Å, lengths within a factor 1.5: a square
-   lattice under scan distortion, or the rectangular cell of a [110] view) gives the
-   reciprocal basis; its inverse is the real-space basis (distortion kept).
+   whitened power spectrum (periods 1.5-6.5 Å, lengths within a factor 1.25: a square
+   lattice, mildly distorted) or, failing that, the innermost pair 60-120° apart (a cell
+   sheared by scan distortion, as in the SrTiO3 ABF movie) gives the reciprocal basis;
+   its inverse is the real-space basis (distortion kept).
 2. **Drift.** Geometric phase analysis (:func:`atomlens.atoms.lattice_reference.bragg_phasors`)
    moves every site with the slowly varying lattice displacement.
 3. **Basis.** The brightest site (origin) is found by scanning one cell; the centre
@@ -51,7 +52,8 @@ class SquareLatticeFit:
 
 
 def _spots(img: np.ndarray, pixel_size: float, period_A: tuple[float, float] = (1.5, 6.5),
-           min_rel: float = 0.15, pad: int = 1024, max_ratio: float = 1.5) -> np.ndarray:
+           min_rel: float = 0.15, pad: int = 1024, max_ratio: float = 1.25,
+           square: bool = True) -> np.ndarray:
     h, w = img.shape
     pad = max(pad, h, w)
     win = np.outer(np.hanning(h), np.hanning(w))
@@ -83,12 +85,15 @@ def _spots(img: np.ndarray, pixel_size: float, period_A: tuple[float, float] = (
             if max(ri_, rj_) / min(ri_, rj_) > max_ratio:
                 continue
             ang = np.degrees(np.arccos(np.clip(vec[i] @ vec[j] / (ri_ * rj_), -1, 1)))
-            if abs(ang - 90) < 8:
+            ok = abs(ang - 90) < 8 if square else 60 <= ang <= 120
+            if ok:
                 key = (ri_ + rj_) / 2
                 if best is None or key < best[0] - 1e-9:
                     best = (key, vec[i], vec[j])
     if best is None:
-        raise ValueError("no pair of orthogonal FFT spots: not a square lattice?")
+        if square:  # strongly sheared by scan distortion: any reduced 2-D cell
+            return _spots(img, pixel_size, period_A, min_rel, pad, max_ratio, square=False)
+        raise ValueError("no pair of FFT spots 60-120° apart: no lattice?")
     return np.stack([best[1], best[2]]) / pad
 
 
