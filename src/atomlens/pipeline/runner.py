@@ -83,13 +83,17 @@ def _run_locked(stack_path: str | Path, out: Path, config: PipelineConfig | None
         tuned = (project.models or {}).get("finetuned")
         if cfg.detect.model is None and tuned and Path(tuned).exists():
             cfg.detect.model = tuned  # the project's fine-tuned detector
-    stack = read_stack(stack_path, pixel_size=cfg.input.pixel_size, lazy=cfg.input.lazy)
+    stack = read_stack(stack_path, pixel_size=cfg.input.pixel_size, lazy=cfg.input.lazy,
+                       nonfinite=cfg.input.nonfinite)
     result = RunResult(out=out, atoms=pd.DataFrame(), pixel_size=0.0)
 
     # 0. calibration / pixel size
     pixel_size = _pixel_size(stack, cfg, out, progress)
     result.pixel_size = pixel_size
     frames = parse_frames(cfg.input.frames, stack.n_frames)
+    if cfg.input.nonfinite == "refuse":  # every selected frame read once: refused before work
+        for t in frames:
+            stack.data[t]
     base_key = {
         "stack": file_fingerprint(stack_path),
         "pixel_size": pixel_size,
