@@ -98,7 +98,7 @@ def test_si_motifs_have_their_coordination(kind, n_si, n_c):
     bonded_c = {q for s in si for q in tree.query_ball_point(yx[s], 2.05) if sp[q] == "C"}
     assert len(si) == n_si and len(bonded_c) == n_c
     d = np.hypot(*(yx[list(bonded_c)][:, None] - yx[si][None]).transpose(2, 0, 1)).min(1)
-    assert np.all((d > 1.4) & (d < 2.05))  # stretched Si-C bonds
+    assert np.all((d > 1.3) & (d < 2.05))  # projected Si-C bonds
     assert kind in SI_MOTIFS
 
 

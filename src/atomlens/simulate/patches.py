@@ -5,8 +5,8 @@ on the honeycomb of :func:`atomlens.simulate.lattice.honeycomb` (the project's o
 lattice builder), strains and rotates it, then adds what real graphene movies show:
 
 - Si dopants as the motifs seen in experiment (:data:`SI_MOTIFS`): 3-fold Si (Si1C3,
-  bonds stretched to 1.6-1.85 Å in projection), 4-fold Si in a divacancy (Si1C4, Si-C
-  ~1.9 Å), dimers (Si2C4 ortho, Si2C5 meta, Si2C6 para) and trimers (Si3C6 meta
+  out of plane: Si-C 1.42-1.8 Å in projection), 4-fold Si in a divacancy (Si1C4, Si-C
+  1.7-1.95 Å), dimers (Si2C4 ortho, Si2C5 meta, Si2C6 para) and trimers (Si3C6 meta
   triangle, Si3C5 chain), with the neighbouring C relaxed outwards;
 - vacancies, Stone-Wales rotations, holes with irregular edges (Si often on the edge),
   and sometimes a grain boundary between two rotated grains.
@@ -75,7 +75,8 @@ def add_si_motif(yx: np.ndarray, species: np.ndarray, keep: np.ndarray, site: in
     n0 = nbrs(site)
     if len(n0) != 3 or species[site] != "C" or any(species[k] != "C" for k in n0):
         return False
-    si_c = lambda m: rng.uniform(1.6, 1.85, m)  # noqa: E731 - projected Si-C bond, Å
+    # projected Si-C bond, Å: a 3-fold Si sits out of plane, so its bonds look 1.4-1.8 Å
+    si_c = lambda m: rng.uniform(1.42, 1.8, m)  # noqa: E731
     if kind == "Si1C3":
         species[site] = "Si"
         _push(yx, yx[site], n0, si_c(3))
@@ -89,7 +90,7 @@ def add_si_motif(yx: np.ndarray, species: np.ndarray, keep: np.ndarray, site: in
         keep[j] = False
         yx[site] = mid
         species[site] = "Si"
-        _push(yx, mid, outer, rng.uniform(1.8, 1.98, 4))
+        _push(yx, mid, outer, rng.uniform(1.7, 1.95, 4))
         return True
     # clusters on one hexagon through ``site``: its centre is site + (a - site) + (b - site)
     a, b = rng.choice(n0, 2, replace=False)
