@@ -293,7 +293,7 @@ def build_corpus(root: Path) -> list[Case]:
     config("list.json", "[1, 2, 3]")
     config("scalar.yaml", "42\n")
     config("epochs_text.toml", '[latent]\nepochs = "ten"\n')
-    config("frames_int.toml", "[input]\nframes = 5\n")
+    config("frames_float.toml", "[input]\nframes = 2.5\n")
     config("unknown_section.toml", "[detectr]\nthreshold = 0.5\n")
     config("unknown_key.toml", "[detect]\nthreshhold = 0.5\n")
     config("pixel_negative.toml", "[input]\npixel_size = -1.0\n")

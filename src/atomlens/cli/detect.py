@@ -40,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="sub-pixel refinement on the raw image (default gaussian)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
     p.add_argument("--batch-size", type=int, default=4, help="frames per network batch")
+    p.add_argument("--refuse-nonfinite", action="store_true",
+                   help="refuse a movie with NaN/inf pixels (default: mask them, no atoms there)")
     p.add_argument("--species", choices=["model", "contrast"], default="model",
                    help="name species by the model's classes (default) or by each atom's "
                    "integrated intensity, clustered into --classes (any material)")
@@ -75,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     recipe = recipe_from_args(args)
-    stack = read_stack(args.stack, pixel_size=args.pixel_size, lazy=True)
+    stack = read_stack(args.stack, pixel_size=args.pixel_size, lazy=True,
+                       nonfinite="refuse" if args.refuse_nonfinite else "mask")
     frames = parse_frames(args.frames, stack.n_frames)
     if recipe.model == "auto":  # pick a shipped model from the first frame, and say why
         from atomlens.io.pixel_size import resolve_pixel_size
