@@ -39,7 +39,8 @@ PEER_UNET = REPO.parent / "shared" / "tools" / "peers" / "atomai_unet.py"
 
 def sim_frames(n: int, size: int = 1024, pixel_size: float = 0.1, seed: int = 7) -> np.ndarray:
     """``n`` simulated graphene frames (T, size, size) at ``pixel_size`` Å/px."""
-    from atomlens.segment.synth import Imaging, graphene_patch, render_sample
+    from atomlens.simulate.patches import graphene_patch
+    from atomlens.simulate.training import Imaging, render_sample
 
     rng = np.random.default_rng(seed)
     out = np.empty((n, size, size), np.float32)
