@@ -9,6 +9,7 @@ from atomlens.chem.bonds import bond_graph, find_bonds
 from atomlens.chem.calibrate import (
     Calibration,
     calibrate_fft,
+    calibrate_lattice,
     calibrate_nn,
     calibrate_pixel_size,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "analyze",
     "bond_graph",
     "calibrate_fft",
+    "calibrate_lattice",
     "calibrate_nn",
     "calibrate_pixel_size",
     "cluster_orientation",

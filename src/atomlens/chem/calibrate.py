@@ -307,10 +307,16 @@ def calibrate_pixel_size(
     lattice: str | float = "graphene",
     metadata_pixel_size: float | None = None,
     max_frames: int = 16,
+    resolve_order: bool = True,
 ) -> Calibration:
-    """FFT calibration of an :class:`atomlens.io.Stack` (or a (T, Y, X) / (Y, X) array):
-    up to ``max_frames`` frames spread over the movie are averaged in power; the
-    stack's own pixel size is the metadata value unless ``metadata_pixel_size`` is given."""
+    """Calibration of an :class:`atomlens.io.Stack` (or a (T, Y, X) / (Y, X) array): up
+    to ``max_frames`` frames spread over the movie; the stack's own pixel size is the
+    metadata value unless ``metadata_pixel_size`` is given.
+
+    ``resolve_order=True`` (default): :func:`calibrate_lattice`, which uses no nominal
+    value (the metadata is only compared with) and settles the FFT spot order from
+    atoms in real space. ``False``: :func:`calibrate_fft` searching the spots around the
+    nominal value (wrong by √3 when the nominal is > ~30 % off or absent)."""
     data = stack.data if hasattr(stack, "data") else stack
     nominal = metadata_pixel_size if metadata_pixel_size is not None else getattr(stack, "pixel_size", None)
     n = int(data.shape[0]) if getattr(data, "ndim", 2) == 3 else 1
@@ -319,6 +325,8 @@ def calibrate_pixel_size(
     else:
         idx = np.unique(np.linspace(0, n - 1, min(n, max_frames)).astype(int))
         frames = np.stack([np.asarray(data[int(t)], dtype=np.float32) for t in idx])
+    if resolve_order:
+        return calibrate_lattice(frames, lattice, nominal, max_frames=max_frames)
     return calibrate_fft(frames, lattice, nominal)
 
 
