@@ -310,6 +310,8 @@ def main() -> None:
         elif what == "librarynet":
             out["librarynet"] = (librarynet_scores(args.model) if LIBRARYNET.is_dir()
                                  else "no ../shared/data/real/librarynet_dev")
+        elif what == "calibration":  # no nominal pixel size; σ honesty (bench/calibration.py)
+            out["calibration"] = __import__("calibration").figures(REAL)
         elif what == "general":
             sys.path.insert(0, str(Path(__file__).resolve().parent))
             import general as general_bench  # bench/general.py
