@@ -157,7 +157,13 @@ def prepare_movie(frames: Any, recipe: DescriptorRecipe, pixel_size: float | Non
             list(range(1, arr.shape[1])) if arr.shape[1] > 1 else [0])
         arr = arr[:, chans[0]] if len(chans) == 1 else arr[:, chans]
     if recipe.normalize != "none" and recipe.source == "raw":
+        bad = ~np.isfinite(arr)  # NaN/inf (masked) pixels must not spoil the scaling
+        if bad.any():
+            fill = np.nan_to_num(np.nanmedian(np.where(bad, np.nan, arr), axis=(-2, -1)))
+            arr = np.where(bad, fill[..., None, None], arr)
         arr = normalize_stack(arr, recipe.normalize)
+        if bad.any():
+            arr = np.where(bad, np.nan, arr)  # windows over them are dropped (cut_windows)
     return PreparedMovie(np.ascontiguousarray(arr, dtype=np.float32), recipe)
 
 
@@ -190,13 +196,21 @@ def cut_windows(prepared: PreparedMovie | np.ndarray, centres: pd.DataFrame,
         data = np.asarray(prepared, np.float32)
     sub = extract_windows(data, centres_on_grid(centres, recipe), window=recipe.window,
                           border=recipe.border)
-    if len(sub.images) == 0 and len(centres):
+    images, index = np.asarray(sub.images, np.float32), np.asarray(sub.index, np.int64)
+    if len(images):  # windows over NaN/inf (masked) pixels: no latents there
+        whole = np.isfinite(images.reshape(len(images), -1)).all(axis=1)
+        if not whole.any():
+            raise SettingsError(
+                f"every {recipe.window}-pixel window around the centres covers NaN/inf "
+                "(masked) pixels: use a smaller [descriptors] window or other frames"
+            )
+        images, index = images[whole], index[whole]
+    if len(images) == 0 and len(centres):
         raise SettingsError(
             f"no {recipe.window}-pixel window fits around any centre: use a smaller "
             "[descriptors] window or border = 'pad'"
         )
-    return Windows(np.asarray(sub.images, np.float32), np.asarray(sub.index, np.int64),
-                   centres, recipe)
+    return Windows(images, index, centres, recipe)
 
 
 def model_kwargs(recipe: LatentRecipe, window: tuple[int, int], channels: int = 1) -> dict[str, Any]:
