@@ -97,14 +97,21 @@ def _as_bool(col: pd.Series) -> np.ndarray:
 
 
 def with_atom_ids(atoms: pd.DataFrame, fresh: bool = False) -> pd.DataFrame:
-    """``atoms`` with an int ``atom_id`` column: kept when present, unique and complete
-    (and ``fresh`` is False), else ``0..N-1`` in row order. Returns a copy."""
+    """``atoms`` with an int ``atom_id`` column; returns a copy.
+
+    Existing ids are kept (unless ``fresh``): rows without one (NaN, e.g. atoms just added
+    in a Points layer) and repeats of an id already used get new ids above the largest;
+    a table without the column, or ``fresh``, is numbered ``0..N-1`` in row order."""
     out = atoms.copy()
-    ids = out["atom_id"] if "atom_id" in out and not fresh else None
-    if ids is None or ids.isna().any() or not ids.is_unique:
+    if "atom_id" not in out or fresh or len(out) == 0:
         out["atom_id"] = np.arange(len(out), dtype=np.int64)
-    else:
-        out["atom_id"] = ids.to_numpy().astype(np.int64)
+        return out
+    ids = pd.to_numeric(out["atom_id"], errors="coerce").to_numpy(float, copy=True)
+    bad = ~np.isfinite(ids) | pd.Series(ids).duplicated().to_numpy()
+    if bad.any():
+        start = int(np.nanmax(np.where(bad, np.nan, ids))) + 1 if (~bad).any() else 0
+        ids[bad] = np.arange(start, start + int(bad.sum()))
+    out["atom_id"] = ids.astype(np.int64)
     return out
 
 
