@@ -67,3 +67,9 @@ def test_every_training_loop_speaks_one_vocabulary() -> None:
     fin = training_progress(Finished(None, "stopped", 4, 9.0))
     assert fin.kind == "finished" and "stopped" in fin.text()
     assert training_progress("not an event") is None
+    # detector training (atomlens.segment.train) yields dicts
+    d = training_progress({"step": 7, "steps": 100, "loss": 0.2, "loss_ema": 0.21, "lr": 1e-3,
+                           "elapsed_s": 3.0})
+    assert (d.kind, d.done, d.total, d.loss) == ("step", 7, 100, 0.2)
+    assert training_progress({"end": "stopped", "step": 6}).reason == "stopped"
+    assert training_progress({"step": 100, "steps": 100, "done": True}).kind == "finished"

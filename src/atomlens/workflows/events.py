@@ -121,9 +121,16 @@ def _detector_progress(event: Any) -> TrainingProgress | None:
     if isinstance(event, FinetuneFinished):
         return TrainingProgress("finished", 0, None, elapsed_s=event.elapsed_s, reason=event.reason,
                                 unit="step")
-    if isinstance(event, dict) and "step" in event and "loss" in event:
-        return TrainingProgress("step", int(event["step"]), event.get("steps"), float(event["loss"]),
-                                None, event.get("elapsed_s"), unit="step")
+    if isinstance(event, dict) and "step" in event:  # atomlens.segment.train step dicts
+        step, steps, el = int(event["step"]), event.get("steps"), event.get("elapsed_s")
+        if "end" in event or event.get("done"):
+            return TrainingProgress("finished", step, steps, elapsed_s=el,
+                                    reason=str(event.get("end", "done")), unit="step")
+        if event.get("resumed"):
+            return TrainingProgress("started", step, steps, elapsed_s=el, unit="step")
+        if "loss" in event:
+            return TrainingProgress("step", step, steps, float(event["loss"]), None, el,
+                                    unit="step")
     return None
 
 
