@@ -165,12 +165,13 @@ def build_corpus(root: Path) -> list[Case]:
         zf.writestr("frames.npy", (root / "hdr.npy").read_bytes() + b"\0" * 64)
     del buf
     with zipfile.ZipFile(stack("header_bomb", "zip_bomb.npz"), "w",
-                         compression=zipfile.ZIP_DEFLATED) as zf:
-        with zf.open("frames.npy", "w", force_zip64=True) as fh:  # 1.6 GB of zeros, ~2 MB zipped
+                         compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        # 671 MB of zeros in ~3 MB: over the child's 512 MB budget, and npz cannot stream
+        with zf.open("frames.npy", "w", force_zip64=True) as fh:
             np.lib.format.write_array_header_1_0(
-                fh, {"descr": "<f4", "fortran_order": False, "shape": (6144, 256, 256)})
+                fh, {"descr": "<f4", "fortran_order": False, "shape": (2560, 256, 256)})
             block = b"\0" * (1 << 24)
-            for _ in range(96):
+            for _ in range(40):
                 fh.write(block)
     import h5py
 
