@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # ~40 s of CPU, about 2 minutes on a busy machine
 
 REPO = Path(__file__).resolve().parents[1]
 FORMATS = REPO.parent / "shared" / "data" / "formats"
