@@ -125,7 +125,7 @@ def _one_line(text: str) -> str:
 _COUNTS = {
     "epochs": 1_000_000, "steps": 10_000_000, "batch_size": 1_000_000, "batch": 1_000_000,
     "window": 4096, "size": 16384, "latent": 1024, "threads": 4096, "grid": 16384,
-    "crop": 16384, "per_frame": 10_000_000, "zoom": 64, "pinning": 1_000_000,
+    "crop": 16384, "per_frame": 10_000_000, "zoom": 64,
 }
 #: Float options that are probabilities or fractions in [0, 1].
 _FRACTIONS = ("threshold", "min_prob", "train_fraction")
