@@ -94,8 +94,13 @@ def run(args: argparse.Namespace) -> int:
     atoms = None
     corrected: list[int] = []
     px = args.pixel_size
+    base = args.base
     if is_project(args.stack):
         proj = load_project(args.stack)
+        # replaying a saved correction session: start from its latest detector
+        models = proj.models or {}
+        if base is None and models.get("finetuned", models.get("detector")) not in (None, "shipped"):
+            base = models.get("finetuned", models.get("detector"))
         if not proj.stack_path:
             raise ValueError(f"project {args.stack} records no stack file")
         stack_path = proj.stack_path
@@ -123,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = None
     for ev in iter_finetune(
-        stack, atoms, frames, args.base, out=args.out, stop=stop_never,
+        stack, atoms, frames, base, out=args.out, stop=stop_never,
         stack_path=str(Path(stack_path).resolve()), steps=args.steps, seed=args.seed,
         lr=args.lr, batch=args.batch, crop=args.crop, self_train=args.self_train,
         min_prob=args.min_prob, class_map=_class_map(args.class_map), threads=args.threads,
