@@ -224,6 +224,7 @@ def bench_actions(viewer, app, docks: dict, movie_path: Path, epochs: int) -> li
 
     train = docks["Train latent model"]
     train.epochs.value, train.batch.value, train.device.value = epochs, 128, "cpu"
+    train.max_windows.value = 1500  # as docs/examples/si_movie.toml
     results.append(measure(app, f"train (rVAE, {epochs} epochs)", train.train))
 
     latent = docks["Latent colouring"]

@@ -62,7 +62,7 @@ def _shot(viewer, app, path: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(REPO / "docs" / "screenshots"))
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=8)
     args = parser.parse_args()
     if not REAL_MOVIE.exists():
         raise SystemExit(f"the real movie {REAL_MOVIE} is not here (it lives in ../shared/data)")
@@ -110,6 +110,7 @@ def main() -> None:
 
     train = docks["Train latent model"]
     train.epochs.value, train.batch.value, train.device.value = args.epochs, 128, "cpu"
+    train.max_windows.value = 1500  # as docs/examples/si_movie.toml
     _wait(app, train.train())
     _raise(train)
     files["train"] = _shot(viewer, app, out / "gui_train.png")

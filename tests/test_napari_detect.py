@@ -54,6 +54,8 @@ def test_detect_current_frame_adds_maps_and_atoms(make_napari_viewer, qtbot, mov
     worker = widget.run()
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         pass
+    # the layers arrive one per turn of the event loop (no long main-thread stall)
+    qtbot.waitUntil(lambda: "atoms movie" in viewer.layers, timeout=10_000)
     assert widget.progress.value == widget.progress.max == 1
     names = [lay.name for lay in viewer.layers]
     assert names[0] == "movie" and "P(C) movie" in names and "P(Si) movie" in names
@@ -82,6 +84,7 @@ def test_detect_current_frame_adds_maps_and_atoms(make_napari_viewer, qtbot, mov
     worker = widget.run()
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         pass
+    qtbot.waitUntil(lambda: "atoms single" in viewer.layers, timeout=10_000)
     assert tuple(viewer.layers["P(C) single"].translate) == (0.0, 3.0, 5.0)
     assert tuple(viewer.layers["atoms single"].translate) == (0.0, 3.0, 5.0)
     assert tuple(viewer.layers["atoms single"].scale) == (1.0, 1.0, 1.0)  # pixels, like the image

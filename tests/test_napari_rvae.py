@@ -93,8 +93,10 @@ def test_subimages_train_encode_colour_animate(make_napari_viewer, qtbot, movie,
     click(pts, SimpleNamespace(position=world, view_direction=None, dims_displayed=[1, 2]))
     assert gallery.rows == [other]
     gallery.redraw.flush()
-    shown = gallery.axes[0].images[0].get_array()
+    h, w = subs.window
+    shown = gallery.image.get_array()[:h, :w]  # the first cell of the mosaic
     np.testing.assert_allclose(shown, subimages_of(subs)[int(np.flatnonzero(index == other)[0])])
+    assert np.ma.getmaskarray(gallery.image.get_array()[:h, w]).all()  # a gap (NaN, masked) between cells
 
     train = _train(qtbot, viewer, epochs=3)
     assert train.subimages.value is subs

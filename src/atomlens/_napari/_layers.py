@@ -93,6 +93,24 @@ def replace_or_add(viewer: napari.Viewer, layer_tuple: LayerTuple) -> Layer:
     return add_tuple(viewer, layer_tuple)
 
 
+def add_in_turns(viewer: napari.Viewer, tuples: list[LayerTuple], then=None) -> None:
+    """Add (or replace, by name) layers one per turn of the Qt event loop: each layer's
+    set-up (napari's layer controls, slicing, a repaint) is its own short main-thread task
+    instead of one long stall. ``then(layers)`` runs after the last one is in."""
+    from qtpy.QtCore import QTimer
+
+    pending, added = list(tuples), []
+
+    def _step() -> None:
+        if pending:
+            added.append(replace_or_add(viewer, pending.pop(0)))
+            QTimer.singleShot(0, _step)
+        elif then is not None:
+            then(added)
+
+    QTimer.singleShot(0, _step)
+
+
 def atomlens_kind(layer: Layer) -> str | None:
     """``'stack'``, ``'probability'``, ``'atoms'``, ``'subimages'``... for layers AtomLens made."""
     meta = layer.metadata.get(META_KEY) if isinstance(layer.metadata, dict) else None

@@ -158,8 +158,8 @@ class DefectsDock(ViewerWidget):
             px = pixel_size_of(layer)
             if not px:
                 raise ValueError(
-                    f"'{layer.name}' has no pixel size in Å: set its scale in Å "
-                    "(calibrate it with `atomlens calibrate`)"
+                    f"'{layer.name}' has no pixel size in Å: detect the atoms again with the "
+                    "Detect atoms dock's 'pixel size (Å)' field set (or `atomlens calibrate`)"
                 )
             atoms = layer_atoms(layer)
             if len(atoms) == 0:

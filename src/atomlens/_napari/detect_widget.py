@@ -26,7 +26,7 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_warning
 
 from atomlens._napari._base import ViewerWidget, status_label
-from atomlens._napari._layers import current_frame, layer_pixel_size, layer_stack, replace_or_add
+from atomlens._napari._layers import add_in_turns, current_frame, layer_pixel_size, layer_stack
 from atomlens._napari._workers import notify_error, start_generator
 from atomlens._napari.key_dock import ensure_key_dock
 from atomlens.viz.layers import atoms_layer_tuple, probability_layer_tuples
@@ -186,16 +186,23 @@ class DetectWidget(ViewerWidget):
             t_off, t_step = 0.0, 1.0
             y_off, x_off = (float(v) for v in layer.translate[-2:]) if layer is not None else (0.0, 0.0)
         t0 = float(frames[0]) if frames else 0.0
+        tuples = []
         if result.maps is not None:
             classes = tuple(result.classes)
             for tup in probability_layer_tuples(result.maps, classes, px, source=name):
                 tup[1]["translate"] = (t_off + t0 * t_step, y_off, x_off)
-                replace_or_add(self.viewer, tup)
+                tuples.append(tup)
         atoms = result.atoms
         tup = atoms_layer_tuple(atoms, px, f"atoms {name}", metadata={"atomlens": {"source": name}})
         tup[1]["translate"] = (t_off, y_off, x_off)
         tup[1]["metadata"]["atomlens"]["pixel_size"] = float(result.pixel_size)
-        points = replace_or_add(self.viewer, tup)
+        tuples.append(tup)
+        # one layer per turn of the event loop: no single long main-thread stall
+        add_in_turns(self.viewer, tuples, lambda layers: self._shown(result, frames, layers[-1]))
+
+    def _shown(self, result: Any, frames: list[int], points: Any) -> None:
+        """The layers are in: status, warnings, select the atoms, the colour key."""
+        atoms = result.atoms
         self.progress.value = self.progress.max if not self._stop.is_set() else len(frames)
         stopped = " (stopped: frames done kept)" if self._stop.is_set() else ""
         choice = getattr(result, "model_choice", "")

@@ -33,7 +33,6 @@ class SubimageGallery(QWidget):
         super().__init__(parent)
         self.viewer = viewer
         self.figure = Figure(figsize=(3, 3), facecolor=_BG)
-        self.figure.subplots_adjust(0.02, 0.02, 0.98, 0.92, 0.08, 0.25)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.label = QLabel("cut subimages, then select or click atoms")
         self.label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
@@ -42,9 +41,12 @@ class SubimageGallery(QWidget):
         layout.addWidget(self.label)
         layout.addWidget(self.canvas)
         self.setMinimumHeight(180)
-        self.axes = [self.figure.add_subplot(GRID, GRID, i + 1) for i in range(GRID * GRID)]
-        for ax in self.axes:
-            ax.set_axis_off()
+        self.ax = self.figure.add_axes((0.01, 0.01, 0.98, 0.98))
+        self.ax.set_axis_off()
+        self.image = None
+        self.labels = [self.ax.text(0, 0, "", color="#ffe119", fontsize=7, va="top")
+                       for _ in range(GRID * GRID)]
+        self._limits_for: tuple[Any, tuple[float, float]] = (None, (0.0, 1.0))
         self.subs: Any = None
         self.layer: Points | None = None
         self.rows: list[int] = []
@@ -57,6 +59,9 @@ class SubimageGallery(QWidget):
         from atomlens._napari._base import tabify_with_atomlens
 
         QTimer.singleShot(0, lambda: tabify_with_atomlens(self))
+        session = session_for(viewer)
+        if session.gallery is None:  # opened from the Plugins menu: the viewer's gallery
+            session.gallery = self
 
     def show_set(self, subs: Any, layer: Points) -> None:
         """Follow ``layer`` (the centres) and show windows of ``subs``."""
@@ -81,26 +86,56 @@ class SubimageGallery(QWidget):
         self.redraw()
         return self.rows
 
+    def _limits(self, images: np.ndarray) -> tuple[float, float]:
+        """One grey scale for the whole set (1-99 % over at most 200 windows, cached)."""
+        key = id(self.subs)
+        if self._limits_for[0] != key:
+            take = images[:: max(1, len(images) // 200)]
+            lo, hi = (float(v) for v in np.percentile(take, [1, 99]))
+            self._limits_for = (key, (lo, hi if hi > lo else lo + 1.0))
+        return self._limits_for[1]
+
+    def mosaic(self) -> np.ndarray:
+        """The shown windows as one ``(GRID*(h+1)-1, GRID*(w+1)-1)`` image (NaN between and
+        in empty cells): one image artist instead of GRID² axes, so a redraw is cheap."""
+        images = self.subs.images
+        images = images[:, 0] if images.ndim == 4 else images
+        h, w = images.shape[-2:]
+        out = np.full((GRID * (h + 1) - 1, GRID * (w + 1) - 1), np.nan, np.float32)
+        pos = {int(r): i for i, r in enumerate(self.subs.index)}
+        for k, row in enumerate(self.rows):
+            r, c = divmod(k, GRID)
+            out[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = images[pos[row]]
+        return out
+
     def _draw(self) -> None:
         try:
             subs = self.subs
             if subs is None:
                 return
             images = subs.images
-            images = images[:, 0] if images.ndim == 4 else images
-            lo, hi = (float(v) for v in np.percentile(images, [1, 99]))
-            pos = {int(r): i for i, r in enumerate(subs.index)}
+            lo, hi = self._limits(images)
+            mosaic = self.mosaic()
+            if self.image is None:
+                self.image = self.ax.imshow(mosaic, cmap="gray", vmin=lo, vmax=hi,
+                                            interpolation="nearest")
+            else:
+                self.image.set_data(mosaic)
+                self.image.set_extent((-0.5, mosaic.shape[1] - 0.5, mosaic.shape[0] - 0.5, -0.5))
+                self.image.set_clim(lo, hi)
+            h, w = subs.window
             frames = subs.windows.centres["frame"].to_numpy() if "frame" in subs.windows.centres else None
-            for k, ax in enumerate(self.axes):
-                ax.clear()
-                ax.set_axis_off()
+            for k, text in enumerate(self.labels):
                 if k < len(self.rows):
                     row = self.rows[k]
-                    ax.imshow(images[pos[row]], cmap="gray", vmin=lo, vmax=hi)
-                    frame = f", t {int(frames[row])}" if frames is not None else ""
-                    ax.set_title(f"#{row}{frame}", color=_FG, fontsize=7)
+                    r, c = divmod(k, GRID)
+                    frame = f" t{int(frames[row])}" if frames is not None else ""
+                    text.set_position((c * (w + 1) + 1, r * (h + 1) + 1))
+                    text.set_text(f"#{row}{frame}")
+                else:
+                    text.set_text("")
             self.label.setText(f"{subs.name}: {len(self.rows)} of {len(images)} windows "
-                               f"({subs.window[0]}x{subs.window[1]} px)")
+                               f"({h}x{w} px)")
             self.canvas.draw_idle()
         except RuntimeError:  # deleted with a closed viewer
             pass

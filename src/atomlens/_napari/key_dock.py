@@ -44,6 +44,12 @@ class ColourKeyDock(QWidget):
         self.setMinimumWidth(150)
         self.keys: list[tuple[str, ColourKey]] = []
         self.redraw = Throttle(self._draw, 150, parent=self)
+        from qtpy.QtCore import QTimer
+
+        self._soon = QTimer(self)
+        self._soon.setSingleShot(True)
+        self._soon.setInterval(30)
+        self._soon.timeout.connect(self.redraw)
         self._links: list[tuple[Any, Any]] = []
         self._link(COLOUR_KEYS.changed, self._on_change)
         for name in ("inserted", "removed", "reordered"):
@@ -53,6 +59,9 @@ class ColourKeyDock(QWidget):
             self._link(layer.events.visible, self._on_change)
         links = self._links
         self.destroyed.connect(lambda *_: _disconnect(links))
+        session = session_for(viewer)
+        if session.key_dock is None:  # opened from the Plugins menu: the viewer's key dock
+            session.key_dock = self
         self._draw()
 
     def _link(self, emitter: Any, callback: Any) -> None:
@@ -65,7 +74,11 @@ class ColourKeyDock(QWidget):
             self._link(layer.events.visible, self._on_change)
 
     def _on_change(self, *_: Any) -> None:
-        self.redraw()
+        # never inside the click that recoloured: the key draws on a later turn
+        try:
+            self._soon.start()
+        except RuntimeError:  # deleted with a closed viewer
+            pass
 
     def current_keys(self) -> list[tuple[str, ColourKey]]:
         """``(layer name, key)`` of the visible layers with a key, topmost first."""

@@ -153,17 +153,15 @@ class PFMWidget(ViewerWidget):
         self.status.value = str(getattr(msg, "message", msg))
 
     def _done(self, result: PFMResult | None) -> None:
-        from atomlens._napari._layers import replace_or_add
+        from atomlens._napari._layers import add_in_turns
         from atomlens._napari.key_dock import ensure_key_dock
 
         if result is None:
             self.status.value = "stopped (no result)"
             return
         self.result = result
-        for lt in result_layers(result):
-            replace_or_add(self.viewer, lt)
         self.status.value = f"{len(result.table)} windows"
-        ensure_key_dock(self.viewer)
+        add_in_turns(self.viewer, result_layers(result), lambda _layers: ensure_key_dock(self.viewer))
 
     def _finish(self) -> None:
         self._timer.stop()

@@ -79,6 +79,9 @@ class TrainWidget(ViewerWidget):
         self.prior.tooltip = "SD of the rotation-angle prior in radians (rVAE, skip-rVAE)"
         self.train_fraction = FloatSpinBox(label="train fraction", min=0.1, max=1.0, step=0.05, value=0.8)
         self.device = ComboBox(label="device", choices=["auto", "cuda", "cpu"], value="auto")
+        self.max_windows = SpinBox(label="train on at most", min=10, max=10_000_000, step=500,
+                                   value=4000)
+        self.max_windows.tooltip = "windows drawn at random for training (all are encoded)"
         self.train_button = PushButton(text="Train")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.save_button = PushButton(text="Save model...")
@@ -90,7 +93,7 @@ class TrainWidget(ViewerWidget):
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self.time_label = status_label()
         self.extend([self.subimages, self.model_name, self.latent, self.epochs, self.batch,
-                     self.lr, self.prior, self.train_fraction, self.device, buttons,
+                     self.lr, self.prior, self.train_fraction, self.device, self.max_windows, buttons,
                      self.progress, self.time_label, files])
         self.loss_plot = LossPlot(self.state)
         self.loss_plot.set_epoch_range(self.epochs.value)
@@ -172,6 +175,7 @@ class TrainWidget(ViewerWidget):
             n_clusters=int(self.latent.value), epochs=fit["epochs"], batch_size=fit["batch_size"],
             lr=fit["lr"], rot_prior=float(self.prior.value), train_fraction=fit["train_fraction"],
             device=fit["device"], seed=0, threads=fit["threads"],
+            max_train_windows=int(self.max_windows.value),
         ).validate()  # fmt: skip
 
     def train(self) -> Any:
