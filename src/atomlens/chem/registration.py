@@ -53,9 +53,17 @@ def _check_frame(frame: Any, shape: tuple[int, int] | None = None) -> np.ndarray
 CLIP_PERCENTILES = (1.0, 99.0)
 
 
-def _robust(img: np.ndarray) -> np.ndarray:
-    """Intensities clipped to the 1st-99th percentile, so a few very bright atoms (Si,
-    contamination) that move on their own do not outweigh the lattice."""
+def _robust(img: np.ndarray, smooth_px: float = 0.0, highpass_px: float = 0.0) -> np.ndarray:
+    """The image the correlation sees: band-passed (Gaussian ``smooth_px`` sigma takes
+    out shot noise, minus a Gaussian of ``highpass_px`` sigma takes out holes and
+    contamination that change on their own) and clipped to the 1st-99th percentile, so a
+    few very bright atoms (Si) that hop do not outweigh the lattice."""
+    from scipy.ndimage import gaussian_filter
+
+    if smooth_px > 0:
+        img = gaussian_filter(img, smooth_px)
+    if highpass_px > 0:
+        img = img - gaussian_filter(img, highpass_px)
     lo, hi = np.percentile(img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)],
                            CLIP_PERCENTILES)
     return np.clip(img, lo, hi)
@@ -110,6 +118,12 @@ class DriftEstimator:
         default: robust to shot noise) or ``"phase"`` (whitened) for the refinement.
     max_residual_px : a refinement that moves farther than this from the prediction
         has locked onto another lattice period and is rejected.
+    smooth_px, highpass_px : band-pass applied to each frame before correlating
+        (Gaussian sigmas, pixels; 0 = off). Noisy real frames (60 kV HAADF at low dose)
+        need the smoothing; the high-pass keeps growing holes and contamination from
+        pulling the peak. Defaults (2, 16) were chosen on the real Si movie (lattice
+        coherence of the registered frames 0.20 unregistered -> 0.97) and four
+        simulated movies (256²-512², 0.04-0.2 px RMS).
     max_crop : the refinement uses at most this many pixels per axis from the centre of
         the overlap (speed: 512 keeps 1024² frames at about 0.1 s; error 0.04 px RMS).
 
@@ -120,7 +134,7 @@ class DriftEstimator:
     def __init__(
         self, upsample: int = 20, min_overlap: float = 0.6, coarse_bin: int | None = None,
         max_step_px: float = 16.0, normalization: str | None = None, max_crop: int = 512,
-        max_residual_px: float = 3.0,
+        max_residual_px: float = 3.0, smooth_px: float = 2.0, highpass_px: float = 16.0,
     ) -> None:
         if upsample < 1:
             raise RegistrationError(f"upsample={upsample} is invalid: need a whole number >= 1")
@@ -133,6 +147,8 @@ class DriftEstimator:
         self.normalization = normalization
         self.max_crop = int(max_crop)
         self.max_residual_px = float(max_residual_px)
+        self.smooth_px = float(smooth_px)
+        self.highpass_px = float(highpass_px)
         self._shape: tuple[int, int] | None = None
         self._prev_coarse: np.ndarray | None = None
         self._key: np.ndarray | None = None
@@ -156,7 +172,7 @@ class DriftEstimator:
 
     def add(self, frame: Any) -> np.ndarray:
         """Register one more frame; returns its (dy, dx) drift in pixels (shape (2,))."""
-        img = _robust(_check_frame(frame, self._shape))
+        img = _robust(_check_frame(frame, self._shape), self.smooth_px, self.highpass_px)
         if self.coarse_bin is None:
             self.coarse_bin = max(1, min(img.shape) // 512)
         coarse = self._coarse(img)
@@ -202,8 +218,8 @@ class DriftEstimator:
     def restore(self, state: dict, key_image: Any, prev_image: Any) -> None:
         """Continue after a restart: ``state`` from :meth:`state`, the raw key frame
         (frame ``state["key_index"]``) and the last frame added."""
-        key = _robust(_check_frame(key_image))
-        prev = _robust(_check_frame(prev_image, key.shape))
+        key = _robust(_check_frame(key_image), self.smooth_px, self.highpass_px)
+        prev = _robust(_check_frame(prev_image, key.shape), self.smooth_px, self.highpass_px)
         self._shape = key.shape
         self.coarse_bin = state.get("coarse_bin") or max(1, min(key.shape) // 512)
         self._drift = [np.asarray(d, float) for d in state["drift"]]
@@ -234,7 +250,7 @@ class DriftEstimator:
         return n - np.asarray(shift, float)
 
 
-def estimate_drift(frames: Any, *, upsample: int = 20) -> np.ndarray:
+def estimate_drift(frames: Any, *, upsample: int = 20, smooth_px: float = 2.0) -> np.ndarray:
     """Cumulative drift of each frame relative to frame 0.
 
     Parameters
@@ -242,6 +258,8 @@ def estimate_drift(frames: Any, *, upsample: int = 20) -> np.ndarray:
     frames : (T, Y, X) image stack (any array-like, lazily read stacks too).
     upsample : sub-pixel factor of :func:`skimage.registration.phase_cross_correlation`
         (20 = 1/20 px resolution).
+    smooth_px : Gaussian sigma (pixels) of the denoising before correlation
+        (see :class:`DriftEstimator`).
 
     Returns
     -------
@@ -251,7 +269,7 @@ def estimate_drift(frames: Any, *, upsample: int = 20) -> np.ndarray:
     n = len(frames) if hasattr(frames, "__len__") else np.asarray(frames).shape[0]
     if np.ndim(frames[0]) != 2 if n else True:
         raise RegistrationError("frames must be a (T, Y, X) stack with at least one frame")
-    est = DriftEstimator(upsample=upsample)
+    est = DriftEstimator(upsample=upsample, smooth_px=smooth_px)
     for t in range(n):
         est.add(frames[t])
     return est.drift
