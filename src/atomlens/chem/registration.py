@@ -19,6 +19,7 @@ when the overlap with the current one falls below ``min_overlap``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -53,17 +54,30 @@ def _check_frame(frame: Any, shape: tuple[int, int] | None = None) -> np.ndarray
 CLIP_PERCENTILES = (1.0, 99.0)
 
 
+@functools.lru_cache(maxsize=8)
+def _band_gain(shape: tuple[int, int], smooth_px: float, highpass_px: float) -> np.ndarray:
+    """Transfer function (rfft2 layout) of Gaussian(smooth) minus Gaussian(highpass)."""
+    fy = np.fft.fftfreq(shape[0])[:, None]
+    fx = np.fft.rfftfreq(shape[1])[None, :]
+    f2 = (fy**2 + fx**2).astype(np.float32)
+    gain = np.exp(-2 * np.pi**2 * smooth_px**2 * f2)
+    if highpass_px > 0:
+        gain = gain - np.exp(-2 * np.pi**2 * highpass_px**2 * f2)
+    return gain.astype(np.float32)
+
+
 def _robust(img: np.ndarray, smooth_px: float = 0.0, highpass_px: float = 0.0) -> np.ndarray:
     """The image the correlation sees: band-passed (Gaussian ``smooth_px`` sigma takes
     out shot noise, minus a Gaussian of ``highpass_px`` sigma takes out holes and
     contamination that change on their own) and clipped to the 1st-99th percentile, so a
     few very bright atoms (Si) that hop do not outweigh the lattice."""
-    from scipy.ndimage import gaussian_filter
+    if smooth_px > 0 or highpass_px > 0:
+        # Gaussian band-pass in Fourier space (one FFT pair; a direct 16 px Gaussian
+        # costs ten times more on a 1024² frame)
+        from scipy import fft
 
-    if smooth_px > 0:
-        img = gaussian_filter(img, smooth_px)
-    if highpass_px > 0:
-        img = img - gaussian_filter(img, highpass_px)
+        gain = _band_gain(img.shape, float(smooth_px), float(highpass_px))
+        img = fft.irfft2(fft.rfft2(img, workers=1) * gain, s=img.shape, workers=1).astype(np.float32)
     lo, hi = np.percentile(img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)],
                            CLIP_PERCENTILES)
     return np.clip(img, lo, hi)
