@@ -177,6 +177,14 @@ def _new_notifications() -> list[str]:
     return new
 
 
+def wait_for(app, condition, timeout_s: float = 60.0) -> None:
+    """Process events until ``condition()`` holds (results reach the viewer in turns)."""
+    t0 = time.perf_counter()
+    while not condition() and time.perf_counter() - t0 < timeout_s:
+        app.processEvents()
+        time.sleep(0.002)
+
+
 def open_docks(viewer) -> dict:
     """Every AtomLens dock from the manifest; returns name -> widget."""
     out = {}
@@ -211,6 +219,7 @@ def bench_actions(viewer, app, docks: dict, movie_path: Path, epochs: int) -> li
     det.frames.value = "all"
     det.pixel_size.value = REAL_PIXEL_SIZE_A
     results.append(measure(app, "detect (48 frames)", det.run))
+    wait_for(app, lambda: f"atoms {img.name}" in viewer.layers)
     atoms = viewer.layers[f"atoms {img.name}"]
 
     defects = docks["Defects"]

@@ -23,7 +23,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from gui import REAL_MOVIE, REAL_PIXEL_SIZE_A, _process, open_docks  # noqa: E402
+from gui import REAL_MOVIE, REAL_PIXEL_SIZE_A, _process, open_docks, wait_for  # noqa: E402
 
 
 def _wait(app, worker, timeout_s: float = 900.0) -> None:
@@ -84,6 +84,7 @@ def main() -> None:
     det = docks["Detect atoms"]
     det.image.value, det.frames.value, det.pixel_size.value = img, "all", REAL_PIXEL_SIZE_A
     _wait(app, det.run())
+    wait_for(app, lambda: f"atoms {img.name}" in viewer.layers)
     atoms = viewer.layers[f"atoms {img.name}"]
     viewer.dims.set_current_step(0, 10)
     _raise(det)
@@ -152,6 +153,7 @@ def main() -> None:
     pfm.image.value = pfm_layers[0]
     pfm.epochs.value, pfm.per_frame.value = max(3, args.epochs // 2), 40
     _wait(app, pfm.run())
+    wait_for(app, lambda: "PFM windows" in viewer.layers)
     viewer.reset_view()
     _raise(pfm)
     files["pfm"] = _shot(viewer, app, out / "gui_pfm.png")

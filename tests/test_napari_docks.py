@@ -155,3 +155,41 @@ def test_manifest_lists_every_dock_and_the_pfm_sample() -> None:
             "Subimage gallery", "PFM domain walls", "Defects", "Correct atoms"} <= docks
     samples = {s["display_name"] for s in manifest["contributions"]["sample_data"]}
     assert {"Simulated graphene-Si movie", "Simulated PFM domain-wall movie"} <= samples
+
+
+def test_latent_dock_encode_progress_and_stop(make_napari_viewer, qtbot) -> None:
+    from atomlens._napari.latent_widget import LatentWidget
+    from atomlens._napari.state import SessionModel, session_for
+    from atomlens.models import make_model
+    from atomlens.workflows.latent import DescriptorRecipe, cut_windows, prepare_movie
+
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(2)
+    frames = rng.random((3, 64, 64)).astype(np.float32)
+    img = add_tuple(viewer, image_layer_tuple(frames, 0.2, "movie"))
+    atoms = _atoms()
+    pts = add_tuple(viewer, atoms_layer_tuple(atoms, 0.2, "atoms"))
+    recipe = DescriptorRecipe(window=16)
+    windows = cut_windows(prepare_movie(frames, recipe), atoms, recipe)
+    model = make_model("pca", window=(16, 16), n_components=2)
+    model.fit(windows.images)
+    model.card["preprocessing"] = recipe.to_dict()
+    session_for(viewer).model = SessionModel(model, "pca", window=16)
+    latent = LatentWidget(viewer)
+    latent.atoms.value, latent.image.value = pts, img
+
+    worker = latent.encode()
+    latent.stop_movie()  # Stop before the first step: nothing is written
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    assert latent.status.value == "encoding stopped: no latents written"
+    assert set(pts.features.columns) == set(atoms.columns)
+
+    worker = latent.encode()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    names = list(model.latent_names())
+    assert set(names) <= set(pts.features.columns)
+    ok = np.isfinite(pts.features[names[0]].to_numpy())
+    assert ok.sum() == len(windows) and latent.progress.value == latent.progress.max
+    assert not latent.movie_stop.enabled and latent.encode_button.enabled

@@ -52,8 +52,12 @@ def encoding_job(model: Any, data: Any, atoms: Any, stop: threading.Event | None
     prepared as the model was trained) on a worker; returns only the latent columns (NaN
     for atoms whose window crosses the frame edge)."""
     from atomlens.workflows import encode
+    from atomlens.workflows.events import Cancelled
 
-    result = yield from encode.run(model, data, atoms, stop=stop)
+    try:
+        result = yield from encode.run(model, data, atoms, stop=stop)
+    except Cancelled:
+        return None  # stopped: the layer keeps its features
     return result.atoms[list(result.columns)]
 
 
@@ -121,17 +125,34 @@ class LatentWidget(ViewerWidget):
         data = image.data
         self.status.value = "encoding..."
         self.encode_button.enabled = False
+        self._movie_stop = threading.Event()  # the Stop button ends whichever job runs
+        self.movie_stop.enabled = True
+        self._t0 = time.perf_counter()
         self.worker = start_generator(
-            encoding_job, current.model, data, layer_atoms(points),
-            on_yield=lambda ev: setattr(self.status, "value", getattr(ev, "message", "") or "encoding..."),
+            encoding_job, current.model, data, layer_atoms(points), self._movie_stop,
+            on_yield=self._encode_progress,
             on_return=lambda latents: self._write_latents(points, latents),
-            on_error=lambda exc: setattr(self.status, "value", "encoding failed"),
-            on_finish=lambda: setattr(self.encode_button, "enabled", self.session.model is not None),
+            on_error=lambda exc: setattr(self.status, "value", "encoding failed (or stopped)"),
+            on_finish=self._encode_done,
             what="Encode",
         )
         return self.worker
 
+    def _encode_progress(self, ev: Any) -> None:
+        done, total = int(getattr(ev, "done", 0)), int(getattr(ev, "total", 0) or 1)
+        self.progress.max, self.progress.value = total, done
+        elapsed = time.perf_counter() - self._t0
+        left = f", ~{elapsed / done * (total - done):.0f} s left" if done else ""
+        self.status.value = f"{getattr(ev, 'message', '') or 'encoding'}{left}"
+
+    def _encode_done(self) -> None:
+        self.encode_button.enabled = self.session.model is not None
+        self.movie_stop.enabled = False
+
     def _write_latents(self, points: Points, latents: Any) -> None:
+        if latents is None:
+            self.status.value = "encoding stopped: no latents written"
+            return
         table = latents.reset_index(drop=True)
         keep = list(table.columns)
         merge_features(points, table)
@@ -216,7 +237,8 @@ class LatentWidget(ViewerWidget):
         return self.movie_worker
 
     def stop_movie(self) -> None:
-        """End the export after the current frame; the frames done are written."""
+        """Stop the running job: a movie export ends after the current frame (the frames
+        done are written); encoding ends at its next step (no latents are written)."""
         self._movie_stop.set()
 
     def _movie_progress(self, ev: Any) -> None:
