@@ -563,7 +563,10 @@ def plan_finetune(labels: pd.DataFrame, frame_shape: tuple[int, int], base: Dete
     f_uniform = per_crop * disk / crop**2
     f_centred = (1.0 + per_crop) * disk / crop**2
     f_atoms = min(0.5, p_centre * f_centred + (1 - p_centre) * f_uniform)
-    w_atom = float(np.clip(np.sqrt((1 - f_atoms) / max(f_atoms, 1e-6)) / 3.0, 1.0, 8.0))
+    # the soft Dice term already balances the classes; the cross-entropy weight only
+    # keeps very sparse atom pixels from drowning, and stays <= 2 because a weight w moves
+    # the 0.5 detection threshold to a probability of 1 / (1 + w) (false positives)
+    w_atom = float(np.clip(np.sqrt((1 - f_atoms) / max(f_atoms, 1e-6)) / 8.0, 1.0, 2.0))
     weights = [1.0] + [w_atom] * (len(classes) - 1)
     if "Si" in classes and not new_classes:  # keep the base recipe's extra weight on Si
         weights[classes.index("Si")] *= 2.0
@@ -727,10 +730,11 @@ def iter_finetune(
     n_corr = int(labels["edited"].astype(bool).sum()) if "edited" in labels else 0
     if "cls" not in labels:
         labels = labels.assign(cls=base.classes[1])
-    labels = labels.assign(cls=[cfg.class_map.get(c, c) for c in labels["cls"].astype(str)])
+    # training names (class_map applied); the card keeps the user's names
+    mapped = labels.assign(cls=[cfg.class_map.get(c, c) for c in labels["cls"].astype(str)])
     # renumber the labelled frames 0..F-1 (the order of ``frames``)
     raw = np.stack([np.asarray(data[f], np.float32) for f in frames])
-    local = labels.assign(frame=labels["frame"].astype(int).map({f: k for k, f in enumerate(frames)}))
+    local = mapped.assign(frame=mapped["frame"].astype(int).map({f: k for k, f in enumerate(frames)}))
     ign_local = None if ignore is None or not len(ignore) else ignore.assign(
         frame=ignore["frame"].astype(int).map({f: k for k, f in enumerate(frames)}))
     fwhm, refined = measure_atom_fwhm(raw, local, ps, _nn_distance_px(local))
