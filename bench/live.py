@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 
 def simulate(frames: int, size: int, seed: int):
@@ -86,6 +85,7 @@ def main() -> None:
     t0 = time.time()
     movie = simulate(args.frames, args.size, args.seed)
     sim_s = time.time() - t0
+    movie.atoms.to_parquet(work / "truth_atoms.parquet")  # for a closer look afterwards
     load_before = os.getloadavg()
 
     proc = subprocess.Popen(watch_cmd(folder, out, args), stdout=subprocess.PIPE,
@@ -128,7 +128,7 @@ def main() -> None:
     drift = read_table(out, "drift").sort_values("frame")[["dy_px", "dx_px"]].to_numpy()
     truth = truth_drift(movie.atoms)
     events = read_table(out, "events")
-    hops = events[events["type"] == "si_hop"]
+    hops = events[events["type"] == "si_hop"] if len(events) else events
     true_hops = truth_hops(movie.atoms, movie.pixel_size)
     if args.policy == "newest":
         kept = set(proc_rows["frame"])

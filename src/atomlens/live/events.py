@@ -23,7 +23,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 EVENT_COLUMNS = ["frame", "y", "x", "type", "atom_ids", "track_ids", "detail"]
-EVENT_TYPES = ("si_hop", "coordination_change", "vacancy_new", "vacancy_grow", "hole_new",
+EVENT_TYPES = ("si_hop", "si_edge_move", "coordination_change", "vacancy_new", "vacancy_grow", "hole_new",
                "hole_grow", "ring_change")
 
 
@@ -34,6 +34,10 @@ class EventParams:
     hop_threshold_A : a dopant track that moves farther than this between frames has
         hopped (a lattice hop is 1.42 Å; position noise ~0.1 Å).
     hop_species : species whose tracks are checked for hops.
+    hop_min_coordination : a hop starts from a substitutional site: the atom had at
+        least this many bonds in the previous frame. Under-coordinated (edge) atoms that
+        move are reported as ``<species>_edge_move`` instead (edge restructuring; on a
+        sheet full of holes the detector also mistakes edge C for Si there).
     coordination_species : species whose coordination changes are reported (the host
         lattice changes coordination at every vacancy and edge: leave it out).
     match_A : a defect or ring of this frame is "the same" as one of the previous frame
@@ -43,6 +47,7 @@ class EventParams:
 
     hop_threshold_A: float = 0.7
     hop_species: tuple[str, ...] = ("Si",)
+    hop_min_coordination: int = 3
     coordination_species: tuple[str, ...] = ("Si",)
     match_A: float = 2.0
     ring_match_A: float = 0.7
@@ -111,10 +116,14 @@ def hop_events(prev: FrameTables, cur: FrameTables, pixel_size: float,
     step = np.hypot(*(r1 - r0).T) * pixel_size
     out = []
     prev_ids = s0["atom_id"].to_numpy() if "atom_id" in s0 else np.full(len(s0), -1)
+    prev_coord = (s0["coordination"].to_numpy() if "coordination" in s0
+                  else np.full(len(s0), p.hop_min_coordination))
     for k in np.flatnonzero(step > p.hop_threshold_A):
         row = both.iloc[k]
+        sp = str(row["cls"]).lower()
+        kind = "hop" if prev_coord[int(row["_r0"])] >= p.hop_min_coordination else "edge_move"
         out.append({"frame": cur.frame, "y": float(row["y"]), "x": float(row["x"]),
-                    "type": "si_hop" if str(row["cls"]) == "Si" else f"{row['cls']}_hop",
+                    "type": f"{sp}_{kind}",
                     "atom_ids": _ids([prev_ids[int(row["_r0"])], row.get("atom_id", -1)]),
                     "track_ids": str(int(row["track_id"])), "detail": f"{step[k]:.2f} A"})
     return out
