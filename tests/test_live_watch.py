@@ -121,3 +121,18 @@ def test_kill_9_then_restart_loses_no_frame_and_repeats_no_row(movie_folder, ref
     # the files hold exactly the committed rows
     for name, n in read_state(out)["bytes"].items():
         assert (out / f"{name}.csv").stat().st_size == n
+
+
+def test_watch_encodes_atoms_with_a_latent_model(movie_folder, tmp_path):
+    from atomlens.models.classic import PCAModel
+
+    model = PCAModel(window=16, n_components=2)
+    model.fit(np.random.default_rng(0).random((64, 16, 16)).astype(np.float32))
+    path = model.save(tmp_path / "pca.pt")
+    out = tmp_path / "out"
+    drain(run(movie_folder, out, WatchRecipe(settle_s=0, max_frames=2, latent_model=str(path))))
+    atoms = read_table(out, "atoms")
+    assert {"pc1", "pc2"} <= set(atoms) and atoms["frame"].nunique() == 2
+    assert atoms["pc1"].notna().mean() > 0.5  # atoms whose window fits in the frame
+    frames = read_table(out, "frames")
+    assert (frames["t_encode"] > 0).all()
