@@ -11,7 +11,10 @@ from atomlens.pipeline.executor import frame_chunks
 
 def test_config_files_round_trip_and_reject_typos(tmp_path):
     toml = tmp_path / "c.toml"
-    toml.write_text(default_config_toml().replace("epochs = 30", "epochs = 7"))
+    default = PipelineConfig().latent.epochs
+    text = default_config_toml()
+    assert f"epochs = {default}" in text
+    toml.write_text(text.replace(f"epochs = {default}", "epochs = 7"))
     cfg = PipelineConfig.from_file(toml)
     assert cfg.latent.epochs == 7
     assert cfg.detect.threshold == 0.5
