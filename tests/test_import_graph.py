@@ -43,6 +43,9 @@ LAYERS: list[set[str]] = [
 KNOWN_UPWARD: dict[tuple[str, str], set[str]] = {
     ("segment", "atoms"): {"segment/__init__.py", "segment/finetune.py", "segment/general.py",
                            "segment/suitability.py", "segment/train.py"},
+    # read_stack(calibrate=...) calibrates from the lattice inside the reader; the lattice
+    # calibration belongs to the pixel-size resolver's caller (a workflow), not to io/
+    ("io", "chem"): {"io/readers.py"},
 }
 
 
