@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="also write the summary here")
+    ap.add_argument("--save", default=None, help="write each split's model to DIR/splitK.pt")
     ap.add_argument("--no-base-score", action="store_true",
                     help="skip scoring the base model on all 11 images")
     args = ap.parse_args(argv)
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         res = finetune(Stack(images[train], PIXEL_SIZE), atoms, [0, 1, 2], base,
                        steps=args.steps, seed=args.seed, threads=args.threads,
-                       progress=_progress)
+                       progress=_progress,
+                       out=Path(args.save) / f"split{k}.pt" if args.save else None)
         t_ft = time.perf_counter() - t0
         sc = score(res.detector, images, labels, test)
         ft = res.card["finetune"]

@@ -125,6 +125,12 @@ def test_stop_and_errors():
         if isinstance(ev, FinetuneFinished):
             reason, steps = ev.reason, ev.result.card["finetune"]["steps"]
     assert reason == "stopped" and steps == 2
+    # no step count given: the plan chooses it, and the card records it
+    calls = iter(range(100))
+    res = finetune(frames, truth, [0], _tiny_detector(), pixel_size=PX, batch=2, threads=1,
+                   stop=lambda: next(calls) >= 2)
+    assert res.reason == "stopped" and res.card["finetune"]["steps"] == 2
+    assert res.card["finetune"]["steps_requested"] == res.card["finetune"]["plan"]["steps"] > 2
     with pytest.raises(FinetuneError, match="no labelled atoms"):
         finetune(frames, truth[truth.frame == 1], [0], _tiny_detector(), pixel_size=PX, steps=1)
     with pytest.raises(FinetuneError, match="unknown fine-tuning option"):

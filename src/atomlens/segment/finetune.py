@@ -869,7 +869,7 @@ def _card(base: Detector, base_path: Any, cfg: FinetuneConfig, frames: list[int]
             "labels_per_species": {str(k): int(v) for k, v in species.items()},
             "n_corrections": n_corr,
             "steps": int(steps_done),
-            "steps_requested": int(cfg.steps),
+            "steps_requested": int(plan.steps if plan else (cfg.steps or 0)),
             "finished": reason,
             "final_loss_ema": loss_ema,
             "time_s": round(elapsed, 1),
