@@ -103,8 +103,8 @@ def main() -> None:
     sub = docks["Subimages"]
     sub.atoms.value, sub.image.value, sub.window.value = atoms, img, 40
     _wait(app, sub.cut())
-    shown = np.flatnonzero(atoms.data[:, 0] == 10)
-    atoms.selected_data = set(int(i) for i in shown[:9])
+    with_window = [int(r) for r in sub.current.index if atoms.data[int(r), 0] == 10]
+    atoms.selected_data = set(with_window[len(with_window) // 2:][:9])  # atoms mid-frame
     _raise(docks["Subimage gallery"])
     files["subimages"] = _shot(viewer, app, out / "gui_subimages.png")
     atoms.selected_data = set()

@@ -134,8 +134,12 @@ class SubimageGallery(QWidget):
                     text.set_text(f"#{row}{frame}")
                 else:
                     text.set_text("")
-            self.label.setText(f"{subs.name}: {len(self.rows)} of {len(images)} windows "
-                               f"({h}x{w} px)")
+            if self.rows:
+                self.label.setText(f"{subs.name}: {len(self.rows)} of {len(images)} windows "
+                                   f"({h}x{w} px)")
+            else:
+                self.label.setText("no window for these atoms: they sit too close to the frame "
+                                   "edge for the Subimages dock's 'window (px)'")
             self.canvas.draw_idle()
         except RuntimeError:  # deleted with a closed viewer
             pass

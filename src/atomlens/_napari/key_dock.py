@@ -24,7 +24,7 @@ from atomlens.viz.keys import ColourKey, draw_key
 _BG = "#262930"
 _FG = "#d0d0d0"
 #: At most this many keys are drawn (the topmost visible layers).
-MAX_KEYS = 3
+MAX_KEYS = 2
 
 
 class ColourKeyDock(QWidget):
@@ -40,7 +40,7 @@ class ColourKeyDock(QWidget):
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.empty)
         layout.addWidget(self.canvas)
-        self.setMinimumHeight(150)
+        self.setMinimumHeight(200)
         self.setMinimumWidth(150)
         self.keys: list[tuple[str, ColourKey]] = []
         self.redraw = Throttle(self._draw, 150, parent=self)

@@ -75,7 +75,8 @@ class LatentWidget(ViewerWidget):
         self.image = self.layer_picker("image / map", "image", _image_layers)
         self.model_label = Label(value="model: none (train or load one)")
         self.encode_button = PushButton(text="Encode atoms", enabled=False)
-        self.colour_by = ComboBox(label="colour by", choices=self._feature_choices)
+        # nullable: a refreshed feature list never picks (and colours by) a column itself
+        self.colour_by = ComboBox(label="colour by", choices=self._feature_choices, nullable=True)
         self.movie_path = FileEdit(label="movie file", mode="w", filter="*.mp4 *.gif",
                                    value=str(Path.home() / "atomlens_movie.mp4"))
         self.movie_path.tooltip = ".mp4 (H.264) or .gif; a relative name is saved in your home folder"

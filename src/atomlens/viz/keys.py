@@ -191,17 +191,20 @@ def draw_key(ax: Any, key: ColourKey, text_colour: str = "#d0d0d0", fontsize: fl
     entries = list(key.entries)
     if key.n_missing:
         entries.append((f"no value ({key.n_missing})", NEUTRAL_GREY))
-    n = max(len(entries), 1)
+    ncol = 1 if len(entries) <= 4 else 2  # many categories: two columns
+    n = max(int(np.ceil(len(entries) / ncol)), 1)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, n + 1)
     ax.axis("off")
     ax.text(0.0, n + 0.5, key.label, color=text_colour, fontsize=fontsize, va="center",
             fontweight="bold")
+    width = 1.0 / ncol
     for i, (label, colour) in enumerate(entries):
-        y = n - i - 0.5
-        ax.add_patch(Rectangle((0.0, y - 0.3), 0.18, 0.6, facecolor=colour, edgecolor=text_colour,
-                               linewidth=0.5))
-        ax.text(0.25, y, label, color=text_colour, fontsize=fontsize, va="center")
+        col, row = divmod(i, n)
+        x, y = col * width, n - row - 0.5
+        ax.add_patch(Rectangle((x, y - 0.3), 0.15 * width, 0.6, facecolor=colour,
+                               edgecolor=text_colour, linewidth=0.5))
+        ax.text(x + 0.22 * width, y, label, color=text_colour, fontsize=fontsize, va="center")
 
 
 def _fmt(lo: float, hi: float) -> Any:
