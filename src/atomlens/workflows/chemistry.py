@@ -90,15 +90,21 @@ def registration_available() -> bool:
 
 
 def register_atoms(atoms: pd.DataFrame, frames: Any) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """Drift of the movie ``frames`` (T, Y, X) and ``atoms`` with ``y_reg, x_reg``.
+    """Drift of the movie ``frames`` (T, Y, X) and ``atoms`` with ``y_reg, x_reg``
+    (deterministic: measured with one BLAS thread).
 
     Returns ``(atoms, None)`` unchanged when the registration module is absent.
     """
     if not registration_available() or frames is None:
         return atoms, None
+    from threadpoolctl import threadpool_limits
+
     from atomlens.chem.registration import apply_drift, estimate_drift
 
-    drift = np.asarray(estimate_drift(frames), dtype=float)
+    # one BLAS thread: the upsampled-DFT peak is then the same number in every process
+    # (a GUI, a Dask worker, OMP_NUM_THREADS=1), so a resumed run equals a fresh one
+    with threadpool_limits(limits=1):
+        drift = np.asarray(estimate_drift(frames), dtype=float)
     return apply_drift(atoms, drift), drift
 
 
