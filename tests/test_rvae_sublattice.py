@@ -18,6 +18,7 @@ ANGLE = dict(latent_dim=0, translation=False, loss="bce", rot_prior=3.14, lr=3e-
 EPOCHS = 100
 
 
+@pytest.mark.slow  # ~30 s on 2 cores
 def test_angle_latent_splits_the_sublattices():
     movie = simulate.simulate_movie(2, size=96, pixel_size=0.3, seed=1, n_holes=1,
                                     hole_radius_A=5.0)  # fmt: skip
