@@ -1,8 +1,10 @@
 """Manual corrections of an atom table, headless: which frames are corrected, edit flags,
 undo history, and re-detection that never overwrites corrected frames.
 
-The napari correction widget (:mod:`atomlens._napari.correction`) is a thin shell over
-these functions; tests and the CLI call them directly.
+The session that holds a correction's state and rules (edits by ``atom_id``, undo/redo,
+dirty state, autosave, model lineage, project mapping) is
+:class:`atomlens.workflows.correct.CorrectionSession`, built on these functions; the
+"Correct atoms" dock is wiring around it.
 
 A frame is *corrected* once the user has added, deleted, moved or re-classified an atom
 on it (or declared it checked). Corrected frames are the training set of

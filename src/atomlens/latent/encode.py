@@ -24,6 +24,9 @@ def encode_atoms(
 ) -> pd.DataFrame:
     """Encode the window around every atom and add the latents as columns.
 
+    ``data`` is used as given: to prepare it as the model was trained (binning and scaling
+    recorded in its card), use :func:`atomlens.workflows.encode.run` instead.
+
     Parameters
     ----------
     model : a fitted latent model (rVAE: ``angle, dx, dy, z1, z2, ...``).
