@@ -103,6 +103,8 @@ def register_atoms(atoms: pd.DataFrame, frames: Any) -> tuple[pd.DataFrame, np.n
 
     # one BLAS thread: the upsampled-DFT peak is then the same number in every process
     # (a GUI, a Dask worker, OMP_NUM_THREADS=1), so a resumed run equals a fresh one
+    if len(atoms):  # frames after the last one with atoms are not needed
+        frames = frames[: int(atoms["frame"].max()) + 1]
     with threadpool_limits(limits=1):
         drift = np.asarray(estimate_drift(frames), dtype=float)
     return apply_drift(atoms, drift), drift
