@@ -185,7 +185,16 @@ class DriftEstimator:
         return _taper(img)
 
     def add(self, frame: Any) -> np.ndarray:
-        """Register one more frame; returns its (dy, dx) drift in pixels (shape (2,))."""
+        """Register one more frame; returns its (dy, dx) drift in pixels (shape (2,)).
+
+        Runs with one BLAS thread: the upsampled-DFT peak is then the same number in
+        every process (a resumed live watch continues exactly where it stopped)."""
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):
+            return self._add(frame)
+
+    def _add(self, frame: Any) -> np.ndarray:
         img = _robust(_check_frame(frame, self._shape), self.smooth_px, self.highpass_px)
         if self.coarse_bin is None:
             self.coarse_bin = max(1, min(img.shape) // 512)
