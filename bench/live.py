@@ -12,7 +12,9 @@ Measures, from outside the watch process:
 - the highest sustainable rate: 1 / median service time (the time the watch spends
   per frame once it is free to start it);
 - drift error against the simulator's truth (px RMS over frames);
-- Si-hop recall and precision against the truth (matched within 0.7 Å on the same frame).
+- Si-hop recall and precision against the truth (matched within 0.7 Å on the same frame);
+- CPU seconds per frame (all threads of the watch): on a shared machine the wall time
+  per frame is inflated by the load, the CPU time much less so.
 Prints one JSON object (also written to WORK/live_bench.json), with the machine load.
 """
 
@@ -145,6 +147,8 @@ def main() -> None:
         "queue_last10_mean": float(proc_rows["queue"].tail(10).mean()),
         "service_s": {"median": float(np.median(service)), "p95": float(np.percentile(service, 95))},
         "max_sustained_fps": float(1.0 / np.median(service)),
+        "cpu_s_per_frame_median": (float(proc_rows["cpu_s"].median()) if "cpu_s" in proc_rows
+                                   else None),
         "stage_median_s": {c[2:]: float(proc_rows[c].median()) for c in stage_cols
                            if proc_rows[c].notna().any()},
         "drift_rms_px": drift_rms(drift, truth[: len(drift)]) if len(drift) == len(truth) else None,

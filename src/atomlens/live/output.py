@@ -35,7 +35,7 @@ STATE_VERSION = 1
 TABLES = ("atoms", "bonds", "rings", "defects", "dopants", "events", "drift", "frames")
 FRAME_COLUMNS = ["frame", "source", "status", "arrived", "done", "latency_s", "queue",
                  "n_atoms", "n_events", "t_register", "t_detect", "t_chem", "t_track",
-                 "t_encode", "t_events"]
+                 "t_encode", "t_events", "cpu_s"]
 
 
 def _csv_bytes(df: pd.DataFrame, columns: list[str] | None, header: bool) -> tuple[bytes, list[str]]:

@@ -89,6 +89,7 @@ class FrameProcessor:
         self.next_ring_id = 0
         self.next_defect_id = 0
         self.warnings: list[str] = []  # the detector's fit warnings on the first frame
+        self.last_cpu_s = 0.0  # CPU seconds (all threads) the last frame took
         self._detect_fixed = False
 
     # ------------------------------------------------------------------ stages
@@ -134,6 +135,7 @@ class FrameProcessor:
         if image.ndim != 2:
             raise SettingsError(f"a live frame must be one (Y, X) image, got shape {image.shape}")
         t: dict[str, float] = {}
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
         if self.chem.register:
             dy, dx = (float(v) for v in self.drift.add(image))
@@ -169,6 +171,7 @@ class FrameProcessor:
             if self.prev is not None else empty_events()
         t["events"] = time.perf_counter() - t0
         self.prev = cur
+        self.last_cpu_s = time.process_time() - cpu0  # all threads of this process
         tables = self._globalise(atoms, per, events, offset)
         self.next_atom_id = offset + len(atoms)
         return FrameOutput(frame, tables, (dy, dx), t, self.pixel_size)

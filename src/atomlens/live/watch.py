@@ -239,7 +239,8 @@ def run(folder: str | Path, out: str | Path, recipe: WatchRecipe | None = None, 
                    "done": done, "latency_s": latency, "queue": len(queue),
                    "n_atoms": len(res.atoms), "n_events": len(res.events),
                    **{f"t_{k}": tm.get(k, np.nan) for k in
-                      ("register", "detect", "chem", "track", "encode", "events")}}
+                      ("register", "detect", "chem", "track", "encode", "events")},
+                   "cpu_s": proc.last_cpu_s}
             tables = dict(res.tables)
             tables["drift"] = pd.DataFrame({"frame": [frame], "dy_px": [res.drift[0]],
                                             "dx_px": [res.drift[1]]})
