@@ -301,15 +301,42 @@ def test_new_species_validation_and_early_stopping_keep_the_best_weights(tmp_pat
     assert vals and all(e.step % 4 == 0 for e in vals)
     hist = res.scores["history"]
     best = max(h["f1"] for h in hist)
-    assert res.scores["after"]["f1"] == best and res.scores["before"]["f1"] == started.before["f1"]
-    # the kept weights are the best validated ones: scoring them again gives that F1
+    after = res.scores["after"]["f1"]
+    # the best validated weights, then the threshold with the best F1 folded into the head
+    assert after >= best and res.scores["before"]["f1"] == started.before["f1"]
+    cal = res.scores["threshold_calibration"]
+    assert cal["at_0.5"]["f1"] == best and max(cal["f1_by_threshold"].values()) == after
     card = load_detector(tmp_path / "pt.pt").card
     assert card["classes"] == ["background", "Pt"]
-    assert card["finetune"]["validation"]["after"]["f1"] == best
+    assert card["finetune"]["validation"]["after"]["f1"] == after
     x_score = 0.75 * frames.shape[-1]
     x0 = int(x_score) - int(np.ceil(16 * res.detector.pixel_size / PX))
     again = validation_scores(res.detector, frames[..., x0:], truth, PX,
                               res.scores["radius_A"], x0, x_score)
-    assert again["f1"] == pytest.approx(best, abs=1e-6)
+    assert again["f1"] == pytest.approx(after, abs=1e-6)
     # a species name the head predicts: matched atoms are called "Pt"
     assert res.scores["after"]["n_matched"] == 0 or res.scores["after"]["species_accuracy"] == 1.0
+
+
+def test_calibrated_threshold_folded_into_the_head_detects_the_same_atoms():
+    import copy
+
+    from atomlens.atoms import detect
+    from atomlens.segment.finetune import calibrate_threshold
+
+    frames, truth = _frames_with_atoms(2)
+    det = _tiny_detector(1)
+    before = {t: len(detect(frames, det, pixel_size=PX, threshold=t, refine="none").atoms)
+              for t in (0.3, 0.5, 0.7)}
+    cal = calibrate_threshold(det, frames, truth, PX, 0.3, 0.0, 0.0, thresholds=(0.3, 0.5, 0.7))
+    t = cal["threshold"]
+    assert cal["scores"]["f1"] == max(cal["f1_by_threshold"].values())
+    after = len(detect(frames, det, pixel_size=PX, refine="none").atoms)
+    assert after == before[t]
+    # folding is exact: the same components at 0.5 as at t before
+    det2 = copy.deepcopy(det)
+    with torch.no_grad():
+        det2.net.head.bias[1:] -= float(np.log((1 - t) / t))
+    a = detect(frames, det2, pixel_size=PX, threshold=t, refine="none").atoms
+    b = detect(frames, det, pixel_size=PX, refine="none").atoms
+    assert len(a) == len(b)

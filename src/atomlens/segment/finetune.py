@@ -107,6 +107,9 @@ class FinetuneConfig:
         the atom's width) before training: hand clicks are ~1-2 px off.
     centre_fraction : share of crops centred on a labelled atom (None: from the atom
         density, up to 0.5 when a random crop holds few atoms).
+    calibrate_threshold : after training, find the detection threshold with the best
+        F1 on the held-back strips and fold it into the head's bias, so the usual 0.5
+        detects that (see :func:`calibrate_threshold`).
     """
 
     steps: int | None = None
@@ -128,6 +131,7 @@ class FinetuneConfig:
     rescale: bool = True
     refine_labels: bool = True
     centre_fraction: float | None = None
+    calibrate_threshold: bool = True
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -620,24 +624,28 @@ def resize_head(base: Detector, classes: tuple[str, ...], pixel_size: float | No
                     float(radius_A or base.radius_A), base.tile, dict(base.card))
 
 
-def validation_scores(det: Detector, strips: np.ndarray, truth: pd.DataFrame,
-                      pixel_size: float, radius_A: float, x_start: float,
-                      x_score: float) -> dict:
-    """Score ``det`` on held-back strips.
+def _strip_detections(det: Detector, strips: np.ndarray, pixel_size: float,
+                      thresholds: Iterable[float]) -> dict[float, pd.DataFrame]:
+    """Detections (no refinement) on the strips at each threshold; the network runs once."""
+    from atomlens.atoms.detect import atoms_in_frame
+    from atomlens.segment.predict import iter_model_maps
 
-    ``strips`` ``(F, Y, w)``: columns ``x_start ..`` of the labelled frames (strip ``k``
-    = ``truth`` frame ``k``); detections and ``truth`` atoms at frame x >= ``x_score``
-    are matched one-to-one within ``radius_A`` (the columns between ``x_start`` and
-    ``x_score`` only give the network context). ``species_accuracy``: the share of
-    matched atoms whose class name is right.
-    """
-    from atomlens.atoms import detect
+    thresholds = [float(t) for t in thresholds]
+    out: dict[float, list] = {t: [] for t in thresholds}
+    for k, raw, m in iter_model_maps(strips, det, pixel_size=pixel_size):
+        for t in thresholds:
+            out[t].append(atoms_in_frame(raw, m, det, pixel_size, k, threshold=t,
+                                         refine="none"))
+    return {t: pd.concat(v, ignore_index=True) for t, v in out.items()}
+
+
+def _score_found(found: pd.DataFrame, truth: pd.DataFrame, n_frames: int, pixel_size: float,
+                 radius_A: float, x_start: float, x_score: float) -> dict:
     from atomlens.atoms.match import match_atoms
 
-    found = detect(strips, det, pixel_size=pixel_size, refine="none").atoms
     tp = n_found = n_true = right = 0
     r = radius_A / pixel_size
-    for k in range(strips.shape[0]):
+    for k in range(n_frames):
         t = truth[truth["frame"].astype(int) == k]
         a = found[found["frame"].astype(int) == k]
         ty = t[["y", "x"]].to_numpy(float)
@@ -653,6 +661,52 @@ def validation_scores(det: Detector, strips: np.ndarray, truth: pd.DataFrame,
             "recall": round(tp / max(n_true, 1), 4),
             "species_accuracy": round(right / max(tp, 1), 4),
             "n_true": int(n_true), "n_found": int(n_found), "n_matched": int(tp)}
+
+
+def validation_scores(det: Detector, strips: np.ndarray, truth: pd.DataFrame,
+                      pixel_size: float, radius_A: float, x_start: float,
+                      x_score: float, threshold: float = 0.5) -> dict:
+    """Score ``det`` on held-back strips.
+
+    ``strips`` ``(F, Y, w)``: columns ``x_start ..`` of the labelled frames (strip ``k``
+    = ``truth`` frame ``k``); detections and ``truth`` atoms at frame x >= ``x_score``
+    are matched one-to-one within ``radius_A`` (the columns between ``x_start`` and
+    ``x_score`` only give the network context). ``species_accuracy``: the share of
+    matched atoms whose class name is right.
+    """
+    found = _strip_detections(det, strips, pixel_size, [threshold])[float(threshold)]
+    return _score_found(found, truth, strips.shape[0], pixel_size, radius_A, x_start, x_score)
+
+
+#: Thresholds tried by :func:`calibrate_threshold`.
+THRESHOLDS = tuple(round(float(t), 2) for t in np.arange(0.2, 0.91, 0.05))
+
+
+def calibrate_threshold(det: Detector, strips: np.ndarray, truth: pd.DataFrame,
+                        pixel_size: float, radius_A: float, x_start: float, x_score: float,
+                        thresholds: Iterable[float] = THRESHOLDS) -> dict:
+    """Find the foreground threshold with the best held-back F1 and fold it into the
+    network, so that the usual 0.5 then detects exactly what that threshold did.
+
+    Adding ``b = log((1 - t) / t)`` to the bias of every atom class of the 1x1 head
+    multiplies the atom/background odds of every pixel by ``e^b``: ``1 - p(background)
+    > 0.5`` afterwards where it was ``> t`` before. ``det`` is modified in place.
+    Returns ``{"threshold", "scores" (at that threshold), "at_0.5" (before), "f1_by_threshold"}``;
+    ties go to the threshold closest to 0.5 (no change when 0.5 is among the best).
+    """
+    found = _strip_detections(det, strips, pixel_size, thresholds)
+    scores = {t: _score_found(f, truth, strips.shape[0], pixel_size, radius_A, x_start, x_score)
+              for t, f in found.items()}
+    best = max(scores, key=lambda t: (scores[t]["f1"], -abs(t - 0.5)))
+    at_half = scores.get(0.5) or validation_scores(det, strips, truth, pixel_size, radius_A,
+                                                   x_start, x_score)
+    if at_half["f1"] >= scores[best]["f1"]:
+        best = 0.5
+    else:
+        with torch.no_grad():
+            det.net.head.bias[1:] += float(np.log((1 - best) / best))
+    return {"threshold": float(best), "scores": scores.get(best, at_half), "at_0.5": at_half,
+            "f1_by_threshold": {f"{t:.2f}": s["f1"] for t, s in scores.items()}}
 
 
 # --- fine-tuning ------------------------------------------------------------------------
@@ -826,13 +880,20 @@ def iter_finetune(
             torch.set_num_threads(old_threads)
     if best_state is not None:  # the best validated weights (early stopping)
         net.load_state_dict(best_state)
+    calibration = None
+    if score is not None and cfg.calibrate_threshold and best_step > 0:
+        calibration = calibrate_threshold(det0, strips, local, ps, plan.score_radius_A,
+                                          x_start, x_score)
     elapsed = time.perf_counter() - t0
     scores: dict = {}
     if before is not None:
         after = next((h for h in history if h["step"] == best_step), None)
         if after is None:  # the base weights were kept (nothing scored better)
             after = {"step": 0, **before}
+        if calibration is not None and calibration["threshold"] != 0.5:
+            after = {"step": best_step, **calibration["scores"]}
         scores = {"before": before, "after": after, "history": history,
+                  "threshold_calibration": calibration,
                   "kept_step": int(best_step), "radius_A": plan.score_radius_A,
                   "strip": f"x >= {x_score:.0f} px of each labelled frame"}
     card = _card(base, base_path, cfg, frames, labels, n_corr, step, reason, ema, elapsed,
@@ -925,6 +986,7 @@ __all__ = [
     "FinetuneStep",
     "FinetunePlan",
     "FinetuneValidation",
+    "calibrate_threshold",
     "finetune",
     "measure_atom_fwhm",
     "plan_finetune",
