@@ -248,6 +248,7 @@ def bench_actions(viewer, app, docks: dict, movie_path: Path, epochs: int) -> li
         latent.colour_by.value = "z1"
 
     results.append(measure(app, "colour by z1", _colour))
+    results.append(measure(app, "show plots", lambda: (latent.show_plots(), None)[1]))
     out = Path(tempfile.mkdtemp()) / "bench_movie.mp4"
     results.append(measure(app, "export movie (MP4)", lambda: latent.export_movie(out)))
     results[-1]["file_mb"] = round(out.stat().st_size / 1e6, 2) if out.exists() else None

@@ -282,7 +282,7 @@ class LatentWidget(ViewerWidget):
                 self.plots["manifold"] = ManifoldPlot()
                 self.plots["manifold"].show_image(np.asarray(image))
                 tabs.addTab(self.plots["manifold"], "latent manifold")
-        tabs.setMinimumHeight(230)
+        tabs.setMinimumHeight(170)
         old = self.plots.get("dock")
         if old is not None:
             try:

@@ -69,7 +69,7 @@ class MplWidget(QWidget):
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(self.controls)
         layout.addWidget(self.canvas)
-        self.setMinimumHeight(160)
+        self.setMinimumHeight(110)  # small enough that a plots dock fits a 800 px screen
         self.animated: list = []
         self._background = None
         self.canvas.mpl_connect("draw_event", self._on_full_draw)
