@@ -108,8 +108,8 @@ def general():
 def test_shipped_general_model_on_held_out_simulations(general):
     from atomlens.segment.general import validate, validation_set
 
-    scores = validate(general, validation_set(n=6, seed=777))
-    assert scores["all"]["f1"] >= 0.85, scores
+    scores = validate(general, validation_set(n=8, seed=777))
+    assert scores["all"]["f1"] >= 0.8, scores
 
 
 @needs_general
@@ -145,22 +145,29 @@ def test_dark_atoms_are_inverted_without_being_asked(general):
 
 
 @needs_general
-def test_general_model_on_a_real_pt_image(shared_data, general):
-    """One pt_single_atoms image (hand labels, 6 px one-to-one): the general model finds
-    most labelled atoms without fine-tuning (the full set is in bench/general.py)."""
-    import pandas as pd
-
+def test_general_model_on_real_mos2_and_srtio3(shared_data, general):
+    """Real files, no fine-tuning: MoS2 against the lattice-fit reference and SrTiO3 .ser
+    HAADF on its fitted column lattice (regression floors a little under the figures of
+    bench/general.py: MoS2 001-5 F1 0.83, .ser 92 % on the lattice, 100 % of sites)."""
     from atomlens.atoms import detect
-    from atomlens.atoms.match import match_atoms
-    from atomlens.io import read_stack
+    from atomlens.atoms.column_lattice import fit_square_lattice, lattice_scores
+    from atomlens.atoms.lattice_reference import lattice_reference, score_tiles
+    from atomlens.io import Stack, read_stack
 
-    tif = real_file(shared_data, "real/pt_single_atoms/037_HAADF_15nm_Sample_PtNC_20Oct20.tif")
-    st = read_stack(tif)
-    pred = detect(st, general).atoms[["y", "x"]].to_numpy(float)
-    true = pd.read_csv(tif.with_name("037_Results.csv"))[["Y", "X"]].to_numpy(float)
-    ip, _ = match_atoms(pred, true, 6.0)
-    f1 = 2 * len(ip) / (len(pred) + len(true))
-    assert f1 >= 0.6, (f1, len(pred), len(true))
+    st = read_stack(real_file(shared_data, "real/MoS2_stem_Exp-001-5.npy"))
+    frame = np.asarray(st.data[0], np.float32)
+    ref, fit = lattice_reference(frame, float(st.pixel_size))
+    pred = detect(Stack(frame[None], fit.pixel_size, "lattice fit"), general).atoms
+    sc = score_tiles(pred, ref, fit.pixel_size, [(0, 0, *frame.shape)])
+    f1 = 2 * int(sc.matched.sum()) / (int(sc.det.sum()) + int(sc.ref.sum()))
+    assert f1 >= 0.75, f1
+
+    st = read_stack(real_file(shared_data, "formats/16_STOimage_1.ser"))
+    frame = np.asarray(st.data[0], np.float64)
+    atoms = detect(st, general).atoms
+    lat = lattice_scores(atoms[["y", "x"]].to_numpy(float),
+                         fit_square_lattice(frame, float(st.pixel_size)), frame.shape)
+    assert lat["on_lattice"] >= 0.88 and lat["sites_found"] >= 0.95, lat
 
 
 def test_column_lattice_reference_finds_the_visible_columns():
