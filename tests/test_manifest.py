@@ -44,8 +44,9 @@ def test_writer_and_sample_contributions(manifest) -> None:
     csv = writers["atomlens.write_atoms_csv"]
     assert csv.layer_types == ["points"] and csv.filename_extensions == [".csv"]
     assert writers["atomlens.write_project"].filename_extensions == [".atomlens"]
-    (sample,) = manifest.contributions.sample_data
-    assert sample.display_name == "Simulated graphene-Si movie"
+    samples = {s.key: s for s in manifest.contributions.sample_data}
+    assert samples["simulated_movie"].display_name == "Simulated graphene-Si movie"
+    assert samples["pfm_movie"].display_name == "Simulated PFM domain-wall movie"
     titles = {w.display_name for w in manifest.contributions.widgets or []}
     commands = {c.id for c in manifest.contributions.commands}
     for w in manifest.contributions.widgets or []:
