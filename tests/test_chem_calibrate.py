@@ -143,3 +143,17 @@ def test_real_graphene_calibrates_without_metadata(shared_data, name, key, truth
     assert cal.metadata_pixel_size is None
     assert cal.pixel_size == pytest.approx(truth, rel=0.02)
     assert cal.sure and cal.evidence_ratio >= 3
+
+
+def test_real_movie_binned_to_coarse_pixels_calibrates(shared_data):
+    """Real frames at a LibraryNet-like scale: the 48-frame movie binned 2x2 (0.152 Å/px,
+    128² px, bond 9.3 px), no metadata; truth 2x the movie's FFT value."""
+    from atomlens.chem.calibrate import calibrate_lattice
+    from tests.conftest import real_file
+
+    frames = np.load(real_file(shared_data, "real/graphene_si1c3_movie.npz"))["frames"]
+    for t in (0, 24):
+        binned = frames[t].reshape(128, 2, 128, 2).mean((1, 3))
+        cal = calibrate_lattice(binned, "graphene")
+        assert cal.pixel_size == pytest.approx(2 * 0.0762, rel=0.02)
+        assert cal.sure
