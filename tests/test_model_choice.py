@@ -168,3 +168,12 @@ def test_real_non_graphene_is_not_called_graphene(shared_data, rel):
         pytest.skip("the general model is not shipped yet")
     img, px = _frame(real_file(shared_data, rel))
     assert choose_model(img, px)[0] == "general"
+
+
+def test_small_field_keeps_the_default_and_stays_silent(graphene_frame, graphene_model):
+    """A 12.8 Å field holds too few cells to judge a lattice: graphene, no warning."""
+    img, px = graphene_frame
+    small = img[:128, :128]
+    name, why = choose_model(small, px)
+    assert name == "graphene" and "too small" in why
+    assert model_fit_warnings(small, px, graphene_model) == []

@@ -190,6 +190,11 @@ def choose_model_from_traits(tr, pixel_size_A: float) -> tuple[str, str]:
         return fallback, "the image shows no structure at the atom scale (noise only)"
     if tr.polarity == "dark":
         return fallback, "atoms look dark (ABF/BF contrast)"
+    if not tr.lattice_checked:
+        if graphene.available:
+            return "graphene", ("the field is too small to judge the lattice (under 20 Å): "
+                                "the graphene model, the default")
+        return fallback, "the field is too small to judge the lattice"
     if tr.hex_period_A is None:
         return fallback, "no hexagonal lattice with graphene's 2.46 Å period in the FFT"
     if tr.sublattice_contrast is not None and tr.sublattice_contrast > 0.3:

@@ -30,6 +30,7 @@ POLARITY_SKEW = 0.3  # |band-passed skewness| beyond which the polarity is calle
 NOISE_STRUCTURE = 2.0  # structure ratio below which a frame is called noise
 CROP = 512  # statistics on a central crop of at most this many pixels per side
 LATTICE_CROP = 384  # the lattice test on a smaller one (its origin scan is the slow part)
+MIN_FIELD_A = 20.0  # fields narrower than this (Å) hold too few cells to judge a lattice
 
 
 @dataclass
@@ -49,6 +50,7 @@ class ImageTraits:
     noise_only: bool
     hex_period_A: float | None = None
     sublattice_contrast: float | None = None
+    lattice_checked: bool = False  # False: not asked, noise, or a field under MIN_FIELD_A
 
 
 def central_crop(image: np.ndarray, size: int = CROP) -> np.ndarray:
@@ -119,7 +121,9 @@ def image_traits(image: np.ndarray, pixel_size_A: float, *, lattice: bool = True
     pol, sk = polarity(img, pixel_size_A)
     st = structure_ratio(img)
     tr = ImageTraits(pol, sk, st, st < NOISE_STRUCTURE)
-    if lattice and not tr.noise_only:
+    tr.lattice_checked = bool(lattice and not tr.noise_only
+                              and min(img.shape) * pixel_size_A >= MIN_FIELD_A)
+    if tr.lattice_checked:
         tr.hex_period_A, tr.sublattice_contrast = _hex_lattice(central_crop(img, LATTICE_CROP),
                                                                pixel_size_A)
     return tr
@@ -166,7 +170,7 @@ def model_fit_warnings(image: np.ndarray, pixel_size_A: float, det, *, threshold
         out.append(f"atoms look dark (ABF/BF contrast, skew {tr.polarity_skew:+.2f}) but the "
                    f"{name} model was trained on bright (HAADF) atoms: {other or 'invert the image, or '}"
                    f"{retrain}")
-    if name == "graphene" and tr.polarity != "dark":
+    if name == "graphene" and tr.polarity != "dark" and tr.lattice_checked:
         from atomlens.segment.registry import choose_model_from_traits
 
         choice, why = choose_model_from_traits(tr, pixel_size_A)
