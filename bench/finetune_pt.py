@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         summary["base_all11"] = score(base, images, labels, list(range(len(names))))
         print(f"base model, no fine-tuning, all 11 images: F1 {summary['base_all11']['f1']:.3f} "
               f"[{time.perf_counter() - t0:.0f} s]", flush=True)
-    for k in [int(s) for s in args.splits.split(",")]:
+    for k in [int(s) for s in args.splits.split(",") if s.strip()]:
         train = [3 * k, 3 * k + 1, 3 * k + 2]
         test = [i for i in range(len(names)) if i not in train]
         atoms = pd.concat([lab.assign(frame=j) for j, lab in enumerate(labels[i] for i in train)],
