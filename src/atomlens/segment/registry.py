@@ -199,7 +199,8 @@ def choose_model_from_traits(tr, pixel_size_A: float) -> tuple[str, str]:
         return fallback, "no hexagonal lattice with graphene's 2.46 Å period in the FFT"
     if tr.sublattice_contrast is not None and tr.sublattice_contrast > 0.3:
         return fallback, (f"hexagonal lattice with two unequal sublattices (contrast "
-                          f"{tr.sublattice_contrast:.2f}: a TMD such as MoS2, not graphene)")
+                          f"{tr.sublattice_contrast:.2f}): not graphene (a TMD such as MoS2, "
+                          "or no honeycomb at all)")
     if not graphene.available:
         return fallback, "graphene-like image but the graphene model is missing"
     return "graphene", (f"hexagonal lattice with period {tr.hex_period_A:.2f} Å and equal "
