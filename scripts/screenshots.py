@@ -144,11 +144,13 @@ def main() -> None:
     _raise(corr)
     files["correct"] = _shot(viewer, app, out / "gui_correct.png")
 
+    viewer.layers.clear()  # the PFM sample is in pixels, the Si movie in Å: one at a time
+    plots = latent.plots.get("tabs")
+    if plots is not None:
+        viewer.window.remove_dock_widget(plots)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pfm_layers = viewer.open_sample("atomlens", "pfm_movie")
-    for layer in list(viewer.layers):
-        layer.visible = layer in pfm_layers[:1]
     pfm = docks["PFM domain walls"]
     pfm.image.value = pfm_layers[0]
     pfm.epochs.value, pfm.per_frame.value = max(3, args.epochs // 2), 40

@@ -177,6 +177,13 @@ def test_subimages_train_encode_colour_animate(make_napari_viewer, qtbot, movie,
     assert dist.image.get_array().shape[1] == 3  # three frames
     if "manifold" in plots:
         assert plots["manifold"].image_artist.get_array().size > 0
+    again = latent.show_plots()  # Show plots twice: one plots dock, replaced
+    assert again["tabs"] is not plots["tabs"] or again is plots
+    from qtpy.QtWidgets import QDockWidget
+
+    titles = [d.windowTitle() for d in viewer.window._qt_window.findChildren(QDockWidget)
+              if d.widget() is not None]
+    assert sum("AtomLens plots" in t for t in titles) == 1
 
     # the colour key dock shows the z1 colour bar beside the canvas
     key_dock = session_for(viewer).key_dock

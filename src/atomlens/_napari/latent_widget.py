@@ -283,11 +283,11 @@ class LatentWidget(ViewerWidget):
                 self.plots["manifold"].show_image(np.asarray(image))
                 tabs.addTab(self.plots["manifold"], "latent manifold")
         tabs.setMinimumHeight(170)
-        old = self.plots.get("dock")
-        if old is not None:
+        old = self.plots.get("tabs")
+        if old is not None:  # Show plots again: replace the plots dock
             try:
                 self.viewer.window.remove_dock_widget(old)
-            except (RuntimeError, LookupError, AttributeError):
+            except (RuntimeError, LookupError, AttributeError, TypeError):
                 pass
         self.plots["tabs"] = tabs
         self.plots["dock"] = self.viewer.window.add_dock_widget(tabs, name="AtomLens plots", area="bottom")
