@@ -139,7 +139,9 @@ class DriftEstimator:
         coherence of the registered frames 0.20 unregistered -> 0.97) and four
         simulated movies (256²-512², 0.04-0.2 px RMS).
     max_crop : the refinement uses at most this many pixels per axis from the centre of
-        the overlap (speed: 512 keeps 1024² frames at about 0.1 s; error 0.04 px RMS).
+        the overlap (speed). The whole overlap of a 1024² frame (default 1024) keeps a
+        hole growing in the centre from biasing the shift: 100 simulated 1024² frames,
+        0.05 px RMS against 0.16 px with a 512 px centre crop.
 
     Use :meth:`add` with each new frame; it returns the cumulative ``(dy, dx)`` drift
     (pixels) of that frame relative to the first one. :attr:`drift` holds them all.
@@ -147,7 +149,7 @@ class DriftEstimator:
 
     def __init__(
         self, upsample: int = 20, min_overlap: float = 0.6, coarse_bin: int | None = None,
-        max_step_px: float = 16.0, normalization: str | None = None, max_crop: int = 512,
+        max_step_px: float = 16.0, normalization: str | None = None, max_crop: int = 1024,
         max_residual_px: float = 3.0, smooth_px: float = 2.0, highpass_px: float = 16.0,
     ) -> None:
         if upsample < 1:
