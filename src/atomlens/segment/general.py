@@ -90,7 +90,10 @@ def render_general(cfg: TrainConfig, rng: np.random.Generator, cols: Columns | N
                 n = max(16, int(round(crop * cfg.pixel_size / p_nom)))
                 # keep the field: the structure was built for size_A; crop a part of it
     dmin = cols.min_spacing_A if (len(cols) and not cols.support.all()) else 2.5
-    fwhm = min(rng.uniform(0.6, 1.6), 0.85 * dmin)
+    if "single atoms" in cols.name:  # isolated atoms: also defocused / low-magnification spots
+        fwhm = rng.uniform(0.7, 2.4)
+    else:
+        fwhm = min(rng.uniform(0.6, 1.8), 0.85 * dmin)
     if rng.random() < 0.3:
         probe = Probe.random(rng)
     else:
@@ -116,7 +119,7 @@ def render_general(cfg: TrainConfig, rng: np.random.Generator, cols: Columns | N
         f /= f.std() + 1e-12
         bg = bg + peak * rng.uniform(0.2, 1.0) * np.clip(f - 0.8, 0, None)
     clean = np.clip(img + bg, 0, None)
-    s = (snr if snr is not None else _log_uniform(rng, 1.5, 30.0)) * (p_nom / 0.1)
+    s = (snr if snr is not None else _log_uniform(rng, 1.0, 30.0)) * (p_nom / 0.1)
     k = s**2 / max(peak, 1e-6)  # counts per unit intensity: the peak has SNR s
     noisy = rng.poisson(clean * k) / k
     if rng.random() < 0.2:
@@ -300,13 +303,13 @@ def _card(cfg: TrainConfig, net: torch.nn.Module, ev: dict, command: str | None,
         "pixel_size_error_tolerance": list(cfg.zoom_range),
         "training_data": (
             "simulated (atomlens.simulate.materials + simulate.image.render_image, real probe "
-            "60-300 kV, FWHM 0.6-1.6 Å): heavy single atoms and clusters (Pt, Au, Ir, W, Pd, "
-            "Mo; out-of-focus weaker) on amorphous carbon 0.05-6 x their peak (blotchy thick "
+            "60-300 kV, FWHM 0.6-1.8 Å, 0.7-2.4 Å for isolated atoms): heavy single atoms and "
+            "clusters (Pt, Au, Ir, W, Pd, Mo; out-of-focus weaker) on amorphous carbon 0.05-6 x their peak (blotchy thick "
             "films), with vacuum edges; 2H MoS2/WS2/MoSe2/WSe2; "
             "SrTiO3/BaTiO3/LaMnO3/PbTiO3/LaFeO3 [001] and [110]; Au/Pt/Pd/Ag/Cu/Ni/Al [001], "
             "[110], [111]; graphene, hBN; vacancies, edges, holes, nanoparticles, supports; "
             "nominal 0.05-0.5 Å/px (true 0.7-1.4 x), Z exponent 1.3-2.0 (HAADF) or 0.4-1.0 "
-            "(inverted ABF/BF), SNR 1.5-30 per 0.1 Å pixel, scan distortion, afterglow, read "
+            "(inverted ABF/BF), SNR 1-30 per 0.1 Å pixel, scan distortion, afterglow, read "
             "noise, gradients, contamination; labels: 0.4 Å disks on columns >= 10 % of the "
             "brightest; fresh samples every step"
         ),

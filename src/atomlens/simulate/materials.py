@@ -298,9 +298,9 @@ def _defects(cols: Columns, rng: np.random.Generator, size_A: float) -> Columns:
 def random_structure(size_A: float, rng: np.random.Generator) -> Columns:
     """A random training structure in a ``size_A`` square (see the module docstring)."""
     r = rng.random()
-    if r < 0.3:
+    if r < 0.35:
         return single_atoms(size_A, rng)
-    if r < 0.48:
+    if r < 0.5:
         cols = tmd_2h(size_A, rng)
     elif r < 0.68:
         cols = perovskite(size_A, rng)
