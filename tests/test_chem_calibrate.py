@@ -111,12 +111,13 @@ def test_lattice_calibration_with_the_peak_finder_and_errors():
         calibrate_lattice(im, "graphene", detector="magic")
 
 
+@pytest.mark.slow
 def test_read_stack_calibrates_and_cli_says_how_sure(tmp_path, capsys):
     from atomlens.cli import main
     from atomlens.io import read_stack
 
     path = tmp_path / "bare.npy"
-    np.save(path, _rendered_graphene(0.09, seed=3))
+    np.save(path, _rendered_graphene(0.09, size=192, seed=3))
     st = read_stack(path, calibrate="graphene")
     assert st.pixel_size == pytest.approx(0.09, rel=0.02)
     assert st.pixel_size_source == "calibration" and st.metadata["calibration"]["method"] == "lattice"
@@ -125,6 +126,7 @@ def test_read_stack_calibrates_and_cli_says_how_sure(tmp_path, capsys):
     assert "spot order:" in text and "evidence" in text and "verdict:     sure" in text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,key,truth", [
     ("graphene_si-2nm", "image", 0.0762),
     ("graphene_grainboundary-4nm", "image", 0.0786),
@@ -145,6 +147,7 @@ def test_real_graphene_calibrates_without_metadata(shared_data, name, key, truth
     assert cal.sure and cal.evidence_ratio >= 3
 
 
+@pytest.mark.slow
 def test_real_movie_binned_to_coarse_pixels_calibrates(shared_data):
     """Real frames at a LibraryNet-like scale: the 48-frame movie binned 2x2 (0.152 Å/px,
     128² px, bond 9.3 px), no metadata; truth 2x the movie's FFT value."""
