@@ -68,6 +68,9 @@ def test_pfm_dock_runs_on_a_worker_with_a_colour_key(make_napari_viewer, qtbot) 
     viewer.window.add_dock_widget(widget)
     assert widget.image.value is img  # the labels layer is not offered
     widget.window.value, widget.per_frame.value, widget.epochs.value = 16, 15, 2
+    from napari.utils.notifications import notification_manager as nm
+
+    first = len(nm.records)
     worker = widget.run()
     assert widget.stop_button.enabled and not widget.run_button.enabled
     with qtbot.waitSignal(worker.finished, timeout=300_000):
@@ -81,6 +84,9 @@ def test_pfm_dock_runs_on_a_worker_with_a_colour_key(make_napari_viewer, qtbot) 
     lo, hi = key["limits"]
     assert lo == pytest.approx(-hi) and hi > 0
     assert "s elapsed" in widget.clock.value
+    from napari.utils.notifications import notification_manager as nm
+
+    assert not any("Inconsistent units" in str(r.message) for r in nm.records[first:])
 
     # bad input: a single image with a time delay -> the message names the dock field
     from napari.utils.notifications import notification_manager

@@ -54,8 +54,10 @@ def result_layers(result: PFMResult) -> list[tuple[Any, dict, str]]:
     lim = d_limits(result)
     key = ColourKey("D", "continuous", "switching degree", "coolwarm", lim,
                     n_missing=int(tab["D"].isna().sum()))
+    # the same axes and units as the phase movie's layer (no "inconsistent units" warning)
+    axes = {"units": ("dimensionless", "pixel", "pixel"), "axis_labels": ("t", "y", "x")}
     return [
-        (result.walls.astype(np.uint8), {"name": "PFM walls (Canny)", "opacity": 0.6,
+        (result.walls.astype(np.uint8), {"name": "PFM walls (Canny)", "opacity": 0.6, **axes,
                                          "metadata": {"atomlens": {"kind": "walls"}}}, "labels"),
         (
             pts,
@@ -66,6 +68,7 @@ def result_layers(result: PFMResult) -> list[tuple[Any, dict, str]]:
                 "face_colormap": "coolwarm",
                 "face_contrast_limits": lim,
                 "size": 3,
+                **axes,
                 "metadata": {"atomlens": {"kind": "pfm_windows", "colour_key": key.to_dict()}},
             },
             "points",
