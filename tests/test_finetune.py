@@ -293,6 +293,7 @@ def test_new_species_validation_and_early_stopping_keep_the_best_weights(tmp_pat
     events = []
     res = finetune(Stack(frames, PX), truth, [0, 1], _tiny_detector(), out=tmp_path / "pt.pt",
                    steps=24, eval_every=4, patience=3, batch=4, threads=1, seed=0,
+                   calibrate_threshold=True,
                    progress=events.append)
     assert res.detector.classes == ("background", "Pt")
     started = events[0]
