@@ -33,7 +33,8 @@ class ChemSpaceDock(ViewerWidget):
         self.track_col = ComboBox(label="track column", choices=["track_id", "atom_id"])
         self.show_button = PushButton(text="Show trajectory of selected atom")
         self.status = Label(value="select one atom, then press the button")
-        self.figure = Figure(figsize=(4, 4), tight_layout=True)
+        self.figure = Figure(figsize=(4, 4))
+        self.figure.subplots_adjust(left=0.16, right=0.96, bottom=0.14, top=0.9)  # no tight_layout
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.extend([self.points, self.track_col, self.show_button, self.status])
         self.native.layout().addWidget(self.canvas)
@@ -75,7 +76,8 @@ class ChemSpaceDock(ViewerWidget):
         z = traj[["z1", "z2"]].to_numpy(dtype=float)
         ax.plot(z[:, 0], z[:, 1], "-", color="k", lw=1)
         ax.scatter(z[:, 0], z[:, 1], c=traj["frame"], cmap="plasma", s=20, zorder=3)
-        for (x, y), f in zip(z, traj["frame"]):
+        step = max(1, len(z) // 12)  # at most ~12 frame labels: text layout is the slow part
+        for (x, y), f in list(zip(z, traj["frame"]))[::step]:
             ax.annotate(str(int(f)), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set(xlabel="z1", ylabel="z2", title="latent trajectory")
         self.canvas.draw_idle()
