@@ -141,7 +141,8 @@ def test_detect_stop_keeps_frames_done_and_pixel_size_message(make_napari_viewer
         pass
     qtbot.waitUntil(lambda: "frames done kept" in widget.status.value, timeout=10_000)
     atoms = viewer.layers["atoms movie"]
-    n_done = viewer.layers["P(C) movie"].data.shape[0]  # maps of the frames done
+    maps = [lay for lay in viewer.layers if lay.name.startswith("P(")]  # the model's classes
+    n_done = maps[0].data.shape[0]  # maps of the frames done
     assert 1 <= n_done < 6 and "stopped" in widget.status.value  # (frames run in batches)
     assert set(np.unique(atoms.data[:, 0]).astype(int)) <= set(range(n_done))
     assert widget.run_button.enabled and not widget.stop_button.enabled
