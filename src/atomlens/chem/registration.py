@@ -46,8 +46,11 @@ def _check_frame(frame: Any, shape: tuple[int, int] | None = None) -> np.ndarray
             f"frame shape {img.shape} differs from the first frame's {shape}: "
             "all frames of a movie must have one size"
         )
-    if not np.isfinite(img).all():
-        img = np.nan_to_num(img, nan=float(np.nanmean(img)) if np.isfinite(img).any() else 0.0)
+    finite = np.isfinite(img)
+    if not finite.all():
+        # masked pixels (NaN stripes, inf borders) take the mean of the finite ones
+        fill = float(img[finite].mean()) if finite.any() else 0.0
+        img = np.where(finite, img, np.float32(fill))
     return img
 
 
