@@ -30,10 +30,16 @@ from pathlib import Path
 import numpy as np
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
-GRAPHENE = (("graphene_si-2nm", "image"), ("graphene_grainboundary-4nm", "image"),
-            ("graphene_si1c3_movie", "frames"))
-MOS2_REFERENCE_NOMINAL = {"MoS2_stem_Exp-000-2": None, "MoS2_stem_Exp-001-5": None,
-                          "MoS2_stem_Exp-002-5": 0.2204 / np.sqrt(3)}
+GRAPHENE = (
+    ("graphene_si-2nm", "image"),
+    ("graphene_grainboundary-4nm", "image"),
+    ("graphene_si1c3_movie", "frames"),
+)
+MOS2_REFERENCE_NOMINAL = {
+    "MoS2_stem_Exp-000-2": None,
+    "MoS2_stem_Exp-001-5": None,
+    "MoS2_stem_Exp-002-5": 0.2204 / np.sqrt(3),
+}
 
 
 def _cal_row(cal, truth: float | None, seconds: float) -> dict:
@@ -64,8 +70,11 @@ def real_figures(real: Path = REAL) -> dict:
             continue
         z = np.load(f)
         data = np.asarray(z[key])
-        truth = calibrate_fft(data[:16] if data.ndim == 3 else data, "graphene",
-                              float(z["nominal_pixel_size_angstrom"])).pixel_size
+        truth = calibrate_fft(
+            data[:16] if data.ndim == 3 else data,
+            "graphene",
+            float(z["nominal_pixel_size_angstrom"]),
+        ).pixel_size
         t = time.perf_counter()
         cal = calibrate_lattice(data, "graphene")  # bare array: no metadata
         out[name] = _cal_row(cal, truth, time.perf_counter() - t)
@@ -99,15 +108,22 @@ def binned_movie_figures(real: Path = REAL, step: int = 3) -> dict:
         return {}
     z = np.load(f)
     frames = z["frames"]
-    truth = 2 * calibrate_fft(frames[:16], "graphene", float(z["nominal_pixel_size_angstrom"])).pixel_size
+    truth = (
+        2
+        * calibrate_fft(frames[:16], "graphene", float(z["nominal_pixel_size_angstrom"])).pixel_size
+    )
     err = []
     for t in range(0, len(frames), step):
         h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2
         binned = frames[t, :h, :w].reshape(h // 2, 2, w // 2, 2).mean((1, 3))
         err.append(100 * (calibrate_lattice(binned, "graphene").pixel_size / truth - 1))
     err = np.abs(np.array(err))
-    return {"truth": round(truth, 5), "frames": len(err), "within_2pct": f"{int((err <= 2).sum())}/{len(err)}",
-            "max_abs_error_pct": round(float(err.max()), 2)}
+    return {
+        "truth": round(truth, 5),
+        "frames": len(err),
+        "within_2pct": f"{int((err <= 2).sum())}/{len(err)}",
+        "max_abs_error_pct": round(float(err.max()), 2),
+    }
 
 
 def _si_c_reference(real: Path) -> float | None:
@@ -152,10 +168,15 @@ def librarynet_figures(real: Path = REAL) -> dict:
             rows[f.stem] = {"error": str(exc)}
             continue
         ref = ref_A / sic_px
-        rows[f.stem] = {"pixel_size": round(cal.pixel_size, 5), "si_c_reference": round(ref, 5),
-                        "diff_pct": round(100 * (cal.pixel_size / ref - 1), 1), "sure": cal.sure,
-                        "method": cal.method, "evidence_ratio": round(float(cal.evidence_ratio), 1),
-                        "size_px": int(z["image"].shape[0])}
+        rows[f.stem] = {
+            "pixel_size": round(cal.pixel_size, 5),
+            "si_c_reference": round(ref, 5),
+            "diff_pct": round(100 * (cal.pixel_size / ref - 1), 1),
+            "sure": cal.sure,
+            "method": cal.method,
+            "evidence_ratio": round(float(cal.evidence_ratio), 1),
+            "size_px": int(z["image"].shape[0]),
+        }
     si1c3 = [r for n, r in rows.items() if n.startswith("Si1C3") and "diff_pct" in r]
     sure = [r for r in si1c3 if r["sure"]]
 
@@ -168,9 +189,16 @@ def librarynet_figures(real: Path = REAL) -> dict:
         "Si1C3_within_10pct": within(si1c3, 10),
         "Si1C3_sure": f"{len(sure)}/{len(si1c3)}",
         "Si1C3_sure_within_5pct": within(sure, 5),
-        "other_patches": {f"{size}px": _consistency([
-            r for n, r in rows.items() if not n.startswith("Si1C3") and r.get("size_px") == size])
-            for size in sorted({r.get("size_px") for r in rows.values() if "size_px" in r})},
+        "other_patches": {
+            f"{size}px": _consistency(
+                [
+                    r
+                    for n, r in rows.items()
+                    if not n.startswith("Si1C3") and r.get("size_px") == size
+                ]
+            )
+            for size in sorted({r.get("size_px") for r in rows.values() if "size_px" in r})
+        },
         "failed": [n for n, r in rows.items() if "error" in r],
         "patches": rows,
     }
@@ -184,10 +212,13 @@ def _consistency(rows: list) -> dict:
     if not len(ps):
         return {}
     med = float(np.median(ps))
-    return {"n": len(ps), "median_pixel_size": round(med, 5),
-            "within_2pct_of_median": f"{int((np.abs(ps / med - 1) <= 0.02).sum())}/{len(ps)}",
-            "within_5pct_of_median": f"{int((np.abs(ps / med - 1) <= 0.05).sum())}/{len(ps)}",
-            "sure": f"{sum(r['sure'] for r in rows)}/{len(ps)}"}
+    return {
+        "n": len(ps),
+        "median_pixel_size": round(med, 5),
+        "within_2pct_of_median": f"{int((np.abs(ps / med - 1) <= 0.02).sum())}/{len(ps)}",
+        "within_5pct_of_median": f"{int((np.abs(ps / med - 1) <= 0.05).sum())}/{len(ps)}",
+        "sure": f"{sum(r['sure'] for r in rows)}/{len(ps)}",
+    }
 
 
 def sigma_figures(seeds: int = 4) -> dict:
@@ -208,11 +239,18 @@ def sigma_figures(seeds: int = 4) -> dict:
                 side = size * ps
                 pos, _, _ = honeycomb((0, side, 0, side), rng.uniform(0, np.pi))
                 pos = pos + rng.normal(0, 0.02, pos.shape)
-                img, truth = render_image(pos, ["C"] * len(pos), (size, size), ps, Probe(), rng, dose=dose)
+                img, truth = render_image(
+                    pos, ["C"] * len(pos), (size, size), ps, Probe(), rng, dose=dose
+                )
                 r = max(2.0, 0.65 / ps)
                 inner = truth[(truth.min(1) > r + 1) & (truth.max(1) < size - 2 - r)]
-                yx, ok, _, cov = refine_gaussian(img, inner + rng.normal(0, 0.3, inner.shape), r,
-                                                 max_shift_px=max(1.0, 0.3 / ps), return_cov=True)
+                yx, ok, _, cov = refine_gaussian(
+                    img,
+                    inner + rng.normal(0, 0.3, inner.shape),
+                    r,
+                    max_shift_px=max(1.0, 0.3 / ps),
+                    return_cov=True,
+                )
                 parts["refine"].append((yx[ok], inner[ok], sigma_from_cov(cov)[ok]))
                 atoms = detect(img, pixel_size=ps).atoms
                 atoms = atoms[~atoms["border"] & atoms["sigma_px"].notna()]
@@ -224,13 +262,17 @@ def sigma_figures(seeds: int = 4) -> dict:
                 pooled[kind].append(arrays)
                 c = coverage(*arrays)
                 out.setdefault(kind, {})[f"{ps}A_dose{dose:.0e}"] = {
-                    k: (round(v, 3) if isinstance(v, float) else v) for k, v in c.items()}
+                    k: (round(v, 3) if isinstance(v, float) else v) for k, v in c.items()
+                }
     for kind, parts in pooled.items():
         arrays = tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
-        out[kind]["pooled"] = {k: (round(v, 3) if isinstance(v, float) else v)
-                               for k, v in coverage(*arrays).items()}
-    out["definition"] = ("per axis: fraction of |y-y_true| and |x-x_true| below 1σ (honest: 0.683) "
-                         "and 2σ (0.954); radial: |r-r_true| < 1.515σ (0.683) and < 2.486σ (0.954)")
+        out[kind]["pooled"] = {
+            k: (round(v, 3) if isinstance(v, float) else v) for k, v in coverage(*arrays).items()
+        }
+    out["definition"] = (
+        "per axis: fraction of |y-y_true| and |x-x_true| below 1σ (honest: 0.683) "
+        "and 2σ (0.954); radial: |r-r_true| < 1.515σ (0.683) and < 2.486σ (0.954)"
+    )
     return out
 
 
@@ -249,7 +291,9 @@ def figures(real: Path = REAL, what: str = "real,sigma") -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--what", default="real,sigma")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()

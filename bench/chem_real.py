@@ -110,7 +110,9 @@ def standin_atoms(frames: np.ndarray, pixel_size: float, mode: str) -> pd.DataFr
             keep = d > 0.5 * bond_px  # the Si takes the place of the site it sits on
             yx = np.vstack([sites[keep], si])
             cls = ["C"] * int(keep.sum()) + ["Si"]
-        rows.append(pd.DataFrame({"frame": t, "y": yx[:, 0], "x": yx[:, 1], "cls": cls, "prob": 1.0}))
+        rows.append(
+            pd.DataFrame({"frame": t, "y": yx[:, 0], "x": yx[:, 1], "cls": cls, "prob": 1.0})
+        )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -192,7 +194,10 @@ def grain_boundary_figures(data: Path) -> dict:
             "n_atoms": len(atoms),
             "ring_histogram": {str(k): int(v) for k, v in hist.items()},
             "defect_types": {str(k): int(v) for k, v in res.defects["type"].value_counts().items()},
-            "coordination": {str(k): int(v) for k, v in res.atoms["coordination"].value_counts().sort_index().items()},
+            "coordination": {
+                str(k): int(v)
+                for k, v in res.atoms["coordination"].value_counts().sort_index().items()
+            },
         }
     return out
 
@@ -208,7 +213,9 @@ def one_si_prior(atoms: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def movie_atoms(frames: np.ndarray, pixel_size: float, mode: str) -> tuple[pd.DataFrame | None, str]:
+def movie_atoms(
+    frames: np.ndarray, pixel_size: float, mode: str
+) -> tuple[pd.DataFrame | None, str]:
     if mode == "unet":
         return unet_atoms(frames, pixel_size)
     return standin_atoms(frames, pixel_size, mode), f"stand-in:{mode}"
@@ -241,7 +248,9 @@ def movie_figures(z, frames: np.ndarray, ps: float, atoms: pd.DataFrame, detecto
         if d.min() > 0.5:
             continue
         i = int(d.idxmin())
-        rows.append((t, i, float(d.min()), int(a.loc[i, "coordination"]), int(a.loc[i, "track_id"])))
+        rows.append(
+            (t, i, float(d.min()), int(a.loc[i, "coordination"]), int(a.loc[i, "track_id"]))
+        )
         nb = np.array(dop.loc[i, "neighbours"], dtype=int)
         if len(nb):
             e, _ = cKDTree(a.loc[nb, ["y", "x"]].to_numpy()).query(cyx)
@@ -254,7 +263,11 @@ def movie_figures(z, frames: np.ndarray, ps: float, atoms: pd.DataFrame, detecto
     def flat(col, df):
         return np.concatenate([np.asarray(v, float) for v in df[col]]) if len(df) else np.zeros(0)
 
-    len3, ang3, len_all = flat("bond_lengths_pm", three), flat("angles_deg", three), flat("bond_lengths_pm", geo)
+    len3, ang3, len_all = (
+        flat("bond_lengths_pm", three),
+        flat("angles_deg", three),
+        flat("bond_lengths_pm", geo),
+    )
     n_si = a[a["cls"] == "Si"].groupby("frame").size().reindex(range(T), fill_value=0)
     return {
         "detector": detector,
@@ -262,19 +275,30 @@ def movie_figures(z, frames: np.ndarray, ps: float, atoms: pd.DataFrame, detecto
         "n_frames": T,
         "atoms_per_frame_median": float(a.groupby("frame").size().median()),
         "analyze_seconds": elapsed,
-        "si_detections_per_frame": {str(k): int(v) for k, v in n_si.value_counts().sort_index().items()},
+        "si_detections_per_frame": {
+            str(k): int(v) for k, v in n_si.value_counts().sort_index().items()
+        },
         "true_si_found_frames": int(len(found)),
         "true_si_position_error_A_median": float(found["err_A"].median()) if len(found) else None,
         "si_3fold_fraction_of_frames": float((found["coordination"] == 3).sum() / T),
-        "si_coordination_counts": {str(k): int(v) for k, v in found["coordination"].value_counts().sort_index().items()},
+        "si_coordination_counts": {
+            str(k): int(v) for k, v in found["coordination"].value_counts().sort_index().items()
+        },
         "si_track_ids": int(len(tracks)),
         "si_largest_track_fraction_of_frames": float(tracks.iloc[0] / T) if len(tracks) else 0.0,
         "si_neighbours_matching_annotated_C_fraction": float(np.mean(c_match)) if c_match else None,
         "si_c_bond_pm_median": float(np.median(len_all)) if len(len_all) else None,
         "si_c_bond_pm_3fold_median": float(np.median(len3)) if len(len3) else None,
-        "si_c_bond_pm_3fold_iqr": [float(np.percentile(len3, 25)), float(np.percentile(len3, 75))] if len(len3) else None,
+        "si_c_bond_pm_3fold_iqr": [float(np.percentile(len3, 25)), float(np.percentile(len3, 75))]
+        if len(len3)
+        else None,
         "c_si_c_angle_deg_3fold_std": float(ang3.std()) if len(ang3) else None,
-        "c_si_c_angle_deg_3fold_range_median": [float(np.median(ang3.reshape(-1, 3).min(1))), float(np.median(ang3.reshape(-1, 3).max(1)))] if len(ang3) else None,
+        "c_si_c_angle_deg_3fold_range_median": [
+            float(np.median(ang3.reshape(-1, 3).min(1))),
+            float(np.median(ang3.reshape(-1, 3).max(1))),
+        ]
+        if len(ang3)
+        else None,
         "annotation_si_c_bond_pm_median": float(np.median(ann_len)),
         "annotation_c_si_c_angle_deg_std": float(np.std(ann_ang)),
         "paper_reference": "3-fold Si: d(Si-C) ~150 pm, angle ~120 deg (Ziatdinov et al. 2017)",

@@ -144,8 +144,12 @@ def atom_and_ring_part(args: argparse.Namespace, out: Path) -> dict:
     z = lat[["z1", "z2"]].to_numpy()
     hz = model.transform(hwins)[["z1", "z2"]].to_numpy()
     if args.model != "vae":  # the map decoded at the windows' typical pose, for comparison
-        posed = chemical_space_map(model, bond, grid=args.grid, z=z, bond_range=br, pose=typical_pose(lat))
-        res["atom_map_heldout_agreement_typical_pose"] = round(agreement(posed, hz, htruth)["agreement"], 4)
+        posed = chemical_space_map(
+            model, bond, grid=args.grid, z=z, bond_range=br, pose=typical_pose(lat)
+        )
+        res["atom_map_heldout_agreement_typical_pose"] = round(
+            agreement(posed, hz, htruth)["agreement"], 4
+        )
     t0 = time.perf_counter()
     cmap = chemical_space_map(model, bond, grid=args.grid, z=z, bond_range=br)
     res["map_grid"] = args.grid
@@ -216,8 +220,14 @@ def pfm_part(args: argparse.Namespace, out: Path) -> dict:
     result = run_pfm(movie.phase, cfg)
     res["pfm_run_s"] = round(time.perf_counter() - t0, 1)
     res["pfm_windows"] = len(result.table)
-    res["pfm_config"] = {"window": cfg.window, "n_per_frame": cfg.n_per_frame, "delta": cfg.delta,
-                         "epochs": cfg.epochs, "hidden": list(cfg.hidden), "lr": cfg.lr}
+    res["pfm_config"] = {
+        "window": cfg.window,
+        "n_per_frame": cfg.n_per_frame,
+        "delta": cfg.delta,
+        "epochs": cfg.epochs,
+        "hidden": list(cfg.hidden),
+        "lr": cfg.lr,
+    }
     tv = truth_velocity(movie, result.table, cfg.window, cfg.delta)
     for col in ("D", "D_raw", "D_manifold", "D_direct", "D_direct_raw"):
         for v in ("v_window", "v_centre"):
@@ -232,24 +242,48 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true", help="tiny smoke run")
     p.add_argument("--out", default="bench_out/chemspace", help="figure directory")
-    p.add_argument("--seed", type=int, default=0, help="movie seeds (training seed, held-out seed + 1)")
-    p.add_argument("--model-seed", type=int, default=1,
-                   help="skip-rVAE seed of the chemspace recipe (1: the lowest training-movie "
-                        "loss of seeds 0-2, docs/chemspace_pfm.md)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core box)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="movie seeds (training seed, held-out seed + 1)"
+    )
+    p.add_argument(
+        "--model-seed",
+        type=int,
+        default=1,
+        help="skip-rVAE seed of the chemspace recipe (1: the lowest training-movie "
+        "loss of seeds 0-2, docs/chemspace_pfm.md)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core box)"
+    )
     p.add_argument("--skip-stem", action="store_true")
     p.add_argument("--skip-pfm", action="store_true")
     p.add_argument("--time-200", action="store_true", help="also time a 200x200 map")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="epochs (default 100 for the chemspace recipe, 40 plain, 300 for vae)")
-    p.add_argument("--model", choices=("skip-rvae", "vae"), default="skip-rvae",
-                   help="latent model of the STEM part (PFM always uses the skip-rVAE)")
-    p.add_argument("--recipe", choices=("chemspace", "plain"), default="chemspace",
-                   help="skip-rVAE training: the chemical-space recipe (bond-aligned windows, "
-                        "atomlens.latent.chemspace_train) or the constructor defaults (last "
-                        "session's figures)")
-    p.add_argument("--recipe-batch", type=int, default=None,
-                   help="batch size of the chemspace recipe (default: ChemSpaceRecipe's, 16)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs (default 100 for the chemspace recipe, 40 plain, 300 for vae)",
+    )
+    p.add_argument(
+        "--model",
+        choices=("skip-rvae", "vae"),
+        default="skip-rvae",
+        help="latent model of the STEM part (PFM always uses the skip-rVAE)",
+    )
+    p.add_argument(
+        "--recipe",
+        choices=("chemspace", "plain"),
+        default="chemspace",
+        help="skip-rVAE training: the chemical-space recipe (bond-aligned windows, "
+        "atomlens.latent.chemspace_train) or the constructor defaults (last "
+        "session's figures)",
+    )
+    p.add_argument(
+        "--recipe-batch",
+        type=int,
+        default=None,
+        help="batch size of the chemspace recipe (default: ChemSpaceRecipe's, 16)",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     # STEM part: 0.3 Å/px -> bond 4.7 px; windows of ~4.7 bonds
@@ -258,7 +292,9 @@ def main() -> None:
     args.stone_wales = 6
     ring_epochs = 60 if args.epochs is None else None
     if args.epochs is None:
-        args.epochs = (100 if args.recipe == "chemspace" else 40) if args.model == "skip-rvae" else 300
+        args.epochs = (
+            (100 if args.recipe == "chemspace" else 40) if args.model == "skip-rvae" else 300
+        )
     args.epochs = 2 if args.quick else args.epochs
     # the ring model keeps its own recipe (60 epochs, seed --seed) unless --epochs is given
     args.ring_epochs = 2 if args.quick else (ring_epochs or args.epochs)
@@ -277,7 +313,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     res: dict = {"quick": args.quick}
     if not args.skip_stem:
-        res.update(model=args.model, recipe=args.recipe, epochs=args.epochs, hidden=list(args.hidden))
+        res.update(
+            model=args.model, recipe=args.recipe, epochs=args.epochs, hidden=list(args.hidden)
+        )
         if args.model != "vae" and args.recipe == "chemspace":
             res["ring_hidden"] = list(args.ring_hidden)
     t0 = time.perf_counter()

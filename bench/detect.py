@@ -46,8 +46,15 @@ def sim_frames(n: int, size: int = 1024, pixel_size: float = 0.1, seed: int = 7)
     out = np.empty((n, size, size), np.float32)
     for t in range(n):
         patch = graphene_patch(size * pixel_size * 1.45 + 4, rng)
-        out[t], _, _, _ = render_sample(patch, (size, size), pixel_size, classes=("background", "C", "Si"),
-                                        radius_A=0.35, rng=rng, imaging=Imaging(snr=8.0))
+        out[t], _, _, _ = render_sample(
+            patch,
+            (size, size),
+            pixel_size,
+            classes=("background", "C", "Si"),
+            radius_A=0.35,
+            rng=rng,
+            imaging=Imaging(snr=8.0),
+        )
     return out
 
 
@@ -70,20 +77,32 @@ def bench_speed(args: argparse.Namespace) -> dict:
     t = time.perf_counter()
     res = detect(frames, det, pixel_size=0.1)
     t_det = time.perf_counter() - t
-    out = {"frames": args.frames, "shape": [1024, 1024], "pixel_size_A": 0.1,
-           "threads": args.threads, "params": n_params(det.net),
-           "maps_frames_per_s": round(args.frames / t_maps, 3),
-           "detect_frames_per_s": round(args.frames / t_det, 3),
-           "atoms_per_s": round(len(res.atoms) / t_det, 1),
-           "atoms_per_frame": round(len(res.atoms) / args.frames, 1)}
+    out = {
+        "frames": args.frames,
+        "shape": [1024, 1024],
+        "pixel_size_A": 0.1,
+        "threads": args.threads,
+        "params": n_params(det.net),
+        "maps_frames_per_s": round(args.frames / t_maps, 3),
+        "detect_frames_per_s": round(args.frames / t_det, 3),
+        "atoms_per_s": round(len(res.atoms) / t_det, 1),
+        "atoms_per_frame": round(len(res.atoms) / args.frames, 1),
+    }
     try:
-        py = subprocess.run(["bash", str(PEER_SETUP)], capture_output=True, text=True,
-                            check=True).stdout.strip().splitlines()[-1]
+        py = (
+            subprocess.run(["bash", str(PEER_SETUP)], capture_output=True, text=True, check=True)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         with tempfile.TemporaryDirectory() as tmp:
             f = Path(tmp) / "frames.npy"
             np.save(f, frames)
-            r = subprocess.run([py, str(PEER_UNET), str(f), "--threads", str(args.threads)],
-                               capture_output=True, text=True, check=True)
+            r = subprocess.run(
+                [py, str(PEER_UNET), str(f), "--threads", str(args.threads)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
         peer = json.loads(r.stdout.strip().splitlines()[-1])
         out["atomai_unet_frames_per_s"] = peer["frames_per_s"]
         out["ratio_maps_vs_atomai"] = round(out["maps_frames_per_s"] / peer["frames_per_s"], 2)
@@ -103,32 +122,52 @@ def bench_memory(args: argparse.Namespace) -> dict:
             mm[t] = np.roll(base[t % 4], 7 * t, axis=1)
         mm.flush()
         del mm
-        cmd = [sys.executable, "-m", "atomlens", "detect", str(f), "--pixel-size", "0.1",
-               "--out", str(Path(tmp) / "atoms.csv"), "--maps", str(Path(tmp) / "maps.npy")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "atomlens",
+            "detect",
+            str(f),
+            "--pixel-size",
+            "0.1",
+            "--out",
+            str(Path(tmp) / "atoms.csv"),
+            "--maps",
+            str(Path(tmp) / "maps.npy"),
+        ]
         if args.model:
             cmd += ["--model", args.model]
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
         t = time.perf_counter()
         if Path("/usr/bin/time").exists():  # the detect process's own peak RSS
-            r = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, env=env)
+            r = subprocess.run(
+                ["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, env=env
+            )
             line = [ln for ln in r.stderr.splitlines() if "Maximum resident set size" in ln]
             peak_kb = int(line[-1].split(":")[-1]) if line else -1
         else:  # max over all children so far (an upper bound)
             r = subprocess.run(cmd, capture_output=True, text=True, env=env)
             peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # Linux: kB
         dt = time.perf_counter() - t
-    return {"frames": n, "shape": [1024, 1024], "input": "memmapped .npy (200 MB)",
-            "maps_written": "(50, 3, 1024, 1024) float32 .npy, memmapped per frame (600 MB)",
-            "returncode": r.returncode, "seconds": round(dt, 1),
-            "peak_rss_MB": round(peak_kb / 1024, 1),
-            "summary": r.stdout.strip()[-200:] or r.stderr.strip()[-300:]}
+    return {
+        "frames": n,
+        "shape": [1024, 1024],
+        "input": "memmapped .npy (200 MB)",
+        "maps_written": "(50, 3, 1024, 1024) float32 .npy, memmapped per frame (600 MB)",
+        "returncode": r.returncode,
+        "seconds": round(dt, 1),
+        "peak_rss_MB": round(peak_kb / 1024, 1),
+        "summary": r.stdout.strip()[-200:] or r.stderr.strip()[-300:],
+    }
 
 
 def bench_accuracy(args: argparse.Namespace) -> dict:
     from atomlens.atoms.evaluate import validation_metrics
     from atomlens.segment.model_file import load_detector
 
-    return validation_metrics(load_detector(args.model), log=lambda s: None, n_frames=args.val_frames)
+    return validation_metrics(
+        load_detector(args.model), log=lambda s: None, n_frames=args.val_frames
+    )
 
 
 def _lattice(atoms, ref: np.ndarray, shape: tuple[int, int], ps: float) -> dict:
@@ -142,9 +181,14 @@ def _lattice(atoms, ref: np.ndarray, shape: tuple[int, int], ps: float) -> dict:
 
     s = detection_scores(yx[inside(yx)], ref[inside(ref)], m)
     a = detection_scores(yx, ref, m)
-    return {"f1_1A_interior": round(s["f1"], 4), "precision_interior": round(s["precision"], 4),
-            "recall_interior": round(s["recall"], 4), "f1_1A_all": round(a["f1"], 4),
-            "n": len(yx), "n_ref": len(ref)}
+    return {
+        "f1_1A_interior": round(s["f1"], 4),
+        "precision_interior": round(s["precision"], 4),
+        "recall_interior": round(s["recall"], 4),
+        "f1_1A_all": round(a["f1"], 4),
+        "n": len(yx),
+        "n_ref": len(ref),
+    }
 
 
 def real_scores(model: str | None = None) -> dict:
@@ -158,13 +202,18 @@ def real_scores(model: str | None = None) -> dict:
     for ps in (0.072, 0.078125, 0.0648, 0.0792):
         a = detect(d["image"], det, pixel_size=ps).atoms
         si = a[a["cls"] == "Si"][["y", "x"]].to_numpy()
-        out[f"si-2nm@{ps}"] = {**_lattice(a, d["nn_rows_cols"], d["image"].shape, ps),
-                               "n_Si": len(si), "Si_yx": si.round(1).tolist()}
+        out[f"si-2nm@{ps}"] = {
+            **_lattice(a, d["nn_rows_cols"], d["image"].shape, ps),
+            "n_Si": len(si),
+            "Si_yx": si.round(1).tolist(),
+        }
     g = np.load(REAL / "graphene_grainboundary-4nm.npz")
     for ps in (0.078125, 0.0703, 0.0859):
         a = detect(g["image"], det, pixel_size=ps).atoms
-        out[f"grainboundary@{ps}"] = {**_lattice(a, g["nn_rows_cols"], g["image"].shape, ps),
-                                      "n_Si": int((a["cls"] == "Si").sum())}
+        out[f"grainboundary@{ps}"] = {
+            **_lattice(a, g["nn_rows_cols"], g["image"].shape, ps),
+            "n_Si": int((a["cls"] == "Si").sum()),
+        }
     m = np.load(REAL / "graphene_si1c3_movie.npz")
     for ps in (0.078125, 0.0703, 0.0859):
         a = detect(m["frames"], det, pixel_size=ps).atoms
@@ -177,8 +226,11 @@ def real_scores(model: str | None = None) -> dict:
             if len(si) and len(ref):
                 dmin = np.min(np.hypot(*(si[:, None] - ref[None]).transpose(2, 0, 1)))
                 hits += int(dmin * ps <= 1.0)
-        out[f"si1c3_movie@{ps}"] = {"frames_with_Si_within_1A": hits, "frames": len(m["frames"]),
-                                    "Si_per_frame_hist": np.bincount(counts).tolist()}
+        out[f"si1c3_movie@{ps}"] = {
+            "frames_with_Si_within_1A": hits,
+            "frames": len(m["frames"]),
+            "Si_per_frame_hist": np.bincount(counts).tolist(),
+        }
     return out
 
 
@@ -222,10 +274,15 @@ def librarynet_patch(path: Path, det, pixel_size: float) -> dict:
         near = np.zeros(len(ref), int)
         found = np.zeros(len(ref), bool)
     right_cls = found & (cls[near] == el) if len(yx) else found
-    out = {"kind": kind, "pixel_size_A": round(pixel_size, 5), "n_ref": len(ref),
-           "n_found": int(found.sum()), "all_found": bool(found.all()),
-           "all_found_right_species": bool(right_cls.all()),
-           "missed": [f"{e}@{r[0]:.0f},{r[1]:.0f}" for e, r, f in zip(el, ref, found) if not f]}
+    out = {
+        "kind": kind,
+        "pixel_size_A": round(pixel_size, 5),
+        "n_ref": len(ref),
+        "n_found": int(found.sum()),
+        "all_found": bool(found.all()),
+        "all_found_right_species": bool(right_cls.all()),
+        "missed": [f"{e}@{r[0]:.0f},{r[1]:.0f}" for e, r, f in zip(el, ref, found) if not f],
+    }
     si_ref = ref[el == "Si"]
     si_det = np.flatnonzero(cls == "Si")
     # extra Si: a detected Si within 3 Å of a labelled Si that is no labelled Si itself
@@ -237,7 +294,11 @@ def librarynet_patch(path: Path, det, pixel_size: float) -> dict:
     out["extra_Si"] = extra
     if kind in ("Si1C3", "Si1C4"):
         want = 3 if kind == "Si1C3" else 4
-        atoms = pd.DataFrame({"frame": 0, "y": yx[:, 0], "x": yx[:, 1], "cls": cls}) if len(yx) else None
+        atoms = (
+            pd.DataFrame({"frame": 0, "y": yx[:, 0], "x": yx[:, 1], "cls": cls})
+            if len(yx)
+            else None
+        )
         coord = coordination(len(yx), find_bonds(atoms, pixel_size)) if atoms is not None else []
         got = []
         for r in si_ref:
@@ -274,19 +335,26 @@ def librarynet_scores(model: str | None = None, files: list[Path] | None = None)
         "all_atoms_found_0.5A_pct": round(100 * sum(r["all_found"] for r in ok) / max(n, 1), 1),
         "all_atoms_found_right_species": f"{sum(r['all_found_right_species'] for r in ok)}/{n}",
         "Si_coordination_right": f"{sum(r['coordination_right'] for r in coord)}/{n_coord}",
-        "Si_coordination_right_pct": round(100 * sum(r["coordination_right"] for r in coord)
-                                           / max(n_coord, 1), 1),
+        "Si_coordination_right_pct": round(
+            100 * sum(r["coordination_right"] for r in coord) / max(n_coord, 1), 1
+        ),
         "no_extra_Si_3A": f"{sum(r['extra_Si'] == 0 for r in ok)}/{n}",
         "no_extra_Si_3A_pct": round(100 * sum(r["extra_Si"] == 0 for r in ok) / max(n, 1), 1),
         "calibration_errors": n - len(ok),
-        "pixel_size_range_A": [round(min(r["pixel_size_A"] for r in ok), 4),
-                               round(max(r["pixel_size_A"] for r in ok), 4)] if ok else None,
+        "pixel_size_range_A": [
+            round(min(r["pixel_size_A"] for r in ok), 4),
+            round(max(r["pixel_size_A"] for r in ok), 4),
+        ]
+        if ok
+        else None,
         "per_patch": rows,
     }
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--what", default="speed,memory,accuracy,real")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--frames", type=int, default=6, help="1024² frames for the speed test")
@@ -308,19 +376,26 @@ def main() -> None:
         elif what == "real":
             out["real"] = real_scores(args.model) if REAL.is_dir() else "no ../shared/data/real"
         elif what == "librarynet":
-            out["librarynet"] = (librarynet_scores(args.model) if LIBRARYNET.is_dir()
-                                 else "no ../shared/data/real/librarynet_dev")
+            out["librarynet"] = (
+                librarynet_scores(args.model)
+                if LIBRARYNET.is_dir()
+                else "no ../shared/data/real/librarynet_dev"
+            )
         elif what == "calibration":  # no nominal pixel size; σ honesty (bench/calibration.py)
             out["calibration"] = __import__("calibration").figures(REAL)
         elif what == "general":
             sys.path.insert(0, str(Path(__file__).resolve().parent))
             import general as general_bench  # bench/general.py
 
-            out["general"] = {k: fn(args.model or "general") if k != "choice" else fn()
-                              for k, fn in (("pt", general_bench.bench_pt),
-                                            ("mos2", general_bench.bench_mos2),
-                                            ("srtio3", general_bench.bench_srtio3),
-                                            ("choice", general_bench.bench_choice))}
+            out["general"] = {
+                k: fn(args.model or "general") if k != "choice" else fn()
+                for k, fn in (
+                    ("pt", general_bench.bench_pt),
+                    ("mos2", general_bench.bench_mos2),
+                    ("srtio3", general_bench.bench_srtio3),
+                    ("choice", general_bench.bench_choice),
+                )
+            }
         else:
             raise SystemExit(f"unknown --what {what!r}")
         out.setdefault("bench_seconds", {})[what] = round(time.perf_counter() - t, 1)

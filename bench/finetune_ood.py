@@ -60,9 +60,15 @@ GRAPHENE_DENSITY = 4 / (3 * np.sqrt(3) * 1.42**2)  # atoms per Å² (0.382)
 
 #: Imaging far outside the shipped model's training ranges (probe 0.6-1.3 Å FWHM).
 OOD = dict(
-    probe_fwhm_A=1.55, dose=1.5e4, read_noise=0.08, n_holes=2, hole_radius_A=5.0,
+    probe_fwhm_A=1.55,
+    dose=1.5e4,
+    read_noise=0.08,
+    n_holes=2,
+    hole_radius_A=5.0,
     min_defect_separation_A=3.0,
-    hole_growth_rate=6.0, contamination_fraction=0.25, contamination_level=2.5,
+    hole_growth_rate=6.0,
+    contamination_fraction=0.25,
+    contamination_level=2.5,
     scan_jitter_px=0.5,
 )
 
@@ -77,8 +83,9 @@ def holes_hits(atoms: pd.DataFrame, hole_mask: np.ndarray) -> int:
     return int(hole_mask[t, iy, ix].sum())
 
 
-def simulated_case(base: str | None, n_frames: int, size: int, train_frames: list[int],
-                   steps: int, seed: int) -> dict:
+def simulated_case(
+    base: str | None, n_frames: int, size: int, train_frames: list[int], steps: int, seed: int
+) -> dict:
     from atomlens.simulate import simulate_movie
 
     t0 = time.perf_counter()
@@ -97,14 +104,26 @@ def simulated_case(base: str | None, n_frames: int, size: int, train_frames: lis
     sa = score_frames(after, tt, shape, 0.1)
     keys = ("f1", "precision", "recall", "rmse_A", "Si_recall", "Si_precision", "n_pred")
     return {
-        "movie": {"n_frames": n_frames, "size_px": size, "pixel_size_A": 0.1, "seed": seed,
-                  "ood_settings": OOD, "hole_fraction_test": float(mov.hole_mask[test].mean())},
-        "train_frames": train_frames, "test_frames": test, "steps": res.card["finetune"]["steps"],
+        "movie": {
+            "n_frames": n_frames,
+            "size_px": size,
+            "pixel_size_A": 0.1,
+            "seed": seed,
+            "ood_settings": OOD,
+            "hole_fraction_test": float(mov.hole_mask[test].mean()),
+        },
+        "train_frames": train_frames,
+        "test_frames": test,
+        "steps": res.card["finetune"]["steps"],
         "n_true_test": sa["n_true"],
-        "before": {**{k: round(float(sb[k]), 4) for k in keys},
-                   "false_atoms_in_holes": holes_hits(before, mov.hole_mask)},
-        "after": {**{k: round(float(sa[k]), 4) for k in keys},
-                  "false_atoms_in_holes": holes_hits(after, mov.hole_mask)},
+        "before": {
+            **{k: round(float(sb[k]), 4) for k in keys},
+            "false_atoms_in_holes": holes_hits(before, mov.hole_mask),
+        },
+        "after": {
+            **{k: round(float(sa[k]), 4) for k in keys},
+            "false_atoms_in_holes": holes_hits(after, mov.hole_mask),
+        },
         "finetune_time_s": res.card["finetune"]["time_s"],
         "total_time_s": round(time.perf_counter() - t0, 1),
     }
@@ -121,8 +140,7 @@ def _annotated_recall(pred: pd.DataFrame, ann: pd.DataFrame, px: float) -> dict:
         if len(psi):
             d = np.hypot(*(psi[:, None] - gsi[None]).transpose(2, 0, 1)) if len(gsi) else None
             si_false += len(psi) if d is None else int((d.min(1) > 0.5 / px).sum())
-        ip, it = match_atoms(p[["y", "x"]].to_numpy(float), g[["y", "x"]].to_numpy(float),
-                             0.5 / px)
+        ip, it = match_atoms(p[["y", "x"]].to_numpy(float), g[["y", "x"]].to_numpy(float), 0.5 / px)
         found += len(it)
         n += len(g)
         gi = np.flatnonzero(g["cls"].to_numpy() == "Si")
@@ -131,31 +149,47 @@ def _annotated_recall(pred: pd.DataFrame, ann: pd.DataFrame, px: float) -> dict:
             hit = np.flatnonzero(it == k)
             si_ok += int(len(hit) and str(p["cls"].iloc[ip[hit[0]]]) == "Si")
     n_frames = ann["frame"].nunique()
-    return {"annotated_recall": round(found / max(n, 1), 4),
-            "si_identified": round(si_ok / max(si_n, 1), 4), "n_annotated": n,
-            "false_si_per_frame": round(si_false / max(n_frames, 1), 3)}
+    return {
+        "annotated_recall": round(found / max(n, 1), 4),
+        "si_identified": round(si_ok / max(si_n, 1), 4),
+        "n_annotated": n,
+        "false_si_per_frame": round(si_false / max(n_frames, 1), 3),
+    }
 
 
-def _count_stats(pred: pd.DataFrame, frames: list[int], shape: tuple[int, int], px: float,
-                 margin_A: float = 1.5) -> dict:
+def _count_stats(
+    pred: pd.DataFrame, frames: list[int], shape: tuple[int, int], px: float, margin_A: float = 1.5
+) -> dict:
     m = margin_A / px
-    inner = pred[(pred.y >= m) & (pred.x >= m) & (pred.y <= shape[0] - 1 - m)
-                 & (pred.x <= shape[1] - 1 - m)]
+    inner = pred[
+        (pred.y >= m) & (pred.x >= m) & (pred.y <= shape[0] - 1 - m) & (pred.x <= shape[1] - 1 - m)
+    ]
     counts = inner.groupby("frame").size().reindex(frames, fill_value=0)
     area = (shape[0] - 2 * m) * (shape[1] - 2 * m) * px**2
     expected = GRAPHENE_DENSITY * area
-    return {"mean_count_interior": round(float(counts.mean()), 1),
-            "std_count_interior": round(float(counts.std()), 1),
-            "min_count_interior": int(counts.min()), "expected_full_lattice": round(expected, 1),
-            "mean_abs_count_error": round(float(np.abs(counts - expected).mean()), 1),
-            "frames_with_count_within_10pct": int((np.abs(counts - expected) <= 0.1 * expected).sum()),
-            "si_per_frame_mean": round(float(inner[inner.cls.astype(str) == "Si"]
-                                             .groupby("frame").size()
-                                             .reindex(frames, fill_value=0).mean()), 2)}
+    return {
+        "mean_count_interior": round(float(counts.mean()), 1),
+        "std_count_interior": round(float(counts.std()), 1),
+        "min_count_interior": int(counts.min()),
+        "expected_full_lattice": round(expected, 1),
+        "mean_abs_count_error": round(float(np.abs(counts - expected).mean()), 1),
+        "frames_with_count_within_10pct": int((np.abs(counts - expected) <= 0.1 * expected).sum()),
+        "si_per_frame_mean": round(
+            float(
+                inner[inner.cls.astype(str) == "Si"]
+                .groupby("frame")
+                .size()
+                .reindex(frames, fill_value=0)
+                .mean()
+            ),
+            2,
+        ),
+    }
 
 
-def real_case(base: str | None, train_frames: list[int], steps: int, seed: int,
-              max_test: int | None) -> dict:
+def real_case(
+    base: str | None, train_frames: list[int], steps: int, seed: int, max_test: int | None
+) -> dict:
     path = SHARED / "graphene_si1c3_movie.npz"
     if not path.exists():
         return {"skipped": f"{path} not found"}
@@ -163,9 +197,14 @@ def real_case(base: str | None, train_frames: list[int], steps: int, seed: int,
     stack = read_stack(path)
     px = float(stack.pixel_size)
     with np.load(path) as z:
-        ann = pd.DataFrame({"frame": z["atom_frame"].astype(int), "y": z["atom_row"].astype(float),
-                            "x": z["atom_col"].astype(float),
-                            "cls": z["atom_element"].astype(str)})
+        ann = pd.DataFrame(
+            {
+                "frame": z["atom_frame"].astype(int),
+                "y": z["atom_row"].astype(float),
+                "x": z["atom_col"].astype(float),
+                "cls": z["atom_element"].astype(str),
+            }
+        )
     test = [t for t in range(stack.n_frames) if t not in train_frames]
     if max_test:
         test = test[:: max(1, len(test) // max_test)][:max_test]
@@ -176,8 +215,11 @@ def real_case(base: str | None, train_frames: list[int], steps: int, seed: int,
     shape = stack.shape[1:]
     ann_t = ann[ann["frame"].isin(test)]
     return {
-        "file": path.name, "pixel_size_A": px, "n_frames": stack.n_frames,
-        "train_frames": train_frames, "n_test_frames": len(test),
+        "file": path.name,
+        "pixel_size_A": px,
+        "n_frames": stack.n_frames,
+        "train_frames": train_frames,
+        "n_test_frames": len(test),
         "self_training_labels": res.card["finetune"]["n_labelled_atoms"],
         "labels_per_species": res.card["finetune"]["labels_per_species"],
         "steps": res.card["finetune"]["steps"],
@@ -210,16 +252,21 @@ def mos2_reference(names: tuple[str, ...] = MOS2_IMAGES, data: Path = SHARED) ->
         frame = np.asarray(st.data[0], np.float32)
         ref, fit = lattice_reference(frame, float(st.pixel_size))
         cal = calibrate_fft(st.data, "mos2", st.pixel_size, search=0.25)
-        out[name] = (frame, fit.pixel_size, ref, {
-            "nominal_pixel_size_A": round(float(st.pixel_size), 4),
-            "lattice_fit_pixel_size_A": round(fit.pixel_size, 4),
-            "calibrate_fft_pixel_size_A": round(cal.pixel_size, 4),
-            "lattice_distortion_pct": round(fit.distortion_pct, 1),
-            "lattice_angle_deg": round(fit.angle_deg, 1),
-            "sites_placed": fit.details["sites_placed"],
-            "sites_dropped_no_signal": fit.details["dropped_no_signal"],
-            "reference_atoms": fit.details["per_species"],
-        })
+        out[name] = (
+            frame,
+            fit.pixel_size,
+            ref,
+            {
+                "nominal_pixel_size_A": round(float(st.pixel_size), 4),
+                "lattice_fit_pixel_size_A": round(fit.pixel_size, 4),
+                "calibrate_fft_pixel_size_A": round(cal.pixel_size, 4),
+                "lattice_distortion_pct": round(fit.distortion_pct, 1),
+                "lattice_angle_deg": round(fit.angle_deg, 1),
+                "sites_placed": fit.details["sites_placed"],
+                "sites_dropped_no_signal": fit.details["dropped_no_signal"],
+                "reference_atoms": fit.details["per_species"],
+            },
+        )
     return out
 
 
@@ -239,21 +286,36 @@ def _mos2_scores(det, images: dict, train: dict, tile: int) -> pd.DataFrame:
 
 def _pooled(sc: pd.DataFrame) -> dict:
     n_ref, n_det, n_m = int(sc.ref.sum()), int(sc.det.sum()), int(sc.matched.sum())
-    out = {"tiles": len(sc), "reference": n_ref, "detected": n_det, "matched": n_m,
-           "precision": round(n_m / max(n_det, 1), 4), "recall": round(n_m / max(n_ref, 1), 4),
-           "f1": round(2 * n_m / max(n_det + n_ref, 1), 4)}
+    out = {
+        "tiles": len(sc),
+        "reference": n_ref,
+        "detected": n_det,
+        "matched": n_m,
+        "precision": round(n_m / max(n_det, 1), 4),
+        "recall": round(n_m / max(n_ref, 1), 4),
+        "f1": round(2 * n_m / max(n_det + n_ref, 1), 4),
+    }
     for sp in ("Mo", "S"):
         if f"ref_{sp}" in sc:
-            out[f"{sp}_recall"] = round(int(sc[f"matched_{sp}"].sum())
-                                        / max(int(sc[f"ref_{sp}"].sum()), 1), 4)
-            out[f"{sp}_class_ok"] = round(int(sc[f"class_ok_{sp}"].sum())
-                                          / max(int(sc[f"matched_{sp}"].sum()), 1), 4)
+            out[f"{sp}_recall"] = round(
+                int(sc[f"matched_{sp}"].sum()) / max(int(sc[f"ref_{sp}"].sum()), 1), 4
+            )
+            out[f"{sp}_class_ok"] = round(
+                int(sc[f"class_ok_{sp}"].sum()) / max(int(sc[f"matched_{sp}"].sum()), 1), 4
+            )
     return out
 
 
-def mos2_finetune_experiment(base, images: dict, train_image: str,
-                             train_tiles: list[tuple[int, int]], tile: int, steps: int,
-                             seed: int, **ft) -> dict:
+def mos2_finetune_experiment(
+    base,
+    images: dict,
+    train_image: str,
+    train_tiles: list[tuple[int, int]],
+    tile: int,
+    steps: int,
+    seed: int,
+    **ft,
+) -> dict:
     """Fine-tune on the reference of ``train_tiles`` of ``train_image`` and score base and
     fine-tuned models on every other tile. Returns the summary and the per-tile tables."""
     from atomlens.segment.finetune import finetune
@@ -264,37 +326,59 @@ def mos2_finetune_experiment(base, images: dict, train_image: str,
     for k, (y0, x0) in enumerate(train_tiles):
         crops.append(frame[y0 : y0 + tile, x0 : x0 + tile])
         r = ref[(ref.y >= y0) & (ref.x >= x0) & (ref.y < y0 + tile) & (ref.x < x0 + tile)]
-        labels.append(pd.DataFrame({"frame": k, "y": r.y - y0, "x": r.x - x0,
-                                    "cls": r.cls.astype(str), "edited": True}))
+        labels.append(
+            pd.DataFrame(
+                {"frame": k, "y": r.y - y0, "x": r.x - x0, "cls": r.cls.astype(str), "edited": True}
+            )
+        )
     stack = Stack(np.stack(crops), px, "lattice fit")
-    res = finetune(stack, pd.concat(labels, ignore_index=True), list(range(len(crops))),
-                   base_det, steps=steps, seed=seed, class_map=MOS2_CLASS_MAP, **ft)
+    res = finetune(
+        stack,
+        pd.concat(labels, ignore_index=True),
+        list(range(len(crops))),
+        base_det,
+        steps=steps,
+        seed=seed,
+        class_map=MOS2_CLASS_MAP,
+        **ft,
+    )
     train = {train_image: {tuple(t) for t in train_tiles}}
     before = _mos2_scores(base_det, images, train, tile)
     after = _mos2_scores(res.detector, images, train, tile)
     held = ~before["train"]
-    return {"before": before[held].reset_index(drop=True),
-            "after": after[held].reset_index(drop=True), "result": res}
+    return {
+        "before": before[held].reset_index(drop=True),
+        "after": after[held].reset_index(drop=True),
+        "result": res,
+    }
 
 
-def real_mos2_case(base: str | None, steps: int, seed: int, tile: int = 128,
-                   train_tiles: tuple[tuple[int, int], ...] = ((0, 0), (0, 128), (128, 0)),
-                   ) -> dict:
+def real_mos2_case(
+    base: str | None,
+    steps: int,
+    seed: int,
+    tile: int = 128,
+    train_tiles: tuple[tuple[int, int], ...] = ((0, 0), (0, 128), (128, 0)),
+) -> dict:
     missing = [n for n in MOS2_IMAGES if not (SHARED / f"{n}.npy").exists()]
     if missing:
         return {"skipped": f"{missing} not found in {SHARED}"}
     t0 = time.perf_counter()
     images = mos2_reference()
     t_ref = time.perf_counter() - t0
-    exp = mos2_finetune_experiment(base, images, MOS2_IMAGES[0], list(train_tiles), tile,
-                                   steps, seed)
+    exp = mos2_finetune_experiment(
+        base, images, MOS2_IMAGES[0], list(train_tiles), tile, steps, seed
+    )
     b, a, res = exp["before"], exp["after"], exp["result"]
     per_image = {}
     for name in MOS2_IMAGES:
-        per_image[name] = {"before": _pooled(b[b.image == name]),
-                           "after": _pooled(a[a.image == name])}
+        per_image[name] = {
+            "before": _pooled(b[b.image == name]),
+            "after": _pooled(a[a.image == name]),
+        }
     tiles_b = b[["image", "y0", "x0", "ref", "det", "matched"]].rename(
-        columns={"det": "det_before", "matched": "matched_before"})
+        columns={"det": "det_before", "matched": "matched_before"}
+    )
     tiles_b["det_after"] = a["det"].to_numpy()
     tiles_b["matched_after"] = a["matched"].to_numpy()
     better = int((a.f1.to_numpy() > b.f1.to_numpy()).sum())
@@ -303,15 +387,20 @@ def real_mos2_case(base: str | None, steps: int, seed: int, tile: int = 128,
         "images": {n: v[3] for n, v in images.items()},
         "reference": "lattice fit (atomlens.atoms.lattice_reference.lattice_reference)",
         "class_map": MOS2_CLASS_MAP,
-        "train": {"image": MOS2_IMAGES[0], "tile_px": tile, "tiles_y0_x0": [list(t) for t in train_tiles],
-                  "labelled_atoms": res.card["finetune"]["n_labelled_atoms"],
-                  "labels_per_species": res.card["finetune"]["labels_per_species"]},
+        "train": {
+            "image": MOS2_IMAGES[0],
+            "tile_px": tile,
+            "tiles_y0_x0": [list(t) for t in train_tiles],
+            "labelled_atoms": res.card["finetune"]["n_labelled_atoms"],
+            "labels_per_species": res.card["finetune"]["labels_per_species"],
+        },
         "steps": res.card["finetune"]["steps"],
         "held_out": {"before": _pooled(b), "after": _pooled(a)},
         "per_image_held_out": per_image,
-        "tiles_f1_better": better, "tiles_f1_worse": worse, "tiles_held_out": len(a),
-        "per_tile": {"columns": list(tiles_b.columns),
-                     "rows": tiles_b.to_numpy().tolist()},
+        "tiles_f1_better": better,
+        "tiles_f1_worse": worse,
+        "tiles_held_out": len(a),
+        "per_tile": {"columns": list(tiles_b.columns), "rows": tiles_b.to_numpy().tolist()},
         "reference_time_s": round(t_ref, 1),
         "finetune_time_s": res.card["finetune"]["time_s"],
         "total_time_s": round(time.perf_counter() - t0, 1),
@@ -337,15 +426,23 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(2)
     train = list(range(min(args.train_frames, args.frames - 1)))
-    out: dict = {"base_model": args.base or "shipped",
-                 "base_card_name": load_detector(args.base).card.get("name")}
+    out: dict = {
+        "base_model": args.base or "shipped",
+        "base_card_name": load_detector(args.base).card.get("name"),
+    }
     if not args.skip_sim:
-        out["simulated"] = simulated_case(args.base, args.frames, args.size, train, args.steps,
-                                          args.seed)
+        out["simulated"] = simulated_case(
+            args.base, args.frames, args.size, train, args.steps, args.seed
+        )
         print(json.dumps(out["simulated"]), file=sys.stderr)
     if not args.skip_real:
-        out["real"] = real_case(args.base, list(range(5 if not args.quick else 1)), args.steps,
-                                args.seed, 4 if args.quick else None)
+        out["real"] = real_case(
+            args.base,
+            list(range(5 if not args.quick else 1)),
+            args.steps,
+            args.seed,
+            4 if args.quick else None,
+        )
         print(json.dumps(out["real"]), file=sys.stderr)
     if not args.skip_mos2:
         out["real_mos2"] = real_mos2_case(args.base, args.steps, args.seed)

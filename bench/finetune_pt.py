@@ -41,8 +41,9 @@ def load_pt(data: Path = DATA) -> tuple[list[str], np.ndarray, list[pd.DataFrame
     labels = []
     for n in names:
         t = pd.read_csv(data / f"{n}_Results.csv")
-        labels.append(pd.DataFrame({"y": t["Y"].astype(float), "x": t["X"].astype(float),
-                                    "cls": "Pt"}))
+        labels.append(
+            pd.DataFrame({"y": t["Y"].astype(float), "x": t["X"].astype(float), "cls": "Pt"})
+        )
     return names, images, labels
 
 
@@ -61,9 +62,14 @@ def score(det, images: np.ndarray, labels: list[pd.DataFrame], idx: list[int]) -
         m = len(match_atoms(f, t, MATCH_PX)[0])
         tp, n_f, n_t = tp + m, n_f + len(f), n_t + len(t)
         per.append(round(2 * m / max(len(f) + len(t), 1), 3))
-    return {"f1": round(2 * tp / max(n_f + n_t, 1), 4), "precision": round(tp / max(n_f, 1), 4),
-            "recall": round(tp / max(n_t, 1), 4), "n_true": n_t, "n_found": n_f,
-            "per_image_f1": per}
+    return {
+        "f1": round(2 * tp / max(n_f + n_t, 1), 4),
+        "precision": round(tp / max(n_f, 1), 4),
+        "recall": round(tp / max(n_t, 1), 4),
+        "n_true": n_t,
+        "n_found": n_f,
+        "per_image_f1": per,
+    }
 
 
 def _progress(ev) -> None:
@@ -71,25 +77,36 @@ def _progress(ev) -> None:
     from atomlens.segment.finetune import FinetuneStarted, FinetuneValidation
 
     if isinstance(ev, FinetuneStarted):
-        print(f"  plan: {'; '.join(ev.plan.get('notes', []))}; before {ev.before}",
-              file=sys.stderr, flush=True)
+        print(
+            f"  plan: {'; '.join(ev.plan.get('notes', []))}; before {ev.before}",
+            file=sys.stderr,
+            flush=True,
+        )
     elif isinstance(ev, FinetuneValidation):
-        print(f"  step {ev.step}: validation F1 {ev.scores['f1']:.3f} (P "
-              f"{ev.scores['precision']:.3f} R {ev.scores['recall']:.3f}), best {ev.best:.3f}",
-              file=sys.stderr, flush=True)
+        print(
+            f"  step {ev.step}: validation F1 {ev.scores['f1']:.3f} (P "
+            f"{ev.scores['precision']:.3f} R {ev.scores['recall']:.3f}), best {ev.best:.3f}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--base", default=None, help="base model: a shipped name (graphene, general) or a .pt path (default graphene)")
+    ap.add_argument(
+        "--base",
+        default=None,
+        help="base model: a shipped name (graphene, general) or a .pt path (default graphene)",
+    )
     ap.add_argument("--splits", default="0,1,2", help="which of the 3 splits to run")
     ap.add_argument("--steps", type=int, default=None, help="step budget (default: planned)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="also write the summary here")
     ap.add_argument("--save", default=None, help="write each split's model to DIR/splitK.pt")
-    ap.add_argument("--no-base-score", action="store_true",
-                    help="skip scoring the base model on all 11 images")
+    ap.add_argument(
+        "--no-base-score", action="store_true", help="skip scoring the base model on all 11 images"
+    )
     args = ap.parse_args(argv)
     if not DATA.exists():
         print(f"skip: {DATA} not found (../shared/data absent)")
@@ -103,42 +120,69 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     names, images, labels = load_pt()
     base = load_model(args.base)
-    summary: dict = {"data": str(DATA), "pixel_size_A": PIXEL_SIZE, "match_px": MATCH_PX,
-                     "base": args.base or "shipped", "splits": []}
+    summary: dict = {
+        "data": str(DATA),
+        "pixel_size_A": PIXEL_SIZE,
+        "match_px": MATCH_PX,
+        "base": args.base or "shipped",
+        "splits": [],
+    }
     if not args.no_base_score:
         t0 = time.perf_counter()
         summary["base_all11"] = score(base, images, labels, list(range(len(names))))
-        print(f"base model, no fine-tuning, all 11 images: F1 {summary['base_all11']['f1']:.3f} "
-              f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+        print(
+            f"base model, no fine-tuning, all 11 images: F1 {summary['base_all11']['f1']:.3f} "
+            f"[{time.perf_counter() - t0:.0f} s]",
+            flush=True,
+        )
     for k in [int(s) for s in args.splits.split(",") if s.strip()]:
         train = [3 * k, 3 * k + 1, 3 * k + 2]
         test = [i for i in range(len(names)) if i not in train]
-        atoms = pd.concat([lab.assign(frame=j) for j, lab in enumerate(labels[i] for i in train)],
-                          ignore_index=True)
+        atoms = pd.concat(
+            [lab.assign(frame=j) for j, lab in enumerate(labels[i] for i in train)],
+            ignore_index=True,
+        )
         t0 = time.perf_counter()
-        res = finetune(Stack(images[train], PIXEL_SIZE), atoms, [0, 1, 2], base,
-                       steps=args.steps, seed=args.seed, threads=args.threads,
-                       progress=_progress,
-                       out=Path(args.save) / f"split{k}.pt" if args.save else None)
+        res = finetune(
+            Stack(images[train], PIXEL_SIZE),
+            atoms,
+            [0, 1, 2],
+            base,
+            steps=args.steps,
+            seed=args.seed,
+            threads=args.threads,
+            progress=_progress,
+            out=Path(args.save) / f"split{k}.pt" if args.save else None,
+        )
         t_ft = time.perf_counter() - t0
         sc = score(res.detector, images, labels, test)
         ft = res.card["finetune"]
-        row = {"split": k, "train": [names[i] for i in train], "test": [names[i] for i in test],
-               "held_out": sc, "finetune_s": round(t_ft, 1), "steps": ft["steps"],
-               "reason": res.reason, "validation": ft["validation"], "plan": ft["plan"]}
+        row = {
+            "split": k,
+            "train": [names[i] for i in train],
+            "test": [names[i] for i in test],
+            "held_out": sc,
+            "finetune_s": round(t_ft, 1),
+            "steps": ft["steps"],
+            "reason": res.reason,
+            "validation": ft["validation"],
+            "plan": ft["plan"],
+        }
         summary["splits"].append(row)
         v = res.scores
-        print(f"split {k}: train {row['train']} -> held-out 8 images F1 {sc['f1']:.3f} "
-              f"(P {sc['precision']:.3f} R {sc['recall']:.3f}); validation strip F1 "
-              f"{v.get('before', {}).get('f1', float('nan')):.3f} -> "
-              f"{v.get('after', {}).get('f1', float('nan')):.3f}; {ft['steps']} steps, "
-              f"{t_ft:.0f} s", flush=True)
+        print(
+            f"split {k}: train {row['train']} -> held-out 8 images F1 {sc['f1']:.3f} "
+            f"(P {sc['precision']:.3f} R {sc['recall']:.3f}); validation strip F1 "
+            f"{v.get('before', {}).get('f1', float('nan')):.3f} -> "
+            f"{v.get('after', {}).get('f1', float('nan')):.3f}; {ft['steps']} steps, "
+            f"{t_ft:.0f} s",
+            flush=True,
+        )
     f1s = [r["held_out"]["f1"] for r in summary["splits"]]
     if f1s:
         summary["mean_f1"] = round(float(np.mean(f1s)), 4)
         summary["min_f1"] = round(float(np.min(f1s)), 4)
-    print(json.dumps({k: v for k, v in summary.items() if k != "splits"}
-                     | {"split_f1": f1s}))
+    print(json.dumps({k: v for k, v in summary.items() if k != "splits"} | {"split_f1": f1s}))
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
     return 0

@@ -33,16 +33,24 @@ REAL = SHARED / "real"
 FORMATS = SHARED / "formats"
 PT_DIR = REAL / "pt_single_atoms"
 MOS2_IMAGES = ("MoS2_stem_Exp-000-2", "MoS2_stem_Exp-001-5", "MoS2_stem_Exp-002-5")
-STO_FILES = {"ser_haadf": "16_STOimage_1.ser", "emd_haadf": "Acquisition_18.emd",
-             "hspy_abf": "srtio3_abf_movie.hspy"}
+STO_FILES = {
+    "ser_haadf": "16_STOimage_1.ser",
+    "emd_haadf": "Acquisition_18.emd",
+    "hspy_abf": "srtio3_abf_movie.hspy",
+}
 
 
 def _f1(tp: int, n_pred: int, n_true: int) -> dict:
     p = tp / n_pred if n_pred else 0.0
     r = tp / n_true if n_true else 0.0
-    return {"precision": round(p, 4), "recall": round(r, 4),
-            "f1": round(2 * tp / max(n_pred + n_true, 1), 4),
-            "matched": tp, "detected": n_pred, "labelled": n_true}
+    return {
+        "precision": round(p, 4),
+        "recall": round(r, 4),
+        "f1": round(2 * tp / max(n_pred + n_true, 1), 4),
+        "matched": tp,
+        "detected": n_pred,
+        "labelled": n_true,
+    }
 
 
 def pt_images() -> list[tuple[str, Path, Path]]:
@@ -78,10 +86,15 @@ def bench_pt(model: str, match_px: float = 6.0, threshold: float = 0.5) -> dict:
         ip, _ = match_atoms(pred, true, match_px)
         rows[key] = _f1(len(ip), len(pred), len(true))
         tp, npred, ntrue = tp + len(ip), npred + len(pred), ntrue + len(true)
-    return {"split": "all 11 images are test images (no fine-tuning, nothing tuned on them)",
-            "match_px": match_px, "pixel_size_A": 0.293, "pooled": _f1(tp, npred, ntrue),
-            "mean_image_f1": round(float(np.mean([r["f1"] for r in rows.values()])), 4),
-            "per_image": rows, "seconds": round(time.perf_counter() - t0, 1)}
+    return {
+        "split": "all 11 images are test images (no fine-tuning, nothing tuned on them)",
+        "match_px": match_px,
+        "pixel_size_A": 0.293,
+        "pooled": _f1(tp, npred, ntrue),
+        "mean_image_f1": round(float(np.mean([r["f1"] for r in rows.values()])), 4),
+        "per_image": rows,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
 def bench_mos2(model: str) -> dict:
@@ -128,16 +141,21 @@ def bench_srtio3(model: str) -> dict:
             fit = fit_square_lattice(frame, float(st.pixel_size), bright="abf" not in key)
             a = res.atoms[res.atoms["frame"] == t]
             per.append(lattice_scores(a[["y", "x"]].to_numpy(float), fit, frame.shape))
-        out[key] = {"frames": st.n_frames, "model": res.model_choice,
-                    "warnings": res.warnings,
-                    "on_lattice": round(float(np.mean([p["on_lattice"] for p in per])), 4),
-                    "sites_found": round(float(np.mean([p["sites_found"] for p in per])), 4),
-                    "detections": int(sum(p["n_detections"] for p in per)),
-                    "sites": int(sum(p["n_sites"] for p in per)),
-                    "lattice": {k: per[0][k] for k in ("period_A", "basis_sites", "radius_px")}}
-    out["criterion"] = (">= 95 % of detections on a site (one-to-one within 0.35 x the site "
-                        "spacing), >= 90 % of sites found; lattice from the image's FFT, "
-                        "bright=False only for the ABF file (the detector decides alone)")
+        out[key] = {
+            "frames": st.n_frames,
+            "model": res.model_choice,
+            "warnings": res.warnings,
+            "on_lattice": round(float(np.mean([p["on_lattice"] for p in per])), 4),
+            "sites_found": round(float(np.mean([p["sites_found"] for p in per])), 4),
+            "detections": int(sum(p["n_detections"] for p in per)),
+            "sites": int(sum(p["n_sites"] for p in per)),
+            "lattice": {k: per[0][k] for k in ("period_A", "basis_sites", "radius_px")},
+        }
+    out["criterion"] = (
+        ">= 95 % of detections on a site (one-to-one within 0.35 x the site "
+        "spacing), >= 90 % of sites found; lattice from the image's FFT, "
+        "bright=False only for the ABF file (the detector decides alone)"
+    )
     return out
 
 
@@ -156,12 +174,17 @@ def bench_choice() -> dict:
         ps = float(st.pixel_size or 0.078)
         frame = np.asarray(st.data[0], np.float32)
         name, why = choose_model(frame, ps)
-        out[f.name] = {"auto": name, "why": why,
-                       "graphene_warnings": model_fit_warnings(frame, ps, graphene)}
+        out[f.name] = {
+            "auto": name,
+            "why": why,
+            "graphene_warnings": model_fit_warnings(frame, ps, graphene),
+        }
     noise = np.random.default_rng(0).normal(100, 10, (512, 512)).astype(np.float32)
-    out["pure_noise"] = {"auto": choose_model(noise, 0.1)[0],
-                         "graphene_warnings": model_fit_warnings(noise, 0.1, graphene),
-                         "general_warnings": model_fit_warnings(noise, 0.1, load_model("general"))}
+    out["pure_noise"] = {
+        "auto": choose_model(noise, 0.1)[0],
+        "graphene_warnings": model_fit_warnings(noise, 0.1, graphene),
+        "general_warnings": model_fit_warnings(noise, 0.1, load_model("general")),
+    }
     return out
 
 

@@ -40,9 +40,18 @@ REPO = Path(__file__).resolve().parents[1]
 REAL_MOVIE = REPO.parent / "shared" / "data" / "real" / "graphene_si1c3_movie.npz"
 REAL_PIXEL_SIZE_A = 0.078  # nominal, from the data README (the lattice agrees within 2 %)
 #: Every AtomLens dock, by its manifest display name (as in Plugins > AtomLens).
-DOCKS = ("Detect atoms", "Correct atoms", "Defects", "Subimages", "Train latent model",
-         "Latent colouring", "Latent trajectories", "PFM domain walls", "Colour key",
-         "Subimage gallery")
+DOCKS = (
+    "Detect atoms",
+    "Correct atoms",
+    "Defects",
+    "Subimages",
+    "Train latent model",
+    "Latent colouring",
+    "Latent trajectories",
+    "PFM domain walls",
+    "Colour key",
+    "Subimage gallery",
+)
 
 
 def _process(app, seconds: float = 0.0) -> None:
@@ -76,10 +85,15 @@ class StallTracer:
                 frame = sys._current_frames().get(self.main_id)
                 if frame is not None:
                     stack = traceback.extract_stack(frame)[-40:]
-                    mine = [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in stack
-                            if "atomlens" in f.filename or "bench" in f.filename]
+                    mine = [
+                        f"{Path(f.filename).name}:{f.lineno} {f.name}"
+                        for f in stack
+                        if "atomlens" in f.filename or "bench" in f.filename
+                    ]
                     inner = [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in stack[-3:]]
-                    self.samples.append((time.perf_counter(), " > ".join(mine[-3:] + ["|"] + inner)))
+                    self.samples.append(
+                        (time.perf_counter(), " > ".join(mine[-3:] + ["|"] + inner))
+                    )
                 time.sleep(self.interval_s)
 
     def start(self) -> None:
@@ -127,8 +141,11 @@ class GapMeter:
     def stop(self) -> dict:
         self.timer.stop()
         g = np.asarray(self.gaps) if self.gaps else np.zeros(1)
-        return {"max_stall_ms": round(float(g.max()), 1), "p99_gap_ms": round(float(np.percentile(g, 99)), 1),
-                "ticks": int(len(self.gaps))}
+        return {
+            "max_stall_ms": round(float(g.max()), 1),
+            "p99_gap_ms": round(float(np.percentile(g, 99)), 1),
+            "ticks": int(len(self.gaps)),
+        }
 
 
 def measure(app, name: str, click, settle_s: float = 0.3, timeout_s: float = 600.0) -> dict:
@@ -157,8 +174,14 @@ def measure(app, name: str, click, settle_s: float = 0.3, timeout_s: float = 600
             i = int(np.argmax(gaps))
             out["worst_gap_at_s"] = round(ends[i] - t0, 2)
             out["worst_gap_stacks"] = TRACER.during(ends[i] - gaps[i] / 1000.0, ends[i])
-    out.update({"action": name, "click_ms": round(click_ms, 1),
-                "seconds": round(time.perf_counter() - t0 - settle_s, 2), "target_ms": 100})
+    out.update(
+        {
+            "action": name,
+            "click_ms": round(click_ms, 1),
+            "seconds": round(time.perf_counter() - t0 - settle_s, 2),
+            "target_ms": 100,
+        }
+    )
     notes = _new_notifications()
     if notes:
         out["notifications"] = notes
@@ -172,7 +195,7 @@ def _new_notifications() -> list[str]:
     from napari.utils.notifications import notification_manager
 
     records = notification_manager.records
-    new = [str(r.message) for r in records[_SEEN[0]:]]
+    new = [str(r.message) for r in records[_SEEN[0] :]]
     _SEEN[0] = len(records)
     return new
 
@@ -201,9 +224,12 @@ def layout_figures(viewer, app) -> dict:
     screen = QApplication.primaryScreen().availableGeometry()
     frame = qt.frameGeometry()
     canvas = viewer.window._qt_viewer.canvas.native
-    return {"screen": [screen.width(), screen.height()], "window": [frame.width(), frame.height()],
-            "fits": frame.height() <= screen.height() and frame.width() <= screen.width(),
-            "canvas": [canvas.width(), canvas.height()]}
+    return {
+        "screen": [screen.width(), screen.height()],
+        "window": [frame.width(), frame.height()],
+        "fits": frame.height() <= screen.height() and frame.width() <= screen.width(),
+        "canvas": [canvas.width(), canvas.height()],
+    }
 
 
 def bench_actions(viewer, app, docks: dict, movie_path: Path, epochs: int) -> list[dict]:
@@ -242,9 +268,11 @@ def bench_actions(viewer, app, docks: dict, movie_path: Path, epochs: int) -> li
 
     def _colour():
         if "z1" not in latent.colour_by.choices:
-            raise SystemExit(f"no z1 after encoding: {json.dumps(results, indent=1)}; "
-                             f"train: {train.state.status} {train.time_label.value}; "
-                             f"latent: {latent.status.value}")
+            raise SystemExit(
+                f"no z1 after encoding: {json.dumps(results, indent=1)}; "
+                f"train: {train.state.status} {train.time_label.value}; "
+                f"latent: {latent.status.value}"
+            )
         latent.colour_by.value = "z1"
 
     results.append(measure(app, "colour by z1", _colour))
@@ -334,8 +362,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short smoke run")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--movie", default=str(REAL_MOVIE))
-    parser.add_argument("--trace", action="store_true",
-                        help="sample the main thread's stack: name the code behind each worst stall")
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="sample the main thread's stack: name the code behind each worst stall",
+    )
     args = parser.parse_args()
     global TRACER
     if args.trace:
@@ -358,7 +389,9 @@ def main() -> None:
     _process(app, 1.0)
     out["layout_docks_open"] = layout_figures(viewer, app)
     out["idle_control"] = idle_control(app, 5.0 if args.quick else 10.0)
-    out["actions"] = bench_actions(viewer, app, docks, movie, args.epochs or (2 if args.quick else 5))
+    out["actions"] = bench_actions(
+        viewer, app, docks, movie, args.epochs or (2 if args.quick else 5)
+    )
     out["layout_after_actions"] = layout_figures(viewer, app)
     out["frame_switch"] = bench_frame_switch(viewer, app, 80_000, 50, 10 if args.quick else 50)
     out["load_average_1min_end"] = round(os.getloadavg()[0], 2)

@@ -36,8 +36,16 @@ import numpy as np
 def simulate(frames: int, size: int, seed: int):
     from atomlens.simulate import simulate_movie
 
-    return simulate_movie(frames, size=size, pixel_size=0.1, seed=seed, n_si3=max(4, size // 64),
-                          si_hop_prob=0.2, drift_px_per_frame=0.3, n_holes=1)
+    return simulate_movie(
+        frames,
+        size=size,
+        pixel_size=0.1,
+        seed=seed,
+        n_si3=max(4, size // 64),
+        si_hop_prob=0.2,
+        drift_px_per_frame=0.3,
+        n_holes=1,
+    )
 
 
 def writer(movie, folder: Path, rate: float, arrived: dict, done: threading.Event) -> None:
@@ -58,9 +66,23 @@ def writer(movie, folder: Path, rate: float, arrived: dict, done: threading.Even
 
 
 def watch_cmd(folder: Path, out: Path, args: argparse.Namespace) -> list[str]:
-    cmd = [sys.executable, "-m", "atomlens", "watch", str(folder), "--out", str(out),
-           "--settle", "0", "--idle-stop", "20", "--policy", args.policy,
-           "--max-frames", str(args.frames)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "atomlens",
+        "watch",
+        str(folder),
+        "--out",
+        str(out),
+        "--settle",
+        "0",
+        "--idle-stop",
+        "20",
+        "--policy",
+        args.policy,
+        "--max-frames",
+        str(args.frames),
+    ]
     if args.latent_model:
         cmd += ["--latent-model", args.latent_model]
     return cmd
@@ -90,8 +112,9 @@ def main() -> None:
     movie.atoms.to_parquet(work / "truth_atoms.parquet")  # for a closer look afterwards
     load_before = os.getloadavg()
 
-    proc = subprocess.Popen(watch_cmd(folder, out, args), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        watch_cmd(folder, out, args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()
@@ -99,7 +122,9 @@ def main() -> None:
     arrived: dict[str, float] = {}
     committed: dict[str, float] = {}
     done = threading.Event()
-    wt = threading.Thread(target=writer, args=(movie, folder, args.rate, arrived, done), daemon=True)
+    wt = threading.Thread(
+        target=writer, args=(movie, folder, args.rate, arrived, done), daemon=True
+    )
     wt.start()
     loads = []
     while proc.poll() is None:
@@ -123,7 +148,9 @@ def main() -> None:
     frames = read_table(out, "frames")
     proc_rows = frames[frames["status"] == "processed"].sort_values("frame")
     # service time: from when the watch could start a frame to its commit
-    start = np.maximum(proc_rows["arrived"].to_numpy(), np.r_[-np.inf, proc_rows["done"].to_numpy()[:-1]])
+    start = np.maximum(
+        proc_rows["arrived"].to_numpy(), np.r_[-np.inf, proc_rows["done"].to_numpy()[:-1]]
+    )
     service = proc_rows["done"].to_numpy() - start
     slope = float(np.polyfit(np.arange(len(lat)), lat, 1)[0]) if len(lat) > 2 else float("nan")
 
@@ -138,26 +165,42 @@ def main() -> None:
     score = match_events(hops, true_hops, radius_px=0.7 / movie.pixel_size)
     stage_cols = [c for c in frames if c.startswith("t_")]
     result = {
-        "frames": args.frames, "size": args.size, "rate_fps": args.rate, "policy": args.policy,
-        "latent_model": args.latent_model, "processed": int(len(proc_rows)),
+        "frames": args.frames,
+        "size": args.size,
+        "rate_fps": args.rate,
+        "policy": args.policy,
+        "latent_model": args.latent_model,
+        "processed": int(len(proc_rows)),
         "skipped": int((frames["status"] == "skipped").sum()),
-        "latency_s": {"median": float(np.median(lat)), "p95": float(np.percentile(lat, 95)),
-                      "max": float(lat.max()), "slope_s_per_frame": slope},
+        "latency_s": {
+            "median": float(np.median(lat)),
+            "p95": float(np.percentile(lat, 95)),
+            "max": float(lat.max()),
+            "slope_s_per_frame": slope,
+        },
         "queue_max": int(proc_rows["queue"].max()),
         "queue_last10_mean": float(proc_rows["queue"].tail(10).mean()),
-        "service_s": {"median": float(np.median(service)), "p95": float(np.percentile(service, 95))},
+        "service_s": {
+            "median": float(np.median(service)),
+            "p95": float(np.percentile(service, 95)),
+        },
         "max_sustained_fps": float(1.0 / np.median(service)),
-        "cpu_s_per_frame_median": (float(proc_rows["cpu_s"].median()) if "cpu_s" in proc_rows
-                                   else None),
-        "stage_median_s": {c[2:]: float(proc_rows[c].median()) for c in stage_cols
-                           if proc_rows[c].notna().any()},
+        "cpu_s_per_frame_median": (
+            float(proc_rows["cpu_s"].median()) if "cpu_s" in proc_rows else None
+        ),
+        "stage_median_s": {
+            c[2:]: float(proc_rows[c].median()) for c in stage_cols if proc_rows[c].notna().any()
+        },
         "drift_rms_px": drift_rms(drift, truth[: len(drift)]) if len(drift) == len(truth) else None,
         "drift_max_px": float(np.abs(truth).max()),
         "si_hops": {"truth": int(len(true_hops)), "found": int(len(hops)), **score},
         "events_by_type": events["type"].value_counts().to_dict(),
-        "machine": {"cpus": os.cpu_count(), "load_before": load_before,
-                    "load_during_mean": float(np.mean(loads)) if loads else None,
-                    "load_after": os.getloadavg()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_before": load_before,
+            "load_during_mean": float(np.mean(loads)) if loads else None,
+            "load_after": os.getloadavg(),
+        },
         "simulate_s": sim_s,
     }
     (work / "live_bench.json").write_text(json.dumps(result, indent=2))

@@ -50,9 +50,24 @@ def make_movie(path: Path, frames: int, size: int) -> float:
 
 def run(stack: Path, out: Path, cfg: Path, scheduler: str) -> tuple[float, float]:
     shutil.rmtree(out, ignore_errors=True)  # measure a fresh run, not the cache
-    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "atomlens", "run", str(stack), "--out",
-           str(out), "--config", str(cfg), "--pixel-size", "0.1", "--scheduler", scheduler,
-           "--quiet"]
+    cmd = [
+        "/usr/bin/time",
+        "-v",
+        sys.executable,
+        "-m",
+        "atomlens",
+        "run",
+        str(stack),
+        "--out",
+        str(out),
+        "--config",
+        str(cfg),
+        "--pixel-size",
+        "0.1",
+        "--scheduler",
+        scheduler,
+        "--quiet",
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     dt = time.perf_counter() - t0
@@ -79,8 +94,17 @@ def main() -> None:
     make_movie(small, 8, 512)
     _, _ = run(small, work / "out_mem", cfg, "none")
     dask_s, _ = run(small, work / "out_dask", cfg, "local")
-    exact = ["frame", "cls", "coordination", "ring5", "ring6", "ring7", "edge", "defect_id",
-             "track_id"]
+    exact = [
+        "frame",
+        "cls",
+        "coordination",
+        "ring5",
+        "ring6",
+        "ring7",
+        "edge",
+        "defect_id",
+        "track_id",
+    ]
     mem = pd.read_parquet(work / "out_mem" / "atoms.parquet")
     dsk = pd.read_parquet(work / "out_dask" / "atoms.parquet")
     exact = [c for c in exact if c in mem.columns]
@@ -88,19 +112,27 @@ def main() -> None:
     same = same_rows and mem[exact].reset_index(drop=True).equals(dsk[exact].reset_index(drop=True))
     # positions may differ in the last float digits (workers run torch with other thread
     # counts, so convolutions sum in another order)
-    max_dpos = float(np.abs(mem[["y", "x"]].to_numpy() - dsk[["y", "x"]].to_numpy()).max()) \
-        if same_rows else float("nan")
-    print(json.dumps({
-        "movie": [a.frames, a.size, a.size],
-        "movie_GB_float32": round(a.frames * a.size**2 * 4 / 1024**3, 3),
-        "detect_chem_seconds": round(seconds, 1),
-        "frames_per_s": round(a.frames / seconds, 3),
-        "peak_rss_GB": round(peak_gb, 3),
-        "peak_target_GB": 1.5,
-        "dask_local_2_workers_same_atoms_species_chemistry_tracks": bool(same),
-        "dask_max_position_difference_px": max_dpos,
-        "dask_seconds_8x512": round(dask_s, 1),
-    }, indent=2))
+    max_dpos = (
+        float(np.abs(mem[["y", "x"]].to_numpy() - dsk[["y", "x"]].to_numpy()).max())
+        if same_rows
+        else float("nan")
+    )
+    print(
+        json.dumps(
+            {
+                "movie": [a.frames, a.size, a.size],
+                "movie_GB_float32": round(a.frames * a.size**2 * 4 / 1024**3, 3),
+                "detect_chem_seconds": round(seconds, 1),
+                "frames_per_s": round(a.frames / seconds, 3),
+                "peak_rss_GB": round(peak_gb, 3),
+                "peak_target_GB": 1.5,
+                "dask_local_2_workers_same_atoms_species_chemistry_tracks": bool(same),
+                "dask_max_position_difference_px": max_dpos,
+                "dask_seconds_8x512": round(dask_s, 1),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -100,10 +100,23 @@ def peer_python(arg: str | None) -> str | None:
 
 
 def peer_train(py: str, path: Path, epochs: int, batch: int, threads: int) -> dict:
-    out = subprocess.run([py, str(PEER_RVAE), str(path), "--epochs", str(epochs), "--batch",
-                          str(batch), "--threads", str(threads)],
-                         capture_output=True, text=True, check=True,
-                         cwd=path.parent)  # AtomAI saves model.tar in its working directory
+    out = subprocess.run(
+        [
+            py,
+            str(PEER_RVAE),
+            str(path),
+            "--epochs",
+            str(epochs),
+            "--batch",
+            str(batch),
+            "--threads",
+            str(threads),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=path.parent,
+    )  # AtomAI saves model.tar in its working directory
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -142,8 +155,11 @@ def main() -> None:
     p.add_argument("--peer-python", default=None)
     p.add_argument("--skip-peer", action="store_true")
     p.add_argument("--skip-extraction", action="store_true")
-    p.add_argument("--science", action="store_true",
-                   help="instead: sublattice/edge on a simulated movie, Si vs C on real data")
+    p.add_argument(
+        "--science",
+        action="store_true",
+        help="instead: sublattice/edge on a simulated movie, Si vs C on real data",
+    )
     p.add_argument("--science-epochs", type=int, default=20)
     p.add_argument("--science-small", action="store_true", help="the small movie of the tests")
     p.add_argument("--real-epochs", type=int, default=15)
@@ -152,7 +168,11 @@ def main() -> None:
     a = p.parse_args()
     if a.science:
         real = REPO.parent / "shared" / "data" / "real" / "graphene_si1c3_movie.npz"
-        res = {} if a.skip_simulated else {"simulated": science_simulated(a.science_epochs, small=a.science_small)}
+        res = (
+            {}
+            if a.skip_simulated
+            else {"simulated": science_simulated(a.science_epochs, small=a.science_small)}
+        )
         if real.exists():
             res["real_si1c3"] = science_real(real, a.real_epochs, seed=a.real_seed)
         print(json.dumps(res, indent=1))
@@ -196,7 +216,6 @@ def main() -> None:
         result["extraction"] = extraction()
     result["load_avg_end"] = os.getloadavg()[0]
     print(json.dumps(result, indent=1))
-
 
 
 # -- science checks (python bench/rvae.py --science) ---------------------------------------

@@ -46,15 +46,23 @@ def real_atoms() -> tuple[object, pd.DataFrame, np.ndarray]:
 def labels(atoms: pd.DataFrame) -> np.ndarray:
     """'Si', 'near' (within 3 Å of an annotated atom) or 'C' (bulk) per detection."""
     d = np.load(REAL)
-    ann = pd.DataFrame({"frame": d["atom_frame"], "y": d["atom_row"], "x": d["atom_col"],
-                        "element": d["atom_element"]})
+    ann = pd.DataFrame(
+        {
+            "frame": d["atom_frame"],
+            "y": d["atom_row"],
+            "x": d["atom_col"],
+            "element": d["atom_element"],
+        }
+    )
     label = np.full(len(atoms), "C", object)
     for fr, grp in ann.groupby("frame"):
         rows = np.flatnonzero(atoms["frame"].to_numpy() == fr)
         if not len(rows):
             continue
-        dist = np.hypot(atoms["y"].to_numpy()[rows, None] - grp["y"].to_numpy()[None],
-                        atoms["x"].to_numpy()[rows, None] - grp["x"].to_numpy()[None])
+        dist = np.hypot(
+            atoms["y"].to_numpy()[rows, None] - grp["y"].to_numpy()[None],
+            atoms["x"].to_numpy()[rows, None] - grp["x"].to_numpy()[None],
+        )
         label[rows[(dist < 40).any(1)]] = "near"
         for k, el in enumerate(grp["element"]):
             if el == "Si" and dist[:, k].min() < 5:
@@ -74,15 +82,20 @@ def si_vs_c(lat: pd.DataFrame, label: np.ndarray, frame: np.ndarray) -> dict:
     cov = np.atleast_2d(np.cov(c.T))
     lat["maha"] = np.sqrt(np.einsum("ij,jk,ik->i", diff, np.linalg.pinv(cov), diff))
     si = lat["label"] == "Si"
-    rank = [int((g["maha"] > g.loc[si[g.index], "maha"].iloc[0]).sum()) + 1
-            for _, g in lat.groupby("frame") if si[g.index].any()]
+    rank = [
+        int((g["maha"] > g.loc[si[g.index], "maha"].iloc[0]).sum()) + 1
+        for _, g in lat.groupby("frame")
+        if si[g.index].any()
+    ]
     both = lat["label"].isin(["C", "Si"])
-    return {"si_windows": int(si.sum()),
-            "si_mahalanobis_median": round(float(lat.loc[si, "maha"].median()), 2),
-            "bulk_c_mahalanobis_median": round(float(lat.loc[lat["label"] == "C", "maha"].median()), 2),
-            "si_rank_in_frame_median": float(np.median(rank)),
-            "atoms_per_frame_median": float(lat.groupby("frame").size().median()),
-            "si_vs_c_auc": round(float(roc_auc_score(si[both], lat.loc[both, "maha"])), 3)}
+    return {
+        "si_windows": int(si.sum()),
+        "si_mahalanobis_median": round(float(lat.loc[si, "maha"].median()), 2),
+        "bulk_c_mahalanobis_median": round(float(lat.loc[lat["label"] == "C", "maha"].median()), 2),
+        "si_rank_in_frame_median": float(np.median(rank)),
+        "atoms_per_frame_median": float(lat.groupby("frame").size().median()),
+        "si_vs_c_auc": round(float(roc_auc_score(si[both], lat.loc[both, "maha"])), 3),
+    }
 
 
 def main() -> None:
@@ -94,15 +107,25 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--set", nargs="*", default=[], help="recipe overrides, e.g. latent_dim=6")
-    p.add_argument("--from-run", default=None,
-                   help="score the atoms.parquet of an `atomlens run` on the movie instead")
+    p.add_argument(
+        "--from-run",
+        default=None,
+        help="score the atoms.parquet of an `atomlens run` on the movie instead",
+    )
     a = p.parse_args()
     if a.from_run:
         atoms = pd.read_parquet(Path(a.from_run) / "atoms.parquet")
         ok = atoms["z1"].notna().to_numpy()
         lat = atoms.loc[ok].reset_index(drop=True)
-        print(json.dumps({"run": a.from_run, "windows": int(ok.sum()),
-                          **si_vs_c(lat, labels(atoms)[ok], atoms["frame"].to_numpy()[ok])}))
+        print(
+            json.dumps(
+                {
+                    "run": a.from_run,
+                    "windows": int(ok.sum()),
+                    **si_vs_c(lat, labels(atoms)[ok], atoms["frame"].to_numpy()[ok]),
+                }
+            )
+        )
         return
     torch.set_num_threads(a.threads)
     stack, atoms, label = real_atoms()
@@ -111,15 +134,20 @@ def main() -> None:
     desc = latent.DescriptorRecipe().replace(**{k: v for k, v in over.items() if k in desc_keys})
     out = {"descriptors": desc.to_dict(), "runs": []}
     for seed in a.seeds:
-        rec = latent.LatentRecipe().replace(seed=seed, **{k: v for k, v in over.items()
-                                                         if k not in desc_keys})
+        rec = latent.LatentRecipe().replace(
+            seed=seed, **{k: v for k, v in over.items() if k not in desc_keys}
+        )
         t = time.perf_counter()
         res = drain(latent.run(stack, atoms, desc, rec))
         elapsed = time.perf_counter() - t
         idx = res.windows.index
-        row = {"seed": seed, "recipe": rec.to_dict(), "windows": len(idx),
-               "train_and_encode_s": round(elapsed, 1),
-               **si_vs_c(res.latents, label[idx], atoms["frame"].to_numpy()[idx])}
+        row = {
+            "seed": seed,
+            "recipe": rec.to_dict(),
+            "windows": len(idx),
+            "train_and_encode_s": round(elapsed, 1),
+            **si_vs_c(res.latents, label[idx], atoms["frame"].to_numpy()[idx]),
+        }
         out["runs"].append(row)
         print(json.dumps(row), flush=True)
     print(json.dumps(out, indent=1))

@@ -104,7 +104,7 @@ def main() -> None:
     sub.atoms.value, sub.image.value, sub.window.value = atoms, img, 40
     _wait(app, sub.cut())
     with_window = [int(r) for r in sub.current.index if atoms.data[int(r), 0] == 10]
-    atoms.selected_data = set(with_window[len(with_window) // 2:][:9])  # atoms mid-frame
+    atoms.selected_data = set(with_window[len(with_window) // 2 :][:9])  # atoms mid-frame
     _raise(docks["Subimage gallery"])
     files["subimages"] = _shot(viewer, app, out / "gui_subimages.png")
     atoms.selected_data = set()

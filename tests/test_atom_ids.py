@@ -16,8 +16,14 @@ from atomlens.io.atoms_table import (
 
 
 def test_atom_ids_are_kept_and_new_rows_get_fresh_ones() -> None:
-    t = pd.DataFrame({"frame": [0, 0, 1, 1], "y": [1.0, 2, 3, 4], "x": [1.0, 2, 3, 4],
-                      "atom_id": [5, np.nan, 5, 2]})
+    t = pd.DataFrame(
+        {
+            "frame": [0, 0, 1, 1],
+            "y": [1.0, 2, 3, 4],
+            "x": [1.0, 2, 3, 4],
+            "atom_id": [5, np.nan, 5, 2],
+        }
+    )
     assert with_atom_ids(t)["atom_id"].tolist() == [5, 6, 7, 2]
     assert with_atom_ids(t, fresh=True)["atom_id"].tolist() == [0, 1, 2, 3]
     assert with_atom_ids(t.drop(columns="atom_id"))["atom_id"].tolist() == [0, 1, 2, 3]
@@ -37,8 +43,9 @@ def test_validate_names_the_problem() -> None:
 
 
 def test_one_writer_round_trips_csv_and_parquet(tmp_path) -> None:
-    t = with_atom_ids(pd.DataFrame({"frame": [0, 1], "y": [1 / 3, 2.0], "x": [0.1, 7.25],
-                                    "cls": ["C", "Si"]}))
+    t = with_atom_ids(
+        pd.DataFrame({"frame": [0, 1], "y": [1 / 3, 2.0], "x": [0.1, 7.25], "cls": ["C", "Si"]})
+    )
     for name in ("a.csv", "a.parquet"):
         path = write_atoms(tmp_path / name, t)
         back = pd.read_csv(path) if name.endswith("csv") else pd.read_parquet(path)

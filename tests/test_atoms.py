@@ -91,8 +91,16 @@ def test_detect_shipped_model_on_held_out_simulation():
     """Done-when figure (small version; bench/detect.py --what accuracy runs more frames)."""
     frames, truth = synth_validation_set(n_frames=2, size=192, seed=20_000)
     res = detect(frames, pixel_size=0.1)
-    assert list(res.atoms.columns) == ["frame", "y", "x", "cls", "prob", "border", "sigma_px",
-                                       "sigma_A"]
+    assert list(res.atoms.columns) == [
+        "frame",
+        "y",
+        "x",
+        "cls",
+        "prob",
+        "border",
+        "sigma_px",
+        "sigma_A",
+    ]
     assert (res.atoms["sigma_A"].dropna() > 0).all() and res.atoms["sigma_A"].notna().mean() > 0.9
     s = score_frames(res.atoms, truth, frames.shape[1:], 0.1)
     assert s["f1"] >= 0.99, s
@@ -107,8 +115,14 @@ def test_detect_generator_progress_maps_and_frames():
     assert [e.frame for e in events] == [0, 2] and events[-1].n_frames == 2
     assert events[0].maps.shape == (3, 96, 96)
     calls = []
-    res = detect(frames, frames=slice(1, 3), pixel_size=0.1, return_maps=True,
-                 progress=lambda i, n: calls.append((i, n)), refine="com")
+    res = detect(
+        frames,
+        frames=slice(1, 3),
+        pixel_size=0.1,
+        return_maps=True,
+        progress=lambda i, n: calls.append((i, n)),
+        refine="com",
+    )
     assert calls == [(1, 2), (2, 2)]
     assert res.maps.shape == (2, 3, 96, 96)
     assert set(res.atoms["frame"]) == {1, 2}
@@ -121,8 +135,20 @@ def test_cli_detect_writes_csv_and_streamed_maps(tmp_path):
 
     frames, _ = synth_validation_set(n_frames=2, size=160, seed=20_002)
     np.save(tmp_path / "movie.npy", frames)
-    rc = main(["detect", str(tmp_path / "movie.npy"), "--out", str(tmp_path / "a.csv"),
-               "--pixel-size", "0.1", "--frames", "1:2", "--maps", str(tmp_path / "m.npy")])
+    rc = main(
+        [
+            "detect",
+            str(tmp_path / "movie.npy"),
+            "--out",
+            str(tmp_path / "a.csv"),
+            "--pixel-size",
+            "0.1",
+            "--frames",
+            "1:2",
+            "--maps",
+            str(tmp_path / "m.npy"),
+        ]
+    )
     assert rc == 0
     df = pd.read_csv(tmp_path / "a.csv")
     assert list(df.columns[:5]) == ["frame", "y", "x", "cls", "prob"]

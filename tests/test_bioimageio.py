@@ -32,8 +32,11 @@ def package(tmp_path_factory):
     out = tmp_path_factory.mktemp("bio") / "graphene.zip"
     mp = pytest.MonkeyPatch()
     try:
-        mp.setattr(socket.socket, "connect", lambda *a, **k: (_ for _ in ()).throw(
-            AssertionError("network access during export")))
+        mp.setattr(
+            socket.socket,
+            "connect",
+            lambda *a, **k: (_ for _ in ()).throw(AssertionError("network access during export")),
+        )
         res = export_bioimageio(None, out)
     finally:
         mp.undo()
@@ -47,8 +50,15 @@ def test_package_validates_offline(package, offline):
     ok, status = validate_package(package.path)
     assert ok, status
     names = set(zipfile.ZipFile(package.path).namelist())
-    assert {"rdf.yaml", "weights.torchscript", "test_input.npy", "test_output.npy",
-            "cover.png", "README.md", "atomlens_card.json"} <= names
+    assert {
+        "rdf.yaml",
+        "weights.torchscript",
+        "test_input.npy",
+        "test_output.npy",
+        "cover.png",
+        "README.md",
+        "atomlens_card.json",
+    } <= names
 
 
 def test_torchscript_reproduces_test_output_and_atomlens_prediction(package, tmp_path):

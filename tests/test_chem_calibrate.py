@@ -105,8 +105,11 @@ def test_lattice_calibration_with_the_peak_finder_and_errors():
     assert cal.metadata_pixel_size == 0.2 and cal.discrepancy_pct == pytest.approx(66.7, abs=3)
     rng = np.random.default_rng(1)
     with pytest.raises(CalibrationError, match="no graphene atoms found"):
-        calibrate_lattice(np.zeros((64, 64), np.float32) + rng.normal(0, 1e-6, (64, 64)), "graphene",
-                          detector="peaks")
+        calibrate_lattice(
+            np.zeros((64, 64), np.float32) + rng.normal(0, 1e-6, (64, 64)),
+            "graphene",
+            detector="peaks",
+        )
     with pytest.raises(CalibrationError, match="unknown detector"):
         calibrate_lattice(im, "graphene", detector="magic")
 
@@ -120,18 +123,23 @@ def test_read_stack_calibrates_and_cli_says_how_sure(tmp_path, capsys):
     np.save(path, _rendered_graphene(0.09, size=192, seed=3))
     st = read_stack(path, calibrate="graphene")
     assert st.pixel_size == pytest.approx(0.09, rel=0.02)
-    assert st.pixel_size_source == "calibration" and st.metadata["calibration"]["method"] == "lattice"
+    assert (
+        st.pixel_size_source == "calibration" and st.metadata["calibration"]["method"] == "lattice"
+    )
     assert main(["calibrate", str(path), "--lattice", "graphene"]) == 0
     text = capsys.readouterr().out
     assert "spot order:" in text and "evidence" in text and "verdict:     sure" in text
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,key,truth", [
-    ("graphene_si-2nm", "image", 0.0762),
-    ("graphene_grainboundary-4nm", "image", 0.0786),
-    ("graphene_si1c3_movie", "frames", 0.0762),
-])
+@pytest.mark.parametrize(
+    "name,key,truth",
+    [
+        ("graphene_si-2nm", "image", 0.0762),
+        ("graphene_grainboundary-4nm", "image", 0.0786),
+        ("graphene_si1c3_movie", "frames", 0.0762),
+    ],
+)
 def test_real_graphene_calibrates_without_metadata(shared_data, name, key, truth):
     """Truth: the FFT first-order spots searched around the nominal 0.078 Å (checked
     against the source authors' atom positions in test_chem_real.py); here the

@@ -23,13 +23,37 @@ def test_chem_cli_writes_tables(tmp_path, capsys):
     src = tmp_path / "atoms.csv"
     atoms.to_csv(src, index=False)
     out, rings, defects = tmp_path / "chem.csv", tmp_path / "rings.csv", tmp_path / "defects.csv"
-    code = main([
-        "chem", str(src), "--pixel-size", str(PS), "--out", str(out), "--rings", str(rings),
-        "--defects", str(defects), "--tracks", "--max-bond", "C-Si=2.1", "--max-disp", "Si=2",
-    ])
+    code = main(
+        [
+            "chem",
+            str(src),
+            "--pixel-size",
+            str(PS),
+            "--out",
+            str(out),
+            "--rings",
+            str(rings),
+            "--defects",
+            str(defects),
+            "--tracks",
+            "--max-bond",
+            "C-Si=2.1",
+            "--max-disp",
+            "Si=2",
+        ]
+    )
     assert code == 0
     chem = pd.read_csv(out)
-    for col in ("coordination", "ring5", "ring6", "ring7", "ring8", "edge", "defect_id", "track_id"):
+    for col in (
+        "coordination",
+        "ring5",
+        "ring6",
+        "ring7",
+        "ring8",
+        "edge",
+        "defect_id",
+        "track_id",
+    ):
         assert col in chem
     assert chem["track_id"].nunique() == len(yx)
     r = pd.read_csv(rings)
@@ -54,14 +78,17 @@ def test_calibrate_cli_reports_discrepancy_and_applies(tmp_path, capsys):
     img = lattice_image(192, 0.1, seed=4)
     path = tmp_path / "graphene.npy"
     np.save(path, img)
-    code = main(["calibrate", str(path), "--lattice", "graphene", "--pixel-size", "0.108", "--json"])
+    code = main(
+        ["calibrate", str(path), "--lattice", "graphene", "--pixel-size", "0.108", "--json"]
+    )
     assert code == 0
     res = json.loads(capsys.readouterr().out)
     assert res["pixel_size"] == pytest.approx(0.1, rel=0.01)
     assert res["discrepancy_pct"] == pytest.approx(8.0, abs=1.0)
     out = tmp_path / "calibrated.tif"
-    code = main(["calibrate", str(path), "--lattice", "2.46", "--pixel-size", "0.108",
-                 "--apply", str(out)])
+    code = main(
+        ["calibrate", str(path), "--lattice", "2.46", "--pixel-size", "0.108", "--apply", str(out)]
+    )
     text = capsys.readouterr().out
     assert code == 0 and "discrepancy" in text and out.exists()
     from atomlens.io import read_stack

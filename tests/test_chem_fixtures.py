@@ -87,8 +87,13 @@ def si_substitution(yx: np.ndarray, push_A: float = 0.15) -> tuple[np.ndarray, l
 
 
 def lattice_image(
-    size: int, pixel_size: float, a: float = A, angle_deg: float = 17.0, noise: float = 0.3,
-    seed: int = 0, sublattice_ratio: float = 1.0,
+    size: int,
+    pixel_size: float,
+    a: float = A,
+    angle_deg: float = 17.0,
+    noise: float = 0.3,
+    seed: int = 0,
+    sublattice_ratio: float = 1.0,
 ) -> np.ndarray:
     """(size, size) image of a honeycomb with lattice constant ``a`` (Å): Gaussian atoms
     (sigma 0.35 Å) at the two sublattices (second one scaled by ``sublattice_ratio``),
@@ -107,7 +112,9 @@ def lattice_image(
     yy, xx = np.mgrid[:size, :size] * pixel_size
     sig = 0.35
     for pts, w in ((base, 1.0), (base + b, sublattice_ratio)):
-        pts = pts[(pts[:, 0] > -1) & (pts[:, 0] < fov + 1) & (pts[:, 1] > -1) & (pts[:, 1] < fov + 1)]
+        pts = pts[
+            (pts[:, 0] > -1) & (pts[:, 0] < fov + 1) & (pts[:, 1] > -1) & (pts[:, 1] < fov + 1)
+        ]
         ij = np.rint(pts / pixel_size).astype(int)
         grid = np.zeros((size + 2, size + 2))
         # splat with sub-pixel accuracy via direct Gaussians on a small window

@@ -33,7 +33,9 @@ def test_bonds_vectors_start_and_end_on_atoms(result):
     assert kind == "vectors" and data.shape == (len(result.bonds), 2, 3)
     a, b = result.bonds["a"].to_numpy(), result.bonds["b"].to_numpy()
     yx = result.atoms[["y", "x"]].to_numpy()
-    assert np.allclose(data[:, 0, 1:], yx[a]) and np.allclose(data[:, 0, 1:] + data[:, 1, 1:], yx[b])
+    assert np.allclose(data[:, 0, 1:], yx[a]) and np.allclose(
+        data[:, 0, 1:] + data[:, 1, 1:], yx[b]
+    )
     assert np.array_equal(data[:, 0, 0], result.atoms["frame"].to_numpy()[a])
     assert np.all(data[:, 1, 0] == 0)  # a bond stays in its frame
     assert kw["scale"] == (1.0, PS, PS) and kw["axis_labels"] == ("t", "y", "x")

@@ -34,7 +34,6 @@ def test_si_2nm_metadata_overstates_pixel_size(shared_data):
     assert fft.pixel_size < nominal
 
 
-
 def test_si_2nm_fft_calibration_matches_the_authors_atom_positions(shared_data):
     """An independent check of the FFT pixel size (0.0762 Å, nominal 0.0781 Å; the data
     README's "FFT says ~0.072" is not reproduced): the source authors' atom positions
@@ -66,6 +65,7 @@ def test_si_2nm_fft_calibration_matches_the_authors_atom_positions(shared_data):
         assert 0.96 * nominal < est < 0.99 * nominal
         assert est > 1.05 * 0.072
 
+
 def test_grain_boundary_has_5_and_7_rings(shared_data):
     z = _npz(shared_data, "graphene_grainboundary-4nm")
     ps = calibrate_fft(z["image"], "graphene", float(z["nominal_pixel_size_angstrom"])).pixel_size
@@ -80,7 +80,9 @@ def test_grain_boundary_has_5_and_7_rings(shared_data):
 
 def test_annotated_si_is_three_fold_with_paper_geometry(shared_data):
     z = _npz(shared_data, "graphene_si1c3_movie")
-    ps = calibrate_fft(z["frames"][:4], "graphene", float(z["nominal_pixel_size_angstrom"]), pad=1024).pixel_size
+    ps = calibrate_fft(
+        z["frames"][:4], "graphene", float(z["nominal_pixel_size_angstrom"]), pad=1024
+    ).pixel_size
     atoms = pd.DataFrame(
         {"frame": z["atom_frame"], "y": z["atom_row"], "x": z["atom_col"], "cls": z["atom_element"]}
     )

@@ -17,8 +17,12 @@ def _complete(movie) -> np.ndarray:
     """(N,) bool: atoms whose every true bond partner is in the atom table."""
     atoms = movie.atoms.reset_index(drop=True)
     b = movie.bonds
-    key = pd.concat([b[["frame", "a"]].set_axis(["frame", "id"], axis=1),
-                     b[["frame", "b"]].set_axis(["frame", "id"], axis=1)])
+    key = pd.concat(
+        [
+            b[["frame", "a"]].set_axis(["frame", "id"], axis=1),
+            b[["frame", "b"]].set_axis(["frame", "id"], axis=1),
+        ]
+    )
     seen = key.groupby(["frame", "id"]).size()
     idx = pd.MultiIndex.from_arrays([atoms["frame"], atoms["atom_id"]])
     return seen.reindex(idx, fill_value=0).to_numpy() == atoms["coordination"].to_numpy()
@@ -38,8 +42,17 @@ def _ring_sets(rings: pd.DataFrame, ids_of_row=None) -> set:
 @pytest.fixture(scope="module")
 def clean():
     return simulate.simulate_movie(
-        2, size=192, pixel_size=0.1, seed=5, n_si3=0, n_si4=0, n_vacancies=0,
-        n_stone_wales=0, n_holes=0, contamination_fraction=0.0, vacancy_rate=0.0,
+        2,
+        size=192,
+        pixel_size=0.1,
+        seed=5,
+        n_si3=0,
+        n_si4=0,
+        n_vacancies=0,
+        n_stone_wales=0,
+        n_holes=0,
+        contamination_fraction=0.0,
+        vacancy_rate=0.0,
         reconstruct_prob=0.0,
     )
 
@@ -47,8 +60,17 @@ def clean():
 @pytest.fixture(scope="module")
 def defective():
     return simulate.simulate_movie(
-        6, size=320, pixel_size=0.1, seed=11, n_si3=5, n_si4=3, n_vacancies=2,
-        n_stone_wales=3, n_holes=1, contamination_fraction=0.0, si_hop_prob=0.3,
+        6,
+        size=320,
+        pixel_size=0.1,
+        seed=11,
+        n_si3=5,
+        n_si4=3,
+        n_vacancies=2,
+        n_stone_wales=3,
+        n_holes=1,
+        contamination_fraction=0.0,
+        si_hop_prob=0.3,
         min_defect_separation_A=5.0,
     )
 
@@ -57,9 +79,7 @@ def test_clean_lattice_rings_exact(clean):
     res = analyze(clean.atoms[COLS], clean.pixel_size)
     ids = clean.atoms["atom_id"].to_numpy()
     shown = {(int(f), int(i)) for f, i in zip(clean.atoms["frame"], ids)}
-    truth = {
-        (f, m) for f, m in _ring_sets(clean.rings) if all((f, i) in shown for i in m)
-    }
+    truth = {(f, m) for f, m in _ring_sets(clean.rings) if all((f, i) in shown for i in m)}
     mine = _ring_sets(res.rings, ids)
     assert mine == truth
     assert set(res.rings["size"]) == {6}
@@ -92,7 +112,9 @@ def test_defective_movie_against_truth(defective):
     for row in sw.itertuples(index=False):
         members = {int(m) for m in row.atoms.split()}
         rows_f = res.atoms.index[res.atoms["frame"] == row.frame]
-        hit = res.defects[(res.defects["frame"] == row.frame) & res.defects["type"].str.contains("SW")]
+        hit = res.defects[
+            (res.defects["frame"] == row.frame) & res.defects["type"].str.contains("SW")
+        ]
         found += any(members & {int(ids[r]) for r in a if r in rows_f} for a in hit["atoms"])
     assert found / len(sw) >= 0.95
     # Si identity along tracks: consecutive detections of one track are one true atom

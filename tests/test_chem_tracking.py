@@ -101,7 +101,15 @@ def test_dimer_and_trimer_orientation_and_turns():
             ids = []
             for j, p in enumerate(pts):
                 ids.append(len(rows))
-                rows.append({"frame": t, "y": p[0] / PS, "x": p[1] / PS, "cls": "Si", "track_id": 100 * n + j})
+                rows.append(
+                    {
+                        "frame": t,
+                        "y": p[0] / PS,
+                        "x": p[1] / PS,
+                        "cls": "Si",
+                        "track_id": 100 * n + j,
+                    }
+                )
             defects.append({"frame": t, "defect_id": k, "atoms": tuple(ids)})
             k += 1
     atoms = pd.DataFrame(rows)

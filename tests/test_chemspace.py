@@ -21,7 +21,9 @@ from atomlens.latent.chemspace import (
 
 L = 6.0  # bond length, pixels
 WIN = 32
-AGREEMENT_MIN = 0.55  # held-out agreement of the CPU-fast model (measured 0.686; pristine share 0.628)
+AGREEMENT_MIN = (
+    0.55  # held-out agreement of the CPU-fast model (measured 0.686; pristine share 0.628)
+)
 
 
 def honeycomb(bond: float = L, n: int = 7, stone_wales: bool = False) -> np.ndarray:
@@ -164,7 +166,9 @@ def test_chemical_space_map_lookup_and_agreement(tmp_path) -> None:
     plot_chemspace(cmap, tmp_path / "map.png", z=z)
     small = chemical_space_map(dec, L, grid=4, z_range=((-3, 3), (-3, 3)), keep_images=True)
     assert small.images.shape == (4, 4, WIN, WIN)
-    assert np.allclose(small.images[0, 0], dec.pristine) and np.allclose(small.images[0, 3], dec.core)
+    assert np.allclose(small.images[0, 0], dec.pristine) and np.allclose(
+        small.images[0, 3], dec.core
+    )
     assert (tmp_path / "map.png").stat().st_size > 0
     saved = np.load(cmap.save(tmp_path / "map.npz"))
     assert np.array_equal(saved["counts"], cmap.counts)
@@ -223,7 +227,10 @@ def test_aligned_windows_are_centred_and_bond_aligned() -> None:
 
     pts = honeycomb()
     # both sublattices, turned by arbitrary angles and 1.1 px off-centre
-    cases = [(pts[k], a) for k, a in zip(np.flatnonzero(np.hypot(*pts.T) < 1.2 * L), (0.3, 1.1, 2.0, 0.7))]
+    cases = [
+        (pts[k], a)
+        for k, a in zip(np.flatnonzero(np.hypot(*pts.T) < 1.2 * L), (0.3, 1.1, 2.0, 0.7))
+    ]
     big = np.stack([render(pts, c + [0.9, -0.7], win=46, angle=a) for c, a in cases])
     wins, theta = aligned_windows(big, L, WIN)
     assert np.all(np.abs(np.degrees(bond_orientation(wins, L))) < 3.0)
@@ -265,10 +272,14 @@ def test_skip_rvae_map_agrees_with_simulator_truth_on_held_out_atoms() -> None:
     torch.manual_seed(0)
     wins, _, bond = _graphene_windows(0)
     hwins, htruth, _ = _graphene_windows(1)
-    model = fit_chemspace_model(wins, bond, hidden=(64, 64, 64), epochs=60, batch_size=16, threads=1)
+    model = fit_chemspace_model(
+        wins, bond, hidden=(64, 64, 64), epochs=60, batch_size=16, threads=1
+    )
     lat = model.transform(wins)
     z = lat[["z1", "z2"]].to_numpy()
-    cmap = chemical_space_map(model, bond, grid=40, z=z, bond_range=(0.5, 1.3), pose=typical_pose(lat))
+    cmap = chemical_space_map(
+        model, bond, grid=40, z=z, bond_range=(0.5, 1.3), pose=typical_pose(lat)
+    )
     hz = model.transform(hwins)[["z1", "z2"]].to_numpy()
     a = agreement(cmap, hz, htruth)
     assert cmap.physical.mean() > 0.5

@@ -24,15 +24,19 @@ from atomlens.atoms.contrast import (
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
 
-def _render(yx: np.ndarray, amp: np.ndarray, shape=(96, 96), sigma_px=2.0,
-            background=20.0) -> np.ndarray:
+def _render(
+    yx: np.ndarray, amp: np.ndarray, shape=(96, 96), sigma_px=2.0, background=20.0
+) -> np.ndarray:
     """Noise-free image (counts): Gaussian columns of total weight ``amp`` on a flat
     background."""
     yy, xx = np.mgrid[: shape[0], : shape[1]]
     img = np.full(shape, background, float)
     for (y, x), a in zip(yx, amp):
-        img += a / (2 * np.pi * sigma_px**2) * np.exp(
-            -((yy - y) ** 2 + (xx - x) ** 2) / (2 * sigma_px**2))
+        img += (
+            a
+            / (2 * np.pi * sigma_px**2)
+            * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * sigma_px**2))
+        )
     return img
 
 
@@ -48,7 +52,7 @@ def test_integrated_intensity_recovers_column_weights_and_its_error_is_calibrate
     clean = _render(yx, amp)
     r = 6.0  # 3 sigma of the probe: 98.9 % of a column's weight
     i0, _ = integrated_intensity(clean, yx, r)
-    np.testing.assert_allclose(i0, amp * (1 - np.exp(-r**2 / 8)), rtol=0.02)
+    np.testing.assert_allclose(i0, amp * (1 - np.exp(-(r**2) / 8)), rtol=0.02)
     draws, sigmas = [], []
     for _ in range(60):
         noisy = rng.poisson(clean).astype(float)
@@ -121,8 +125,10 @@ def test_bad_input_gives_one_clear_error():
         species_from_contrast(img, atoms.iloc[:0])
 
 
-@pytest.mark.skipif(not (REAL / "MoS2_stem_Exp-001-5.npy").exists(),
-                    reason="real MoS2 images not found (../shared/data absent)")
+@pytest.mark.skipif(
+    not (REAL / "MoS2_stem_Exp-001-5.npy").exists(),
+    reason="real MoS2 images not found (../shared/data absent)",
+)
 @pytest.mark.parametrize("name", ["000-2", "001-5", "002-5"])
 def test_mo_and_s2_separated_by_contrast_on_real_mos2(name):
     """Contrast classes of the lattice-fit columns agree with their Mo/S2 sites (the
@@ -133,8 +139,9 @@ def test_mo_and_s2_separated_by_contrast_on_real_mos2(name):
     st = read_stack(REAL / f"MoS2_stem_Exp-{name}.npy")
     frame = np.asarray(st.data[0], np.float32)
     ref, _ = lattice_reference(frame, float(st.pixel_size))
-    out, model = species_from_contrast(frame, ref[["frame", "y", "x"]], k="auto",
-                                       names=["S2", "Mo"])
+    out, model = species_from_contrast(
+        frame, ref[["frame", "y", "x"]], k="auto", names=["S2", "Mo"]
+    )
     assert model.k == 2
     truth = ref["cls"].astype(str).replace({"S": "S2"}).to_numpy()
     agree = (out["cls"].astype(str).to_numpy() == truth).mean()
@@ -152,8 +159,10 @@ def test_check_classes_setting():
         check_classes_setting(2, "a,b,c")
 
 
-@pytest.mark.skipif(not (REAL / "MoS2_stem_Exp-002-5.npy").exists(),
-                    reason="real MoS2 images not found (../shared/data absent)")
+@pytest.mark.skipif(
+    not (REAL / "MoS2_stem_Exp-002-5.npy").exists(),
+    reason="real MoS2 images not found (../shared/data absent)",
+)
 def test_detect_workflow_names_species_from_contrast():
     """The detect workflow (what the dock and `atomlens detect --species contrast` run):
     MoS2 columns named S2 / Mo by contrast, checked against the lattice-fit sites."""
@@ -166,31 +175,61 @@ def test_detect_workflow_names_species_from_contrast():
     st = read_stack(REAL / "MoS2_stem_Exp-002-5.npy")
     frame = np.asarray(st.data[0], np.float32)
     ref, fit = lattice_reference(frame, float(st.pixel_size))
-    recipe = detect.DetectRecipe(model="graphene", species="contrast", contrast_classes="2",
-                                 class_names="S2,Mo", save_maps=False)
+    recipe = detect.DetectRecipe(
+        model="graphene",
+        species="contrast",
+        contrast_classes="2",
+        class_names="S2,Mo",
+        save_maps=False,
+    )
     res = drain(detect.run(Stack(frame[None], fit.pixel_size), recipe))
     atoms = res.atoms
     assert set(atoms["cls"].astype(str)) == {"S2", "Mo"} and res.species_model["k"] == 2
     assert {"intensity", "intensity_sigma", "contrast_class"} <= set(atoms.columns)
-    ip, it = match_atoms(atoms[["y", "x"]].to_numpy(), ref[["y", "x"]].to_numpy(),
-                         0.7 / fit.pixel_size)
+    ip, it = match_atoms(
+        atoms[["y", "x"]].to_numpy(), ref[["y", "x"]].to_numpy(), 0.7 / fit.pixel_size
+    )
     truth = ref["cls"].astype(str).replace({"S": "S2"}).to_numpy()[it]
     assert len(ip) > 300
     assert (atoms["cls"].astype(str).to_numpy()[ip] == truth).mean() >= 0.95
     with pytest.raises(ContrastError, match="whole number"):
-        drain(detect.run(Stack(frame[None], fit.pixel_size),
-                         detect.DetectRecipe(species="contrast", contrast_classes="x")))
+        drain(
+            detect.run(
+                Stack(frame[None], fit.pixel_size),
+                detect.DetectRecipe(species="contrast", contrast_classes="x"),
+            )
+        )
 
 
-@pytest.mark.skipif(not (REAL / "MoS2_stem_Exp-002-5.npy").exists(),
-                    reason="real MoS2 images not found (../shared/data absent)")
+@pytest.mark.skipif(
+    not (REAL / "MoS2_stem_Exp-002-5.npy").exists(),
+    reason="real MoS2 images not found (../shared/data absent)",
+)
 def test_cli_detect_species_contrast(tmp_path, capsys):
     from atomlens.cli import main
 
     out = tmp_path / "atoms.csv"
-    assert main(["detect", str(REAL / "MoS2_stem_Exp-002-5.npy"), "--model", "graphene",
-                 "--pixel-size", "0.19", "--species", "contrast", "--classes", "2",
-                 "--names", "S2,Mo", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "detect",
+                str(REAL / "MoS2_stem_Exp-002-5.npy"),
+                "--model",
+                "graphene",
+                "--pixel-size",
+                "0.19",
+                "--species",
+                "contrast",
+                "--classes",
+                "2",
+                "--names",
+                "S2,Mo",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     atoms = pd.read_csv(out)
     assert set(atoms["cls"]) == {"S2", "Mo"}
     assert {"intensity", "intensity_sigma", "contrast_class"} <= set(atoms.columns)

@@ -33,18 +33,30 @@ def test_si_coordination_on_probe_rendered_sites(kind, want, pixel_size):
     for seed in (101, 102, 103):
         rng = np.random.default_rng(seed)
         n = int(round(20.0 / pixel_size))
-        im = Imaging(probe=Probe(alpha_mrad=31, defocus_A=5, Cs_A=1e4, source_fwhm_A=0.5),
-                     si_ratio=4.5, snr=6.0, film_bg=0.5, offset=0.3)
-        img, _, yx, sp = render_sample(_site(kind, seed), (n, n), pixel_size,
-                                       classes=("background", "C", "Si"), radius_A=0.35,
-                                       rng=rng, imaging=im)
+        im = Imaging(
+            probe=Probe(alpha_mrad=31, defocus_A=5, Cs_A=1e4, source_fwhm_A=0.5),
+            si_ratio=4.5,
+            snr=6.0,
+            film_bg=0.5,
+            offset=0.3,
+        )
+        img, _, yx, sp = render_sample(
+            _site(kind, seed),
+            (n, n),
+            pixel_size,
+            classes=("background", "C", "Si"),
+            radius_A=0.35,
+            rng=rng,
+            imaging=im,
+        )
         atoms = detect(img, pixel_size=pixel_size).atoms.reset_index(drop=True)
         si_true = yx[sp == "Si"][0]
         d = np.hypot(*(atoms[["y", "x"]].to_numpy() - si_true).T)
         j = int(np.argmin(d))
         if d[j] * pixel_size > 0.5 or atoms["cls"].iloc[j] != "Si":
             continue
-        tab = pd.DataFrame({"frame": 0, "y": atoms["y"], "x": atoms["x"],
-                            "cls": atoms["cls"].astype(str)})
+        tab = pd.DataFrame(
+            {"frame": 0, "y": atoms["y"], "x": atoms["x"], "cls": atoms["cls"].astype(str)}
+        )
         hits += int(coordination(len(tab), find_bonds(tab, pixel_size))[j] == want)
     assert hits == 3, f"{kind} at {pixel_size} Å/px: coordination right in {hits}/3 frames"

@@ -69,13 +69,21 @@ def test_label_frames_puts_class_disks_on_atoms():
     images2, masks2 = label_frames(frames, truth, [0], det, pixel_size=0.1)
     assert masks2.shape == (1, 24, 24)
     sub = truth[truth.frame == 0]
-    assert (masks2[0, np.rint((sub.y + 0.5) / 2 - 0.5).astype(int),
-                   np.rint((sub.x + 0.5) / 2 - 0.5).astype(int)] > 0).mean() > 0.9
+    assert (
+        masks2[
+            0,
+            np.rint((sub.y + 0.5) / 2 - 0.5).astype(int),
+            np.rint((sub.x + 0.5) / 2 - 0.5).astype(int),
+        ]
+        > 0
+    ).mean() > 0.9
     # uncertain atoms become ignore rings (255) around, never over, the labels
     _, mi = label_frames(frames, truth, [0], det, pixel_size=PX, ignore=truth.iloc[:1])
     assert (mi == 255).sum() > 0 and (mi[masks[:1] > 0] == masks[:1][masks[:1] > 0]).all()
     y0, x0 = int(round(truth.y[0])), int(round(truth.x[0]))
-    assert mi[0, y0, x0] == masks[0, y0, x0] and (mi[0, y0 - 3 : y0 + 4, x0 - 3 : x0 + 4] == 255).any()
+    assert (
+        mi[0, y0, x0] == masks[0, y0, x0] and (mi[0, y0 - 3 : y0 + 4, x0 - 3 : x0 + 4] == 255).any()
+    )
     mos2 = truth.assign(cls=np.where(truth.cls == "Si", "Mo", "S"))
     with pytest.raises(FinetuneError, match="class_map"):
         label_frames(frames, mos2, [0], det, pixel_size=PX)
@@ -91,9 +99,19 @@ def test_finetune_trains_a_copy_and_records_provenance(tmp_path):
     base_path = save_detector(base, tmp_path / "base.pt")
     before = {k: v.clone() for k, v in base.net.state_dict().items()}
     events = []
-    res = finetune(Stack(frames, PX, "user", path="/data/movie.npy"), truth, [0, 1],
-                   str(base_path), out=tmp_path / "ft.pt", steps=16, seed=3, batch=2, crop=32, threads=1,
-                   progress=events.append)
+    res = finetune(
+        Stack(frames, PX, "user", path="/data/movie.npy"),
+        truth,
+        [0, 1],
+        str(base_path),
+        out=tmp_path / "ft.pt",
+        steps=16,
+        seed=3,
+        batch=2,
+        crop=32,
+        threads=1,
+        progress=events.append,
+    )
     assert isinstance(events[0], FinetuneStarted) and isinstance(events[-1], FinetuneFinished)
     steps = [e for e in events if isinstance(e, FinetuneStep)]
     assert [e.step for e in steps] == list(range(1, 17))
@@ -118,8 +136,18 @@ def test_stop_and_errors():
     frames, truth = _frames_with_atoms(2)
     stop = threading.Event()
     reason = None
-    for ev in iter_finetune(frames, truth, [0], _tiny_detector(), pixel_size=PX, steps=50,
-                            batch=2, crop=32, stop=stop, threads=1):
+    for ev in iter_finetune(
+        frames,
+        truth,
+        [0],
+        _tiny_detector(),
+        pixel_size=PX,
+        steps=50,
+        batch=2,
+        crop=32,
+        stop=stop,
+        threads=1,
+    ):
         if isinstance(ev, FinetuneStep) and ev.step == 2:
             stop.set()
         if isinstance(ev, FinetuneFinished):
@@ -127,8 +155,16 @@ def test_stop_and_errors():
     assert reason == "stopped" and steps == 2
     # no step count given: the plan chooses it, and the card records it
     calls = iter(range(100))
-    res = finetune(frames, truth, [0], _tiny_detector(), pixel_size=PX, batch=2, threads=1,
-                   stop=lambda: next(calls) >= 2)
+    res = finetune(
+        frames,
+        truth,
+        [0],
+        _tiny_detector(),
+        pixel_size=PX,
+        batch=2,
+        threads=1,
+        stop=lambda: next(calls) >= 2,
+    )
     assert res.reason == "stopped" and res.card["finetune"]["steps"] == 2
     assert res.card["finetune"]["steps_requested"] == res.card["finetune"]["plan"]["steps"] > 2
     with pytest.raises(FinetuneError, match="no labelled atoms"):
@@ -163,8 +199,9 @@ def test_self_training_labels_keep_confident_refined_atoms():
         assert np.median(err) < 0.15 and err.max() < 0.5
     assert len(labels) >= len(det) - 11 - 3  # nearly all confident atoms fit
     # default: the least confident 30 % of each frame are not labels
-    auto = self_training_labels(frames, [0, 1], atoms=det.assign(prob=np.linspace(0.5, 1, len(det))),
-                                pixel_size=PX)
+    auto = self_training_labels(
+        frames, [0, 1], atoms=det.assign(prob=np.linspace(0.5, 1, len(det))), pixel_size=PX
+    )
     assert 0.6 * len(det) <= auto["label"].sum() <= 0.72 * len(det)
 
 
@@ -173,15 +210,43 @@ def test_cli_finetune(tmp_path, capsys):
     np.save(tmp_path / "movie.npy", frames)
     write_atoms_csv(tmp_path / "atoms.csv", truth)
     base = save_detector(_tiny_detector(), tmp_path / "base.pt")
-    rc = main(["finetune", str(tmp_path / "movie.npy"), str(tmp_path / "atoms.csv"),
-               "--frames", "0:2", "--out", str(tmp_path / "ft.pt"), "--base", str(base),
-               "--steps", "2", "--batch", "2", "--crop", "32", "--threads", "1", "--pixel-size", str(PX)])
+    rc = main(
+        [
+            "finetune",
+            str(tmp_path / "movie.npy"),
+            str(tmp_path / "atoms.csv"),
+            "--frames",
+            "0:2",
+            "--out",
+            str(tmp_path / "ft.pt"),
+            "--base",
+            str(base),
+            "--steps",
+            "2",
+            "--batch",
+            "2",
+            "--crop",
+            "32",
+            "--threads",
+            "1",
+            "--pixel-size",
+            str(PX),
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["frames"] == [0, 1] and out["steps"] == 2 and out["reason"] == "done"
     assert load_detector(tmp_path / "ft.pt").card["finetune"]["stack"].endswith("movie.npy")
-    rc = main(["finetune", str(tmp_path / "movie.npy"), "--out", str(tmp_path / "x.pt"),
-               "--pixel-size", str(PX)])
+    rc = main(
+        [
+            "finetune",
+            str(tmp_path / "movie.npy"),
+            "--out",
+            str(tmp_path / "x.pt"),
+            "--pixel-size",
+            str(PX),
+        ]
+    )
     assert rc == 2
     assert "--self-train" in capsys.readouterr().err
 
@@ -195,8 +260,10 @@ def test_redetect_keeps_corrected_frames_and_counts():
     res = redetect(Stack(frames, PX), current, [1], model=_tiny_detector(), threshold=0.5)
     assert res.skipped_frames == [1] and res.detected_frames == [0, 2]
     kept = res.atoms[res.atoms.frame == 1].reset_index(drop=True)
-    pd.testing.assert_frame_equal(kept[["y", "x", "cls"]],
-                                  current[current.frame == 1].reset_index(drop=True)[["y", "x", "cls"]])
+    pd.testing.assert_frame_equal(
+        kept[["y", "x", "cls"]],
+        current[current.frame == 1].reset_index(drop=True)[["y", "x", "cls"]],
+    )
     assert not res.atoms.loc[res.atoms.frame != 1, "edited"].any()
     assert res.counts["before"].tolist() == [36, 36, 36]
     assert res.counts["after"].tolist() == [int((res.atoms.frame == t).sum()) for t in range(3)]
@@ -216,8 +283,9 @@ def test_augmented_crops_never_label_padding_as_background():
     assert values == {1, IGNORE}  # rotated/zoomed-out corners are ignored, not background
 
 
-def _sparse_frames(n_frames: int = 2, shape=(96, 160), n_atoms: int = 14, sigma: float = 2.0,
-                   seed: int = 0):
+def _sparse_frames(
+    n_frames: int = 2, shape=(96, 160), n_atoms: int = 14, sigma: float = 2.0, seed: int = 0
+):
     """Sparse bright Gaussian atoms (sigma px) on a noisy, lumpy support."""
     from scipy import ndimage as ndi
 
@@ -226,7 +294,9 @@ def _sparse_frames(n_frames: int = 2, shape=(96, 160), n_atoms: int = 14, sigma:
     frames = np.zeros((n_frames, *shape), np.float32)
     rows = []
     for t in range(n_frames):
-        frames[t] = ndi.gaussian_filter(rng.normal(0, 1, shape), 2.0) * 0.6 + rng.normal(0, 0.1, shape)
+        frames[t] = ndi.gaussian_filter(rng.normal(0, 1, shape), 2.0) * 0.6 + rng.normal(
+            0, 0.1, shape
+        )
         yx = []
         while len(yx) < n_atoms:
             p = rng.uniform([6, 6], [shape[0] - 6, shape[1] - 6])
@@ -291,10 +361,21 @@ def test_new_species_validation_and_early_stopping_keep_the_best_weights(tmp_pat
 
     frames, truth = _sparse_frames(n_atoms=24, seed=3)
     events = []
-    res = finetune(Stack(frames, PX), truth, [0, 1], _tiny_detector(), out=tmp_path / "pt.pt",
-                   steps=24, eval_every=4, patience=3, batch=4, threads=1, seed=0,
-                   calibrate_threshold=True,
-                   progress=events.append)
+    res = finetune(
+        Stack(frames, PX),
+        truth,
+        [0, 1],
+        _tiny_detector(),
+        out=tmp_path / "pt.pt",
+        steps=24,
+        eval_every=4,
+        patience=3,
+        batch=4,
+        threads=1,
+        seed=0,
+        calibrate_threshold=True,
+        progress=events.append,
+    )
     assert res.detector.classes == ("background", "Pt")
     started = events[0]
     assert started.before is not None and started.plan["new_classes"] == ["Pt"]
@@ -312,8 +393,9 @@ def test_new_species_validation_and_early_stopping_keep_the_best_weights(tmp_pat
     assert card["finetune"]["validation"]["after"]["f1"] == after
     x_score = 0.75 * frames.shape[-1]
     x0 = int(x_score) - int(np.ceil(16 * res.detector.pixel_size / PX))
-    again = validation_scores(res.detector, frames[..., x0:], truth, PX,
-                              res.scores["radius_A"], x0, x_score)
+    again = validation_scores(
+        res.detector, frames[..., x0:], truth, PX, res.scores["radius_A"], x0, x_score
+    )
     assert again["f1"] == pytest.approx(after, abs=1e-6)
     # a species name the head predicts: matched atoms are called "Pt"
     assert res.scores["after"]["n_matched"] == 0 or res.scores["after"]["species_accuracy"] == 1.0
@@ -327,8 +409,10 @@ def test_calibrated_threshold_folded_into_the_head_detects_the_same_atoms():
 
     frames, truth = _frames_with_atoms(2)
     det = _tiny_detector(1)
-    before = {t: len(detect(frames, det, pixel_size=PX, threshold=t, refine="none").atoms)
-              for t in (0.3, 0.5, 0.7)}
+    before = {
+        t: len(detect(frames, det, pixel_size=PX, threshold=t, refine="none").atoms)
+        for t in (0.3, 0.5, 0.7)
+    }
     cal = calibrate_threshold(det, frames, truth, PX, 0.3, 0.0, 0.0, thresholds=(0.3, 0.5, 0.7))
     t = cal["threshold"]
     assert cal["scores"]["f1"] == max(cal["f1_by_threshold"].values())

@@ -17,7 +17,8 @@ REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 MOS2 = REAL / "MoS2_stem_Exp-000-2.npy"
 
 pytestmark = pytest.mark.skipif(
-    not MOS2.exists(), reason=f"real MoS2 image not found at {MOS2} (../shared/data absent)")
+    not MOS2.exists(), reason=f"real MoS2 image not found at {MOS2} (../shared/data absent)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +74,20 @@ def test_finetune_on_one_tile_raises_f1_on_held_out_tiles(mos2):
     # the user's corrections: the lattice-fit atoms of the top-left 128 px tile
     t = 128
     r = ref[(ref.y < t) & (ref.x < t)]
-    labels = pd.DataFrame({"frame": 0, "y": r.y, "x": r.x, "cls": r.cls.astype(str),
-                           "edited": True})
+    labels = pd.DataFrame(
+        {"frame": 0, "y": r.y, "x": r.x, "cls": r.cls.astype(str), "edited": True}
+    )
     base = load_detector(None)
-    res = finetune(Stack(frame[None, :t, :t], px), labels, [0], base, steps=20, batch=4,
-                   seed=0, class_map={"Mo": "Si", "S": "C"})
+    res = finetune(
+        Stack(frame[None, :t, :t], px),
+        labels,
+        [0],
+        base,
+        steps=20,
+        batch=4,
+        seed=0,
+        class_map={"Mo": "Si", "S": "C"},
+    )
     assert res.reason == "done" and res.card["finetune"]["labels_per_species"]["Mo"] > 20
     # held out: the bottom-right quarter, never seen in training
     y0 = 256
@@ -89,8 +99,12 @@ def test_finetune_on_one_tile_raises_f1_on_held_out_tiles(mos2):
         pred = detect(Stack(crop[None], px), det).atoms
         sc = score_tiles(pred, held, px, boxes)
         m, n_ref, n_det = sc.matched.sum(), sc.ref.sum(), sc.det.sum()
-        scores[name] = {"f1": 2 * m / (n_ref + n_det), "recall": m / n_ref,
-                        "precision": m / max(n_det, 1), "tile_f1": sc.f1.to_numpy()}
+        scores[name] = {
+            "f1": 2 * m / (n_ref + n_det),
+            "recall": m / n_ref,
+            "precision": m / max(n_det, 1),
+            "tile_f1": sc.f1.to_numpy(),
+        }
     b, a = scores["base"], scores["finetuned"]
     print({k: {kk: np.round(vv, 3) for kk, vv in v.items()} for k, v in scores.items()})
     # the shipped graphene model misses most dim S2 columns (recall ~0.65); one corrected

@@ -82,18 +82,51 @@ def test_every_command_speaks_the_grammar(command, tmp_path, capsys) -> None:
     movie = tmp_path / "movie.npy"
     np.save(movie, np.random.default_rng(0).random((4, 32, 32), dtype=np.float32))
     atoms = tmp_path / "atoms.csv"
-    pd.DataFrame({"frame": [0, 1], "y": [10.0, 12.0], "x": [10.0, 12.0], "cls": ["C", "C"]}
-                 ).to_csv(atoms, index=False)
+    pd.DataFrame({"frame": [0, 1], "y": [10.0, 12.0], "x": [10.0, 12.0], "cls": ["C", "C"]}).to_csv(
+        atoms, index=False
+    )
     spec = "0:2,9"
     argv = {
         "detect": ["detect", str(movie), "--pixel-size", "0.1", "--out", str(tmp_path / "a.csv")],
-        "chem": ["chem", str(atoms), "--pixel-size", "0.1", "--stack", str(movie),
-                 "--out", str(tmp_path / "c.csv")],
-        "rvae": ["rvae", str(movie), str(atoms), "--pixel-size", "0.1", "--out", str(tmp_path / "r")],
-        "run": ["run", str(movie), "--pixel-size", "0.1", "--scheduler", "none", "--quiet",
-                "--out", str(tmp_path / "run")],
-        "finetune": ["finetune", str(movie), str(atoms), "--pixel-size", "0.1",
-                     "--out", str(tmp_path / "f.pt")],
+        "chem": [
+            "chem",
+            str(atoms),
+            "--pixel-size",
+            "0.1",
+            "--stack",
+            str(movie),
+            "--out",
+            str(tmp_path / "c.csv"),
+        ],
+        "rvae": [
+            "rvae",
+            str(movie),
+            str(atoms),
+            "--pixel-size",
+            "0.1",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        "run": [
+            "run",
+            str(movie),
+            "--pixel-size",
+            "0.1",
+            "--scheduler",
+            "none",
+            "--quiet",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        "finetune": [
+            "finetune",
+            str(movie),
+            str(atoms),
+            "--pixel-size",
+            "0.1",
+            "--out",
+            str(tmp_path / "f.pt"),
+        ],
         "pfm": ["pfm", str(movie), "--out", str(tmp_path / "p")],
     }[command]
     assert main([*argv, "--frames", spec]) == 2

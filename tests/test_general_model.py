@@ -24,15 +24,18 @@ def _column_nn(cols: M.Columns) -> float:
     return float(d[:, 1].min())
 
 
-@pytest.mark.parametrize("build, kwargs, expected", [
-    (M.tmd_2h, {"name": "MoS2"}, 3.16 / np.sqrt(3)),  # Mo to S2
-    (M.perovskite, {"name": "SrTiO3", "zone": "001"}, 3.905 / 2),  # Sr to O
-    (M.perovskite, {"name": "SrTiO3", "zone": "110"}, 3.905 / (2 * np.sqrt(2))),  # Ti to O
-    (M.fcc, {"element": "Au", "zone": "001"}, 4.08 / 2),
-    (M.fcc, {"element": "Au", "zone": "110"}, 4.08 * np.sqrt(3 / 8)),
-    (M.fcc, {"element": "Au", "zone": "111"}, 4.08 / np.sqrt(6)),
-    (M.honeycomb_2d, {"name": "graphene"}, 1.42),
-])
+@pytest.mark.parametrize(
+    "build, kwargs, expected",
+    [
+        (M.tmd_2h, {"name": "MoS2"}, 3.16 / np.sqrt(3)),  # Mo to S2
+        (M.perovskite, {"name": "SrTiO3", "zone": "001"}, 3.905 / 2),  # Sr to O
+        (M.perovskite, {"name": "SrTiO3", "zone": "110"}, 3.905 / (2 * np.sqrt(2))),  # Ti to O
+        (M.fcc, {"element": "Au", "zone": "001"}, 4.08 / 2),
+        (M.fcc, {"element": "Au", "zone": "110"}, 4.08 * np.sqrt(3 / 8)),
+        (M.fcc, {"element": "Au", "zone": "111"}, 4.08 / np.sqrt(6)),
+        (M.honeycomb_2d, {"name": "graphene"}, 1.42),
+    ],
+)
 def test_projected_column_spacings_match_crystallography(build, kwargs, expected):
     cols = build(30.0, np.random.default_rng(0), **kwargs)
     assert _column_nn(cols) == pytest.approx(expected, rel=0.04)  # 1 % strain allowed
@@ -57,8 +60,7 @@ def test_rendered_sample_labels_sit_on_the_atoms():
     cfg = general_config(crop=64)
     rng = np.random.default_rng(4)
     cols = M.fcc(64 * 0.2 * 1.5, rng, zone="001", element="Pt", thickness=10)
-    x, mask, yx, info = render_general(cfg, rng, cols, pixel_size_A=0.2, z_exponent=1.7,
-                                       snr=200.0)
+    x, mask, yx, info = render_general(cfg, rng, cols, pixel_size_A=0.2, z_exponent=1.7, snr=200.0)
     assert x.shape == mask.shape == (64, 64) and x.dtype == np.float32
     assert len(yx) > 20 and set(np.unique(mask)) == {0, 1}
     # every label is a local maximum of the (noise-free-ish) image within a pixel or two
@@ -67,8 +69,10 @@ def test_rendered_sample_labels_sit_on_the_atoms():
     smooth = ndi.gaussian_filter(x, 1.0)
     inner = yx[np.all((yx > 4) & (yx < 59), axis=1)]
     peak = ndi.maximum_filter(smooth, 5) == smooth
-    near = [peak[int(round(y)) - 1: int(round(y)) + 2, int(round(x_)) - 1: int(round(x_)) + 2].any()
-            for y, x_ in inner]
+    near = [
+        peak[int(round(y)) - 1 : int(round(y)) + 2, int(round(x_)) - 1 : int(round(x_)) + 2].any()
+        for y, x_ in inner
+    ]
     assert np.mean(near) > 0.9
 
 
@@ -78,15 +82,20 @@ def test_general_preset_trains_a_step_and_writes_a_card(tmp_path):
     from atomlens.segment.general import general_config, train_general
     from atomlens.segment.nets import NetConfig
 
-    cfg = general_config(crop=32, batch=2, steps=2, threads=1,
-                         net=NetConfig(arch="unet", classes=("background", "atom"),
-                                       base_filters=4, levels=2))
+    cfg = general_config(
+        crop=32,
+        batch=2,
+        steps=2,
+        threads=1,
+        net=NetConfig(arch="unet", classes=("background", "atom"), base_filters=4, levels=2),
+    )
     import atomlens.segment.general as G
 
     events = list(G.iter_train(cfg, workers=0))
     assert events[-1]["done"] and np.isfinite(events[-2]["loss"])
-    det = train_general(cfg, tmp_path / "g.pt", evaluate=False, log=lambda s: None,
-                        checkpoint_every=0)
+    det = train_general(
+        cfg, tmp_path / "g.pt", evaluate=False, log=lambda s: None, checkpoint_every=0
+    )
     card = json.loads((tmp_path / "g_card.json").read_text())
     assert card["classes"] == ["background", "atom"] and "ABF" in card["contrast"]
     assert card["expected_pixel_size_A"] == [0.05, 0.5] and det.classes == ("background", "atom")
@@ -124,16 +133,31 @@ def test_dark_atoms_are_inverted_without_being_asked(general):
 
     rng = np.random.default_rng(9)
     cols = M.perovskite(160 * 0.1, rng, zone="001", name="SrTiO3", thickness=10)
-    img, yx = render_image(cols.yx_A, cols.z, (160, 160), 0.1, Probe.with_fwhm(0.9), rng,
-                           z_exponent=0.6, weights=cols.count, dose=3e5)
+    img, yx = render_image(
+        cols.yx_A,
+        cols.z,
+        (160, 160),
+        0.1,
+        Probe.with_fwhm(0.9),
+        rng,
+        z_exponent=0.6,
+        weights=cols.count,
+        dose=3e5,
+    )
     abf = (img.max() * 1.2 - img).astype(np.float32)  # dark atoms on a bright background
     vis = M.visible(cols, 0.6)
     true = np.unique(np.round(yx[vis], 3), axis=0)
     true = true[np.all((true > 8) & (true < 151), axis=1)]
 
     def recall(contrast: str) -> tuple[float, object]:
-        res = drain(wf.run(abf[None], wf.DetectRecipe(model="general", contrast=contrast,
-                                                      save_maps=False), None, pixel_size=0.1))
+        res = drain(
+            wf.run(
+                abf[None],
+                wf.DetectRecipe(model="general", contrast=contrast, save_maps=False),
+                None,
+                pixel_size=0.1,
+            )
+        )
         pred = res.atoms[["y", "x"]].to_numpy(float)
         _, it = match_atoms(pred, true, 0.6 / 0.1)
         return len(it) / len(true), res
@@ -165,8 +189,11 @@ def test_general_model_on_real_mos2_and_srtio3(shared_data, general):
     st = read_stack(real_file(shared_data, "formats/16_STOimage_1.ser"))
     frame = np.asarray(st.data[0], np.float64)
     atoms = detect(st, general).atoms
-    lat = lattice_scores(atoms[["y", "x"]].to_numpy(float),
-                         fit_square_lattice(frame, float(st.pixel_size)), frame.shape)
+    lat = lattice_scores(
+        atoms[["y", "x"]].to_numpy(float),
+        fit_square_lattice(frame, float(st.pixel_size)),
+        frame.shape,
+    )
     assert lat["on_lattice"] >= 0.88 and lat["sites_found"] >= 0.95, lat
 
 
@@ -179,13 +206,15 @@ def test_column_lattice_reference_finds_the_visible_columns():
 
     rng = np.random.default_rng(11)
     cols = M.perovskite(200 * 0.1, rng, zone="001", name="SrTiO3", thickness=10)
-    img, yx = render_image(cols.yx_A, cols.z, (200, 200), 0.1, Probe.with_fwhm(0.9), rng,
-                           weights=cols.count, dose=3e5)
+    img, yx = render_image(
+        cols.yx_A, cols.z, (200, 200), 0.1, Probe.with_fwhm(0.9), rng, weights=cols.count, dose=3e5
+    )
     vis = M.visible(cols, 1.7)
     true = np.unique(np.round(yx[vis], 3), axis=0)
     for image, bright in ((img, True), (img.max() - img, False)):
         fit = fit_square_lattice(image, 0.1, bright=bright)
         assert fit.period_A == pytest.approx(3.905, rel=0.05) or fit.period_A == pytest.approx(
-            3.905 / np.sqrt(2), rel=0.05)
+            3.905 / np.sqrt(2), rel=0.05
+        )
         sc = lattice_scores(true, fit, image.shape)
         assert sc["on_lattice"] >= 0.95 and sc["sites_found"] >= 0.95, sc

@@ -66,7 +66,8 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
 def _npy_header_only(path: Path, shape: tuple, descr: str = "<f4", extra: bytes = b"") -> None:
     with open(path, "wb") as fh:
         np.lib.format.write_array_header_1_0(
-            fh, {"descr": descr, "fortran_order": False, "shape": shape})
+            fh, {"descr": descr, "fortran_order": False, "shape": shape}
+        )
         fh.write(extra)
 
 
@@ -127,8 +128,12 @@ def build_corpus(root: Path) -> list[Case]:
     for src, ext in ((good_npy, "npy"), (npz_src, "npz"), (tif_src, "tif"), (mrc_src, "mrc")):
         for frac in (0.0, 0.1, 0.5, 0.9):
             _truncate(src, stack("truncated", f"cut{int(frac * 100)}.{ext}"), frac)
-    real = {"dm3": "mos2_se_implanted.dm3", "ser": "16_STOimage_1.ser",
-            "emd": "Acquisition_18.emd", "hspy": "srtio3_abf_movie.hspy"}
+    real = {
+        "dm3": "mos2_se_implanted.dm3",
+        "ser": "16_STOimage_1.ser",
+        "emd": "Acquisition_18.emd",
+        "hspy": "srtio3_abf_movie.hspy",
+    }
     for ext, fname in real.items():
         if not (FORMATS / fname).exists():
             continue  # the real files live beside the repository; optional here
@@ -136,10 +141,16 @@ def build_corpus(root: Path) -> list[Case]:
             dst = stack("truncated", f"real{int(frac * 100)}_{fname}")
             _truncate(FORMATS / fname, dst, frac)
             if ext == "ser":
-                shutil.copy(FORMATS / "16_STOimage.emi", dst.with_name(
-                    dst.name.replace("_1.ser", ".emi")))
-    z = zarr.open_array(str(stack("truncated", "missing_chunk.zarr")), mode="w",
-                        shape=(4, 64, 64), chunks=(1, 64, 64), dtype="f4")
+                shutil.copy(
+                    FORMATS / "16_STOimage.emi", dst.with_name(dst.name.replace("_1.ser", ".emi"))
+                )
+    z = zarr.open_array(
+        str(stack("truncated", "missing_chunk.zarr")),
+        mode="w",
+        shape=(4, 64, 64),
+        chunks=(1, 64, 64),
+        dtype="f4",
+    )
     z[:3] = 1.0
     (stack("truncated", "empty_dir.zarr")).mkdir()
     z2 = stack("truncated", "no_meta.zarr")
@@ -167,29 +178,36 @@ def build_corpus(root: Path) -> list[Case]:
     with zipfile.ZipFile(stack("header_bomb", "member_bomb.npz"), "w") as zf:
         zf.writestr("frames.npy", (root / "hdr.npy").read_bytes() + b"\0" * 64)
     del buf
-    with zipfile.ZipFile(stack("header_bomb", "zip_bomb.npz"), "w",
-                         compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+    with zipfile.ZipFile(
+        stack("header_bomb", "zip_bomb.npz"), "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1
+    ) as zf:
         # 671 MB of zeros in ~3 MB: over the child's 512 MB budget, and npz cannot stream
         with zf.open("frames.npy", "w", force_zip64=True) as fh:
             np.lib.format.write_array_header_1_0(
-                fh, {"descr": "<f4", "fortran_order": False, "shape": (2560, 256, 256)})
+                fh, {"descr": "<f4", "fortran_order": False, "shape": (2560, 256, 256)}
+            )
             block = b"\0" * (1 << 24)
             for _ in range(40):
                 fh.write(block)
     import h5py
 
     with h5py.File(stack("header_bomb", "chunk_bomb.hspy"), "w") as f:
-        f.create_dataset("Experiments/x/data", shape=(40000, 256, 256), chunks=(1, 256, 256),
-                         dtype="f4")
+        f.create_dataset(
+            "Experiments/x/data", shape=(40000, 256, 256), chunks=(1, 256, 256), dtype="f4"
+        )
     with h5py.File(stack("header_bomb", "chunk_bomb.emd"), "w") as f:
-        f.create_dataset("data/x/data", shape=(40000, 256, 256), chunks=(1, 256, 256),
-                         dtype="f4")
+        f.create_dataset("data/x/data", shape=(40000, 256, 256), chunks=(1, 256, 256), dtype="f4")
     p = stack("header_bomb", "contiguous_bomb.hspy")
     with h5py.File(p, "w") as f:
         f.create_dataset("Experiments/x/data", shape=(4000, 512, 512), dtype="f4")
     # (h5py allocates contiguous storage late: the file holds only the header)
-    zarr.open_array(str(stack("header_bomb", "declared_huge.zarr")), mode="w",
-                    shape=(100000, 4096, 4096), chunks=(1, 4096, 4096), dtype="f4")
+    zarr.open_array(
+        str(stack("header_bomb", "declared_huge.zarr")),
+        mode="w",
+        shape=(100000, 4096, 4096),
+        chunks=(1, 4096, 4096),
+        dtype="f4",
+    )
     _mrc(stack("header_bomb", "nz_bomb.mrc"), (1_000_000, 1024, 1024), 2, b"\0" * 4096)
     t = root / "tag.tif"
     tifffile.imwrite(t, good[0])
@@ -223,11 +241,14 @@ def build_corpus(root: Path) -> list[Case]:
     # --- dtypes --------------------------------------------------------------------------
     g = good[:, :64, :64]
     bad_dtypes = {
-        "complex64": g.astype(np.complex64), "complex128": g.astype(np.complex128) * 1j,
-        "bool": g > 0.5, "datetime": np.zeros(g.shape, "datetime64[s]"),
+        "complex64": g.astype(np.complex64),
+        "complex128": g.astype(np.complex128) * 1j,
+        "bool": g > 0.5,
+        "datetime": np.zeros(g.shape, "datetime64[s]"),
         "timedelta": np.zeros(g.shape, "timedelta64[ms]"),
         "structured": np.zeros(g.shape, [("a", "f4"), ("b", "i4")]),
-        "unicode": np.full(g.shape, "x"), "bytes": np.full(g.shape, b"x"),
+        "unicode": np.full(g.shape, "x"),
+        "bytes": np.full(g.shape, b"x"),
         "void": np.zeros(g.shape, "V4"),
         "uint64_offset": (g * 1000).astype(np.uint64) + np.uint64(2**63),
         "int64_offset": (g * 1000).astype(np.int64) + np.int64(2**62),
@@ -237,21 +258,32 @@ def build_corpus(root: Path) -> list[Case]:
     for name, arr in bad_dtypes.items():
         stack("dtype", f"{name}.npy").write_bytes(_npy_bytes(arr))
     stack("dtype", "object_pickle.npy").write_bytes(
-        _npy_bytes(np.array([_Exploit(str(root / "PWNED"))] * 4, dtype=object)))
+        _npy_bytes(np.array([_Exploit(str(root / "PWNED"))] * 4, dtype=object))
+    )
     np.savez(stack("dtype", "complex.npz"), frames=g.astype(np.complex64))
-    np.savez(stack("dtype", "object.npz"), frames=np.array([_Exploit(str(root / "PWNED"))],
-                                                           dtype=object))
+    np.savez(
+        stack("dtype", "object.npz"), frames=np.array([_Exploit(str(root / "PWNED"))], dtype=object)
+    )
     tifffile.imwrite(stack("dtype", "complex.tif"), g.astype(np.complex64))
     tifffile.imwrite(stack("dtype", "bool.tif"), g > 0.5)
-    for name, arr in {"uint16": (g * 1000).astype(np.uint16), "bigendian": g.astype(">f4"),
-                      "float16": g.astype(np.float16), "int8": (g * 50).astype(np.int8)}.items():
+    for name, arr in {
+        "uint16": (g * 1000).astype(np.uint16),
+        "bigendian": g.astype(">f4"),
+        "float16": g.astype(np.float16),
+        "int8": (g * 50).astype(np.int8),
+    }.items():
         stack("dtype", f"ok_{name}.npy", "ok", "same_as_good").write_bytes(_npy_bytes(arr))
 
     # --- shapes --------------------------------------------------------------------------
-    for name, arr in {"1d": np.zeros(4096, np.float32), "4d": np.zeros((2, 2, 32, 32), "f4"),
-                      "rgb": np.zeros((2, 64, 64, 3), "f4"), "empty": np.zeros((0, 64, 64), "f4"),
-                      "tiny": np.zeros((2, 8, 8), "f4"), "scalar": np.float32(1.0),
-                      "sliver": np.zeros((1, 1, 5000), "f4")}.items():
+    for name, arr in {
+        "1d": np.zeros(4096, np.float32),
+        "4d": np.zeros((2, 2, 32, 32), "f4"),
+        "rgb": np.zeros((2, 64, 64, 3), "f4"),
+        "empty": np.zeros((0, 64, 64), "f4"),
+        "tiny": np.zeros((2, 8, 8), "f4"),
+        "scalar": np.float32(1.0),
+        "sliver": np.zeros((1, 1, 5000), "f4"),
+    }.items():
         stack("shape", f"{name}.npy").write_bytes(_npy_bytes(np.asarray(arr)))
 
     # --- non-finite pixels: masked (no atoms there), the rest analysed -----------------------
@@ -268,18 +300,26 @@ def build_corpus(root: Path) -> list[Case]:
 
     # --- settings (CLI) -------------------------------------------------------------------
     for name, args in {
-        "pixel0": ["--pixel-size", "0"], "pixel_neg": ["--pixel-size", "-0.1"],
-        "pixel_nan": ["--pixel-size", "nan"], "pixel_inf": ["--pixel-size", "inf"],
-        "pixel_1e-6": ["--pixel-size", "1e-6"], "pixel_1e9": ["--pixel-size", "1e9"],
-        "frames_out": ["--frames", "7"], "frames_text": ["--frames", "x"],
-        "frames_neg": ["--frames", "-1"], "frames_empty": ["--frames", "1:0"],
+        "pixel0": ["--pixel-size", "0"],
+        "pixel_neg": ["--pixel-size", "-0.1"],
+        "pixel_nan": ["--pixel-size", "nan"],
+        "pixel_inf": ["--pixel-size", "inf"],
+        "pixel_1e-6": ["--pixel-size", "1e-6"],
+        "pixel_1e9": ["--pixel-size", "1e9"],
+        "frames_out": ["--frames", "7"],
+        "frames_text": ["--frames", "x"],
+        "frames_neg": ["--frames", "-1"],
+        "frames_empty": ["--frames", "1:0"],
         "frames_comma": ["--frames", "0,,1"],
     }.items():
         cases.append(Case("settings", name, "setting", str(good_npy), args=args))
     for name, args in {"epochs0": ["--epochs", "0"], "epochs_neg": ["--epochs", "-3"]}.items():
         cases.append(Case("settings", name, "setting_run", str(good_npy), args=args))
-    for name, args in {"threshold2": ["--threshold", "2"], "threshold_nan": ["--threshold", "nan"],
-                       "batch0": ["--batch-size", "0"]}.items():
+    for name, args in {
+        "threshold2": ["--threshold", "2"],
+        "threshold_nan": ["--threshold", "nan"],
+        "batch0": ["--batch-size", "0"],
+    }.items():
         cases.append(Case("settings", name, "setting", str(good_npy), args=args))
 
     # --- configs ---------------------------------------------------------------------------
@@ -322,12 +362,10 @@ def build_corpus(root: Path) -> list[Case]:
 
     P = root / "projects"
     atoms = _good_atoms()
-    base = save_project(P / "base", Project(stack_path=str(good_npy), pixel_size=0.1,
-                                            atoms=atoms))
+    base = save_project(P / "base", Project(stack_path=str(good_npy), pixel_size=0.1, atoms=atoms))
     base_meta = json.loads((base / "project.json").read_text())
 
-    def project(name: str, edit: Any = None, text: str | None = None,
-                after: Any = None) -> None:
+    def project(name: str, edit: Any = None, text: str | None = None, after: Any = None) -> None:
         folder = P / f"{name}.atomlens"
         shutil.copytree(base, folder)
         if text is not None:
@@ -347,20 +385,28 @@ def build_corpus(root: Path) -> list[Case]:
     project("wrong_format", lambda m: m.update(format="something-else"))
     project("version_text", lambda m: m.update(format_version="x"))
     project("version_newer", lambda m: m.update(format_version=99))
-    project("stack_passwd", lambda m: m.update(stack={"path": "../../etc/passwd",
-                                                      "relative_path": "../../etc/passwd"}))
-    project("stack_dev_zero", lambda m: m.update(stack={"path": "/dev/zero",
-                                                        "relative_path": None}))
-    project("stack_fifo", lambda m: m.update(stack={"path": str(S / "fifo.npy"),
-                                                    "relative_path": None}))
+    project(
+        "stack_passwd",
+        lambda m: m.update(stack={"path": "../../etc/passwd", "relative_path": "../../etc/passwd"}),
+    )
+    project(
+        "stack_dev_zero", lambda m: m.update(stack={"path": "/dev/zero", "relative_path": None})
+    )
+    project(
+        "stack_fifo", lambda m: m.update(stack={"path": str(S / "fifo.npy"), "relative_path": None})
+    )
     project("stack_list", lambda m: m.update(stack=[1, 2]))
     project("stack_path_int", lambda m: m.update(stack={"path": 5}))
     project("atoms_escape", lambda m: m.update(atoms_file="../../x.csv"))
     project("atoms_absolute", lambda m: m.update(atoms_file="/etc/passwd"))
     project("atoms_missing", after=lambda f: (f / "atoms.csv").unlink())
     project("atoms_garbage", after=lambda f: (f / "atoms.csv").write_bytes(rng.bytes(500)))
-    project("atoms_changed", after=lambda f: (f / "atoms.csv").write_text(
-        (f / "atoms.csv").read_text() + "1,5.0,5.0,C,0.5,False,detector\n"))
+    project(
+        "atoms_changed",
+        after=lambda f: (f / "atoms.csv").write_text(
+            (f / "atoms.csv").read_text() + "1,5.0,5.0,C,0.5,False,detector\n"
+        ),
+    )
     project("frames_int", lambda m: m.update(corrected_frames=5))
     project("frames_text", lambda m: m.update(corrected_frames=["a"]))
     project("frames_negative", lambda m: m.update(corrected_frames=[-3]))
@@ -376,8 +422,12 @@ def build_corpus(root: Path) -> list[Case]:
         os.mkfifo(f / "project.json")
 
     project("json_fifo", after=fifo_meta)
-    project("json_huge", after=lambda f: (f / "project.json").write_text(
-        json.dumps({**base_meta, "pad": "x" * (5 << 20)})))
+    project(
+        "json_huge",
+        after=lambda f: (f / "project.json").write_text(
+            json.dumps({**base_meta, "pad": "x" * (5 << 20)})
+        ),
+    )
 
     # --- atom tables (CSV) -------------------------------------------------------------------
     A = root / "atoms"
@@ -456,42 +506,123 @@ def build_corpus(root: Path) -> list[Case]:
 
     ok_cfg = {"window": [16, 16], "latent_dim": 2, "hidden": [32, 32]}
     latent("latent_garbage.pt", raw=rng.bytes(999))
-    latent("latent_pickle.pt", {"format": LATENT, "kind": "rvae", "x": _Exploit(str(root / "PWNED"))})
-    latent("latent_unknown_kind.pt", {"format": LATENT, "kind": "gpt", "config": ok_cfg,
-                                      "state_dict": {}, "card": {}})
-    latent("latent_huge_hidden.pt", {"format": LATENT, "kind": "rvae",
-                                     "config": {**ok_cfg, "hidden": [10**6, 10**6]},
-                                     "state_dict": {}, "card": {}})
-    latent("latent_huge_window.pt", {"format": LATENT, "kind": "rvae",
-                                     "config": {**ok_cfg, "window": [100000, 100000]},
-                                     "state_dict": {}, "card": {}})
-    latent("latent_config_list.pt", {"format": LATENT, "kind": "rvae", "config": [1],
-                                     "state_dict": {}, "card": {}})
-    latent("latent_bad_key.pt", {"format": LATENT, "kind": "rvae",
-                                 "config": {**ok_cfg, "sneaky": 1}, "state_dict": {}, "card": {}})
-    latent("latent_state_mismatch.pt", {"format": LATENT, "kind": "rvae", "config": ok_cfg,
-                                        "state_dict": {"w": torch.zeros(3)}, "card": {}})
+    latent(
+        "latent_pickle.pt", {"format": LATENT, "kind": "rvae", "x": _Exploit(str(root / "PWNED"))}
+    )
+    latent(
+        "latent_unknown_kind.pt",
+        {"format": LATENT, "kind": "gpt", "config": ok_cfg, "state_dict": {}, "card": {}},
+    )
+    latent(
+        "latent_huge_hidden.pt",
+        {
+            "format": LATENT,
+            "kind": "rvae",
+            "config": {**ok_cfg, "hidden": [10**6, 10**6]},
+            "state_dict": {},
+            "card": {},
+        },
+    )
+    latent(
+        "latent_huge_window.pt",
+        {
+            "format": LATENT,
+            "kind": "rvae",
+            "config": {**ok_cfg, "window": [100000, 100000]},
+            "state_dict": {},
+            "card": {},
+        },
+    )
+    latent(
+        "latent_config_list.pt",
+        {"format": LATENT, "kind": "rvae", "config": [1], "state_dict": {}, "card": {}},
+    )
+    latent(
+        "latent_bad_key.pt",
+        {
+            "format": LATENT,
+            "kind": "rvae",
+            "config": {**ok_cfg, "sneaky": 1},
+            "state_dict": {},
+            "card": {},
+        },
+    )
+    latent(
+        "latent_state_mismatch.pt",
+        {
+            "format": LATENT,
+            "kind": "rvae",
+            "config": ok_cfg,
+            "state_dict": {"w": torch.zeros(3)},
+            "card": {},
+        },
+    )
 
     # --- outputs that cannot be written (a path under a regular FILE: refused even for root)
     OUT = root / "outputs"
     OUT.mkdir()
     (OUT / "a_file").write_text("not a folder")
     for name, args in {
-        "detect_out_under_file": ["detect", str(good_npy), "--pixel-size", "0.1",
-                                  "--out", str(OUT / "a_file" / "atoms.csv")],
-        "detect_maps_under_file": ["detect", str(good_npy), "--pixel-size", "0.1",
-                                   "--out", str(OUT / "d" / "atoms.csv"),
-                                   "--maps", str(OUT / "a_file" / "maps.npy")],
-        "detect_out_is_folder": ["detect", str(good_npy), "--pixel-size", "0.1",
-                                 "--out", str(OUT)],
-        "run_out_is_file": ["run", str(good_npy), "--pixel-size", "0.1", "--scheduler", "none",
-                            "--quiet", "--out", str(OUT / "a_file")],
-        "run_out_under_file": ["run", str(good_npy), "--pixel-size", "0.1", "--scheduler",
-                               "none", "--quiet", "--out", str(OUT / "a_file" / "run")],
-        "batch_out_under_file": ["batch", str(good_npy), "--pixel-size", "0.1", "--scheduler",
-                                 "none", "--quiet", "--out", str(OUT / "a_file" / "b")],
-        "chem_out_under_file": ["chem", str(good_csv), "--pixel-size", "0.1",
-                                "--out", str(OUT / "a_file" / "chem.csv")],
+        "detect_out_under_file": [
+            "detect",
+            str(good_npy),
+            "--pixel-size",
+            "0.1",
+            "--out",
+            str(OUT / "a_file" / "atoms.csv"),
+        ],
+        "detect_maps_under_file": [
+            "detect",
+            str(good_npy),
+            "--pixel-size",
+            "0.1",
+            "--out",
+            str(OUT / "d" / "atoms.csv"),
+            "--maps",
+            str(OUT / "a_file" / "maps.npy"),
+        ],
+        "detect_out_is_folder": ["detect", str(good_npy), "--pixel-size", "0.1", "--out", str(OUT)],
+        "run_out_is_file": [
+            "run",
+            str(good_npy),
+            "--pixel-size",
+            "0.1",
+            "--scheduler",
+            "none",
+            "--quiet",
+            "--out",
+            str(OUT / "a_file"),
+        ],
+        "run_out_under_file": [
+            "run",
+            str(good_npy),
+            "--pixel-size",
+            "0.1",
+            "--scheduler",
+            "none",
+            "--quiet",
+            "--out",
+            str(OUT / "a_file" / "run"),
+        ],
+        "batch_out_under_file": [
+            "batch",
+            str(good_npy),
+            "--pixel-size",
+            "0.1",
+            "--scheduler",
+            "none",
+            "--quiet",
+            "--out",
+            str(OUT / "a_file" / "b"),
+        ],
+        "chem_out_under_file": [
+            "chem",
+            str(good_csv),
+            "--pixel-size",
+            "0.1",
+            "--out",
+            str(OUT / "a_file" / "chem.csv"),
+        ],
     }.items():
         cases.append(Case("output", name, "output", "", args=args))
     cases.append(Case("output", "project_under_file", "output_api", str(OUT / "a_file" / "p")))
@@ -514,9 +645,15 @@ def _good_atoms() -> Any:
 
     rng = np.random.default_rng(3)
     n = 30
-    return pd.DataFrame({"frame": np.repeat([0, 1], n // 2), "y": rng.uniform(5, 59, n),
-                         "x": rng.uniform(5, 59, n), "cls": ["C"] * (n - 1) + ["Si"],
-                         "prob": rng.uniform(0.5, 1, n)})
+    return pd.DataFrame(
+        {
+            "frame": np.repeat([0, 1], n // 2),
+            "y": rng.uniform(5, 59, n),
+            "x": rng.uniform(5, 59, n),
+            "cls": ["C"] * (n - 1) + ["Si"],
+            "prob": rng.uniform(0.5, 1, n),
+        }
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -640,16 +777,18 @@ def drive(root: Path) -> dict:
     t0 = time.perf_counter()
     cases = build_corpus(root)
     quick = root / "quick.toml"
-    quick.write_text("[latent]\nenabled = false\n[report]\nenabled = false\n"
-                     "[detect]\nsave_maps = false\n")
+    quick.write_text(
+        "[latent]\nenabled = false\n[report]\nenabled = false\n[detect]\nsave_maps = false\n"
+    )
     good_npy = root / "good.npy"
     good_csv = root / "atoms" / "good_atoms.csv"
     runs: list[dict] = []
     work = root / "work"
     work.mkdir()
 
-    def record(case: Case, entry: str, outcome: tuple, leftovers: str = "",
-               check: str = "") -> None:
+    def record(
+        case: Case, entry: str, outcome: tuple, leftovers: str = "", check: str = ""
+    ) -> None:
         status, text = outcome[0], outcome[1]
         fail = ""
         if status == "bad":
@@ -662,8 +801,16 @@ def drive(root: Path) -> dict:
             fail = f"refused a usable input: {text[:200]}"
         elif check:
             fail = check
-        runs.append({"group": case.group, "case": case.name, "entry": entry, "status": status,
-                     "fail": fail, "message": str(text)[:240]})
+        runs.append(
+            {
+                "group": case.group,
+                "case": case.name,
+                "entry": entry,
+                "status": status,
+                "fail": fail,
+                "message": str(text)[:240],
+            }
+        )
 
     for k, case in enumerate(cases):
         out = work / f"{k:03d}"
@@ -683,40 +830,118 @@ def drive(root: Path) -> dict:
                 return reader(c.path)
 
             record(case, "napari reader", _api(napari_read))
-            res = _cli(["detect", case.path, "--pixel-size", "0.1", "--out",
-                        str(out / "d" / "atoms.csv"), "--maps", str(out / "d" / "maps.npy")], to)
+            res = _cli(
+                [
+                    "detect",
+                    case.path,
+                    "--pixel-size",
+                    "0.1",
+                    "--out",
+                    str(out / "d" / "atoms.csv"),
+                    "--maps",
+                    str(out / "d" / "maps.npy"),
+                ],
+                to,
+            )
             check = ""
             if res[0] == "ok" and case.expect == "ok":
                 check = _check_ok(case.check, pd.read_csv(out / "d" / "atoms.csv"))
-            record(case, "cli detect", res,
-                   "" if res[0] == "ok" else _no_leftovers(out / "d", ["atoms.csv", "maps.npy"]),
-                   check)
-            res = _cli(["run", case.path, "--out", str(out / "r"), "--pixel-size", "0.1",
-                        "--scheduler", "none", "--quiet", "--config", str(quick)], to)
+            record(
+                case,
+                "cli detect",
+                res,
+                "" if res[0] == "ok" else _no_leftovers(out / "d", ["atoms.csv", "maps.npy"]),
+                check,
+            )
+            res = _cli(
+                [
+                    "run",
+                    case.path,
+                    "--out",
+                    str(out / "r"),
+                    "--pixel-size",
+                    "0.1",
+                    "--scheduler",
+                    "none",
+                    "--quiet",
+                    "--config",
+                    str(quick),
+                ],
+                to,
+            )
             check = ""
             if res[0] == "ok" and case.expect == "ok":
                 check = _check_ok(case.check, pd.read_csv(out / "r" / "atoms.csv"))
-            record(case, "cli run", res,
-                   "" if res[0] == "ok" else _no_leftovers(out / "r", ["run.json", "atoms.csv"]),
-                   check)
-            res = _cli(["chem", str(good_csv), "--stack", case.path, "--pixel-size", "0.1",
-                        "--out", str(out / "c.csv")], to)
-            record(case, "cli chem --stack", res,
-                   "" if res[0] == "ok" else _no_leftovers(out, ["c.csv"]))
+            record(
+                case,
+                "cli run",
+                res,
+                "" if res[0] == "ok" else _no_leftovers(out / "r", ["run.json", "atoms.csv"]),
+                check,
+            )
+            res = _cli(
+                [
+                    "chem",
+                    str(good_csv),
+                    "--stack",
+                    case.path,
+                    "--pixel-size",
+                    "0.1",
+                    "--out",
+                    str(out / "c.csv"),
+                ],
+                to,
+            )
+            record(
+                case,
+                "cli chem --stack",
+                res,
+                "" if res[0] == "ok" else _no_leftovers(out, ["c.csv"]),
+            )
         elif case.kind in ("setting", "setting_run"):
             if case.kind == "setting":
                 res = _cli(["detect", case.path, "--out", str(out / "a.csv"), *case.args])
                 record(case, "cli detect", res, _no_leftovers(out, ["a.csv"]))
-            res = _cli(["run", case.path, "--out", str(out / "r"), "--scheduler", "none",
-                        "--quiet", "--config", str(quick),
-                        *(case.args if "--pixel-size" in case.args else
-                          ["--pixel-size", "0.1", *case.args])])
+            res = _cli(
+                [
+                    "run",
+                    case.path,
+                    "--out",
+                    str(out / "r"),
+                    "--scheduler",
+                    "none",
+                    "--quiet",
+                    "--config",
+                    str(quick),
+                    *(
+                        case.args
+                        if "--pixel-size" in case.args
+                        else ["--pixel-size", "0.1", *case.args]
+                    ),
+                ]
+            )
             record(case, "cli run", res, _no_leftovers(out / "r", ["run.json", "atoms.csv"]))
         elif case.kind == "config":
-            record(case, "PipelineConfig.from_file",
-                   _api(lambda c=case: PipelineConfig.from_file(c.path).validate()))
-            res = _cli(["run", str(good_npy), "--out", str(out / "r"), "--pixel-size", "0.1",
-                        "--scheduler", "none", "--quiet", "--config", case.path])
+            record(
+                case,
+                "PipelineConfig.from_file",
+                _api(lambda c=case: PipelineConfig.from_file(c.path).validate()),
+            )
+            res = _cli(
+                [
+                    "run",
+                    str(good_npy),
+                    "--out",
+                    str(out / "r"),
+                    "--pixel-size",
+                    "0.1",
+                    "--scheduler",
+                    "none",
+                    "--quiet",
+                    "--config",
+                    case.path,
+                ]
+            )
             record(case, "cli run", res, _no_leftovers(out / "r", ["run.json", "atoms.csv"]))
         elif case.kind == "project":
             record(case, "load_project", _api(lambda c=case: load_project(c.path)))
@@ -730,8 +955,21 @@ def drive(root: Path) -> dict:
                 return reader(c.path)
 
             record(case, "napari project reader", _api(napari_project))
-            res = _cli(["run", case.path, "--out", str(out / "r"), "--pixel-size", "0.1",
-                        "--scheduler", "none", "--quiet", "--config", str(quick)])
+            res = _cli(
+                [
+                    "run",
+                    case.path,
+                    "--out",
+                    str(out / "r"),
+                    "--pixel-size",
+                    "0.1",
+                    "--scheduler",
+                    "none",
+                    "--quiet",
+                    "--config",
+                    str(quick),
+                ]
+            )
             record(case, "cli run", res, _no_leftovers(out / "r", ["run.json", "atoms.csv"]))
         elif case.kind == "atoms":
             record(case, "read_atoms_csv", _api(lambda c=case: read_atoms_csv(c.path)))
@@ -739,8 +977,18 @@ def drive(root: Path) -> dict:
             record(case, "cli chem", res, _no_leftovers(out, ["c.csv"]))
         elif case.kind == "detector":
             record(case, "load_detector", _api(lambda c=case: load_detector(c.path)))
-            res = _cli(["detect", str(good_npy), "--pixel-size", "0.1", "--model", case.path,
-                        "--out", str(out / "a.csv")])
+            res = _cli(
+                [
+                    "detect",
+                    str(good_npy),
+                    "--pixel-size",
+                    "0.1",
+                    "--model",
+                    case.path,
+                    "--out",
+                    str(out / "a.csv"),
+                ]
+            )
             record(case, "cli detect --model", res, _no_leftovers(out, ["a.csv"]))
         elif case.kind == "latent":
             record(case, "load_model", _api(lambda c=case: load_model(c.path)))
@@ -748,31 +996,72 @@ def drive(root: Path) -> dict:
             res = _cli(case.args)
             record(case, f"cli {case.args[0]}", res)
         elif case.kind == "output_api":
-            record(case, "save_project", _api(lambda c=case: save_project(
-                c.path, Project(atoms=_good_atoms()))))
+            record(
+                case,
+                "save_project",
+                _api(lambda c=case: save_project(c.path, Project(atoms=_good_atoms()))),
+            )
         elif case.kind == "output_lock":
             from atomlens.io.atomic import output_lock
 
             with output_lock(case.path):
-                res = _cli(["run", str(good_npy), "--out", case.path, "--pixel-size", "0.1",
-                            "--scheduler", "none", "--quiet", "--config", str(quick)])
-            record(case, "cli run (second run on one --out)", res,
-                   _no_leftovers(Path(case.path), ["run.json", "atoms.csv"]))
+                res = _cli(
+                    [
+                        "run",
+                        str(good_npy),
+                        "--out",
+                        case.path,
+                        "--pixel-size",
+                        "0.1",
+                        "--scheduler",
+                        "none",
+                        "--quiet",
+                        "--config",
+                        str(quick),
+                    ]
+                )
+            record(
+                case,
+                "cli run (second run on one --out)",
+                res,
+                _no_leftovers(Path(case.path), ["run.json", "atoms.csv"]),
+            )
 
     # batch: every hostile stack in one call reports each and goes on to the good movie
     bad_stacks = [c.path for c in cases if c.kind == "stack" and c.expect == "error"]
     batch_case = Case("batch", "all_hostile_stacks_then_good", "batch")
-    res = _cli(["batch", *bad_stacks, str(good_npy), "--out", str(work / "batch"),
-                "--pixel-size", "0.1", "--scheduler", "none", "--quiet", "--config", str(quick)],
-               OK_TIMEOUT_S)
+    res = _cli(
+        [
+            "batch",
+            *bad_stacks,
+            str(good_npy),
+            "--out",
+            str(work / "batch"),
+            "--pixel-size",
+            "0.1",
+            "--scheduler",
+            "none",
+            "--quiet",
+            "--config",
+            str(quick),
+        ],
+        OK_TIMEOUT_S,
+    )
     text = res[1]
     n_failed = text.count(": FAILED: ")
     why = ""
     if f"batch: 1 done, {len(bad_stacks)} failed" not in text or n_failed != len(bad_stacks):
         why = f"batch did not report every bad movie and go on: {text[-400:]!r}"
-    runs.append({"group": "batch", "case": batch_case.name, "entry": "cli batch",
-                 "status": "error" if res[2] == 2 else res[0], "fail": why,
-                 "message": f"{n_failed} failed"})
+    runs.append(
+        {
+            "group": "batch",
+            "case": batch_case.name,
+            "entry": "cli batch",
+            "status": "error" if res[2] == 2 else res[0],
+            "fail": why,
+            "message": f"{n_failed} failed",
+        }
+    )
 
     pwned = (root / "PWNED").exists() or Path("PWNED").exists()
     import resource
@@ -798,10 +1087,14 @@ def summarise(report: dict) -> str:
     lines = [f"{'group':<14}{'inputs':>7}{'runs':>6}{'errors':>8}{'correct':>9}{'failed':>8}"]
     for g in sorted(set(inputs) | set(runs)):
         lines.append(f"{g:<14}{inputs[g]:>7}{runs[g]:>6}{errs[g]:>8}{oks[g]:>9}{fails[g]:>8}")
-    lines.append(f"{'total':<14}{sum(inputs.values()):>7}{sum(runs.values()):>6}"
-                 f"{sum(errs.values()):>8}{sum(oks.values()):>9}{sum(fails.values()):>8}")
-    lines.append(f"peak RSS {report['maxrss_mb']:.0f} MB, {report['seconds']:.0f} s, "
-                 f"pickle code run: {report['pwned']}")
+    lines.append(
+        f"{'total':<14}{sum(inputs.values()):>7}{sum(runs.values()):>6}"
+        f"{sum(errs.values()):>8}{sum(oks.values()):>9}{sum(fails.values()):>8}"
+    )
+    lines.append(
+        f"peak RSS {report['maxrss_mb']:.0f} MB, {report['seconds']:.0f} s, "
+        f"pickle code run: {report['pwned']}"
+    )
     return "\n".join(lines)
 
 
@@ -813,24 +1106,45 @@ def summarise(report: dict) -> str:
 def test_hostile_corpus(tmp_path):
     """Done-when: 0 tracebacks, 0 hangs, 0 runs above 1.5 GB, 0 silent wrong results."""
     report_file = tmp_path / "report.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "ATOMLENS_MEMORY_BUDGET": "512M"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "ATOMLENS_MEMORY_BUDGET": "512M",
+    }
     proc = subprocess.run(
         [sys.executable, __file__, str(tmp_path / "corpus"), str(report_file)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(report_file.read_text())
     print("\n" + summarise(report))
     failures = [r for r in report["runs"] if r["fail"]]
     assert not failures, "\n".join(
-        f"{r['group']}/{r['case']} via {r['entry']}: {r['fail']}" for r in failures[:40])
+        f"{r['group']}/{r['case']} via {r['entry']}: {r['fail']}" for r in failures[:40]
+    )
     assert not report["pwned"], "a pickle payload ran"
     assert report["maxrss_mb"] < MEMORY_CAP_MB, report["maxrss_mb"]
     assert len(report["cases"]) >= 150
     groups = {c["group"] for c in report["cases"]}
-    assert {"truncated", "garbage", "header_bomb", "special", "dtype", "config", "project",
-            "atoms_csv", "model", "output", "nonfinite", "settings"} <= groups
+    assert {
+        "truncated",
+        "garbage",
+        "header_bomb",
+        "special",
+        "dtype",
+        "config",
+        "project",
+        "atoms_csv",
+        "model",
+        "output",
+        "nonfinite",
+        "settings",
+    } <= groups
 
 
 if __name__ == "__main__":  # the child process of test_hostile_corpus

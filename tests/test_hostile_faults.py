@@ -27,7 +27,8 @@ pytestmark = pytest.mark.slow
 #: kill points: name -> (python statements that arm the kill in the child, report on?)
 KILLS = {
     # the second detection chunk (frames 4-5), after the first chunk's maps were written
-    "detect": ("""
+    "detect": (
+        """
 import atomlens.pipeline.runner as R
 orig = R.detect_chunk
 calls = []
@@ -37,8 +38,11 @@ def chunk(*a, **k):
         die()
     return orig(*a, **k)
 R.detect_chunk = chunk
-""", False),
-    "chem": ("""
+""",
+        False,
+    ),
+    "chem": (
+        """
 import atomlens.pipeline.runner as R
 orig = R.chem_chunk
 calls = []
@@ -48,13 +52,19 @@ def chunk(*a, **k):
         die()
     return orig(*a, **k)
 R.chem_chunk = chunk
-""", False),
-    "latent": ("""
+""",
+        False,
+    ),
+    "latent": (
+        """
 import atomlens.pipeline.latent_stage as L
 L._train_and_encode = lambda *a, **k: die()
-""", False),
+""",
+        False,
+    ),
     # outputs: killed after two files were renamed into place, a third one half-way
-    "outputs": ("""
+    "outputs": (
+        """
 import os
 import atomlens.io.atomic as A
 orig = os.replace
@@ -65,20 +75,28 @@ def replace(src, dst):
         die()
     return orig(src, dst)
 A.os.replace = replace
-""", False),
+""",
+        False,
+    ),
     # the project beside the results: killed after atoms.csv, before project.json
-    "project": ("""
+    "project": (
+        """
 import atomlens.io.project as P
 orig = P.write_atoms_csv
 def write(*a, **k):
     orig(*a, **k)
     die()
 P.write_atoms_csv = write
-""", False),
-    "report": ("""
+""",
+        False,
+    ),
+    "report": (
+        """
 import atomlens.pipeline.report as Rep
 Rep.write_report = lambda *a, **k: die()
-""", True),
+""",
+        True,
+    ),
 }
 
 CHILD = """
@@ -96,7 +114,8 @@ print("finished without being killed")
 
 
 def _config(path: Path, report: bool) -> Path:
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         [input]
         pixel_size = 0.1
         [descriptors]
@@ -106,7 +125,8 @@ def _config(path: Path, report: bool) -> Path:
         batch_size = 64
         [report]
         enabled = {"true" if report else "false"}
-    """))
+    """)
+    )
     return path
 
 
@@ -144,8 +164,13 @@ def reference(movie) -> pd.DataFrame:
 
 def _child(movie: Path, out: Path, cfg: Path, arm: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", CHILD.format(arm=arm), str(movie), str(out),
-                           str(cfg)], capture_output=True, text=True, timeout=600, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", CHILD.format(arm=arm), str(movie), str(out), str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
 
 
 def _temporaries(folder: Path) -> list[str]:
@@ -234,8 +259,15 @@ A.write_text = write
 
 def _atoms(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({"frame": np.arange(n) % 2, "y": rng.uniform(0, 60, n),
-                         "x": rng.uniform(0, 60, n), "cls": "C", "prob": 0.9})
+    return pd.DataFrame(
+        {
+            "frame": np.arange(n) % 2,
+            "y": rng.uniform(0, 60, n),
+            "x": rng.uniform(0, 60, n),
+            "cls": "C",
+            "prob": 0.9,
+        }
+    )
 
 
 @pytest.mark.parametrize("point", list(SAVE_KILLS))
@@ -244,8 +276,17 @@ def test_kill_9_during_project_save_leaves_a_whole_project(point, tmp_path):
     folder = save_project(tmp_path / "p", Project(pixel_size=0.1, atoms=old))
     new.to_csv(tmp_path / "new.csv", index=False)
     proc = subprocess.run(
-        [sys.executable, "-c", SAVE_CHILD.format(arm=SAVE_KILLS[point]), str(folder),
-         str(tmp_path / "new.csv")], capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-c",
+            SAVE_CHILD.format(arm=SAVE_KILLS[point]),
+            str(folder),
+            str(tmp_path / "new.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == -9, (proc.returncode, proc.stderr[-2000:])
     reopened = load_project(folder)  # never an error, never a mix
     if point == "after_manifest":  # the new save completed: the new table, its frames

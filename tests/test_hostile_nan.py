@@ -27,8 +27,9 @@ def test_nan_stripe_and_inf_border_are_masked_and_the_rest_analysed(seed):
         near = ((df["y"] > 55) & (df["y"] < 95)) | ((df["frame"] == 1) & (df["x"] < 15))
         return df[~near]
 
-    clean = score_frames(away(detect(frames, pixel_size=0.1).atoms), away(truth),
-                         frames.shape[1:], 0.1)
+    clean = score_frames(
+        away(detect(frames, pixel_size=0.1).atoms), away(truth), frames.shape[1:], 0.1
+    )
     masked = score_frames(away(atoms), away(truth), frames.shape[1:], 0.1)
     assert masked["f1"] >= 0.97, masked
     assert masked["f1"] >= clean["f1"] - 0.02, (masked, clean)

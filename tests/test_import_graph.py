@@ -41,8 +41,13 @@ LAYERS: list[set[str]] = [
 #: and the general detector's evaluation use atom finding; they belong beside detection).
 #: An entry that no longer occurs fails the test, so the list only shrinks.
 KNOWN_UPWARD: dict[tuple[str, str], set[str]] = {
-    ("segment", "atoms"): {"segment/__init__.py", "segment/finetune.py", "segment/general.py",
-                           "segment/suitability.py", "segment/train.py"},
+    ("segment", "atoms"): {
+        "segment/__init__.py",
+        "segment/finetune.py",
+        "segment/general.py",
+        "segment/suitability.py",
+        "segment/train.py",
+    },
     # read_stack(calibrate=...) calibrates from the lattice inside the reader; the lattice
     # calibration belongs to the pixel-size resolver's caller (a workflow), not to io/
     ("io", "chem"): {"io/readers.py"},
@@ -72,8 +77,11 @@ def import_edges() -> dict[tuple[str, str], set[str]]:
                 parts = name.split(".")
                 if parts[0] != "atomlens" or len(parts) < 2:
                     continue
-                dst = parts[1] if (SRC / parts[1]).exists() or (SRC / f"{parts[1]}.py").exists() \
+                dst = (
+                    parts[1]
+                    if (SRC / parts[1]).exists() or (SRC / f"{parts[1]}.py").exists()
                     else "__init__"
+                )
                 if dst != src:
                     edges.setdefault((src, dst), set()).add(str(path.relative_to(SRC)))
     return edges
@@ -108,7 +116,9 @@ def test_known_upward_edges_still_exist() -> None:
     edges = import_edges()
     for edge, files in KNOWN_UPWARD.items():
         stale = files - edges.get(edge, set())
-        assert not stale, f"{edge} no longer imported from {sorted(stale)}: drop it from KNOWN_UPWARD"
+        assert not stale, (
+            f"{edge} no longer imported from {sorted(stale)}: drop it from KNOWN_UPWARD"
+        )
 
 
 def test_no_cycle_between_subpackages() -> None:
@@ -144,8 +154,11 @@ def test_no_backend_switch_at_import() -> None:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in tree.body:
             call = node.value if isinstance(node, ast.Expr) else None
-            if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) \
-                    and call.func.attr == "use" and getattr(call.func.value, "id", "") in (
-                        "matplotlib", "mpl"):
+            if (
+                isinstance(call, ast.Call)
+                and isinstance(call.func, ast.Attribute)
+                and call.func.attr == "use"
+                and getattr(call.func.value, "id", "") in ("matplotlib", "mpl")
+            ):
                 bad.append(str(path.relative_to(SRC)))
     assert not bad, f"matplotlib.use(...) at import time in {bad}"

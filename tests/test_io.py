@@ -153,7 +153,8 @@ def test_header_sizes_are_checked_against_the_file(tmp_path):
     bomb = tmp_path / "bomb.npy"
     with open(bomb, "wb") as fh:
         np.lib.format.write_array_header_1_0(
-            fh, {"descr": "<f4", "fortran_order": False, "shape": (10**9, 64, 64)})
+            fh, {"descr": "<f4", "fortran_order": False, "shape": (10**9, 64, 64)}
+        )
     with pytest.raises(InputFileError, match=r"declares .* 16\.4 TB .* holds only 0 B"):
         read_stack(bomb, lazy=True)
 
@@ -167,10 +168,15 @@ def test_large_stacks_stream_within_the_memory_budget(tmp_path, monkeypatch):
     np.testing.assert_array_equal(stack.frame(7), movie[7])
 
 
-@pytest.mark.parametrize("dtype, words", [
-    (np.complex64, "complex"), (np.bool_, "boolean"), ("datetime64[s]", "date/time"),
-    ([("a", "f4"), ("b", "i4")], "structured"),
-])
+@pytest.mark.parametrize(
+    "dtype, words",
+    [
+        (np.complex64, "complex"),
+        (np.bool_, "boolean"),
+        ("datetime64[s]", "date/time"),
+        ([("a", "f4"), ("b", "i4")], "structured"),
+    ],
+)
 def test_pixel_types_that_are_not_intensities_are_refused(tmp_path, dtype, words):
     np.save(tmp_path / "x.npy", np.zeros((2, 32, 32), dtype))
     for lazy in (False, True):
@@ -192,14 +198,16 @@ def test_truncated_tiff_and_incomplete_zarr_are_refused(tmp_path):
     import tifffile
     import zarr
 
-    tifffile.imwrite(tmp_path / "t.tif", np.ones((3, 32, 32), np.float32), imagej=True,
-                     metadata={"axes": "TYX"})
+    tifffile.imwrite(
+        tmp_path / "t.tif", np.ones((3, 32, 32), np.float32), imagej=True, metadata={"axes": "TYX"}
+    )
     data = (tmp_path / "t.tif").read_bytes()
     (tmp_path / "cut.tif").write_bytes(data[: len(data) // 2])
     with pytest.raises(StackError, match="truncated"):
         read_stack(tmp_path / "cut.tif")
-    z = zarr.open_array(str(tmp_path / "z.zarr"), mode="w", shape=(4, 32, 32),
-                        chunks=(1, 32, 32), dtype="f4")
+    z = zarr.open_array(
+        str(tmp_path / "z.zarr"), mode="w", shape=(4, 32, 32), chunks=(1, 32, 32), dtype="f4"
+    )
     z[:2] = 1.0
     with pytest.raises(StackError, match="2 of its 4 chunks"):
         read_stack(tmp_path / "z.zarr")

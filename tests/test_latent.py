@@ -87,7 +87,9 @@ def test_decode_manifold_tiles_decoder_images(model):
     np.testing.assert_allclose(img[:12, :12], model.decode(np.array([[-1.0, 2.0]]))[0], atol=1e-6)
     np.testing.assert_allclose(img[24:, 24:], model.decode(np.array([[1.0, -2.0]]))[0], atol=1e-6)
     with pytest.raises(ModelError, match="no content latents"):
-        decode_manifold(make_model("gmm").fit(np.zeros((8, 4, 4), np.float32) + np.arange(8)[:, None, None]))
+        decode_manifold(
+            make_model("gmm").fit(np.zeros((8, 4, 4), np.float32) + np.arange(8)[:, None, None])
+        )
 
 
 def test_figures_written(tmp_path, movie, model):

@@ -11,8 +11,9 @@ from atomlens.atoms.match import match_atoms
 A = 3.16  # Å
 
 
-def _mos2_image(px: float = 0.15, size: int = 256, angle_deg: float = 17.0, seed: int = 0,
-                vacancies: int = 6):
+def _mos2_image(
+    px: float = 0.15, size: int = 256, angle_deg: float = 17.0, seed: int = 0, vacancies: int = 6
+):
     """Mo (amplitude 1) and S2 (0.45) Gaussian columns, a 4 % stretch along x, noise;
     ``vacancies`` S2 columns left out. Returns image and the truth table (pixels)."""
     rng = np.random.default_rng(seed)
@@ -30,7 +31,9 @@ def _mos2_image(px: float = 0.15, size: int = 256, angle_deg: float = 17.0, seed
         keep = (yx > -3).all(1) & (yx < size + 3).all(1)
         rows.append(pd.DataFrame({"y": yx[keep, 0], "x": yx[keep, 1], "cls": cls}))
     truth = pd.concat(rows, ignore_index=True)
-    inner = truth[(truth.cls == "S") & truth.y.between(40, size - 40) & truth.x.between(40, size - 40)]
+    inner = truth[
+        (truth.cls == "S") & truth.y.between(40, size - 40) & truth.x.between(40, size - 40)
+    ]
     gone = rng.choice(inner.index.to_numpy(), vacancies, replace=False)
     truth = truth.drop(index=gone).reset_index(drop=True)
     yy, xx = np.mgrid[:size, :size]
@@ -67,8 +70,9 @@ def test_lattice_reference_finds_every_column_and_the_vacancies():
 
 
 def test_score_tiles_counts_near_the_tile_edge_once():
-    truth = pd.DataFrame({"frame": 0, "y": [10.0, 63.5, 64.5, 100.0], "x": [10.0, 50, 50, 100],
-                          "cls": "C"})
+    truth = pd.DataFrame(
+        {"frame": 0, "y": [10.0, 63.5, 64.5, 100.0], "x": [10.0, 50, 50, 100], "cls": "C"}
+    )
     pred = truth.copy()
     pred.loc[1, "y"] = 64.6  # across the line between tiles 0 and 2: matched from tile 0
     pred.loc[3, "x"] = 108.0  # 0.8 Å off: no match within 0.5 Å, a false detection

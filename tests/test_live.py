@@ -132,11 +132,17 @@ def test_si_hops_from_tracks_match_the_simulator(hopping_movie):
 
     m = hopping_movie
     drift = estimate_drift(m.frames)
-    reg = m.atoms.assign(y_reg=m.atoms["y"] - drift[m.atoms["frame"], 0],
-                         x_reg=m.atoms["x"] - drift[m.atoms["frame"], 1])
+    reg = m.atoms.assign(
+        y_reg=m.atoms["y"] - drift[m.atoms["frame"], 0],
+        x_reg=m.atoms["x"] - drift[m.atoms["frame"], 1],
+    )
     track = link_atoms(reg, m.pixel_size, {"*": 1.0, "Si": 4.0}, max_gap=2)
-    found = pd.concat([frame_events(_tables(m, t - 1, track, drift), _tables(m, t, track, drift),
-                                    m.pixel_size) for t in range(1, m.n_frames)])
+    found = pd.concat(
+        [
+            frame_events(_tables(m, t - 1, track, drift), _tables(m, t, track, drift), m.pixel_size)
+            for t in range(1, m.n_frames)
+        ]
+    )
     hops = found[found["type"] == "si_hop"]
     truth = truth_hops(m.atoms, m.pixel_size)
     assert len(truth) >= 8  # the movie really has hops
@@ -149,18 +155,39 @@ def test_si_hops_from_tracks_match_the_simulator(hopping_movie):
 
 def test_coordination_defect_and_ring_events():
     px = 0.1
-    a0 = pd.DataFrame({"atom_id": [0, 1], "y": [10.0, 50.0], "x": [10.0, 50.0], "cls": ["Si", "C"],
-                       "track_id": [0, 1], "coordination": [3, 3], "border": [False, False]})
+    a0 = pd.DataFrame(
+        {
+            "atom_id": [0, 1],
+            "y": [10.0, 50.0],
+            "x": [10.0, 50.0],
+            "cls": ["Si", "C"],
+            "track_id": [0, 1],
+            "coordination": [3, 3],
+            "border": [False, False],
+        }
+    )
     a1 = a0.assign(atom_id=[2, 3], coordination=[4, 3])
-    d0 = pd.DataFrame({"y": [30.0], "x": [30.0], "type": ["vacancy"], "n_atoms": [9],
-                       "atoms": [(0, 1)]})
-    d1 = pd.DataFrame({"y": [30.4, 90.0], "x": [30.0, 90.0], "type": ["divacancy", "hole"],
-                       "n_atoms": [14, 20], "atoms": [(0,), (1,)]})
+    d0 = pd.DataFrame(
+        {"y": [30.0], "x": [30.0], "type": ["vacancy"], "n_atoms": [9], "atoms": [(0, 1)]}
+    )
+    d1 = pd.DataFrame(
+        {
+            "y": [30.4, 90.0],
+            "x": [30.0, 90.0],
+            "type": ["divacancy", "hole"],
+            "n_atoms": [14, 20],
+            "atoms": [(0,), (1,)],
+        }
+    )
     r0 = pd.DataFrame({"y": [70.0, 20.0], "x": [70.0, 80.0], "size": [6, 6]})
     r1 = pd.DataFrame({"y": [71.0, 20.0], "x": [70.0, 80.0], "size": [7, 6], "atoms": [(0, 1), ()]})
     # the whole field drifted by (+1, 0) px: the ring at (71, 70) is the ring at (70, 70)
-    ev = frame_events(FrameTables(0, a0, d0, r0, (0.0, 0.0)),
-                      FrameTables(1, a1, d1, r1, (1.0, 0.0)), px, EventParams())
+    ev = frame_events(
+        FrameTables(0, a0, d0, r0, (0.0, 0.0)),
+        FrameTables(1, a1, d1, r1, (1.0, 0.0)),
+        px,
+        EventParams(),
+    )
     kinds = dict(zip(ev["type"], ev["detail"]))
     assert kinds["coordination_change"] == "3->4"
     assert kinds["vacancy_grow"] == "9->14 atoms"

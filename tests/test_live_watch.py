@@ -24,8 +24,17 @@ N_FRAMES = 6
 
 @pytest.fixture(scope="module")
 def movie_folder(tmp_path_factory) -> Path:
-    movie = simulate_movie(N_FRAMES, size=128, seed=3, n_si3=2, si_hop_prob=0.5,
-                           drift_px_per_frame=0.5, n_holes=0, n_vacancies=0, n_stone_wales=0)
+    movie = simulate_movie(
+        N_FRAMES,
+        size=128,
+        seed=3,
+        n_si3=2,
+        si_hop_prob=0.5,
+        drift_px_per_frame=0.5,
+        n_holes=0,
+        n_vacancies=0,
+        n_stone_wales=0,
+    )
     folder = tmp_path_factory.mktemp("incoming")
     for t in range(N_FRAMES):
         tmp = folder / f".frame_{t}.tif.tmp"
@@ -51,8 +60,18 @@ def reference(movie_folder, tmp_path_factory) -> Path:
 
 def test_watch_writes_the_tables_of_atomlens_run(reference):
     atoms = read_table(reference, "atoms")
-    assert {"frame", "y", "x", "cls", "prob", "atom_id", "coordination", "track_id", "y_reg",
-            "x_reg"} <= set(atoms)
+    assert {
+        "frame",
+        "y",
+        "x",
+        "cls",
+        "prob",
+        "atom_id",
+        "coordination",
+        "track_id",
+        "y_reg",
+        "x_reg",
+    } <= set(atoms)
     assert sorted(atoms["frame"].unique()) == list(range(N_FRAMES))
     assert (atoms["atom_id"].to_numpy() == np.arange(len(atoms))).all()  # atom_id = row
     bonds = read_table(reference, "bonds")
@@ -71,8 +90,10 @@ def test_watch_writes_the_tables_of_atomlens_run(reference):
 def test_newest_policy_drops_the_older_waiting_frames(movie_folder, tmp_path):
     out = tmp_path / "out"
     events = []
-    drain(run(movie_folder, out, WatchRecipe(policy="newest", settle_s=0, idle_stop_s=0.3)),
-          events.append)
+    drain(
+        run(movie_folder, out, WatchRecipe(policy="newest", settle_s=0, idle_stop_s=0.3)),
+        events.append,
+    )
     skipped = [e.source for e in events if isinstance(e, FrameSkipped)]
     done = [e.source for e in events if isinstance(e, FrameDone)]
     assert done == [f"frame_{N_FRAMES - 1}.tif#0"] and len(skipped) == N_FRAMES - 1
@@ -84,8 +105,20 @@ def test_newest_policy_drops_the_older_waiting_frames(movie_folder, tmp_path):
 
 
 def _watch_cmd(folder: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "atomlens", "watch", str(folder), "--out", str(out),
-            "--settle", "0", "--idle-stop", "1", "--quiet"]
+    return [
+        sys.executable,
+        "-m",
+        "atomlens",
+        "watch",
+        str(folder),
+        "--out",
+        str(out),
+        "--settle",
+        "0",
+        "--idle-stop",
+        "1",
+        "--quiet",
+    ]
 
 
 @pytest.mark.slow
@@ -94,12 +127,14 @@ def test_kill_9_then_restart_loses_no_frame_and_repeats_no_row(movie_folder, tmp
     # the reference: one uninterrupted watch in the same conditions (one thread: the
     # detector's sub-pixel fits differ in the last digits between thread counts)
     reference = tmp_path / "reference"
-    res = subprocess.run(_watch_cmd(movie_folder, reference), env=env, capture_output=True,
-                         text=True, timeout=300)
+    res = subprocess.run(
+        _watch_cmd(movie_folder, reference), env=env, capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 0, res.stderr[-800:]
     out = tmp_path / "out"
-    proc = subprocess.Popen(_watch_cmd(movie_folder, out), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _watch_cmd(movie_folder, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.time() + 240
     while time.time() < deadline:
         state = read_state(out) if (out / "watch_state.json").exists() else None
@@ -112,8 +147,9 @@ def test_kill_9_then_restart_loses_no_frame_and_repeats_no_row(movie_folder, tmp
     proc.wait(30)
     done_before = len(read_state(out)["processed"])
     assert 2 <= done_before < N_FRAMES
-    res = subprocess.run(_watch_cmd(movie_folder, out), env=env, capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run(
+        _watch_cmd(movie_folder, out), env=env, capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 0, res.stderr[-800:]
     frames = read_table(out, "frames")
     assert list(frames["frame"]) == list(range(N_FRAMES))

@@ -19,7 +19,9 @@ def manifest():
 def test_npe2_validate_cli_passes() -> None:
     exe = Path(sys.executable).with_name("npe2")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "npe2"]
-    res = subprocess.run([*cmd, "validate", "atomlens", "--imports"], capture_output=True, text=True)
+    res = subprocess.run(
+        [*cmd, "validate", "atomlens", "--imports"], capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "valid" in res.stdout
 

@@ -38,8 +38,17 @@ def mos2_frame() -> tuple[np.ndarray, float]:
 
     rng = np.random.default_rng(5)
     cols = tmd_2h(256 * 0.12, rng, "MoS2")
-    img, _ = render_image(cols.yx_A, cols.z, (256, 256), 0.12, Probe.with_fwhm(0.9), rng,
-                          weights=cols.count, dose=2e5, background=2.0)
+    img, _ = render_image(
+        cols.yx_A,
+        cols.z,
+        (256, 256),
+        0.12,
+        Probe.with_fwhm(0.9),
+        rng,
+        weights=cols.count,
+        dose=2e5,
+        background=2.0,
+    )
     return img, 0.12
 
 
@@ -123,20 +132,35 @@ def test_cli_detect_prints_model_and_warning(tmp_path, capsys):
 
     noise = np.random.default_rng(2).normal(100, 10, (1, 96, 96)).astype(np.float32)
     np.save(tmp_path / "noise.npy", noise)
-    rc = main(["detect", str(tmp_path / "noise.npy"), "--pixel-size", "0.1", "--out",
-               str(tmp_path / "a.csv"), "--refine", "none"])
+    rc = main(
+        [
+            "detect",
+            str(tmp_path / "noise.npy"),
+            "--pixel-size",
+            "0.1",
+            "--out",
+            str(tmp_path / "a.csv"),
+            "--refine",
+            "none",
+        ]
+    )
     assert rc == 0
     out, err = capsys.readouterr()
     assert "model: " in out and "noise only" in out
     assert "warning:" in err and "noise" in err
-    assert main(["detect", str(tmp_path / "noise.npy"), "--pixel-size", "0.1",
-                 "--model", "nosuch"]) != 0
+    assert (
+        main(["detect", str(tmp_path / "noise.npy"), "--pixel-size", "0.1", "--model", "nosuch"])
+        != 0
+    )
 
 
 # --- real files (skipped when ../shared/data is absent) -------------------------------
 
-REAL_GRAPHENE = ["real/graphene_si-2nm.npz", "real/graphene_grainboundary-4nm.npz",
-                 "real/graphene_si1c3_movie.npz"]
+REAL_GRAPHENE = [
+    "real/graphene_si-2nm.npz",
+    "real/graphene_grainboundary-4nm.npz",
+    "real/graphene_si1c3_movie.npz",
+]
 
 
 def _frame(path) -> tuple[np.ndarray, float]:
@@ -161,8 +185,14 @@ def test_real_abf_movie_warns_with_graphene_model(shared_data, graphene_model):
     assert "dark" in why and name == ("general" if GENERAL_SHIPPED else "graphene")
 
 
-@pytest.mark.parametrize("rel", ["real/MoS2_stem_Exp-001-5.npy", "formats/16_STOimage_1.ser",
-                                 "real/pt_single_atoms/021_HAADF_15nm_Sample_PtNC_21Oct20.tif"])
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "real/MoS2_stem_Exp-001-5.npy",
+        "formats/16_STOimage_1.ser",
+        "real/pt_single_atoms/021_HAADF_15nm_Sample_PtNC_21Oct20.tif",
+    ],
+)
 def test_real_non_graphene_is_not_called_graphene(shared_data, rel):
     if not GENERAL_SHIPPED:
         pytest.skip("the general model is not shipped yet")

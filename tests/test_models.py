@@ -134,7 +134,12 @@ def test_vae_and_conv_ae_shapes():
     vae = VAE(window=13, latent_dim=3, hidden=(8, 8))
     assert vae.module.decoder(torch.zeros(2, 3)).shape == (2, 1, 13, 13)
     two = RVAE(window=13, channels=2, hidden=(8, 8))
-    assert two.module.decoder(torch.zeros(4), torch.zeros(4, 2), torch.zeros(4, 2)).shape == (4, 2, 13, 13)
+    assert two.module.decoder(torch.zeros(4), torch.zeros(4, 2), torch.zeros(4, 2)).shape == (
+        4,
+        2,
+        13,
+        13,
+    )
     with pytest.raises(ModelError, match="channel"):
         two.prepare(x)
     with pytest.raises(ModelError, match=r"\[0, 1\]"):

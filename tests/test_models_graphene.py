@@ -13,8 +13,6 @@ simulate = pytest.importorskip("atomlens.simulate")
 metrics = pytest.importorskip("sklearn.metrics")
 
 
-
-
 def test_content_latent_separates_edge_atoms():
     movie = simulate.simulate_movie(2, size=96, pixel_size=0.3, seed=1, n_holes=1,
                                     hole_radius_A=5.0)  # fmt: skip

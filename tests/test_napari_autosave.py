@@ -19,13 +19,20 @@ pytestmark = pytest.mark.gui
 
 def _atoms(n: int = 30) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return pd.DataFrame({"frame": np.repeat([0, 1, 2], n // 3), "y": rng.uniform(0, 60, n),
-                         "x": rng.uniform(0, 60, n), "cls": ["C"] * (n - 3) + ["Si"] * 3,
-                         "z1": np.r_[rng.normal(size=n - 2), np.nan, np.nan]})
+    return pd.DataFrame(
+        {
+            "frame": np.repeat([0, 1, 2], n // 3),
+            "y": rng.uniform(0, 60, n),
+            "x": rng.uniform(0, 60, n),
+            "cls": ["C"] * (n - 3) + ["Si"] * 3,
+            "z1": np.r_[rng.normal(size=n - 2), np.nan, np.nan],
+        }
+    )
 
 
-def test_snapshot_of_a_killed_session_restores_every_feature(make_napari_viewer, tmp_path,
-                                                             monkeypatch) -> None:
+def test_snapshot_of_a_killed_session_restores_every_feature(
+    make_napari_viewer, tmp_path, monkeypatch
+) -> None:
     monkeypatch.setenv("ATOMLENS_RECOVERY", str(tmp_path))
     viewer = make_napari_viewer()
     add_tuple(viewer, image_layer_tuple(np.zeros((3, 64, 64), np.float32), 0.1, "movie"))
@@ -55,8 +62,9 @@ def test_snapshot_of_a_killed_session_restores_every_feature(make_napari_viewer,
     assert not folder.exists()  # restored: nothing left to offer
 
 
-def test_offer_restore_is_non_blocking_and_nothing_to_offer(make_napari_viewer, tmp_path,
-                                                            monkeypatch) -> None:
+def test_offer_restore_is_non_blocking_and_nothing_to_offer(
+    make_napari_viewer, tmp_path, monkeypatch
+) -> None:
     monkeypatch.setenv("ATOMLENS_RECOVERY", str(tmp_path))
     viewer = make_napari_viewer()
     assert autosave.offer_restore(viewer) is None

@@ -30,8 +30,9 @@ def movie():
     for t in range(4):
         for _ in range(12):
             y, x = rng.uniform(4, 60, 2)
-            frames[t] += 3 * np.exp(-((np.arange(64)[:, None] - y) ** 2
-                                      + (np.arange(64)[None] - x) ** 2) / 8).astype(np.float32)
+            frames[t] += 3 * np.exp(
+                -((np.arange(64)[:, None] - y) ** 2 + (np.arange(64)[None] - x) ** 2) / 8
+            ).astype(np.float32)
             rows.append({"frame": t, "y": y, "x": x, "cls": "C", "prob": 0.9})
     atoms = pd.DataFrame(rows)
     atoms["cls"] = pd.Categorical(atoms["cls"], categories=["C", "Si"])
@@ -83,8 +84,9 @@ def test_correct_save_retrain_redetect(make_napari_viewer, qtbot, tmp_path, movi
     i2 = int(np.flatnonzero(pts.data[:, 0] == 2)[0])
     old_yx = pts.data[i2, 1:].copy()
     pts.selected_data = {i2}
-    pts.events.data(value=pts.data, action=ActionType.CHANGING, data_indices=(i2,),
-                    vertex_indices=((),))
+    pts.events.data(
+        value=pts.data, action=ActionType.CHANGING, data_indices=(i2,), vertex_indices=((),)
+    )
     pts._set_drag_start({i2}, pts.data[i2])
     pts._move({i2}, np.array([2, old_yx[0] + 2.0, old_yx[1] - 1.0]))
     pts._drag_start = None
@@ -119,7 +121,8 @@ def test_correct_save_retrain_redetect(make_napari_viewer, qtbot, tmp_path, movi
     assert int(saved.atoms["edited"].sum()) == 2  # the added and the moved atom
     corrected_before = w.atoms_table()
     corrected_before = corrected_before[corrected_before.frame.isin([0, 1, 2])].sort_values(
-        "frame", kind="stable")
+        "frame", kind="stable"
+    )
 
     # retrain a few steps on the worker, then re-detect: corrected frames untouched
     w.steps.value = 3

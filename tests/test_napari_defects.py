@@ -39,9 +39,19 @@ def _base(kind: str) -> str:
 def movie():
     # 3 frames of 25.6 Å: 2 three-fold Si, 1 four-fold Si, 2 Stone-Wales, nothing else
     return simulate.simulate_movie(
-        3, size=256, pixel_size=0.1, seed=4, n_si3=2, n_si4=1, n_vacancies=0,
-        n_stone_wales=2, n_holes=0, contamination_fraction=0.0, si_hop_prob=0.0,
-        vacancy_rate=0.0, min_defect_separation_A=6.0,
+        3,
+        size=256,
+        pixel_size=0.1,
+        seed=4,
+        n_si3=2,
+        n_si4=1,
+        n_vacancies=0,
+        n_stone_wales=2,
+        n_holes=0,
+        contamination_fraction=0.0,
+        si_hop_prob=0.0,
+        vacancy_rate=0.0,
+        min_defect_separation_A=6.0,
     )
 
 
@@ -99,7 +109,11 @@ def test_filter_jump_target_and_export(result, tmp_path):
     assert len(filter_defects(rows, ALL_TYPES)) == len(rows)
     assert len(filter_defects(rows, "nonsense")) == 0
     t = jump_target(sw.iloc[0], result.pixel_size)
-    assert (t.frame, t.y_px, t.x_px) == (sw["frame"].iloc[0], sw["y_px"].iloc[0], sw["x_px"].iloc[0])
+    assert (t.frame, t.y_px, t.x_px) == (
+        sw["frame"].iloc[0],
+        sw["y_px"].iloc[0],
+        sw["x_px"].iloc[0],
+    )
     assert t.atoms == sw["atoms"].iloc[0] and len(t.atoms) == 16
     assert t.view_px * result.pixel_size >= MIN_VIEW_A
     assert t.view_px * result.pixel_size >= 2 * sw["radius_px"].iloc[0] * result.pixel_size

@@ -40,7 +40,9 @@ def detector_file(tmp_path_factory):
     return str(save_detector(det, tmp_path_factory.mktemp("det") / "tiny.pt")), False
 
 
-def test_detect_current_frame_adds_maps_and_atoms(make_napari_viewer, qtbot, movie, detector_file) -> None:
+def test_detect_current_frame_adds_maps_and_atoms(
+    make_napari_viewer, qtbot, movie, detector_file
+) -> None:
     path, shipped = detector_file
     viewer = make_napari_viewer()
     img = add_tuple(viewer, image_layer_tuple(movie.frames, movie.pixel_size, "movie"))
@@ -59,7 +61,11 @@ def test_detect_current_frame_adds_maps_and_atoms(make_napari_viewer, qtbot, mov
     assert widget.progress.value == widget.progress.max == 1
     names = [lay.name for lay in viewer.layers]
     assert names[0] == "movie" and "P(C) movie" in names and "P(Si) movie" in names
-    pc, psi, pbg = viewer.layers["P(C) movie"], viewer.layers["P(Si) movie"], viewer.layers["P(background) movie"]
+    pc, psi, pbg = (
+        viewer.layers["P(C) movie"],
+        viewer.layers["P(Si) movie"],
+        viewer.layers["P(background) movie"],
+    )
     assert pc.data.shape == (1, 64, 64) and tuple(pc.scale) == pytest.approx(tuple(img.scale))
     assert pc.translate[0] == 2  # the map of frame 2 sits at frame 2
     np.testing.assert_allclose(pc.data + psi.data + pbg.data, 1.0, atol=1e-4)  # softmax
@@ -70,8 +76,13 @@ def test_detect_current_frame_adds_maps_and_atoms(make_napari_viewer, qtbot, mov
     np.testing.assert_array_equal(img.data, before)  # the user's layer is untouched
     if len(atoms.data):
         si = atoms.features["cls"].astype(str).to_numpy() == "Si"
-        expected = np.array([int(SPECIES_COLOURS["Si" if s else "C"][i:i + 2], 16) / 255
-                             for s in si for i in (1, 3, 5)]).reshape(-1, 3)
+        expected = np.array(
+            [
+                int(SPECIES_COLOURS["Si" if s else "C"][i : i + 2], 16) / 255
+                for s in si
+                for i in (1, 3, 5)
+            ]
+        ).reshape(-1, 3)
         np.testing.assert_allclose(atoms.face_color[:, :3], expected, atol=1e-6)
     if shipped:  # a trained detector finds most true atoms of that frame
         n_true = int((movie.atoms["frame"] == 2).sum())

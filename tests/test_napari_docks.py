@@ -158,8 +158,17 @@ def test_manifest_lists_every_dock_and_the_pfm_sample() -> None:
 
     manifest = yaml.safe_load((Path(atomlens.__file__).parent / "napari.yaml").read_text())
     docks = {w["display_name"] for w in manifest["contributions"]["widgets"]}
-    assert {"Detect atoms", "Subimages", "Train latent model", "Latent colouring", "Colour key",
-            "Subimage gallery", "PFM domain walls", "Defects", "Correct atoms"} <= docks
+    assert {
+        "Detect atoms",
+        "Subimages",
+        "Train latent model",
+        "Latent colouring",
+        "Colour key",
+        "Subimage gallery",
+        "PFM domain walls",
+        "Defects",
+        "Correct atoms",
+    } <= docks
     samples = {s["display_name"] for s in manifest["contributions"]["sample_data"]}
     assert {"Simulated graphene-Si movie", "Simulated PFM domain-wall movie"} <= samples
 

@@ -18,9 +18,21 @@ N_FRAMES = 4
 @pytest.fixture(scope="module")
 def movie():
     # 160² frames at 0.1 Å/px: a growing hole and hopping Si give events from frame 1 on
-    return simulate_movie(N_FRAMES, size=160, seed=6, n_si3=2, n_si4=0, si_hop_prob=0.9,
-                          n_holes=1, hole_radius_A=3.0, hole_growth_rate=4.0, n_vacancies=0,
-                          n_stone_wales=0, min_defect_separation_A=3.0, drift_px_per_frame=0.5)
+    return simulate_movie(
+        N_FRAMES,
+        size=160,
+        seed=6,
+        n_si3=2,
+        n_si4=0,
+        si_hop_prob=0.9,
+        n_holes=1,
+        hole_radius_A=3.0,
+        hole_growth_rate=4.0,
+        n_vacancies=0,
+        n_stone_wales=0,
+        min_defect_separation_A=3.0,
+        drift_px_per_frame=0.5,
+    )
 
 
 def drop(folder, t, image) -> None:

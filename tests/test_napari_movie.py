@@ -92,7 +92,9 @@ def test_rendered_frame_has_atoms_in_their_colours_scale_bar_and_key() -> None:
         want = colormaps["viridis"]((atoms["z1"][t] - lo) / (hi - lo))[:3]
         np.testing.assert_allclose(centre, want, atol=0.02)
     img = r.render(0).astype(float) / 255
-    np.testing.assert_allclose(img[6 * 4 + 2, 6 * 4 + 2], to_rgb(NEUTRAL_GREY), atol=0.02)  # no latent: grey
+    np.testing.assert_allclose(
+        img[6 * 4 + 2, 6 * 4 + 2], to_rgb(NEUTRAL_GREY), atol=0.02
+    )  # no latent: grey
     # scale bar: 60 px * 0.1 Å = 6 Å field -> a 1 Å bar = 10 data px = 40 movie px of white
     white = (img[:, :240] > 0.97).all(-1)
     rows = white.sum(1)
@@ -104,11 +106,14 @@ def test_mp4_and_gif_written_and_read_back(tmp_path) -> None:
     import imageio.v3 as iio
 
     atoms = _atoms()
-    mp4 = export_movie(_frames(), atoms, 0.1, tmp_path / "m.mp4", "z1", fps=4,
-                       style=MovieStyle(zoom=2))
+    mp4 = export_movie(
+        _frames(), atoms, 0.1, tmp_path / "m.mp4", "z1", fps=4, style=MovieStyle(zoom=2)
+    )
     movie = iio.imread(mp4)
     assert movie.shape[0] == 3 and movie.shape[1:3] == (80, 120 + 170)
-    gif = export_movie(_frames(), atoms, 0.1, tmp_path / "m.gif", "cls", fps=4, style=MovieStyle(zoom=2))
+    gif = export_movie(
+        _frames(), atoms, 0.1, tmp_path / "m.gif", "cls", fps=4, style=MovieStyle(zoom=2)
+    )
     assert iio.imread(gif).shape[0] == 3 and iio.immeta(gif)["duration"] == 250
     with pytest.raises(ValueError, match="mp4 or .gif"):
         export_movie(_frames(), atoms, 0.1, tmp_path / "m.avi", "z1")
@@ -148,7 +153,9 @@ def test_cli_movie_from_a_run_folder(tmp_path, capsys) -> None:
     assert iio.imread(out).shape[0] == 2  # only the frames the run analysed
     assert main(["movie", str(run), "--colour", "nope", "--out", str(out)]) == 2
     assert "no column 'nope'" in capsys.readouterr().err
-    assert main(["movie", str(tmp_path), "--colour", "z1", "--out", str(out)]) == 0  # demo layout: run/ inside
+    assert (
+        main(["movie", str(tmp_path), "--colour", "z1", "--out", str(out)]) == 0
+    )  # demo layout: run/ inside
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["movie", str(empty), "--out", str(out)]) == 2

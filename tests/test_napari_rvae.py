@@ -96,7 +96,9 @@ def test_subimages_train_encode_colour_animate(make_napari_viewer, qtbot, movie,
     h, w = subs.window
     shown = gallery.image.get_array()[:h, :w]  # the first cell of the mosaic
     np.testing.assert_allclose(shown, subimages_of(subs)[int(np.flatnonzero(index == other)[0])])
-    assert np.ma.getmaskarray(gallery.image.get_array()[:h, w]).all()  # a gap (NaN, masked) between cells
+    assert np.ma.getmaskarray(
+        gallery.image.get_array()[:h, w]
+    ).all()  # a gap (NaN, masked) between cells
 
     train = _train(qtbot, viewer, epochs=3)
     assert train.subimages.value is subs
@@ -118,8 +120,12 @@ def test_subimages_train_encode_colour_animate(make_napari_viewer, qtbot, movie,
     loaded = train.load_model(saved)
     assert session_for(viewer).model.model is loaded is not trained
     assert session_for(viewer).model.window == 20
-    np.testing.assert_allclose(loaded.transform(subimages_of(subs)).to_numpy(float),
-                               trained.transform(subimages_of(subs)).to_numpy(float), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        loaded.transform(subimages_of(subs)).to_numpy(float),
+        trained.transform(subimages_of(subs)).to_numpy(float),
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
     latent = LatentWidget(viewer)
     viewer.window.add_dock_widget(latent)
@@ -140,9 +146,15 @@ def test_subimages_train_encode_colour_animate(make_napari_viewer, qtbot, movie,
     # atoms without a latent (window crosses the frame edge) are drawn grey, not hidden
     no_latent = ~np.isfinite(feats["z1"].to_numpy())
     assert no_latent.any()
-    np.testing.assert_allclose(pts.face_color[no_latent], [[0.498, 0.498, 0.498, 1.0]] * int(no_latent.sum()), atol=0.01)
+    np.testing.assert_allclose(
+        pts.face_color[no_latent], [[0.498, 0.498, 0.498, 1.0]] * int(no_latent.sum()), atol=0.01
+    )
     key = pts.metadata["atomlens"]["colour_key"]
-    assert key["title"] == "z1" and key["units"] == "latent units" and key["n_missing"] == int(no_latent.sum())
+    assert (
+        key["title"] == "z1"
+        and key["units"] == "latent units"
+        and key["n_missing"] == int(no_latent.sum())
+    )
     assert tuple(key["limits"]) == pytest.approx(pts.face_contrast_limits)
     limits_all_frames = pts.face_contrast_limits
     latent.colour_by.value = "angle"
@@ -165,7 +177,9 @@ def test_subimages_train_encode_colour_animate(make_napari_viewer, qtbot, movie,
     ok = np.isfinite(xy).all(1)
     lo, hi = np.nanmin(xy, 0), np.nanmax(xy, 0)
     mid = (lo[0] + hi[0]) / 2
-    inside = scatter.on_lasso([(lo[0] - 1, lo[1] - 1), (mid, lo[1] - 1), (mid, hi[1] + 1), (lo[0] - 1, hi[1] + 1)])
+    inside = scatter.on_lasso(
+        [(lo[0] - 1, lo[1] - 1), (mid, lo[1] - 1), (mid, hi[1] + 1), (lo[0] - 1, hi[1] + 1)]
+    )
     expected = ok & (xy[:, 0] < mid)
     assert inside.sum() == expected.sum() > 0
     assert pts.features["selected"].to_numpy().tolist() == inside.tolist()
@@ -181,8 +195,11 @@ def test_subimages_train_encode_colour_animate(make_napari_viewer, qtbot, movie,
     assert again["tabs"] is not plots["tabs"] or again is plots
     from qtpy.QtWidgets import QDockWidget
 
-    titles = [d.windowTitle() for d in viewer.window._qt_window.findChildren(QDockWidget)
-              if d.widget() is not None]
+    titles = [
+        d.windowTitle()
+        for d in viewer.window._qt_window.findChildren(QDockWidget)
+        if d.widget() is not None
+    ]
     assert sum("AtomLens plots" in t for t in titles) == 1
 
     # the colour key dock shows the z1 colour bar beside the canvas
@@ -227,7 +244,9 @@ def test_stop_ends_cleanly_with_usable_weights(make_napari_viewer, qtbot, movie)
     sub.centres.value = "ring centres"
     rings = _cut(qtbot, sub)
     centres = viewer.layers["ring centres atoms"]
-    assert set(centres.features["size"]) <= {4, 5, 6, 7, 8, 9} and 6 in set(centres.features["size"])
+    assert set(centres.features["size"]) <= {4, 5, 6, 7, 8, 9} and 6 in set(
+        centres.features["size"]
+    )
     assert rings.centres == "ring centres atoms"
     assert 0 < len(rings.images) <= len(centres.data)
     key = centres.metadata["atomlens"]["colour_key"]
@@ -249,8 +268,10 @@ def test_errors_become_notifications(make_napari_viewer, qtbot, tmp_path) -> Non
     assert any("cut subimages first" in m for m in messages)
     sub = SubimageWidget(viewer)
     assert sub.cut() is None  # no layers: a notification naming the dock's fields
-    assert any("'atoms' and 'image / map' fields" in str(r.message)
-               for r in notification_manager.records[before:])
+    assert any(
+        "'atoms' and 'image / map' fields" in str(r.message)
+        for r in notification_manager.records[before:]
+    )
     assert any("missing.pt" in m for m in messages)
     assert any("bad.pt" in m for m in messages)
     assert session_for(viewer).model is None

@@ -20,7 +20,10 @@ def test_species_get_fixed_colours_whatever_the_order() -> None:
     assert a.cycle["C"] == b.cycle["C"] == SPECIES_COLOURS["C"]
     assert a.cycle["Si"] == b.cycle["Si"] == SPECIES_COLOURS["Si"]
     assert b.cycle["N"] == SPECIES_COLOURS["N"]
-    assert colour_spec("cls", pd.Series(["Xx"])).cycle["Xx"] not in (SPECIES_COLOURS["C"], SPECIES_COLOURS["Si"])
+    assert colour_spec("cls", pd.Series(["Xx"])).cycle["Xx"] not in (
+        SPECIES_COLOURS["C"],
+        SPECIES_COLOURS["Si"],
+    )
 
 
 def test_angles_are_cyclic_over_one_whole_period() -> None:
@@ -39,8 +42,10 @@ def test_continuous_limits_are_fixed_over_all_frames() -> None:
     assert lo == pytest.approx(np.percentile(z, 1)) and hi == pytest.approx(np.percentile(z, 99))
     assert robust_limits(np.array([2.0, 2.0])) == (1.5, 2.5)
     assert robust_limits(np.array([np.nan])) == (0.0, 1.0)
-    assert colour_spec("selected", np.array([True, False])).cycle[True] != colour_spec(
-        "selected", np.array([True, False])).cycle[False]
+    assert (
+        colour_spec("selected", np.array([True, False])).cycle[True]
+        != colour_spec("selected", np.array([True, False])).cycle[False]
+    )
 
 
 def test_small_integer_columns_are_categories() -> None:

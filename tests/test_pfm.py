@@ -49,9 +49,7 @@ def test_simulated_movie_truth_is_consistent(movie: PFMMovie, tmp_path) -> None:
     assert np.median(v) > 0.2
     # pinning: walls near a pinning site move slower than walls far from any site
     yy, xx = np.mgrid[0:96, 0:96]
-    d_pin = np.min(
-        [np.hypot(yy - py, xx - px) for py, px in movie.pinning], axis=0
-    )
+    d_pin = np.min([np.hypot(yy - py, xx - px) for py, px in movie.pinning], axis=0)
     near = np.concatenate([movie.velocity[t][movie.walls[t] & (d_pin < 3)] for t in range(13)])
     far = np.concatenate([movie.velocity[t][movie.walls[t] & (d_pin > 12)] for t in range(13)])
     assert len(near) > 10 and np.mean(near) < 0.5 * np.mean(far)

@@ -21,8 +21,11 @@ def test_chunked_chemistry_matches_whole_movie():
     cols = ["frame", "coordination", "ring5", "ring6", "ring7", "ring8", "edge", "defect_id"]
     pd.testing.assert_frame_equal(merged["atoms"][cols], whole.atoms[cols], check_dtype=False)
     assert merged["rings"]["ring_id"].is_unique and merged["defects"]["defect_id"].is_unique
-    for name, key in (("bonds", ["frame", "a", "b"]), ("rings", ["frame", "size", "y"]),
-                      ("defects", ["frame", "type", "y"])):
+    for name, key in (
+        ("bonds", ["frame", "a", "b"]),
+        ("rings", ["frame", "size", "y"]),
+        ("defects", ["frame", "type", "y"]),
+    ):
         got = merged[name].sort_values(key).reset_index(drop=True)
         exp = whole.__getattribute__(name).sort_values(key).reset_index(drop=True)
         assert len(got) == len(exp) > 0

@@ -45,22 +45,55 @@ def test_run_writes_everything_and_resumes(movie_file, tmp_path, monkeypatch):
 
     # 2. running again redoes only what did not finish
     res = run_pipeline(path, out, small_config(), progress=False)
-    assert res.stages == {"detect": "cached", "chem": "cached", "descriptors": "ran",
-                          "latent": "ran"}
+    assert res.stages == {
+        "detect": "cached",
+        "chem": "cached",
+        "descriptors": "ran",
+        "latent": "ran",
+    }
     atoms = pd.read_parquet(out / "atoms.parquet")
-    for col in ("frame", "y", "x", "cls", "prob", "coordination", "ring6", "edge", "defect_id",
-                "track_id", "angle", "dx", "dy", "z1", "z2"):
+    for col in (
+        "frame",
+        "y",
+        "x",
+        "cls",
+        "prob",
+        "coordination",
+        "ring6",
+        "edge",
+        "defect_id",
+        "track_id",
+        "angle",
+        "dx",
+        "dy",
+        "z1",
+        "z2",
+    ):
         assert col in atoms.columns, col
     assert table_scores(atoms, movie.atoms, 0.1)["f1"] > 0.9
     bulk = atoms[(atoms["coordination"] == 3) & ~atoms["edge"]]
     assert (bulk["ring6"] >= 2).mean() > 0.8  # bulk atoms sit in hexagons (small frame: borders)
     assert atoms["z1"].notna().mean() > 0.5
-    for name in ("atoms.csv", "bonds.csv", "rings.csv", "maps.zarr", "subimages.zarr",
-                 "model.pt", "report.html", "run.json", "project.atomlens"):
+    for name in (
+        "atoms.csv",
+        "bonds.csv",
+        "rings.csv",
+        "maps.zarr",
+        "subimages.zarr",
+        "model.pt",
+        "report.html",
+        "run.json",
+        "project.atomlens",
+    ):
         assert (out / name).exists(), name
     html = (out / "report.html").read_text()
-    for section in ("probability maps", "rings and defects", "Latent manifold",
-                    "Latent-coloured lattices", "Latent distributions against frame"):
+    for section in (
+        "probability maps",
+        "rings and defects",
+        "Latent manifold",
+        "Latent-coloured lattices",
+        "Latent distributions against frame",
+    ):
         assert section in html
     assert html.count("data:image/png;base64,") >= 6
     # what `atomlens demo --gui` loads into napari
@@ -72,8 +105,12 @@ def test_run_writes_everything_and_resumes(movie_file, tmp_path, monkeypatch):
 
     # 3. a changed latent setting reruns the latent stage only
     res = run_pipeline(path, out, small_config(epochs=3), progress=False)
-    assert res.stages == {"detect": "cached", "chem": "cached", "descriptors": "cached",
-                          "latent": "ran"}
+    assert res.stages == {
+        "detect": "cached",
+        "chem": "cached",
+        "descriptors": "cached",
+        "latent": "ran",
+    }
     assert json.loads((out / "run.json").read_text())["stages"]["latent"] == "ran"
 
 
@@ -83,11 +120,11 @@ def test_run_starts_from_its_project(movie_file, tmp_path):
     cfg.latent.enabled = False
     cfg.report.enabled = False
     first = run_pipeline(path, tmp_path / "a", cfg, progress=False)
-    again = run_pipeline(tmp_path / "a" / "project.atomlens", tmp_path / "b", cfg,
-                         progress=False)
+    again = run_pipeline(tmp_path / "a" / "project.atomlens", tmp_path / "b", cfg, progress=False)
     assert again.pixel_size == first.pixel_size
-    pd.testing.assert_frame_equal(first.atoms[["frame", "y", "x"]],
-                                  again.atoms[["frame", "y", "x"]])
+    pd.testing.assert_frame_equal(
+        first.atoms[["frame", "y", "x"]], again.atoms[["frame", "y", "x"]]
+    )
 
 
 def test_dask_local_cluster_gives_the_same_atom_table(movie_file, tmp_path):
@@ -98,6 +135,17 @@ def test_dask_local_cluster_gives_the_same_atom_table(movie_file, tmp_path):
     cfg.detect.save_maps = False
     mem = run_pipeline(path, tmp_path / "mem", cfg, scheduler=None, progress=False)
     dsk = run_pipeline(path, tmp_path / "dask", cfg, scheduler="local", progress=False)
-    cols = ["frame", "y", "x", "cls", "prob", "coordination", "ring5", "ring6", "ring7",
-            "defect_id", "track_id"]
+    cols = [
+        "frame",
+        "y",
+        "x",
+        "cls",
+        "prob",
+        "coordination",
+        "ring5",
+        "ring6",
+        "ring7",
+        "defect_id",
+        "track_id",
+    ]
     pd.testing.assert_frame_equal(mem.atoms[cols], dsk.atoms[cols])

@@ -45,8 +45,13 @@ def _table(frames=(0, 1, 2), n=4, seed=0) -> pd.DataFrame:
     for f in frames:
         for i in range(n):
             rows.append(
-                {"frame": f, "y": rng.uniform(0, 60), "x": rng.uniform(0, 60),
-                 "cls": "Si" if i == 0 else "C", "prob": rng.uniform(0.5, 1)}
+                {
+                    "frame": f,
+                    "y": rng.uniform(0, 60),
+                    "x": rng.uniform(0, 60),
+                    "cls": "Si" if i == 0 else "C",
+                    "prob": rng.uniform(0.5, 1),
+                }
             )
     return pd.DataFrame(rows)
 
@@ -83,9 +88,15 @@ def test_project_round_trip(tmp_path):
     stack_file.parent.mkdir()
     np.save(stack_file, np.zeros((3, 32, 32), np.float32))
     atoms = mark_edited(_table(), [0, 5], source="manual")
-    proj = Project(stack_path=str(stack_file), pixel_size=0.1, pixel_size_source="user",
-                   models={"detector": "/models/base.pt"}, settings={"threshold": 0.5},
-                   corrected_frames=[1, 0], atoms=atoms)
+    proj = Project(
+        stack_path=str(stack_file),
+        pixel_size=0.1,
+        pixel_size_source="user",
+        models={"detector": "/models/base.pt"},
+        settings={"threshold": 0.5},
+        corrected_frames=[1, 0],
+        atoms=atoms,
+    )
     folder = save_project(tmp_path / "work", proj)
     assert folder.name == "work.atomlens" and is_project(folder)
     meta = json.loads((folder / "project.json").read_text())
@@ -115,8 +126,9 @@ def test_project_errors(tmp_path):
     (f / "project.json").write_text("{not json")
     with pytest.raises(ProjectError, match="not valid JSON"):
         load_project(f)
-    (f / "project.json").write_text(json.dumps({"format": "atomlens-project",
-                                                "format_version": 99}))
+    (f / "project.json").write_text(
+        json.dumps({"format": "atomlens-project", "format_version": 99})
+    )
     with pytest.raises(ProjectError, match="newer AtomLens"):
         load_project(f)
 
@@ -125,8 +137,11 @@ def test_napari_reader_writer_functions(tmp_path):
     atoms = mark_edited(_table(), [2])
     data = atoms[["frame", "y", "x"]].to_numpy(float)
     data[2, 1] += 1.5  # the user moved the point: the layer's data wins over features
-    attrs = {"features": atoms, "scale": (1, 0.1, 0.1),
-             "metadata": {"atomlens": {"corrected_frames": [0], "pixel_size": 0.1}}}
+    attrs = {
+        "features": atoms,
+        "scale": (1, 0.1, 0.1),
+        "metadata": {"atomlens": {"corrected_frames": [0], "pixel_size": 0.1}},
+    }
     (written,) = napari_write_project(str(tmp_path / "p"), [(data, attrs, "points")])
     reader = napari_get_reader(written)
     assert reader is not None and napari_get_reader(str(tmp_path)) is None
@@ -168,8 +183,10 @@ def test_frame_specs_and_history():
     with pytest.raises(FrameSpecError, match="cannot read"):
         parse_frames("a-b")
     hist = EditHistory(limit=2)
-    snaps = [Snapshot(np.full((1, 3), i, float), pd.DataFrame({"a": [i]}), frozenset({i}))
-             for i in range(4)]
+    snaps = [
+        Snapshot(np.full((1, 3), i, float), pd.DataFrame({"a": [i]}), frozenset({i}))
+        for i in range(4)
+    ]
     for s in snaps[:3]:
         hist.push(s)
     assert hist.undo(snaps[3]) is snaps[2] and hist.undo(snaps[2]) is snaps[1]
@@ -189,7 +206,9 @@ def test_project_json_is_a_manifest_of_the_atom_table(tmp_path):
     entry = meta["files"]["atoms.csv"]
     assert entry["size"] == (folder / "atoms.csv").stat().st_size and len(entry["sha256"]) == 64
     # a table that matches no manifest (edited outside, or half of a save) is refused
-    (folder / "atoms.csv").write_text((folder / "atoms.csv").read_text() + "0,1,1,C,1,False,manual\n")
+    (folder / "atoms.csv").write_text(
+        (folder / "atoms.csv").read_text() + "0,1,1,C,1,False,manual\n"
+    )
     with pytest.raises(ProjectError, match="does not match project.json"):
         load_project(folder)
 
@@ -209,13 +228,16 @@ def test_an_interrupted_save_reopens_as_the_last_complete_save(tmp_path):
     assert not (folder / ".atoms.csv.prev").exists()
 
 
-@pytest.mark.parametrize("edit, words", [
-    ({"stack": {"path": "../../etc/passwd"}}, "not an image file"),
-    ({"atoms_file": "../../outside.csv"}, "inside the project folder"),
-    ({"corrected_frames": 5}, "corrected_frames must be a list"),
-    ({"pixel_size": {"value_A": "ten"}}, "value_A must be a number"),
-    ({"models": {"detector": 3}}, "models.detector must be a file path"),
-])
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        ({"stack": {"path": "../../etc/passwd"}}, "not an image file"),
+        ({"atoms_file": "../../outside.csv"}, "inside the project folder"),
+        ({"corrected_frames": 5}, "corrected_frames must be a list"),
+        ({"pixel_size": {"value_A": "ten"}}, "value_A must be a number"),
+        ({"models": {"detector": 3}}, "models.detector must be a file path"),
+    ],
+)
 def test_project_fields_and_paths_are_checked(tmp_path, edit, words):
     folder = save_project(tmp_path / "p", Project(pixel_size=0.1, atoms=_table()))
     meta = json.loads((folder / "project.json").read_text())

@@ -75,10 +75,16 @@ def test_apply_drift_registers_atoms_and_tracking_uses_it(drifting_movie):
     # a tight linking radius (0.25 Å = 2.5 px): drift 0.7 px/frame accumulates past it
     # with gaps only after registration is it one track per atom
     tight = {"*": 0.25}
-    per_atom_raw = pd.Series(link_atoms(atoms, m.pixel_size, tight, max_gap=0)).groupby(
-        atoms["atom_id"].to_numpy()).nunique()
-    per_atom_reg = pd.Series(link_atoms(reg, m.pixel_size, tight, max_gap=0)).groupby(
-        atoms["atom_id"].to_numpy()).nunique()
+    per_atom_raw = (
+        pd.Series(link_atoms(atoms, m.pixel_size, tight, max_gap=0))
+        .groupby(atoms["atom_id"].to_numpy())
+        .nunique()
+    )
+    per_atom_reg = (
+        pd.Series(link_atoms(reg, m.pixel_size, tight, max_gap=0))
+        .groupby(atoms["atom_id"].to_numpy())
+        .nunique()
+    )
     assert (per_atom_reg == 1).mean() > 0.97
     assert (per_atom_reg == 1).mean() > (per_atom_raw == 1).mean()
 
@@ -107,8 +113,9 @@ def test_real_si_movie_registered_si_hops_by_lattice_sites_on_one_track(shared_d
 
     z = np.load(real_file(shared_data, "real/graphene_si1c3_movie.npz"))
     px = 0.0763  # Å/px from the lattice (FFT) of these frames; the nominal 0.078 is 2 % off
-    atoms = pd.DataFrame({"frame": z["atom_frame"], "y": z["atom_row"], "x": z["atom_col"],
-                          "cls": z["atom_element"]})
+    atoms = pd.DataFrame(
+        {"frame": z["atom_frame"], "y": z["atom_row"], "x": z["atom_col"], "cls": z["atom_element"]}
+    )
     drift = estimate_drift(z["frames"])
     reg = apply_drift(atoms, drift)
     si = reg[reg["cls"] == "Si"].sort_values("frame")

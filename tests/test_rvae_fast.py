@@ -47,7 +47,9 @@ def test_fused_decoder_matches_the_literal_one(skip, channels):
         inputs = [t.clone().requires_grad_() for t in (phi, shift, z)]
         out = fn(*inputs)
         ((out - target) ** 2).sum().backward()
-        results.append([out.detach()] + [t.grad for t in inputs] + [p.grad.clone() for p in dec.parameters()])
+        results.append(
+            [out.detach()] + [t.grad for t in inputs] + [p.grad.clone() for p in dec.parameters()]
+        )
     for fast, plain in zip(*results):
         torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5 * float(plain.abs().max()))
 

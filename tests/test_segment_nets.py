@@ -88,8 +88,15 @@ def test_shipped_model_is_small_documented_and_predicts():
     assert det.classes == ("background", "C", "Si")
     assert 50_000 < n_params(det.net) < 1_000_000
     card = det.card
-    for key in ("training_data", "expected_pixel_size_A", "classes", "validation", "command",
-                "seed", "date"):
+    for key in (
+        "training_data",
+        "expected_pixel_size_A",
+        "classes",
+        "validation",
+        "command",
+        "seed",
+        "date",
+    ):
         assert key in card, key
     side = json.loads((SHIPPED.parent / "graphene_card.json").read_text())
     assert side["date"] == card["date"]

@@ -45,16 +45,24 @@ def test_render_peaks_at_atoms_and_noise_scales_with_snr():
     img = render_positions(yx, np.array(["C"]), (48, 64), 0.1, clean, rng)
     py, px = np.unravel_index(np.argmax(img), img.shape)
     assert abs(py - 20.3) <= 1 and abs(px - 30.7) <= 1
-    noisy = render_positions(yx, np.array(["C"]), (48, 64), 0.2, Imaging(snr=2.0, film_bg=0.0,
-                                                                          offset=1.0), rng)
+    noisy = render_positions(
+        yx, np.array(["C"]), (48, 64), 0.2, Imaging(snr=2.0, film_bg=0.0, offset=1.0), rng
+    )
     assert 0.3 < noisy[:, :10].std() < 0.8  # noise std ~ 1/snr on the background
 
 
 def test_render_sample_labels_match_image():
     rng = np.random.default_rng(5)
     p = graphene_patch(40.0, rng)
-    img, mask, yx, sp = render_sample(p, (96, 96), 0.2, classes=("background", "C", "Si"),
-                                      radius_A=0.35, rng=rng, imaging=Imaging(snr=1e4))
+    img, mask, yx, sp = render_sample(
+        p,
+        (96, 96),
+        0.2,
+        classes=("background", "C", "Si"),
+        radius_A=0.35,
+        rng=rng,
+        imaging=Imaging(snr=1e4),
+    )
     assert img.shape == mask.shape == (96, 96)
     iy = np.clip(np.round(yx[:, 0]).astype(int), 0, 95)
     ix = np.clip(np.round(yx[:, 1]).astype(int), 0, 95)
@@ -72,8 +80,9 @@ def test_augment_reproducible_and_mask_follows_image():
     a2 = augment_pair(img, mask, np.random.default_rng(42))
     np.testing.assert_array_equal(a1[0], a2[0])
     np.testing.assert_array_equal(a1[1], a2[1])
-    geo_only = AugmentConfig(p_gauss=0, p_poisson=0, p_blur=0, p_gamma=0, p_gradient=0,
-                             p_jitter=0, p_contamination=0)
+    geo_only = AugmentConfig(
+        p_gauss=0, p_poisson=0, p_blur=0, p_gamma=0, p_gradient=0, p_jitter=0, p_contamination=0
+    )
     im2, m2 = augment_pair(img, mask, np.random.default_rng(7), geo_only)
     assert set(np.unique(m2)) <= {0, 2} and (m2 == 2).sum() > 40
     assert im2[m2 == 2].mean() > im2[m2 == 0].mean() + 0.3  # the bright square moved with it
@@ -107,8 +116,20 @@ def test_cli_train_detector(tmp_path, capsys):
     assert main(["train-detector", "--steps", "0", "--out", str(tmp_path / "x.pt")]) == 2
     assert "--steps must be" in capsys.readouterr().err
     assert main(["train-detector", "--preset", "mos2", "--out", str(tmp_path / "x.pt")]) == 2
-    rc = main(["train-detector", "--steps", "1", "--seed", "3", "--threads", "1",
-               "--no-validate", "--out", str(tmp_path / "m.pt")])
+    rc = main(
+        [
+            "train-detector",
+            "--steps",
+            "1",
+            "--seed",
+            "3",
+            "--threads",
+            "1",
+            "--no-validate",
+            "--out",
+            str(tmp_path / "m.pt"),
+        ]
+    )
     assert rc == 0
     card = load_detector(tmp_path / "m.pt").card
     assert card["seed"] == 3 and card["training"]["steps"] == 1
@@ -156,8 +177,17 @@ def test_init_starts_from_a_model_and_refuses_another_network(tmp_path):
     net = NetConfig(base_filters=4, levels=2, dilations=(1, 2))
     cfg = preset("graphene", batch=2, crop=32, steps=1, net=net, threads=1, lr=1e-12)
     first = train_detector(cfg, tmp_path / "a.pt", evaluate=False, log=lambda s: None)
-    cfg2 = preset("graphene", batch=2, crop=32, steps=1, net=net, threads=1, lr=1e-12, seed=5,
-                  init=str(tmp_path / "a.pt"))
+    cfg2 = preset(
+        "graphene",
+        batch=2,
+        crop=32,
+        steps=1,
+        net=net,
+        threads=1,
+        lr=1e-12,
+        seed=5,
+        init=str(tmp_path / "a.pt"),
+    )
     second = train_detector(cfg2, tmp_path / "b.pt", evaluate=False, log=lambda s: None)
     w1, w2 = first.net.state_dict(), second.net.state_dict()
     conv = [k for k in w1 if k.endswith("weight") and w1[k].ndim == 4][0]

@@ -18,11 +18,9 @@ from atomlens.simulate import (
 )
 from atomlens.simulate.lattice import _segments_cross
 
-NONE = dict(n_si3=0, n_si4=0, n_vacancies=0, n_stone_wales=0, n_holes=0,
-            contamination_fraction=0.0)
+NONE = dict(n_si3=0, n_si4=0, n_vacancies=0, n_stone_wales=0, n_holes=0, contamination_fraction=0.0)
 QUIET = dict(dose=None, read_noise=0.0)
-STILL = dict(drift_px_per_frame=0.0, drift_noise_px=0.0, thermal_jitter_A=0.0,
-             scan_jitter_px=0.0)
+STILL = dict(drift_px_per_frame=0.0, drift_noise_px=0.0, thermal_jitter_A=0.0, scan_jitter_px=0.0)
 
 
 def frame_table(movie: SimulatedMovie, name: str, t: int = 0) -> pd.DataFrame:
@@ -90,8 +88,15 @@ def test_bond_lengths_match_graphene(clean: SimulatedMovie) -> None:
 @pytest.fixture(scope="module")
 def defective() -> SimulatedMovie:
     return simulate_frame(
-        size=320, pixel_size=0.1, seed=5, n_si3=3, n_si4=2, n_vacancies=1, n_stone_wales=0,
-        n_holes=0, contamination_fraction=0.0,
+        size=320,
+        pixel_size=0.1,
+        seed=5,
+        n_si3=3,
+        n_si4=2,
+        n_vacancies=1,
+        n_stone_wales=0,
+        n_holes=0,
+        contamination_fraction=0.0,
     )
 
 
@@ -213,7 +218,7 @@ def test_render_maxima_sit_on_atoms_and_si_is_brighter() -> None:
 
 def refine(img: np.ndarray, r: int, c: int) -> np.ndarray:
     """Sub-pixel peak by a parabola through log intensities (exact for a Gaussian)."""
-    ly, lx = np.log(img[r - 1: r + 2, c]), np.log(img[r, c - 1: c + 2])
+    ly, lx = np.log(img[r - 1 : r + 2, c]), np.log(img[r, c - 1 : c + 2])
     dy = 0.5 * (ly[0] - ly[2]) / (ly[0] - 2 * ly[1] + ly[2])
     dx = 0.5 * (lx[0] - lx[2]) / (lx[0] - 2 * lx[1] + lx[2])
     return np.array([r + dy, c + dx])
@@ -221,8 +226,9 @@ def refine(img: np.ndarray, r: int, c: int) -> np.ndarray:
 
 @pytest.mark.parametrize("scan_jitter", [0.0, 0.3])
 def test_movie_truth_positions_are_image_maxima(scan_jitter: float) -> None:
-    movie = simulate_frame(size=160, seed=9, **{**NONE, "n_si3": 1}, **QUIET,
-                           scan_jitter_px=scan_jitter)
+    movie = simulate_frame(
+        size=160, seed=9, **{**NONE, "n_si3": 1}, **QUIET, scan_jitter_px=scan_jitter
+    )
     img = movie.frames[0]
     atoms = interior(movie.atoms, 160, 6)
     maxima = np.argwhere((img == ndimage.maximum_filter(img, size=5)) & (img > 0.3))
@@ -259,8 +265,16 @@ def test_scan_jitter_moves_the_spot_centroid_to_the_reported_x() -> None:
 def test_shot_noise_follows_dose() -> None:
     flat = np.ones((128, 128))
     dose, px, eff = 2e4, 0.1, 0.05
-    img = render(np.zeros((0, 2)), [], (128, 128), px, dose=dose, rng=1, background=flat,
-                 detector_efficiency=eff)
+    img = render(
+        np.zeros((0, 2)),
+        [],
+        (128, 128),
+        px,
+        dose=dose,
+        rng=1,
+        background=flat,
+        detector_efficiency=eff,
+    )
     assert img.mean() == pytest.approx(1.0, abs=0.02)
     assert img.var() == pytest.approx(1.0 / (dose * px**2 * eff), rel=0.1)
     quiet = render(np.zeros((0, 2)), [], (128, 128), px, background=flat, read_noise=0.1, rng=1)
@@ -271,8 +285,19 @@ def test_shot_noise_follows_dose() -> None:
 @pytest.fixture(scope="module")
 def evolving() -> SimulatedMovie:
     return simulate_movie(
-        8, 200, 0.1, seed=1, n_si3=2, n_si4=0, n_vacancies=1, n_stone_wales=0, n_holes=1,
-        contamination_fraction=0.0, si_hop_prob=1.0, hole_growth_rate=2.0, **STILL,
+        8,
+        200,
+        0.1,
+        seed=1,
+        n_si3=2,
+        n_si4=0,
+        n_vacancies=1,
+        n_stone_wales=0,
+        n_holes=1,
+        contamination_fraction=0.0,
+        si_hop_prob=1.0,
+        hole_growth_rate=2.0,
+        **STILL,
     )
 
 
@@ -292,9 +317,13 @@ def test_atom_ids_persist_and_si_moves(evolving: SimulatedMovie) -> None:
     common = first.index.intersection(last.index)
     assert len(common) > 0.8 * len(last)
     assert set(last.index) <= set(first.index)  # no drift here, and atoms never come back
-    moved = np.linalg.norm(
-        first.loc[common, ["y", "x"]].to_numpy() - last.loc[common, ["y", "x"]].to_numpy(), axis=1
-    ) * evolving.pixel_size
+    moved = (
+        np.linalg.norm(
+            first.loc[common, ["y", "x"]].to_numpy() - last.loc[common, ["y", "x"]].to_numpy(),
+            axis=1,
+        )
+        * evolving.pixel_size
+    )
     si_ids = first.index[first["cls"] == "Si"].intersection(common)
     assert len(si_ids) == 2
     assert moved[np.isin(common, si_ids)].max() > 1.2  # Si hopped at least one site
@@ -306,8 +335,14 @@ def test_atom_ids_persist_and_si_moves(evolving: SimulatedMovie) -> None:
 
 def test_vacancies_cluster_and_reconstruct_into_5_7() -> None:
     movie = simulate_movie(
-        8, 160, 0.1, seed=3, **{**NONE, "n_vacancies": 2}, vacancy_rate=2.0,
-        vacancy_cluster_prob=1.0, reconstruct_prob=0.5,
+        8,
+        160,
+        0.1,
+        seed=3,
+        **{**NONE, "n_vacancies": 2},
+        vacancy_rate=2.0,
+        vacancy_cluster_prob=1.0,
+        reconstruct_prob=0.5,
     )
     types = movie.defects.groupby("frame")["type"].apply(set)
     assert types[0] == {"vacancy"}
@@ -327,8 +362,15 @@ def test_vacancies_cluster_and_reconstruct_into_5_7() -> None:
 
 def test_si_migrates_to_hole_edges() -> None:
     movie = simulate_movie(
-        10, 200, 0.1, seed=0, **{**NONE, "n_si3": 3, "n_holes": 1}, si_hop_prob=1.0,
-        si_edge_bias_A=1.5, hole_growth_rate=0.5, vacancy_rate=0.0,
+        10,
+        200,
+        0.1,
+        seed=0,
+        **{**NONE, "n_si3": 3, "n_holes": 1},
+        si_hop_prob=1.0,
+        si_edge_bias_A=1.5,
+        hole_growth_rate=0.5,
+        vacancy_rate=0.0,
     )
 
     def mean_distance(t: int) -> float:
@@ -352,8 +394,7 @@ def test_drift_and_jitter_move_the_truth() -> None:
 
 # ------------------------------------------------------------------ API, persistence
 def test_same_seed_same_movie_other_seed_other_movie() -> None:
-    kw = dict(size=96, pixel_size=0.12, n_si3=1, n_si4=0, n_vacancies=1, n_stone_wales=0,
-              n_holes=0)
+    kw = dict(size=96, pixel_size=0.12, n_si3=1, n_si4=0, n_vacancies=1, n_stone_wales=0, n_holes=0)
     a, b = simulate_movie(3, seed=4, **kw), simulate_movie(3, seed=4, **kw)
     np.testing.assert_array_equal(a.frames, b.frames)
     for name in ("atoms", "bonds", "rings", "defects"):
@@ -407,9 +448,31 @@ def test_cli_writes_calibrated_tiff_and_csv(tmp_path, capsys) -> None:
     from atomlens.io import read_stack
 
     out = tmp_path / "m.tif"
-    code = main(["simulate", "--frames", "2", "--size", "96", "--pixel-size", "0.12",
-                 "--seed", "1", "--set", "n_holes=0", "--set", "n_si4=0", "--set", "n_stone_wales=0",
-                 "--set", "n_vacancies=0", "--set", "n_si3=1", "--out", str(out)])
+    code = main(
+        [
+            "simulate",
+            "--frames",
+            "2",
+            "--size",
+            "96",
+            "--pixel-size",
+            "0.12",
+            "--seed",
+            "1",
+            "--set",
+            "n_holes=0",
+            "--set",
+            "n_si4=0",
+            "--set",
+            "n_stone_wales=0",
+            "--set",
+            "n_vacancies=0",
+            "--set",
+            "n_si3=1",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     assert "2 frames" in capsys.readouterr().out
     stack = read_stack(out)
@@ -418,8 +481,22 @@ def test_cli_writes_calibrated_tiff_and_csv(tmp_path, capsys) -> None:
     atoms = pd.read_csv(tmp_path / "m_atoms.csv")
     assert {"frame", "atom_id", "y", "x", "cls", "defect"} <= set(atoms.columns)
     assert set(atoms["frame"]) == {0, 1}
-    assert main(["simulate", "--frames", "1", "--size", "96", "--set", "bogus=1",
-                 "--out", str(tmp_path / "x.npz")]) == 2
+    assert (
+        main(
+            [
+                "simulate",
+                "--frames",
+                "1",
+                "--size",
+                "96",
+                "--set",
+                "bogus=1",
+                "--out",
+                str(tmp_path / "x.npz"),
+            ]
+        )
+        == 2
+    )
     assert "bogus" in capsys.readouterr().err
 
 

@@ -16,25 +16,32 @@ def test_wavelength_matches_relativistic_values():
     assert wavelength_A(200) == pytest.approx(0.02508, abs=2e-5)
 
 
-@pytest.mark.parametrize("aber", [
-    {"defocus": 0.0, "Cs": 0.0, "C50": 0.0},
-    {"defocus": 20.0, "Cs": 3e4, "C50": 2e7},
-    {"defocus": -30.0, "Cs": -5e4, "C50": -3e7},
-])
+@pytest.mark.parametrize(
+    "aber",
+    [
+        {"defocus": 0.0, "Cs": 0.0, "C50": 0.0},
+        {"defocus": 20.0, "Cs": 3e4, "C50": 2e7},
+        {"defocus": -30.0, "Cs": -5e4, "C50": -3e7},
+    ],
+)
 def test_probe_intensity_matches_abtem(aber):
     abtem = pytest.importorskip("abtem", reason="abtem not installed (pip install -e .[testing])")
     ap = abtem.transfer.Aperture(semiangle_cutoff=30, soft=False)
     ref = abtem.Probe(energy=60e3, aperture=ap, extent=12, sampling=0.05, device="cpu", **aber)
     ref = np.asarray(ref.build().intensity().array, float)
     ref /= ref.sum()
-    mine = Probe(voltage_kV=60, alpha_mrad=30, defocus_A=aber["defocus"], Cs_A=aber["Cs"],
-                 C5_A=aber["C50"]).coherent_intensity(ref.shape, 0.05)
+    mine = Probe(
+        voltage_kV=60, alpha_mrad=30, defocus_A=aber["defocus"], Cs_A=aber["Cs"], C5_A=aber["C50"]
+    ).coherent_intensity(ref.shape, 0.05)
     mine = np.fft.fftshift(mine)
     assert np.abs(mine - ref).max() < 1e-4 * ref.max()
     # the sign convention matters: the opposite defocus is a different probe
     if aber["defocus"]:
-        flipped = np.fft.fftshift(Probe(alpha_mrad=30, defocus_A=-aber["defocus"], Cs_A=aber["Cs"],
-                                        C5_A=aber["C50"]).coherent_intensity(ref.shape, 0.05))
+        flipped = np.fft.fftshift(
+            Probe(
+                alpha_mrad=30, defocus_A=-aber["defocus"], Cs_A=aber["Cs"], C5_A=aber["C50"]
+            ).coherent_intensity(ref.shape, 0.05)
+        )
         assert np.abs(flipped - ref).max() > 0.1 * ref.max()
 
 
@@ -68,8 +75,9 @@ def test_render_image_peaks_contrast_and_positions():
 def test_render_image_dose_sets_noise_and_scan_moves_labels():
     rng = np.random.default_rng(0)
     flat = np.zeros((0, 2))
-    img, _ = render_image(flat, [], (128, 128), 0.1, None, rng, background=1.0, dose=2e5,
-                          detector_efficiency=0.05)
+    img, _ = render_image(
+        flat, [], (128, 128), 0.1, None, rng, background=1.0, dose=2e5, detector_efficiency=0.05
+    )
     counts = 2e5 * 0.01 * 0.05  # per C-peak unit
     assert img.std() == pytest.approx(np.sqrt(counts) / counts, rel=0.1)
     # a drifting scan: the label follows where the spot shows up
@@ -81,8 +89,17 @@ def test_render_image_dose_sets_noise_and_scan_moves_labels():
     assert abs(app[0, 1] - 64) > 0.5  # the drift really moved it
 
 
-@pytest.mark.parametrize("kind,n_si,n_c", [("Si1C3", 1, 3), ("Si1C4", 1, 4), ("Si2C4", 2, 4),
-                                           ("Si2C5", 2, 5), ("Si2C6", 2, 6), ("Si3C6", 3, 6)])
+@pytest.mark.parametrize(
+    "kind,n_si,n_c",
+    [
+        ("Si1C3", 1, 3),
+        ("Si1C4", 1, 4),
+        ("Si2C4", 2, 4),
+        ("Si2C5", 2, 5),
+        ("Si2C6", 2, 6),
+        ("Si3C6", 3, 6),
+    ],
+)
 def test_si_motifs_have_their_coordination(kind, n_si, n_c):
     from scipy.spatial import cKDTree
 
@@ -107,9 +124,15 @@ def test_training_sample_covers_pixel_sizes_and_labels_match():
     for ps in (0.05, 0.1, 0.2):
         n = int(round(96 * 0.2 / ps))
         p = graphene_patch(n * ps + 8, rng, n_motifs=2)
-        img, mask, yx, sp = render_sample(p, (n, n), ps, classes=("background", "C", "Si"),
-                                          radius_A=0.35, rng=rng,
-                                          imaging=Imaging(snr=1e3, probe=Probe(source_fwhm_A=0.4)))
+        img, mask, yx, sp = render_sample(
+            p,
+            (n, n),
+            ps,
+            classes=("background", "C", "Si"),
+            radius_A=0.35,
+            rng=rng,
+            imaging=Imaging(snr=1e3, probe=Probe(source_fwhm_A=0.4)),
+        )
         assert img.shape == mask.shape == (n, n) and (sp == "Si").any()
         iy, ix = np.clip(np.round(yx).astype(int), 0, n - 1).T
         assert np.all(mask[iy, ix] > 0)

@@ -81,7 +81,9 @@ def test_checkpoints_written_and_loadable(tmp_path):
     assert {e.kind for e in saved} == {"last", "best"}
     assert (tmp_path / "rvae-last.pt").exists() and (tmp_path / "rvae-best.pt").exists()
     back = load_model(tmp_path / "rvae-last.pt")
-    np.testing.assert_allclose(back.transform(_x()).to_numpy(), m.transform(_x()).to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        back.transform(_x()).to_numpy(), m.transform(_x()).to_numpy(), atol=1e-6
+    )
 
 
 def test_subset_and_seeds_reproducible():

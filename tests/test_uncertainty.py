@@ -27,13 +27,16 @@ def _frame(seed: int, dose: float, pixel_size: float):
     side = SIZE * pixel_size
     pos, _, _ = honeycomb((0, side, 0, side), rng.uniform(0, np.pi))
     pos = pos + rng.normal(0, 0.02, pos.shape)  # Å, a little disorder
-    img, truth = render_image(pos, ["C"] * len(pos), (SIZE, SIZE), pixel_size, Probe(), rng, dose=dose)
+    img, truth = render_image(
+        pos, ["C"] * len(pos), (SIZE, SIZE), pixel_size, Probe(), rng, dose=dose
+    )
     radius = max(2.0, 0.65 / pixel_size)
     inside = (truth.min(1) > radius + 1) & (truth.max(1) < SIZE - 2 - radius)
     truth = truth[inside]
     start = truth + rng.normal(0, 0.3, truth.shape)
-    yx, ok, _, cov = refine_gaussian(img, start, radius, max_shift_px=max(1.0, 0.3 / pixel_size),
-                                     return_cov=True)
+    yx, ok, _, cov = refine_gaussian(
+        img, start, radius, max_shift_px=max(1.0, 0.3 / pixel_size), return_cov=True
+    )
     return yx[ok], truth[ok], sigma_from_cov(cov)[ok]
 
 
@@ -81,7 +84,9 @@ def test_bond_length_sigma_is_honest(runs):
     true_pm = 100 * 0.1 * np.hypot(*(truth[a] - truth[b]).T)
     z = (100 * bonds["length_A"].to_numpy() - true_pm) / bonds["length_sigma_pm"].to_numpy()
     assert 0.55 <= (np.abs(z) < 1).mean() <= 0.82
-    assert bonds["length_sigma_pm"].to_numpy() == pytest.approx(100 * 0.1 * np.hypot(sigma[a], sigma[b]))
+    assert bonds["length_sigma_pm"].to_numpy() == pytest.approx(
+        100 * 0.1 * np.hypot(sigma[a], sigma[b])
+    )
 
 
 def test_coverage_definition_on_known_gaussian_errors():
@@ -92,14 +97,18 @@ def test_coverage_definition_on_known_gaussian_errors():
     c = coverage(est, truth, sigma)
     assert c["axis_1sigma"] == pytest.approx(0.683, abs=0.01)
     assert c["axis_2sigma"] == pytest.approx(0.954, abs=0.01)
-    assert c["radial_1sigma"] == pytest.approx(0.683, abs=0.01) and RADIAL_1SIGMA == pytest.approx(1.515, abs=1e-3)
+    assert c["radial_1sigma"] == pytest.approx(0.683, abs=0.01) and RADIAL_1SIGMA == pytest.approx(
+        1.515, abs=1e-3
+    )
     # a stated sigma half the true one is caught
     assert coverage(est, truth, sigma / 2)["axis_1sigma"] < 0.45
 
 
 def test_failed_fits_have_no_sigma():
     img = np.zeros((32, 32), np.float32)
-    _, ok, _, cov = refine_gaussian(img, np.array([[16.0, 16.0]]), 3.0, sigma_px=1.5, return_cov=True)
+    _, ok, _, cov = refine_gaussian(
+        img, np.array([[16.0, 16.0]]), 3.0, sigma_px=1.5, return_cov=True
+    )
     assert not ok[0] and np.isnan(sigma_from_cov(cov)[0])
     with pytest.raises(ValueError, match="one per atom"):
         add_sigma_columns(pd.DataFrame({"y": [1.0]}), np.ones(2), 0.1)

@@ -39,19 +39,58 @@ def _workflow(path) -> pd.DataFrame:
 
 def _cli(path, tmp) -> pd.DataFrame:
     assert main(["detect", str(path), "--out", str(tmp / "atoms.csv")]) == 0
-    assert main(["chem", str(tmp / "atoms.csv"), "--pixel-size", "0.1", "--tracks",
-                 "--stack", str(path), "--out", str(tmp / "chem.csv")]) == 0
-    assert main(["rvae", str(path), str(tmp / "chem.csv"), "--out", str(tmp / "rvae"),
-                 "--window", "12", "--epochs", "2", "--batch-size", "64", "--hidden", "16,16",
-                 "--latent", "2", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "chem",
+                str(tmp / "atoms.csv"),
+                "--pixel-size",
+                "0.1",
+                "--tracks",
+                "--stack",
+                str(path),
+                "--out",
+                str(tmp / "chem.csv"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "rvae",
+                str(path),
+                str(tmp / "chem.csv"),
+                "--out",
+                str(tmp / "rvae"),
+                "--window",
+                "12",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "64",
+                "--hidden",
+                "16,16",
+                "--latent",
+                "2",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     return pd.read_csv(tmp / "rvae" / "atoms_latent.csv")
 
 
 def _pipeline(path, tmp, model: str = "rvae") -> pd.DataFrame:
-    cfg = PipelineConfig.from_dict({
-        "detect": {"save_maps": False}, "descriptors": DESC.to_dict(),
-        "latent": LAT.replace(model=model).to_dict(), "report": {"enabled": False},
-    })
+    cfg = PipelineConfig.from_dict(
+        {
+            "detect": {"save_maps": False},
+            "descriptors": DESC.to_dict(),
+            "latent": LAT.replace(model=model).to_dict(),
+            "report": {"enabled": False},
+        }
+    )
     return run_pipeline(path, tmp, cfg, progress=False).atoms
 
 
@@ -65,8 +104,9 @@ def test_dock_twin_cli_and_run_give_the_same_answer(movie_file, tmp_path) -> Non
         for cols, what in ((ATOM_COLS, "atoms"), (CHEM_COLS, "chemistry"), (lat_cols, "latents")):
             a = ours[cols].to_numpy(float)
             b = other[cols].to_numpy(float)
-            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6, equal_nan=True,
-                                       err_msg=f"{what}: workflow vs {name}")
+            np.testing.assert_allclose(
+                a, b, rtol=1e-6, atol=1e-6, equal_nan=True, err_msg=f"{what}: workflow vs {name}"
+            )
         assert (ours["cls"].astype(str).to_numpy() == other["cls"].astype(str).to_numpy()).all()
     assert ours["z1"].notna().mean() > 0.3
 
@@ -93,8 +133,9 @@ def _si_track_ids(atoms: pd.DataFrame, npz) -> list[int]:
         if not m.any():
             continue
         g = atoms[atoms["frame"] == fr]
-        dist = np.hypot(g["y"].to_numpy() - npz["atom_row"][m][0],
-                        g["x"].to_numpy() - npz["atom_col"][m][0])
+        dist = np.hypot(
+            g["y"].to_numpy() - npz["atom_row"][m][0], g["x"].to_numpy() - npz["atom_col"][m][0]
+        )
         if len(dist) and dist.min() < 5:
             ids.append(int(g["track_id"].to_numpy()[int(np.argmin(dist))]))
     return ids
@@ -108,15 +149,30 @@ def test_si_keeps_one_track_in_every_path(shared_data, tmp_path) -> None:
 
     path = real_file(shared_data, "real/graphene_si1c3_movie.npz")
     npz = np.load(path)
-    cfg = PipelineConfig.from_dict({"detect": {"save_maps": False},
-                                    "latent": {"enabled": False}, "report": {"enabled": False}})
+    cfg = PipelineConfig.from_dict(
+        {"detect": {"save_maps": False}, "latent": {"enabled": False}, "report": {"enabled": False}}
+    )
     run = run_pipeline(path, tmp_path / "run", cfg, progress=False).atoms
     detected = run[["frame", "y", "x", "cls", "prob", "border"]]
     px = float(read_stack(path).pixel_size)
     ours = drain(chemistry.run(detected, px, chemistry.ChemRecipe(), movie=read_stack(path))).atoms
     detected.to_csv(tmp_path / "atoms.csv", index=False, float_format="%.17g")
-    assert main(["chem", str(tmp_path / "atoms.csv"), "--pixel-size", repr(px), "--tracks",
-                 "--stack", str(path), "--out", str(tmp_path / "chem.csv")]) == 0
+    assert (
+        main(
+            [
+                "chem",
+                str(tmp_path / "atoms.csv"),
+                "--pixel-size",
+                repr(px),
+                "--tracks",
+                "--stack",
+                str(path),
+                "--out",
+                str(tmp_path / "chem.csv"),
+            ]
+        )
+        == 0
+    )
     cli = pd.read_csv(tmp_path / "chem.csv")
     for name, table in (("atomlens run", run), ("workflow", ours), ("cli", cli)):
         ids = _si_track_ids(table, npz)

@@ -41,8 +41,10 @@ class Points(SimpleNamespace):
 
 def test_picker_prefers_the_movie_over_probability_maps() -> None:
     movie = Image(name="movie", metadata={"atomlens": {"kind": "stack"}})
-    maps = [Image(name=f"P({c}) movie", metadata={"atomlens": {"kind": "probability",
-                                                                "class": c}}) for c in "CS"]
+    maps = [
+        Image(name=f"P({c}) movie", metadata={"atomlens": {"kind": "probability", "class": c}})
+        for c in "CS"
+    ]
     atoms = Points(name="atoms", metadata={})
     # after detection the maps sit on top of the movie: the movie is still picked
     assert pick_movie_layer([movie, *maps, atoms]) is movie
@@ -68,8 +70,9 @@ def test_every_training_loop_speaks_one_vocabulary() -> None:
     assert fin.kind == "finished" and "stopped" in fin.text()
     assert training_progress("not an event") is None
     # detector training (atomlens.segment.train) yields dicts
-    d = training_progress({"step": 7, "steps": 100, "loss": 0.2, "loss_ema": 0.21, "lr": 1e-3,
-                           "elapsed_s": 3.0})
+    d = training_progress(
+        {"step": 7, "steps": 100, "loss": 0.2, "loss_ema": 0.21, "lr": 1e-3, "elapsed_s": 3.0}
+    )
     assert (d.kind, d.done, d.total, d.loss) == ("step", 7, 100, 0.2)
     assert training_progress({"end": "stopped", "step": 6}).reason == "stopped"
     assert training_progress({"step": 100, "steps": 100, "done": True}).kind == "finished"

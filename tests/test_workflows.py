@@ -137,7 +137,9 @@ def test_correction_session_edits_undo_and_save(detected, tmp_path) -> None:
     pd.testing.assert_frame_equal(
         back.atoms[["frame", "y", "x", "cls", "atom_id"]].reset_index(drop=True),
         s.atoms[["frame", "y", "x", "cls", "atom_id"]].reset_index(drop=True),
-        check_dtype=False, check_categorical=False)
+        check_dtype=False,
+        check_categorical=False,
+    )
 
 
 def test_session_without_movie_file_refuses_to_save(detected, tmp_path) -> None:
@@ -149,9 +151,12 @@ def test_session_without_movie_file_refuses_to_save(detected, tmp_path) -> None:
 
 def test_autosave_rule(detected, tmp_path) -> None:
     stack = Stack(detected[0].data, 0.1, "user", {}, str(tmp_path / "m.npy"))
-    s = correct.CorrectionSession(detected[1].atoms, stack=stack,
-                                  recipe=correct.CorrectRecipe(autosave=True, autosave_s=5),
-                                  project_path=str(tmp_path / "a.atomlens"))
+    s = correct.CorrectionSession(
+        detected[1].atoms,
+        stack=stack,
+        recipe=correct.CorrectRecipe(autosave=True, autosave_s=5),
+        project_path=str(tmp_path / "a.atomlens"),
+    )
     assert not s.autosave_due()  # nothing changed
     s.mark_frames([0])
     assert not s.autosave_due(now=s._last_save + 1)
@@ -167,8 +172,12 @@ def test_session_retrain_redetect_and_replay(detected, tmp_path) -> None:
     stack, res, _ = detected
     np.save(tmp_path / "movie.npy", stack.data)
     stack = Stack(stack.data, 0.1, "user", {}, str(tmp_path / "movie.npy"))
-    s = correct.CorrectionSession(res.atoms, stack=stack, recipe=correct.CorrectRecipe(steps=3),
-                                  project_path=str(tmp_path / "p.atomlens"))
+    s = correct.CorrectionSession(
+        res.atoms,
+        stack=stack,
+        recipe=correct.CorrectRecipe(steps=3),
+        project_path=str(tmp_path / "p.atomlens"),
+    )
     s.delete([int(s.atoms["atom_id"].iloc[0])])  # frame 0 becomes corrected
     kept = s.atoms[s.atoms["frame"] == 0][["atom_id", "y", "x"]].reset_index(drop=True)
     events = []

@@ -81,6 +81,7 @@ def counts_per_frame(
     Returns a table with columns ``frame, before, after, change, corrected`` (one row per
     frame in either table, or ``0..n_frames-1`` when given).
     """
+
     def _counts(t: pd.DataFrame | None) -> pd.Series:
         if t is None or len(t) == 0:
             return pd.Series(dtype=np.int64)

@@ -33,8 +33,14 @@ def preview_figure(path: Path, frames: np.ndarray, atoms: pd.DataFrame) -> Path:
     return path
 
 
-def run_demo(out: Path, n_frames: int = 12, size: int = 256, epochs: int = 20, seed: int = 0,
-             progress: bool = True) -> dict:
+def run_demo(
+    out: Path,
+    n_frames: int = 12,
+    size: int = 256,
+    epochs: int = 20,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
     """Simulate a movie, run the whole pipeline on it and score it against the truth."""
     from atomlens.atoms.match import table_scores
     from atomlens.io import write_tiff

@@ -53,7 +53,10 @@ class ViewerWidget(Container):
             pass
 
     def layer_picker(
-        self, label: str, layer_type: str | tuple[str, ...], accept: Callable[[Layer], bool] | None = None
+        self,
+        label: str,
+        layer_type: str | tuple[str, ...],
+        accept: Callable[[Layer], bool] | None = None,
     ) -> ComboBox:
         """A combo box listing the viewer's layers of ``layer_type`` ('image', 'points'...)
         that ``accept`` (if given) accepts; the topmost is the default."""
@@ -90,9 +93,15 @@ def tabify_with_atomlens(widget) -> bool:
     if not isinstance(main, QMainWindow) or dock.isFloating():
         return False
     area = main.dockWidgetArea(dock)
-    others = [d for d in main.findChildren(QDockWidget)
-              if d is not dock and d.property("atomlens_dock") and not d.isFloating()
-              and d.isVisible() and main.dockWidgetArea(d) == area]
+    others = [
+        d
+        for d in main.findChildren(QDockWidget)
+        if d is not dock
+        and d.property("atomlens_dock")
+        and not d.isFloating()
+        and d.isVisible()
+        and main.dockWidgetArea(d) == area
+    ]
     if not others:
         return False
     main.tabifyDockWidget(others[0], dock)

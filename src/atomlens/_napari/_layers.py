@@ -47,7 +47,9 @@ def current_frame(viewer: napari.Viewer, layer: Layer) -> int:
     axis = viewer.dims.ndim - layer.ndim
     world = float(viewer.dims.point[axis])
     frame = (world - float(layer.translate[0])) / float(layer.scale[0])
-    return int(np.clip(np.rint(frame), 0, layer.data.shape[0] - 1 if hasattr(layer.data, "shape") else 0))
+    return int(
+        np.clip(np.rint(frame), 0, layer.data.shape[0] - 1 if hasattr(layer.data, "shape") else 0)
+    )
 
 
 def time_axis(viewer: napari.Viewer, layer: Layer) -> int:
@@ -79,8 +81,9 @@ def _intended_categories() -> Iterator[None]:
     """Silence napari's guess warning for integer features we colour as categories on
     purpose (coordination, ring size: :func:`atomlens.viz.colours.colour_spec`)."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*looks like categorical data",
-                                category=RuntimeWarning)
+        warnings.filterwarnings(
+            "ignore", message=".*looks like categorical data", category=RuntimeWarning
+        )
         yield
 
 
@@ -125,8 +128,13 @@ def colormap_with_grey(name: str):
     from atomlens.viz.keys import NEUTRAL_GREY
 
     base = ensure_colormap(name)
-    return Colormap(colors=base.colors, controls=base.controls, name=base.name,
-                    interpolation=base.interpolation, nan_color=NEUTRAL_GREY)
+    return Colormap(
+        colors=base.colors,
+        controls=base.controls,
+        name=base.name,
+        interpolation=base.interpolation,
+        nan_color=NEUTRAL_GREY,
+    )
 
 
 def set_colour_key(layer: Layer, key: ColourKey | None) -> None:
@@ -183,8 +191,12 @@ def merge_features(layer: Points, new: pd.DataFrame) -> None:
 
 def numeric_feature_columns(layer: Points) -> list[str]:
     """Feature columns that can be plotted on an axis."""
-    return [c for c in layer.features.columns if pd.api.types.is_numeric_dtype(layer.features[c])
-            and not pd.api.types.is_bool_dtype(layer.features[c])]
+    return [
+        c
+        for c in layer.features.columns
+        if pd.api.types.is_numeric_dtype(layer.features[c])
+        and not pd.api.types.is_bool_dtype(layer.features[c])
+    ]
 
 
 def layer_atoms(layer: Points) -> pd.DataFrame:

@@ -11,7 +11,9 @@ from atomlens.viz.layers import LayerTuple, image_layer_tuple
 PathLike = str | Path
 
 
-def get_reader(path: PathLike | list[PathLike]) -> Callable[[PathLike | list[PathLike]], list[LayerTuple]] | None:
+def get_reader(
+    path: PathLike | list[PathLike],
+) -> Callable[[PathLike | list[PathLike]], list[LayerTuple]] | None:
     """Return :func:`read_stacks` when every path has a suffix AtomLens reads, else ``None``
     (so napari can try another reader)."""
     paths = path if isinstance(path, list) else [path]

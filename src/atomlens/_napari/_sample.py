@@ -26,8 +26,16 @@ def pfm_movie() -> list[LayerTuple]:
     movie = simulate_pfm(n_frames=20, size=128, seed=0)
     meta = {"atomlens": {"pixel_size_source": "simulation", "truth": True, "kind": "stack"}}
     phase = image_layer_tuple(movie.phase, None, "simulated PFM phase", metadata=meta)
-    walls = (movie.walls.astype("uint8"), {"name": "true walls", "opacity": 0.5, "visible": False,
-                                           "units": phase[1]["units"],
-                                           "axis_labels": phase[1]["axis_labels"],
-                                           "metadata": {"atomlens": {"kind": "walls"}}}, "labels")
+    walls = (
+        movie.walls.astype("uint8"),
+        {
+            "name": "true walls",
+            "opacity": 0.5,
+            "visible": False,
+            "units": phase[1]["units"],
+            "axis_labels": phase[1]["axis_labels"],
+            "metadata": {"atomlens": {"kind": "walls"}},
+        },
+        "labels",
+    )
     return [phase, walls]

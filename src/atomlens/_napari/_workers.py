@@ -44,7 +44,9 @@ def start_generator(
 
     # connecting `errored` at creation stops superqt from re-raising the exception in
     # the worker thread (which would skip `finished`); we report it instead
-    worker = create_worker(func, *args, _start_thread=False, _connect={"errored": _errored}, **kwargs)
+    worker = create_worker(
+        func, *args, _start_thread=False, _connect={"errored": _errored}, **kwargs
+    )
     if on_yield is not None:
         worker.yielded.connect(on_yield)
     if on_return is not None:
@@ -61,7 +63,9 @@ class Throttle:
     """Call ``func`` at most every ``interval_ms`` on the main thread; extra requests in
     between coalesce into one trailing call (so the last state is always drawn)."""
 
-    def __init__(self, func: Callable[[], None], interval_ms: int = 200, parent: Any = None) -> None:
+    def __init__(
+        self, func: Callable[[], None], interval_ms: int = 200, parent: Any = None
+    ) -> None:
         self._func = func
         self._interval = interval_ms / 1000.0
         self._last = 0.0

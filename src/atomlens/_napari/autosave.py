@@ -56,8 +56,9 @@ def write_snapshot(folder: Path, layers: list[dict[str, Any]]) -> Path:
                 table[col] = table[col].astype(str)
         table.to_parquet(folder / (file + ".tmp"))
         os.replace(folder / (file + ".tmp"), folder / file)
-        entries.append({k: v for k, v in lay.items() if k != "table"} | {"file": file,
-                                                                          "n": int(len(table))})
+        entries.append(
+            {k: v for k, v in lay.items() if k != "table"} | {"file": file, "n": int(len(table))}
+        )
     manifest = {"pid": os.getpid(), "time": time.time(), "layers": entries}
     (folder / "manifest.json.tmp").write_text(json.dumps(manifest, indent=1, default=str))
     os.replace(folder / "manifest.json.tmp", folder / "manifest.json")
@@ -97,8 +98,12 @@ def load_snapshot(folder: Path) -> list[LayerTuple]:
     out = []
     for e in info["layers"]:
         table = pd.read_parquet(folder / e["file"])
-        tup = atoms_layer_tuple(table, e.get("pixel_size"), f"{e['name']} (recovered)",
-                                metadata={META_KEY: {"recovered_from": str(folder)}})
+        tup = atoms_layer_tuple(
+            table,
+            e.get("pixel_size"),
+            f"{e['name']} (recovered)",
+            metadata={META_KEY: {"recovered_from": str(folder)}},
+        )
         tup[1]["scale"] = tuple(e.get("scale", tup[1]["scale"]))
         tup[1]["translate"] = tuple(e.get("translate", (0.0, 0.0, 0.0)))
         out.append(tup)
@@ -165,10 +170,15 @@ class Autosaver:
             if not _is_atoms_layer(layer) or len(layer.data) == 0:
                 continue
             meta = layer.metadata.get(META_KEY, {})
-            out.append({"name": layer.name, "table": layer_atoms(layer),
-                        "scale": [float(v) for v in layer.scale],
-                        "translate": [float(v) for v in layer.translate],
-                        "pixel_size": meta.get("pixel_size")})
+            out.append(
+                {
+                    "name": layer.name,
+                    "table": layer_atoms(layer),
+                    "scale": [float(v) for v in layer.scale],
+                    "translate": [float(v) for v in layer.translate],
+                    "pixel_size": meta.get("pixel_size"),
+                }
+            )
         return out
 
     def save_now(self, wait: bool = False) -> Path | None:
@@ -179,8 +189,9 @@ class Autosaver:
             return None
         if self._thread is not None and self._thread.is_alive():
             self._thread.join()
-        self._thread = threading.Thread(target=write_snapshot, args=(self.folder, layers),
-                                        name="atomlens-autosave", daemon=True)
+        self._thread = threading.Thread(
+            target=write_snapshot, args=(self.folder, layers), name="atomlens-autosave", daemon=True
+        )
         self._thread.start()
         self.n_saves += 1
         if wait:
@@ -222,10 +233,15 @@ def offer_restore(viewer: Any) -> Any:
     folder = found[0]
     box = QMessageBox()
     box.setWindowTitle("AtomLens: restore unsaved work?")
-    box.setText(f"A previous napari session ended without closing. AtomLens kept "
-                f"{describe(folder)}.\n\nRestore it into this viewer?")
-    box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Discard
-                           | QMessageBox.StandardButton.Ignore)
+    box.setText(
+        f"A previous napari session ended without closing. AtomLens kept "
+        f"{describe(folder)}.\n\nRestore it into this viewer?"
+    )
+    box.setStandardButtons(
+        QMessageBox.StandardButton.Yes
+        | QMessageBox.StandardButton.Discard
+        | QMessageBox.StandardButton.Ignore
+    )
 
     def _answer(button: Any) -> None:
         role = box.standardButton(button)

@@ -43,7 +43,9 @@ def _common(name: str, pixel_size: float | None, kind: str) -> dict[str, Any]:
     return {
         "name": name,
         "scale": (1.0, px or 1.0, px or 1.0),
-        "units": ("dimensionless", "angstrom", "angstrom") if px else ("dimensionless", "pixel", "pixel"),
+        "units": ("dimensionless", "angstrom", "angstrom")
+        if px
+        else ("dimensionless", "pixel", "pixel"),
         "axis_labels": AXIS_LABELS,
         "metadata": {META_KEY: {"kind": kind, "pixel_size": px}},
     }

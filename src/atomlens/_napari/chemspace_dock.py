@@ -44,15 +44,19 @@ class ChemSpaceDock(ViewerWidget):
     def show_selected(self) -> None:
         layer = self.points.value
         if layer is None or not layer.selected_data:
-            self.status.value = ("pick a layer with z1, z2 in this dock's 'atoms' field (Latent "
-                                 "colouring: Encode atoms), then select one atom")
+            self.status.value = (
+                "pick a layer with z1, z2 in this dock's 'atoms' field (Latent "
+                "colouring: Encode atoms), then select one atom"
+            )
             return
         idx = sorted(layer.selected_data)[0]
         feats = layer.features
         col = self.track_col.value
         if col not in feats.columns:
-            self.status.value = (f"the layer has no '{col}' feature: choose another 'track column' "
-                                 "or track the atoms (Defects: Run chemistry)")
+            self.status.value = (
+                f"the layer has no '{col}' feature: choose another 'track column' "
+                "or track the atoms (Defects: Run chemistry)"
+            )
             return
         table = feats.assign(frame=np.asarray(layer.data)[:, 0].round().astype(int)) \
             if "frame" not in feats.columns else feats  # fmt: skip
@@ -71,8 +75,13 @@ class ChemSpaceDock(ViewerWidget):
         feats = self.points.value.features if self.points.value is not None else None
         if feats is not None:  # at most 5,000 background points: the draw stays quick
             step = max(1, len(feats) // 5000)
-            ax.scatter(feats["z1"].to_numpy()[::step], feats["z2"].to_numpy()[::step], s=1,
-                       c="0.7", alpha=0.4)
+            ax.scatter(
+                feats["z1"].to_numpy()[::step],
+                feats["z2"].to_numpy()[::step],
+                s=1,
+                c="0.7",
+                alpha=0.4,
+            )
         z = traj[["z1", "z2"]].to_numpy(dtype=float)
         ax.plot(z[:, 0], z[:, 1], "-", color="k", lw=1)
         ax.scatter(z[:, 0], z[:, 1], c=traj["frame"], cmap="plasma", s=20, zorder=3)

@@ -88,8 +88,9 @@ class CorrectionWidget(ViewerWidget):
         self.points = self.layer_picker("atoms", "points")
         self.image = self.layer_picker("image", "image", lambda lay: lay.ndim in (2, 3))
         self.bind_button = PushButton(text="Edit this atoms layer")
-        self.cls = ComboBox(label="class (keys 1-9)", choices=list(DEFAULT_CLASSES),
-                            value=DEFAULT_CLASSES[0])
+        self.cls = ComboBox(
+            label="class (keys 1-9)", choices=list(DEFAULT_CLASSES), value=DEFAULT_CLASSES[0]
+        )
         self.add_button = PushButton(text="Add atoms (click)")
         self.delete_button = PushButton(text="Delete selected")
         self.species_button = PushButton(text="Set class of selected")
@@ -118,22 +119,45 @@ class CorrectionWidget(ViewerWidget):
         self.counts = Table(value={"frame": [], "before": [], "after": [], "corrected": []})
         self.status = Label(value="")
 
-        row = Container(layout="horizontal", widgets=[self.undo_button, self.redo_button],
-                        labels=False)
-        row2 = Container(layout="horizontal", widgets=[self.mark_button, self.unmark_button],
-                         labels=False)
-        row3 = Container(layout="horizontal",
-                         widgets=[self.save_button, self.open_button, self.autosave],
-                         labels=False)
-        row4 = Container(layout="horizontal", widgets=[self.retrain_button, self.stop_button],
-                         labels=False)
-        self.extend([
-            self.points, self.image, self.bind_button, self.cls, self.add_button,
-            self.delete_button, self.species_button, row, row2, self.corrected_label,
-            self.corrected_list, self.project_file, row3, self.autosave_s, self.steps,
-            self.self_train, row4, self.progress, self.redetect_button, self.counts,
-            self.status,
-        ])
+        row = Container(
+            layout="horizontal", widgets=[self.undo_button, self.redo_button], labels=False
+        )
+        row2 = Container(
+            layout="horizontal", widgets=[self.mark_button, self.unmark_button], labels=False
+        )
+        row3 = Container(
+            layout="horizontal",
+            widgets=[self.save_button, self.open_button, self.autosave],
+            labels=False,
+        )
+        row4 = Container(
+            layout="horizontal", widgets=[self.retrain_button, self.stop_button], labels=False
+        )
+        self.extend(
+            [
+                self.points,
+                self.image,
+                self.bind_button,
+                self.cls,
+                self.add_button,
+                self.delete_button,
+                self.species_button,
+                row,
+                row2,
+                self.corrected_label,
+                self.corrected_list,
+                self.project_file,
+                row3,
+                self.autosave_s,
+                self.steps,
+                self.self_train,
+                row4,
+                self.progress,
+                self.redetect_button,
+                self.counts,
+                self.status,
+            ]
+        )
 
         self.bind_button.changed.connect(lambda: self.bind_layer(self.points.value))
         self.cls.changed.connect(self._apply_class_defaults)
@@ -212,8 +236,11 @@ class CorrectionWidget(ViewerWidget):
 
     def _snapshot(self) -> Snapshot:
         assert self.layer is not None
-        return Snapshot(np.array(self.layer.data, copy=True), self.layer.features.copy(),
-                        frozenset(self.state.corrected))
+        return Snapshot(
+            np.array(self.layer.data, copy=True),
+            self.layer.features.copy(),
+            frozenset(self.state.corrected),
+        )
 
     def _on_data(self, event: Any) -> None:
         if self._restoring or self.layer is None:
@@ -388,11 +415,17 @@ class CorrectionWidget(ViewerWidget):
             proj.stack_path = stack.path or proj.stack_path
             proj.pixel_size = stack.pixel_size
             proj.pixel_size_source = stack.pixel_size_source
-        proj.models = {k: v for k, v in {"detector": self.model_path,
-                                         "finetuned": self.new_model_path}.items() if v}
-        proj.settings.update(autosave=bool(self.autosave.value),
-                             autosave_s=int(self.autosave_s.value), steps=int(self.steps.value),
-                             self_train=bool(self.self_train.value))
+        proj.models = {
+            k: v
+            for k, v in {"detector": self.model_path, "finetuned": self.new_model_path}.items()
+            if v
+        }
+        proj.settings.update(
+            autosave=bool(self.autosave.value),
+            autosave_s=int(self.autosave_s.value),
+            steps=int(self.steps.value),
+            self_train=bool(self.self_train.value),
+        )
         return proj
 
     def save(self, path: str | Path) -> Path:
@@ -470,12 +503,19 @@ class CorrectionWidget(ViewerWidget):
         self.status.value = f"retraining on frames {format_frames(frames)}..."
         out = self._new_model_file()
         self.worker = start_generator(
-            iter_finetune, stack, atoms, frames,
+            iter_finetune,
+            stack,
+            atoms,
+            frames,
             self.current_model if self.current_model is not None else self.model_path,
-            out=out, stop=self._stop,
-            steps=int(self.steps.value), self_train=bool(self.self_train.value),
+            out=out,
+            stop=self._stop,
+            steps=int(self.steps.value),
+            self_train=bool(self.self_train.value),
             threads=self.threads,
-            on_yield=self._on_ft_event, on_finish=self._ft_finished, what="retrain",
+            on_yield=self._on_ft_event,
+            on_finish=self._ft_finished,
+            what="retrain",
         )
         return self.worker
 
@@ -493,8 +533,9 @@ class CorrectionWidget(ViewerWidget):
         from atomlens.segment.finetune import FinetuneFinished, FinetuneStarted, FinetuneStep
 
         if isinstance(ev, FinetuneStarted):
-            self.status.value = (f"training on {ev.n_labels} atoms of frames "
-                                 f"{format_frames(ev.frames)}")
+            self.status.value = (
+                f"training on {ev.n_labels} atoms of frames {format_frames(ev.frames)}"
+            )
         elif isinstance(ev, FinetuneStep):
             self.progress.value = ev.step
             self.status.value = f"step {ev.step}/{ev.steps} loss {ev.loss_ema:.3f}"
@@ -505,12 +546,19 @@ class CorrectionWidget(ViewerWidget):
             self.redetect_button.enabled = True
             # before/after on the strip held back from the corrected frames (if any)
             sc = getattr(res, "scores", None) or {}
-            score = (f"; held-back F1 {sc['before']['f1']:.2f} -> {sc['after']['f1']:.2f}"
-                     if sc.get("before") and sc.get("after") else "")
-            self.status.value = (f"retraining {ev.reason} after {res.card['finetune']['steps']}"
-                                 f" steps{score}: re-detect to apply the new model")
-            show_info(f"Retraining {ev.reason}{score}. Press 'Re-detect all frames with new "
-                      "model' (corrected frames stay untouched).")
+            score = (
+                f"; held-back F1 {sc['before']['f1']:.2f} -> {sc['after']['f1']:.2f}"
+                if sc.get("before") and sc.get("after")
+                else ""
+            )
+            self.status.value = (
+                f"retraining {ev.reason} after {res.card['finetune']['steps']}"
+                f" steps{score}: re-detect to apply the new model"
+            )
+            show_info(
+                f"Retraining {ev.reason}{score}. Press 'Re-detect all frames with new "
+                "model' (corrected frames stay untouched)."
+            )
 
     def _ft_finished(self) -> None:
         self.retrain_button.enabled = True
@@ -539,8 +587,10 @@ class CorrectionWidget(ViewerWidget):
             return redetect(stack, before, self.state.frames, self.new_model)
 
         self.redetect_worker = start_generator(
-            _job, on_return=self._apply_redetect,
-            on_finish=lambda: setattr(self.redetect_button, "enabled", True), what="re-detect",
+            _job,
+            on_return=self._apply_redetect,
+            on_finish=lambda: setattr(self.redetect_button, "enabled", True),
+            what="re-detect",
         )
         return self.redetect_worker
 
@@ -564,8 +614,10 @@ class CorrectionWidget(ViewerWidget):
         self._dirty += 1
         c = res.counts
         self.counts.value = {
-            "frame": c["frame"].tolist(), "before": c["before"].tolist(),
-            "after": c["after"].tolist(), "corrected": [str(v) for v in c["corrected"]],
+            "frame": c["frame"].tolist(),
+            "before": c["before"].tolist(),
+            "after": c["after"].tolist(),
+            "corrected": [str(v) for v in c["corrected"]],
         }
         self.status.value = res.message
         show_info(res.message)

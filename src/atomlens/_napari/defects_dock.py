@@ -56,12 +56,28 @@ if TYPE_CHECKING:
     from atomlens.chem import ChemResult
 
 #: Per-atom columns of :func:`atomlens.chem.analyze` written into the atoms layer.
-_ATOM_CHEM_COLUMNS = ("coordination", "ring5", "ring6", "ring7", "ring8", "edge",
-                      "defect_id", "defect_type", "track_id")
+_ATOM_CHEM_COLUMNS = (
+    "coordination",
+    "ring5",
+    "ring6",
+    "ring7",
+    "ring8",
+    "edge",
+    "defect_id",
+    "defect_type",
+    "track_id",
+)
 _HEADERS = {
-    "defect_id": "id", "frame": "frame", "type": "type", "n_atoms": "n atoms",
-    "y_A": "y (Å)", "x_A": "x (Å)", "y_px": "y (px)", "x_px": "x (px)",
-    "si_coordination": "Si coord.", "track_id": "track",
+    "defect_id": "id",
+    "frame": "frame",
+    "type": "type",
+    "n_atoms": "n atoms",
+    "y_A": "y (Å)",
+    "x_A": "x (Å)",
+    "y_px": "y (px)",
+    "x_px": "x (px)",
+    "si_coordination": "Si coord.",
+    "track_id": "track",
 }
 
 
@@ -101,10 +117,20 @@ class DefectsDock(ViewerWidget):
         self.csv_file = FileEdit(label="CSV file", mode="w", filter="*.csv", value="")
         self.export_button = PushButton(text="Export CSV")
         self.status = status_label()
-        row = Container(layout="horizontal", widgets=[self.run_button, self.add_layers],
-                        labels=False)
-        self.extend([self.atoms, row, self.type_filter, self.table, self.csv_file,
-                     self.export_button, self.status])
+        row = Container(
+            layout="horizontal", widgets=[self.run_button, self.add_layers], labels=False
+        )
+        self.extend(
+            [
+                self.atoms,
+                row,
+                self.type_filter,
+                self.table,
+                self.csv_file,
+                self.export_button,
+                self.status,
+            ]
+        )
 
         qt = self.table.native
         from qtpy.QtWidgets import QAbstractItemView
@@ -175,8 +201,10 @@ class DefectsDock(ViewerWidget):
         self.run_button.enabled = False
         self.status.value = f"chemistry of {len(atoms)} atoms..."
         self.worker = start_generator(
-            _job, on_return=lambda res: self.set_result(res, layer, n_points=len(atoms)),
-            on_finish=lambda: setattr(self.run_button, "enabled", True), what="Defects",
+            _job,
+            on_return=lambda res: self.set_result(res, layer, n_points=len(atoms)),
+            on_finish=lambda: setattr(self.run_button, "enabled", True),
+            what="Defects",
         )
         return self.worker
 
@@ -187,7 +215,8 @@ class DefectsDock(ViewerWidget):
 
         self.result = result
         same = layer in self.viewer.layers and len(layer.data) == (
-            len(result.atoms) if n_points is None else n_points)
+            len(result.atoms) if n_points is None else n_points
+        )
         if same:
             cols = [c for c in _ATOM_CHEM_COLUMNS if c in result.atoms]
             merge_features(layer, result.atoms[cols])
@@ -195,8 +224,10 @@ class DefectsDock(ViewerWidget):
             add_chem_layers(self.viewer, result)
         self._set_rows(defect_table(result), layer if same else None)
         if not same:
-            show_warning("Defects: the atoms layer changed while the chemistry ran; "
-                         "the table does not select atoms (run it again)")
+            show_warning(
+                "Defects: the atoms layer changed while the chemistry ran; "
+                "the table does not select atoms (run it again)"
+            )
         if len(result.defects) == 0:
             show_info(f"Defects: no defects found in '{layer.name}'")
 
@@ -208,9 +239,12 @@ class DefectsDock(ViewerWidget):
         self._refresh_table()
         if rows is not None:
             kinds = defect_types(rows)
-            self.status.value = (f"{len(rows)} defects ({', '.join(kinds[:4])}"
-                                 f"{'...' if len(kinds) > 4 else ''}): click one to go there"
-                                 if len(rows) else "no defects found")
+            self.status.value = (
+                f"{len(rows)} defects ({', '.join(kinds[:4])}"
+                f"{'...' if len(kinds) > 4 else ''}): click one to go there"
+                if len(rows)
+                else "no defects found"
+            )
 
     # --- table ---------------------------------------------------------------------
 
@@ -274,10 +308,14 @@ class DefectsDock(ViewerWidget):
             layer.selected_data = set(target.atoms)
             self.viewer.layers.selection.active = layer
         self.last_target = target
-        where = (f"({row['y_A']:.1f}, {row['x_A']:.1f}) Å" if np.isfinite(row["y_A"])
-                 else f"({row['y_px']:.0f}, {row['x_px']:.0f}) px")
-        self.status.value = (f"{row['type']} in frame {target.frame} at {where}, "
-                             f"{int(row['n_atoms'])} atoms")
+        where = (
+            f"({row['y_A']:.1f}, {row['x_A']:.1f}) Å"
+            if np.isfinite(row["y_A"])
+            else f"({row['y_px']:.0f}, {row['x_px']:.0f}) px"
+        )
+        self.status.value = (
+            f"{row['type']} in frame {target.frame} at {where}, {int(row['n_atoms'])} atoms"
+        )
         return target
 
     # --- export --------------------------------------------------------------------

@@ -32,10 +32,17 @@ from atomlens._napari.key_dock import ensure_key_dock
 from atomlens.viz.layers import atoms_layer_tuple, probability_layer_tuples
 
 
-def detection_events(stack: Any, model_path: str | None, frames: list[int] | None,
-                     threshold: float, stop: threading.Event | None = None,
-                     pixel_size: float | None = None, species: str = "model",
-                     contrast_classes: str = "auto", class_names: str = "") -> Generator:
+def detection_events(
+    stack: Any,
+    model_path: str | None,
+    frames: list[int] | None,
+    threshold: float,
+    stop: threading.Event | None = None,
+    pixel_size: float | None = None,
+    species: str = "model",
+    contrast_classes: str = "auto",
+    class_names: str = "",
+) -> Generator:
     """The headless detect workflow (:func:`atomlens.workflows.detect.run`, maps kept),
     yielding its :class:`~atomlens.workflows.Progress` per frame; returns the
     :class:`~atomlens.workflows.detect.DetectResult` and the list of frames done. When
@@ -44,10 +51,16 @@ def detection_events(stack: Any, model_path: str | None, frames: list[int] | Non
     (``contrast_classes``: a number or 'auto'; ``class_names``: 'S2,Mo', dimmest first)."""
     from atomlens.workflows import detect
 
-    recipe = detect.DetectRecipe(model=model_path, threshold=float(threshold), species=species,
-                                 contrast_classes=str(contrast_classes),
-                                 class_names=str(class_names or ""))
-    result = yield from detect.run(stack, recipe, frames, pixel_size=pixel_size, stop=stop, maps=True)
+    recipe = detect.DetectRecipe(
+        model=model_path,
+        threshold=float(threshold),
+        species=species,
+        contrast_classes=str(contrast_classes),
+        class_names=str(class_names or ""),
+    )
+    result = yield from detect.run(
+        stack, recipe, frames, pixel_size=pixel_size, stop=stop, maps=True
+    )
     return result, list(result.frames)
 
 
@@ -63,24 +76,34 @@ class DetectWidget(ViewerWidget):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(viewer)
-        self.image = self.layer_picker("image", "image", lambda lay: lay.ndim in (2, 3) and not lay.rgb)
+        self.image = self.layer_picker(
+            "image", "image", lambda lay: lay.ndim in (2, 3) and not lay.rgb
+        )
         self.model = ComboBox(label="model", choices=model_choices(), value="auto")
-        self.model.tooltip = ("auto: chosen from the image (graphene for HAADF graphene, else "
-                              "general); graphene: C/Si; general: atom columns in any material, "
-                              "HAADF and ABF; file: the .pt below")
+        self.model.tooltip = (
+            "auto: chosen from the image (graphene for HAADF graphene, else "
+            "general); graphene: C/Si; general: atom columns in any material, "
+            "HAADF and ABF; file: the .pt below"
+        )
         self.model_file = FileEdit(label="model (.pt)", filter="*.pt", value="")
         self.model_file.tooltip = "a detector file; used when model is 'file' (or set)"
         self.frames = ComboBox(label="frames", choices=["current", "all"], value="current")
         self.threshold = FloatSpinBox(label="threshold", min=0.05, max=0.95, step=0.05, value=0.5)
-        self.pixel_size = FloatSpinBox(label="pixel size (Å)", min=0.0, max=10.0, step=0.001, value=0.0)
+        self.pixel_size = FloatSpinBox(
+            label="pixel size (Å)", min=0.0, max=10.0, step=0.001, value=0.0
+        )
         self.pixel_size.native.setDecimals(4)
         self.pixel_size.tooltip = "0: use the image layer's calibration (its scale in Å)"
-        self.species = ComboBox(label="species", choices=["model classes", "from contrast"],
-                                value="model classes")
-        self.species.tooltip = ("model classes: the detector's (e.g. C/Si); from contrast: "
-                                "each atom's integrated intensity, clustered (any material)")
-        self.n_classes = ComboBox(label="contrast classes",
-                                  choices=["auto", "1", "2", "3", "4", "5", "6"], value="auto")
+        self.species = ComboBox(
+            label="species", choices=["model classes", "from contrast"], value="model classes"
+        )
+        self.species.tooltip = (
+            "model classes: the detector's (e.g. C/Si); from contrast: "
+            "each atom's integrated intensity, clustered (any material)"
+        )
+        self.n_classes = ComboBox(
+            label="contrast classes", choices=["auto", "1", "2", "3", "4", "5", "6"], value="auto"
+        )
         self.n_classes.tooltip = "how many species; auto: chosen by ICL (atom-counting style)"
         self.class_names = LineEdit(label="class names", value="")
         self.class_names.tooltip = "names from dimmest to brightest, e.g. S2,Mo"
@@ -89,11 +112,24 @@ class DetectWidget(ViewerWidget):
         self.stop_button.tooltip = "end after the current frame; the frames done are kept"
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self.status = status_label()
-        self.extend([self.image, self.model, self.model_file, self.frames, self.threshold, self.pixel_size,
-                     self.species, self.n_classes, self.class_names,
-                     Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
-                               labels=False),
-                     self.progress, self.status])
+        self.extend(
+            [
+                self.image,
+                self.model,
+                self.model_file,
+                self.frames,
+                self.threshold,
+                self.pixel_size,
+                self.species,
+                self.n_classes,
+                self.class_names,
+                Container(
+                    widgets=[self.run_button, self.stop_button], layout="horizontal", labels=False
+                ),
+                self.progress,
+                self.status,
+            ]
+        )
         self.run_button.changed.connect(self.run)
         self.stop_button.changed.connect(self.stop)
         self._stop = threading.Event()
@@ -115,12 +151,22 @@ class DetectWidget(ViewerWidget):
         """Start detection on a worker thread; returns the worker (None if nothing to do)."""
         layer = self.image.value
         if layer is None:
-            notify_error(ValueError("no image layer: open a STEM movie first (File > Open, or "
-                                    "File > Open Sample > AtomLens)"), "Detect atoms")
+            notify_error(
+                ValueError(
+                    "no image layer: open a STEM movie first (File > Open, or "
+                    "File > Open Sample > AtomLens)"
+                ),
+                "Detect atoms",
+            )
             return None
         if layer_pixel_size(layer) is None and not self.pixel_size.value > 0:
-            notify_error(ValueError(f"'{layer.name}' has no pixel size: type it into this dock's "
-                                    "'pixel size (Å)' field"), "Detect atoms")
+            notify_error(
+                ValueError(
+                    f"'{layer.name}' has no pixel size: type it into this dock's "
+                    "'pixel size (Å)' field"
+                ),
+                "Detect atoms",
+            )
             return None
         try:
             stack = layer_stack(layer)
@@ -184,7 +230,9 @@ class DetectWidget(ViewerWidget):
             t_step = float(layer.scale[0])
         else:
             t_off, t_step = 0.0, 1.0
-            y_off, x_off = (float(v) for v in layer.translate[-2:]) if layer is not None else (0.0, 0.0)
+            y_off, x_off = (
+                (float(v) for v in layer.translate[-2:]) if layer is not None else (0.0, 0.0)
+            )
         t0 = float(frames[0]) if frames else 0.0
         tuples = []
         if result.maps is not None:
@@ -206,11 +254,11 @@ class DetectWidget(ViewerWidget):
         self.progress.value = self.progress.max if not self._stop.is_set() else len(frames)
         stopped = " (stopped: frames done kept)" if self._stop.is_set() else ""
         choice = getattr(result, "model_choice", "")
-        self.status.value = (f"{len(atoms)} atoms in {len(frames)} frame(s){stopped}"
-                             + (f"; model {choice.split(' (')[0]}" if choice else ""))
+        self.status.value = f"{len(atoms)} atoms in {len(frames)} frame(s){stopped}" + (
+            f"; model {choice.split(' (')[0]}" if choice else ""
+        )
         self.status.tooltip = choice
         for warning in getattr(result, "warnings", []):  # the model may not fit this image
             show_warning(f"Detect atoms: {warning}")
         self.viewer.layers.selection.active = points
         ensure_key_dock(self.viewer)
-

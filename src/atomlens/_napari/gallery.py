@@ -44,8 +44,10 @@ class SubimageGallery(QWidget):
         self.ax = self.figure.add_axes((0.01, 0.01, 0.98, 0.98))
         self.ax.set_axis_off()
         self.image = None
-        self.labels = [self.ax.text(0, 0, "", color="#ffe119", fontsize=7, va="top")
-                       for _ in range(GRID * GRID)]
+        self.labels = [
+            self.ax.text(0, 0, "", color="#ffe119", fontsize=7, va="top")
+            for _ in range(GRID * GRID)
+        ]
         self._limits_for: tuple[Any, tuple[float, float]] = (None, (0.0, 1.0))
         self.subs: Any = None
         self.layer: Points | None = None
@@ -105,7 +107,7 @@ class SubimageGallery(QWidget):
         pos = {int(r): i for i, r in enumerate(self.subs.index)}
         for k, row in enumerate(self.rows):
             r, c = divmod(k, GRID)
-            out[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = images[pos[row]]
+            out[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = images[pos[row]]
         return out
 
     def _draw(self) -> None:
@@ -117,14 +119,19 @@ class SubimageGallery(QWidget):
             lo, hi = self._limits(images)
             mosaic = self.mosaic()
             if self.image is None:
-                self.image = self.ax.imshow(mosaic, cmap="gray", vmin=lo, vmax=hi,
-                                            interpolation="nearest")
+                self.image = self.ax.imshow(
+                    mosaic, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest"
+                )
             else:
                 self.image.set_data(mosaic)
                 self.image.set_extent((-0.5, mosaic.shape[1] - 0.5, mosaic.shape[0] - 0.5, -0.5))
                 self.image.set_clim(lo, hi)
             h, w = subs.window
-            frames = subs.windows.centres["frame"].to_numpy() if "frame" in subs.windows.centres else None
+            frames = (
+                subs.windows.centres["frame"].to_numpy()
+                if "frame" in subs.windows.centres
+                else None
+            )
             for k, text in enumerate(self.labels):
                 if k < len(self.rows):
                     row = self.rows[k]
@@ -135,11 +142,14 @@ class SubimageGallery(QWidget):
                 else:
                     text.set_text("")
             if self.rows:
-                self.label.setText(f"{subs.name}: {len(self.rows)} of {len(images)} windows "
-                                   f"({h}x{w} px)")
+                self.label.setText(
+                    f"{subs.name}: {len(self.rows)} of {len(images)} windows ({h}x{w} px)"
+                )
             else:
-                self.label.setText("no window for these atoms: they sit too close to the frame "
-                                   "edge for the Subimages dock's 'window (px)'")
+                self.label.setText(
+                    "no window for these atoms: they sit too close to the frame "
+                    "edge for the Subimages dock's 'window (px)'"
+                )
             self.canvas.draw_idle()
         except RuntimeError:  # deleted with a closed viewer
             pass
@@ -150,8 +160,10 @@ def _link_clicks(points: Points, gallery: SubimageGallery) -> None:
 
     def _on_click(layer: Points, event: Any) -> None:
         row = layer.get_value(
-            event.position, view_direction=event.view_direction,
-            dims_displayed=event.dims_displayed, world=True,
+            event.position,
+            view_direction=event.view_direction,
+            dims_displayed=event.dims_displayed,
+            world=True,
         )
         if row is not None:
             gallery.show_rows([int(row)])

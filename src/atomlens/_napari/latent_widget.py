@@ -47,7 +47,9 @@ if TYPE_CHECKING:
     from napari.layers import Points
 
 
-def encoding_job(model: Any, data: Any, atoms: Any, stop: threading.Event | None = None) -> Generator:
+def encoding_job(
+    model: Any, data: Any, atoms: Any, stop: threading.Event | None = None
+) -> Generator:
     """The headless encode workflow (:func:`atomlens.workflows.encode.run`: windows
     prepared as the model was trained) on a worker; returns only the latent columns (NaN
     for atoms whose window crosses the frame edge)."""
@@ -77,19 +79,40 @@ class LatentWidget(ViewerWidget):
         self.encode_button = PushButton(text="Encode atoms", enabled=False)
         # nullable: a refreshed feature list never picks (and colours by) a column itself
         self.colour_by = ComboBox(label="colour by", choices=self._feature_choices, nullable=True)
-        self.movie_path = FileEdit(label="movie file", mode="w", filter="*.mp4 *.gif",
-                                   value=str(Path.home() / "atomlens_movie.mp4"))
-        self.movie_path.tooltip = ".mp4 (H.264) or .gif; a relative name is saved in your home folder"
+        self.movie_path = FileEdit(
+            label="movie file",
+            mode="w",
+            filter="*.mp4 *.gif",
+            value=str(Path.home() / "atomlens_movie.mp4"),
+        )
+        self.movie_path.tooltip = (
+            ".mp4 (H.264) or .gif; a relative name is saved in your home folder"
+        )
         self.fps = FloatSpinBox(label="frames / s", min=0.5, max=60.0, step=0.5, value=5.0)
         self.movie_button = PushButton(text="Export movie")
         self.movie_stop = PushButton(text="Stop", enabled=False)
         self.plots_button = PushButton(text="Show plots")
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self.status = status_label()
-        row = Container(widgets=[self.movie_button, self.movie_stop, self.plots_button],
-                        layout="horizontal", labels=False)
-        self.extend([self.atoms, self.image, self.model_label, self.encode_button, self.colour_by,
-                     self.movie_path, self.fps, row, self.progress, self.status])
+        row = Container(
+            widgets=[self.movie_button, self.movie_stop, self.plots_button],
+            layout="horizontal",
+            labels=False,
+        )
+        self.extend(
+            [
+                self.atoms,
+                self.image,
+                self.model_label,
+                self.encode_button,
+                self.colour_by,
+                self.movie_path,
+                self.fps,
+                row,
+                self.progress,
+                self.status,
+            ]
+        )
         self.encode_button.changed.connect(self.encode)
         self.colour_by.changed.connect(self._on_colour_by)
         self.movie_button.changed.connect(lambda: self.export_movie(self.movie_path.value))
@@ -119,9 +142,14 @@ class LatentWidget(ViewerWidget):
         """Encode every atom of the chosen layer on a worker thread; returns the worker."""
         points, image, current = self.atoms.value, self.image.value, self.session.model
         if points is None or image is None or current is None:
-            notify_error(ValueError("need an atoms layer and an image layer (this dock's 'atoms' "
-                                    "and 'image / map' fields) and a model (Train latent model "
-                                    "dock: Train or Load model...)"), "Encode")
+            notify_error(
+                ValueError(
+                    "need an atoms layer and an image layer (this dock's 'atoms' "
+                    "and 'image / map' fields) and a model (Train latent model "
+                    "dock: Train or Load model...)"
+                ),
+                "Encode",
+            )
             return None
         data = image.data
         self.status.value = "encoding..."
@@ -130,7 +158,11 @@ class LatentWidget(ViewerWidget):
         self.movie_stop.enabled = True
         self._t0 = time.perf_counter()
         self.worker = start_generator(
-            encoding_job, current.model, data, layer_atoms(points), self._movie_stop,
+            encoding_job,
+            current.model,
+            data,
+            layer_atoms(points),
+            self._movie_stop,
             on_yield=self._encode_progress,
             on_return=lambda latents: self._write_latents(points, latents),
             on_error=lambda exc: setattr(self.status, "value", "encoding failed (or stopped)"),
@@ -205,10 +237,14 @@ class LatentWidget(ViewerWidget):
             out = Path.home() / out
         try:
             if image is None:
-                raise ValueError("no image layer: pick the movie in this dock's 'image / map' field")
+                raise ValueError(
+                    "no image layer: pick the movie in this dock's 'image / map' field"
+                )
             if out.suffix.lower() not in MOVIE_SUFFIXES:
-                raise ValueError(f"'{out.name}' is not a movie file: end the 'movie file' field "
-                                 "with .mp4 or .gif")
+                raise ValueError(
+                    f"'{out.name}' is not a movie file: end the 'movie file' field "
+                    "with .mp4 or .gif"
+                )
             if self.movie_worker is not None and self.movie_stop.enabled:
                 raise ValueError("a movie export is running: Stop it first")
         except ValueError as exc:
@@ -227,7 +263,15 @@ class LatentWidget(ViewerWidget):
         self.movie_button.enabled, self.movie_stop.enabled = False, True
         self.status.value = f"rendering {out.name}..."
         self.movie_worker = start_generator(
-            movie_events, frames, atoms, px, out, column, float(fps or self.fps.value), style, spec,
+            movie_events,
+            frames,
+            atoms,
+            px,
+            out,
+            column,
+            float(fps or self.fps.value),
+            style,
+            spec,
             stop=self._movie_stop,
             on_yield=self._movie_progress,
             on_return=lambda p: setattr(self.status, "value", f"wrote {p}"),
@@ -259,7 +303,9 @@ class LatentWidget(ViewerWidget):
 
         points = self.atoms.value
         if points is None:
-            notify_error(ValueError("need an atoms layer: pick it in this dock's 'atoms' field"), "Plots")
+            notify_error(
+                ValueError("need an atoms layer: pick it in this dock's 'atoms' field"), "Plots"
+            )
             return {}
         feats = points.features.columns
         x, y = ("z1", "z2") if {"z1", "z2"} <= set(feats) else ("angle", "z1")
@@ -275,7 +321,9 @@ class LatentWidget(ViewerWidget):
 
             names = [c for c in current.model.latent_names() if c in feats]
             try:
-                image = decode_manifold(current.model, 8, latents=points.features[names] if names else None)
+                image = decode_manifold(
+                    current.model, 8, latents=points.features[names] if names else None
+                )
             except (ValueError, NotImplementedError) as exc:  # e.g. PCA/GMM: no decoder grid
                 self.status.value = f"no manifold: {exc}"
             else:
@@ -290,5 +338,7 @@ class LatentWidget(ViewerWidget):
             except (RuntimeError, LookupError, AttributeError, TypeError):
                 pass
         self.plots["tabs"] = tabs
-        self.plots["dock"] = self.viewer.window.add_dock_widget(tabs, name="AtomLens plots", area="bottom")
+        self.plots["dock"] = self.viewer.window.add_dock_widget(
+            tabs, name="AtomLens plots", area="bottom"
+        )
         return self.plots

@@ -53,8 +53,10 @@ class FrameBuffer:
         if self._data is None:
             self._data = np.empty((4, *image.shape), np.float32)
         elif image.shape != self._data.shape[1:]:
-            raise ValueError(f"frame {self.n} is {image.shape}, the earlier ones "
-                             f"{self._data.shape[1:]}: a live movie keeps one frame size")
+            raise ValueError(
+                f"frame {self.n} is {image.shape}, the earlier ones "
+                f"{self._data.shape[1:]}: a live movie keeps one frame size"
+            )
         if self.n == len(self._data):
             grown = np.empty((2 * len(self._data), *image.shape), np.float32)
             grown[: self.n] = self._data[: self.n]
@@ -85,18 +87,30 @@ class LiveDock(ViewerWidget):
         self.last: FrameDone | None = None
         self.folder = FileEdit(label="folder", mode="d", value="")
         self.out = FileEdit(label="output", mode="d", value="")
-        self.pixel_size = FloatSpinBox(label="Å/px (0: file)", value=0.0, min=0.0, max=20.0,
-                                       step=0.001)
+        self.pixel_size = FloatSpinBox(
+            label="Å/px (0: file)", value=0.0, min=0.0, max=20.0, step=0.001
+        )
         self.policy = ComboBox(label="queue", choices=["all", "newest"], value="all")
         self.colour_by = ComboBox(label="colour", choices=self._colour_choices)
         self.start_button = PushButton(text="Start")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.events_table = Table(value={h: [] for h in EVENT_HEADERS})
         self.status = status_label()
-        buttons = Container(layout="horizontal", widgets=[self.start_button, self.stop_button],
-                            labels=False)
-        self.extend([self.folder, self.out, self.pixel_size, self.policy, self.colour_by,
-                     buttons, self.status, self.events_table])
+        buttons = Container(
+            layout="horizontal", widgets=[self.start_button, self.stop_button], labels=False
+        )
+        self.extend(
+            [
+                self.folder,
+                self.out,
+                self.pixel_size,
+                self.policy,
+                self.colour_by,
+                buttons,
+                self.status,
+                self.events_table,
+            ]
+        )
 
         from qtpy.QtWidgets import QAbstractItemView
 
@@ -110,7 +124,6 @@ class LiveDock(ViewerWidget):
         self.stop_button.changed.connect(lambda: self.stop())
         self.colour_by.changed.connect(self._recolour)
         viewer.dims.events.current_step.connect(self._on_slider)
-
 
     # --- start / stop ----------------------------------------------------------------
 
@@ -136,9 +149,17 @@ class LiveDock(ViewerWidget):
         self.start_button.enabled = False
         self.stop_button.enabled = True
         self.status.value = f"watching {folder.name} -> {out_dir}"
-        self.worker = start_generator(run, folder, out_dir, recipe, stop=self.stop_event,
-                                      on_yield=self._on_event, on_return=self._on_return,
-                                      on_finish=self._on_finish, what="Live")
+        self.worker = start_generator(
+            run,
+            folder,
+            out_dir,
+            recipe,
+            stop=self.stop_event,
+            on_yield=self._on_event,
+            on_return=self._on_return,
+            on_finish=self._on_finish,
+            what="Live",
+        )
         return self.worker
 
     def stop(self) -> None:
@@ -148,8 +169,10 @@ class LiveDock(ViewerWidget):
             self.status.value = "stopping after the current frame..."
 
     def _on_return(self, summary: Any) -> None:
-        self.status.value = (f"stopped: {summary.processed} frames analysed, "
-                             f"{summary.skipped} skipped; tables in {summary.out}")
+        self.status.value = (
+            f"stopped: {summary.processed} frames analysed, "
+            f"{summary.skipped} skipped; tables in {summary.out}"
+        )
 
     def _on_finish(self) -> None:
         self.start_button.enabled = True
@@ -180,15 +203,19 @@ class LiveDock(ViewerWidget):
         self.atoms = pd.concat([self.atoms, atoms], ignore_index=True) if len(self.atoms) else atoms
         ev = out.events.assign(t=t)
         if len(ev):
-            self.events = pd.concat([self.events, ev], ignore_index=True) if len(self.events) else ev
+            self.events = (
+                pd.concat([self.events, ev], ignore_index=True) if len(self.events) else ev
+            )
         self._update_layers(movie, px)
         self._update_events()
         if self.follow:
             self._show_frame(t)
         self.colour_by.reset_choices()
         self.last = done
-        self.status.value = (f"frame {done.frame}: {len(out.atoms)} atoms, {len(out.events)} "
-                             f"events, latency {done.latency_s:.2f} s, queue {done.queue}")
+        self.status.value = (
+            f"frame {done.frame}: {len(out.atoms)} atoms, {len(out.events)} "
+            f"events, latency {done.latency_s:.2f} s, queue {done.queue}"
+        )
 
     def _update_layers(self, movie: np.ndarray, px: float | None) -> None:
         from atomlens.viz.layers import atoms_layer_tuple, image_layer_tuple
@@ -201,8 +228,13 @@ class LiveDock(ViewerWidget):
         else:
             img.data = movie
             img.reset_contrast_limits()
-        pts_data = np.column_stack([self.atoms["t"].to_numpy(float), self.atoms["y"].to_numpy(float),
-                                    self.atoms["x"].to_numpy(float)])
+        pts_data = np.column_stack(
+            [
+                self.atoms["t"].to_numpy(float),
+                self.atoms["y"].to_numpy(float),
+                self.atoms["x"].to_numpy(float),
+            ]
+        )
         features = self.atoms.drop(columns=["t"])
         pts = self.layers.get("atoms")
         if pts is None or pts not in self.viewer.layers:
@@ -219,7 +251,8 @@ class LiveDock(ViewerWidget):
             trk = self.layers.get("tracks")
             if trk is None or trk not in self.viewer.layers:
                 self.layers["tracks"] = self.viewer.add_tracks(
-                    tracks, name="live tracks", scale=scale, tail_length=50, blending="translucent")
+                    tracks, name="live tracks", scale=scale, tail_length=50, blending="translucent"
+                )
             else:
                 trk.data = tracks
 
@@ -273,12 +306,14 @@ class LiveDock(ViewerWidget):
         ev = self.events
         value = {h: [] for h in EVENT_HEADERS}
         if len(ev):
-            value = {"frame": [str(int(v)) for v in ev["frame"]],
-                     "type": [str(v) for v in ev["type"]],
-                     "y (px)": [f"{v:.1f}" for v in ev["y"]],
-                     "x (px)": [f"{v:.1f}" for v in ev["x"]],
-                     "detail": [str(v) for v in ev["detail"]],
-                     "tracks": [str(v) for v in ev["track_ids"]]}
+            value = {
+                "frame": [str(int(v)) for v in ev["frame"]],
+                "type": [str(v) for v in ev["type"]],
+                "y (px)": [f"{v:.1f}" for v in ev["y"]],
+                "x (px)": [f"{v:.1f}" for v in ev["x"]],
+                "detail": [str(v) for v in ev["detail"]],
+                "tracks": [str(v) for v in ev["track_ids"]],
+            }
         qt = self.events_table.native
         qt.blockSignals(True)
         try:

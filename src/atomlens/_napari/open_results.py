@@ -35,8 +35,9 @@ def results_layer_tuples(out: Path) -> list[tuple]:
         import zarr
 
         z = zarr.open_array(str(out / "maps.zarr"), mode="r")
-        layers += probability_layer_tuples(np.asarray(z, dtype=np.float32),
-                                           list(z.attrs["classes"]), px, source="U-Net")
+        layers += probability_layer_tuples(
+            np.asarray(z, dtype=np.float32), list(z.attrs["classes"]), px, source="U-Net"
+        )
     atoms = pd.read_parquet(out / "atoms.parquet")
     if (out / "bonds.csv").exists():
         layers.append(bonds_layer_tuple(atoms, pd.read_csv(out / "bonds.csv"), px))

@@ -52,13 +52,22 @@ def result_layers(result: PFMResult) -> list[tuple[Any, dict, str]]:
     tab = result.table
     pts = tab[["frame", "y", "x"]].to_numpy(dtype=float)
     lim = d_limits(result)
-    key = ColourKey("D", "continuous", "switching degree", "coolwarm", lim,
-                    n_missing=int(tab["D"].isna().sum()))
+    key = ColourKey(
+        "D", "continuous", "switching degree", "coolwarm", lim, n_missing=int(tab["D"].isna().sum())
+    )
     # the same axes and units as the phase movie's layer (no "inconsistent units" warning)
     axes = {"units": ("dimensionless", "pixel", "pixel"), "axis_labels": ("t", "y", "x")}
     return [
-        (result.walls.astype(np.uint8), {"name": "PFM walls (Canny)", "opacity": 0.6, **axes,
-                                         "metadata": {"atomlens": {"kind": "walls"}}}, "labels"),
+        (
+            result.walls.astype(np.uint8),
+            {
+                "name": "PFM walls (Canny)",
+                "opacity": 0.6,
+                **axes,
+                "metadata": {"atomlens": {"kind": "walls"}},
+            },
+            "labels",
+        ),
         (
             pts,
             {
@@ -121,12 +130,16 @@ class PFMWidget(ViewerWidget):
         layer = self.image.value
         try:
             if layer is None:
-                raise ValueError("no phase movie: open one (File > Open, or File > Open Sample > "
-                                 "AtomLens > Simulated PFM domain-wall movie)")
+                raise ValueError(
+                    "no phase movie: open one (File > Open, or File > Open Sample > "
+                    "AtomLens > Simulated PFM domain-wall movie)"
+                )
             frames = 1 if layer.ndim == 2 else int(layer.data.shape[0])
             if self.delta.value > 0 and frames <= self.delta.value:
-                raise ValueError(f"'{layer.name}' has {frames} frame(s): set this dock's "
-                                 "'time delay (frames)' to 0 for single images")
+                raise ValueError(
+                    f"'{layer.name}' has {frames} frame(s): set this dock's "
+                    "'time delay (frames)' to 0 for single images"
+                )
             recipe = self.recipe()
         except ValueError as exc:
             notify_error(exc, "PFM")
@@ -164,7 +177,9 @@ class PFMWidget(ViewerWidget):
             return
         self.result = result
         self.status.value = f"{len(result.table)} windows"
-        add_in_turns(self.viewer, result_layers(result), lambda _layers: ensure_key_dock(self.viewer))
+        add_in_turns(
+            self.viewer, result_layers(result), lambda _layers: ensure_key_dock(self.viewer)
+        )
 
     def _finish(self) -> None:
         self._timer.stop()

@@ -135,12 +135,20 @@ class LossPlot(MplWidget):
     def __init__(self, state: TrainingState, parent: QWidget | None = None) -> None:
         super().__init__(parent, interval_ms=500)
         self.state = state
-        (self.train_line,) = self.ax.plot([], [], "-", color="#4da6ff", label="train", animated=True)
+        (self.train_line,) = self.ax.plot(
+            [], [], "-", color="#4da6ff", label="train", animated=True
+        )
         (self.test_line,) = self.ax.plot([], [], "-", color="#ff9933", label="test", animated=True)
         # (a placeholder, so the first full draw already caches the read-out's glyphs)
-        self.readout = self.ax.text(0.03, 0.05, "epoch 0: train -, test -",
-                                    transform=self.ax.transAxes, color=_FG, fontsize=8,
-                                    animated=True)
+        self.readout = self.ax.text(
+            0.03,
+            0.05,
+            "epoch 0: train -, test -",
+            transform=self.ax.transAxes,
+            color=_FG,
+            fontsize=8,
+            animated=True,
+        )
         self.animated = [self.train_line, self.test_line, self.readout]
         self.ax.set_xlabel("epoch")
         self.ax.set_ylabel("loss / first epoch")
@@ -200,7 +208,10 @@ class LossPlot(MplWidget):
         values = np.concatenate([train, test])
         values = values[np.isfinite(values) & (values > 0)]
         if len(values) and (values.min() < self._ylim[0] or values.max() > self._ylim[1]):
-            self._ylim = (min(self._ylim[0], values.min() / 3), max(self._ylim[1], values.max() * 3))
+            self._ylim = (
+                min(self._ylim[0], values.min() / 3),
+                max(self._ylim[1], values.max() * 3),
+            )
             self.ax.set_ylim(*self._ylim)
             full = True
         return full
@@ -250,7 +261,9 @@ class _FeatureCombos:
 class LatentScatter(MplWidget, _FeatureCombos):
     """Scatter of two features of an atoms layer; lasso to select, linked both ways."""
 
-    def __init__(self, layer: Points, x: str = "z1", y: str = "z2", parent: QWidget | None = None) -> None:
+    def __init__(
+        self, layer: Points, x: str = "z1", y: str = "z2", parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.layer = layer
         self.x_box = self._combo("x")
@@ -339,7 +352,11 @@ class FrameDistribution(MplWidget, _FeatureCombos):
     """Per-frame histogram of one feature (heat map, frames on x), current frame marked."""
 
     def __init__(
-        self, viewer: napari.Viewer, layer: Points, column: str = "angle", bins: int = 36,
+        self,
+        viewer: napari.Viewer,
+        layer: Points,
+        column: str = "angle",
+        bins: int = 36,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -357,7 +374,9 @@ class FrameDistribution(MplWidget, _FeatureCombos):
         self.recompute()
 
     def _on_features(self, event: Any = None) -> None:
-        self._fill(self.column_box, numeric_feature_columns(self.layer), self.column_box.currentText())
+        self._fill(
+            self.column_box, numeric_feature_columns(self.layer), self.column_box.currentText()
+        )
         self.recompute()
 
     def recompute(self) -> None:
@@ -372,8 +391,14 @@ class FrameDistribution(MplWidget, _FeatureCombos):
         counts, edges, frames = _hist_parts(hist)
         extent = (frames[0] - 0.5, frames[-1] + 0.5, edges[0], edges[-1])
         if self.image is None:
-            self.image = self.ax.imshow(counts.T, origin="lower", aspect="auto", cmap="magma",
-                                        extent=extent, interpolation="nearest")
+            self.image = self.ax.imshow(
+                counts.T,
+                origin="lower",
+                aspect="auto",
+                cmap="magma",
+                extent=extent,
+                interpolation="nearest",
+            )
         else:
             self.image.set_data(counts.T)
             self.image.set_extent(extent)

@@ -89,7 +89,9 @@ class SubimageWidget(ViewerWidget):
         self.window = SpinBox(label="window (px)", min=8, max=256, step=2, value=32)
         self.cut_button = PushButton(text="Cut subimages")
         self.status = status_label()
-        self.extend([self.atoms, self.image, self.centres, self.window, self.cut_button, self.status])
+        self.extend(
+            [self.atoms, self.image, self.centres, self.window, self.cut_button, self.status]
+        )
         self.image.changed.connect(self._suggest_window)
         self.cut_button.changed.connect(self.cut)
         self.current: SubimageSet | None = None
@@ -108,8 +110,10 @@ class SubimageWidget(ViewerWidget):
         points, image = self.atoms.value, self.image.value
         try:
             if points is None or image is None:
-                raise ValueError("need an atoms (Points) layer and an image layer: pick them in "
-                                 "this dock's 'atoms' and 'image / map' fields (Detect atoms first)")
+                raise ValueError(
+                    "need an atoms (Points) layer and an image layer: pick them in "
+                    "this dock's 'atoms' and 'image / map' fields (Detect atoms first)"
+                )
             centres_layer = points
             if self.centres.value == "ring centres":
                 centres_layer = self._ring_centres(points, image)
@@ -122,7 +126,10 @@ class SubimageWidget(ViewerWidget):
         self.cut_button.enabled = False
         self.status.value = "cutting..."
         self.worker = start_generator(
-            window_job, data, centres, recipe,
+            window_job,
+            data,
+            centres,
+            recipe,
             on_yield=lambda msg: setattr(self.status, "value", str(msg)),
             on_return=lambda w: self._show(w, centres_layer, image),
             on_error=lambda exc: setattr(self.status, "value", "failed"),
@@ -137,8 +144,10 @@ class SubimageWidget(ViewerWidget):
 
         px = layer_pixel_size(image) or layer_pixel_size(points)
         if not px:
-            raise ValueError("ring centres need the pixel size in Å: detect atoms with the "
-                             "Detect dock's 'pixel size (Å)' field set")
+            raise ValueError(
+                "ring centres need the pixel size in Å: detect atoms with the "
+                "Detect dock's 'pixel size (Å)' field set"
+            )
         rings = analyze(layer_atoms(points), px).rings
         table = rings.drop(columns=["atoms"], errors="ignore")
         tup = atoms_layer_tuple(table, px, f"ring centres {points.name}", colour_by="size")
@@ -148,7 +157,9 @@ class SubimageWidget(ViewerWidget):
     def _show(self, windows: Any, centres_layer: Points, image: Image) -> SubimageSet:
         from atomlens._napari.gallery import ensure_gallery
 
-        subs = SubimageSet(f"subimages {centres_layer.name}", windows, centres_layer.name, image.name)
+        subs = SubimageSet(
+            f"subimages {centres_layer.name}", windows, centres_layer.name, image.name
+        )
         self.session.add_subimages(subs)
         self.current = subs
         h, w = subs.window

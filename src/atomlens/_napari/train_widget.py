@@ -77,24 +77,44 @@ class TrainWidget(ViewerWidget):
         self.lr.native.setDecimals(6)
         self.prior = FloatSpinBox(label="rotation prior", min=0.01, max=10.0, step=0.05, value=0.1)
         self.prior.tooltip = "SD of the rotation-angle prior in radians (rVAE, skip-rVAE)"
-        self.train_fraction = FloatSpinBox(label="train fraction", min=0.1, max=1.0, step=0.05, value=0.8)
+        self.train_fraction = FloatSpinBox(
+            label="train fraction", min=0.1, max=1.0, step=0.05, value=0.8
+        )
         self.device = ComboBox(label="device", choices=["auto", "cuda", "cpu"], value="auto")
-        self.max_windows = SpinBox(label="train on at most", min=10, max=10_000_000, step=500,
-                                   value=4000)
+        self.max_windows = SpinBox(
+            label="train on at most", min=10, max=10_000_000, step=500, value=4000
+        )
         self.max_windows.tooltip = "windows drawn at random for training (all are encoded)"
         self.train_button = PushButton(text="Train")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.save_button = PushButton(text="Save model...")
         self.load_button = PushButton(text="Load model...")
-        buttons = Container(widgets=[self.train_button, self.stop_button], layout="horizontal",
-                            labels=False)
-        files = Container(widgets=[self.save_button, self.load_button], layout="horizontal",
-                          labels=False)
+        buttons = Container(
+            widgets=[self.train_button, self.stop_button], layout="horizontal", labels=False
+        )
+        files = Container(
+            widgets=[self.save_button, self.load_button], layout="horizontal", labels=False
+        )
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self.time_label = status_label()
-        self.extend([self.subimages, self.model_name, self.latent, self.epochs, self.batch,
-                     self.lr, self.prior, self.train_fraction, self.device, self.max_windows, buttons,
-                     self.progress, self.time_label, files])
+        self.extend(
+            [
+                self.subimages,
+                self.model_name,
+                self.latent,
+                self.epochs,
+                self.batch,
+                self.lr,
+                self.prior,
+                self.train_fraction,
+                self.device,
+                self.max_windows,
+                buttons,
+                self.progress,
+                self.time_label,
+                files,
+            ]
+        )
         self.loss_plot = LossPlot(self.state)
         self.loss_plot.set_epoch_range(self.epochs.value)
         self.epochs.changed.connect(self.loss_plot.set_epoch_range)
@@ -182,8 +202,10 @@ class TrainWidget(ViewerWidget):
         """Start training on a worker thread (the model is built there); returns the worker."""
         subs = self.subimages.value
         if subs is None:
-            notify_error(ValueError("no subimages: cut subimages first (Subimages dock, "
-                                    "'Cut subimages')"), "Train")
+            notify_error(
+                ValueError("no subimages: cut subimages first (Subimages dock, 'Cut subimages')"),
+                "Train",
+            )
             return None
         if self.worker is not None and self.state.status in ("running", "stopping"):
             notify_error(ValueError("a training is already running: stop it first"), "Train")
@@ -199,7 +221,10 @@ class TrainWidget(ViewerWidget):
         self.train_button.enabled, self.stop_button.enabled = False, True
         window = subs.window
         self.worker = start_generator(
-            training_events, subs.windows, recipe, self._stop,
+            training_events,
+            subs.windows,
+            recipe,
+            self._stop,
             on_yield=self.state.apply,
             on_return=lambda m: self._finished(m, window),
             on_error=lambda exc: setattr(self.state, "status", "failed"),
@@ -254,7 +279,9 @@ class TrainWidget(ViewerWidget):
             notify_error(exc, "Load model")
             return None
         window = model.window[-1] if getattr(model, "window", None) else None
-        self.session.model = SessionModel(model, getattr(model, "kind", ""), window=window, path=str(path))
+        self.session.model = SessionModel(
+            model, getattr(model, "kind", ""), window=window, path=str(path)
+        )
         self.time_label.value = f"loaded {Path(path).name}"
         return model
 

@@ -19,7 +19,16 @@ from atomlens.atoms.match import detection_scores, match_atoms
 from atomlens.atoms.refine import refine_com, refine_gaussian
 
 __all__ = [
-    "COLUMNS", "DetectionResult", "FrameResult", "atoms_in_frame", "detect", "empty_table",
-    "iter_detect", "find_atoms", "detection_scores", "match_atoms", "refine_com",
+    "COLUMNS",
+    "DetectionResult",
+    "FrameResult",
+    "atoms_in_frame",
+    "detect",
+    "empty_table",
+    "iter_detect",
+    "find_atoms",
+    "detection_scores",
+    "match_atoms",
+    "refine_com",
     "refine_gaussian",
 ]

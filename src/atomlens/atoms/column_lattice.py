@@ -51,9 +51,15 @@ class SquareLatticeFit:
     spacing_px: float
 
 
-def _spots(img: np.ndarray, pixel_size: float, period_A: tuple[float, float] = (1.5, 6.5),
-           min_rel: float = 0.15, pad: int = 1024, max_ratio: float = 1.25,
-           square: bool = True) -> np.ndarray:
+def _spots(
+    img: np.ndarray,
+    pixel_size: float,
+    period_A: tuple[float, float] = (1.5, 6.5),
+    min_rel: float = 0.15,
+    pad: int = 1024,
+    max_ratio: float = 1.25,
+    square: bool = True,
+) -> np.ndarray:
     h, w = img.shape
     pad = max(pad, h, w)
     win = np.outer(np.hanning(h), np.hanning(w))
@@ -97,8 +103,14 @@ def _spots(img: np.ndarray, pixel_size: float, period_A: tuple[float, float] = (
     return np.stack([best[1], best[2]]) / pad
 
 
-def fit_square_lattice(image: np.ndarray, pixel_size: float, *, bright: bool = True,
-                       min_contrast: float = 0.35, border_px: float = 4.0) -> SquareLatticeFit:
+def fit_square_lattice(
+    image: np.ndarray,
+    pixel_size: float,
+    *,
+    bright: bool = True,
+    min_contrast: float = 0.35,
+    border_px: float = 4.0,
+) -> SquareLatticeFit:
     """Fit the visible columns of a (Y, X) image at ``pixel_size`` Å/px (see module doc)."""
     img = np.asarray(image, np.float64)
     if not bright:
@@ -127,8 +139,9 @@ def fit_square_lattice(image: np.ndarray, pixel_size: float, *, bright: bool = T
         contrast[off] = float(cval)
         if cval >= min_contrast:
             decorations.append(off)
-    sites = np.concatenate([_displace(u, g, (cells + np.array(d)) @ basis + origin)
-                            for d in decorations])
+    sites = np.concatenate(
+        [_displace(u, g, (cells + np.array(d)) @ basis + origin) for d in decorations]
+    )
     h, w = img.shape
     inside = np.all((sites >= border_px) & (sites <= np.array([h, w]) - 1 - border_px), axis=1)
     sites = sites[inside]
@@ -136,8 +149,10 @@ def fit_square_lattice(image: np.ndarray, pixel_size: float, *, bright: bool = T
 
     # displacement is known modulo a lattice vector: two cells can land on one site
     if len(sites) > 1:
-        dmin = 0.5 * min([float(np.linalg.norm(basis, axis=1).min())]
-                         + [float(np.linalg.norm(np.array(d) @ basis)) for d in decorations[1:]])
+        dmin = 0.5 * min(
+            [float(np.linalg.norm(basis, axis=1).min())]
+            + [float(np.linalg.norm(np.array(d) @ basis)) for d in decorations[1:]]
+        )
         keep = np.ones(len(sites), bool)
         for i, j in sorted(cKDTree(sites).query_pairs(dmin)):
             if keep[i] and keep[j]:
@@ -145,12 +160,19 @@ def fit_square_lattice(image: np.ndarray, pixel_size: float, *, bright: bool = T
         sites = sites[keep]
 
     d, _ = cKDTree(sites).query(sites, k=2) if len(sites) > 1 else (np.array([[0, a_px]]), None)
-    return SquareLatticeFit(basis, origin, decorations, contrast, a_px * pixel_size, sites,
-                            float(np.median(d[:, 1])))
+    return SquareLatticeFit(
+        basis, origin, decorations, contrast, a_px * pixel_size, sites, float(np.median(d[:, 1]))
+    )
 
 
-def lattice_scores(pred_yx: np.ndarray, fit: SquareLatticeFit, shape: tuple[int, int], *,
-                   radius_frac: float = 0.35, border_px: float | None = None) -> dict:
+def lattice_scores(
+    pred_yx: np.ndarray,
+    fit: SquareLatticeFit,
+    shape: tuple[int, int],
+    *,
+    radius_frac: float = 0.35,
+    border_px: float | None = None,
+) -> dict:
     """Share of detections on a site and of sites with a detection (one-to-one within
     ``radius_frac`` x the site spacing), both away from the border."""
     from atomlens.atoms.match import match_atoms
@@ -171,11 +193,15 @@ def lattice_scores(pred_yx: np.ndarray, fit: SquareLatticeFit, shape: tuple[int,
     found[si] = True
     pin = inner(pred)
     sin = inner(fit.sites)
-    return {"on_lattice": float(on[pin].mean()) if pin.any() else 0.0,
-            "sites_found": float(found[sin].mean()) if sin.any() else 0.0,
-            "n_detections": int(pin.sum()), "n_sites": int(len(sites)),
-            "radius_px": round(float(r), 2), "period_A": round(fit.period_A, 3),
-            "basis_sites": [list(d) for d in fit.decorations]}
+    return {
+        "on_lattice": float(on[pin].mean()) if pin.any() else 0.0,
+        "sites_found": float(found[sin].mean()) if sin.any() else 0.0,
+        "n_detections": int(pin.sum()),
+        "n_sites": int(len(sites)),
+        "radius_px": round(float(r), 2),
+        "period_A": round(fit.period_A, 3),
+        "basis_sites": [list(d) for d in fit.decorations],
+    }
 
 
 __all__ = ["SquareLatticeFit", "fit_square_lattice", "lattice_scores"]

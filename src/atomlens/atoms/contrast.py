@@ -83,11 +83,14 @@ class ContrastModel:
 
     def summary(self) -> dict:
         """JSON-able description (for cards, CLI output and the dock's status line)."""
-        return {"k": int(self.k), "criterion": self.criterion,
-                "means": [float(v) for v in self.means],
-                "sigmas": [float(v) for v in self.sigmas],
-                "weights": [float(v) for v in self.weights],
-                "scores": {int(k): float(v) for k, v in self.scores.items()}}
+        return {
+            "k": int(self.k),
+            "criterion": self.criterion,
+            "means": [float(v) for v in self.means],
+            "sigmas": [float(v) for v in self.sigmas],
+            "weights": [float(v) for v in self.weights],
+            "scores": {int(k): float(v) for k, v in self.scores.items()},
+        }
 
 
 def default_radius(yx: np.ndarray, *, fraction: float = 0.5, min_px: float = 1.5) -> float:
@@ -95,8 +98,9 @@ def default_radius(yx: np.ndarray, *, fraction: float = 0.5, min_px: float = 1.5
     of the atoms (so disks of neighbours do not overlap), at least ``min_px``."""
     yx = np.asarray(yx, float).reshape(-1, 2)
     if len(yx) < 2:
-        raise ContrastError("need at least two atoms to choose an integration radius; "
-                            "pass radius_px")
+        raise ContrastError(
+            "need at least two atoms to choose an integration radius; pass radius_px"
+        )
     d = cKDTree(yx).query(yx, k=2)[0][:, 1]
     return max(min_px, fraction * float(np.median(d)))
 
@@ -175,17 +179,20 @@ def integrated_intensity(
     if isinstance(atoms, pd.DataFrame):
         missing = {"y", "x"} - set(atoms.columns)
         if missing:
-            raise ContrastError(f"the atom table lacks columns {sorted(missing)}; it needs "
-                                "y, x in pixels (and frame for a movie)")
+            raise ContrastError(
+                f"the atom table lacks columns {sorted(missing)}; it needs "
+                "y, x in pixels (and frame for a movie)"
+            )
         yx = atoms[["y", "x"]].to_numpy(float)
-        frame = (atoms["frame"].to_numpy(int) if "frame" in atoms
-                 else np.zeros(len(atoms), int))
+        frame = atoms["frame"].to_numpy(int) if "frame" in atoms else np.zeros(len(atoms), int)
     else:
         yx = np.asarray(atoms, float).reshape(-1, 2)
         frame = np.zeros(len(yx), int)
     if len(frame) and (frame.min() < 0 or frame.max() >= img.shape[0]):
-        raise ContrastError(f"atoms on frames {sorted(set(frame[(frame < 0) | (frame >= img.shape[0])]))}"
-                            f" but the image has {img.shape[0]} frame(s)")
+        raise ContrastError(
+            f"atoms on frames {sorted(set(frame[(frame < 0) | (frame >= img.shape[0])]))}"
+            f" but the image has {img.shape[0]} frame(s)"
+        )
     if radius_px is not None and not (np.isfinite(radius_px) and radius_px > 0):
         raise ContrastError(f"radius_px must be a positive number of pixels, got {radius_px!r}")
     intensity = np.full(len(yx), np.nan)
@@ -209,8 +216,9 @@ def _smooth_without_self(img: np.ndarray, sigma: float) -> np.ndarray:
     return ndi.convolve(img, k / k.sum(), mode="reflect")
 
 
-def _integrate_frame(img: np.ndarray, yx: np.ndarray, r: float, pct: float,
-                     ring: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+def _integrate_frame(
+    img: np.ndarray, yx: np.ndarray, r: float, pct: float, ring: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
     h, w = img.shape
     a, b = noise_model(img)
     noise = a + b * np.clip(ndi.uniform_filter(img, 2, mode="reflect"), 0, None)
@@ -300,14 +308,21 @@ def contrast_classes(
         raise ContrastError(f"k must be a positive number of classes or 'auto', got {k!r}")
     need = max(ks) if k != "auto" else 2
     if len(x) < max(2, need):
-        raise ContrastError(f"{len(x)} atoms with a measured intensity are too few to find "
-                            f"{max(ks) if k != 'auto' else 'the'} classes; detect more atoms "
-                            "or name the species by hand")
+        raise ContrastError(
+            f"{len(x)} atoms with a measured intensity are too few to find "
+            f"{max(ks) if k != 'auto' else 'the'} classes; detect more atoms "
+            "or name the species by hand"
+        )
     ks = [kk for kk in ks if kk <= len(x)]
     fits, scores = {}, {}
     for kk in ks:
-        gmm = GaussianMixture(kk, covariance_type="full", n_init=3, random_state=seed,
-                              reg_covar=1e-6 * float(np.var(x) + 1e-12)).fit(x)
+        gmm = GaussianMixture(
+            kk,
+            covariance_type="full",
+            n_init=3,
+            random_state=seed,
+            reg_covar=1e-6 * float(np.var(x) + 1e-12),
+        ).fit(x)
         fits[kk] = gmm
         scores[kk] = _icl(gmm, x) if criterion == "icl" else float(gmm.bic(x))
     best = min(scores, key=scores.get) if k == "auto" else ks[0]
@@ -315,9 +330,15 @@ def contrast_classes(
     means = gmm.means_[:, 0]
     order = np.argsort(means)
     model = ContrastModel(
-        k=best, means=means[order], sigmas=np.sqrt(gmm.covariances_.reshape(-1))[order],
-        weights=gmm.weights_[order], criterion=criterion if k == "auto" else "fixed",
-        scores=scores, gmm=gmm, order=order)
+        k=best,
+        means=means[order],
+        sigmas=np.sqrt(gmm.covariances_.reshape(-1))[order],
+        weights=gmm.weights_[order],
+        criterion=criterion if k == "auto" else "fixed",
+        scores=scores,
+        gmm=gmm,
+        order=order,
+    )
     return model.predict(x_all), model
 
 
@@ -330,20 +351,24 @@ def _names_by_class(names: Mapping[Any, str] | Sequence[str], k: int) -> dict[in
             try:
                 out[int(key)] = str(name)
             except (TypeError, ValueError):
-                raise ContrastError(f"class names are keyed by the class number (0 = "
-                                    f"dimmest), got key {key!r}") from None
+                raise ContrastError(
+                    f"class names are keyed by the class number (0 = dimmest), got key {key!r}"
+                ) from None
     else:
         out = {i: str(n) for i, n in enumerate(names)}
     bad = sorted(c for c in out if not 0 <= c < k)
     if bad:
-        raise ContrastError(f"classes {bad} do not exist: the contrast found {k} class(es) "
-                            f"numbered 0..{k - 1} from dimmest to brightest; give {k} names or "
-                            "choose the number of classes")
+        raise ContrastError(
+            f"classes {bad} do not exist: the contrast found {k} class(es) "
+            f"numbered 0..{k - 1} from dimmest to brightest; give {k} names or "
+            "choose the number of classes"
+        )
     return out
 
 
-def name_classes(atoms: pd.DataFrame, names: Mapping[Any, str] | Sequence[str] | str,
-                 *, k: int | None = None) -> pd.DataFrame:
+def name_classes(
+    atoms: pd.DataFrame, names: Mapping[Any, str] | Sequence[str] | str, *, k: int | None = None
+) -> pd.DataFrame:
     """A copy of ``atoms`` whose ``cls`` is the user's name of each ``contrast_class``.
 
     ``names``: ``{"0": "S2", "1": "Mo"}`` (class number -> name, 0 = dimmest), a list in
@@ -351,8 +376,10 @@ def name_classes(atoms: pd.DataFrame, names: Mapping[Any, str] | Sequence[str] |
     ``"class<k>"``; atoms without a class (:data:`UNCLASSIFIED`) ``"unclassified"``.
     """
     if "contrast_class" not in atoms:
-        raise ContrastError("the atom table has no contrast_class column: run "
-                            "species_from_contrast (or contrast_classes) first")
+        raise ContrastError(
+            "the atom table has no contrast_class column: run "
+            "species_from_contrast (or contrast_classes) first"
+        )
     cc = atoms["contrast_class"].to_numpy(int)
     k = int(cc.max()) + 1 if k is None else int(k)
     by_class = _names_by_class(names, max(k, 1))
@@ -388,8 +415,9 @@ def species_from_contrast(
     """
     if len(atoms) == 0:
         raise ContrastError("no atoms to classify: detect atoms first")
-    intensity, sigma = integrated_intensity(image, atoms, radius_px,
-                                            background_percentile=background_percentile)
+    intensity, sigma = integrated_intensity(
+        image, atoms, radius_px, background_percentile=background_percentile
+    )
     fit_on = intensity.copy()
     if "border" in atoms and (~atoms["border"].astype(bool)).sum() >= 2:
         fit_on[atoms["border"].astype(bool).to_numpy()] = np.nan
@@ -412,18 +440,22 @@ def check_classes_setting(k: int | str, names: str | Sequence[str] | None = None
         try:
             k = int(k)
         except (TypeError, ValueError):
-            raise ContrastError(f"the number of contrast classes must be a whole number or "
-                                f"'auto', got {k!r}") from None
+            raise ContrastError(
+                f"the number of contrast classes must be a whole number or 'auto', got {k!r}"
+            ) from None
         if k < 1:
             raise ContrastError(f"the number of contrast classes must be at least 1, got {k}")
     if names:
         listed = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
         if k != "auto" and len(listed) > k:
-            raise ContrastError(f"{len(listed)} class names ({', '.join(listed)}) for {k} "
-                                "contrast classes: give one name per class, dimmest first")
+            raise ContrastError(
+                f"{len(listed)} class names ({', '.join(listed)}) for {k} "
+                "contrast classes: give one name per class, dimmest first"
+            )
         if len(set(listed)) != len(listed):
-            raise ContrastError(f"class names repeat ({', '.join(listed)}): give each class "
-                                "its own name")
+            raise ContrastError(
+                f"class names repeat ({', '.join(listed)}): give each class its own name"
+            )
     return k
 
 
@@ -455,8 +487,9 @@ def species_from_stack(
     for f in np.unique(frame):
         rows = np.flatnonzero(frame == f)
         img = np.asarray(data[int(f)], np.float64)
-        i, s = integrated_intensity(-img if invert else img, atoms.iloc[rows][["y", "x"]],
-                                    radius_px)
+        i, s = integrated_intensity(
+            -img if invert else img, atoms.iloc[rows][["y", "x"]], radius_px
+        )
         intensity[rows], sigma[rows] = i, s
     fit_on = intensity.copy()
     if "border" in atoms and (~atoms["border"].astype(bool)).sum() >= 2:

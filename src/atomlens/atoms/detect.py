@@ -52,28 +52,41 @@ class DetectionResult:
 
 def empty_table(classes: Sequence[str] = ("C", "Si")) -> pd.DataFrame:
     """An atom table with no rows and the standard columns and dtypes."""
-    return pd.DataFrame({
-        "frame": pd.Series([], dtype=np.int64), "y": pd.Series([], dtype=float),
-        "x": pd.Series([], dtype=float),
-        "cls": pd.Categorical([], categories=list(classes)),
-        "prob": pd.Series([], dtype=float), "border": pd.Series([], dtype=bool),
-    })
+    return pd.DataFrame(
+        {
+            "frame": pd.Series([], dtype=np.int64),
+            "y": pd.Series([], dtype=float),
+            "x": pd.Series([], dtype=float),
+            "cls": pd.Categorical([], categories=list(classes)),
+            "prob": pd.Series([], dtype=float),
+            "border": pd.Series([], dtype=bool),
+        }
+    )
 
 
-def atoms_in_frame(raw: np.ndarray, maps_model: np.ndarray, det: Detector, pixel_size: float,
-                   frame: int, *, threshold: float = 0.5, refine: str = "gaussian",
-                   method: str = "components", border_A: float = 1.0) -> pd.DataFrame:
+def atoms_in_frame(
+    raw: np.ndarray,
+    maps_model: np.ndarray,
+    det: Detector,
+    pixel_size: float,
+    frame: int,
+    *,
+    threshold: float = 0.5,
+    refine: str = "gaussian",
+    method: str = "components",
+    border_A: float = 1.0,
+) -> pd.DataFrame:
     """Atoms of one frame from its model-grid maps, refined on the raw (Y, X) frame."""
     found = find_atoms(maps_model, det.classes, threshold, method=method)
-    yx = to_input_coords(np.column_stack([found["y"], found["x"]]), raw.shape,
-                         maps_model.shape)
+    yx = to_input_coords(np.column_stack([found["y"], found["x"]]), raw.shape, maps_model.shape)
     sigma_px = np.full(len(yx), np.nan)  # per-axis position standard error (Gaussian fit only)
     if len(yx) and refine != "none":
         # window: ~half a C-C bond (0.65 Å) but at least 2 px
         radius = max(2.0, 0.65 / pixel_size)
         if refine == "gaussian":
-            yx, _, _, cov = refine_gaussian(raw, yx, radius, max_shift_px=max(1.0, 0.3 / pixel_size),
-                                            return_cov=True)
+            yx, _, _, cov = refine_gaussian(
+                raw, yx, radius, max_shift_px=max(1.0, 0.3 / pixel_size), return_cov=True
+            )
             sigma_px = sigma_from_cov(cov)
         elif refine == "com":
             new = refine_com(raw, yx, radius)
@@ -83,25 +96,45 @@ def atoms_in_frame(raw: np.ndarray, maps_model: np.ndarray, det: Detector, pixel
             raise ValueError(f"refine must be 'gaussian', 'com' or 'none', got {refine!r}")
     margin = border_A / pixel_size
     h, w = raw.shape
-    border = ((yx[:, 0] < margin) | (yx[:, 1] < margin) | (yx[:, 0] > h - 1 - margin)
-              | (yx[:, 1] > w - 1 - margin)) if len(yx) else np.zeros(0, bool)
-    return pd.DataFrame({
-        "frame": np.full(len(yx), frame, np.int64),
-        "y": yx[:, 0] if len(yx) else np.zeros(0),
-        "x": yx[:, 1] if len(yx) else np.zeros(0),
-        "cls": pd.Categorical(found["cls"], categories=list(det.classes[1:])),
-        "prob": found["prob"].astype(float),
-        "border": border,
-        "sigma_px": sigma_px,
-        "sigma_A": sigma_px * pixel_size,
-    })
+    border = (
+        (
+            (yx[:, 0] < margin)
+            | (yx[:, 1] < margin)
+            | (yx[:, 0] > h - 1 - margin)
+            | (yx[:, 1] > w - 1 - margin)
+        )
+        if len(yx)
+        else np.zeros(0, bool)
+    )
+    return pd.DataFrame(
+        {
+            "frame": np.full(len(yx), frame, np.int64),
+            "y": yx[:, 0] if len(yx) else np.zeros(0),
+            "x": yx[:, 1] if len(yx) else np.zeros(0),
+            "cls": pd.Categorical(found["cls"], categories=list(det.classes[1:])),
+            "prob": found["prob"].astype(float),
+            "border": border,
+            "sigma_px": sigma_px,
+            "sigma_A": sigma_px * pixel_size,
+        }
+    )
 
 
-def iter_detect(stack: Any, model: Detector | str | None = None, frames: Sequence[int] | slice | None = None,
-                threshold: float = 0.5, refine: str = "gaussian", return_maps: bool = False, *,
-                pixel_size: float | None = None, method: str = "components",
-                border_A: float = 1.0, batch_size: int = 4, device: str = "auto",
-                invert: bool = False) -> Iterator[FrameResult]:
+def iter_detect(
+    stack: Any,
+    model: Detector | str | None = None,
+    frames: Sequence[int] | slice | None = None,
+    threshold: float = 0.5,
+    refine: str = "gaussian",
+    return_maps: bool = False,
+    *,
+    pixel_size: float | None = None,
+    method: str = "components",
+    border_A: float = 1.0,
+    batch_size: int = 4,
+    device: str = "auto",
+    invert: bool = False,
+) -> Iterator[FrameResult]:
     """Yield a :class:`FrameResult` per frame (see :func:`detect` for the arguments).
 
     ``invert``: negate every frame before the network and the refinement (dark atoms,
@@ -114,11 +147,15 @@ def iter_detect(stack: Any, model: Detector | str | None = None, frames: Sequenc
         stack = Negated(stack, ps)
     n_total = _n_frames(stack)
     idx = _frame_list(frames, n_total)
-    for i, (t, raw, m) in enumerate(iter_model_maps(stack, det, pixel_size=ps, frames=idx,
-                                                    batch_size=batch_size, device=device)):
-        atoms = atoms_in_frame(raw, m, det, ps, t, threshold=threshold, refine=refine,
-                               method=method, border_A=border_A)
-        yield FrameResult(t, i, len(idx), atoms, upsample_maps(m, raw.shape) if return_maps else None)
+    for i, (t, raw, m) in enumerate(
+        iter_model_maps(stack, det, pixel_size=ps, frames=idx, batch_size=batch_size, device=device)
+    ):
+        atoms = atoms_in_frame(
+            raw, m, det, ps, t, threshold=threshold, refine=refine, method=method, border_A=border_A
+        )
+        yield FrameResult(
+            t, i, len(idx), atoms, upsample_maps(m, raw.shape) if return_maps else None
+        )
 
 
 class Negated:
@@ -148,11 +185,21 @@ class Negated:
         return -np.asarray(self._data[t], dtype=np.float32)
 
 
-def detect(stack: Any, model: Detector | str | None = None, frames: Sequence[int] | slice | None = None,
-           threshold: float = 0.5, refine: str = "gaussian", return_maps: bool = False,
-           progress: Callable[[int, int], Any] | None = None, *, pixel_size: float | None = None,
-           method: str = "components", border_A: float = 1.0, batch_size: int = 4,
-           device: str = "auto") -> DetectionResult:
+def detect(
+    stack: Any,
+    model: Detector | str | None = None,
+    frames: Sequence[int] | slice | None = None,
+    threshold: float = 0.5,
+    refine: str = "gaussian",
+    return_maps: bool = False,
+    progress: Callable[[int, int], Any] | None = None,
+    *,
+    pixel_size: float | None = None,
+    method: str = "components",
+    border_A: float = 1.0,
+    batch_size: int = 4,
+    device: str = "auto",
+) -> DetectionResult:
     """Find atoms in a stack with the shipped (or a given) model.
 
     Parameters
@@ -173,18 +220,33 @@ def detect(stack: Any, model: Detector | str | None = None, frames: Sequence[int
     """
     det = model if isinstance(model, Detector) else load_detector(model)
     tables, maps = [], []
-    for fr in iter_detect(stack, det, frames, threshold, refine, return_maps,
-                          pixel_size=pixel_size, method=method, border_A=border_A,
-                          batch_size=batch_size, device=device):
+    for fr in iter_detect(
+        stack,
+        det,
+        frames,
+        threshold,
+        refine,
+        return_maps,
+        pixel_size=pixel_size,
+        method=method,
+        border_A=border_A,
+        batch_size=batch_size,
+        device=device,
+    ):
         tables.append(fr.atoms)
         if return_maps:
             maps.append(fr.maps)
         if progress is not None:
             progress(fr.index + 1, fr.n_frames)
-    atoms = (pd.concat(tables, ignore_index=True) if tables else empty_table(det.classes[1:]))
+    atoms = pd.concat(tables, ignore_index=True) if tables else empty_table(det.classes[1:])
     atoms["cls"] = pd.Categorical(atoms["cls"].astype(str), categories=list(det.classes[1:]))
-    return DetectionResult(atoms, np.stack(maps) if return_maps and maps else None, det.classes,
-                           resolve_pixel_size(stack, pixel_size), det.card)
+    return DetectionResult(
+        atoms,
+        np.stack(maps) if return_maps and maps else None,
+        det.classes,
+        resolve_pixel_size(stack, pixel_size),
+        det.card,
+    )
 
 
 def _n_frames(stack: Any) -> int:

@@ -21,15 +21,33 @@ HELD_OUT_SEED = 10_000  # training uses seeds < 10_000 (one generator per run se
 
 
 def _interior(yx: np.ndarray, shape: tuple[int, int], margin: float) -> np.ndarray:
-    return ((yx[:, 0] >= margin) & (yx[:, 1] >= margin) & (yx[:, 0] <= shape[0] - 1 - margin)
-            & (yx[:, 1] <= shape[1] - 1 - margin))
+    return (
+        (yx[:, 0] >= margin)
+        & (yx[:, 1] >= margin)
+        & (yx[:, 0] <= shape[0] - 1 - margin)
+        & (yx[:, 1] <= shape[1] - 1 - margin)
+    )
 
 
-def score_frames(pred: pd.DataFrame, truth: pd.DataFrame, shape: tuple[int, int],
-                 pixel_size: float, match_A: float = 0.5, border_A: float = 1.0) -> dict[str, float]:
+def score_frames(
+    pred: pd.DataFrame,
+    truth: pd.DataFrame,
+    shape: tuple[int, int],
+    pixel_size: float,
+    match_A: float = 0.5,
+    border_A: float = 1.0,
+) -> dict[str, float]:
     """Pooled scores over frames: F1/precision/recall within ``match_A``, RMSE in Å, Si P/R."""
-    tot = {"n_pred": 0, "n_true": 0, "n_matched": 0, "sse": 0.0, "Si_tp_p": 0, "Si_np": 0,
-           "Si_tp_r": 0, "Si_nt": 0}
+    tot = {
+        "n_pred": 0,
+        "n_true": 0,
+        "n_matched": 0,
+        "sse": 0.0,
+        "Si_tp_p": 0,
+        "Si_np": 0,
+        "Si_tp_r": 0,
+        "Si_nt": 0,
+    }
     margin = border_A / pixel_size
     for t in sorted(set(truth["frame"]) | set(pred["frame"])):
         p = pred[pred["frame"] == t]
@@ -39,9 +57,13 @@ def score_frames(pred: pd.DataFrame, truth: pd.DataFrame, shape: tuple[int, int]
         # score interior truth; drop detections that match only border truth / lie outside
         pin = _interior(pyx, shape, margin) if len(pyx) else np.zeros(0, bool)
         gin = _interior(gyx, shape, margin) if len(gyx) else np.zeros(0, bool)
-        s = detection_scores(pyx[pin], gyx[gin], match_A / pixel_size,
-                             p["cls"].astype(str).to_numpy()[pin],
-                             g["cls"].astype(str).to_numpy()[gin])
+        s = detection_scores(
+            pyx[pin],
+            gyx[gin],
+            match_A / pixel_size,
+            p["cls"].astype(str).to_numpy()[pin],
+            g["cls"].astype(str).to_numpy()[gin],
+        )
         tot["n_pred"] += s["n_pred"]
         tot["n_true"] += s["n_true"]
         tot["n_matched"] += s["n_matched"]
@@ -55,19 +77,27 @@ def score_frames(pred: pd.DataFrame, truth: pd.DataFrame, shape: tuple[int, int]
             tot["Si_tp_r"] += s["Si_recall"] * s["Si_n_true"]
     m = tot["n_matched"]
     return {
-        "n_true": int(tot["n_true"]), "n_pred": int(tot["n_pred"]),
-        "precision": m / max(tot["n_pred"], 1), "recall": m / max(tot["n_true"], 1),
+        "n_true": int(tot["n_true"]),
+        "n_pred": int(tot["n_pred"]),
+        "precision": m / max(tot["n_pred"], 1),
+        "recall": m / max(tot["n_true"], 1),
         "f1": 2 * m / max(tot["n_pred"] + tot["n_true"], 1),
         "rmse_A": float(np.sqrt(tot["sse"] / max(m, 1))) * pixel_size,
-        "Si_true": int(tot["Si_nt"]), "Si_pred": int(tot["Si_np"]),
+        "Si_true": int(tot["Si_nt"]),
+        "Si_pred": int(tot["Si_np"]),
         "Si_precision": tot["Si_tp_p"] / max(tot["Si_np"], 1),
         "Si_recall": tot["Si_tp_r"] / max(tot["Si_nt"], 1),
     }
 
 
-def synth_validation_set(n_frames: int = 4, size: int = 256, pixel_size: float = 0.1,
-                         seed: int = HELD_OUT_SEED, snr: float = 8.0,
-                         probe_fwhm_A: float = 0.9) -> tuple[np.ndarray, pd.DataFrame]:
+def synth_validation_set(
+    n_frames: int = 4,
+    size: int = 256,
+    pixel_size: float = 0.1,
+    seed: int = HELD_OUT_SEED,
+    snr: float = 8.0,
+    probe_fwhm_A: float = 0.9,
+) -> tuple[np.ndarray, pd.DataFrame]:
     """Held-out frames from the training renderer at a realistic dose.
 
     ``snr``: C peak over noise on the film at 0.2 Å/px. Returns frames (T, Y, X) float32
@@ -80,16 +110,27 @@ def synth_validation_set(n_frames: int = 4, size: int = 256, pixel_size: float =
     for t in range(n_frames):
         patch = graphene_patch(size * pixel_size * 1.5 + 4, rng)
         im = Imaging(probe_fwhm_A=probe_fwhm_A, si_ratio=4.2, film_bg=1.0, offset=0.2, snr=snr)
-        img, _, yx, sp = render_sample(patch, (size, size), pixel_size,
-                                       classes=("background", "C", "Si"), radius_A=0.35,
-                                       rng=rng, imaging=im)
+        img, _, yx, sp = render_sample(
+            patch,
+            (size, size),
+            pixel_size,
+            classes=("background", "C", "Si"),
+            radius_A=0.35,
+            rng=rng,
+            imaging=im,
+        )
         frames.append(img)
         rows.append(pd.DataFrame({"frame": t, "y": yx[:, 0], "x": yx[:, 1], "cls": sp}))
     return np.stack(frames), pd.concat(rows, ignore_index=True)
 
 
-def simulator_validation_set(n_frames: int = 4, size: int = 256, pixel_size: float = 0.1,
-                             seed: int = HELD_OUT_SEED, **overrides) -> tuple[np.ndarray, pd.DataFrame]:
+def simulator_validation_set(
+    n_frames: int = 4,
+    size: int = 256,
+    pixel_size: float = 0.1,
+    seed: int = HELD_OUT_SEED,
+    **overrides,
+) -> tuple[np.ndarray, pd.DataFrame]:
     """Held-out frames from :func:`atomlens.simulate.simulate_movie` at its default
     (realistic) dose: the first frame of ``n_frames`` movies with seeds ``seed + i``, so
     every frame has its own structure, orientation, holes and contamination."""
@@ -105,14 +146,19 @@ def simulator_validation_set(n_frames: int = 4, size: int = 256, pixel_size: flo
     return np.stack(frames), pd.concat(rows, ignore_index=True)
 
 
-def validation_metrics(det: Detector, log: Callable[[str], None] = print,
-                       n_frames: int = 4) -> dict:
+def validation_metrics(
+    det: Detector, log: Callable[[str], None] = print, n_frames: int = 4
+) -> dict:
     """Scores of ``det`` on held-out simulated frames (see the module docstring)."""
     out: dict = {"match_A": 0.5, "border_A": 1.0, "pixel_size_A": 0.1, "frame_size": 256}
     frames, truth = synth_validation_set(n_frames)
     res = detect(frames, det, pixel_size=0.1)
-    out["synth"] = {"frames": n_frames, "snr": 8.0, "probe_fwhm_A": 0.9,
-                    **score_frames(res.atoms, truth, frames.shape[1:], 0.1)}
+    out["synth"] = {
+        "frames": n_frames,
+        "snr": 8.0,
+        "probe_fwhm_A": 0.9,
+        **score_frames(res.atoms, truth, frames.shape[1:], 0.1),
+    }
     log(f"synth validation: {out['synth']}")
     try:
         frames, truth = simulator_validation_set(n_frames)
@@ -120,7 +166,10 @@ def validation_metrics(det: Detector, log: Callable[[str], None] = print,
         log(f"atomlens.simulate not available ({exc}); simulator validation skipped")
     else:
         res = detect(frames, det, pixel_size=0.1)
-        out["simulate"] = {"frames": n_frames, "dose_e_per_A2": "SimConfig default (1e5)",
-                           **score_frames(res.atoms, truth, frames.shape[1:], 0.1)}
+        out["simulate"] = {
+            "frames": n_frames,
+            "dose_e_per_A2": "SimConfig default (1e5)",
+            **score_frames(res.atoms, truth, frames.shape[1:], 0.1),
+        }
         log(f"simulator validation: {out['simulate']}")
     return out

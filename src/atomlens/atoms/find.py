@@ -8,9 +8,15 @@ import numpy as np
 from scipy import ndimage as ndi
 
 
-def find_atoms(maps: np.ndarray, classes: Sequence[str], threshold: float = 0.5, *,
-               method: str = "components", min_area: int = 2,
-               log_sigma: tuple[float, float] = (1.0, 3.0)) -> dict[str, np.ndarray]:
+def find_atoms(
+    maps: np.ndarray,
+    classes: Sequence[str],
+    threshold: float = 0.5,
+    *,
+    method: str = "components",
+    min_area: int = 2,
+    log_sigma: tuple[float, float] = (1.0, 3.0),
+) -> dict[str, np.ndarray]:
     """Atom candidates in one frame's maps.
 
     Parameters
@@ -45,16 +51,25 @@ def find_atoms(maps: np.ndarray, classes: Sequence[str], threshold: float = 0.5,
         yy, xx = np.indices(fg.shape)
         y = np.bincount(flat, (fg * yy).ravel(), minlength=n + 1)[1:] / w
         x = np.bincount(flat, (fg * xx).ravel(), minlength=n + 1)[1:] / w
-        cp = np.stack([np.bincount(flat, maps[c].ravel(), minlength=n + 1)[1:]
-                       for c in range(1, len(classes))])
+        cp = np.stack(
+            [
+                np.bincount(flat, maps[c].ravel(), minlength=n + 1)[1:]
+                for c in range(1, len(classes))
+            ]
+        )
         prob = w / area
         keep = area >= min_area
         y, x, cp, prob, area = y[keep], x[keep], cp[:, keep], prob[keep], area[keep]
     elif method == "log":
         from skimage.feature import blob_log
 
-        blobs = blob_log(fg, min_sigma=log_sigma[0], max_sigma=log_sigma[1], num_sigma=5,
-                         threshold=threshold * 0.1)
+        blobs = blob_log(
+            fg,
+            min_sigma=log_sigma[0],
+            max_sigma=log_sigma[1],
+            num_sigma=5,
+            threshold=threshold * 0.1,
+        )
         if len(blobs) == 0:
             return _empty()
         iy = np.clip(np.round(blobs[:, 0]).astype(int), 0, fg.shape[0] - 1)
@@ -69,10 +84,20 @@ def find_atoms(maps: np.ndarray, classes: Sequence[str], threshold: float = 0.5,
         raise ValueError(f"method must be 'components' or 'log', got {method!r}")
     names = np.asarray(classes[1:], dtype=object)
     cls = names[np.argmax(cp, axis=0)] if len(y) else np.zeros(0, object)
-    return {"y": np.asarray(y, float), "x": np.asarray(x, float), "cls": cls.astype(str),
-            "prob": np.asarray(prob, float), "area": np.asarray(area, float)}
+    return {
+        "y": np.asarray(y, float),
+        "x": np.asarray(x, float),
+        "cls": cls.astype(str),
+        "prob": np.asarray(prob, float),
+        "area": np.asarray(area, float),
+    }
 
 
 def _empty() -> dict[str, np.ndarray]:
-    return {"y": np.zeros(0), "x": np.zeros(0), "cls": np.zeros(0, dtype=str),
-            "prob": np.zeros(0), "area": np.zeros(0)}
+    return {
+        "y": np.zeros(0),
+        "x": np.zeros(0),
+        "cls": np.zeros(0, dtype=str),
+        "prob": np.zeros(0),
+        "area": np.zeros(0),
+    }

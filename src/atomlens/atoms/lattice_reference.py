@@ -74,9 +74,15 @@ class LatticeFit:
     details: dict = field(default_factory=dict)
 
 
-def first_order_spots(image: np.ndarray, pixel_size: float, a_A: float = 3.16, *,
-                      pad: int = 1024, search: float = 0.6, min_rel: float = 0.2
-                      ) -> tuple[np.ndarray, float]:
+def first_order_spots(
+    image: np.ndarray,
+    pixel_size: float,
+    a_A: float = 3.16,
+    *,
+    pad: int = 1024,
+    search: float = 0.6,
+    min_rel: float = 0.2,
+) -> tuple[np.ndarray, float]:
     """Two first-order reciprocal vectors (rows, cycles/px, (y, x)) and the pixel size
     (Å/px) they imply for lattice constant ``a_A``.
 
@@ -111,9 +117,9 @@ def first_order_spots(image: np.ndarray, pixel_size: float, a_A: float = 3.16, *
     vec = np.column_stack([py[order] - c, px[order] - c]).astype(float)
     # sub-bin centre: power-weighted centroid around each maximum
     hw = max(2, int(round(0.08 * k0)))
-    gy, gx = np.mgrid[-hw: hw + 1, -hw: hw + 1]
+    gy, gx = np.mgrid[-hw : hw + 1, -hw : hw + 1]
     for k, (y, x) in enumerate(vec.astype(int) + c):
-        sub = spec[y - hw: y + hw + 1, x - hw: x + hw + 1]
+        sub = spec[y - hw : y + hw + 1, x - hw : x + hw + 1]
         if sub.shape != gy.shape:
             continue
         s_ = np.clip(sub - 0.5 * sub.max(), 0, None)
@@ -162,8 +168,7 @@ def _cells(basis: np.ndarray, origin: np.ndarray, shape: tuple[int, int]) -> np.
     return np.column_stack([n1.ravel(), n2.ravel()])
 
 
-def bragg_phasors(image: np.ndarray, spots: np.ndarray, width_cells: float = 3.0
-                  ) -> np.ndarray:
+def bragg_phasors(image: np.ndarray, spots: np.ndarray, width_cells: float = 3.0) -> np.ndarray:
     """Geometric phase analysis: for each reciprocal vector ``g`` of ``spots`` (rows,
     cycles/px), the Bragg-filtered image (Gaussian mask of ~1 / ``width_cells`` periods)
     demodulated by ``exp(-2 pi i g.r)``; complex (2, Y, X). Its phase ``P_g`` is
@@ -194,8 +199,16 @@ def displacement_at(phasors: np.ndarray, spots: np.ndarray, yx: np.ndarray) -> n
     jumps; ``u`` comes back modulo a lattice vector, which maps the lattice on itself."""
     h, w = phasors.shape[1:]
     q = np.column_stack([np.clip(yx[:, 0], 0, h - 1), np.clip(yx[:, 1], 0, w - 1)]).T
-    ph = np.stack([np.angle(ndi.map_coordinates(f.real, q, order=1)
-                            + 1j * ndi.map_coordinates(f.imag, q, order=1)) for f in phasors], 1)
+    ph = np.stack(
+        [
+            np.angle(
+                ndi.map_coordinates(f.real, q, order=1)
+                + 1j * ndi.map_coordinates(f.imag, q, order=1)
+            )
+            for f in phasors
+        ],
+        1,
+    )
     return -ph @ np.linalg.inv(spots).T / (2 * np.pi)
 
 
@@ -205,8 +218,12 @@ def _displace(fit_or_phasors, spots: np.ndarray | None, yx: np.ndarray) -> np.nd
     return yx + displacement_at(fit_or_phasors, spots, yx)
 
 
-def fit_lattice(image: np.ndarray, pixel_size: float, a_A: float = 3.16,
-                basis_sites: Sequence[tuple[str, float, float]] = MOS2_BASIS) -> LatticeFit:
+def fit_lattice(
+    image: np.ndarray,
+    pixel_size: float,
+    a_A: float = 3.16,
+    basis_sites: Sequence[tuple[str, float, float]] = MOS2_BASIS,
+) -> LatticeFit:
     """Lattice vectors, origin and (for a two-site basis) the second site's offset;
     ``pixel_size`` is a nominal guess (Å/px) that only says where to look in the FFT."""
     img = np.asarray(image, np.float64)
@@ -233,23 +250,37 @@ def fit_lattice(image: np.ndarray, pixel_size: float, a_A: float = 3.16,
     second = None
     if len(basis_sites) == 2:
         cand = [(1 / 3, 2 / 3), (2 / 3, 1 / 3)]
-        vals = [_mean_at(smooth, _displace(u, g, (cells + np.array(c)) @ basis + origin))
-                for c in cand]
+        vals = [
+            _mean_at(smooth, _displace(u, g, (cells + np.array(c)) @ basis + origin)) for c in cand
+        ]
         second = cand[int(np.argmax(vals))]
     a_px = np.linalg.norm(basis, axis=1)
     cosang = basis[0] @ basis[1] / (a_px[0] * a_px[1])
-    return LatticeFit(basis=basis, origin=origin, second_site=second, spots=g,
-                      pixel_size=pixel_size,
-                      distortion_pct=float(100 * (a_px[0] - a_px[1]) / a_px.mean()),
-                      angle_deg=float(np.degrees(np.arccos(cosang))), displacement=u)
+    return LatticeFit(
+        basis=basis,
+        origin=origin,
+        second_site=second,
+        spots=g,
+        pixel_size=pixel_size,
+        distortion_pct=float(100 * (a_px[0] - a_px[1]) / a_px.mean()),
+        angle_deg=float(np.degrees(np.arccos(cosang))),
+        displacement=u,
+    )
 
 
-def lattice_reference(image: np.ndarray, pixel_size: float, a_A: float = 3.16,
-                      basis_sites: Sequence[tuple[str, float, float]] = MOS2_BASIS, *,
-                      min_contrast: float = 0.35, window_A: float = 0.6,
-                      max_shift_A: float = 0.8, border_A: float = 0.5,
-                      refine: Sequence[str] | None = None,
-                      frame: int = 0) -> tuple[pd.DataFrame, LatticeFit]:
+def lattice_reference(
+    image: np.ndarray,
+    pixel_size: float,
+    a_A: float = 3.16,
+    basis_sites: Sequence[tuple[str, float, float]] = MOS2_BASIS,
+    *,
+    min_contrast: float = 0.35,
+    window_A: float = 0.6,
+    max_shift_A: float = 0.8,
+    border_A: float = 0.5,
+    refine: Sequence[str] | None = None,
+    frame: int = 0,
+) -> tuple[pd.DataFrame, LatticeFit]:
     """The lattice-fit atom set of one image (see the module docstring).
 
     Parameters
@@ -296,8 +327,12 @@ def lattice_reference(image: np.ndarray, pixel_size: float, a_A: float = 3.16,
     ideal = frac @ fit.basis + fit.origin
     h, w = img.shape
     pad = 2.0 / pixel_size
-    keep = ((ideal[:, 0] > -pad) & (ideal[:, 1] > -pad) & (ideal[:, 0] < h - 1 + pad)
-            & (ideal[:, 1] < w - 1 + pad))
+    keep = (
+        (ideal[:, 0] > -pad)
+        & (ideal[:, 1] > -pad)
+        & (ideal[:, 0] < h - 1 + pad)
+        & (ideal[:, 1] < w - 1 + pad)
+    )
     ideal, sub = ideal[keep], sub[keep]
     radius = max(2.0, window_A / pixel_size)
     max_shift = max(1.0, max_shift_A / pixel_size)
@@ -315,8 +350,10 @@ def lattice_reference(image: np.ndarray, pixel_size: float, a_A: float = 3.16,
         dup[np.unique(pairs.max(1))] = False
         yx, sub = yx[dup], sub[dup]
     smooth = ndi.gaussian_filter(img, max(0.8, 0.25 / pixel_size))
-    todo = np.isin(sub, [k for k, sp in enumerate(species)
-                         if sp in (species[:1] if refine is None else refine)])
+    todo = np.isin(
+        sub,
+        [k for k, sp in enumerate(species) if sp in (species[:1] if refine is None else refine)],
+    )
     ref = yx.copy()
     # bright sites: jump to the brightest pixel within max_shift (scan glitches shift
     # whole lines by more than a centroid window can follow), then centroid
@@ -335,10 +372,16 @@ def lattice_reference(image: np.ndarray, pixel_size: float, a_A: float = 3.16,
     level = ndi.gaussian_filter(img, fit_period_px(fit))
     contrast = _at(smooth, ref) - _at(level, ref)
     # the empty (hollow) sites of the same cells give the "no atom" level
-    hollow = [np.array(k) for k in ((1 / 3, 2 / 3), (2 / 3, 1 / 3))
-              if not any(np.allclose(k, o) for o in offsets)]
-    hyx = _displace(fit, None, np.concatenate([cells + k for k in hollow]) @ fit.basis
-                    + fit.origin) if hollow else np.zeros((0, 2))
+    hollow = [
+        np.array(k)
+        for k in ((1 / 3, 2 / 3), (2 / 3, 1 / 3))
+        if not any(np.allclose(k, o) for o in offsets)
+    ]
+    hyx = (
+        _displace(fit, None, np.concatenate([cells + k for k in hollow]) @ fit.basis + fit.origin)
+        if hollow
+        else np.zeros((0, 2))
+    )
     hin = (hyx[:, 0] >= b) & (hyx[:, 1] >= b) & (hyx[:, 0] <= h - 1 - b) & (hyx[:, 1] <= w - 1 - b)
     hyx = hyx[hin]
     h_level = float(np.median(_at(smooth, hyx) - _at(level, hyx))) if len(hyx) else 0.0
@@ -351,17 +394,31 @@ def lattice_reference(image: np.ndarray, pixel_size: float, a_A: float = 3.16,
         med = float(np.median(contrast[m]))
         thresholds[species[k]] = h_level + min_contrast * (med - h_level)
         keep[m] = contrast[m] >= thresholds[species[k]]
-    atoms = pd.DataFrame({"frame": frame, "y": ref[:, 0], "x": ref[:, 1],
-                          "cls": [species[k] for k in sub], "contrast": contrast,
-                          "refined": ok & todo})
+    atoms = pd.DataFrame(
+        {
+            "frame": frame,
+            "y": ref[:, 0],
+            "x": ref[:, 1],
+            "cls": [species[k] for k in sub],
+            "contrast": contrast,
+            "refined": ok & todo,
+        }
+    )
     atoms = atoms[keep].reset_index(drop=True)
-    fit.details = {"sites_placed": int(len(ref)), "centroid_kept_lattice_site": int((todo & ~ok).sum()),
-                   "dropped_no_signal": int((~keep).sum()), "kept": int(len(atoms)),
-                   "per_species": {str(k): int(v) for k, v in atoms["cls"].value_counts().items()},
-                   "hollow_contrast": h_level,
-                   "species_median_contrast": {species[k]: float(np.median(contrast[sub == k]))
-                                               for k in range(len(offsets)) if (sub == k).any()},
-                   "thresholds": thresholds}
+    fit.details = {
+        "sites_placed": int(len(ref)),
+        "centroid_kept_lattice_site": int((todo & ~ok).sum()),
+        "dropped_no_signal": int((~keep).sum()),
+        "kept": int(len(atoms)),
+        "per_species": {str(k): int(v) for k, v in atoms["cls"].value_counts().items()},
+        "hollow_contrast": h_level,
+        "species_median_contrast": {
+            species[k]: float(np.median(contrast[sub == k]))
+            for k in range(len(offsets))
+            if (sub == k).any()
+        },
+        "thresholds": thresholds,
+    }
     return atoms, fit
 
 
@@ -370,7 +427,7 @@ def _brightest_near(img: np.ndarray, yx: np.ndarray, r: float) -> np.ndarray:
     if len(yx) == 0:
         return yx.copy()
     half = int(np.ceil(r))
-    oy, ox = np.mgrid[-half: half + 1, -half: half + 1]
+    oy, ox = np.mgrid[-half : half + 1, -half : half + 1]
     disk = oy**2 + ox**2 <= r * r
     off = np.column_stack([oy[disk], ox[disk]])
     c = np.rint(yx).astype(int)
@@ -395,14 +452,23 @@ def tiles(shape: tuple[int, int], size: int) -> list[tuple[int, int, int, int]]:
     """Non-overlapping ``(y0, x0, y1, x1)`` tiles of edge ``size`` covering ``shape``
     row by row (a remainder narrower than ``size`` is left out)."""
     h, w = shape
-    return [(y, x, y + size, x + size) for y in range(0, h - size + 1, size)
-            for x in range(0, w - size + 1, size)]
+    return [
+        (y, x, y + size, x + size)
+        for y in range(0, h - size + 1, size)
+        for x in range(0, w - size + 1, size)
+    ]
 
 
-def score_tiles(pred: pd.DataFrame, ref: pd.DataFrame, pixel_size: float,
-                boxes: Sequence[tuple[int, int, int, int]], *, match_A: float = 0.5,
-                border_A: float = 1.0, class_map: dict[str, str] | None = None
-                ) -> pd.DataFrame:
+def score_tiles(
+    pred: pd.DataFrame,
+    ref: pd.DataFrame,
+    pixel_size: float,
+    boxes: Sequence[tuple[int, int, int, int]],
+    *,
+    match_A: float = 0.5,
+    border_A: float = 1.0,
+    class_map: dict[str, str] | None = None,
+) -> pd.DataFrame:
     """Detections against a reference, tile by tile (one frame).
 
     In each box ``(y0, x0, y1, x1)`` the reference atoms farther than ``border_A`` from
@@ -437,9 +503,16 @@ def score_tiles(pred: pd.DataFrame, ref: pd.DataFrame, pixel_size: float,
         det[ip[~hit_in]] = False
         det[ip[hit_in]] = True
         n_ref, n_det, n_m = int(r_in.sum()), int(det.sum()), int(hit_in.sum())
-        row = {"y0": y0, "x0": x0, "ref": n_ref, "det": n_det, "matched": n_m,
-               "precision": n_m / max(n_det, 1), "recall": n_m / max(n_ref, 1),
-               "f1": 2 * n_m / max(n_det + n_ref, 1)}
+        row = {
+            "y0": y0,
+            "x0": x0,
+            "ref": n_ref,
+            "det": n_det,
+            "matched": n_m,
+            "precision": n_m / max(n_det, 1),
+            "recall": n_m / max(n_ref, 1),
+            "f1": 2 * n_m / max(n_det + n_ref, 1),
+        }
         hit_rc, hit_pc = rc[it][hit_in], pc[ip][hit_in]
         for sp in species:
             row[f"ref_{sp}"] = int((r_in & (rc == sp)).sum())
@@ -455,5 +528,14 @@ def _inside(yx: np.ndarray, y0: float, x0: float, y1: float, x1: float) -> np.nd
     return (yx[:, 0] >= y0) & (yx[:, 1] >= x0) & (yx[:, 0] < y1) & (yx[:, 1] < x1)
 
 
-__all__ = ["MOS2_BASIS", "LatticeFit", "bragg_phasors", "displacement_at", "first_order_spots", "fit_lattice",
-           "lattice_reference", "score_tiles", "tiles"]
+__all__ = [
+    "MOS2_BASIS",
+    "LatticeFit",
+    "bragg_phasors",
+    "displacement_at",
+    "first_order_spots",
+    "fit_lattice",
+    "lattice_reference",
+    "score_tiles",
+    "tiles",
+]

@@ -8,7 +8,9 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
 
-def match_atoms(pred_yx: np.ndarray, true_yx: np.ndarray, max_dist: float) -> tuple[np.ndarray, np.ndarray]:
+def match_atoms(
+    pred_yx: np.ndarray, true_yx: np.ndarray, max_dist: float
+) -> tuple[np.ndarray, np.ndarray]:
     """One-to-one matching within ``max_dist`` (same units as the positions).
 
     Hungarian assignment on the candidate pairs of each connected cluster (KD-tree
@@ -19,7 +21,9 @@ def match_atoms(pred_yx: np.ndarray, true_yx: np.ndarray, max_dist: float) -> tu
     true_yx = np.asarray(true_yx, float).reshape(-1, 2)
     if len(pred_yx) == 0 or len(true_yx) == 0:
         return np.zeros(0, int), np.zeros(0, int)
-    sdm = cKDTree(pred_yx).sparse_distance_matrix(cKDTree(true_yx), max_dist, output_type="coo_matrix")
+    sdm = cKDTree(pred_yx).sparse_distance_matrix(
+        cKDTree(true_yx), max_dist, output_type="coo_matrix"
+    )
     if sdm.nnz == 0:
         return np.zeros(0, int), np.zeros(0, int)
     from scipy.sparse import coo_matrix
@@ -27,8 +31,9 @@ def match_atoms(pred_yx: np.ndarray, true_yx: np.ndarray, max_dist: float) -> tu
 
     n_p = len(pred_yx)
     # bipartite graph -> components; solve each small assignment exactly
-    graph = coo_matrix((np.ones(sdm.nnz), (sdm.row, sdm.col + n_p)),
-                       shape=(n_p + len(true_yx),) * 2)
+    graph = coo_matrix(
+        (np.ones(sdm.nnz), (sdm.row, sdm.col + n_p)), shape=(n_p + len(true_yx),) * 2
+    )
     _, comp = connected_components(graph, directed=False)
     ip, it = [], []
     rows, cols, d = sdm.row, sdm.col, sdm.data
@@ -47,9 +52,14 @@ def match_atoms(pred_yx: np.ndarray, true_yx: np.ndarray, max_dist: float) -> tu
     return np.concatenate(ip), np.concatenate(it)
 
 
-def detection_scores(pred_yx: np.ndarray, true_yx: np.ndarray, max_dist: float,
-                     pred_cls: np.ndarray | None = None, true_cls: np.ndarray | None = None,
-                     species: str = "Si") -> dict[str, float]:
+def detection_scores(
+    pred_yx: np.ndarray,
+    true_yx: np.ndarray,
+    max_dist: float,
+    pred_cls: np.ndarray | None = None,
+    true_cls: np.ndarray | None = None,
+    species: str = "Si",
+) -> dict[str, float]:
     """Precision, recall, F1, localisation RMSE of matches (position units), and, with
     classes, precision/recall of ``species`` (a true ``species`` atom counts as found when
     matched to a detection of that species)."""
@@ -59,22 +69,34 @@ def detection_scores(pred_yx: np.ndarray, true_yx: np.ndarray, max_dist: float,
     rec = m / n_t if n_t else float("nan")
     f1 = 2 * m / (n_p + n_t) if (n_p + n_t) else float("nan")
     d = np.asarray(pred_yx, float)[ip] - np.asarray(true_yx, float)[it] if m else np.zeros((0, 2))
-    out = {"n_pred": float(n_p), "n_true": float(n_t), "n_matched": float(m),
-           "precision": prec, "recall": rec, "f1": f1,
-           "rmse": float(np.sqrt((d**2).sum(1).mean())) if m else float("nan")}
+    out = {
+        "n_pred": float(n_p),
+        "n_true": float(n_t),
+        "n_matched": float(m),
+        "precision": prec,
+        "recall": rec,
+        "f1": f1,
+        "rmse": float(np.sqrt((d**2).sum(1).mean())) if m else float("nan"),
+    }
     if pred_cls is not None and true_cls is not None:
         pc = np.asarray(pred_cls).astype(str)
         tc = np.asarray(true_cls).astype(str)
         tp = int(((pc[ip] == species) & (tc[it] == species)).sum())
         n_ps, n_ts = int((pc == species).sum()), int((tc == species).sum())
-        out.update({f"{species}_n_pred": float(n_ps), f"{species}_n_true": float(n_ts),
-                    f"{species}_precision": tp / n_ps if n_ps else float("nan"),
-                    f"{species}_recall": tp / n_ts if n_ts else float("nan")})
+        out.update(
+            {
+                f"{species}_n_pred": float(n_ps),
+                f"{species}_n_true": float(n_ts),
+                f"{species}_precision": tp / n_ps if n_ps else float("nan"),
+                f"{species}_recall": tp / n_ts if n_ts else float("nan"),
+            }
+        )
     return out
 
 
-def table_scores(found: pd.DataFrame, truth: pd.DataFrame, pixel_size: float,
-                 radius_A: float = 0.5) -> dict:
+def table_scores(
+    found: pd.DataFrame, truth: pd.DataFrame, pixel_size: float, radius_A: float = 0.5
+) -> dict:
     """Precision, recall, F1 and localisation RMSE (Å) of two atom tables over all frames.
 
     ``found`` and ``truth`` hold ``frame, y, x`` in pixels; matches are one-to-one within

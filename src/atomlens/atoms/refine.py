@@ -18,7 +18,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def _patches(image: np.ndarray, yx: np.ndarray, half: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _patches(
+    image: np.ndarray, yx: np.ndarray, half: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stacked patches: values (N, P), offsets (P, 2) from the integer centres, centres (N, 2)."""
     oy, ox = np.mgrid[-half : half + 1, -half : half + 1]
     off = np.stack([oy.ravel(), ox.ravel()], 1)
@@ -47,11 +49,16 @@ def refine_com(image: np.ndarray, yx: np.ndarray, radius_px: float, iters: int =
     return yx
 
 
-def refine_gaussian(image: np.ndarray, yx: np.ndarray, radius_px: float,
-                    sigma_px: float | None = None, iters: int = 5,
-                    max_shift_px: float | None = None, n_sigma_fit: int = 400,
-                    return_cov: bool = False,
-                    ) -> tuple[np.ndarray, np.ndarray, float] | tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+def refine_gaussian(
+    image: np.ndarray,
+    yx: np.ndarray,
+    radius_px: float,
+    sigma_px: float | None = None,
+    iters: int = 5,
+    max_shift_px: float | None = None,
+    n_sigma_fit: int = 400,
+    return_cov: bool = False,
+) -> tuple[np.ndarray, np.ndarray, float] | tuple[np.ndarray, np.ndarray, float, np.ndarray]:
     """2-D Gaussian fit around each atom (vectorised Levenberg-Marquardt).
 
     Parameters
@@ -79,8 +86,9 @@ def refine_gaussian(image: np.ndarray, yx: np.ndarray, radius_px: float,
         sub = yx0
         if len(yx0) > n_sigma_fit:
             sub = yx0[np.linspace(0, len(yx0) - 1, n_sigma_fit).astype(int)]
-        p, ok, _ = _fit(image, sub, radius_px, radius_px / 2.5, iters, free_sigma=True,
-                        max_shift=max_shift)
+        p, ok, _ = _fit(
+            image, sub, radius_px, radius_px / 2.5, iters, free_sigma=True, max_shift=max_shift
+        )
         good = ok & (p[:, 4] > 0.3) & (p[:, 4] < radius_px)
         sigma_px = float(np.median(p[good, 4])) if good.sum() >= 3 else radius_px / 2.5
     p, ok, cov = _fit(image, yx0, radius_px, sigma_px, iters, free_sigma=False, max_shift=max_shift)
@@ -91,8 +99,15 @@ def refine_gaussian(image: np.ndarray, yx: np.ndarray, radius_px: float,
     return out, ok, float(sigma_px)
 
 
-def _fit(image: np.ndarray, yx0: np.ndarray, radius_px: float, sigma0: float, iters: int,
-         free_sigma: bool, max_shift: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _fit(
+    image: np.ndarray,
+    yx0: np.ndarray,
+    radius_px: float,
+    sigma0: float,
+    iters: int,
+    free_sigma: bool,
+    max_shift: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Vectorised LM fit; returns parameters (N, 5) (y, x, A, b, s), ok (N,) and the
     (N, 2, 2) sandwich covariance of (y, x) in px²."""
     half = int(np.ceil(radius_px))
@@ -151,7 +166,12 @@ def _fit(image: np.ndarray, yx0: np.ndarray, radius_px: float, sigma0: float, it
         r2, j2 = resid_jac(trial)
         c2 = (r2.astype(np.float64) ** 2).sum(1)
         better = np.isfinite(c2) & (c2 < cost)
-        p[better], r[better], j[better], cost[better] = trial[better], r2[better], j2[better], c2[better]
+        p[better], r[better], j[better], cost[better] = (
+            trial[better],
+            r2[better],
+            j2[better],
+            c2[better],
+        )
         lam = np.where(better, lam * 0.3, lam * 10)
     shift = np.hypot(*(p[:, :2] - yx0).T)
     # amplitude significance: A over its least-squares standard error sigma / sqrt(sum g^2)

@@ -162,14 +162,18 @@ def analyze(
     rings = faces[ring_mask].reset_index(drop=True)
     big = faces[~ring_mask].reset_index(drop=True)
     big["kind"] = np.where(
-        big["area_px2"].to_numpy(dtype=float) * pixel_size**2 < p.hole_min_area_A2, "vacancy", "hole"
+        big["area_px2"].to_numpy(dtype=float) * pixel_size**2 < p.hole_min_area_A2,
+        "vacancy",
+        "hole",
     )
     holes = big[big["kind"] == "hole"]
     counts = ring_counts(n, rings)
     on_bounded = face_membership(n, faces)
     on_hole = face_membership(n, holes) > 0
     edge = on_hole | (on_bounded < coord) | (coord == 0)
-    inner = pd.concat([rings, big[big["kind"] == "vacancy"].drop(columns="kind")], ignore_index=True)
+    inner = pd.concat(
+        [rings, big[big["kind"] == "vacancy"].drop(columns="kind")], ignore_index=True
+    )
     defects, defect_id = find_defects(table, bonds, inner, coord, edge, p.host, p.max_ring)
     defects, defect_id = add_holes(defects, defect_id, holes, table, coord)
     table = table.drop(columns=[c for c in CHEM_COLUMNS + ("defect_type",) if c in table])

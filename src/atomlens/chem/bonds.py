@@ -153,7 +153,9 @@ def find_bonds(
     if min_angle_deg > 0 and len(a):
         keep = _angle_trim(yx, a, b, relative, min_angle_deg)
         a, b, length_px = a[keep], b[keep], length_px[keep]
-    pair = np.array(["-".join(pair_key(s, t)) for s, t in zip(species[a], species[b])], dtype=object)
+    pair = np.array(
+        ["-".join(pair_key(s, t)) for s, t in zip(species[a], species[b])], dtype=object
+    )
     out = pd.DataFrame(
         {
             "frame": frame[a].astype(int),
@@ -200,7 +202,9 @@ def _angle_trim(
         pos = np.flatnonzero(bad)
         cand_src = np.concatenate([src[pos], src[pos]])
         cand_bond = np.concatenate([bond[pos], bond[nxt[pos]]])
-        pairs, counts = np.unique(np.column_stack([cand_src, cand_bond]), axis=0, return_counts=True)
+        pairs, counts = np.unique(
+            np.column_stack([cand_src, cand_bond]), axis=0, return_counts=True
+        )
         score = counts + relative[pairs[:, 1]] / (1.0 + relative.max())
         order = np.lexsort((-score, pairs[:, 0]))
         first = np.r_[True, pairs[order, 0][1:] != pairs[order, 0][:-1]]

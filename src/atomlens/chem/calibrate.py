@@ -196,7 +196,11 @@ def calibrate_fft(
             jy, jx = np.unravel_index(int(np.argmax(sub)), sub.shape)
             th = np.arctan2(jy - c, jx - c) + np.radians([60.0, 120.0])
             others = [
-                float(sub[int(round(c + r[jy, jx] * np.sin(t))), int(round(c + r[jy, jx] * np.cos(t)))])
+                float(
+                    sub[
+                        int(round(c + r[jy, jx] * np.sin(t))), int(round(c + r[jy, jx] * np.cos(t)))
+                    ]
+                )
                 for t in th
             ]
             if sub[jy, jx] > 3 * base and min(others) > 0.3 * sub[jy, jx]:
@@ -274,7 +278,9 @@ def calibrate_nn(
         bond = lattice_constant(bond_A)
     yx = np.asarray(yx, dtype=float).reshape(-1, 2)
     if len(yx) < 4:
-        raise CalibrationError(f"need at least 4 atoms for a nearest-neighbour calibration, got {len(yx)}")
+        raise CalibrationError(
+            f"need at least 4 atoms for a nearest-neighbour calibration, got {len(yx)}"
+        )
     pts = yx if frames is None else np.column_stack([yx, np.asarray(frames, float) * 1e6])
     k = min(n_neighbours, len(yx) - 1)
     dist, _ = cKDTree(pts).query(pts, k=k + 1)
@@ -318,7 +324,11 @@ def calibrate_pixel_size(
     atoms in real space. ``False``: :func:`calibrate_fft` searching the spots around the
     nominal value (wrong by √3 when the nominal is > ~30 % off or absent)."""
     data = stack.data if hasattr(stack, "data") else stack
-    nominal = metadata_pixel_size if metadata_pixel_size is not None else getattr(stack, "pixel_size", None)
+    nominal = (
+        metadata_pixel_size
+        if metadata_pixel_size is not None
+        else getattr(stack, "pixel_size", None)
+    )
     n = int(data.shape[0]) if getattr(data, "ndim", 2) == 3 else 1
     if n == 1:
         frames = np.asarray(data, dtype=np.float32).reshape(data.shape[-2:])[None]
@@ -332,7 +342,10 @@ def calibrate_pixel_size(
 
 #: Atom geometries a lattice may show in real space (MoS2's S2 sublattice can be too
 #: faint to detect, leaving the triangular Mo lattice).
-GEOMETRIES: dict[str, tuple[str, ...]] = {"graphene": ("honeycomb",), "mos2": ("honeycomb", "triangular")}
+GEOMETRIES: dict[str, tuple[str, ...]] = {
+    "graphene": ("honeycomb",),
+    "mos2": ("honeycomb", "triangular"),
+}
 
 
 def calibrate_lattice(
@@ -390,7 +403,9 @@ def calibrate_lattice(
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3:
-        raise CalibrationError(f"expected a (Y, X) image or (T, Y, X) stack, got shape {tuple(arr.shape)}")
+        raise CalibrationError(
+            f"expected a (Y, X) image or (T, Y, X) stack, got shape {tuple(arr.shape)}"
+        )
     n = int(arr.shape[0])
     idx = np.unique(np.linspace(0, n - 1, min(n, max_frames)).astype(int))
     frames = np.stack([np.asarray(arr[int(t)], dtype=np.float32) for t in idx])
@@ -401,8 +416,12 @@ def calibrate_lattice(
     det = _scale_detector(detector, key)
 
     if crop_px is None:
-        crop_px = 256 if detector in ("auto", "unet") and key == "graphene" or detector == "unet" else 512
-    rs = frames[np.unique(np.linspace(0, len(frames) - 1, min(len(frames), real_space_frames)).astype(int))]
+        crop_px = (
+            256 if detector in ("auto", "unet") and key == "graphene" or detector == "unet" else 512
+        )
+    rs = frames[
+        np.unique(np.linspace(0, len(frames) - 1, min(len(frames), real_space_frames)).astype(int))
+    ]
     h, w = rs.shape[1:]
     y0, x0 = max(0, (h - crop_px) // 2), max(0, (w - crop_px) // 2)
     rs = rs[:, y0 : y0 + crop_px, x0 : x0 + crop_px]
@@ -418,26 +437,34 @@ def calibrate_lattice(
     if ratio < 3:
         warnings.append(f"another spot order is nearly as likely (evidence {ratio:.1f}:1).")
     if best.lattice_fraction < 0.3:
-        warnings.append(f"only {100 * best.lattice_fraction:.0f} % of the atoms show the lattice geometry.")
+        warnings.append(
+            f"only {100 * best.lattice_fraction:.0f} % of the atoms show the lattice geometry."
+        )
     fft = None
     try:
         fft = calibrate_fft(frames, a, nn_estimate, search=0.12, pad=pad)
     except CalibrationError:
         pass
     fft_ok = (
-        fft is not None and fft.details["n_spots"] >= 4 and fft.details["spread_pct"] <= 8.0
+        fft is not None
+        and fft.details["n_spots"] >= 4
+        and fft.details["spread_pct"] <= 8.0
         and abs(fft.pixel_size / nn_estimate - 1) <= 0.08
     )
     if fft_ok and fft.details["spread_pct"] > 3.0:
-        warnings.append(f"the lattice is distorted (FFT spots spread {fft.details['spread_pct']:.1f} %): "
-                        "the value is their mean.")
+        warnings.append(
+            f"the lattice is distorted (FFT spots spread {fft.details['spread_pct']:.1f} %): "
+            "the value is their mean."
+        )
     agreement = 100 * (fft.pixel_size / nn_estimate - 1) if fft is not None else None
     if fft_ok:
         estimate, method = fft.pixel_size, "lattice"
     else:
         estimate, method = nn_estimate, "nn"
-        warnings.append("the FFT shows no clear first-order spots near the real-space value; "
-                        "the real-space value is used (a few % less precise).")
+        warnings.append(
+            "the FFT shows no clear first-order spots near the real-space value; "
+            "the real-space value is used (a few % less precise)."
+        )
     details = {
         "nn_pixel_size": nn_estimate,
         "fft_pixel_size": fft.pixel_size if fft is not None else None,
@@ -448,7 +475,9 @@ def calibrate_lattice(
         "trials": [t.to_dict() for t in trials],
     }
     if fft is not None:
-        details.update({k: fft.details[k] for k in ("spread_pct", "n_spots", "per_spot_pixel_size")})
+        details.update(
+            {k: fft.details[k] for k in ("spread_pct", "n_spots", "per_spot_pixel_size")}
+        )
         details["fft_spot_strength"] = fft.confidence
     return Calibration(
         pixel_size=float(estimate),
@@ -476,4 +505,6 @@ def _scale_detector(detector: str | Any, lattice_key: str) -> Any:
     if detector == "peaks":
         bond_A = BOND_LENGTHS.get(lattice_key, 1.42)
         return lambda image, pixel_size: ls.peak_atoms(image, bond_A / pixel_size)
-    raise CalibrationError(f"unknown detector {detector!r}: use 'auto', 'unet', 'peaks' or a callable")
+    raise CalibrationError(
+        f"unknown detector {detector!r}: use 'auto', 'unet', 'peaks' or a callable"
+    )

@@ -46,8 +46,12 @@ ALL_TYPES = "all"
 
 
 def _empty() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object if c in ("type", "si_coordination", "atoms")
-                                      else float) for c in TABLE_COLUMNS})
+    return pd.DataFrame(
+        {
+            c: pd.Series(dtype=object if c in ("type", "si_coordination", "atoms") else float)
+            for c in TABLE_COLUMNS
+        }
+    )
 
 
 def _finish(rows: list[dict]) -> pd.DataFrame:
@@ -82,20 +86,32 @@ def _rows(
         si = ",".join(str(int(coord[d])) for d in dops) if coord is not None else ""
         tid = int(track[dops[0]]) if track is not None and len(dops) else -1
         radius = float(np.hypot(*(yx[members] - (cy, cx)).T).max())
-        rows.append({
-            "defect_id": int(did), "frame": int(frame), "type": str(kind),
-            "n_atoms": len(members), "y_A": cy * px, "x_A": cx * px,
-            "y_px": float(cy), "x_px": float(cx), "si_coordination": si, "track_id": tid,
-            "radius_px": radius, "atoms": tuple(int(m) for m in members),
-        })
+        rows.append(
+            {
+                "defect_id": int(did),
+                "frame": int(frame),
+                "type": str(kind),
+                "n_atoms": len(members),
+                "y_A": cy * px,
+                "x_A": cx * px,
+                "y_px": float(cy),
+                "x_px": float(cx),
+                "si_coordination": si,
+                "track_id": tid,
+                "radius_px": radius,
+                "atoms": tuple(int(m) for m in members),
+            }
+        )
     return _finish(rows)
 
 
 def defect_table(result: ChemResult) -> pd.DataFrame:
     """The defects of a :class:`ChemResult` as dock rows (see the module docstring)."""
     d = result.defects
-    groups = [(int(r.defect_id), int(r.frame), str(r.type), np.asarray(r.atoms, dtype=int))
-              for r in d.itertuples(index=False)]
+    groups = [
+        (int(r.defect_id), int(r.frame), str(r.type), np.asarray(r.atoms, dtype=int))
+        for r in d.itertuples(index=False)
+    ]
     return _rows(groups, result.atoms, float(result.pixel_size), result.params.host)
 
 
@@ -167,8 +183,13 @@ def jump_target(row: pd.Series | dict, pixel_size: float | None) -> JumpTarget:
     radius_A = float(row.get("radius_px", 0.0) or 0.0) * px
     view_A = max(MIN_VIEW_A, 2.0 * (radius_A + VIEW_MARGIN_A))
     atoms = row.get("atoms", ()) or ()
-    return JumpTarget(int(row["frame"]), float(row["y_px"]), float(row["x_px"]), view_A / px,
-                      tuple(int(a) for a in atoms))
+    return JumpTarget(
+        int(row["frame"]),
+        float(row["y_px"]),
+        float(row["x_px"]),
+        view_A / px,
+        tuple(int(a) for a in atoms),
+    )
 
 
 def export_table(table: pd.DataFrame, path: str | Path) -> Path:

@@ -180,9 +180,7 @@ def find_defects(
             else:
                 sub = nx.Graph()
                 sub.add_nodes_from(dops.tolist())
-                sub.add_edges_from(
-                    (u, v) for u in dops for v in dops if u < v and (u, v) in bonded
-                )
+                sub.add_edges_from((u, v) for u in dops for v in dops if u < v and (u, v) in bonded)
                 linked = nx.is_connected(sub)
                 name = {2: "dimer", 3: "trimer"}.get(len(dops), "cluster")
                 kind = f"{species}_{name}" if linked else f"{species}_group"

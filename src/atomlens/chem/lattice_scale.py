@@ -89,8 +89,9 @@ def peak_atoms(image: np.ndarray, bond_px: float) -> np.ndarray:
 
     im = np.asarray(image, dtype=np.float64)
     s = ndi.gaussian_filter(im, max(0.5, 0.2 * bond_px)) - ndi.gaussian_filter(im, 2.0 * bond_px)
-    yx = peak_local_max(s, min_distance=max(1, int(0.6 * bond_px)), threshold_abs=0.0,
-                        exclude_border=False)
+    yx = peak_local_max(
+        s, min_distance=max(1, int(0.6 * bond_px)), threshold_abs=0.0, exclude_border=False
+    )
     return yx.astype(np.float64)
 
 
@@ -104,14 +105,17 @@ def unet_detector(model=None) -> Detector:
     det = model if isinstance(model, _Det) else load_detector(model)
 
     def run(image: np.ndarray, pixel_size: float) -> np.ndarray:
-        atoms = detect(np.asarray(image, np.float32), det, pixel_size=pixel_size, refine="com").atoms
+        atoms = detect(
+            np.asarray(image, np.float32), det, pixel_size=pixel_size, refine="com"
+        ).atoms
         return atoms[["y", "x"]].to_numpy(dtype=np.float64)
 
     return run
 
 
-def neighbour_geometry(yx: np.ndarray, shape: tuple[int, int], geometries: tuple[str, ...]
-                       ) -> tuple[float, str, float, float]:
+def neighbour_geometry(
+    yx: np.ndarray, shape: tuple[int, int], geometries: tuple[str, ...]
+) -> tuple[float, str, float, float]:
     """``(nn_px, geometry, lattice_fraction, spread_pct)`` of atoms ``yx`` (N, 2) pixels.
 
     The NN distance is the mode (log-histogram, then median within ±15 %) of each atom's
@@ -149,13 +153,22 @@ def neighbour_geometry(yx: np.ndarray, shape: tuple[int, int], geometries: tuple
     ok = scores[geometry]
     cols = slice(1, 4) if geometry == "honeycomb" else slice(1, 7)
     vals = dist[inner][ok][:, cols].ravel()
-    spread = float(100 * np.subtract(*np.percentile(vals, [75, 25])) / np.median(vals)) if len(vals) else float("nan")
+    spread = (
+        float(100 * np.subtract(*np.percentile(vals, [75, 25])) / np.median(vals))
+        if len(vals)
+        else float("nan")
+    )
     return mode, geometry, float(ok.mean()), spread
 
 
-def scale_trials(frames: np.ndarray, detector: Detector, bond_A: float, lattice_A: float,
-                 geometries: tuple[str, ...] = ("honeycomb",),
-                 trials_A_per_px: np.ndarray | None = None) -> list[ScaleTrial]:
+def scale_trials(
+    frames: np.ndarray,
+    detector: Detector,
+    bond_A: float,
+    lattice_A: float,
+    geometries: tuple[str, ...] = ("honeycomb",),
+    trials_A_per_px: np.ndarray | None = None,
+) -> list[ScaleTrial]:
     """Detect atoms in each (Y, X) frame of ``frames`` (T, Y, X) under every trial pixel
     size (default: 0.04-0.42 Å/px in steps of ×1.3) and measure their geometry.
 
@@ -165,20 +178,34 @@ def scale_trials(frames: np.ndarray, detector: Detector, bond_A: float, lattice_
     frames = np.asarray(frames, dtype=np.float32)
     if frames.ndim == 2:
         frames = frames[None]
-    trials = (0.04 * 1.3 ** np.arange(10)) if trials_A_per_px is None else np.asarray(trials_A_per_px, float)
+    trials = (
+        (0.04 * 1.3 ** np.arange(10))
+        if trials_A_per_px is None
+        else np.asarray(trials_A_per_px, float)
+    )
     out = []
     for p in trials:
         per_frame = [detector(frame, float(p)) for frame in frames]
         nn, geometry, frac, spread = _pooled_geometry(per_frame, frames.shape[1:], geometries)
         length = bond_A if geometry == "honeycomb" else lattice_A
         implied = length / nn if np.isfinite(nn) and nn > 0 else float("nan")
-        out.append(ScaleTrial(float(p), float(implied), float(nn), geometry, frac, spread,
-                              int(sum(len(y) for y in per_frame))))
+        out.append(
+            ScaleTrial(
+                float(p),
+                float(implied),
+                float(nn),
+                geometry,
+                frac,
+                spread,
+                int(sum(len(y) for y in per_frame)),
+            )
+        )
     return out
 
 
-def _pooled_geometry(per_frame: list[np.ndarray], shape: tuple[int, int],
-                     geometries: tuple[str, ...]) -> tuple[float, str, float, float]:
+def _pooled_geometry(
+    per_frame: list[np.ndarray], shape: tuple[int, int], geometries: tuple[str, ...]
+) -> tuple[float, str, float, float]:
     """:func:`neighbour_geometry` per frame, pooled: median NN and spread, the geometry
     with the largest summed fraction, and its fraction averaged over frames."""
     res = [neighbour_geometry(yx, shape, geometries) for yx in per_frame]
@@ -193,7 +220,9 @@ def _pooled_geometry(per_frame: list[np.ndarray], shape: tuple[int, int],
     return nn, geometry, frac, spread
 
 
-def choose_scale(trials: list[ScaleTrial], min_fraction: float = 0.1) -> tuple[ScaleTrial | None, float]:
+def choose_scale(
+    trials: list[ScaleTrial], min_fraction: float = 0.1
+) -> tuple[ScaleTrial | None, float]:
     """The best self-consistent trial (highest lattice fraction) and the evidence ratio:
     its fraction over the best fraction among trials whose implied pixel size differs by
     more than 20 % (the other spot orders), floored at 0.01; ``(None, 0)`` when no trial
@@ -203,8 +232,13 @@ def choose_scale(trials: list[ScaleTrial], min_fraction: float = 0.1) -> tuple[S
     if not good:
         return None, 0.0
     best = max(good, key=lambda t: t.lattice_fraction)
-    rivals = [t.lattice_fraction for t in trials
-              if not (np.isfinite(t.implied_A_per_px)
-                      and abs(np.log(t.implied_A_per_px / best.implied_A_per_px)) < np.log(1.2))]
+    rivals = [
+        t.lattice_fraction
+        for t in trials
+        if not (
+            np.isfinite(t.implied_A_per_px)
+            and abs(np.log(t.implied_A_per_px / best.implied_A_per_px)) < np.log(1.2)
+        )
+    ]
     ratio = best.lattice_fraction / max(max(rivals, default=0.0), 0.01)
     return best, float(ratio)

@@ -40,7 +40,9 @@ def _check_frame(frame: Any, shape: tuple[int, int] | None = None) -> np.ndarray
             f"a frame must be a 2-D image (Y, X), got shape {img.shape}; pass frames as (T, Y, X)"
         )
     if min(img.shape) < 16:
-        raise RegistrationError(f"frame {img.shape} is too small to register: need at least 16x16 px")
+        raise RegistrationError(
+            f"frame {img.shape} is too small to register: need at least 16x16 px"
+        )
     if shape is not None and img.shape != shape:
         raise RegistrationError(
             f"frame shape {img.shape} differs from the first frame's {shape}: "
@@ -80,9 +82,12 @@ def _robust(img: np.ndarray, smooth_px: float = 0.0, highpass_px: float = 0.0) -
         from scipy import fft
 
         gain = _band_gain(img.shape, float(smooth_px), float(highpass_px))
-        img = fft.irfft2(fft.rfft2(img, workers=1) * gain, s=img.shape, workers=1).astype(np.float32)
-    lo, hi = np.percentile(img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)],
-                           CLIP_PERCENTILES)
+        img = fft.irfft2(fft.rfft2(img, workers=1) * gain, s=img.shape, workers=1).astype(
+            np.float32
+        )
+    lo, hi = np.percentile(
+        img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)], CLIP_PERCENTILES
+    )
     return np.clip(img, lo, hi)
 
 
@@ -107,7 +112,9 @@ def _local_peak(ref: np.ndarray, img: np.ndarray, max_shift: float) -> np.ndarra
     return np.array([fy[iy, 0], fx[0, ix]], dtype=float)
 
 
-def _crops(shape: tuple[int, int], shift: np.ndarray) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+def _crops(
+    shape: tuple[int, int], shift: np.ndarray
+) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
     """Slices (reference, moving) of the overlap when the moving frame's content sits
     at reference position + ``shift`` (whole pixels)."""
     out_r, out_m = [], []
@@ -151,9 +158,16 @@ class DriftEstimator:
     """
 
     def __init__(
-        self, upsample: int = 20, min_overlap: float = 0.6, coarse_bin: int | None = None,
-        max_step_px: float = 16.0, normalization: str | None = None, max_crop: int = 1024,
-        max_residual_px: float = 3.0, smooth_px: float = 2.0, highpass_px: float = 16.0,
+        self,
+        upsample: int = 20,
+        min_overlap: float = 0.6,
+        coarse_bin: int | None = None,
+        max_step_px: float = 16.0,
+        normalization: str | None = None,
+        max_crop: int = 1024,
+        max_residual_px: float = 3.0,
+        smooth_px: float = 2.0,
+        highpass_px: float = 16.0,
     ) -> None:
         if upsample < 1:
             raise RegistrationError(f"upsample={upsample} is invalid: need a whole number >= 1")
@@ -218,7 +232,9 @@ class DriftEstimator:
         self._prev_coarse = coarse
         # 2) refine against the key frame on the pre-aligned overlap
         rel = predicted - self._key_drift
-        overlap = np.prod([max(0.0, n - abs(r)) for n, r in zip(img.shape, rel)]) / np.prod(img.shape)
+        overlap = np.prod([max(0.0, n - abs(r)) for n, r in zip(img.shape, rel)]) / np.prod(
+            img.shape
+        )
         step = self._refine(self._key, img, rel) if overlap >= self.min_overlap else None
         if step is not None:
             d = self._key_drift + step
@@ -239,9 +255,13 @@ class DriftEstimator:
     def state(self) -> dict:
         """What :meth:`restore` needs besides the images (JSON-able): the drift so far,
         the key frame's index and drift, the binning and the fallback count."""
-        return {"drift": self.drift.tolist(), "key_index": int(self.key_index),
-                "key_drift": [float(v) for v in self._key_drift],
-                "coarse_bin": self.coarse_bin, "n_fallback": int(self.n_fallback)}
+        return {
+            "drift": self.drift.tolist(),
+            "key_index": int(self.key_index),
+            "key_drift": [float(v) for v in self._key_drift],
+            "coarse_bin": self.coarse_bin,
+            "n_fallback": int(self.n_fallback),
+        }
 
     def restore(self, state: dict, key_image: Any, prev_image: Any) -> None:
         """Continue after a restart: ``state`` from :meth:`state`, the raw key frame
@@ -271,8 +291,9 @@ class DriftEstimator:
         a, b = a[tuple(centre)], b[tuple(centre)]
         if min(a.shape) < 16:
             return None
-        shift, _, _ = phase_cross_correlation(_taper(a), _taper(b), upsample_factor=self.upsample,
-                                              normalization=self.normalization)
+        shift, _, _ = phase_cross_correlation(
+            _taper(a), _taper(b), upsample_factor=self.upsample, normalization=self.normalization
+        )
         if np.abs(shift).max() > self.max_residual_px:  # another lattice period: reject
             return None
         return n - np.asarray(shift, float)

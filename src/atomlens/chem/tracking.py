@@ -151,7 +151,9 @@ def _assign(ti: np.ndarray, di: np.ndarray, cost: np.ndarray, nt: int, nd: int) 
     return out
 
 
-def track_series(atoms: pd.DataFrame, track_id: int, defects: pd.DataFrame | None = None) -> pd.DataFrame:
+def track_series(
+    atoms: pd.DataFrame, track_id: int, defects: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Time series of one track: ``atom`` (row in ``atoms``), ``frame, y, x`` (pixels),
     ``cls``, ``coordination`` and ``defect_type`` (when a defects table and a
     ``defect_id`` column are given)."""

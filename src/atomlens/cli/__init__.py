@@ -86,8 +86,10 @@ def error_line(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, AtomLensError):
         return 2, _one_line(str(exc))
     if isinstance(exc, MemoryError):
-        return 2, ("out of memory: analyse fewer frames (--frames), a smaller region, or "
-                   "raise the memory limit")
+        return 2, (
+            "out of memory: analyse fewer frames (--frames), a smaller region, or "
+            "raise the memory limit"
+        )
     if isinstance(exc, OSError):
         where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
         reason = exc.strerror or safe_reason(exc)
@@ -123,9 +125,18 @@ def _one_line(text: str) -> str:
 
 #: Integer options that count something and must be >= 1 (option dest -> upper bound).
 _COUNTS = {
-    "epochs": 1_000_000, "steps": 10_000_000, "batch_size": 1_000_000, "batch": 1_000_000,
-    "window": 4096, "size": 16384, "latent": 1024, "threads": 4096, "grid": 16384,
-    "crop": 16384, "per_frame": 10_000_000, "zoom": 64,
+    "epochs": 1_000_000,
+    "steps": 10_000_000,
+    "batch_size": 1_000_000,
+    "batch": 1_000_000,
+    "window": 4096,
+    "size": 16384,
+    "latent": 1024,
+    "threads": 4096,
+    "grid": 16384,
+    "crop": 16384,
+    "per_frame": 10_000_000,
+    "zoom": 64,
 }
 #: Float options that are probabilities or fractions in [0, 1].
 _FRACTIONS = ("threshold", "min_prob", "train_fraction")

@@ -35,8 +35,9 @@ def _batch(args: argparse.Namespace) -> int:
             name += "_"
         names.add(name)
         try:
-            res = run_pipeline(f, out / name, cfg, scheduler=scheduler_from_args(args),
-                               progress=not args.quiet)
+            res = run_pipeline(
+                f, out / name, cfg, scheduler=scheduler_from_args(args), progress=not args.quiet
+            )
             print(f"{f}: {len(res.atoms)} atoms -> {out / name}")
         except KeyboardInterrupt:
             raise

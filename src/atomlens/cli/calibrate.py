@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         help="nominal Å per pixel: search the FFT spots around it (default: no nominal "
-             "value is used; the file's metadata is only compared with)",
+        "value is used; the file's metadata is only compared with)",
     )
     p.add_argument(
         "--search",
@@ -65,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(cal.to_dict(), indent=2, default=float))
         return 0 if not args.apply else _apply(args, stack, cal)
-    print(f"estimate:    {cal.pixel_size:.5f} Å/px  (method {cal.method}, lattice {cal.lattice_A:.3f} Å)")
+    print(
+        f"estimate:    {cal.pixel_size:.5f} Å/px  (method {cal.method}, lattice {cal.lattice_A:.3f} Å)"
+    )
     if cal.metadata_pixel_size:
         source = "--pixel-size" if args.pixel_size is not None else stack.pixel_size_source
         print(f"metadata:    {cal.metadata_pixel_size:.5f} Å/px  ({source})")
@@ -73,17 +75,23 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("metadata:    none (the file carries no pixel size)")
     if cal.evidence_ratio is None:
-        print(f"confidence:  spot/background {cal.confidence:.1f}, spot spread {cal.details['spread_pct']:.2f} %")
+        print(
+            f"confidence:  spot/background {cal.confidence:.1f}, spot spread {cal.details['spread_pct']:.2f} %"
+        )
     else:
         d = cal.details
         agree = d.get("fft_nn_agreement_pct")
-        print(f"spot order:  settled by atoms in real space: {d['geometry']} NN distance gives "
-              f"{d['nn_pixel_size']:.5f} Å/px; evidence {cal.evidence_ratio:.1f}:1 over the other "
-              f"orders; {100 * cal.confidence:.0f} % of {d['n_atoms']} atoms in the lattice geometry, "
-              f"NN spread {d['nn_spread_pct']:.1f} %")
+        print(
+            f"spot order:  settled by atoms in real space: {d['geometry']} NN distance gives "
+            f"{d['nn_pixel_size']:.5f} Å/px; evidence {cal.evidence_ratio:.1f}:1 over the other "
+            f"orders; {100 * cal.confidence:.0f} % of {d['n_atoms']} atoms in the lattice geometry, "
+            f"NN spread {d['nn_spread_pct']:.1f} %"
+        )
         if agree is not None:
-            print(f"fft:         {d['fft_pixel_size']:.5f} Å/px, {agree:+.1f} % from the real-space value, "
-                  f"spot spread {d.get('spread_pct', float('nan')):.2f} %")
+            print(
+                f"fft:         {d['fft_pixel_size']:.5f} Å/px, {agree:+.1f} % from the real-space value, "
+                f"spot spread {d.get('spread_pct', float('nan')):.2f} %"
+            )
         print("verdict:     " + ("sure" if cal.sure else "UNSURE: " + " ".join(cal.warnings)))
     return 0 if not args.apply else _apply(args, stack, cal)
 

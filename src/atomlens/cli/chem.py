@@ -34,13 +34,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="tracking: largest step in Å, for all species or one (e.g. 1.0 or Si=4); repeatable; "
         "default 1.0 and Si=4.0 (the chemistry recipe)",
     )
-    p.add_argument("--max-gap", type=int, default=None,
-                   help="tracking: frames a track may miss (default 3, the chemistry recipe)")
-    p.add_argument("--stack", default=None,
-                   help="the movie the atoms came from: tracking then follows registered "
-                   "positions (drift measured on the image)")
-    p.add_argument("--no-register", action="store_true",
-                   help="with --stack: track raw positions (no drift registration)")
+    p.add_argument(
+        "--max-gap",
+        type=int,
+        default=None,
+        help="tracking: frames a track may miss (default 3, the chemistry recipe)",
+    )
+    p.add_argument(
+        "--stack",
+        default=None,
+        help="the movie the atoms came from: tracking then follows registered "
+        "positions (drift measured on the image)",
+    )
+    p.add_argument(
+        "--no-register",
+        action="store_true",
+        help="with --stack: track raw positions (no drift registration)",
+    )
     p.add_argument("--frames", default=None, help="frames to analyse, e.g. 0:10 or 0:3,8")
     p.add_argument(
         "--max-bond",
@@ -84,9 +94,11 @@ def recipe_from_args(args: argparse.Namespace) -> Any:
 
     base = ChemRecipe()
     return ChemRecipe(
-        track=bool(args.tracks), max_disp_A=_parse_disp(args.max_disp),
+        track=bool(args.tracks),
+        max_disp_A=_parse_disp(args.max_disp),
         max_gap=base.max_gap if args.max_gap is None else args.max_gap,
-        max_bond_A=_parse_bonds(args.max_bond), register=not args.no_register,
+        max_bond_A=_parse_bonds(args.max_bond),
+        register=not args.no_register,
     )
 
 
@@ -104,10 +116,11 @@ def run(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
     try:
         atoms = pd.read_csv(path)  # chemistry names a missing cls column itself
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
-            ValueError) as exc:
-        raise AtomsTableError(f"'{path.name}' is not a readable CSV atom table "
-                              f"({safe_reason(exc)}); export it again as CSV") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise AtomsTableError(
+            f"'{path.name}' is not a readable CSV atom table "
+            f"({safe_reason(exc)}); export it again as CSV"
+        ) from None
     if "frame" not in atoms and {"y", "x"} <= set(atoms.columns):
         atoms.insert(0, "frame", 0)
     atoms = validate_atoms(atoms, f"'{path.name}'")  # numbers, finite, whole frames
@@ -119,8 +132,10 @@ def run(args: argparse.Namespace) -> int:
     if args.frames is not None:
         n = int(movie.shape[0]) if movie is not None else int(atoms["frame"].max()) + 1
         atoms = atoms[atoms["frame"].isin(parse_frames(args.frames, n))]
-    res = drain(chemistry.run(atoms, args.pixel_size, recipe, movie=movie),
-                lambda ev: print(ev.message, file=sys.stderr) if isinstance(ev, Log) else None)
+    res = drain(
+        chemistry.run(atoms, args.pixel_size, recipe, movie=movie),
+        lambda ev: print(ev.message, file=sys.stderr) if isinstance(ev, Log) else None,
+    )
     write_atoms(args.out, res.atoms)
     for name, table in (
         ("rings", res.rings),
@@ -132,8 +147,16 @@ def run(args: argparse.Namespace) -> int:
         if target:
             write_atoms(target, table)
     n_frames = res.atoms["frame"].nunique()
-    sizes = ", ".join(f"{k}: {v}" for k, v in res.rings["size"].value_counts().sort_index().items()) if len(res.rings) else ""
-    kinds = ", ".join(f"{k}: {v}" for k, v in res.defects["type"].value_counts().items()) if len(res.defects) else "none"
+    sizes = (
+        ", ".join(f"{k}: {v}" for k, v in res.rings["size"].value_counts().sort_index().items())
+        if len(res.rings)
+        else ""
+    )
+    kinds = (
+        ", ".join(f"{k}: {v}" for k, v in res.defects["type"].value_counts().items())
+        if len(res.defects)
+        else "none"
+    )
     print(f"{len(res.atoms)} atoms in {n_frames} frame(s); {len(res.bonds)} bonds")
     print(f"rings by size: {sizes or 'none'}")
     print(f"defects: {kinds}")

@@ -15,8 +15,9 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the whole pipeline on a built-in simulated movie",
-                       description=__doc__)
+    p = sub.add_parser(
+        "demo", help="run the whole pipeline on a built-in simulated movie", description=__doc__
+    )
     p.add_argument("--out", default="demo_output", help="output directory (default demo_output)")
     p.add_argument("--frames", type=int, default=12, help="frames to simulate (default 12)")
     p.add_argument("--size", type=int, default=256, help="frame size in pixels (default 256)")
@@ -31,8 +32,14 @@ def _demo(args: argparse.Namespace) -> int:
     from atomlens.demo import run_demo
 
     t0 = time.perf_counter()
-    summary = run_demo(Path(args.out), n_frames=args.frames, size=args.size,
-                       epochs=args.epochs, seed=args.seed, progress=not args.quiet)
+    summary = run_demo(
+        Path(args.out),
+        n_frames=args.frames,
+        size=args.size,
+        epochs=args.epochs,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
     summary["seconds_total"] = round(time.perf_counter() - t0, 1)
     (Path(args.out) / "demo_summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))

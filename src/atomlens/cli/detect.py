@@ -21,34 +21,64 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "probability maps as a (T, C, Y, X) float32 .npy, streamed frame by frame."
         ),
     )
-    p.add_argument("stack", help="image or movie file (npy, npz, tif, dm3/dm4, emd, ser, hspy, ...)")
+    p.add_argument(
+        "stack", help="image or movie file (npy, npz, tif, dm3/dm4, emd, ser, hspy, ...)"
+    )
     p.add_argument("--out", default="atoms.csv", help="output CSV (default atoms.csv)")
-    p.add_argument("--model", default="auto",
-                   help="detector: graphene (C/Si), general (atom columns in any material, "
-                   "HAADF and ABF), a .pt file, or auto (default: chosen from the first frame; "
-                   "the choice and why are printed)")
-    p.add_argument("--contrast", choices=["auto", "bright", "dark"], default="auto",
-                   help="atoms bright (HAADF) or dark (ABF/BF); auto (default) decides from "
-                   "the image and inverts dark atoms for models trained on bright ones")
-    p.add_argument("--pixel-size", type=float, default=None,
-                   help="Å per pixel, overriding the file's calibration")
+    p.add_argument(
+        "--model",
+        default="auto",
+        help="detector: graphene (C/Si), general (atom columns in any material, "
+        "HAADF and ABF), a .pt file, or auto (default: chosen from the first frame; "
+        "the choice and why are printed)",
+    )
+    p.add_argument(
+        "--contrast",
+        choices=["auto", "bright", "dark"],
+        default="auto",
+        help="atoms bright (HAADF) or dark (ABF/BF); auto (default) decides from "
+        "the image and inverts dark atoms for models trained on bright ones",
+    )
+    p.add_argument(
+        "--pixel-size",
+        type=float,
+        default=None,
+        help="Å per pixel, overriding the file's calibration",
+    )
     p.add_argument("--frames", default=None, help="frames to analyse, e.g. 0:10 or 1,5,9")
     p.add_argument("--maps", default=None, help="also write probability maps to this .npy")
-    p.add_argument("--threshold", type=float, default=0.5,
-                   help="foreground probability for atom pixels (default 0.5)")
-    p.add_argument("--refine", choices=["gaussian", "com", "none"], default="gaussian",
-                   help="sub-pixel refinement on the raw image (default gaussian)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="foreground probability for atom pixels (default 0.5)",
+    )
+    p.add_argument(
+        "--refine",
+        choices=["gaussian", "com", "none"],
+        default="gaussian",
+        help="sub-pixel refinement on the raw image (default gaussian)",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
     p.add_argument("--batch-size", type=int, default=4, help="frames per network batch")
-    p.add_argument("--refuse-nonfinite", action="store_true",
-                   help="refuse a movie with NaN/inf pixels (default: mask them, no atoms there)")
-    p.add_argument("--species", choices=["model", "contrast"], default="model",
-                   help="name species by the model's classes (default) or by each atom's "
-                   "integrated intensity, clustered into --classes (any material)")
-    p.add_argument("--classes", default="auto",
-                   help="number of contrast classes, or auto (default; chosen by ICL)")
-    p.add_argument("--names", default="",
-                   help="contrast class names, dimmest first, e.g. S2,Mo")
+    p.add_argument(
+        "--refuse-nonfinite",
+        action="store_true",
+        help="refuse a movie with NaN/inf pixels (default: mask them, no atoms there)",
+    )
+    p.add_argument(
+        "--species",
+        choices=["model", "contrast"],
+        default="model",
+        help="name species by the model's classes (default) or by each atom's "
+        "integrated intensity, clustered into --classes (any material)",
+    )
+    p.add_argument(
+        "--classes",
+        default="auto",
+        help="number of contrast classes, or auto (default; chosen by ICL)",
+    )
+    p.add_argument("--names", default="", help="contrast class names, dimmest first, e.g. S2,Mo")
     p.set_defaults(func=run)
 
 
@@ -56,11 +86,18 @@ def recipe_from_args(args: argparse.Namespace) -> Any:
     """The :class:`~atomlens.workflows.detect.DetectRecipe` the options describe."""
     from atomlens.workflows.detect import DetectRecipe
 
-    return DetectRecipe(model=args.model, contrast=args.contrast, threshold=args.threshold,
-                        refine=args.refine,
-                        batch_size=args.batch_size, device=args.device,
-                        save_maps=bool(args.maps), species=args.species,
-                        contrast_classes=args.classes, class_names=args.names)
+    return DetectRecipe(
+        model=args.model,
+        contrast=args.contrast,
+        threshold=args.threshold,
+        refine=args.refine,
+        batch_size=args.batch_size,
+        device=args.device,
+        save_maps=bool(args.maps),
+        species=args.species,
+        contrast_classes=args.classes,
+        class_names=args.names,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,8 +114,12 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     recipe = recipe_from_args(args)
-    stack = read_stack(args.stack, pixel_size=args.pixel_size, lazy=True,
-                       nonfinite="refuse" if args.refuse_nonfinite else "mask")
+    stack = read_stack(
+        args.stack,
+        pixel_size=args.pixel_size,
+        lazy=True,
+        nonfinite="refuse" if args.refuse_nonfinite else "mask",
+    )
     frames = parse_frames(args.frames, stack.n_frames)
     if recipe.model == "auto":  # pick a shipped model from the first frame, and say why
         from atomlens.io.pixel_size import resolve_pixel_size
@@ -100,11 +141,16 @@ def run(args: argparse.Namespace) -> int:
         maps_file = atomic_npy_memmap(args.maps, shape, np.float32)
 
     def show(ev: Any) -> None:
-        print(f"\r{ev.stage[:-1]} {ev.done}/{ev.total}: {ev.message.split(': ')[-1]}", end="",
-              file=sys.stderr, flush=True)
+        print(
+            f"\r{ev.stage[:-1]} {ev.done}/{ev.total}: {ev.message.split(': ')[-1]}",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
 
     with maps_file as maps_tmp:
         if maps_tmp is not None:
+
             def on_maps(i: int, maps: np.ndarray) -> None:
                 out_maps = np.load(maps_tmp, mmap_mode="r+")
                 out_maps[i] = maps
@@ -118,14 +164,20 @@ def run(args: argparse.Namespace) -> int:
     atoms = res.atoms
     if res.species_model:  # --species contrast: what the intensities separated into
         m = res.species_model
-        print(f"contrast classes: {m['k']} (" + ", ".join(
-            f"{n}: {c}" for n, c in atoms["cls"].astype(str).value_counts().items()) + ")",
-              file=sys.stderr, flush=True)
+        print(
+            f"contrast classes: {m['k']} ("
+            + ", ".join(f"{n}: {c}" for n, c in atoms["cls"].astype(str).value_counts().items())
+            + ")",
+            file=sys.stderr,
+            flush=True,
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atoms(out, atoms.assign(cls=atoms["cls"].astype(str)))
     n_si = int((atoms["cls"].astype(str) == "Si").sum())
-    print(f"{len(atoms)} atoms ({n_si} Si) in {len(frames)} frames -> {out}"
-          + (f", maps -> {args.maps}" if args.maps else "")
-          + f" [{time.perf_counter() - t0:.1f} s]")
+    print(
+        f"{len(atoms)} atoms ({n_si} Si) in {len(frames)} frames -> {out}"
+        + (f", maps -> {args.maps}" if args.maps else "")
+        + f" [{time.perf_counter() - t0:.1f} s]"
+    )
     return 0

@@ -18,13 +18,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             ".pt file stays the native format."
         ),
     )
-    p.add_argument("model", nargs="?", default=None,
-                   help="a shipped model's name (graphene, general) or a detector .pt file "
-                   "(default: graphene)")
-    p.add_argument("--bioimageio", required=True, metavar="OUT.zip",
-                   help="the package to write (.zip)")
-    p.add_argument("--name", default=None, help="model name in the package (default: "
-                   "the model card's name)")
+    p.add_argument(
+        "model",
+        nargs="?",
+        default=None,
+        help="a shipped model's name (graphene, general) or a detector .pt file "
+        "(default: graphene)",
+    )
+    p.add_argument(
+        "--bioimageio", required=True, metavar="OUT.zip", help="the package to write (.zip)"
+    )
+    p.add_argument(
+        "--name", default=None, help="model name in the package (default: the model card's name)"
+    )
     p.set_defaults(func=run)
 
 
@@ -36,6 +42,14 @@ def run(args: argparse.Namespace) -> int:
     det = load_model(args.model)
     name = args.name or det.card.get("registry_name") or det.card.get("name")
     res = export_bioimageio(det, args.bioimageio, name=name)
-    print(json.dumps({"out": str(res.path), "name": res.name, "status": res.status,
-                      "format_version": res.format_version}))
+    print(
+        json.dumps(
+            {
+                "out": str(res.path),
+                "name": res.name,
+                "status": res.status,
+                "format_version": res.format_version,
+            }
+        )
+    )
     return 0

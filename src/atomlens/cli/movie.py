@@ -24,17 +24,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "and colour bar, and write them as .mp4 (H.264) or .gif."
         ),
     )
-    p.add_argument("results", help="an `atomlens run` output folder (holds run.json, atoms.parquet)")
-    p.add_argument("--colour", "--color", dest="colour", default="cls",
-                   help="feature column to colour the atoms by (default cls: species)")
+    p.add_argument(
+        "results", help="an `atomlens run` output folder (holds run.json, atoms.parquet)"
+    )
+    p.add_argument(
+        "--colour",
+        "--color",
+        dest="colour",
+        default="cls",
+        help="feature column to colour the atoms by (default cls: species)",
+    )
     p.add_argument("--out", required=True, help="movie file to write: .mp4 or .gif")
     p.add_argument("--fps", type=float, default=5.0, help="frames per second (default 5)")
-    p.add_argument("--zoom", type=int, default=None,
-                   help="movie pixels per data pixel (default: smallest giving >= 512 px, max 4)")
-    p.add_argument("--stack", default=None,
-                   help="the movie file, when it moved since the run (default: run.json's path)")
-    p.add_argument("--quality", type=float, default=5.0,
-                   help="MP4 quality 0-10 (default 5; higher is sharper and larger)")
+    p.add_argument(
+        "--zoom",
+        type=int,
+        default=None,
+        help="movie pixels per data pixel (default: smallest giving >= 512 px, max 4)",
+    )
+    p.add_argument(
+        "--stack",
+        default=None,
+        help="the movie file, when it moved since the run (default: run.json's path)",
+    )
+    p.add_argument(
+        "--quality",
+        type=float,
+        default=5.0,
+        help="MP4 quality 0-10 (default 5; higher is sharper and larger)",
+    )
     p.add_argument("--no-atoms", action="store_true", help="the frames only, no atom markers")
     p.set_defaults(func=run)
 
@@ -65,7 +83,9 @@ def load_results(results: str | Path, stack: str | None = None) -> dict[str, Any
         raise FileNotFoundError(f"{out} has no atoms.parquet or atoms.csv: the run did not finish")
     stack_path = Path(stack or info["stack"])
     if not stack_path.exists():
-        raise FileNotFoundError(f"the run's movie {stack_path} is gone; pass its new path with --stack")
+        raise FileNotFoundError(
+            f"the run's movie {stack_path} is gone; pass its new path with --stack"
+        )
     movie = read_stack(stack_path)
     spec = ((info.get("config") or {}).get("input") or {}).get("frames")
     frames = parse_frames(spec, movie.n_frames)
@@ -83,9 +103,17 @@ def run(args: argparse.Namespace) -> int:
     data = parts["stack"].data
     images = np.stack([np.asarray(data[i], dtype=np.float32) for i in frames])
     style = MovieStyle(zoom=args.zoom, show_atoms=not args.no_atoms)
-    gen = movie_events(images, parts["atoms"], parts["pixel_size"], args.out, args.colour,
-                       fps=args.fps, style=style, frame_numbers=frames,
-                       quality=args.quality)
+    gen = movie_events(
+        images,
+        parts["atoms"],
+        parts["pixel_size"],
+        args.out,
+        args.colour,
+        fps=args.fps,
+        style=style,
+        frame_numbers=frames,
+        quality=args.quality,
+    )
     while True:
         try:
             ev = next(gen)

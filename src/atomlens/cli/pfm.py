@@ -24,20 +24,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("stack", help="phase movie (.npz from simulate-pfm, .npy, .tif, ...)")
     p.add_argument("--out", required=True, help="output directory")
     r = _default()
-    p.add_argument("--window", type=int, default=r.window,
-                   help=f"window side, pixels (default {r.window})")
-    p.add_argument("--per-frame", type=int, default=r.n_per_frame,
-                   help=f"wall pixels per frame (default {r.n_per_frame})")
-    p.add_argument("--delta", type=int, default=r.delta,
-                   help=f"time delay in frames; 0 = same-time windows (default {r.delta})")
-    p.add_argument("--canny-sigma", type=float, default=r.canny_sigma,
-                   help=f"Canny smoothing (default {r.canny_sigma:g})")
-    p.add_argument("--epochs", type=int, default=r.epochs,
-                   help=f"rVAE training epochs (default {r.epochs})")
-    p.add_argument("--hidden", default=",".join(map(str, r.hidden)),
-                   help="rVAE layer widths, comma separated (paper: 256,256,256,256)")
-    p.add_argument("--grid", type=int, default=r.manifold_grid,
-                   help=f"latent manifold grid side (default {r.manifold_grid})")
+    p.add_argument(
+        "--window", type=int, default=r.window, help=f"window side, pixels (default {r.window})"
+    )
+    p.add_argument(
+        "--per-frame",
+        type=int,
+        default=r.n_per_frame,
+        help=f"wall pixels per frame (default {r.n_per_frame})",
+    )
+    p.add_argument(
+        "--delta",
+        type=int,
+        default=r.delta,
+        help=f"time delay in frames; 0 = same-time windows (default {r.delta})",
+    )
+    p.add_argument(
+        "--canny-sigma",
+        type=float,
+        default=r.canny_sigma,
+        help=f"Canny smoothing (default {r.canny_sigma:g})",
+    )
+    p.add_argument(
+        "--epochs", type=int, default=r.epochs, help=f"rVAE training epochs (default {r.epochs})"
+    )
+    p.add_argument(
+        "--hidden",
+        default=",".join(map(str, r.hidden)),
+        help="rVAE layer widths, comma separated (paper: 256,256,256,256)",
+    )
+    p.add_argument(
+        "--grid",
+        type=int,
+        default=r.manifold_grid,
+        help=f"latent manifold grid side (default {r.manifold_grid})",
+    )
     p.add_argument("--seed", type=int, default=r.seed, help=f"random seed (default {r.seed})")
     p.add_argument("--frames", default=None, help="frames to use, e.g. 0:10 or 0:3,8 (default all)")
     p.add_argument("--truth", default=None, help="simulate-pfm .npz with ground truth")
@@ -58,10 +79,19 @@ def recipe_from_args(args: argparse.Namespace):  # noqa: ANN201
     try:
         hidden = tuple(int(v) for v in str(args.hidden).split(","))
     except ValueError:
-        raise SettingsError(f"--hidden must be comma-separated integers, got {args.hidden!r}") from None
-    return PFMRecipe(window=args.window, n_per_frame=args.per_frame, delta=args.delta,
-                     canny_sigma=args.canny_sigma, epochs=args.epochs, hidden=hidden,
-                     manifold_grid=args.grid, seed=args.seed)
+        raise SettingsError(
+            f"--hidden must be comma-separated integers, got {args.hidden!r}"
+        ) from None
+    return PFMRecipe(
+        window=args.window,
+        n_per_frame=args.per_frame,
+        delta=args.delta,
+        canny_sigma=args.canny_sigma,
+        epochs=args.epochs,
+        hidden=hidden,
+        manifold_grid=args.grid,
+        seed=args.seed,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
     if args.truth:
         movie = PFMMovie.load(args.truth)
         if movie.phase.shape != phase.shape:
-            raise ValueError(f"--truth movie {movie.phase.shape} does not match the stack {phase.shape}")
+            raise ValueError(
+                f"--truth movie {movie.phase.shape} does not match the stack {phase.shape}"
+            )
         tv = truth_velocity(movie, result.table, cfg.window, cfg.delta)
         result.table = result.table.assign(v_centre=tv["v_centre"], v_window=tv["v_window"])
         for col in ("D", "D_direct"):

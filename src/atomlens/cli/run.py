@@ -7,17 +7,23 @@ import argparse
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML/YAML/JSON settings (see --print-config)")
-    p.add_argument("--scheduler", default="local",
-                   help="'local' (default): 2 worker threads of this process (no open "
-                        "port); 'none': one after the other in this process; 'local-cluster': "
-                        "a 2-process Dask cluster on 127.0.0.1; or the address of a "
-                        "dask.distributed scheduler")
+    p.add_argument(
+        "--scheduler",
+        default="local",
+        help="'local' (default): 2 worker threads of this process (no open "
+        "port); 'none': one after the other in this process; 'local-cluster': "
+        "a 2-process Dask cluster on 127.0.0.1; or the address of a "
+        "dask.distributed scheduler",
+    )
     p.add_argument("--pixel-size", type=float, help="Å per pixel (overrides metadata)")
     p.add_argument("--frames", help="frames to analyse, e.g. 0:10")
     p.add_argument("--epochs", type=int, help="latent-model epochs (overrides the config)")
-    p.add_argument("--latent-model", default=None,
-                   choices=["rvae", "skip-rvae", "vae", "conv-ae", "pca", "nmf", "gmm"],
-                   help="latent model (overrides [latent] model)")
+    p.add_argument(
+        "--latent-model",
+        default=None,
+        choices=["rvae", "skip-rvae", "vae", "conv-ae", "pca", "nmf", "gmm"],
+        help="latent model (overrides [latent] model)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -41,12 +47,16 @@ def scheduler_from_args(args: argparse.Namespace) -> str | None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="detect, chemistry, descriptors, rVAE and report in one go",
-                       description=__doc__)
+    p = sub.add_parser(
+        "run", help="detect, chemistry, descriptors, rVAE and report in one go", description=__doc__
+    )
     p.add_argument("stack", nargs="?", help="movie file or AtomLens project folder")
     p.add_argument("--out", help="output directory")
-    p.add_argument("--print-config", action="store_true",
-                   help="print the default configuration (TOML) and exit")
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the default configuration (TOML) and exit",
+    )
     add_run_options(p)
     p.set_defaults(func=_run)
 
@@ -61,9 +71,16 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError("give a STACK and --out DIR (or --print-config)")
     from atomlens.pipeline import run_pipeline
 
-    res = run_pipeline(args.stack, args.out, config_from_args(args),
-                       scheduler=scheduler_from_args(args), progress=not args.quiet)
+    res = run_pipeline(
+        args.stack,
+        args.out,
+        config_from_args(args),
+        scheduler=scheduler_from_args(args),
+        progress=not args.quiet,
+    )
     ran = ", ".join(f"{k}: {v}" for k, v in res.stages.items())
-    print(f"{len(res.atoms)} atoms in {res.atoms['frame'].nunique()} frames ({ran}); "
-          f"report: {res.files.get('report', '-')}")
+    print(
+        f"{len(res.atoms)} atoms in {res.atoms['frame'].nunique()} frames ({ran}); "
+        f"report: {res.files.get('report', '-')}"
+    )
     return 0

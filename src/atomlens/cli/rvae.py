@@ -26,43 +26,89 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("atoms", help="atom table CSV with frame, y, x (pixels)")
     p.add_argument("--out", required=True, help="output directory")
     d, r = _defaults()
-    p.add_argument("--window", type=int, default=d.window,
-                   help=f"window side in pixels of the (binned) movie (default {d.window})")
-    p.add_argument("--bin", type=int, default=d.bin,
-                   help=f"average BIN x BIN pixels before cutting windows (default {d.bin})")
-    p.add_argument("--normalize", choices=["percentile", "minmax", "zscore", "none"],
-                   default=d.normalize, help=f"movie intensity scaling (default {d.normalize})")
-    p.add_argument("--epochs", type=int, default=r.epochs, help=f"training epochs (default {r.epochs})")
-    p.add_argument("--batch-size", type=int, default=r.batch_size,
-                   help=f"windows per step (default {r.batch_size})")
-    p.add_argument("--latent", type=int, default=r.latent_dim,
-                   help=f"content latents z1..zk (default {r.latent_dim})")
+    p.add_argument(
+        "--window",
+        type=int,
+        default=d.window,
+        help=f"window side in pixels of the (binned) movie (default {d.window})",
+    )
+    p.add_argument(
+        "--bin",
+        type=int,
+        default=d.bin,
+        help=f"average BIN x BIN pixels before cutting windows (default {d.bin})",
+    )
+    p.add_argument(
+        "--normalize",
+        choices=["percentile", "minmax", "zscore", "none"],
+        default=d.normalize,
+        help=f"movie intensity scaling (default {d.normalize})",
+    )
+    p.add_argument(
+        "--epochs", type=int, default=r.epochs, help=f"training epochs (default {r.epochs})"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=r.batch_size,
+        help=f"windows per step (default {r.batch_size})",
+    )
+    p.add_argument(
+        "--latent",
+        type=int,
+        default=r.latent_dim,
+        help=f"content latents z1..zk (default {r.latent_dim})",
+    )
     p.add_argument("--skip", action="store_true", help="skip-rVAE (latent into every layer)")
-    p.add_argument("--hidden", default=None,
-                   help="hidden widths, e.g. 128,128 (default "
-                   f"{','.join(map(str, r.hidden)) if r.hidden else 'the model''s'})")
+    p.add_argument(
+        "--hidden",
+        default=None,
+        help="hidden widths, e.g. 128,128 (default "
+        f"{','.join(map(str, r.hidden)) if r.hidden else 'the models'})",
+    )
     p.add_argument("--lr", type=float, default=r.lr, help=f"Adam learning rate (default {r.lr:g})")
-    p.add_argument("--rot-prior", type=float, default=r.rot_prior,
-                   help=f"SD of the angle prior in radians (default {r.rot_prior:g})")
-    p.add_argument("--no-translation", action="store_true",
-                   help="no x/y shift latents (with --latent 0 and a wide --rot-prior the "
-                        "angle alone carries the sublattice; see docs/rvae.md)")
+    p.add_argument(
+        "--rot-prior",
+        type=float,
+        default=r.rot_prior,
+        help=f"SD of the angle prior in radians (default {r.rot_prior:g})",
+    )
+    p.add_argument(
+        "--no-translation",
+        action="store_true",
+        help="no x/y shift latents (with --latent 0 and a wide --rot-prior the "
+        "angle alone carries the sublattice; see docs/rvae.md)",
+    )
     p.add_argument("--loss", choices=["mse", "bce"], default=r.loss)
     p.add_argument("--encoder", choices=["mlp", "conv"], default=r.encoder)
-    p.add_argument("--source", choices=["raw", "maps"], default=d.source,
-                   help="raw: scaled image intensities; maps: detector probability maps")
-    p.add_argument("--channels", default=None,
-                   help="with --source maps: channel indices to use, e.g. 1,2 (default: all "
-                   "but background)")
+    p.add_argument(
+        "--source",
+        choices=["raw", "maps"],
+        default=d.source,
+        help="raw: scaled image intensities; maps: detector probability maps",
+    )
+    p.add_argument(
+        "--channels",
+        default=None,
+        help="with --source maps: channel indices to use, e.g. 1,2 (default: all but background)",
+    )
     p.add_argument("--train-fraction", type=float, default=r.train_fraction)
-    p.add_argument("--max-train-windows", type=int, default=r.max_train_windows,
-                   help=f"train on a random subset this large, encode all (default {r.max_train_windows})")
+    p.add_argument(
+        "--max-train-windows",
+        type=int,
+        default=r.max_train_windows,
+        help=f"train on a random subset this large, encode all (default {r.max_train_windows})",
+    )
     p.add_argument("--pixel-size", type=float, default=None, help="Å per pixel override")
     p.add_argument("--frames", default=None, help="frames to use, e.g. 0:10 or 0:3,8 (default all)")
     p.add_argument("--device", default=r.device, help="auto, cpu, cuda or mps")
     p.add_argument("--seed", type=int, default=r.seed)
-    p.add_argument("--threads", type=int, default=r.threads,
-                   help="torch CPU threads while training (default: as set)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=r.threads,
+        help="torch CPU threads while training (default: as set)",
+    )
     p.set_defaults(func=run)
 
 
@@ -78,19 +124,38 @@ def recipes_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
     from atomlens.workflows.latent import DescriptorRecipe, LatentRecipe
 
     try:
-        hidden = tuple(int(h) for h in args.hidden.split(",")) if args.hidden else \
-            LatentRecipe().hidden
+        hidden = (
+            tuple(int(h) for h in args.hidden.split(",")) if args.hidden else LatentRecipe().hidden
+        )
         chans = tuple(int(c) for c in args.channels.split(",")) if args.channels else None
     except ValueError:
-        raise SettingsError("--hidden and --channels take comma-separated integers, e.g. 128,128") from None
-    desc = DescriptorRecipe(window=args.window, source=args.source, normalize=args.normalize,
-                            bin=args.bin, channels=chans)
-    rec = LatentRecipe(model="skip-rvae" if args.skip else "rvae", latent_dim=args.latent,
-                       hidden=hidden, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                       rot_prior=args.rot_prior, translation=not args.no_translation,
-                       loss=args.loss, encoder=args.encoder, train_fraction=args.train_fraction,
-                       max_train_windows=args.max_train_windows, seed=args.seed,
-                       device=args.device, threads=args.threads)
+        raise SettingsError(
+            "--hidden and --channels take comma-separated integers, e.g. 128,128"
+        ) from None
+    desc = DescriptorRecipe(
+        window=args.window,
+        source=args.source,
+        normalize=args.normalize,
+        bin=args.bin,
+        channels=chans,
+    )
+    rec = LatentRecipe(
+        model="skip-rvae" if args.skip else "rvae",
+        latent_dim=args.latent,
+        hidden=hidden,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        rot_prior=args.rot_prior,
+        translation=not args.no_translation,
+        loss=args.loss,
+        encoder=args.encoder,
+        train_fraction=args.train_fraction,
+        max_train_windows=args.max_train_windows,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+    )
     return desc, rec
 
 

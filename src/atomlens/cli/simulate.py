@@ -46,12 +46,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=256, help="frame size in pixels (default 256)")
     p.add_argument("--pixel-size", type=float, default=0.1, help="Å per pixel (default 0.1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--dose", type=float, default=None,
-                   help="electron dose per frame, e-/Å² (default from SimConfig: 1e5)")
+    p.add_argument(
+        "--dose",
+        type=float,
+        default=None,
+        help="electron dose per frame, e-/Å² (default from SimConfig: 1e5)",
+    )
     p.add_argument("--no-noise", action="store_true", help="no shot or read noise")
     p.add_argument("--grain-boundary", action="store_true", help="add a rotated grain")
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="any SimConfig field, e.g. --set n_holes=2 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any SimConfig field, e.g. --set n_holes=2 (repeatable)",
+    )
     p.add_argument("--out", default="movie.npz", help="output .npz or .tif (default movie.npz)")
     p.set_defaults(func=run)
 

@@ -24,8 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=128, help="frame side in pixels (default 128)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--pinning", type=int, default=25, help="number of pinning sites (default 25)")
-    p.add_argument("--bias", type=float, default=0.12,
-                   help="mean driving field, dimensionless, below 0.38 (default 0.12)")
+    p.add_argument(
+        "--bias",
+        type=float,
+        default=0.12,
+        help="mean driving field, dimensionless, below 0.38 (default 0.12)",
+    )
     p.add_argument("--noise", type=float, default=0.25, help="phase noise SD (default 0.25)")
     p.add_argument("--out", default="pfm.npz", help="output .npz (default pfm.npz)")
     p.set_defaults(func=run)

@@ -18,25 +18,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "the shipped model: atomlens train-detector --preset graphene --out model.pt"
         ),
     )
-    p.add_argument("--preset", default="graphene",
-                   help="training preset: graphene (C/Si) or general (atom columns in any "
-                   "material, HAADF and ABF) (default graphene)")
+    p.add_argument(
+        "--preset",
+        default="graphene",
+        help="training preset: graphene (C/Si) or general (atom columns in any "
+        "material, HAADF and ABF) (default graphene)",
+    )
     p.add_argument("--out", default="model.pt", help="output model file (default model.pt)")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (preset default)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--batch", type=int, default=None, help="samples per step (preset default)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (preset default)")
-    p.add_argument("--init", default=None,
-                   help="start from this model file's weights (same network), e.g. the shipped one")
-    p.add_argument("--no-validate", action="store_true",
-                   help="skip the held-out validation at the end")
-    p.add_argument("--checkpoint-every", type=int, default=25,
-                   help="save a resumable <out>.ckpt.pt every N steps (0: never; default 25)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from <out>.ckpt.pt when it exists (same options as that run)")
-    p.add_argument("--trained-on", default=None,
-                   help="a note for the model card: the machine and its load")
+    p.add_argument(
+        "--init",
+        default=None,
+        help="start from this model file's weights (same network), e.g. the shipped one",
+    )
+    p.add_argument(
+        "--no-validate", action="store_true", help="skip the held-out validation at the end"
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=25,
+        help="save a resumable <out>.ckpt.pt every N steps (0: never; default 25)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from <out>.ckpt.pt when it exists (same options as that run)",
+    )
+    p.add_argument(
+        "--trained-on", default=None, help="a note for the model card: the machine and its load"
+    )
     p.set_defaults(func=run)
 
 
@@ -64,19 +79,29 @@ def run(args: argparse.Namespace) -> int:
         over["lr"] = args.lr
     if args.init is not None:
         if not Path(args.init).is_file():
-            raise ValueError(f"--init {args.init}: no such model file; give a .pt written by "
-                             "train-detector (e.g. src/atomlens/segment/weights/graphene.pt)")
+            raise ValueError(
+                f"--init {args.init}: no such model file; give a .pt written by "
+                "train-detector (e.g. src/atomlens/segment/weights/graphene.pt)"
+            )
         over["init"] = str(args.init)
     cfg = preset(args.preset, **over)
-    cmd = (f"atomlens train-detector --preset {shlex.quote(args.preset)} --out "
-           f"{shlex.quote(str(args.out))} --steps {cfg.steps} --seed {cfg.seed}"
-           + (f" --batch {cfg.batch}" if args.batch is not None else "")
-           + (f" --lr {cfg.lr}" if args.lr is not None else "")
-           + (f" --init {shlex.quote(str(args.init))}" if args.init else ""))
+    cmd = (
+        f"atomlens train-detector --preset {shlex.quote(args.preset)} --out "
+        f"{shlex.quote(str(args.out))} --steps {cfg.steps} --seed {cfg.seed}"
+        + (f" --batch {cfg.batch}" if args.batch is not None else "")
+        + (f" --lr {cfg.lr}" if args.lr is not None else "")
+        + (f" --init {shlex.quote(str(args.init))}" if args.init else "")
+    )
     if args.checkpoint_every < 0:
         raise ValueError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
-    train_detector(cfg, args.out, command=cmd, evaluate=not args.no_validate,
-                   log=lambda s: print(s, flush=True), checkpoint_every=args.checkpoint_every,
-                   resume=args.resume,
-                   notes={"trained_on": args.trained_on} if args.trained_on else None)
+    train_detector(
+        cfg,
+        args.out,
+        command=cmd,
+        evaluate=not args.no_validate,
+        log=lambda s: print(s, flush=True),
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+        notes={"trained_on": args.trained_on} if args.trained_on else None,
+    )
     return 0

@@ -89,8 +89,7 @@ def _centre_pixels(centres: Any, n_frames: int) -> tuple[np.ndarray, np.ndarray,
         missing = {"frame", "y", "x"} - set(centres.columns)
         if missing:
             raise DescriptorError(
-                f"the centre table lacks column(s) {sorted(missing)}; it needs frame, y, x "
-                "(pixels)"
+                f"the centre table lacks column(s) {sorted(missing)}; it needs frame, y, x (pixels)"
             )
         f = centres["frame"].to_numpy()
         y = centres["y"].to_numpy(dtype=np.float64)

@@ -55,13 +55,19 @@ def _check_parent(path: Path) -> None:
             f"cannot write {path}: {parent} is a file, not a folder; choose another output path"
         )
     if path.exists() and path.is_dir():
-        raise OutputError(f"cannot write {path}: a folder of that name exists; remove it or "
-                          "choose another output name")
+        raise OutputError(
+            f"cannot write {path}: a folder of that name exists; remove it or "
+            "choose another output name"
+        )
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb", encoding: str | None = "utf-8",
-                 newline: str | None = None) -> Iterator[IO[Any]]:
+def atomic_write(
+    path: str | os.PathLike,
+    mode: str = "wb",
+    encoding: str | None = "utf-8",
+    newline: str | None = None,
+) -> Iterator[IO[Any]]:
     """Open a temporary beside ``path`` for writing; rename it to ``path`` on success.
 
     Parameters
@@ -79,8 +85,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", encoding: str | None
     _check_parent(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".",
-                                        suffix=TMP_SUFFIX, dir=path.parent)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=TMP_PREFIX + path.name + ".", suffix=TMP_SUFFIX, dir=path.parent
+        )
     except (PermissionError, FileExistsError, NotADirectoryError, OSError) as exc:
         raise OutputError(
             f"cannot write {path} ({exc.strerror or exc}); check that the folder is writable "
@@ -90,8 +97,11 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", encoding: str | None
     binary = "b" in mode
     try:
         os.close(fd)  # reopened by name: writers (tifffile) want a file object with a path
-        with open(tmp, "wb" if binary else "w",
-                  **({} if binary else {"encoding": encoding, "newline": newline})) as fh:
+        with open(
+            tmp,
+            "wb" if binary else "w",
+            **({} if binary else {"encoding": encoding, "newline": newline}),
+        ) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
@@ -193,8 +203,10 @@ def replace_tree(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
         shutil.copytree(src, tmp)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise OutputError(f"cannot write {dst} ({exc.strerror or exc}); free disk space or "
-                          "choose another output folder") from exc
+        raise OutputError(
+            f"cannot write {dst} ({exc.strerror or exc}); free disk space or "
+            "choose another output folder"
+        ) from exc
     if dst.exists():
         os.replace(dst, old)
     os.replace(tmp, dst)
@@ -203,8 +215,7 @@ def replace_tree(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     return dst
 
 
-def check_output_path(path: str | os.PathLike, need_bytes: int = 0,
-                      what: str = "output") -> Path:
+def check_output_path(path: str | os.PathLike, need_bytes: int = 0, what: str = "output") -> Path:
     """Check, before any work, that ``path`` can be written: its folder exists or can be
     created and is writable, ``path`` is not a folder, and the disk has ``need_bytes``
     free. Raises :class:`~atomlens.errors.OutputError` naming the fix."""
@@ -216,32 +227,39 @@ def check_output_path(path: str | os.PathLike, need_bytes: int = 0,
     _check_parent(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=TMP_PREFIX + "probe.", suffix=TMP_SUFFIX,
-                                     dir=path.parent)
+        fd, probe = tempfile.mkstemp(
+            prefix=TMP_PREFIX + "probe.", suffix=TMP_SUFFIX, dir=path.parent
+        )
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise OutputError(f"cannot write {what} {path} ({exc.strerror or exc}); check that "
-                          "the folder is writable or choose another path") from exc
+        raise OutputError(
+            f"cannot write {what} {path} ({exc.strerror or exc}); check that "
+            "the folder is writable or choose another path"
+        ) from exc
     if need_bytes:
         free = shutil.disk_usage(path.parent).free
         if need_bytes > free:
-            raise OutputError(f"{what} {path} needs {human_bytes(need_bytes)} but the disk has "
-                              f"{human_bytes(free)} free; free space, choose another disk, or "
-                              "select fewer frames")
+            raise OutputError(
+                f"{what} {path} needs {human_bytes(need_bytes)} but the disk has "
+                f"{human_bytes(free)} free; free space, choose another disk, or "
+                "select fewer frames"
+            )
     return path
 
 
 @contextlib.contextmanager
-def atomic_npy_memmap(path: str | os.PathLike, shape: tuple[int, ...],
-                      dtype: Any = np.float32) -> Iterator[Path]:
+def atomic_npy_memmap(
+    path: str | os.PathLike, shape: tuple[int, ...], dtype: Any = np.float32
+) -> Iterator[Path]:
     """Create a ``.npy`` of ``shape`` at a temporary name beside ``path`` and yield that
     temporary path (fill it with ``np.load(tmp, mmap_mode="r+")``); on success it is
     renamed to ``path``, on failure removed, so a failed run leaves no zero-filled file."""
     path = Path(path)
     check_output_path(path, 0)
-    fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", suffix=TMP_SUFFIX,
-                                    dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=TMP_PREFIX + path.name + ".", suffix=TMP_SUFFIX, dir=path.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -267,8 +285,9 @@ def is_temporary(path: str | os.PathLike) -> bool:
     return name.startswith(TMP_PREFIX) and name.endswith(TMP_SUFFIX)
 
 
-def clean_stale_temporaries(folder: str | os.PathLike, older_than_s: float = 0.0,
-                            recursive: bool = True) -> list[Path]:
+def clean_stale_temporaries(
+    folder: str | os.PathLike, older_than_s: float = 0.0, recursive: bool = True
+) -> list[Path]:
     """Remove temporaries of :func:`atomic_write` under ``folder``; returns those removed.
 
     Only call this while holding :func:`output_lock` on ``folder`` (or with
@@ -332,8 +351,9 @@ def output_lock(folder: str | os.PathLike, clean: bool = True) -> Iterator[Path]
         # the folder must be writable: fail now, not after the work is done
         probe = None
         try:
-            pfd, probe = tempfile.mkstemp(prefix=TMP_PREFIX + "probe.", suffix=TMP_SUFFIX,
-                                          dir=folder)
+            pfd, probe = tempfile.mkstemp(
+                prefix=TMP_PREFIX + "probe.", suffix=TMP_SUFFIX, dir=folder
+            )
             os.close(pfd)
             os.unlink(probe)
         except OSError as exc:

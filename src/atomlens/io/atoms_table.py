@@ -77,9 +77,7 @@ def ensure_edit_columns(atoms: pd.DataFrame, source: str = "detector") -> pd.Dat
     out["edited"] = _as_bool(out["edited"])
     bad = sorted(set(out["source"]) - set(SOURCES))
     if bad:
-        raise AtomsTableError(
-            f"column 'source' holds {bad}; allowed values are {SOURCES}"
-        )
+        raise AtomsTableError(f"column 'source' holds {bad}; allowed values are {SOURCES}")
     return out
 
 
@@ -144,8 +142,9 @@ def validate_atoms(atoms: Any, name: str = "the atom table") -> pd.DataFrame:
     if "prob" in out:
         prob = pd.to_numeric(out["prob"], errors="coerce")
         if (prob.isna() & out["prob"].notna()).any():  # text, not a missing value
-            raise AtomsTableError(f"{name} has prob values that are not numbers: fix them or "
-                                  "drop the prob column")
+            raise AtomsTableError(
+                f"{name} has prob values that are not numbers: fix them or drop the prob column"
+            )
         out["prob"] = prob.to_numpy(float)
     if "cls" in out and not isinstance(out["cls"].dtype, pd.CategoricalDtype):
         out["cls"] = out["cls"].astype(str)
@@ -170,8 +169,10 @@ def write_atoms(path: str | Path, atoms: pd.DataFrame) -> Path:
     table = atoms.copy()
     for col in table.columns:
         if table[col].dtype == object and len(table) and isinstance(table[col].iloc[0], tuple):
-            table[col] = [" ".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in t)
-                          for t in table[col]]
+            table[col] = [
+                " ".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in t)
+                for t in table[col]
+            ]
     return atomic.write_csv(path, table, float_format="%.17g")
 
 
@@ -200,12 +201,17 @@ def read_atoms_csv(path: str | Path) -> pd.DataFrame:
     path = check_input_path(path, "atom table", error=AtomsTableError)  # no FIFOs, devices
     check_declared_size(path.stat().st_size * 8, None, path, "an atom table")  # ~8x in memory
     try:
-        table = pd.read_csv(path, dtype={"cls": str, "source": str}, keep_default_na=False,
-                            na_values={c: ["", "nan", "NaN"] for c in ("y", "x", "prob")})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
-            ValueError) as exc:
-        raise AtomsTableError(f"'{path.name}' is not a readable CSV atom table "
-                              f"({safe_reason(exc)}); export it again as CSV") from exc
+        table = pd.read_csv(
+            path,
+            dtype={"cls": str, "source": str},
+            keep_default_na=False,
+            na_values={c: ["", "nan", "NaN"] for c in ("y", "x", "prob")},
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise AtomsTableError(
+            f"'{path.name}' is not a readable CSV atom table "
+            f"({safe_reason(exc)}); export it again as CSV"
+        ) from exc
     try:
         if "frame" not in table and {"y", "x"} <= set(table.columns):
             table.insert(0, "frame", 0)
@@ -213,8 +219,9 @@ def read_atoms_csv(path: str | Path) -> pd.DataFrame:
             table = validate_atoms(table, f"'{path.name}'")
         table = ensure_edit_columns(table)
     except AtomsTableError as exc:
-        raise AtomsTableError(f"'{path.name}': {exc}" if path.name not in str(exc)
-                              else str(exc)) from exc
+        raise AtomsTableError(
+            f"'{path.name}': {exc}" if path.name not in str(exc) else str(exc)
+        ) from exc
     except (ValueError, TypeError) as exc:
         raise AtomsTableError(
             f"'{path.name}': a column holds values of the wrong type ({safe_reason(exc)}); "

@@ -33,12 +33,14 @@ _SLICE = re.compile(rf"{_INT}:{_INT}(?::{_INT})?")
 def _valid_range(n_frames: int | None) -> str:
     if n_frames is None:
         return ""
-    return f" (the movie has frames 0..{n_frames - 1})" if n_frames > 0 else " (the movie has no frames)"
+    return (
+        f" (the movie has frames 0..{n_frames - 1})"
+        if n_frames > 0
+        else " (the movie has no frames)"
+    )
 
 
-def parse_frames(
-    spec: str | int | Sequence[int] | None, n_frames: int | None = None
-) -> list[int]:
+def parse_frames(spec: str | int | Sequence[int] | None, n_frames: int | None = None) -> list[int]:
     """Frame indices selected by ``spec`` in a movie of ``n_frames`` frames.
 
     Parameters

@@ -96,10 +96,14 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def check_input_path(path: str | os.PathLike, what: str = "input file",
-                     allow_dir: bool = False, allow_empty: bool = False,
-                     error: type[Exception] = InputFileError,
-                     missing: type[Exception] | None = None) -> Path:
+def check_input_path(
+    path: str | os.PathLike,
+    what: str = "input file",
+    allow_dir: bool = False,
+    allow_empty: bool = False,
+    error: type[Exception] = InputFileError,
+    missing: type[Exception] | None = None,
+) -> Path:
     """Check that ``path`` is an existing regular file (or folder with ``allow_dir``).
 
     Uses ``stat`` only (nothing is opened), so a FIFO or device cannot block or stream
@@ -113,11 +117,9 @@ def check_input_path(path: str | os.PathLike, what: str = "input file",
     except FileNotFoundError:
         raise missing(f"no such {what}: {p}; check the path") from None
     except NotADirectoryError:
-        raise missing(f"no such {what}: {p} (a parent is a file); check the path") \
-            from None
+        raise missing(f"no such {what}: {p} (a parent is a file); check the path") from None
     except PermissionError:
-        raise error(f"cannot read {what} {p}: permission denied; check its "
-                             "permissions") from None
+        raise error(f"cannot read {what} {p}: permission denied; check its permissions") from None
     except OSError as exc:
         raise error(f"cannot read {what} {p} ({safe_reason(exc)})") from None
     if stat.S_ISDIR(st.st_mode):
@@ -130,8 +132,7 @@ def check_input_path(path: str | os.PathLike, what: str = "input file",
             "only (copy the data to a file first)"
         )
     if st.st_size == 0 and not allow_empty:
-        raise error(f"{what} {p} is empty (0 bytes); the copy or save failed: "
-                             "copy it again")
+        raise error(f"{what} {p} is empty (0 bytes); the copy or save failed: copy it again")
     if not os.access(p, os.R_OK):
         raise error(f"cannot read {what} {p}: permission denied; check its permissions")
     return p
@@ -141,8 +142,9 @@ class MissingFileError(InputFileError, FileNotFoundError):
     """An input path that does not exist (also a ``FileNotFoundError``)."""
 
 
-def read_text_file(path: str | os.PathLike, what: str = "file",
-                   max_bytes: int = MAX_TEXT_BYTES) -> str:
+def read_text_file(
+    path: str | os.PathLike, what: str = "file", max_bytes: int = MAX_TEXT_BYTES
+) -> str:
     """The UTF-8 text of a small file (config, project, sidecar), checked first."""
     p = check_input_path(path, what, allow_empty=True)
     size = p.stat().st_size
@@ -154,12 +156,14 @@ def read_text_file(path: str | os.PathLike, what: str = "file",
     try:
         return p.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
-        raise InputFileError(f"{what} {p} is not UTF-8 text (binary data?); give the text "
-                             "file") from None
+        raise InputFileError(
+            f"{what} {p} is not UTF-8 text (binary data?); give the text file"
+        ) from None
 
 
-def check_image_dtype(dtype: Any, path: Any = None, field: str = "pixels",
-                      error: type[Exception] = InputFileError) -> np.dtype:
+def check_image_dtype(
+    dtype: Any, path: Any = None, field: str = "pixels", error: type[Exception] = InputFileError
+) -> np.dtype:
     """Refuse dtypes that are not real-valued intensities (raising ``error``); returns the
     numpy dtype."""
     try:
@@ -168,13 +172,25 @@ def check_image_dtype(dtype: Any, path: Any = None, field: str = "pixels",
         dt = None
     where = f"{Path(path).name}: " if path else ""
     if dt is None or dt.fields is not None or dt.kind in "OSUVMmbc" or dt.hasobject:
-        kind = {"c": "complex", "b": "boolean", "M": "date/time", "m": "time-interval",
-                "O": "Python-object", "S": "text", "U": "text", "V": "structured/raw"}
-        name = "structured" if dt is not None and dt.fields else kind.get(
-            getattr(dt, "kind", "O"), str(dtype))
-        fix = {"complex": "save the magnitude (abs) or the real part",
-               "boolean": "save the image intensities, not a mask"}.get(
-            name, "save the image as integer or floating-point intensities")
+        kind = {
+            "c": "complex",
+            "b": "boolean",
+            "M": "date/time",
+            "m": "time-interval",
+            "O": "Python-object",
+            "S": "text",
+            "U": "text",
+            "V": "structured/raw",
+        }
+        name = (
+            "structured"
+            if dt is not None and dt.fields
+            else kind.get(getattr(dt, "kind", "O"), str(dtype))
+        )
+        fix = {
+            "complex": "save the magnitude (abs) or the real part",
+            "boolean": "save the image intensities, not a mask",
+        }.get(name, "save the image as integer or floating-point intensities")
         raise error(
             f"{where}{field} have {name} type ({dt if dt is not None else dtype}); "
             f"STEM images must be real-valued intensities: {fix}"
@@ -184,8 +200,14 @@ def check_image_dtype(dtype: Any, path: Any = None, field: str = "pixels",
     return dt
 
 
-def check_declared_size(declared: int, available: int | None, path: Any, what: str,
-                        streamable: bool = False, budget: int | None = None) -> None:
+def check_declared_size(
+    declared: int,
+    available: int | None,
+    path: Any,
+    what: str,
+    streamable: bool = False,
+    budget: int | None = None,
+) -> None:
     """Refuse a header that declares more bytes than the file holds or memory allows.
 
     Parameters
@@ -221,16 +243,19 @@ def float32_problem(lo: float, hi: float) -> str | None:
     span = float(hi - lo)
     if span <= 0 or top == 0:
         return None
-    step = top * 2.0 ** -23  # spacing of float32 numbers near the largest value
+    step = top * 2.0**-23  # spacing of float32 numbers near the largest value
     if span / step < MIN_FLOAT32_LEVELS:
         rng = f"{lo}..{hi}" if isinstance(lo, int) else f"{lo:.9g}..{hi:.9g}"
-        return (f"values {rng} sit on a huge offset: as 32-bit floats they "
-                f"would keep only ~{max(1, int(span / step))} grey levels")
+        return (
+            f"values {rng} sit on a huge offset: as 32-bit floats they "
+            f"would keep only ~{max(1, int(span / step))} grey levels"
+        )
     return None
 
 
-def to_float32(data: Any, path: Any = None, field: str = "pixels",
-               error: type[Exception] | None = None) -> np.ndarray:
+def to_float32(
+    data: Any, path: Any = None, field: str = "pixels", error: type[Exception] | None = None
+) -> np.ndarray:
     """``data`` as a float32 array, refusing lossy conversions (see :func:`float32_problem`).
 
     The check costs a min/max and only runs for dtypes wider than float32's 24-bit
@@ -242,14 +267,21 @@ def to_float32(data: Any, path: Any = None, field: str = "pixels",
     check_image_dtype(arr.dtype, path, field, error)
     if arr.dtype == np.float32:
         return arr
-    if arr.size and (arr.dtype.itemsize >= 4 and arr.dtype.kind in "iu"
-                     or arr.dtype.itemsize >= 8 and arr.dtype.kind == "f"):
+    if arr.size and (
+        arr.dtype.itemsize >= 4
+        and arr.dtype.kind in "iu"
+        or arr.dtype.itemsize >= 8
+        and arr.dtype.kind == "f"
+    ):
         finite = arr if arr.dtype.kind in "iu" else arr[np.isfinite(arr)]
         if finite.size:
             lo, hi = finite.min(), finite.max()
             # Python ints keep the span of 64-bit integers exact
-            problem = (float32_problem(int(lo), int(hi)) if arr.dtype.kind in "iu"
-                       else float32_problem(float(lo), float(hi)))
+            problem = (
+                float32_problem(int(lo), int(hi))
+                if arr.dtype.kind in "iu"
+                else float32_problem(float(lo), float(hi))
+            )
             if problem:
                 where = f"{Path(path).name}: " if path else ""
                 raise error(
@@ -267,8 +299,9 @@ def safe_yaml_load(text: str, path: Any = None, max_nodes: int = MAX_YAML_NODES)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        raise SettingsError(f"{name} is not valid YAML ({safe_reason(exc)}); fix the syntax") \
-            from None
+        raise SettingsError(
+            f"{name} is not valid YAML ({safe_reason(exc)}); fix the syntax"
+        ) from None
     if root is None:
         return None
     count = 0
@@ -305,9 +338,16 @@ def safe_yaml_load(text: str, path: Any = None, max_nodes: int = MAX_YAML_NODES)
         raise SettingsError(f"{name} is not valid YAML ({safe_reason(exc)})") from None
 
 
-def check_number(value: Any, field: str, *, minimum: float | None = None,
-                 maximum: float | None = None, integer: bool = False,
-                 exclusive_min: bool = False, where: str = "") -> float | int:
+def check_number(
+    value: Any,
+    field: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    integer: bool = False,
+    exclusive_min: bool = False,
+    where: str = "",
+) -> float | int:
     """A finite number in range, else a :class:`SettingsError` naming ``field``."""
     pre = f"{where}: " if where else ""
     ok_type = (int, np.integer) if integer else (int, float, np.integer, np.floating)
@@ -353,17 +393,28 @@ def check_model_file(path: str | os.PathLike, error: type[Exception] = InputFile
     p = check_input_path(path, "model file", error=error)
     size = p.stat().st_size
     if size > MAX_MODEL_FILE_BYTES:
-        raise error(f"model file {p} is {human_bytes(size)}; AtomLens models are at most "
-                    f"{human_bytes(MAX_MODEL_FILE_BYTES)}: is this the right file?")
+        raise error(
+            f"model file {p} is {human_bytes(size)}; AtomLens models are at most "
+            f"{human_bytes(MAX_MODEL_FILE_BYTES)}: is this the right file?"
+        )
     return p
 
 
-def _int_in(cfg: dict, key: str, lo: int, hi: int, where: str, error: type[Exception],
-            default: int | None = None) -> int:
+def _int_in(
+    cfg: dict,
+    key: str,
+    lo: int,
+    hi: int,
+    where: str,
+    error: type[Exception],
+    default: int | None = None,
+) -> int:
     v = cfg.get(key, default)
     if isinstance(v, bool) or not isinstance(v, int | np.integer) or not lo <= int(v) <= hi:
-        raise error(f"{where}: {key} must be a whole number in {lo}..{hi}, got {v!r}; the file "
-                    "is corrupt or was edited")
+        raise error(
+            f"{where}: {key} must be a whole number in {lo}..{hi}, got {v!r}; the file "
+            "is corrupt or was edited"
+        )
     return int(v)
 
 
@@ -371,21 +422,30 @@ def check_detector_config(cfg: Any, where: str, error: type[Exception] = InputFi
     """Refuse a detector config (``config`` of a detector file) with wrong types or a network
     too large to build (more than :data:`MAX_MODEL_PARAMS` parameters), before building."""
     if not isinstance(cfg, dict) or not isinstance(cfg.get("net"), dict):
-        raise error(f"{where}: the network config is missing or not a table; the file is "
-                    "corrupt or not an AtomLens detector")
+        raise error(
+            f"{where}: the network config is missing or not a table; the file is "
+            "corrupt or not an AtomLens detector"
+        )
     net = cfg["net"]
     base = _int_in(net, "base_filters", 1, 1024, where, error, 16)
     levels = _int_in(net, "levels", 1, 6, where, error, 3)
     cin = _int_in(net, "in_channels", 1, 16, where, error, 1)
     classes = net.get("classes", ("background", "C", "Si"))
-    if not isinstance(classes, list | tuple) or not 2 <= len(classes) <= 64 or not all(
-            isinstance(c, str) and 0 < len(c) <= 64 for c in classes):
+    if (
+        not isinstance(classes, list | tuple)
+        or not 2 <= len(classes) <= 64
+        or not all(isinstance(c, str) and 0 < len(c) <= 64 for c in classes)
+    ):
         raise error(f"{where}: classes must be 2..64 names, got {str(classes)[:80]}")
     dil = net.get("dilations", (1, 2, 3, 4))
-    if not isinstance(dil, list | tuple) or len(dil) > 16 or not all(
-            isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 64 for d in dil):
-        raise error(f"{where}: dilations must be up to 16 whole numbers in 1..64, got "
-                    f"{str(dil)[:80]}")
+    if (
+        not isinstance(dil, list | tuple)
+        or len(dil) > 16
+        or not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 64 for d in dil)
+    ):
+        raise error(
+            f"{where}: dilations must be up to 16 whole numbers in 1..64, got {str(dil)[:80]}"
+        )
     widths = [base * 2**k for k in range(levels)]
     params = 0
     prev = cin
@@ -394,8 +454,10 @@ def check_detector_config(cfg: Any, where: str, error: type[Exception] = InputFi
         prev = w
     params += 9 * widths[-1] ** 2 * len(dil)
     if params > MAX_MODEL_PARAMS:
-        raise error(f"{where}: the network would have ~{params / 1e6:.0f} M parameters (limit "
-                    f"{MAX_MODEL_PARAMS / 1e6:.0f} M); the file is corrupt or forged")
+        raise error(
+            f"{where}: the network would have ~{params / 1e6:.0f} M parameters (limit "
+            f"{MAX_MODEL_PARAMS / 1e6:.0f} M); the file is corrupt or forged"
+        )
     for key, lo, hi in (("pixel_size", 1e-3, 100.0), ("radius_A", 1e-3, 100.0)):
         if key in cfg:
             check_number(cfg[key], key, minimum=lo, maximum=hi, where=where)
@@ -403,13 +465,19 @@ def check_detector_config(cfg: Any, where: str, error: type[Exception] = InputFi
         _int_in(cfg, "tile", 16, 8192, where, error)
 
 
-def check_latent_config(kind: Any, cfg: Any, where: str,
-                        error: type[Exception] = InputFileError) -> None:
+def check_latent_config(
+    kind: Any, cfg: Any, where: str, error: type[Exception] = InputFileError
+) -> None:
     """Refuse a latent-model config with wrong types or a network too large to build."""
-    if not isinstance(kind, str) or not isinstance(cfg, dict) or not all(
-            isinstance(k, str) for k in cfg):
-        raise error(f"{where}: kind/config are missing or of the wrong type; the file is "
-                    "corrupt or not an AtomLens latent model")
+    if (
+        not isinstance(kind, str)
+        or not isinstance(cfg, dict)
+        or not all(isinstance(k, str) for k in cfg)
+    ):
+        raise error(
+            f"{where}: kind/config are missing or of the wrong type; the file is "
+            "corrupt or not an AtomLens latent model"
+        )
 
     def walk(v: Any, key: str) -> None:
         if isinstance(v, bool) or v is None or isinstance(v, str) and len(v) <= 200:
@@ -437,7 +505,9 @@ def check_latent_config(kind: Any, cfg: Any, where: str,
     win = cfg.get("window", (24, 24))
     win = [win, win] if isinstance(win, int) else list(win) if isinstance(win, list | tuple) else []
     if len(win) != 2 or not all(isinstance(w, int) and 2 <= w <= 1024 for w in win):
-        raise error(f"{where}: window must be two sizes in 2..1024 pixels, got {cfg.get('window')!r}")
+        raise error(
+            f"{where}: window must be two sizes in 2..1024 pixels, got {cfg.get('window')!r}"
+        )
     ch = cfg.get("channels", 1) or 1
     latent = cfg.get("latent_dim", cfg.get("n_components", 2)) or 2
     hidden = cfg.get("hidden", ()) or ()
@@ -446,8 +516,10 @@ def check_latent_config(kind: Any, cfg: Any, where: str,
     sizes = [int(win[0]) * int(win[1]) * int(ch), *[int(h) for h in hidden], int(latent) + 3]
     params = sum(a * b for a, b in zip(sizes, sizes[1:])) * 2  # encoder + decoder, roughly
     if params > MAX_MODEL_PARAMS:
-        raise error(f"{where}: the network would have ~{params / 1e6:.0f} M parameters (limit "
-                    f"{MAX_MODEL_PARAMS / 1e6:.0f} M); the file is corrupt or forged")
+        raise error(
+            f"{where}: the network would have ~{params / 1e6:.0f} M parameters (limit "
+            f"{MAX_MODEL_PARAMS / 1e6:.0f} M); the file is corrupt or forged"
+        )
 
 
 __all__ = [

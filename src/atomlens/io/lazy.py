@@ -46,8 +46,9 @@ class NpyFrames:
             shape, fortran, dtype = _npy_header(fh, Path(path).name)
             self._offset = fh.tell()
         if fortran:
-            raise StackError(f"{Path(path).name} is Fortran-ordered; save it C-ordered for "
-                             "lazy reading")
+            raise StackError(
+                f"{Path(path).name} is Fortran-ordered; save it C-ordered for lazy reading"
+            )
         self.nonfinite: dict[int, int] = {}
         if len(shape) == 2:
             shape = (1, *shape)
@@ -72,8 +73,10 @@ class NpyFrames:
         if len(buf) != self._frame_bytes:
             from atomlens.io.stack import StackError
 
-            raise StackError(f"{Path(self.path).name}: frame {t} is cut short (the file is "
-                             "truncated or was changed while reading); copy it again")
+            raise StackError(
+                f"{Path(self.path).name}: frame {t} is cut short (the file is "
+                "truncated or was changed while reading); copy it again"
+            )
         frame = np.frombuffer(buf, dtype=self._src_dtype).reshape(self.shape[1:])
         return _checked(self, t, frame)
 
@@ -85,8 +88,11 @@ class NpyFrames:
             out = self._read(int(key))
         else:
             idx = range(self.shape[0])[key] if isinstance(key, slice) else list(key)
-            out = np.stack([self._read(int(t)) for t in idx]) if len(idx) else \
-                np.zeros((0, *self.shape[1:]), np.float32)
+            out = (
+                np.stack([self._read(int(t)) for t in idx])
+                if len(idx)
+                else np.zeros((0, *self.shape[1:]), np.float32)
+            )
         if rest:
             out = out[(slice(None), *rest)] if out.ndim == 3 else out[rest]
         return out
@@ -130,8 +136,10 @@ class TiffFrames:
             from atomlens.io.gate import safe_reason
             from atomlens.io.stack import StackError
 
-            raise StackError(f"{Path(self.path).name}: frame {t} cannot be read "
-                             f"({safe_reason(exc)}); the file is corrupt or truncated") from None
+            raise StackError(
+                f"{Path(self.path).name}: frame {t} cannot be read "
+                f"({safe_reason(exc)}); the file is corrupt or truncated"
+            ) from None
         return _checked(self, t, np.asarray(page).reshape(self.shape[1:]))
 
     __getitem__ = NpyFrames.__getitem__

@@ -64,7 +64,9 @@ def resolve_pixel_size(
     if user is not None:
         v = _ok(user)
         if v is None:
-            raise SettingsError(f"pixel size must be a positive number of Å per pixel, got {user!r}")
+            raise SettingsError(
+                f"pixel size must be a positive number of Å per pixel, got {user!r}"
+            )
         return PixelSize(v, "user")
     if stack is not None:
         v = _ok(getattr(stack, "pixel_size", None))

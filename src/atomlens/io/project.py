@@ -160,8 +160,10 @@ def save_project(path: str | Path, project: Project) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create project folder {folder} ({exc.strerror or exc}); "
-                          "choose a writable place") from exc
+        raise OutputError(
+            f"cannot create project folder {folder} ({exc.strerror or exc}); "
+            "choose a writable place"
+        ) from exc
     saved_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     with _project_lock(folder):
         atomic.clean_stale_temporaries(folder, recursive=False)
@@ -206,8 +208,10 @@ def _project_lock(folder: Path, timeout_s: float = 30.0) -> Iterator[None]:
         try:
             fd = os.open(folder / ".atomlens.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            raise OutputError(f"cannot write project folder {folder} ({exc.strerror or exc}); "
-                              "check its permissions or save elsewhere") from exc
+            raise OutputError(
+                f"cannot write project folder {folder} ({exc.strerror or exc}); "
+                "check its permissions or save elsewhere"
+            ) from exc
         try:
             t0 = time.monotonic()
             while True:
@@ -218,7 +222,8 @@ def _project_lock(folder: Path, timeout_s: float = 30.0) -> Iterator[None]:
                     if time.monotonic() - t0 > timeout_s:
                         raise OutputError(
                             f"project {folder} is being saved by another AtomLens process; "
-                            "close it or save under another name") from None
+                            "close it or save under another name"
+                        ) from None
                     time.sleep(0.05)
             yield
         finally:
@@ -276,8 +281,10 @@ def load_project(path: str | Path, allowed_roots: list[str | Path] | None = None
     except json.JSONDecodeError as exc:
         raise ProjectError(f"{meta_path} is not valid JSON ({exc}); restore it or re-save") from exc
     if not isinstance(meta, dict):
-        raise ProjectError(f"{meta_path} must hold a JSON object, not a {type(meta).__name__}; "
-                           "restore it or re-save the project")
+        raise ProjectError(
+            f"{meta_path} must hold a JSON object, not a {type(meta).__name__}; "
+            "restore it or re-save the project"
+        )
     if meta.get("format") != "atomlens-project":
         raise ProjectError(f"{meta_path} is not an AtomLens project file")
     fv = _field(meta, "format_version", int, meta_path, default=0)
@@ -299,22 +306,27 @@ def load_project(path: str | Path, allowed_roots: list[str | Path] | None = None
     px = _field(meta, "pixel_size", dict, meta_path, default={})
     value = _field(px, "value_A", float, meta_path, "pixel_size.value_A")
     if value is not None and not (np.isfinite(value) and value > 0):
-        raise ProjectError(f"{meta_path}: pixel_size.value_A must be a positive number of Å, "
-                           f"got {value!r}; fix or remove it")
+        raise ProjectError(
+            f"{meta_path}: pixel_size.value_A must be a positive number of Å, "
+            f"got {value!r}; fix or remove it"
+        )
     models = _field(meta, "models", dict, meta_path, default={})
     for role, model in models.items():
         if not isinstance(model, str):
-            raise ProjectError(f"{meta_path}: models.{role} must be a file path (text), got "
-                               f"{model!r}")
+            raise ProjectError(
+                f"{meta_path}: models.{role} must be a file path (text), got {model!r}"
+            )
     frames = _field(meta, "corrected_frames", list, meta_path, default=[])
     if not all(isinstance(f, int) and not isinstance(f, bool) and f >= 0 for f in frames):
-        raise ProjectError(f"{meta_path}: corrected_frames must be frame numbers >= 0, got "
-                           f"{frames[:5]!r}...")
+        raise ProjectError(
+            f"{meta_path}: corrected_frames must be frame numbers >= 0, got {frames[:5]!r}..."
+        )
     return Project(
         stack_path=stack_path,
         pixel_size=value,
-        pixel_size_source=str(_field(px, "source", str, meta_path, "pixel_size.source")
-                              or "unknown"),
+        pixel_size_source=str(
+            _field(px, "source", str, meta_path, "pixel_size.source") or "unknown"
+        ),
         models=dict(models),
         settings=dict(_field(meta, "settings", dict, meta_path, default={})),
         corrected_frames=list(frames),
@@ -330,8 +342,9 @@ class MissingProjectError(ProjectError, FileNotFoundError):
     """No project at the given path (a :class:`ProjectError` and a ``FileNotFoundError``)."""
 
 
-def _field(meta: dict, key: str, kind: type, meta_path: Path, name: str | None = None,
-           default: Any = None) -> Any:
+def _field(
+    meta: dict, key: str, kind: type, meta_path: Path, name: str | None = None, default: Any = None
+) -> Any:
     """``meta[key]`` checked to be ``kind`` (or null); ``default`` when absent or null."""
     value = meta.get(key)
     if value is None:
@@ -340,15 +353,23 @@ def _field(meta: dict, key: str, kind: type, meta_path: Path, name: str | None =
     if kind is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
     if not ok:
-        want = {str: "text", int: "a whole number", float: "a number", dict: "an object",
-                list: "a list"}[kind]
-        raise ProjectError(f"{meta_path}: {name or key} must be {want}, got {value!r}; "
-                           "fix it or re-save the project")
+        want = {
+            str: "text",
+            int: "a whole number",
+            float: "a number",
+            dict: "an object",
+            list: "a list",
+        }[kind]
+        raise ProjectError(
+            f"{meta_path}: {name or key} must be {want}, got {value!r}; "
+            "fix it or re-save the project"
+        )
     return float(value) if kind is float else value
 
 
-def _check_stack_path(stack_path: str, meta_path: Path,
-                      allowed_roots: list[str | Path] | None) -> None:
+def _check_stack_path(
+    stack_path: str, meta_path: Path, allowed_roots: list[str | Path] | None
+) -> None:
     from atomlens.io.gate import check_input_path
     from atomlens.io.readers import SUPPORTED_SUFFIXES, ZARR_SUFFIXES
 
@@ -367,8 +388,9 @@ def _check_stack_path(stack_path: str, meta_path: Path,
                 f"{[str(r) for r in allowed_roots]}; move the data there or allow its folder"
             )
     if p.exists():
-        check_input_path(p, "stack of the project", allow_dir=suffix in ZARR_SUFFIXES,
-                         error=ProjectError)
+        check_input_path(
+            p, "stack of the project", allow_dir=suffix in ZARR_SUFFIXES, error=ProjectError
+        )
 
 
 def _load_atoms(meta: dict, folder: Path, meta_path: Path) -> pd.DataFrame | None:
@@ -384,8 +406,10 @@ def _load_atoms(meta: dict, folder: Path, meta_path: Path) -> pd.DataFrame | Non
     files = _field(meta, "files", dict, meta_path)
     entry = None if files is None else files.get(atoms_file)
     if files is not None and not isinstance(entry, dict):
-        raise ProjectError(f"{meta_path}: the manifest (files) does not list {atoms_file}; "
-                           "the project is incomplete: re-save it")
+        raise ProjectError(
+            f"{meta_path}: the manifest (files) does not list {atoms_file}; "
+            "the project is incomplete: re-save it"
+        )
     if entry is not None and target.exists() and not _matches(target, entry):
         prev = folder / PREV_ATOMS_FILE
         if prev.exists() and _matches(prev, entry):
@@ -395,15 +419,17 @@ def _load_atoms(meta: dict, folder: Path, meta_path: Path) -> pd.DataFrame | Non
             raise ProjectError(
                 f"project {folder.name}: {atoms_file} does not match project.json (changed "
                 "outside AtomLens, or copied from another project); restore it, or delete "
-                "the \"files\" entry in project.json to accept the table as it is"
+                'the "files" entry in project.json to accept the table as it is'
             )
     if not target.exists():
         prev = folder / PREV_ATOMS_FILE
         if entry is not None and prev.exists() and _matches(prev, entry):
             target = prev
         else:
-            raise ProjectError(f"project {folder.name}: its atom table {atoms_file} is "
-                               "missing; restore it from a backup or re-run detection")
+            raise ProjectError(
+                f"project {folder.name}: its atom table {atoms_file} is "
+                "missing; restore it from a backup or re-run detection"
+            )
     try:
         return read_atoms_csv(target)
     except AtomsTableError as exc:
@@ -435,10 +461,14 @@ def project_layer_data(path: str | Path) -> list[tuple]:
         stack = read_stack(proj.stack_path, pixel_size=proj.pixel_size)
         out.append(image_layer_tuple(stack.data, stack.pixel_size, Path(proj.stack_path).stem))
     if proj.atoms is not None:
-        meta = {"atomlens": {"project": str(proj.path),
-                             "corrected_frames": list(proj.corrected_frames),
-                             "stack_path": proj.stack_path,
-                             "models": dict(proj.models)}}
+        meta = {
+            "atomlens": {
+                "project": str(proj.path),
+                "corrected_frames": list(proj.corrected_frames),
+                "stack_path": proj.stack_path,
+                "models": dict(proj.models),
+            }
+        }
         out.append(atoms_layer_tuple(proj.atoms, proj.pixel_size, name="atoms", metadata=meta))
     return out
 

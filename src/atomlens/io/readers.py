@@ -54,8 +54,11 @@ class MissingStackError(StackError, FileNotFoundError):
 
 
 def read_stack(
-    path: str | Path, pixel_size: float | None = None, lazy: bool = False,
-    nonfinite: str = "mask", calibrate: str | float | None = None,
+    path: str | Path,
+    pixel_size: float | None = None,
+    lazy: bool = False,
+    nonfinite: str = "mask",
+    calibrate: str | float | None = None,
 ) -> Stack:
     """Read an image or movie with its pixel size.
 
@@ -99,11 +102,18 @@ def read_stack(
             f"cannot read '{path.name}': unknown format '{suffix or '(no suffix)'}'. "
             f"Supported: {', '.join(SUPPORTED_SUFFIXES)}"
         )
-    check_input_path(path, "image file", allow_dir=suffix in ZARR_SUFFIXES, error=StackError,
-                     missing=MissingStackError)
+    check_input_path(
+        path,
+        "image file",
+        allow_dir=suffix in ZARR_SUFFIXES,
+        error=StackError,
+        missing=MissingStackError,
+    )
     if suffix in ZARR_SUFFIXES and not path.is_dir():
-        raise StackError(f"'{path.name}' is a file, but a .zarr store is a folder; give the "
-                         "folder written by zarr")
+        raise StackError(
+            f"'{path.name}' is a file, but a .zarr store is a folder; give the "
+            "folder written by zarr"
+        )
     tiff_log = logging.getLogger("tifffile")
     old_level = tiff_log.level
     tiff_log.setLevel(logging.CRITICAL)  # its warnings repeat what our error says
@@ -186,8 +196,9 @@ def _probe_lazy(data: Any, path: Path) -> Any:
     for t in frames:
         finite += int(np.count_nonzero(np.isfinite(data[t])))
     if len(frames) == n and finite == 0:
-        raise StackError(f"'{path.name}' has no finite pixels (all are NaN/inf); nothing to "
-                         "analyse")
+        raise StackError(
+            f"'{path.name}' has no finite pixels (all are NaN/inf); nothing to analyse"
+        )
     return data
 
 
@@ -222,9 +233,11 @@ class LazyFloat32:
         try:
             raw = np.asarray(self._source[key])
         except (ValueError, OSError, KeyError, RuntimeError) as exc:
-            raise StackError(f"{Path(self.path).name if self.path else 'the stack'}: frames "
-                             f"{key!r} cannot be read ({safe_reason(exc)}); the file is "
-                             "corrupt or truncated") from None
+            raise StackError(
+                f"{Path(self.path).name if self.path else 'the stack'}: frames "
+                f"{key!r} cannot be read ({safe_reason(exc)}); the file is "
+                "corrupt or truncated"
+            ) from None
         out = to_float32(raw, self.path)
         if isinstance(key, int | np.integer) and out.ndim == 2:
             bad = int(out.size - np.count_nonzero(np.isfinite(out)))
@@ -248,16 +261,20 @@ def _npy_header(fh: Any, name: str) -> tuple[tuple[int, ...], bool, np.dtype]:
     try:
         version = np.lib.format.read_magic(fh)
     except ValueError:
-        raise StackError(f"'{name}' is not a NumPy .npy array (no NPY header); check that the "
-                         "file is what its suffix says") from None
+        raise StackError(
+            f"'{name}' is not a NumPy .npy array (no NPY header); check that the "
+            "file is what its suffix says"
+        ) from None
     try:
         if version == (1, 0):
             shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
         else:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
     except (ValueError, SyntaxError, TypeError) as exc:
-        raise StackError(f"'{name}' has a corrupt .npy header ({safe_reason(exc)}); save the "
-                         "array again with numpy.save") from None
+        raise StackError(
+            f"'{name}' has a corrupt .npy header ({safe_reason(exc)}); save the "
+            "array again with numpy.save"
+        ) from None
     _check_dtype(dtype, name)
     if any(int(s) < 0 for s in shape):
         raise StackError(f"'{name}' declares a negative shape {shape}; the file is corrupt")
@@ -286,11 +303,19 @@ def _read_numpy(path: Path, lazy: bool) -> tuple[Any, float | None, dict]:
         declared = _declared_bytes(shape, dtype)
         available = path.stat().st_size - offset
         streamable = not fortran and len(shape) in (2, 3)
-        check_declared_size(declared, available, path, f"an array {shape} of {dtype}",
-                            streamable=streamable, budget=budget)
+        check_declared_size(
+            declared,
+            available,
+            path,
+            f"an array {shape} of {dtype}",
+            streamable=streamable,
+            budget=budget,
+        )
         if len(shape) not in (2, 3):
-            raise StackError(f"'{path.name}' holds an array of shape {shape}; expected a 2-D "
-                             "image or a (T, Y, X) movie")
+            raise StackError(
+                f"'{path.name}' holds an array of shape {shape}; expected a 2-D "
+                "image or a (T, Y, X) movie"
+            )
         if streamable and (lazy or declared > budget):
             from atomlens.io.lazy import NpyFrames
 
@@ -304,8 +329,10 @@ def _read_numpy(path: Path, lazy: bool) -> tuple[Any, float | None, dict]:
     try:
         zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
-        raise StackError(f"'{path.name}' is not a NumPy .npz archive (not a zip file); check "
-                         "that the file is what its suffix says") from None
+        raise StackError(
+            f"'{path.name}' is not a NumPy .npz archive (not a zip file); check "
+            "that the file is what its suffix says"
+        ) from None
     with zf:
         infos = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
         headers: dict[str, tuple] = {}
@@ -330,8 +357,13 @@ def _read_numpy(path: Path, lazy: bool) -> tuple[Any, float | None, dict]:
                 _npy_header(fh, f"{path.name}[{key}]")  # raises the precise error
         shape, _, dtype = headers[key]
         info = infos[key]
-        check_declared_size(_declared_bytes(shape, dtype), info.file_size, path,
-                            f"array '{key}' {shape} of {dtype}", budget=budget)
+        check_declared_size(
+            _declared_bytes(shape, dtype),
+            info.file_size,
+            path,
+            f"array '{key}' {shape} of {dtype}",
+            budget=budget,
+        )
         with np.load(path, allow_pickle=False) as npz:
             data = npz[key]
             for k in _NPZ_PIXEL_KEYS:
@@ -369,8 +401,7 @@ def _sidecar_json(path: Path, shape: tuple[int, ...]) -> tuple[float | None, dic
         if "pixel_size_angstrom" in meta:
             px = float(meta["pixel_size_angstrom"])
     except (ValueError, TypeError, AttributeError, InputFileError) as exc:
-        warnings.warn(f"ignoring unreadable metadata {side.name}: {safe_reason(exc)}",
-                      stacklevel=3)
+        warnings.warn(f"ignoring unreadable metadata {side.name}: {safe_reason(exc)}", stacklevel=3)
         return None, {}
     if px is not None and not (np.isfinite(px) and px > 0):
         px = None
@@ -454,12 +485,16 @@ def _read_zarr(path: Path) -> tuple[Any, float | None, dict]:
     root = zarr.open(str(path), mode="r")
     arr = root["frames"] if hasattr(root, "keys") and "frames" in root else root
     if not hasattr(arr, "shape") or not hasattr(arr, "nchunks"):
-        raise StackError(f"'{path.name}' holds no array (groups only); store the movie as an "
-                         "array named 'frames'")
+        raise StackError(
+            f"'{path.name}' holds no array (groups only); store the movie as an "
+            "array named 'frames'"
+        )
     _check_dtype(arr.dtype, path)
     if len(arr.shape) not in (2, 3):
-        raise StackError(f"'{path.name}' holds an array of shape {tuple(arr.shape)}; expected "
-                         "a 2-D image or a (T, Y, X) movie")
+        raise StackError(
+            f"'{path.name}' holds an array of shape {tuple(arr.shape)}; expected "
+            "a 2-D image or a (T, Y, X) movie"
+        )
     stored, expected = int(arr.nchunks_initialized), int(arr.nchunks)
     if stored < expected:
         raise StackError(
@@ -484,8 +519,10 @@ def _check_hdf5(path: Path) -> None:
     try:
         fh = h5py.File(path, "r")
     except OSError as exc:
-        raise StackError(f"'{path.name}' is not a readable HDF5 file ({safe_reason(exc)}); it "
-                         "may be truncated or not what its suffix says") from None
+        raise StackError(
+            f"'{path.name}' is not a readable HDF5 file ({safe_reason(exc)}); it "
+            "may be truncated or not what its suffix says"
+        ) from None
     with fh:
         problems: list[str] = []
 
@@ -496,8 +533,10 @@ def _check_hdf5(path: Path) -> None:
             if obj.chunks is None:
                 off, stored = obj.id.get_offset(), obj.id.get_storage_size()
                 if declared and (off is None or off + declared > size):
-                    problems.append(f"dataset '{name}' declares {human_bytes(declared)} that "
-                                    f"the file ({human_bytes(size)}) does not hold")
+                    problems.append(
+                        f"dataset '{name}' declares {human_bytes(declared)} that "
+                        f"the file ({human_bytes(size)}) does not hold"
+                    )
                 del stored
                 return
             n_exp = int(np.prod([-(-s // c) for s, c in zip(obj.shape, obj.chunks)]))
@@ -505,13 +544,16 @@ def _check_hdf5(path: Path) -> None:
             if n_have < n_exp:
                 problems.append(f"dataset '{name}' has {n_have} of {n_exp} chunks stored")
             elif declared > budget and obj.id.get_storage_size() * 1000 < declared:
-                problems.append(f"dataset '{name}' declares {human_bytes(declared)} in "
-                                f"{human_bytes(obj.id.get_storage_size())}")
+                problems.append(
+                    f"dataset '{name}' declares {human_bytes(declared)} in "
+                    f"{human_bytes(obj.id.get_storage_size())}"
+                )
 
         fh.visititems(visit)
     if problems:
-        raise StackError(f"'{path.name}': {problems[0]}; the file is truncated or forged: "
-                         "export it again")
+        raise StackError(
+            f"'{path.name}': {problems[0]}; the file is truncated or forged: export it again"
+        )
 
 
 def _read_rsciio(path: Path, plugin: str, lazy: bool) -> tuple[Any, float | None, dict]:
@@ -534,15 +576,22 @@ def _read_rsciio(path: Path, plugin: str, lazy: bool) -> tuple[Any, float | None
     _check_dtype(data.dtype, path)
     declared = int(np.prod(data.shape, dtype=np.float64)) * np.dtype(data.dtype).itemsize
     if plugin not in ("hspy", "emd"):  # uncompressed formats: the pixels are in the file
-        check_declared_size(declared, path.stat().st_size, path,
-                            f"pixels {tuple(data.shape)} of {data.dtype}", streamable=True)
+        check_declared_size(
+            declared,
+            path.stat().st_size,
+            path,
+            f"pixels {tuple(data.shape)} of {data.dtype}",
+            streamable=True,
+        )
     axes = sig["axes"]
     nav = [a for a in axes if a.get("navigate", False)]
     spatial = [a for a in axes if not a.get("navigate", False)]
     px = to_angstrom(float(spatial[-1].get("scale", 1.0)), spatial[-1].get("units"))
-    if px is not None and abs(float(spatial[-1].get("scale", 1.0)) - 1.0) < 1e-12 and not spatial[
-        -1
-    ].get("units"):
+    if (
+        px is not None
+        and abs(float(spatial[-1].get("scale", 1.0)) - 1.0) < 1e-12
+        and not spatial[-1].get("units")
+    ):
         px = None
     if nav:
         data = data.reshape(-1, *data.shape[-2:])

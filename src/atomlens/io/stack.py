@@ -74,8 +74,10 @@ def nonfinite_note(stack: Any, frames: Any = None) -> str | None:
     if not total:
         return None
     frames = f" in {len(counts)} frame(s)" if counts else ""
-    return (f"{total} NaN/inf pixels{frames} were masked: no atoms there, the rest analysed "
-            "(read_stack(nonfinite='refuse') refuses such data instead)")
+    return (
+        f"{total} NaN/inf pixels{frames} were masked: no atoms there, the rest analysed "
+        "(read_stack(nonfinite='refuse') refuses such data instead)"
+    )
 
 
 def as_stack_array(data: Any) -> Any:

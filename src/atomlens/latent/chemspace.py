@@ -49,9 +49,7 @@ def _normalise(images: np.ndarray) -> np.ndarray:
     return (arr - lo) / rng
 
 
-def find_blobs(
-    images: np.ndarray, threshold: float = 0.5, min_area: int = 2
-) -> pd.DataFrame:
+def find_blobs(images: np.ndarray, threshold: float = 0.5, min_area: int = 2) -> pd.DataFrame:
     """Atoms in a stack of images: connected pixels above ``threshold`` -> centroids.
 
     Parameters
@@ -88,9 +86,7 @@ def find_blobs(
     image[ids] = img_idx  # all pixels of a label share one image
     peak = np.zeros(n + 1)
     np.maximum.at(peak, ids, w)
-    out = pd.DataFrame(
-        {"image": image[1:], "y": cy, "x": cx, "area": area, "peak": peak[1:]}
-    )
+    out = pd.DataFrame({"image": image[1:], "y": cy, "x": cx, "area": area, "peak": peak[1:]})
     out = out[out["area"] >= min_area]
     return out.sort_values("image", kind="stable").reset_index(drop=True)
 
@@ -330,8 +326,12 @@ class ChemSpaceMap:
         z = np.asarray(z, dtype=np.float64)
         if z.ndim != 2 or z.shape[1] != 2:
             raise ChemSpaceError(f"z must be (N, 2) content latents, got shape {z.shape}")
-        j = np.clip(np.rint((z[:, 0] - self.z1[0]) / (self.z1[1] - self.z1[0])), 0, len(self.z1) - 1)
-        i = np.clip(np.rint((z[:, 1] - self.z2[0]) / (self.z2[1] - self.z2[0])), 0, len(self.z2) - 1)
+        j = np.clip(
+            np.rint((z[:, 0] - self.z1[0]) / (self.z1[1] - self.z1[0])), 0, len(self.z1) - 1
+        )
+        i = np.clip(
+            np.rint((z[:, 1] - self.z2[0]) / (self.z2[1] - self.z2[0])), 0, len(self.z2) - 1
+        )
         i, j = i.astype(int), j.astype(int)
         out = pd.DataFrame(self.counts[i, j], columns=[f"ring{k}" for k in RING_SIZES])
         out["physical"] = self.physical[i, j]
@@ -370,7 +370,11 @@ def decode_grid(
     """
     zz1, zz2 = np.meshgrid(np.asarray(z1, float), np.asarray(z2, float))
     grid = np.column_stack([zz1.ravel(), zz2.ravel()]).astype(np.float32)
-    at = {} if pose is None else {"angle": float(pose[0]), "shift_px": (float(pose[1]), float(pose[2]))}
+    at = (
+        {}
+        if pose is None
+        else {"angle": float(pose[0]), "shift_px": (float(pose[1]), float(pose[2]))}
+    )
     parts = []
     for k in range(0, len(grid), batch_size):
         out = np.asarray(model.decode(grid[k : k + batch_size], **at), dtype=np.float32)
@@ -482,7 +486,9 @@ def plot_chemspace(
 
     ext = (cmap.z1[0], cmap.z1[-1], cmap.z2[0], cmap.z2[-1])
     panels = [] if cmap.mode == "ring" else list(sizes)
-    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4.2 * (len(panels) + 1), 4), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(panels) + 1, figsize=(4.2 * (len(panels) + 1), 4), squeeze=False
+    )
     axes = axes[0]
     for ax, s in zip(axes, panels):
         m = cmap.ring_map(s)
@@ -544,7 +550,9 @@ def cluster_purity(clusters: np.ndarray, truth: np.ndarray) -> dict:
     tab = pd.crosstab(np.asarray(clusters), np.asarray(truth))
     n = tab.to_numpy().sum()
     majority = tab.idxmax(axis=1)
-    recall = [float(tab.loc[majority[majority == c].index, c].sum() / tab[c].sum()) for c in tab.columns]
+    recall = [
+        float(tab.loc[majority[majority == c].index, c].sum() / tab[c].sum()) for c in tab.columns
+    ]
     return {
         "purity": float(tab.max(axis=1).sum() / n),
         "balanced_recall": float(np.mean(recall)),

@@ -140,7 +140,10 @@ def _dipole_angle(windows: np.ndarray, centre: np.ndarray, radius: float) -> np.
 
 
 def aligned_windows(
-    windows: np.ndarray, bond_length: float, out: int, threshold: float = 0.5,
+    windows: np.ndarray,
+    bond_length: float,
+    out: int,
+    threshold: float = 0.5,
     canonical: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Re-sample every window about its central atom (the blob centroid nearest the
@@ -195,7 +198,9 @@ def window_labels(
     return res[["ring5", "ring6", "ring7"]].to_numpy()
 
 
-def balanced_rows(labels: np.ndarray, balance: float, n: int | None = None, seed: int = 0) -> np.ndarray:
+def balanced_rows(
+    labels: np.ndarray, balance: float, n: int | None = None, seed: int = 0
+) -> np.ndarray:
     """``n`` row indices drawn with replacement, weight ``1 / count(label) ** balance``
     (0 = uniform, 1 = every label equally often). ``labels``: (N,) or (N, k) rows."""
     lab = np.asarray(labels)
@@ -254,7 +259,9 @@ def fit_chemspace_model(
     spread_coordinate_layer(model, rec.coord_scale, rec.seed)
     rows = np.arange(len(arr))
     if rec.balance > 0:
-        rows = balanced_rows(window_labels(arr, bond_length, rec.bond_range, mode), rec.balance, seed=rec.seed)
+        rows = balanced_rows(
+            window_labels(arr, bond_length, rec.bond_range, mode), rec.balance, seed=rec.seed
+        )
     model.fit(arr[rows], epochs=rec.epochs, batch_size=rec.batch_size, device=device, seed=rec.seed,
               threads=rec.threads, train_fraction=rec.train_fraction)  # fmt: skip
     model.card["chemspace_recipe"] = rec.to_dict()

@@ -64,8 +64,10 @@ def latent_trajectory(
     rows = rows.drop_duplicates("frame").reset_index(drop=True)
     z = rows[list(zcols)].to_numpy(dtype=float)
     step = np.full(len(rows), np.nan)
-    step[1:] = np.hypot(*(np.diff(z, axis=0).T)) if z.shape[1] == 2 else np.linalg.norm(
-        np.diff(z, axis=0), axis=1
+    step[1:] = (
+        np.hypot(*(np.diff(z, axis=0).T))
+        if z.shape[1] == 2
+        else np.linalg.norm(np.diff(z, axis=0), axis=1)
     )
     return rows.assign(step=step)
 

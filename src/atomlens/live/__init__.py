@@ -11,5 +11,12 @@ from atomlens.live.events import EVENT_COLUMNS, EventParams, frame_events, movie
 from atomlens.live.output import read_state, read_table
 from atomlens.live.tracker import OnlineLinker
 
-__all__ = ["EVENT_COLUMNS", "EventParams", "OnlineLinker", "frame_events", "movie_events",
-           "read_state", "read_table"]
+__all__ = [
+    "EVENT_COLUMNS",
+    "EventParams",
+    "OnlineLinker",
+    "frame_events",
+    "movie_events",
+    "read_state",
+    "read_table",
+]

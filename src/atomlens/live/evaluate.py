@@ -33,9 +33,14 @@ def drift_rms(drift: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sqrt((d**2).sum(axis=1).mean()))
 
 
-def truth_hops(atoms: pd.DataFrame, pixel_size: float, species: str = "Si",
-               threshold_A: float = 0.7, drift: np.ndarray | None = None,
-               margin_px: float = 0.0) -> pd.DataFrame:
+def truth_hops(
+    atoms: pd.DataFrame,
+    pixel_size: float,
+    species: str = "Si",
+    threshold_A: float = 0.7,
+    drift: np.ndarray | None = None,
+    margin_px: float = 0.0,
+) -> pd.DataFrame:
     """Hops of the truth: a ``species`` atom (by ``atom_id``) whose drift-corrected
     position moved more than ``threshold_A`` between consecutive frames. Returns
     ``frame, y, x`` (pixels, the new position), ``atom_id``, ``step_A``. Hops closer
@@ -61,8 +66,12 @@ def truth_hops(atoms: pd.DataFrame, pixel_size: float, species: str = "Si",
     shape = atoms.attrs.get("shape")
     if margin_px > 0 and shape is not None and len(out):
         ny, nx = shape
-        inside = ((out["y"] >= margin_px) & (out["y"] < ny - margin_px)
-                  & (out["x"] >= margin_px) & (out["x"] < nx - margin_px))
+        inside = (
+            (out["y"] >= margin_px)
+            & (out["y"] < ny - margin_px)
+            & (out["x"] >= margin_px)
+            & (out["x"] < nx - margin_px)
+        )
         out = out[inside].reset_index(drop=True)
     return out
 
@@ -81,9 +90,13 @@ def match_events(found: pd.DataFrame, truth: pd.DataFrame, radius_px: float) -> 
         r, c = linear_sum_assignment(cost)
         tp += int((cost[r, c] < 1e6).sum())
     fp, fn = len(found) - tp, len(truth) - tp
-    return {"tp": tp, "fp": fp, "fn": fn,
-            "recall": tp / len(truth) if len(truth) else float("nan"),
-            "precision": tp / len(found) if len(found) else float("nan")}
+    return {
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "recall": tp / len(truth) if len(truth) else float("nan"),
+        "precision": tp / len(found) if len(found) else float("nan"),
+    }
 
 
 __all__ = ["drift_rms", "match_events", "truth_drift", "truth_hops"]

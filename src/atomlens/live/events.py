@@ -23,8 +23,16 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 EVENT_COLUMNS = ["frame", "y", "x", "type", "atom_ids", "track_ids", "detail"]
-EVENT_TYPES = ("si_hop", "si_edge_move", "coordination_change", "vacancy_new", "vacancy_grow", "hole_new",
-               "hole_grow", "ring_change")
+EVENT_TYPES = (
+    "si_hop",
+    "si_edge_move",
+    "coordination_change",
+    "vacancy_new",
+    "vacancy_grow",
+    "hole_new",
+    "hole_grow",
+    "ring_change",
+)
 
 
 @dataclass
@@ -67,9 +75,12 @@ class FrameTables:
 
 
 def empty_events() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=float if c in ("y", "x") else
-                                      (np.int64 if c == "frame" else object))
-                         for c in EVENT_COLUMNS})
+    return pd.DataFrame(
+        {
+            c: pd.Series(dtype=float if c in ("y", "x") else (np.int64 if c == "frame" else object))
+            for c in EVENT_COLUMNS
+        }
+    )
 
 
 def _reg(df: pd.DataFrame, drift: tuple[float, float]) -> np.ndarray:
@@ -97,8 +108,9 @@ def _tracks_of(atoms: pd.DataFrame, rows) -> str:
     return _ids(np.unique(atoms["track_id"].to_numpy()[rows]))
 
 
-def hop_events(prev: FrameTables, cur: FrameTables, pixel_size: float,
-               p: EventParams) -> list[dict]:
+def hop_events(
+    prev: FrameTables, cur: FrameTables, pixel_size: float, p: EventParams
+) -> list[dict]:
     """Dopant tracks present in both frames whose registered position moved more than
     ``hop_threshold_A``."""
     a0, a1 = prev.atoms, cur.atoms
@@ -116,16 +128,26 @@ def hop_events(prev: FrameTables, cur: FrameTables, pixel_size: float,
     step = np.hypot(*(r1 - r0).T) * pixel_size
     out = []
     prev_ids = s0["atom_id"].to_numpy() if "atom_id" in s0 else np.full(len(s0), -1)
-    prev_coord = (s0["coordination"].to_numpy() if "coordination" in s0
-                  else np.full(len(s0), p.hop_min_coordination))
+    prev_coord = (
+        s0["coordination"].to_numpy()
+        if "coordination" in s0
+        else np.full(len(s0), p.hop_min_coordination)
+    )
     for k in np.flatnonzero(step > p.hop_threshold_A):
         row = both.iloc[k]
         sp = str(row["cls"]).lower()
         kind = "hop" if prev_coord[int(row["_r0"])] >= p.hop_min_coordination else "edge_move"
-        out.append({"frame": cur.frame, "y": float(row["y"]), "x": float(row["x"]),
-                    "type": f"{sp}_{kind}",
-                    "atom_ids": _ids([prev_ids[int(row["_r0"])], row.get("atom_id", -1)]),
-                    "track_ids": str(int(row["track_id"])), "detail": f"{step[k]:.2f} A"})
+        out.append(
+            {
+                "frame": cur.frame,
+                "y": float(row["y"]),
+                "x": float(row["x"]),
+                "type": f"{sp}_{kind}",
+                "atom_ids": _ids([prev_ids[int(row["_r0"])], row.get("atom_id", -1)]),
+                "track_ids": str(int(row["track_id"])),
+                "detail": f"{step[k]:.2f} A",
+            }
+        )
     return out
 
 
@@ -144,13 +166,25 @@ def coordination_events(prev: FrameTables, cur: FrameTables, p: EventParams) -> 
         return a[keep]
 
     s0, s1 = usable(a0), usable(a1)
-    both = s1.merge(s0[["track_id", "coordination", "atom_id"]].rename(
-        columns={"coordination": "prev_coordination", "atom_id": "prev_atom_id"}), on="track_id")
+    both = s1.merge(
+        s0[["track_id", "coordination", "atom_id"]].rename(
+            columns={"coordination": "prev_coordination", "atom_id": "prev_atom_id"}
+        ),
+        on="track_id",
+    )
     both = both[both["coordination"].to_numpy() != both["prev_coordination"].to_numpy()]
-    return [{"frame": cur.frame, "y": float(r.y), "x": float(r.x), "type": "coordination_change",
-             "atom_ids": _ids([r.prev_atom_id, r.atom_id]), "track_ids": str(int(r.track_id)),
-             "detail": f"{int(r.prev_coordination)}->{int(r.coordination)}"}
-            for r in both.itertuples(index=False)]
+    return [
+        {
+            "frame": cur.frame,
+            "y": float(r.y),
+            "x": float(r.x),
+            "type": "coordination_change",
+            "atom_ids": _ids([r.prev_atom_id, r.atom_id]),
+            "track_ids": str(int(r.track_id)),
+            "detail": f"{int(r.prev_coordination)}->{int(r.coordination)}",
+        }
+        for r in both.itertuples(index=False)
+    ]
 
 
 def _kind(defect_type: str) -> str | None:
@@ -162,8 +196,9 @@ def _kind(defect_type: str) -> str | None:
     return None
 
 
-def defect_events(prev: FrameTables, cur: FrameTables, pixel_size: float,
-                  p: EventParams) -> list[dict]:
+def defect_events(
+    prev: FrameTables, cur: FrameTables, pixel_size: float, p: EventParams
+) -> list[dict]:
     """Vacancies and holes of this frame with no counterpart in the previous frame
     (``*_new``) or with more atoms around them than their counterpart (``*_grow``)."""
     d1 = cur.defects
@@ -185,9 +220,14 @@ def defect_events(prev: FrameTables, cur: FrameTables, pixel_size: float,
             row = d1.iloc[j]
             atoms = row["atoms"] if "atoms" in row else ()
             n1 = int(row["n_atoms"]) if "n_atoms" in row else len(atoms)
-            base = {"frame": cur.frame, "y": float(row["y"]), "x": float(row["x"]),
-                    "atom_ids": _row_ids(cur.atoms, atoms), "track_ids": _tracks_of(cur.atoms, atoms)}
-            dist, near = (tree.query(r1[j]) if tree is not None else (np.inf, -1))
+            base = {
+                "frame": cur.frame,
+                "y": float(row["y"]),
+                "x": float(row["x"]),
+                "atom_ids": _row_ids(cur.atoms, atoms),
+                "track_ids": _tracks_of(cur.atoms, atoms),
+            }
+            dist, near = tree.query(r1[j]) if tree is not None else (np.inf, -1)
             if dist * pixel_size > p.match_A:
                 out.append({**base, "type": f"{kind}_new", "detail": f"{row['type']}, {n1} atoms"})
                 continue
@@ -198,8 +238,9 @@ def defect_events(prev: FrameTables, cur: FrameTables, pixel_size: float,
     return out
 
 
-def ring_events(prev: FrameTables, cur: FrameTables, pixel_size: float,
-                p: EventParams) -> list[dict]:
+def ring_events(
+    prev: FrameTables, cur: FrameTables, pixel_size: float, p: EventParams
+) -> list[dict]:
     """Rings whose registered centre matches a ring of the previous frame of another
     size (a 6-ring turning into a 5 or 7, e.g. a Stone-Wales rotation)."""
     g0, g1 = prev.rings, cur.rings
@@ -215,21 +256,33 @@ def ring_events(prev: FrameTables, cur: FrameTables, pixel_size: float,
             continue
         row = g1.iloc[j]
         members = row["atoms"] if "atoms" in row else ()
-        out.append({"frame": cur.frame, "y": float(row["y"]), "x": float(row["x"]),
-                    "type": "ring_change", "atom_ids": _row_ids(cur.atoms, members),
-                    "track_ids": _tracks_of(cur.atoms, members),
-                    "detail": f"{s0[near[j]]}->{s1[j]}"})
+        out.append(
+            {
+                "frame": cur.frame,
+                "y": float(row["y"]),
+                "x": float(row["x"]),
+                "type": "ring_change",
+                "atom_ids": _row_ids(cur.atoms, members),
+                "track_ids": _tracks_of(cur.atoms, members),
+                "detail": f"{s0[near[j]]}->{s1[j]}",
+            }
+        )
     return out
 
 
-def frame_events(prev: FrameTables | None, cur: FrameTables, pixel_size: float,
-                 params: EventParams | None = None) -> pd.DataFrame:
+def frame_events(
+    prev: FrameTables | None, cur: FrameTables, pixel_size: float, params: EventParams | None = None
+) -> pd.DataFrame:
     """All events between two consecutive frames (empty for the first frame)."""
     if prev is None:
         return empty_events()
     p = params or EventParams()
-    rows = (hop_events(prev, cur, pixel_size, p) + coordination_events(prev, cur, p)
-            + defect_events(prev, cur, pixel_size, p) + ring_events(prev, cur, pixel_size, p))
+    rows = (
+        hop_events(prev, cur, pixel_size, p)
+        + coordination_events(prev, cur, p)
+        + defect_events(prev, cur, pixel_size, p)
+        + ring_events(prev, cur, pixel_size, p)
+    )
     if not rows:
         return empty_events()
     out = pd.DataFrame(rows)[EVENT_COLUMNS]
@@ -237,9 +290,12 @@ def frame_events(prev: FrameTables | None, cur: FrameTables, pixel_size: float,
     return out
 
 
-def split_frames(atoms: pd.DataFrame, defects: pd.DataFrame | None = None,
-                 rings: pd.DataFrame | None = None,
-                 drift: np.ndarray | None = None) -> list[FrameTables]:
+def split_frames(
+    atoms: pd.DataFrame,
+    defects: pd.DataFrame | None = None,
+    rings: pd.DataFrame | None = None,
+    drift: np.ndarray | None = None,
+) -> list[FrameTables]:
     """Whole-movie tables -> one :class:`FrameTables` per frame. ``defects`` and
     ``rings`` member rows (``atoms`` column) index the whole ``atoms`` table and are
     re-indexed to the frame's rows."""
@@ -249,9 +305,15 @@ def split_frames(atoms: pd.DataFrame, defects: pd.DataFrame | None = None,
         sel = np.flatnonzero(atoms["frame"].to_numpy() == f)
         lookup = {int(r): i for i, r in enumerate(sel)}
         d = tuple(np.asarray(drift)[int(f)]) if drift is not None else (0.0, 0.0)
-        out.append(FrameTables(int(f), atoms.iloc[sel].reset_index(drop=True),
-                               _frame_part(defects, int(f), lookup),
-                               _frame_part(rings, int(f), lookup), d))
+        out.append(
+            FrameTables(
+                int(f),
+                atoms.iloc[sel].reset_index(drop=True),
+                _frame_part(defects, int(f), lookup),
+                _frame_part(rings, int(f), lookup),
+                d,
+            )
+        )
     return out
 
 
@@ -265,9 +327,14 @@ def _frame_part(tab: pd.DataFrame | None, frame: int, lookup: dict[int, int]) ->
     return t.reset_index(drop=True)
 
 
-def movie_events(atoms: pd.DataFrame, pixel_size: float, defects: pd.DataFrame | None = None,
-                 rings: pd.DataFrame | None = None, drift: np.ndarray | None = None,
-                 params: EventParams | None = None) -> pd.DataFrame:
+def movie_events(
+    atoms: pd.DataFrame,
+    pixel_size: float,
+    defects: pd.DataFrame | None = None,
+    rings: pd.DataFrame | None = None,
+    drift: np.ndarray | None = None,
+    params: EventParams | None = None,
+) -> pd.DataFrame:
     """Events of a whole movie (the chemistry workflow's tables; ``drift`` (T, 2) px or
     taken from ``atoms.attrs["drift_px"]``)."""
     if drift is None and "drift_px" in atoms.attrs:
@@ -278,5 +345,13 @@ def movie_events(atoms: pd.DataFrame, pixel_size: float, defects: pd.DataFrame |
     return pd.concat(tables, ignore_index=True) if tables else empty_events()
 
 
-__all__ = ["EVENT_COLUMNS", "EVENT_TYPES", "EventParams", "FrameTables", "empty_events",
-           "frame_events", "movie_events", "split_frames"]
+__all__ = [
+    "EVENT_COLUMNS",
+    "EVENT_TYPES",
+    "EventParams",
+    "FrameTables",
+    "empty_events",
+    "frame_events",
+    "movie_events",
+    "split_frames",
+]

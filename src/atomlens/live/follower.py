@@ -71,12 +71,19 @@ class FolderFollower:
     ignore : a folder inside ``folder`` not to look into (the output folder).
     """
 
-    def __init__(self, folder: str | Path, settle_s: float = 0.2, seen: set[str] | None = None,
-                 ignore: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        settle_s: float = 0.2,
+        seen: set[str] | None = None,
+        ignore: str | Path | None = None,
+    ) -> None:
         self.folder = Path(folder)
         if not self.folder.is_dir():
-            raise InputFileError(f"watch folder {self.folder} does not exist or is not a folder; "
-                                 "create it or give the folder the microscope writes to")
+            raise InputFileError(
+                f"watch folder {self.folder} does not exist or is not a folder; "
+                "create it or give the folder the microscope writes to"
+            )
         if settle_s < 0:
             raise SettingsError(f"settle_s={settle_s} is invalid: need seconds >= 0")
         self.settle_s = float(settle_s)
@@ -90,7 +97,9 @@ class FolderFollower:
         try:
             entries = list(os.scandir(self.folder))
         except OSError as exc:
-            raise InputFileError(f"cannot list watch folder {self.folder}: {exc.strerror}") from None
+            raise InputFileError(
+                f"cannot list watch folder {self.folder}: {exc.strerror}"
+            ) from None
         out = []
         for e in entries:
             p = Path(e.path)

@@ -33,12 +33,29 @@ from atomlens.io import atomic
 STATE_NAME = "watch_state.json"
 STATE_VERSION = 1
 TABLES = ("atoms", "bonds", "rings", "defects", "dopants", "events", "drift", "frames")
-FRAME_COLUMNS = ["frame", "source", "status", "arrived", "done", "latency_s", "queue",
-                 "n_atoms", "n_events", "t_register", "t_detect", "t_chem", "t_track",
-                 "t_encode", "t_events", "cpu_s"]
+FRAME_COLUMNS = [
+    "frame",
+    "source",
+    "status",
+    "arrived",
+    "done",
+    "latency_s",
+    "queue",
+    "n_atoms",
+    "n_events",
+    "t_register",
+    "t_detect",
+    "t_chem",
+    "t_track",
+    "t_encode",
+    "t_events",
+    "cpu_s",
+]
 
 
-def _csv_bytes(df: pd.DataFrame, columns: list[str] | None, header: bool) -> tuple[bytes, list[str]]:
+def _csv_bytes(
+    df: pd.DataFrame, columns: list[str] | None, header: bool
+) -> tuple[bytes, list[str]]:
     """Whole CSV lines of ``df`` (restricted/reordered to ``columns`` when given)."""
     if columns is not None:
         df = df.reindex(columns=columns)
@@ -55,8 +72,10 @@ def read_state(out: str | Path) -> dict | None:
     try:
         state = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError) as exc:
-        raise OutputError(f"{path} is unreadable ({exc}); remove the output folder's watch "
-                          "files or choose a new --out") from None
+        raise OutputError(
+            f"{path} is unreadable ({exc}); remove the output folder's watch "
+            "files or choose a new --out"
+        ) from None
     if state.get("version") != STATE_VERSION:
         raise OutputError(f"{path} was written by another AtomLens version; choose a new --out")
     return state
@@ -100,10 +119,20 @@ class LiveOutput:
             if leftovers:
                 raise OutputError(
                     f"{self.out} holds {leftovers[0]}.csv but no {STATE_NAME}: it is not a watch "
-                    "output this command can resume; choose an empty --out folder")
-            state = {"version": STATE_VERSION, "settings": settings, "bytes": {}, "columns": {},
-                     "n_frames": 0, "processed": [], "skipped": [], "next_ids": {},
-                     "drift_state": None, "started": time.time()}
+                    "output this command can resume; choose an empty --out folder"
+                )
+            state = {
+                "version": STATE_VERSION,
+                "settings": settings,
+                "bytes": {},
+                "columns": {},
+                "n_frames": 0,
+                "processed": [],
+                "skipped": [],
+                "next_ids": {},
+                "drift_state": None,
+                "started": time.time(),
+            }
         self.state = state
         for name in TABLES:
             self._truncate(name, int(state["bytes"].get(name, 0)))
@@ -133,8 +162,9 @@ class LiveOutput:
                 view = view[k:]
             os.fsync(fd)
         except OSError as exc:
-            raise OutputError(f"cannot append to {path} ({exc.strerror}); free disk space or "
-                              "choose another --out") from None
+            raise OutputError(
+                f"cannot append to {path} ({exc.strerror}); free disk space or choose another --out"
+            ) from None
         finally:
             os.close(fd)
         self.state["bytes"][name] = n + len(data)
@@ -143,8 +173,14 @@ class LiveOutput:
     def _save_state(self) -> None:
         atomic.write_json(self.out / STATE_NAME, self.state)
 
-    def commit(self, key: str, tables: dict[str, pd.DataFrame], frame_row: dict[str, Any],
-               next_ids: dict[str, int], drift_state: dict | None) -> None:
+    def commit(
+        self,
+        key: str,
+        tables: dict[str, pd.DataFrame],
+        frame_row: dict[str, Any],
+        next_ids: dict[str, int],
+        drift_state: dict | None,
+    ) -> None:
         """Append one processed frame's rows, then commit the state."""
         for name, df in tables.items():
             self._append(name, df)
@@ -159,8 +195,14 @@ class LiveOutput:
     def skip(self, key: str, frame: int, arrived: float, queue: int) -> None:
         """Record a frame the ``newest`` queue policy dropped (never processed)."""
         row = {c: np.nan for c in FRAME_COLUMNS}
-        row.update(frame=frame, source=key, status="skipped", arrived=arrived, done=time.time(),
-                   queue=queue)
+        row.update(
+            frame=frame,
+            source=key,
+            status="skipped",
+            arrived=arrived,
+            done=time.time(),
+            queue=queue,
+        )
         self._append("frames", pd.DataFrame([row], columns=FRAME_COLUMNS))
         self.state["skipped"].append(key)
         self.state["n_frames"] = frame + 1

@@ -68,14 +68,21 @@ class FrameProcessor:
     events : thresholds of :mod:`atomlens.live.events`.
     """
 
-    def __init__(self, pixel_size: float, detect: Any = None, chem: Any = None,
-                 encoder: Any = None, events: EventParams | None = None) -> None:
+    def __init__(
+        self,
+        pixel_size: float,
+        detect: Any = None,
+        chem: Any = None,
+        encoder: Any = None,
+        events: EventParams | None = None,
+    ) -> None:
         from atomlens.workflows.chemistry import ChemRecipe
         from atomlens.workflows.detect import DetectRecipe
 
         if not (pixel_size and np.isfinite(pixel_size) and pixel_size > 0):
-            raise SettingsError(f"pixel size must be a positive number of Å, got {pixel_size!r}; "
-                                "pass --pixel-size")
+            raise SettingsError(
+                f"pixel size must be a positive number of Å, got {pixel_size!r}; pass --pixel-size"
+            )
         self.pixel_size = float(pixel_size)
         self.detect = (detect or DetectRecipe(save_maps=False)).validate()
         self.chem = (chem or ChemRecipe()).validate()
@@ -167,8 +174,11 @@ class FrameProcessor:
 
         t0 = time.perf_counter()
         cur = FrameTables(frame, atoms, per["defects"], per["rings"], (dy, dx))
-        events = frame_events(self.prev, cur, self.pixel_size, self.event_params) \
-            if self.prev is not None else empty_events()
+        events = (
+            frame_events(self.prev, cur, self.pixel_size, self.event_params)
+            if self.prev is not None
+            else empty_events()
+        )
         t["events"] = time.perf_counter() - t0
         self.prev = cur
         self.last_cpu_s = time.process_time() - cpu0  # all threads of this process
@@ -176,8 +186,9 @@ class FrameProcessor:
         self.next_atom_id = offset + len(atoms)
         return FrameOutput(frame, tables, (dy, dx), t, self.pixel_size)
 
-    def _globalise(self, atoms: pd.DataFrame, per: dict, events: pd.DataFrame,
-                   offset: int) -> dict[str, pd.DataFrame]:
+    def _globalise(
+        self, atoms: pd.DataFrame, per: dict, events: pd.DataFrame, offset: int
+    ) -> dict[str, pd.DataFrame]:
         """Per-frame rows -> global rows and ids, tuple columns -> text."""
         bonds = per["bonds"].copy()
         if len(bonds):
@@ -197,7 +208,9 @@ class FrameProcessor:
             self.next_defect_id += len(defects)
             defects["atoms"] = [_members(m, offset) for m in defects["atoms"]]
             old = out_atoms["defect_id"].to_numpy(dtype=int)
-            out_atoms["defect_id"] = np.array([mapping.get(int(v), -1) for v in old], dtype=np.int64)
+            out_atoms["defect_id"] = np.array(
+                [mapping.get(int(v), -1) for v in old], dtype=np.int64
+            )
         dopants = per["dopants"].copy()
         if len(dopants):
             dopants["atom"] = dopants["atom"].to_numpy(dtype=np.int64) + offset
@@ -207,17 +220,32 @@ class FrameProcessor:
                 if col in dopants:
                     dopants[col] = [" ".join(f"{float(v):.2f}" for v in m) for m in dopants[col]]
             dopants["track_id"] = out_atoms["track_id"].to_numpy()[
-                dopants["atom"].to_numpy(dtype=int) - offset]
+                dopants["atom"].to_numpy(dtype=int) - offset
+            ]
             if "defect_id" in dopants and len(defects):
                 dopants["defect_id"] = out_atoms["defect_id"].to_numpy()[
-                    dopants["atom"].to_numpy(dtype=int) - offset]
-        return {"atoms": out_atoms, "bonds": bonds, "rings": rings, "defects": defects,
-                "dopants": dopants, "events": events}
+                    dopants["atom"].to_numpy(dtype=int) - offset
+                ]
+        return {
+            "atoms": out_atoms,
+            "bonds": bonds,
+            "rings": rings,
+            "defects": defects,
+            "dopants": dopants,
+            "events": events,
+        }
 
     # ------------------------------------------------------------------ resume
-    def restore(self, *, next_ids: dict[str, int], recent: FrameTables | None,
-                recent_atoms: pd.DataFrame, drift_state: dict | None,
-                key_image: np.ndarray | None, prev_image: np.ndarray | None) -> None:
+    def restore(
+        self,
+        *,
+        next_ids: dict[str, int],
+        recent: FrameTables | None,
+        recent_atoms: pd.DataFrame,
+        drift_state: dict | None,
+        key_image: np.ndarray | None,
+        prev_image: np.ndarray | None,
+    ) -> None:
         """Continue a watch from its written state (see :mod:`atomlens.live.state`)."""
         self.next_atom_id = int(next_ids.get("atom", 0))
         self.next_ring_id = int(next_ids.get("ring", 0))
@@ -228,8 +256,12 @@ class FrameProcessor:
             self.drift.restore(drift_state, key_image, prev_image)
 
     def next_ids(self) -> dict[str, int]:
-        return {"atom": self.next_atom_id, "ring": self.next_ring_id,
-                "defect": self.next_defect_id, "track": self.linker.next_id}
+        return {
+            "atom": self.next_atom_id,
+            "ring": self.next_ring_id,
+            "defect": self.next_defect_id,
+            "track": self.linker.next_id,
+        }
 
 
 __all__ = ["FrameOutput", "FrameProcessor"]

@@ -41,8 +41,13 @@ class OnlineLinker:
     gap_penalty_A : Å added to the cost per missed frame.
     """
 
-    def __init__(self, pixel_size: float, max_disp_A: float | Mapping[str, float] = 1.0,
-                 max_gap: int = 2, gap_penalty_A: float = 0.05) -> None:
+    def __init__(
+        self,
+        pixel_size: float,
+        max_disp_A: float | Mapping[str, float] = 1.0,
+        max_gap: int = 2,
+        gap_penalty_A: float = 0.05,
+    ) -> None:
         self.pixel_size = float(pixel_size)
         self.max_disp_A = dict(max_disp_A) if isinstance(max_disp_A, Mapping) else float(max_disp_A)
         self.max_gap = int(max_gap)
@@ -76,9 +81,12 @@ class OnlineLinker:
             local = np.full(len(rows), -1, dtype=np.int64)
             if len(alive) and len(rows):
                 sdm = cKDTree(st.yx[alive]).sparse_distance_matrix(
-                    cKDTree(yx[rows]), st.radius, output_type="ndarray")
+                    cKDTree(yx[rows]), st.radius, output_type="ndarray"
+                )
                 ti, di = sdm["i"].astype(int), sdm["j"].astype(int)
-                cost = sdm["v"].astype(float) + self.gap_penalty_A * (frame - 1 - st.frame[alive[ti]])
+                cost = sdm["v"].astype(float) + self.gap_penalty_A * (
+                    frame - 1 - st.frame[alive[ti]]
+                )
                 assigned = _assign(ti, di, cost, len(alive), len(rows))
                 local = np.where(assigned >= 0, alive[np.maximum(assigned, 0)], -1)
             linked = local >= 0

@@ -45,15 +45,23 @@ class WatchRecipe(Recipe):
 
     section = "watch"
 
-    policy: str = setting("all", choices=("all", "newest"),
-                          doc="queue policy: analyse all frames, or only the newest waiting one")
-    settle_s: float = setting(0.2, min=0.0, doc="seconds a file must stay unchanged before it is read")
+    policy: str = setting(
+        "all",
+        choices=("all", "newest"),
+        doc="queue policy: analyse all frames, or only the newest waiting one",
+    )
+    settle_s: float = setting(
+        0.2, min=0.0, doc="seconds a file must stay unchanged before it is read"
+    )
     poll_s: float = setting(0.05, above=0.0, doc="seconds between looks at the folder when idle")
     pixel_size: float | None = setting(None, above=0.0, doc="Å/px; None = from the first file")
-    latent_model: str | None = setting(None, doc="latent model file to encode atoms with; None = no encoding")
+    latent_model: str | None = setting(
+        None, doc="latent model file to encode atoms with; None = no encoding"
+    )
     max_frames: int | None = setting(None, min=1, doc="stop after this many frames have arrived")
-    idle_stop_s: float | None = setting(None, above=0.0,
-                                        doc="stop when no new frame came for this many seconds")
+    idle_stop_s: float | None = setting(
+        None, above=0.0, doc="stop when no new frame came for this many seconds"
+    )
 
 
 @dataclass(frozen=True)
@@ -74,9 +82,11 @@ class FrameDone:
         o = self.output
         dy, dx = o.drift
         stages = " ".join(f"{k} {v * 1000:.0f}" for k, v in o.timings.items())
-        return (f"frame {self.frame} ({self.source}): {len(o.atoms)} atoms, {len(o.events)} events, "
-                f"drift ({dy:+.2f}, {dx:+.2f}) px, latency {self.latency_s:.2f} s, "
-                f"queue {self.queue} [ms: {stages}]")
+        return (
+            f"frame {self.frame} ({self.source}): {len(o.atoms)} atoms, {len(o.events)} events, "
+            f"drift ({dy:+.2f}, {dx:+.2f}) px, latency {self.latency_s:.2f} s, "
+            f"queue {self.queue} [ms: {stages}]"
+        )
 
 
 @dataclass(frozen=True)
@@ -116,7 +126,9 @@ def _read_frame(folder: Path, key: str) -> np.ndarray:
     return np.asarray(read_stack(folder / name, lazy=True).data[int(idx)], dtype=np.float32)
 
 
-def _frame_tables(out: Path, state: dict, frame: int, drift: tuple[float, float]) -> FrameTables | None:
+def _frame_tables(
+    out: Path, state: dict, frame: int, drift: tuple[float, float]
+) -> FrameTables | None:
     """The committed tables of one earlier frame, with member rows made local again."""
     atoms = read_table(out, "atoms", state)
     if not len(atoms):
@@ -131,12 +143,19 @@ def _frame_tables(out: Path, state: dict, frame: int, drift: tuple[float, float]
             return pd.DataFrame()
         t = tab[tab["frame"] == frame].copy().reset_index(drop=True)
         if "atoms" in t:
-            t["atoms"] = [tuple(int(v) - first for v in str(m).split()) if isinstance(m, str) else ()
-                          for m in t["atoms"]]
+            t["atoms"] = [
+                tuple(int(v) - first for v in str(m).split()) if isinstance(m, str) else ()
+                for m in t["atoms"]
+            ]
         return t
 
-    return FrameTables(frame, a, local(read_table(out, "defects", state)),
-                       local(read_table(out, "rings", state)), drift)
+    return FrameTables(
+        frame,
+        a,
+        local(read_table(out, "defects", state)),
+        local(read_table(out, "rings", state)),
+        drift,
+    )
 
 
 def _resume(proc: FrameProcessor, out: LiveOutput, folder: Path) -> None:
@@ -152,14 +171,25 @@ def _resume(proc: FrameProcessor, out: LiveOutput, folder: Path) -> None:
     if drift_state:
         key_img = _read_frame(folder, st["processed"][int(drift_state["key_index"])])
         prev_img = _read_frame(folder, st["processed"][-1])
-    proc.restore(next_ids=st["next_ids"], recent=_frame_tables(out.out, st, last, d),
-                 recent_atoms=recent, drift_state=drift_state, key_image=key_img,
-                 prev_image=prev_img)
+    proc.restore(
+        next_ids=st["next_ids"],
+        recent=_frame_tables(out.out, st, last, d),
+        recent_atoms=recent,
+        drift_state=drift_state,
+        key_image=key_img,
+        prev_image=prev_img,
+    )
 
 
-def run(folder: str | Path, out: str | Path, recipe: WatchRecipe | None = None, *,
-        detect: Any = None, chem: Any = None, stop: threading.Event | None = None,
-        ) -> Generator[FrameDone | FrameSkipped | Log, None, WatchSummary]:
+def run(
+    folder: str | Path,
+    out: str | Path,
+    recipe: WatchRecipe | None = None,
+    *,
+    detect: Any = None,
+    chem: Any = None,
+    stop: threading.Event | None = None,
+) -> Generator[FrameDone | FrameSkipped | Log, None, WatchSummary]:
     """Watch ``folder``, writing to ``out`` (resumes when ``out`` holds a watch state).
 
     ``detect``/``chem`` are the workflow recipes (:class:`~atomlens.workflows.detect.
@@ -176,16 +206,22 @@ def run(folder: str | Path, out: str | Path, recipe: WatchRecipe | None = None, 
     stop = stop or threading.Event()
     with atomic.output_lock(out_dir):
         output = LiveOutput(out_dir)
-        settings = {"watch": recipe.to_dict(), "detect": detect.to_dict(), "chem": chem.to_dict(),
-                    "folder": str(folder.resolve())}
+        settings = {
+            "watch": recipe.to_dict(),
+            "detect": detect.to_dict(),
+            "chem": chem.to_dict(),
+            "folder": str(folder.resolve()),
+        }
         state = output.open(settings)
         resumed_from = len(state["processed"]) + len(state["skipped"])
         follower = FolderFollower(folder, recipe.settle_s, seen=output.seen(), ignore=out_dir)
         pixel_size = state["settings"].get("pixel_size")
         if recipe.pixel_size and pixel_size and abs(recipe.pixel_size - pixel_size) > 1e-9:
-            raise SettingsError(f"{out_dir} was started at {pixel_size} Å/px, not "
-                                f"{recipe.pixel_size}; resume with the same --pixel-size or "
-                                "choose a new --out")
+            raise SettingsError(
+                f"{out_dir} was started at {pixel_size} Å/px, not "
+                f"{recipe.pixel_size}; resume with the same --pixel-size or "
+                "choose a new --out"
+            )
         encoder = _load_encoder(recipe.latent_model)
         proc: FrameProcessor | None = None
         if pixel_size:
@@ -226,8 +262,10 @@ def run(folder: str | Path, out: str | Path, recipe: WatchRecipe | None = None, 
             if proc is None:
                 ps = recipe.pixel_size or arr.pixel_size
                 if not ps:
-                    raise SettingsError(f"'{arr.path.name}' has no pixel size in its metadata; "
-                                        "pass --pixel-size (Å/px)")
+                    raise SettingsError(
+                        f"'{arr.path.name}' has no pixel size in its metadata; "
+                        "pass --pixel-size (Å/px)"
+                    )
                 output.state["settings"]["pixel_size"] = float(ps)
                 proc = FrameProcessor(float(ps), detect, chem, encoder)
             frame = output.state["n_frames"]
@@ -235,17 +273,29 @@ def run(folder: str | Path, out: str | Path, recipe: WatchRecipe | None = None, 
             done = time.time()
             latency = done - arr.arrived
             tm = res.timings
-            row = {"frame": frame, "source": arr.key, "status": "processed", "arrived": arr.arrived,
-                   "done": done, "latency_s": latency, "queue": len(queue),
-                   "n_atoms": len(res.atoms), "n_events": len(res.events),
-                   **{f"t_{k}": tm.get(k, np.nan) for k in
-                      ("register", "detect", "chem", "track", "encode", "events")},
-                   "cpu_s": proc.last_cpu_s}
+            row = {
+                "frame": frame,
+                "source": arr.key,
+                "status": "processed",
+                "arrived": arr.arrived,
+                "done": done,
+                "latency_s": latency,
+                "queue": len(queue),
+                "n_atoms": len(res.atoms),
+                "n_events": len(res.events),
+                **{
+                    f"t_{k}": tm.get(k, np.nan)
+                    for k in ("register", "detect", "chem", "track", "encode", "events")
+                },
+                "cpu_s": proc.last_cpu_s,
+            }
             tables = dict(res.tables)
-            tables["drift"] = pd.DataFrame({"frame": [frame], "dy_px": [res.drift[0]],
-                                            "dx_px": [res.drift[1]]})
-            output.commit(arr.key, tables, row, proc.next_ids(),
-                          proc.drift.state() if chem.register else None)
+            tables["drift"] = pd.DataFrame(
+                {"frame": [frame], "dy_px": [res.drift[0]], "dx_px": [res.drift[1]]}
+            )
+            output.commit(
+                arr.key, tables, row, proc.next_ids(), proc.drift.state() if chem.register else None
+            )
             # latency: from the file's arrival to its rows committed (after the state write)
             latency = time.time() - arr.arrived
             latencies.append(latency)

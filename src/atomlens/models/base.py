@@ -143,9 +143,11 @@ class LatentModel:
         except (TypeError, ValueError, KeyError, RuntimeError, IndexError) as exc:
             from atomlens.io.gate import safe_reason
 
-            raise ModelError(f"{path}: the config or weights do not fit a {payload['kind']} "
-                             f"model ({safe_reason(exc)}); the file is corrupt or from another "
-                             "AtomLens version") from None
+            raise ModelError(
+                f"{path}: the config or weights do not fit a {payload['kind']} "
+                f"model ({safe_reason(exc)}); the file is corrupt or from another "
+                "AtomLens version"
+            ) from None
         model.card = dict(payload.get("card") or {})
         model.fitted = bool(payload.get("fitted", True))
         return model
@@ -162,13 +164,17 @@ def read_payload(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - report any unreadable file the same way
-        raise ModelError(f"{path} is not a readable AtomLens model file ({safe_reason(exc)}); "
-                         "AtomLens loads weights only, never code") from None
+        raise ModelError(
+            f"{path} is not a readable AtomLens model file ({safe_reason(exc)}); "
+            "AtomLens loads weights only, never code"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelError(f"{path} is not an AtomLens latent-model file (format {FORMAT!r})")
     check_latent_config(payload.get("kind"), payload.get("config"), str(path), ModelError)
     if not isinstance(payload.get("state_dict"), dict) or not isinstance(
-            payload.get("card", {}), dict):
-        raise ModelError(f"{path}: state_dict/card missing or of the wrong type; the file is "
-                         "corrupt")
+        payload.get("card", {}), dict
+    ):
+        raise ModelError(
+            f"{path}: state_dict/card missing or of the wrong type; the file is corrupt"
+        )
     return payload

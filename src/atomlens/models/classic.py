@@ -34,7 +34,9 @@ class SklearnModel(LatentModel):
         raise NotImplementedError
 
     def _flat(self, X: Any, fitting: bool = False) -> np.ndarray:
-        arr = as_nchw(X, None if fitting else self.window, None if fitting else self.config["channels"])
+        arr = as_nchw(
+            X, None if fitting else self.window, None if fitting else self.config["channels"]
+        )
         if fitting:
             self.config["window"] = [int(arr.shape[2]), int(arr.shape[3])]
             self.config["channels"] = int(arr.shape[1])
@@ -62,7 +64,9 @@ class SklearnModel(LatentModel):
 
     def _load_state(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
-            setattr(self.estimator, key, value.numpy() if isinstance(value, torch.Tensor) else value)
+            setattr(
+                self.estimator, key, value.numpy() if isinstance(value, torch.Tensor) else value
+            )
 
 
 class PCAModel(SklearnModel):

@@ -148,7 +148,11 @@ class SpatialDecoder(nn.Module):
         if fast:  # (2 s - 1) W_o^T + b_o = s (2 W_o^T) + (b_o - W_o 1)
             w_o, b_o = 2.0 * w_o, b_o - self.out.weight.sum(1)
         out = torch.addmm(b_o, hdn.reshape(-1, hdn.shape[-1]), w_o)  # (B*P, C)
-        return out.reshape(b, -1, self.n_channels).transpose(1, 2).reshape(b, self.n_channels, *self.window)
+        return (
+            out.reshape(b, -1, self.n_channels)
+            .transpose(1, 2)
+            .reshape(b, self.n_channels, *self.window)
+        )
 
     def _activate(self, x: torch.Tensor) -> torch.Tensor:
         """The hidden activation, in place on a fresh matmul output (its backward does not
@@ -161,7 +165,9 @@ class SpatialDecoder(nn.Module):
 class MLPDecoder(nn.Module):
     """Latent -> tanh MLP -> flattened image (plain VAE)."""
 
-    def __init__(self, n_latent: int, shape: tuple[int, int, int], hidden: tuple[int, ...], activation: str):
+    def __init__(
+        self, n_latent: int, shape: tuple[int, int, int], hidden: tuple[int, ...], activation: str
+    ):
         super().__init__()
         dims = (n_latent, *hidden[::-1])
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))

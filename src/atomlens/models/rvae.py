@@ -94,7 +94,9 @@ class RVAE(TorchLatentModel):
         super().__init__()
         win = (int(window), int(window)) if np.ndim(window) == 0 else tuple(int(v) for v in window)
         if len(win) != 2 or min(win) < 2:
-            raise ModelError(f"window must be an int or (h, w) of at least 2 pixels, got {window!r}")
+            raise ModelError(
+                f"window must be an int or (h, w) of at least 2 pixels, got {window!r}"
+            )
         if loss not in ("mse", "bce"):
             raise ModelError(f"loss must be 'mse' or 'bce', got {loss!r}")
         if encoder not in ("mlp", "conv"):
@@ -114,10 +116,14 @@ class RVAE(TorchLatentModel):
         with gen:
             torch.manual_seed(seed)
             if encoder == "mlp":
-                enc: nn.Module = MLPEncoder(int(channels) * win[0] * win[1], n_latent, hidden, activation)
+                enc: nn.Module = MLPEncoder(
+                    int(channels) * win[0] * win[1], n_latent, hidden, activation
+                )
             else:
                 enc = ConvEncoder((int(channels), *win), n_latent, hidden[0], activation)
-            dec = SpatialDecoder(win, int(channels), int(latent_dim), hidden, activation, bool(skip))
+            dec = SpatialDecoder(
+                win, int(channels), int(latent_dim), hidden, activation, bool(skip)
+            )
             self.module = _RVAENet(enc, dec)
 
     def latent_names(self) -> list[str]:

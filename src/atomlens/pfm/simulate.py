@@ -95,7 +95,8 @@ class PFMMovie:
             return cls(
                 phase=z["frames"],
                 domains=z["domains"],
-                field=z["field"].astype(np.float32) if "field" in z.files
+                field=z["field"].astype(np.float32)
+                if "field" in z.files
                 else z["domains"].astype(np.float32),
                 walls=z["walls"],
                 velocity=z["velocity"],
@@ -280,14 +281,26 @@ def simulate_pfm(
     for t in range(n_frames - 1):
         v = wall_velocity(fieldt, t)
         velocity[t][walls[t]] = v[walls[t]]
-    phase = ndi.gaussian_filter(domains.astype(np.float32), sigma=(0, blur, blur)) if blur > 0 \
+    phase = (
+        ndi.gaussian_filter(domains.astype(np.float32), sigma=(0, blur, blur))
+        if blur > 0
         else domains.astype(np.float32)
+    )
     phase = phase + rng.normal(scale=noise, size=phase.shape).astype(np.float32)
     params = dict(
-        n_frames=n_frames, size=size, seed=seed, n_pinning=n_pinning,
-        pinning_radius=pinning_radius, pinning_strength=pinning_strength,
-        n_domains=n_domains, kappa=kappa, time_per_frame=time_per_frame, dt=dt,
-        random_field=random_field, blur=blur, noise=noise,
+        n_frames=n_frames,
+        size=size,
+        seed=seed,
+        n_pinning=n_pinning,
+        pinning_radius=pinning_radius,
+        pinning_strength=pinning_strength,
+        n_domains=n_domains,
+        kappa=kappa,
+        time_per_frame=time_per_frame,
+        dt=dt,
+        random_field=random_field,
+        blur=blur,
+        noise=noise,
     )
     return PFMMovie(
         phase=phase.astype(np.float32),

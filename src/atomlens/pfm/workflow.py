@@ -120,8 +120,7 @@ def run_pfm(
     centres = sample_wall_pixels(walls, cfg.n_per_frame, cfg.window, cfg.seed, frames=frames)
     if len(centres) == 0:
         raise ValueError(
-            "no domain-wall pixels found away from the frame edges; lower --canny-sigma "
-            "or --window"
+            "no domain-wall pixels found away from the frame edges; lower --canny-sigma or --window"
         )
     sub = wall_windows(scaled, centres, cfg.window, cfg.delta, both=cfg.delta > 0)
     X = _as_nchw(sub.images)
@@ -168,8 +167,12 @@ def run_pfm(
     _, curv_lat = wall_descriptors(recon[:, 0], threshold, min_length=cfg.min_wall_length)
     # the paper's Fig. 7b reading: D of the manifold image nearest each window's latent
     z = lat[zcols].to_numpy()
-    gi = np.clip(np.rint((z[:, 1] - manifold["z2"][0]) / np.ptp(manifold["z2"]) * (g - 1)), 0, g - 1)
-    gj = np.clip(np.rint((z[:, 0] - manifold["z1"][0]) / np.ptp(manifold["z1"]) * (g - 1)), 0, g - 1)
+    gi = np.clip(
+        np.rint((z[:, 1] - manifold["z2"][0]) / np.ptp(manifold["z2"]) * (g - 1)), 0, g - 1
+    )
+    gj = np.clip(
+        np.rint((z[:, 0] - manifold["z1"][0]) / np.ptp(manifold["z1"]) * (g - 1)), 0, g - 1
+    )
     d_man = manifold["D"][gi.astype(int), gj.astype(int)]
     table = table.assign(
         D=d_lat, D_raw=d_lat_raw, D_manifold=d_man, D_direct=d_dir, D_direct_raw=d_dir_raw,
@@ -203,9 +206,7 @@ def latent_manifold(model: object, z: np.ndarray, n: int = 12, span: float = 2.5
     return {"z1": axes[0], "z2": axes[1], "images": imgs.reshape(n, n, *imgs.shape[1:])}
 
 
-def truth_velocity(
-    movie: object, table: pd.DataFrame, window: int, delta: int = 1
-) -> pd.DataFrame:
+def truth_velocity(movie: object, table: pd.DataFrame, window: int, delta: int = 1) -> pd.DataFrame:
     """The simulator's local wall velocity (pixels / frame) for each window.
 
     ``v_centre``: at the window's centre pixel; ``v_window``: mean over the true wall
@@ -286,7 +287,9 @@ def write_pfm_outputs(result: PFMResult, out_dir: str | Path, phase: np.ndarray 
     fig, axes = plt.subplots(1, 4, figsize=(17, 4.3))
     axes[0].imshow(mosaic, cmap="viridis", extent=ext, aspect="auto")
     axes[0].set(title="decoded manifold (t + delta)", xlabel="z1", ylabel="z2")
-    for ax, key, cmap in zip(axes[1:], ("D", "n_walls", "curvature"), ("coolwarm", "viridis", "PiYG")):
+    for ax, key, cmap in zip(
+        axes[1:], ("D", "n_walls", "curvature"), ("coolwarm", "viridis", "PiYG")
+    ):
         im = ax.imshow(man[key], origin="lower", extent=ext, aspect="auto", cmap=cmap)
         fig.colorbar(im, ax=ax, shrink=0.8)
         ax.set(title=f"{key} on the manifold", xlabel="z1")
@@ -306,7 +309,9 @@ def write_pfm_outputs(result: PFMResult, out_dir: str | Path, phase: np.ndarray 
             wy, wx = np.nonzero(result.walls[t])
             ax.plot(wx, wy, ",", color="yellow")
             rows = tab[tab["frame"] == t]
-            ax.scatter(rows["x"], rows["y"], c=rows["D"], cmap="coolwarm", s=12, vmin=-0.3, vmax=0.3)
+            ax.scatter(
+                rows["x"], rows["y"], c=rows["D"], cmap="coolwarm", s=12, vmin=-0.3, vmax=0.3
+            )
             ax.set(title=f"frame {t}: walls and D", xticks=[], yticks=[])
         fig.tight_layout()
         p = out / "pfm_walls.png"

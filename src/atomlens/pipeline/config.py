@@ -30,14 +30,18 @@ class InputConfig(Recipe):
 
     pixel_size: float | None = setting(None, above=0.0, doc="Å/px; None = from the file's metadata")
     calibrate: str | None = setting(
-        None, doc="lattice to calibrate against ('graphene', 'mos2', or Å) or None")
+        None, doc="lattice to calibrate against ('graphene', 'mos2', or Å) or None"
+    )
     apply_calibration: bool = setting(False, doc="replace the pixel size by the calibrated one")
     frames: str | int | None = setting(
-        None, doc="frames to analyse, e.g. '0:10', '0:3,8' or 5; None = all")
+        None, doc="frames to analyse, e.g. '0:10', '0:3,8' or 5; None = all"
+    )
     lazy: bool = setting(True, doc="keep pixels on disk (memmap / TIFF pages / Zarr)")
-    nonfinite: str = setting("mask", choices=("mask", "refuse"),
-                             doc="NaN/inf pixels: 'mask' (no atoms there, the rest analysed) "
-                                 "or 'refuse' the movie")
+    nonfinite: str = setting(
+        "mask",
+        choices=("mask", "refuse"),
+        doc="NaN/inf pixels: 'mask' (no atoms there, the rest analysed) or 'refuse' the movie",
+    )
 
 
 # The recipes of the workflows ARE the sections of the pipeline config.
@@ -55,7 +59,8 @@ class ReportConfig(Recipe):
 
     enabled: bool = setting(True, doc="write report.html")
     frames: tuple[int, ...] | None = setting(
-        None, doc="frames shown as lattices; None = first/middle/last")
+        None, doc="frames shown as lattices; None = first/middle/last"
+    )
 
 
 @dataclass
@@ -117,12 +122,15 @@ class PipelineConfig:
         except SettingsError:
             raise
         except (ValueError, RecursionError) as exc:  # TOMLDecodeError, JSONDecodeError
-            raise SettingsError(f"config {path.name} does not parse ({safe_reason(exc)}); fix "
-                                "the syntax (atomlens run --print-config shows a valid one)") \
-                from None
+            raise SettingsError(
+                f"config {path.name} does not parse ({safe_reason(exc)}); fix "
+                "the syntax (atomlens run --print-config shows a valid one)"
+            ) from None
         if not isinstance(data, dict):
-            raise SettingsError(f"config {path.name} must hold [section] tables of settings, "
-                                f"not a {type(data).__name__}")
+            raise SettingsError(
+                f"config {path.name} must hold [section] tables of settings, "
+                f"not a {type(data).__name__}"
+            )
         return cls.from_dict(data)
 
     def section(self, name: str) -> dict:
@@ -131,7 +139,11 @@ class PipelineConfig:
 
 def _toml_value(value: Any) -> str:
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        return (
+            "{ "
+            + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items())
+            + " }"
+        )
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return json.dumps(value)

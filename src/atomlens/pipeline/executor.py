@@ -52,8 +52,12 @@ class DaskExecutor:
             self.client = Client(scheduler)
         else:  # an explicit local cluster (not the default: it listens on ports)
             self._cluster = LocalCluster(
-                n_workers=n_workers, threads_per_worker=1, processes=True,
-                dashboard_address=None, memory_limit="auto", host="127.0.0.1",
+                n_workers=n_workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                memory_limit="auto",
+                host="127.0.0.1",
             )
             self.client = Client(self._cluster)
 

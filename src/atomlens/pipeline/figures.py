@@ -17,8 +17,13 @@ SPECIES_COLOURS = {"C": "#00d8ff", "Si": "#ff7f0e", "Mo": "#1f77b4", "S": "#bcbd
 RING_COLOURS = {5: "#d62728", 6: "#2ca02c", 7: "#1f77b4", 8: "#9467bd"}
 
 
-def _subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], **kw: Any,
-              ) -> tuple[Figure, Any]:
+def _subplots(
+    nrows: int = 1,
+    ncols: int = 1,
+    *,
+    figsize: tuple[float, float],
+    **kw: Any,
+) -> tuple[Figure, Any]:
     """``plt.subplots`` without pyplot (``layout`` goes to the figure, the rest to
     ``Figure.subplots``)."""
     fig = Figure(figsize=figsize, layout=kw.pop("layout", None))
@@ -47,8 +52,12 @@ def fig_maps(frame: np.ndarray, maps: np.ndarray | None, classes: list[str], t: 
 
 
 def fig_atoms(
-    frame: np.ndarray, atoms: pd.DataFrame, bonds: pd.DataFrame, rings: pd.DataFrame,
-    defects: pd.DataFrame, t: int,
+    frame: np.ndarray,
+    atoms: pd.DataFrame,
+    bonds: pd.DataFrame,
+    rings: pd.DataFrame,
+    defects: pd.DataFrame,
+    t: int,
 ) -> Any:
     """Detected atoms coloured by species with bonds, ring centres (by size) and defects."""
     fig, ax = _subplots(figsize=(6.4, 6.4))
@@ -63,19 +72,38 @@ def fig_atoms(
 
         ax.add_collection(LineCollection(segs, colors="#c6ff00", linewidths=0.6, alpha=0.7))
     for cls, grp in a.groupby("cls", observed=True):
-        ax.scatter(grp["x"], grp["y"], s=14, c=SPECIES_COLOURS.get(str(cls), "#e377c2"),
-                   label=f"{cls} ({len(grp)})", edgecolors="none")
+        ax.scatter(
+            grp["x"],
+            grp["y"],
+            s=14,
+            c=SPECIES_COLOURS.get(str(cls), "#e377c2"),
+            label=f"{cls} ({len(grp)})",
+            edgecolors="none",
+        )
     if len(rings):
         r = rings[(rings["frame"] == t) & (rings["size"] != 6)]
         for size, grp in r.groupby("size"):
-            ax.scatter(grp["x"], grp["y"], s=30, marker="h", facecolors="none",
-                       edgecolors=RING_COLOURS.get(int(size), "k"), linewidths=1.2,
-                       label=f"{size}-ring ({len(grp)})")
+            ax.scatter(
+                grp["x"],
+                grp["y"],
+                s=30,
+                marker="h",
+                facecolors="none",
+                edgecolors=RING_COLOURS.get(int(size), "k"),
+                linewidths=1.2,
+                label=f"{size}-ring ({len(grp)})",
+            )
     if len(defects):
         d = defects[defects["frame"] == t]
         for _, row in d.iterrows():
-            ax.annotate(str(row.get("type", "")), (row["x"], row["y"]), color="yellow",
-                        fontsize=7, ha="center", va="bottom")
+            ax.annotate(
+                str(row.get("type", "")),
+                (row["x"], row["y"]),
+                color="yellow",
+                fontsize=7,
+                ha="center",
+                va="bottom",
+            )
     ax.legend(loc="upper right", fontsize=7, framealpha=0.7)
     ax.set_xlim(-0.5, frame.shape[1] - 0.5)
     ax.set_ylim(frame.shape[0] - 0.5, -0.5)
@@ -92,8 +120,13 @@ def fig_latent_lattices(
     a cyclic colormap.
     """
     frames = list(stack_frames)
-    fig, axes = _subplots(len(frames), len(columns), figsize=(4.0 * len(columns),
-                             3.6 * len(frames)), squeeze=False, layout="constrained")
+    fig, axes = _subplots(
+        len(frames),
+        len(columns),
+        figsize=(4.0 * len(columns), 3.6 * len(frames)),
+        squeeze=False,
+        layout="constrained",
+    )
     for c, col in enumerate(columns):
         vals = atoms[col].to_numpy(dtype=float)
         finite = vals[np.isfinite(vals)]
@@ -106,8 +139,16 @@ def fig_latent_lattices(
             ax = axes[r, c]
             _show(ax, stack_frames[t], f"frame {t}: {col}")
             a = atoms[(atoms["frame"] == t) & np.isfinite(atoms[col].astype(float))]
-            sc = ax.scatter(a["x"], a["y"], c=a[col], cmap=cmap, vmin=lims[0], vmax=lims[1], s=18,
-                            edgecolors="none")
+            sc = ax.scatter(
+                a["x"],
+                a["y"],
+                c=a[col],
+                cmap=cmap,
+                vmin=lims[0],
+                vmax=lims[1],
+                s=18,
+                edgecolors="none",
+            )
         fig.colorbar(sc, ax=axes[:, c].tolist(), shrink=0.8, label=col)
     return fig
 
@@ -117,8 +158,7 @@ def fig_counts(atoms: pd.DataFrame, rings: pd.DataFrame) -> Any:
     fig, axes = _subplots(1, 2, figsize=(9, 3.2))
     counts = atoms.groupby(["frame", "cls"], observed=True).size().unstack(fill_value=0)
     for cls in counts.columns:
-        axes[0].plot(counts.index, counts[cls], label=str(cls),
-                     color=SPECIES_COLOURS.get(str(cls)))
+        axes[0].plot(counts.index, counts[cls], label=str(cls), color=SPECIES_COLOURS.get(str(cls)))
     axes[0].set_xlabel("frame")
     axes[0].set_ylabel("atoms")
     axes[0].set_yscale("log")
@@ -126,8 +166,9 @@ def fig_counts(atoms: pd.DataFrame, rings: pd.DataFrame) -> Any:
     if len(rings):
         rc = rings.groupby(["frame", "size"]).size().unstack(fill_value=0)
         for size in rc.columns:
-            axes[1].plot(rc.index, rc[size], label=f"{size}-rings",
-                         color=RING_COLOURS.get(int(size)))
+            axes[1].plot(
+                rc.index, rc[size], label=f"{size}-rings", color=RING_COLOURS.get(int(size))
+            )
         axes[1].set_xlabel("frame")
         axes[1].set_ylabel("rings")
         axes[1].set_yscale("log")

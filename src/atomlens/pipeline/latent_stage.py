@@ -36,8 +36,16 @@ def _source(stack: Any, maps_path: Path | None, source: str) -> Any:
 
 
 def run_latent_stage(
-    stack: Any, atoms: pd.DataFrame, tables: dict, maps_path: Path | None, cfg: Any,
-    base_key: dict, out: Path, result: Any, progress: bool, table_hash: Any,
+    stack: Any,
+    atoms: pd.DataFrame,
+    tables: dict,
+    maps_path: Path | None,
+    cfg: Any,
+    base_key: dict,
+    out: Path,
+    result: Any,
+    progress: bool,
+    table_hash: Any,
 ) -> tuple[pd.DataFrame, Path | None, Path | None]:
     """Cut windows around the centres, train the latent model, put latents on the atoms.
 
@@ -86,7 +94,9 @@ def run_latent_stage(
     return atoms, sd_model.path / "model.pt", sub_path if sub_path.exists() else None
 
 
-def _train_and_encode(images: np.ndarray, cfg: Any, model_path: Path, progress: bool) -> pd.DataFrame:
+def _train_and_encode(
+    images: np.ndarray, cfg: Any, model_path: Path, progress: bool
+) -> pd.DataFrame:
     """Train ``[latent]`` on the windows with the latent workflow (the same training as the
     docks and ``atomlens rvae``) and encode every window."""
     from atomlens.workflows.events import EpochEnd, Log, drain
@@ -105,12 +115,18 @@ def _train_and_encode(images: np.ndarray, cfg: Any, model_path: Path, progress: 
     return res.latents.reset_index(drop=True)
 
 
-def _write_subimages_zarr(path: Path, images: np.ndarray, index: np.ndarray,
-                          centres: pd.DataFrame) -> None:
+def _write_subimages_zarr(
+    path: Path, images: np.ndarray, index: np.ndarray, centres: pd.DataFrame
+) -> None:
     import zarr
 
-    arr = zarr.open_array(str(path), mode="w", shape=images.shape,
-                          chunks=(min(len(images), 4096), *images.shape[1:]), dtype="float32")
+    arr = zarr.open_array(
+        str(path),
+        mode="w",
+        shape=images.shape,
+        chunks=(min(len(images), 4096), *images.shape[1:]),
+        dtype="float32",
+    )
     arr[:] = images
     arr.attrs["index"] = [int(i) for i in index]  # row positions (kept for old readers)
     arr.attrs["frames"] = [int(f) for f in centres["frame"].to_numpy()[index]]

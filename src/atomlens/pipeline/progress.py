@@ -9,7 +9,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def bar(items: Iterable[T], desc: str, total: int | None = None, enabled: bool = True) -> Iterator[T]:
+def bar(
+    items: Iterable[T], desc: str, total: int | None = None, enabled: bool = True
+) -> Iterator[T]:
     """Wrap ``items`` in a progress bar written to stderr when ``enabled``."""
     if not enabled:
         yield from items

@@ -40,8 +40,16 @@ def report_frames(frames: list[int], chosen: tuple[int, ...] | None) -> list[int
 
 
 def write_report(
-    path: Path, stack: Any, atoms: pd.DataFrame, tables: dict, maps_path: Path | None,
-    classes: list[str], model_path: Path | None, cfg: Any, pixel_size: float, result: Any,
+    path: Path,
+    stack: Any,
+    atoms: pd.DataFrame,
+    tables: dict,
+    maps_path: Path | None,
+    classes: list[str],
+    model_path: Path | None,
+    cfg: Any,
+    pixel_size: float,
+    result: Any,
 ) -> Path:
     """Write ``report.html`` with the papers' figures and the run's numbers."""
     frames = sorted(int(f) for f in atoms["frame"].unique())
@@ -56,15 +64,21 @@ def write_report(
         order = list(z.attrs.get("frames", frames))
         if t0 in order:
             maps0 = np.asarray(z[order.index(t0)], dtype=np.float32)
-    parts.append(_section("Raw frame and probability maps",
-                          _img(_png(F.fig_maps(stack.frame(t0), maps0, classes, t0)), "maps")))
+    parts.append(
+        _section(
+            "Raw frame and probability maps",
+            _img(_png(F.fig_maps(stack.frame(t0), maps0, classes, t0)), "maps"),
+        )
+    )
     bonds, rings, defects = (tables.get(k, pd.DataFrame()) for k in ("bonds", "rings", "defects"))
     atom_figs = "".join(
         _img(_png(F.fig_atoms(stack.frame(t), atoms, bonds, rings, defects, t)), f"atoms {t}")
         for t in shown
     )
     parts.append(_section("Detected atoms, rings and defects", atom_figs))
-    parts.append(_section("Counts over the movie", _img(_png(F.fig_counts(atoms, rings)), "counts")))
+    parts.append(
+        _section("Counts over the movie", _img(_png(F.fig_counts(atoms, rings)), "counts"))
+    )
     summary = _summary(atoms, rings, defects)
     parts.append(_section("Summary", summary))
     if model_path is not None and model_path.exists():
@@ -72,18 +86,29 @@ def write_report(
     latent_cols = [c for c in ("angle", "z1", "z2") if c in atoms.columns]
     if latent_cols:
         lat = F.fig_latent_lattices({t: stack.frame(t) for t in shown}, atoms, latent_cols)
-        parts.append(_section("Latent-coloured lattices (first, middle, last frame)",
-                              _img(_png(lat), "latent lattices")))
+        parts.append(
+            _section(
+                "Latent-coloured lattices (first, middle, last frame)",
+                _img(_png(lat), "latent lattices"),
+            )
+        )
         from atomlens.latent.figures import plot_latent_vs_frame
 
-        parts.append(_section("Latent distributions against frame",
-                              _img(_png(plot_latent_vs_frame(atoms, latent_cols)), "latents")))
+        parts.append(
+            _section(
+                "Latent distributions against frame",
+                _img(_png(plot_latent_vs_frame(atoms, latent_cols)), "latents"),
+            )
+        )
     stage_rows = pd.DataFrame(
-        [{"stage": k, "status": result.stages.get(k, "ran"), "seconds": v}
-         for k, v in result.seconds.items()]
+        [
+            {"stage": k, "status": result.stages.get(k, "ran"), "seconds": v}
+            for k, v in result.seconds.items()
+        ]
     )
-    parts.append(_section("Run", _table(stage_rows) + "<pre>" + html.escape(
-        _config_text(cfg)) + "</pre>"))
+    parts.append(
+        _section("Run", _table(stage_rows) + "<pre>" + html.escape(_config_text(cfg)) + "</pre>")
+    )
     title = f"AtomLens report: {html.escape(Path(str(stack.path or 'stack')).name)}"
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em;color:#222}}
@@ -94,7 +119,7 @@ pre{{background:#f4f4f4;padding:8px;font-size:11px}}</style></head><body>
 <p>{stack.n_frames} frames of {stack.shape[1]}×{stack.shape[2]} px at {pixel_size:.4f} Å/px
 (source: {html.escape(str(stack.pixel_size_source))}); {len(atoms)} atoms in {len(frames)}
 analysed frames.</p>
-{''.join(parts)}</body></html>"""
+{"".join(parts)}</body></html>"""
     from atomlens.io.atomic import write_text
 
     write_text(path, doc)  # whole or absent
@@ -104,8 +129,11 @@ analysed frames.</p>
 def _summary(atoms: pd.DataFrame, rings: pd.DataFrame, defects: pd.DataFrame) -> str:
     per_frame = atoms.groupby("frame").size()
     species = atoms.groupby("cls", observed=True).size().rename("atoms").reset_index()
-    out = [f"<p>Atoms per frame: mean {per_frame.mean():.1f}, min {per_frame.min()}, "
-           f"max {per_frame.max()}.</p>", _table(species)]
+    out = [
+        f"<p>Atoms per frame: mean {per_frame.mean():.1f}, min {per_frame.min()}, "
+        f"max {per_frame.max()}.</p>",
+        _table(species),
+    ]
     if len(rings):
         hist = rings.groupby("size").size().rename("rings").reset_index()
         out.append("<h3>Ring sizes (all frames)</h3>" + _table(hist))

@@ -67,8 +67,13 @@ def run_pipeline(
         return _run_locked(stack_path, out, config, scheduler, progress)
 
 
-def _run_locked(stack_path: str | Path, out: Path, config: PipelineConfig | None,
-                scheduler: str | None, progress: bool) -> RunResult:
+def _run_locked(
+    stack_path: str | Path,
+    out: Path,
+    config: PipelineConfig | None,
+    scheduler: str | None,
+    progress: bool,
+) -> RunResult:
     from atomlens.io import read_stack
 
     cfg = copy.deepcopy(config) if config is not None else PipelineConfig()  # caller's stays
@@ -83,8 +88,12 @@ def _run_locked(stack_path: str | Path, out: Path, config: PipelineConfig | None
         tuned = (project.models or {}).get("finetuned")
         if cfg.detect.model is None and tuned and Path(tuned).exists():
             cfg.detect.model = tuned  # the project's fine-tuned detector
-    stack = read_stack(stack_path, pixel_size=cfg.input.pixel_size, lazy=cfg.input.lazy,
-                       nonfinite=cfg.input.nonfinite)
+    stack = read_stack(
+        stack_path,
+        pixel_size=cfg.input.pixel_size,
+        lazy=cfg.input.lazy,
+        nonfinite=cfg.input.nonfinite,
+    )
     result = RunResult(out=out, atoms=pd.DataFrame(), pixel_size=0.0)
 
     # 0. calibration / pixel size
@@ -113,13 +122,22 @@ def _run_locked(stack_path: str | Path, out: Path, config: PipelineConfig | None
             atoms = _keep_corrected(atoms, project)
         with _timed(result, "chem"):
             movie = stack.data if cfg.chem.register else None
-            atoms, tables = _stage_chem(atoms, pixel_size, cfg, base_key, out, executor, result,
-                                        progress, movie)
+            atoms, tables = _stage_chem(
+                atoms, pixel_size, cfg, base_key, out, executor, result, progress, movie
+            )
         model_path = sub_path = None
         if cfg.latent.enabled:
             with _timed(result, "latent"):
                 atoms, model_path, sub_path = _stage_latent(
-                    stack, atoms, tables, maps_path, pixel_size, cfg, base_key, out, result,
+                    stack,
+                    atoms,
+                    tables,
+                    maps_path,
+                    pixel_size,
+                    cfg,
+                    base_key,
+                    out,
+                    result,
                     progress,
                 )
     finally:
@@ -129,16 +147,25 @@ def _run_locked(stack_path: str | Path, out: Path, config: PipelineConfig | None
     (out / "run.json").unlink(missing_ok=True)  # written last: absent = unfinished outputs
     files = _write_outputs(out, atoms, tables, maps_path, model_path, sub_path)
     result.files.update(files)
-    result.files["project"] = _write_project(out, stack_path, pixel_size, stack, atoms, cfg,
-                                             model_path)
+    result.files["project"] = _write_project(
+        out, stack_path, pixel_size, stack, atoms, cfg, model_path
+    )
     if cfg.report.enabled:
         with _timed(result, "report"):
             from atomlens.pipeline.report import write_report
 
             say("report: writing report.html", progress)
             result.files["report"] = write_report(
-                out / "report.html", stack, atoms, tables, maps_path, classes, model_path, cfg,
-                pixel_size, result,
+                out / "report.html",
+                stack,
+                atoms,
+                tables,
+                maps_path,
+                classes,
+                model_path,
+                cfg,
+                pixel_size,
+                result,
             )
     atomic.write_text(
         out / "run.json",
@@ -158,7 +185,7 @@ def _run_locked(stack_path: str | Path, out: Path, config: PipelineConfig | None
             },
             indent=2,
             default=str,
-        )
+        ),
     )
     return result
 
@@ -206,7 +233,9 @@ def _pixel_size(stack: Any, cfg: PipelineConfig, out: Path, progress: bool) -> f
         from atomlens.chem import calibrate_pixel_size
 
         cal = calibrate_pixel_size(stack, lattice=cfg.input.calibrate)
-        atomic.write_text(out / "calibration.json", json.dumps(_as_jsonable(cal), indent=2, default=str))
+        atomic.write_text(
+            out / "calibration.json", json.dumps(_as_jsonable(cal), indent=2, default=str)
+        )
         say(f"calibrate: {cal}", progress)
         calibrated = float(cal.pixel_size)
         if cfg.input.apply_calibration:
@@ -221,8 +250,15 @@ def _as_jsonable(obj: Any) -> Any:
 
 
 def _stage_detect(
-    stack_path: Any, pixel_size: float, frames: list[int], cfg: PipelineConfig, base_key: dict,
-    out: Path, executor: Any, result: RunResult, progress: bool,
+    stack_path: Any,
+    pixel_size: float,
+    frames: list[int],
+    cfg: PipelineConfig,
+    base_key: dict,
+    out: Path,
+    executor: Any,
+    result: RunResult,
+    progress: bool,
 ) -> tuple[pd.DataFrame, Path | None, list[str]]:
     model_fp = file_fingerprint(cfg.detect.model) if cfg.detect.model else "shipped"
     det = cfg.section("detect")
@@ -244,7 +280,11 @@ def _stage_detect(
     classes: list[str] = []
     frame_pos = {f: i for i, f in enumerate(frames)}
     results = executor.map(
-        detect_chunk, chunks, stack_path=str(stack_path), pixel_size=pixel_size, detect=det,
+        detect_chunk,
+        chunks,
+        stack_path=str(stack_path),
+        pixel_size=pixel_size,
+        detect=det,
         with_maps=cfg.detect.save_maps,
     )
     for chunk, (atoms, maps, classes) in zip(
@@ -253,8 +293,9 @@ def _stage_detect(
         tables.append(atoms)
         if maps is not None:
             if maps_store is None:
-                maps_store = _open_maps(work / "maps.zarr", len(frames), maps.shape[1:], classes,
-                                        frames)
+                maps_store = _open_maps(
+                    work / "maps.zarr", len(frames), maps.shape[1:], classes, frames
+                )
             i0 = frame_pos[chunk[0]]
             maps_store[i0 : i0 + len(chunk)] = maps
     atoms = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
@@ -285,8 +326,15 @@ def _open_maps(path: Path, n: int, shape: tuple, classes: list[str], frames: lis
 
 
 def _stage_chem(
-    atoms: pd.DataFrame, pixel_size: float, cfg: PipelineConfig, base_key: dict, out: Path,
-    executor: Any, result: RunResult, progress: bool, movie: Any = None,
+    atoms: pd.DataFrame,
+    pixel_size: float,
+    cfg: PipelineConfig,
+    base_key: dict,
+    out: Path,
+    executor: Any,
+    result: RunResult,
+    progress: bool,
+    movie: Any = None,
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     empty = {"bonds": pd.DataFrame(), "rings": pd.DataFrame(), "defects": pd.DataFrame()}
     if not cfg.chem.enabled:
@@ -303,9 +351,14 @@ def _stage_chem(
     atoms = atoms.sort_values("frame", kind="stable").reset_index(drop=True)
     frames = sorted(atoms["frame"].unique())
     chunks = [atoms[atoms["frame"].isin(c)] for c in frame_chunks(frames, CHUNK_FRAMES)]
-    parts = list(bar(executor.map(chem_chunk, chunks, pixel_size=pixel_size,
-                                  chem=cfg.section("chem")), "chem",
-                     total=len(chunks), enabled=progress))
+    parts = list(
+        bar(
+            executor.map(chem_chunk, chunks, pixel_size=pixel_size, chem=cfg.section("chem")),
+            "chem",
+            total=len(chunks),
+            enabled=progress,
+        )
+    )
     tables = _merge_chem_parts(parts)
     atoms = tables.pop("atoms")
     tables.pop("dopants", None)
@@ -360,12 +413,19 @@ def _merge_chem_parts(parts: list[dict[str, pd.DataFrame]]) -> dict[str, pd.Data
         row0 += len(atoms)
         if len(part["rings"]):
             ring0 = int(part["rings"]["ring_id"].max()) + 1 + ring0
-        ids = [part[n]["defect_id"].max() for n in ("defects", "atoms")
-               if len(part[n]) and "defect_id" in part[n]]
+        ids = [
+            part[n]["defect_id"].max()
+            for n in ("defects", "atoms")
+            if len(part[n]) and "defect_id" in part[n]
+        ]
         if ids and max(ids) >= 0:
             defect0 += int(max(ids)) + 1
-    return {n: pd.concat([t for t in ts if len(t)], ignore_index=True) if any(len(t) for t in ts)
-            else pd.DataFrame() for n, ts in out.items()}
+    return {
+        n: pd.concat([t for t in ts if len(t)], ignore_index=True)
+        if any(len(t) for t in ts)
+        else pd.DataFrame()
+        for n, ts in out.items()
+    }
 
 
 def _table_hash(df: pd.DataFrame) -> str:
@@ -373,8 +433,16 @@ def _table_hash(df: pd.DataFrame) -> str:
 
 
 def _stage_latent(
-    stack: Any, atoms: pd.DataFrame, tables: dict, maps_path: Path | None, pixel_size: float,
-    cfg: PipelineConfig, base_key: dict, out: Path, result: RunResult, progress: bool,
+    stack: Any,
+    atoms: pd.DataFrame,
+    tables: dict,
+    maps_path: Path | None,
+    pixel_size: float,
+    cfg: PipelineConfig,
+    base_key: dict,
+    out: Path,
+    result: RunResult,
+    progress: bool,
 ) -> tuple[pd.DataFrame, Path | None, Path | None]:
     from atomlens.pipeline.latent_stage import run_latent_stage
     from atomlens.workflows.latent import resolve_bin
@@ -385,8 +453,15 @@ def _stage_latent(
     )
 
 
-def _write_project(out: Path, stack_path: Any, pixel_size: float, stack: Any,
-                   atoms: pd.DataFrame, cfg: PipelineConfig, model_path: Path | None) -> Path:
+def _write_project(
+    out: Path,
+    stack_path: Any,
+    pixel_size: float,
+    stack: Any,
+    atoms: pd.DataFrame,
+    cfg: PipelineConfig,
+    model_path: Path | None,
+) -> Path:
     """An AtomLens project beside the results, so napari (and ``atomlens run``) reopen it."""
     from atomlens.io.project import Project, save_project
 
@@ -394,15 +469,24 @@ def _write_project(out: Path, stack_path: Any, pixel_size: float, stack: Any,
     if model_path is not None and model_path.exists():
         models["latent"] = str((out / "model.pt").resolve())
     source = "user" if cfg.input.pixel_size else stack.pixel_size_source
-    project = Project(stack_path=str(Path(stack_path).resolve()), pixel_size=pixel_size,
-                      pixel_size_source=source, models=models,
-                      settings={"pipeline": cfg.to_dict()}, atoms=atoms)
+    project = Project(
+        stack_path=str(Path(stack_path).resolve()),
+        pixel_size=pixel_size,
+        pixel_size_source=source,
+        models=models,
+        settings={"pipeline": cfg.to_dict()},
+        atoms=atoms,
+    )
     return save_project(out / "project.atomlens", project)
 
 
 def _write_outputs(
-    out: Path, atoms: pd.DataFrame, tables: dict, maps_path: Path | None,
-    model_path: Path | None, sub_path: Path | None,
+    out: Path,
+    atoms: pd.DataFrame,
+    tables: dict,
+    maps_path: Path | None,
+    model_path: Path | None,
+    sub_path: Path | None,
 ) -> dict[str, Path]:
     from atomlens.io.atoms_table import write_atoms  # the one atom-table writer
 

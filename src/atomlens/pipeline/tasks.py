@@ -37,14 +37,19 @@ def detect_chunk(
     from atomlens.workflows.detect import DetectRecipe, detect_frames
 
     stack = _open_stack(stack_path, pixel_size)
-    res = detect_frames(stack, DetectRecipe.from_dict(detect), list(frames),
-                        pixel_size=pixel_size, maps=with_maps)
+    res = detect_frames(
+        stack, DetectRecipe.from_dict(detect), list(frames), pixel_size=pixel_size, maps=with_maps
+    )
     maps = None if res.maps is None else np.asarray(res.maps, dtype=np.float16)
     return res.atoms.drop(columns="atom_id"), maps, list(res.classes)
 
 
-def chem_chunk(atoms: pd.DataFrame, *, pixel_size: float, chem: dict | None = None,
-               ) -> dict[str, pd.DataFrame]:
+def chem_chunk(
+    atoms: pd.DataFrame,
+    *,
+    pixel_size: float,
+    chem: dict | None = None,
+) -> dict[str, pd.DataFrame]:
     """Per-frame chemistry (bonds, rings, defects) of the frames in ``atoms``; no tracking
     (``chem`` is a :class:`~atomlens.workflows.chemistry.ChemRecipe` as a dict)."""
     from atomlens.workflows.chemistry import ChemRecipe, per_frame

@@ -23,10 +23,27 @@ from atomlens.segment.predict import (
 )
 
 __all__ = [
-    "SHIPPED", "Detector", "ModelFileError", "load_detector", "model_card", "save_detector",
-    "NetConfig", "NetConfigError", "UNet", "build_net", "n_params", "PixelSizeError",
-    "normalise", "predict_maps", "predict_maps_array", "detect", "iter_detect",
-    "DetectionResult", "FrameResult", "finetune", "iter_finetune",
+    "SHIPPED",
+    "Detector",
+    "ModelFileError",
+    "load_detector",
+    "model_card",
+    "save_detector",
+    "NetConfig",
+    "NetConfigError",
+    "UNet",
+    "build_net",
+    "n_params",
+    "PixelSizeError",
+    "normalise",
+    "predict_maps",
+    "predict_maps_array",
+    "detect",
+    "iter_detect",
+    "DetectionResult",
+    "FrameResult",
+    "finetune",
+    "iter_finetune",
 ]
 
 

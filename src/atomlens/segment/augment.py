@@ -40,13 +40,18 @@ class AugmentConfig:
     p_contamination: float = 0.2
 
 
-def geometric(image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator,
-              cfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray | None]:
+def geometric(
+    image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator, cfg: AugmentConfig
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Rotation by any angle, flip, zoom and shear about the centre (output same shape)."""
     a = rng.uniform(0, 2 * np.pi) if cfg.rotate else 0.0
     z = rng.uniform(*cfg.zoom)
     sh = rng.uniform(-cfg.shear, cfg.shear)
-    m = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) @ np.array([[1, sh], [0, 1]]) / z
+    m = (
+        np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        @ np.array([[1, sh], [0, 1]])
+        / z
+    )
     if cfg.flip and rng.random() < 0.5:
         m = m @ np.diag([1.0, -1.0])
     c = (np.array(image.shape) - 1) / 2
@@ -83,8 +88,12 @@ def photometric(image: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig)
     return x.astype(np.float32)
 
 
-def augment_pair(image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator,
-                 cfg: AugmentConfig | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def augment_pair(
+    image: np.ndarray,
+    mask: np.ndarray | None,
+    rng: np.random.Generator,
+    cfg: AugmentConfig | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Geometric (image + mask) then photometric (image) augmentation of a (Y, X) pair."""
     cfg = cfg or AugmentConfig()
     if rng.random() < cfg.p_geometric:

@@ -77,9 +77,14 @@ def _test_image(det: Detector, seed: int = 0) -> np.ndarray:
 
     rng = np.random.default_rng(seed)
     span = TEST_SIZE * det.pixel_size * 1.6 + 4
-    img, _, _, _ = render_sample(graphene_patch(span, rng), (TEST_SIZE, TEST_SIZE),
-                                 det.pixel_size, classes=("background", "C", "Si"),
-                                 radius_A=det.radius_A, rng=rng)
+    img, _, _, _ = render_sample(
+        graphene_patch(span, rng),
+        (TEST_SIZE, TEST_SIZE),
+        det.pixel_size,
+        classes=("background", "C", "Si"),
+        radius_A=det.radius_A,
+        rng=rng,
+    )
     return np.asarray(img, np.float32)
 
 
@@ -131,56 +136,99 @@ centroids are the atom positions and the most probable class their species.
 def build_rdf(det: Detector, name: str, files: dict[str, str], *, torch_version: str) -> dict:
     """The bioimage.io model description (format 0.5) as a dict."""
     mult = det.net_config.multiple
-    space = [{"type": "space", "id": ax, "size": {"min": 8 * mult, "step": mult},
-              "unit": "angstrom", "scale": float(det.pixel_size)} for ax in ("y", "x")]
-    out_space = [{"type": "space", "id": ax,
-                  "size": {"tensor_id": "image", "axis_id": ax},
-                  "unit": "angstrom", "scale": float(det.pixel_size)} for ax in ("y", "x")]
+    space = [
+        {
+            "type": "space",
+            "id": ax,
+            "size": {"min": 8 * mult, "step": mult},
+            "unit": "angstrom",
+            "scale": float(det.pixel_size),
+        }
+        for ax in ("y", "x")
+    ]
+    out_space = [
+        {
+            "type": "space",
+            "id": ax,
+            "size": {"tensor_id": "image", "axis_id": ax},
+            "unit": "angstrom",
+            "scale": float(det.pixel_size),
+        }
+        for ax in ("y", "x")
+    ]
     return {
         "type": "model",
         "format_version": "0.5.4",
         "name": name,
-        "description": (f"AtomLens atom-column finder: per-pixel probabilities of "
-                        f"{', '.join(det.classes)} in atom-resolved STEM images at "
-                        f"{det.pixel_size} Å/px"),
+        "description": (
+            f"AtomLens atom-column finder: per-pixel probabilities of "
+            f"{', '.join(det.classes)} in atom-resolved STEM images at "
+            f"{det.pixel_size} Å/px"
+        ),
         "authors": [{"name": "AtomLens developers"}],
-        "cite": [{"text": "Ziatdinov et al., Deep learning of atomically resolved scanning "
-                          "transmission electron microscopy images: chemical identification "
-                          "and tracking local transformations, ACS Nano 11, 12742 (2017)",
-                  "doi": "10.1021/acsnano.7b07504"}],
+        "cite": [
+            {
+                "text": "Ziatdinov et al., Deep learning of atomically resolved scanning "
+                "transmission electron microscopy images: chemical identification "
+                "and tracking local transformations, ACS Nano 11, 12742 (2017)",
+                "doi": "10.1021/acsnano.7b07504",
+            }
+        ],
         "license": "BSD-3-Clause",
         "documentation": files["readme"],
         "covers": [files["cover"]],
-        "tags": ["electron-microscopy", "stem", "atom-detection", "segmentation", "2d",
-                 "pytorch", "unet", "materials-science"],
+        "tags": [
+            "electron-microscopy",
+            "stem",
+            "atom-detection",
+            "segmentation",
+            "2d",
+            "pytorch",
+            "unet",
+            "materials-science",
+        ],
         "attachments": [{"source": files["card"]}],
-        "inputs": [{
-            "id": "image",
-            "description": f"raw image at {det.pixel_size} Å/px, atoms bright",
-            "axes": [{"type": "batch"}, {"type": "channel", "channel_names": ["intensity"]},
-                     *space],
-            "test_tensor": {"source": files["test_input"]},
-            "data": {"type": "float32"},
-        }],
-        "outputs": [{
-            "id": "probabilities",
-            "description": "softmax over " + ", ".join(det.classes),
-            "axes": [{"type": "batch"},
-                     {"type": "channel", "channel_names": list(det.classes)}, *out_space],
-            "test_tensor": {"source": files["test_output"]},
-            "data": {"type": "float32", "range": [0.0, 1.0]},
-        }],
-        "weights": {"torchscript": {"source": files["weights"],
-                                    "pytorch_version": torch_version}},
-        "config": {"atomlens": {"model_pixel_size_A": float(det.pixel_size),
-                                "classes": list(det.classes),
-                                "label_radius_A": float(det.radius_A),
-                                "threshold": 0.5}},
+        "inputs": [
+            {
+                "id": "image",
+                "description": f"raw image at {det.pixel_size} Å/px, atoms bright",
+                "axes": [
+                    {"type": "batch"},
+                    {"type": "channel", "channel_names": ["intensity"]},
+                    *space,
+                ],
+                "test_tensor": {"source": files["test_input"]},
+                "data": {"type": "float32"},
+            }
+        ],
+        "outputs": [
+            {
+                "id": "probabilities",
+                "description": "softmax over " + ", ".join(det.classes),
+                "axes": [
+                    {"type": "batch"},
+                    {"type": "channel", "channel_names": list(det.classes)},
+                    *out_space,
+                ],
+                "test_tensor": {"source": files["test_output"]},
+                "data": {"type": "float32", "range": [0.0, 1.0]},
+            }
+        ],
+        "weights": {"torchscript": {"source": files["weights"], "pytorch_version": torch_version}},
+        "config": {
+            "atomlens": {
+                "model_pixel_size_A": float(det.pixel_size),
+                "classes": list(det.classes),
+                "label_radius_A": float(det.radius_A),
+                "threshold": 0.5,
+            }
+        },
     }
 
 
-def export_bioimageio(model: Detector | str | Path | None, out: str | Path, *,
-                      name: str | None = None, seed: int = 0) -> ExportResult:
+def export_bioimageio(
+    model: Detector | str | Path | None, out: str | Path, *, name: str | None = None, seed: int = 0
+) -> ExportResult:
     """Write ``model`` (a :class:`Detector`, a ``.pt`` path, or None for the shipped
     model) as a bioimage.io model package zip at ``out``; validated by
     :mod:`bioimageio.spec` (including that every file exists and its hash) before it is
@@ -191,13 +239,14 @@ def export_bioimageio(model: Detector | str | Path | None, out: str | Path, *,
         from bioimageio.spec.model.v0_5 import ModelDescr
     except ImportError as exc:
         raise BioimageioExportError(
-            "bioimage.io export needs the bioimageio.spec package: pip install "
-            "bioimageio.spec") from exc
+            "bioimage.io export needs the bioimageio.spec package: pip install bioimageio.spec"
+        ) from exc
     det = model if isinstance(model, Detector) else load_detector(model)
     out = Path(out)
     if out.suffix != ".zip":
-        raise OutputError(f"{out}: a bioimage.io package is a .zip file; name it "
-                          f"{out.with_suffix('.zip').name}")
+        raise OutputError(
+            f"{out}: a bioimage.io package is a .zip file; name it {out.with_suffix('.zip').name}"
+        )
     if out.is_dir():
         raise OutputError(f"{out} is a folder; give a .zip file name")
     name = name or str(det.card.get("name") or "atomlens-detector")
@@ -213,11 +262,17 @@ def export_bioimageio(model: Detector | str | Path | None, out: str | Path, *,
         with torch.inference_mode():
             other = torch.zeros(1, 1, TEST_SIZE + det.net_config.multiple * 2, TEST_SIZE)
             if traced(other).shape[-2:] != other.shape[-2:]:
-                raise BioimageioExportError("the traced network does not accept other "
-                                            "image sizes; cannot export")
-        files = {"weights": "weights.torchscript", "test_input": "test_input.npy",
-                 "test_output": "test_output.npy", "cover": "cover.png",
-                 "readme": "README.md", "card": "atomlens_card.json"}
+                raise BioimageioExportError(
+                    "the traced network does not accept other image sizes; cannot export"
+                )
+        files = {
+            "weights": "weights.torchscript",
+            "test_input": "test_input.npy",
+            "test_output": "test_output.npy",
+            "cover": "cover.png",
+            "readme": "README.md",
+            "card": "atomlens_card.json",
+        }
         traced.save(str(root / files["weights"]))
         np.save(root / files["test_input"], x.numpy().astype(np.float32))
         np.save(root / files["test_output"], probs.astype(np.float32))
@@ -228,14 +283,14 @@ def export_bioimageio(model: Detector | str | Path | None, out: str | Path, *,
         ctx = ValidationContext(root=root, perform_io_checks=True)
         descr = build_description(rdf, context=ctx)
         if not isinstance(descr, ModelDescr):
-            raise BioimageioExportError("bioimageio.spec rejected the description:\n"
-                                        + _errors(descr))
+            raise BioimageioExportError(
+                "bioimageio.spec rejected the description:\n" + _errors(descr)
+            )
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.exists():
             out.unlink()
         save_bioimageio_package(descr, output_path=out)
-    return ExportResult(out, str(descr.validation_summary.status), name,
-                        str(descr.format_version))
+    return ExportResult(out, str(descr.validation_summary.status), name, str(descr.format_version))
 
 
 def validate_package(path: str | Path) -> tuple[bool, str]:
@@ -252,8 +307,11 @@ def validate_package(path: str | Path) -> tuple[bool, str]:
 
 def _errors(descr: Any) -> str:
     try:
-        return "\n".join(f"{'.'.join(map(str, e.loc))}: {e.msg}"
-                         for d in descr.validation_summary.details for e in d.errors)
+        return "\n".join(
+            f"{'.'.join(map(str, e.loc))}: {e.msg}"
+            for d in descr.validation_summary.details
+            for e in d.errors
+        )
     except Exception:  # noqa: BLE001 - best effort message
         return str(descr)
 
@@ -266,5 +324,11 @@ def _eval_copy(net: torch.nn.Module) -> torch.nn.Module:
     return fold_batchnorm(copy.deepcopy(net).cpu().eval())
 
 
-__all__ = ["BioimageioExportError", "ExportResult", "NormalisedNet", "build_rdf",
-           "export_bioimageio", "validate_package"]
+__all__ = [
+    "BioimageioExportError",
+    "ExportResult",
+    "NormalisedNet",
+    "build_rdf",
+    "export_bioimageio",
+    "validate_package",
+]

@@ -264,10 +264,16 @@ def self_training_labels(
         parts.append(atoms[atoms["frame"].astype(int).isin(frames)])
     if missing:
         det = base_model if isinstance(base_model, Detector) else load_detector(base_model)
-        parts.append(detect(stack, det, frames=missing, threshold=threshold,
-                            pixel_size=ps, refine="none").atoms)
-    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        {"frame": [], "y": [], "x": [], "cls": [], "prob": []})
+        parts.append(
+            detect(
+                stack, det, frames=missing, threshold=threshold, pixel_size=ps, refine="none"
+            ).atoms
+        )
+    table = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame({"frame": [], "y": [], "x": [], "cls": [], "prob": []})
+    )
     if "prob" not in table:
         table["prob"] = 1.0
     table = table.reset_index(drop=True)
@@ -280,8 +286,9 @@ def self_training_labels(
         if not len(rows):
             continue
         frame = np.asarray(data[f], np.float32)
-        yx, ok, sigma = refine_gaussian(frame, yx_all[rows], radius,
-                                        max_shift_px=max(1.0, 0.3 / ps))
+        yx, ok, sigma = refine_gaussian(
+            frame, yx_all[rows], radius, max_shift_px=max(1.0, 0.3 / ps)
+        )
         yx_all[rows] = yx
         contrast = _peak_contrast(frame, yx, radius, sigma)
         ref = np.median(contrast[ok]) if ok.any() else 0.0
@@ -341,8 +348,11 @@ def label_frames(
     masks = np.zeros((len(frames), *size), np.uint8)
     for k, f in enumerate(frames):
         rows = atoms[atoms["frame"].astype(int) == f]
-        species = [cmap.get(s, s) for s in rows["cls"].astype(str)] if "cls" in rows else (
-            ["C"] * len(rows))
+        species = (
+            [cmap.get(s, s) for s in rows["cls"].astype(str)]
+            if "cls" in rows
+            else (["C"] * len(rows))
+        )
         unknown = sorted(set(species) - set(classes[1:]))
         if unknown:
             raise FinetuneError(
@@ -357,8 +367,9 @@ def label_frames(
         if ignore is not None and len(ignore):
             ig = ignore[ignore["frame"].astype(int) == f][["y", "x"]].to_numpy(float)
             ig_model = (ig + 0.5) * scale[None] - 0.5
-            ring = label_mask(ig_model, np.ones(len(ig), np.int64), size,
-                              2 * det.radius_A / det.pixel_size)
+            ring = label_mask(
+                ig_model, np.ones(len(ig), np.int64), size, 2 * det.radius_A / det.pixel_size
+            )
             masks[k][(ring > 0) & (masks[k] == 0)] = IGNORE
     return images.astype(np.float32), masks
 
@@ -370,10 +381,17 @@ def _frames_array(stack: Any) -> Any:
     return data[None] if data.ndim == 2 else data
 
 
-def _sample_batch(images: np.ndarray, masks: np.ndarray, crop: int, batch: int,
-                  rng: np.random.Generator, aug: AugmentConfig, *,
-                  centres: np.ndarray | None = None,
-                  p_centre: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def _sample_batch(
+    images: np.ndarray,
+    masks: np.ndarray,
+    crop: int,
+    batch: int,
+    rng: np.random.Generator,
+    aug: AugmentConfig,
+    *,
+    centres: np.ndarray | None = None,
+    p_centre: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Random crops augmented with :func:`augment_pair`, then centre-cropped and
     normalised as at prediction.
 
@@ -470,8 +488,9 @@ def _nn_distance_px(labels: pd.DataFrame) -> float | None:
     return float(np.median(np.concatenate(d))) if d else None
 
 
-def measure_atom_fwhm(data: Any, labels: pd.DataFrame, pixel_size: float,
-                      neighbour_px: float | None) -> tuple[float | None, pd.DataFrame]:
+def measure_atom_fwhm(
+    data: Any, labels: pd.DataFrame, pixel_size: float, neighbour_px: float | None
+) -> tuple[float | None, pd.DataFrame]:
     """The atoms' FWHM in Å (a Gaussian fitted at up to 200 labels per frame) and the
     labels moved to the fitted centres where the fit succeeds (within half a FWHM).
 
@@ -491,8 +510,9 @@ def measure_atom_fwhm(data: Any, labels: pd.DataFrame, pixel_size: float,
         _, ok, sig = refine_gaussian(frame, sub, win, max_shift_px=win / 2)
         if ok.sum() >= 3 and sig > 0:
             sigmas.append(sig)
-            yx, ok_all, _ = refine_gaussian(frame, yx0, win, sigma_px=sig,
-                                            max_shift_px=min(win / 2, 1.18 * sig))
+            yx, ok_all, _ = refine_gaussian(
+                frame, yx0, win, sigma_px=sig, max_shift_px=min(win / 2, 1.18 * sig)
+            )
             moved = np.where(ok_all[:, None], yx, yx0)
             out.loc[g.index, "y"] = moved[:, 0]
             out.loc[g.index, "x"] = moved[:, 1]
@@ -501,9 +521,15 @@ def measure_atom_fwhm(data: Any, labels: pd.DataFrame, pixel_size: float,
     return float(2.355 * np.median(sigmas) * pixel_size), out
 
 
-def plan_finetune(labels: pd.DataFrame, frame_shape: tuple[int, int], base: Detector,
-                  cfg: FinetuneConfig, pixel_size: float, atom_fwhm_A: float | None,
-                  before_f1: float | None = None) -> FinetunePlan:
+def plan_finetune(
+    labels: pd.DataFrame,
+    frame_shape: tuple[int, int],
+    base: Detector,
+    cfg: FinetuneConfig,
+    pixel_size: float,
+    atom_fwhm_A: float | None,
+    before_f1: float | None = None,
+) -> FinetunePlan:
     """Choose classes, sampling, crop, steps, learning rate, crop centring and class
     weights from the labels (positions in input pixels of ``frame_shape`` frames at
     ``pixel_size`` Å/px) and the base model; every choice is explained in ``notes``."""
@@ -514,14 +540,18 @@ def plan_finetune(labels: pd.DataFrame, frame_shape: tuple[int, int], base: Dete
         classes = ("background", *[c for c in cfg.classes if c != "background"])
         missing = sorted(set(species) - set(classes))
         if missing:
-            raise FinetuneError(f"the labels hold species {missing} that are not in classes="
-                                f"{list(classes[1:])}; add them or rename them with class_map")
+            raise FinetuneError(
+                f"the labels hold species {missing} that are not in classes="
+                f"{list(classes[1:])}; add them or rename them with class_map"
+            )
     elif set(species) <= set(base_sp):
         classes = tuple(base.classes)
     else:
         classes = ("background", *species)
-        notes.append(f"new classes {[c for c in species if c not in base_sp]}: the head is "
-                     f"re-sized to {list(classes[1:])} (base: {base_sp})")
+        notes.append(
+            f"new classes {[c for c in species if c not in base_sp]}: the head is "
+            f"re-sized to {list(classes[1:])} (base: {base_sp})"
+        )
     new_classes = [c for c in classes[1:] if c not in base_sp]
     nn_px = _nn_distance_px(labels)
     nn_A = nn_px * pixel_size if nn_px else None
@@ -534,9 +564,11 @@ def plan_finetune(labels: pd.DataFrame, frame_shape: tuple[int, int], base: Dete
             factor = float(np.clip(ratio, 0.5, 2.5))
             model_px = round(base.pixel_size * factor, 4)
             radius_A = base.radius_A * factor
-            notes.append(f"atoms measure {atom_fwhm_A:.2f} Å FWHM ({ratio:.2f}x the base "
-                         f"model's {ref_fwhm:.2f} Å): model grid {model_px} Å/px (was "
-                         f"{base.pixel_size}), label radius {radius_A:.2f} Å")
+            notes.append(
+                f"atoms measure {atom_fwhm_A:.2f} Å FWHM ({ratio:.2f}x the base "
+                f"model's {ref_fwhm:.2f} Å): model grid {model_px} Å/px (was "
+                f"{base.pixel_size}), label radius {radius_A:.2f} Å"
+            )
     new_grid = model_px != base.pixel_size
     # crop: several neighbour distances of context, on the model grid
     nn_model = nn_A / model_px if nn_A else None
@@ -554,8 +586,10 @@ def plan_finetune(labels: pd.DataFrame, frame_shape: tuple[int, int], base: Dete
         if n_val >= 8 and cut * w_m >= 64 and (1 - cut) * w_m >= 32:
             val_cut = cut
         else:
-            notes.append(f"no validation strip: {n_val} atoms / {(1 - cut) * w_m:.0f} model "
-                         "px in it (need >= 8 atoms, >= 32 px, and >= 64 px left to train)")
+            notes.append(
+                f"no validation strip: {n_val} atoms / {(1 - cut) * w_m:.0f} model "
+                "px in it (need >= 8 atoms, >= 32 px, and >= 64 px left to train)"
+            )
             n_val = 0
     # crop centring and class weights from the atom density
     n_frames = max(1, labels["frame"].nunique())
@@ -577,28 +611,51 @@ def plan_finetune(labels: pd.DataFrame, frame_shape: tuple[int, int], base: Dete
     weights = [1.0] + [w_atom] * (len(classes) - 1)
     if "Si" in classes and not new_classes:  # keep the base recipe's extra weight on Si
         weights[classes.index("Si")] *= 2.0
-    notes.append(f"{per_crop:.1f} atoms per {crop}-px crop ({100 * f_uniform:.2f} % atom "
-                 f"pixels): {100 * p_centre:.0f} % of crops centred on an atom, atom class "
-                 f"weight {w_atom:.1f}")
+    notes.append(
+        f"{per_crop:.1f} atoms per {crop}-px crop ({100 * f_uniform:.2f} % atom "
+        f"pixels): {100 * p_centre:.0f} % of crops centred on an atom, atom class "
+        f"weight {w_atom:.1f}"
+    )
     hard = bool(new_classes) or new_grid or (before_f1 is not None and before_f1 < 0.5)
     steps = int(cfg.steps) if cfg.steps is not None else (300 if hard else 150)
     lr = float(cfg.lr) if cfg.lr is not None else (1e-3 if hard else 5e-4)
     if cfg.steps is None or cfg.lr is None:
-        notes.append(f"{steps} steps at lr {lr:g}: " + (
-            "new classes, a new grid or a poor base score" if hard else
-            "the base model already fits these atoms"))
+        notes.append(
+            f"{steps} steps at lr {lr:g}: "
+            + (
+                "new classes, a new grid or a poor base score"
+                if hard
+                else "the base model already fits these atoms"
+            )
+        )
     eval_every = int(cfg.eval_every) if cfg.eval_every else max(10, steps // 12)
     score_A = float(min(0.4 * nn_A, 1.5)) if nn_A else 0.5
     return FinetunePlan(
-        classes=tuple(classes), new_classes=new_classes, model_pixel_size=float(model_px),
-        radius_A=float(radius_A), atom_fwhm_A=atom_fwhm_A, neighbour_A=nn_A, crop=crop,
-        steps=steps, lr=lr, centre_fraction=p_centre, class_weights=tuple(weights),
-        eval_every=eval_every, val_cut=val_cut, n_val_atoms=n_val, score_radius_A=score_A,
-        notes=notes)
+        classes=tuple(classes),
+        new_classes=new_classes,
+        model_pixel_size=float(model_px),
+        radius_A=float(radius_A),
+        atom_fwhm_A=atom_fwhm_A,
+        neighbour_A=nn_A,
+        crop=crop,
+        steps=steps,
+        lr=lr,
+        centre_fraction=p_centre,
+        class_weights=tuple(weights),
+        eval_every=eval_every,
+        val_cut=val_cut,
+        n_val_atoms=n_val,
+        score_radius_A=score_A,
+        notes=notes,
+    )
 
 
-def resize_head(base: Detector, classes: tuple[str, ...], pixel_size: float | None = None,
-                radius_A: float | None = None) -> Detector:
+def resize_head(
+    base: Detector,
+    classes: tuple[str, ...],
+    pixel_size: float | None = None,
+    radius_A: float | None = None,
+) -> Detector:
     """A copy of ``base`` predicting ``classes`` (index 0 background), on ``pixel_size``
     Å/px with labels of ``radius_A``: rows of the 1x1 head for classes the base knows are
     copied; a new class starts from the mean of the base's atom rows (an "any atom"
@@ -623,12 +680,19 @@ def resize_head(base: Detector, classes: tuple[str, ...], pixel_size: float | No
         net.head = head
     cfg = NetConfig.from_dict({**base.net_config.to_dict(), "classes": list(classes)})
     net.config = cfg
-    return Detector(net, cfg, float(pixel_size or base.pixel_size),
-                    float(radius_A or base.radius_A), base.tile, dict(base.card))
+    return Detector(
+        net,
+        cfg,
+        float(pixel_size or base.pixel_size),
+        float(radius_A or base.radius_A),
+        base.tile,
+        dict(base.card),
+    )
 
 
-def _strip_detections(det: Detector, strips: np.ndarray, pixel_size: float,
-                      thresholds: Iterable[float]) -> dict[float, pd.DataFrame]:
+def _strip_detections(
+    det: Detector, strips: np.ndarray, pixel_size: float, thresholds: Iterable[float]
+) -> dict[float, pd.DataFrame]:
     """Detections (no refinement) on the strips at each threshold; the network runs once."""
     from atomlens.atoms.detect import atoms_in_frame
     from atomlens.segment.predict import iter_model_maps
@@ -637,13 +701,19 @@ def _strip_detections(det: Detector, strips: np.ndarray, pixel_size: float,
     out: dict[float, list] = {t: [] for t in thresholds}
     for k, raw, m in iter_model_maps(strips, det, pixel_size=pixel_size):
         for t in thresholds:
-            out[t].append(atoms_in_frame(raw, m, det, pixel_size, k, threshold=t,
-                                         refine="none"))
+            out[t].append(atoms_in_frame(raw, m, det, pixel_size, k, threshold=t, refine="none"))
     return {t: pd.concat(v, ignore_index=True) for t, v in out.items()}
 
 
-def _score_found(found: pd.DataFrame, truth: pd.DataFrame, n_frames: int, pixel_size: float,
-                 radius_A: float, x_start: float, x_score: float) -> dict:
+def _score_found(
+    found: pd.DataFrame,
+    truth: pd.DataFrame,
+    n_frames: int,
+    pixel_size: float,
+    radius_A: float,
+    x_start: float,
+    x_score: float,
+) -> dict:
     from atomlens.atoms.match import match_atoms
 
     tp = n_found = n_true = right = 0
@@ -659,16 +729,27 @@ def _score_found(found: pd.DataFrame, truth: pd.DataFrame, n_frames: int, pixel_
         ip, it = match_atoms(fy[fk], ty[tk], r)
         tp, n_found, n_true = tp + len(ip), n_found + int(fk.sum()), n_true + int(tk.sum())
         right += int((fc[ip] == tc[it]).sum())
-    return {"f1": round(2 * tp / max(n_found + n_true, 1), 4),
-            "precision": round(tp / max(n_found, 1), 4),
-            "recall": round(tp / max(n_true, 1), 4),
-            "species_accuracy": round(right / max(tp, 1), 4),
-            "n_true": int(n_true), "n_found": int(n_found), "n_matched": int(tp)}
+    return {
+        "f1": round(2 * tp / max(n_found + n_true, 1), 4),
+        "precision": round(tp / max(n_found, 1), 4),
+        "recall": round(tp / max(n_true, 1), 4),
+        "species_accuracy": round(right / max(tp, 1), 4),
+        "n_true": int(n_true),
+        "n_found": int(n_found),
+        "n_matched": int(tp),
+    }
 
 
-def validation_scores(det: Detector, strips: np.ndarray, truth: pd.DataFrame,
-                      pixel_size: float, radius_A: float, x_start: float,
-                      x_score: float, threshold: float = 0.5) -> dict:
+def validation_scores(
+    det: Detector,
+    strips: np.ndarray,
+    truth: pd.DataFrame,
+    pixel_size: float,
+    radius_A: float,
+    x_start: float,
+    x_score: float,
+    threshold: float = 0.5,
+) -> dict:
     """Score ``det`` on held-back strips.
 
     ``strips`` ``(F, Y, w)``: columns ``x_start ..`` of the labelled frames (strip ``k``
@@ -685,9 +766,16 @@ def validation_scores(det: Detector, strips: np.ndarray, truth: pd.DataFrame,
 THRESHOLDS = tuple(round(float(t), 2) for t in np.arange(0.2, 0.91, 0.05))
 
 
-def calibrate_threshold(det: Detector, strips: np.ndarray, truth: pd.DataFrame,
-                        pixel_size: float, radius_A: float, x_start: float, x_score: float,
-                        thresholds: Iterable[float] = THRESHOLDS) -> dict:
+def calibrate_threshold(
+    det: Detector,
+    strips: np.ndarray,
+    truth: pd.DataFrame,
+    pixel_size: float,
+    radius_A: float,
+    x_start: float,
+    x_score: float,
+    thresholds: Iterable[float] = THRESHOLDS,
+) -> dict:
     """Find the foreground threshold with the best held-back F1 and fold it into the
     network, so that the usual 0.5 then detects exactly what that threshold did.
 
@@ -698,18 +786,25 @@ def calibrate_threshold(det: Detector, strips: np.ndarray, truth: pd.DataFrame,
     ties go to the threshold closest to 0.5 (no change when 0.5 is among the best).
     """
     found = _strip_detections(det, strips, pixel_size, thresholds)
-    scores = {t: _score_found(f, truth, strips.shape[0], pixel_size, radius_A, x_start, x_score)
-              for t, f in found.items()}
+    scores = {
+        t: _score_found(f, truth, strips.shape[0], pixel_size, radius_A, x_start, x_score)
+        for t, f in found.items()
+    }
     best = max(scores, key=lambda t: (scores[t]["f1"], -abs(t - 0.5)))
-    at_half = scores.get(0.5) or validation_scores(det, strips, truth, pixel_size, radius_A,
-                                                   x_start, x_score)
+    at_half = scores.get(0.5) or validation_scores(
+        det, strips, truth, pixel_size, radius_A, x_start, x_score
+    )
     if at_half["f1"] >= scores[best]["f1"]:
         best = 0.5
     else:
         with torch.no_grad():
             det.net.head.bias[1:] += float(np.log((1 - best) / best))
-    return {"threshold": float(best), "scores": scores.get(best, at_half), "at_0.5": at_half,
-            "f1_by_threshold": {f"{t:.2f}": s["f1"] for t, s in scores.items()}}
+    return {
+        "threshold": float(best),
+        "scores": scores.get(best, at_half),
+        "at_0.5": at_half,
+        "f1_by_threshold": {f"{t:.2f}": s["f1"] for t, s in scores.items()},
+    }
 
 
 # --- fine-tuning ------------------------------------------------------------------------
@@ -753,10 +848,14 @@ def iter_finetune(
                 f"unknown fine-tuning option {k!r}; valid: {', '.join(cfg.to_dict())}"
             )
         setattr(cfg, k, v)
-    if ((cfg.steps is not None and cfg.steps < 0) or cfg.batch < 1
-            or (cfg.crop is not None and cfg.crop < 8)):
-        raise FinetuneError(f"need steps >= 0, batch >= 1 and crop >= 8 (got {cfg.steps}, "
-                            f"{cfg.batch}, {cfg.crop})")
+    if (
+        (cfg.steps is not None and cfg.steps < 0)
+        or cfg.batch < 1
+        or (cfg.crop is not None and cfg.crop < 8)
+    ):
+        raise FinetuneError(
+            f"need steps >= 0, batch >= 1 and crop >= 8 (got {cfg.steps}, {cfg.batch}, {cfg.crop})"
+        )
     if not 0 <= cfg.val_fraction < 0.9:
         raise FinetuneError(f"val_fraction must be in [0, 0.9), got {cfg.val_fraction}")
     base_path = None if isinstance(base_model, Detector) else base_model
@@ -771,8 +870,15 @@ def iter_finetune(
         raise FinetuneError(f"frames {bad} are out of range (the movie has {data.shape[0]})")
     ignore = None
     if cfg.self_train:
-        table = self_training_labels(stack, frames, base, atoms, min_prob=cfg.min_prob,
-                                     min_contrast=cfg.min_contrast, pixel_size=ps)
+        table = self_training_labels(
+            stack,
+            frames,
+            base,
+            atoms,
+            min_prob=cfg.min_prob,
+            min_contrast=cfg.min_contrast,
+            pixel_size=ps,
+        )
         labels = table[table["label"]].reset_index(drop=True)
         ignore = table[~table["label"]]
     else:
@@ -791,9 +897,16 @@ def iter_finetune(
     mapped = labels.assign(cls=[cfg.class_map.get(c, c) for c in labels["cls"].astype(str)])
     # renumber the labelled frames 0..F-1 (the order of ``frames``)
     raw = np.stack([np.asarray(data[f], np.float32) for f in frames])
-    local = mapped.assign(frame=mapped["frame"].astype(int).map({f: k for k, f in enumerate(frames)}))
-    ign_local = None if ignore is None or not len(ignore) else ignore.assign(
-        frame=ignore["frame"].astype(int).map({f: k for k, f in enumerate(frames)}))
+    local = mapped.assign(
+        frame=mapped["frame"].astype(int).map({f: k for k, f in enumerate(frames)})
+    )
+    ign_local = (
+        None
+        if ignore is None or not len(ignore)
+        else ignore.assign(
+            frame=ignore["frame"].astype(int).map({f: k for k, f in enumerate(frames)})
+        )
+    )
     fwhm, refined = measure_atom_fwhm(raw, local, ps, _nn_distance_px(local))
     if cfg.refine_labels:
         local = refined
@@ -805,8 +918,11 @@ def iter_finetune(
     context = int(np.ceil(16 * plan.model_pixel_size / ps))
     x_start = max(0, int(x_score) - context)
     strips = raw[..., x_start:] if plan.val_cut < 1 else None
-    score = (lambda d: validation_scores(d, strips, local, ps, plan.score_radius_A, x_start,
-                                         x_score)) if strips is not None else None
+    score = (
+        (lambda d: validation_scores(d, strips, local, ps, plan.score_radius_A, x_start, x_score))
+        if strips is not None
+        else None
+    )
     before = None
     if score is not None:
         before = score(base)
@@ -815,8 +931,9 @@ def iter_finetune(
     cut = int(np.floor(x_score)) if strips is not None else w
     r_in = plan.radius_A / ps
     train_labels = local[local["x"].to_numpy(float) < cut + r_in]
-    images, masks = label_frames(raw[..., :cut], train_labels, range(len(frames)), det0,
-                                 pixel_size=ps, ignore=ign_local)
+    images, masks = label_frames(
+        raw[..., :cut], train_labels, range(len(frames)), det0, pixel_size=ps, ignore=ign_local
+    )
     scale = np.array([images.shape[1] / raw.shape[1], images.shape[2] / cut])
     yx_m = (train_labels[["y", "x"]].to_numpy(float) + 0.5) * scale[None] - 0.5
     centres = np.column_stack([train_labels["frame"].to_numpy(float), yx_m])
@@ -824,8 +941,9 @@ def iter_finetune(
     room = int(min(images.shape[1], images.shape[2]) / 1.5)
     crop = max(mult, min(plan.crop, max(room, 32), images.shape[1], images.shape[2]) // mult * mult)
     plan.crop = crop
-    yield FinetuneStarted(frames, int(len(labels)), n_corr, plan.steps, crop, plan.to_dict(),
-                          before)
+    yield FinetuneStarted(
+        frames, int(len(labels)), n_corr, plan.steps, crop, plan.to_dict(), before
+    )
 
     net = det0.net
     old_threads = torch.get_num_threads()
@@ -833,9 +951,13 @@ def iter_finetune(
         torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    tcfg = TrainConfig(classes=plan.classes, pixel_size=plan.model_pixel_size,
-                       radius_A=plan.radius_A, net=det0.net_config,
-                       class_weights=plan.class_weights)
+    tcfg = TrainConfig(
+        classes=plan.classes,
+        pixel_size=plan.model_pixel_size,
+        radius_A=plan.radius_A,
+        net=det0.net_config,
+        class_weights=plan.class_weights,
+    )
     # AtomLens' own AdamW: torch.optim's first use imports dynamo, which stalls the
     # viewer when fine-tuning runs on a napari worker
     opt = Adam(net.parameters(), lr=plan.lr, weight_decay=cfg.weight_decay)
@@ -849,11 +971,26 @@ def iter_finetune(
     if before is not None and not plan.new_classes and plan.model_pixel_size == base.pixel_size:
         best_f1, best_state = before["f1"], copy.deepcopy(net.state_dict())
     try:
-        for ev in iter_steps(net, lambda: _sample_batch(images, masks, crop, cfg.batch, rng,
-                                                        cfg.augment, centres=centres,
-                                                        p_centre=plan.centre_fraction),
-                             plan.steps, opt, sched, tcfg, ema_decay=0.9, ignore_index=IGNORE,
-                             stop=should_stop):
+        for ev in iter_steps(
+            net,
+            lambda: _sample_batch(
+                images,
+                masks,
+                crop,
+                cfg.batch,
+                rng,
+                cfg.augment,
+                centres=centres,
+                p_centre=plan.centre_fraction,
+            ),
+            plan.steps,
+            opt,
+            sched,
+            tcfg,
+            ema_decay=0.9,
+            ignore_index=IGNORE,
+            stop=should_stop,
+        ):
             step = ev["step"]
             if "end" in ev:
                 reason = ev["end"]
@@ -870,8 +1007,12 @@ def iter_finetune(
                 net.train()
                 history.append({"step": step, **sc})
                 if sc["f1"] > best_f1:
-                    best_f1, best_state, best_step, since = sc["f1"], copy.deepcopy(
-                        net.state_dict()), step, 0
+                    best_f1, best_state, best_step, since = (
+                        sc["f1"],
+                        copy.deepcopy(net.state_dict()),
+                        step,
+                        0,
+                    )
                 else:
                     since += 1
                 yield FinetuneValidation(step, sc, best_f1)
@@ -885,8 +1026,9 @@ def iter_finetune(
         net.load_state_dict(best_state)
     calibration = None
     if score is not None and cfg.calibrate_threshold and best_step > 0:
-        calibration = calibrate_threshold(det0, strips, local, ps, plan.score_radius_A,
-                                          x_start, x_score)
+        calibration = calibrate_threshold(
+            det0, strips, local, ps, plan.score_radius_A, x_start, x_score
+        )
     elapsed = time.perf_counter() - t0
     scores: dict = {}
     if before is not None:
@@ -895,22 +1037,54 @@ def iter_finetune(
             after = {"step": 0, **before}
         if calibration is not None and calibration["threshold"] != 0.5:
             after = {"step": best_step, **calibration["scores"]}
-        scores = {"before": before, "after": after, "history": history,
-                  "threshold_calibration": calibration,
-                  "kept_step": int(best_step), "radius_A": plan.score_radius_A,
-                  "strip": f"x >= {x_score:.0f} px of each labelled frame"}
-    card = _card(base, base_path, cfg, frames, labels, n_corr, step, reason, ema, elapsed,
-                 stack_path or getattr(stack, "path", None), ps, out, plan, scores)
+        scores = {
+            "before": before,
+            "after": after,
+            "history": history,
+            "threshold_calibration": calibration,
+            "kept_step": int(best_step),
+            "radius_A": plan.score_radius_A,
+            "strip": f"x >= {x_score:.0f} px of each labelled frame",
+        }
+    card = _card(
+        base,
+        base_path,
+        cfg,
+        frames,
+        labels,
+        n_corr,
+        step,
+        reason,
+        ema,
+        elapsed,
+        stack_path or getattr(stack, "path", None),
+        ps,
+        out,
+        plan,
+        scores,
+    )
     det = Detector(net, det0.net_config, plan.model_pixel_size, plan.radius_A, base.tile, card)
     path = save_detector(det, out) if out is not None else None
-    yield FinetuneFinished(FinetuneResult(det, path, card, reason, labels, scores), reason,
-                           elapsed)
+    yield FinetuneFinished(FinetuneResult(det, path, card, reason, labels, scores), reason, elapsed)
 
 
-def _card(base: Detector, base_path: Any, cfg: FinetuneConfig, frames: list[int],
-          labels: pd.DataFrame, n_corr: int, steps_done: int, reason: str,
-          loss_ema: float | None, elapsed: float, stack_path: Any, ps: float,
-          out: Any, plan: FinetunePlan | None = None, scores: dict | None = None) -> dict:
+def _card(
+    base: Detector,
+    base_path: Any,
+    cfg: FinetuneConfig,
+    frames: list[int],
+    labels: pd.DataFrame,
+    n_corr: int,
+    steps_done: int,
+    reason: str,
+    loss_ema: float | None,
+    elapsed: float,
+    stack_path: Any,
+    ps: float,
+    out: Any,
+    plan: FinetunePlan | None = None,
+    scores: dict | None = None,
+) -> dict:
     """The new model's card: the base card kept under ``base_card``, provenance on top."""
     base_name = str(base_path) if base_path is not None else base.card.get("name", "in-memory")
     if base_path is None and base.card.get("finetune"):
@@ -969,8 +1143,17 @@ def finetune(
     if seed is not None:
         overrides["seed"] = seed
     result = None
-    for ev in iter_finetune(stack, atoms, frames, base_model, out=out, config=config,
-                            stop=stop, pixel_size=pixel_size, **overrides):
+    for ev in iter_finetune(
+        stack,
+        atoms,
+        frames,
+        base_model,
+        out=out,
+        config=config,
+        stop=stop,
+        pixel_size=pixel_size,
+        **overrides,
+    ):
         if progress is not None:
             progress(ev)
         if isinstance(ev, FinetuneFinished):

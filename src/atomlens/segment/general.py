@@ -47,11 +47,24 @@ CONTRAST = ("HAADF", "ABF")
 def general_config(**overrides) -> TrainConfig:
     """The ``general`` training preset (a :class:`TrainConfig`); ``overrides`` set fields."""
     cfg = TrainConfig(
-        classes=CLASSES, pixel_size=0.2, radius_A=0.4, crop=128, batch=8, steps=1200,
-        lr=3e-3, weight_decay=1e-5, dice_weight=0.5, class_weights=(1.0, 1.0),
-        zoom_range=(0.7, 1.4), p_extra_aug=0.0, seed=0, threads=2, tile=512,
-        net=NetConfig(arch="dilated_unet", classes=CLASSES, base_filters=8, levels=3,
-                      dilations=(1, 2, 3, 4)),
+        classes=CLASSES,
+        pixel_size=0.2,
+        radius_A=0.4,
+        crop=128,
+        batch=8,
+        steps=1200,
+        lr=3e-3,
+        weight_decay=1e-5,
+        dice_weight=0.5,
+        class_weights=(1.0, 1.0),
+        zoom_range=(0.7, 1.4),
+        p_extra_aug=0.0,
+        seed=0,
+        threads=2,
+        tile=512,
+        net=NetConfig(
+            arch="dilated_unet", classes=CLASSES, base_filters=8, levels=3, dilations=(1, 2, 3, 4)
+        ),
     )
     for k, v in overrides.items():
         if not hasattr(cfg, k):
@@ -64,9 +77,15 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
-def render_general(cfg: TrainConfig, rng: np.random.Generator, cols: Columns | None = None,
-                   *, pixel_size_A: float | None = None, z_exponent: float | None = None,
-                   snr: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+def render_general(
+    cfg: TrainConfig,
+    rng: np.random.Generator,
+    cols: Columns | None = None,
+    *,
+    pixel_size_A: float | None = None,
+    z_exponent: float | None = None,
+    snr: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """One sample on the model grid: (image (crop, crop) float32 normalised, mask
     (crop, crop) uint8, atom positions (N, 2) model pixels, imaging dict).
 
@@ -97,13 +116,20 @@ def render_general(cfg: TrainConfig, rng: np.random.Generator, cols: Columns | N
     if rng.random() < 0.3:
         probe = Probe.random(rng)
     else:
-        probe = Probe.with_fwhm(fwhm, voltage_kV=float(rng.choice([60.0, 80.0, 200.0, 300.0])),
-                                alpha_mrad=float(rng.uniform(20, 35)))
-    nexp = z_exponent if z_exponent is not None else (
-        rng.uniform(1.3, 2.0) if rng.random() < 0.7 else rng.uniform(0.4, 1.0))
+        probe = Probe.with_fwhm(
+            fwhm,
+            voltage_kV=float(rng.choice([60.0, 80.0, 200.0, 300.0])),
+            alpha_mrad=float(rng.uniform(20, 35)),
+        )
+    nexp = (
+        z_exponent
+        if z_exponent is not None
+        else (rng.uniform(1.3, 2.0) if rng.random() < 0.7 else rng.uniform(0.4, 1.0))
+    )
     scan = ScanDistortion.random(rng, true) if rng.random() < 0.5 else None
-    img, app = render_image(cols.yx_A, cols.z, (n, n), true, probe, rng, z_exponent=nexp,
-                            weights=cols.count, scan=scan)
+    img, app = render_image(
+        cols.yx_A, cols.z, (n, n), true, probe, rng, z_exponent=nexp, weights=cols.count, scan=scan
+    )
     amp = cols.count * (cols.z / 6.0) ** nexp
     vis = visible(cols, nexp)
     peak = float(amp[vis].max()) if vis.any() else float(max(img.max(), 1e-3))
@@ -141,8 +167,14 @@ def render_general(cfg: TrainConfig, rng: np.random.Generator, cols: Columns | N
     inside = np.all((yx > -0.5) & (yx < crop - 0.5), axis=1)
     yx = yx[inside]
     mask = label_mask(yx, np.ones(len(yx), np.int64), (crop, crop), cfg.radius_A / cfg.pixel_size)
-    info = {"structure": cols.name, "pixel_size_A": p_nom, "true_pixel_size_A": true,
-            "z_exponent": nexp, "snr": s, "probe_fwhm_A": fwhm}
+    info = {
+        "structure": cols.name,
+        "pixel_size_A": p_nom,
+        "true_pixel_size_A": true,
+        "z_exponent": nexp,
+        "snr": s,
+        "probe_fwhm_A": fwhm,
+    }
     return x.astype(np.float32), mask, yx, info
 
 
@@ -155,8 +187,10 @@ def make_batch(cfg: TrainConfig, rng: np.random.Generator) -> tuple[torch.Tensor
             x, m = x[:, ::-1], m[:, ::-1]
         xs.append(np.ascontiguousarray(x))
         ys.append(np.ascontiguousarray(m))
-    return (torch.from_numpy(np.stack(xs))[:, None],
-            torch.from_numpy(np.stack(ys).astype(np.int64)))
+    return (
+        torch.from_numpy(np.stack(xs))[:, None],
+        torch.from_numpy(np.stack(ys).astype(np.int64)),
+    )
 
 
 class _Batches(torch.utils.data.IterableDataset):
@@ -179,14 +213,21 @@ def iter_train(cfg: TrainConfig, init: Detector | None = None, workers: int = 1)
     rendering processes (0 = render in this process)."""
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    loader = iter(torch.utils.data.DataLoader(_Batches(cfg), batch_size=None,
-                                              num_workers=workers, prefetch_factor=2 if workers else None))
+    loader = iter(
+        torch.utils.data.DataLoader(
+            _Batches(cfg),
+            batch_size=None,
+            num_workers=workers,
+            prefetch_factor=2 if workers else None,
+        )
+    )
     net = build_net(cfg.net)
     if init is not None:
         net.load_state_dict(init.net.state_dict())
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 1),
-                                                pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 1), pct_start=0.1
+    )
     t0 = time.perf_counter()
     last, ema = cfg.steps, None
     for ev in iter_steps(net, lambda: next(loader), cfg.steps, opt, sched, cfg):
@@ -196,12 +237,19 @@ def iter_train(cfg: TrainConfig, init: Detector | None = None, workers: int = 1)
         ema = ev["loss_ema"]
         yield {**ev, "net_ref": net}
     net.eval()
-    yield {"step": last, "steps": cfg.steps, "done": True, "net": net,
-           "elapsed_s": time.perf_counter() - t0, "loss_ema": ema}
+    yield {
+        "step": last,
+        "steps": cfg.steps,
+        "done": True,
+        "net": net,
+        "elapsed_s": time.perf_counter() - t0,
+        "loss_ema": ema,
+    }
 
 
-def validation_set(n: int = 24, seed: int = 12345, cfg: TrainConfig | None = None
-                   ) -> list[tuple[np.ndarray, np.ndarray, dict]]:
+def validation_set(
+    n: int = 24, seed: int = 12345, cfg: TrainConfig | None = None
+) -> list[tuple[np.ndarray, np.ndarray, dict]]:
     """``n`` held-out samples (image on the model grid, true positions (N, 2) model px,
     imaging info) from a seed the training never uses."""
     cfg = cfg or general_config()
@@ -231,7 +279,11 @@ def validate(det: Detector, samples: list | None = None, match_A: float = 0.6) -
             inner = _interior(1.0 / det.pixel_size, x.shape[0])
             pi, ti = match_atoms(pred, yx, match_A / det.pixel_size)
             tp = int(np.sum(inner(yx[ti]))) if len(ti) else 0
-            fam = info["structure"].split()[0] if "single" not in info["structure"] else "single atoms"
+            fam = (
+                info["structure"].split()[0]
+                if "single" not in info["structure"]
+                else "single atoms"
+            )
             fam = "ABF-like" if info["z_exponent"] < 1.2 else fam
             for key in ("all", fam):
                 t = tot.setdefault(key, [0, 0, 0])
@@ -242,9 +294,13 @@ def validate(det: Detector, samples: list | None = None, match_A: float = 0.6) -
     for key, (tp, npred, ntrue) in tot.items():
         p = tp / npred if npred else float(ntrue == 0)
         r = tp / ntrue if ntrue else float(npred == 0)
-        out[key] = {"precision": round(p, 4), "recall": round(r, 4),
-                    "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0,
-                    "n_true": ntrue, "n_pred": npred}
+        out[key] = {
+            "precision": round(p, 4),
+            "recall": round(r, 4),
+            "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0,
+            "n_true": ntrue,
+            "n_pred": npred,
+        }
     return out
 
 
@@ -257,10 +313,17 @@ def _interior(margin: float, size: int) -> Callable[[np.ndarray], np.ndarray]:
     return inner
 
 
-def train_general(cfg: TrainConfig, out: str | Path, *, command: str | None = None,
-                  evaluate: bool = True, log: Callable[[str], None] = print,
-                  checkpoint_every: int = 50, init: Detector | None = None,
-                  notes: dict | None = None) -> Detector:
+def train_general(
+    cfg: TrainConfig,
+    out: str | Path,
+    *,
+    command: str | None = None,
+    evaluate: bool = True,
+    log: Callable[[str], None] = print,
+    checkpoint_every: int = 50,
+    init: Detector | None = None,
+    notes: dict | None = None,
+) -> Detector:
     """Train the general model, validate it on held-out simulations, write ``out`` and
     ``<stem>_card.json``; a checkpoint ``<out>.ckpt.pt`` every ``checkpoint_every`` steps."""
     out = Path(out)
@@ -268,18 +331,34 @@ def train_general(cfg: TrainConfig, out: str | Path, *, command: str | None = No
     for ev in iter_train(cfg, init):
         last = ev
         if ev["step"] % 25 == 0 or ev.get("done"):
-            log(f"step {ev['step']}/{ev['steps']} loss {ev.get('loss_ema') or 0:.4f} "
-                f"{ev['elapsed_s']:.0f}s")
+            log(
+                f"step {ev['step']}/{ev['steps']} loss {ev.get('loss_ema') or 0:.4f} "
+                f"{ev['elapsed_s']:.0f}s"
+            )
         if checkpoint_every and not ev.get("done") and ev["step"] % checkpoint_every == 0:
             net = ev["net_ref"]
             net.eval()
-            save_detector(Detector(net, cfg.net, cfg.pixel_size, cfg.radius_A, cfg.tile,
-                                   _card(cfg, net, ev, command, out)),
-                          out.with_suffix(".ckpt.pt"))
+            save_detector(
+                Detector(
+                    net,
+                    cfg.net,
+                    cfg.pixel_size,
+                    cfg.radius_A,
+                    cfg.tile,
+                    _card(cfg, net, ev, command, out),
+                ),
+                out.with_suffix(".ckpt.pt"),
+            )
             net.train()
     net = last["net"]
-    det = Detector(net, cfg.net, cfg.pixel_size, cfg.radius_A, cfg.tile,
-                   {**_card(cfg, net, last, command, out), **(notes or {})})
+    det = Detector(
+        net,
+        cfg.net,
+        cfg.pixel_size,
+        cfg.radius_A,
+        cfg.tile,
+        {**_card(cfg, net, last, command, out), **(notes or {})},
+    )
     if evaluate:
         det.card["validation"] = validate(det)
         log(f"validation: {json.dumps(det.card['validation'])}")
@@ -289,8 +368,7 @@ def train_general(cfg: TrainConfig, out: str | Path, *, command: str | None = No
     return det
 
 
-def _card(cfg: TrainConfig, net: torch.nn.Module, ev: dict, command: str | None,
-          out: Path) -> dict:
+def _card(cfg: TrainConfig, net: torch.nn.Module, ev: dict, command: str | None, out: Path) -> dict:
     return {
         "name": "general",
         "task": "atom finding: per-pixel softmax over background, atom (any material)",
@@ -319,12 +397,16 @@ def _card(cfg: TrainConfig, net: torch.nn.Module, ev: dict, command: str | None,
         "training_time_s": round(float(ev.get("elapsed_s", 0.0)), 1),
         "final_loss_ema": ev.get("loss_ema"),
         "budget": "CPU only: 2 cores shared with up to 6 other jobs, no GPU",
-        "command": command or f"atomlens train-detector --preset general --out {out.name} "
+        "command": command
+        or f"atomlens train-detector --preset general --out {out.name} "
         f"--steps {cfg.steps} --seed {cfg.seed}",
         "seed": cfg.seed,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "software": {"torch": str(torch.__version__), "python": sys.version.split()[0],
-                     "platform": platform.platform()},
+        "software": {
+            "torch": str(torch.__version__),
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+        },
     }
 
 
@@ -338,8 +420,10 @@ def run_cli(args) -> int:
             raise ValueError(f"--steps must be at least 1, got {args.steps}")
         over["steps"] = args.steps
     cfg = general_config(**over)
-    cmd = (f"atomlens train-detector --preset general --out {shlex.quote(str(args.out))} "
-           f"--steps {cfg.steps} --seed {cfg.seed} --threads {cfg.threads}")
+    cmd = (
+        f"atomlens train-detector --preset general --out {shlex.quote(str(args.out))} "
+        f"--steps {cfg.steps} --seed {cfg.seed} --threads {cfg.threads}"
+    )
     every = int(getattr(args, "checkpoint_every", 50) or 0)
     init, notes = None, {}
     ckpt = Path(args.out).with_suffix(".ckpt.pt")
@@ -347,17 +431,34 @@ def run_cli(args) -> int:
         init = load_detector(ckpt)
         done = int(init.card.get("steps_done", 0))
         cfg.steps = max(1, cfg.steps - done)
-        notes["resumed"] = (f"warm start from a checkpoint after {done} steps "
-                            f"({init.card.get('date')}), then {cfg.steps} steps on a fresh "
-                            "one-cycle schedule")
+        notes["resumed"] = (
+            f"warm start from a checkpoint after {done} steps "
+            f"({init.card.get('date')}), then {cfg.steps} steps on a fresh "
+            "one-cycle schedule"
+        )
         print(f"resuming from {ckpt}: {notes['resumed']}", flush=True)
     if getattr(args, "trained_on", None):
         notes["trained_on"] = args.trained_on
-    train_general(cfg, args.out, command=cmd, evaluate=not args.no_validate,
-                  log=lambda s: print(s, flush=True), checkpoint_every=every, init=init,
-                  notes=notes)
+    train_general(
+        cfg,
+        args.out,
+        command=cmd,
+        evaluate=not args.no_validate,
+        log=lambda s: print(s, flush=True),
+        checkpoint_every=every,
+        init=init,
+        notes=notes,
+    )
     return 0
 
 
-__all__ = ["CLASSES", "general_config", "iter_train", "make_batch", "render_general",
-           "train_general", "validate", "validation_set"]
+__all__ = [
+    "CLASSES",
+    "general_config",
+    "iter_train",
+    "make_batch",
+    "render_general",
+    "train_general",
+    "validate",
+    "validation_set",
+]

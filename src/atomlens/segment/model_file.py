@@ -70,8 +70,9 @@ def save_detector(det: Detector, path: str | Path) -> Path:
     from atomlens.io.atomic import atomic_write
 
     with atomic_write(path, "wb") as fh:  # whole or absent
-        torch.save({"format": FORMAT, "state_dict": state, "config": det.config_dict(),
-                    "card": card}, fh)
+        torch.save(
+            {"format": FORMAT, "state_dict": state, "config": det.config_dict(), "card": card}, fh
+        )
     return path
 
 
@@ -83,8 +84,12 @@ def _plain(obj: object) -> object:
     return str(obj)
 
 
-def load_detector(path: str | Path | None = None, *, classes: tuple[str, ...] | None = None,
-                  pixel_size: float | None = None) -> Detector:
+def load_detector(
+    path: str | Path | None = None,
+    *,
+    classes: tuple[str, ...] | None = None,
+    pixel_size: float | None = None,
+) -> Detector:
     """Load a detector file (``None`` -> the shipped graphene model).
 
     ``classes`` / ``pixel_size``: what the caller expects; a mismatch raises
@@ -104,9 +109,10 @@ def load_detector(path: str | Path | None = None, *, classes: tuple[str, ...] | 
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise ModelFileError(f"{path} is not a readable AtomLens model file "
-                             f"({safe_reason(exc)}); AtomLens loads weights only, never code")\
-            from None
+        raise ModelFileError(
+            f"{path} is not a readable AtomLens model file "
+            f"({safe_reason(exc)}); AtomLens loads weights only, never code"
+        ) from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ModelFileError(
             f"{path} is not an AtomLens detector file (expected format {FORMAT!r}); "
@@ -129,9 +135,14 @@ def load_detector(path: str | Path | None = None, *, classes: tuple[str, ...] | 
             f"({str(exc).splitlines()[0]}); the file is corrupt or was edited"
         ) from exc
     net.eval()
-    det = Detector(net, net_config, float(cfg.get("pixel_size", 0.2)),
-                   float(cfg.get("radius_A", 0.35)), int(cfg.get("tile", 512)),
-                   dict(blob.get("card", {})))
+    det = Detector(
+        net,
+        net_config,
+        float(cfg.get("pixel_size", 0.2)),
+        float(cfg.get("radius_A", 0.35)),
+        int(cfg.get("tile", 512)),
+        dict(blob.get("card", {})),
+    )
     if classes is not None and tuple(classes) != det.classes:
         raise ModelFileError(
             f"{path} predicts classes {list(det.classes)} but {list(classes)} were asked for; "

@@ -34,8 +34,9 @@ def normalise(image: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         lo, med, hi = np.percentile(image, [1, 50, 99])
         return ((image - med) / max(hi - lo, 1e-12)).astype(np.float32)
     flat = image.reshape(*image.shape[:-2], -1).float()
-    q = torch.quantile(_subsample(flat), torch.tensor([0.01, 0.5, 0.99], device=flat.device),
-                       dim=-1)
+    q = torch.quantile(
+        _subsample(flat), torch.tensor([0.01, 0.5, 0.99], device=flat.device), dim=-1
+    )
     lo, med, hi = q[0], q[1], q[2]
     scale = (hi - lo).clamp_min(1e-12)
     return (image - med[..., None, None]) / scale[..., None, None]
@@ -47,14 +48,17 @@ def _subsample(flat: torch.Tensor, n: int = 1 << 18) -> torch.Tensor:
     return flat[..., ::step]
 
 
-def model_grid_shape(shape: Sequence[int], pixel_size: float, model_pixel: float) -> tuple[int, int]:
+def model_grid_shape(
+    shape: Sequence[int], pixel_size: float, model_pixel: float
+) -> tuple[int, int]:
     """(y, x) size of a ``shape`` frame resampled from ``pixel_size`` to ``model_pixel`` Å/px."""
     f = pixel_size / model_pixel
     return max(8, int(round(shape[-2] * f))), max(8, int(round(shape[-1] * f)))
 
 
-def to_input_coords(yx_model: np.ndarray, input_shape: Sequence[int],
-                    model_shape: Sequence[int]) -> np.ndarray:
+def to_input_coords(
+    yx_model: np.ndarray, input_shape: Sequence[int], model_shape: Sequence[int]
+) -> np.ndarray:
     """Map (N, 2) model-grid pixel positions back to input-frame pixels (centre convention)."""
     s = np.array([input_shape[-2] / model_shape[-2], input_shape[-1] / model_shape[-1]])
     return (np.asarray(yx_model, float) + 0.5) * s - 0.5
@@ -65,8 +69,9 @@ def resample(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(frames.shape[-2:]) == tuple(size):
         return frames
     down = size[0] < frames.shape[-2] or size[1] < frames.shape[-1]
-    return F.interpolate(frames[:, None], size=size, mode="bilinear", align_corners=False,
-                         antialias=down)[:, 0]
+    return F.interpolate(
+        frames[:, None], size=size, mode="bilinear", align_corners=False, antialias=down
+    )[:, 0]
 
 
 def fold_batchnorm(net: torch.nn.Module) -> torch.nn.Module:
@@ -121,9 +126,16 @@ def _run_net(net: torch.nn.Module, x: torch.Tensor, multiple: int, half: bool) -
     return torch.softmax(logits.float(), dim=1)[..., :h, :w]
 
 
-def predict_model_grid(det: Detector, frames: torch.Tensor, *, tile: int | None = None,
-                       overlap: int = 32, tile_batch: int = 8, net: torch.nn.Module | None = None,
-                       max_pixels: int = 1 << 19) -> torch.Tensor:
+def predict_model_grid(
+    det: Detector,
+    frames: torch.Tensor,
+    *,
+    tile: int | None = None,
+    overlap: int = 32,
+    tile_batch: int = 8,
+    net: torch.nn.Module | None = None,
+    max_pixels: int = 1 << 19,
+) -> torch.Tensor:
     """Normalised (B, y, x) frames on the model grid -> (B, C, y, x) probabilities.
 
     Frames larger than ``tile`` are cut into overlapping tiles (cosine blending); at most
@@ -139,8 +151,9 @@ def predict_model_grid(det: Detector, frames: torch.Tensor, *, tile: int | None 
     x = frames[:, None].to(dev)
     if h <= tile and w <= tile:
         step = max(1, max_pixels // (h * w))
-        return torch.cat([_run_net(net, x[i : i + step], mult, half).cpu()
-                          for i in range(0, b, step)])
+        return torch.cat(
+            [_run_net(net, x[i : i + step], mult, half).cpu() for i in range(0, b, step)]
+        )
     th, tw = min(tile, h), min(tile, w)
     step = max(tile - 2 * overlap, mult)
     ys, xs = _starts(h, th, step), _starts(w, tw, step)
@@ -193,9 +206,15 @@ def _frames_of(stack: Any) -> Any:
     return data
 
 
-def iter_model_maps(stack: Any, model: Detector | str | None = None, *,
-                    pixel_size: float | None = None, frames: Sequence[int] | None = None,
-                    batch_size: int = 4, device: str = "auto") -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+def iter_model_maps(
+    stack: Any,
+    model: Detector | str | None = None,
+    *,
+    pixel_size: float | None = None,
+    frames: Sequence[int] | None = None,
+    batch_size: int = 4,
+    device: str = "auto",
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yield ``(t, raw_frame (Y, X), maps_model (C, y, x))`` per frame, on the model grid.
 
     The building block of :func:`predict_maps` and of :func:`atomlens.atoms.detect`.
@@ -229,16 +248,19 @@ def iter_model_maps(stack: Any, model: Detector | str | None = None, *,
     if idx and empty == len(idx):
         from atomlens.io.stack import StackError
 
-        raise StackError(f"every pixel of the {len(idx)} selected frame(s) is NaN/inf; "
-                         "nothing to analyse: select other frames or check the export")
+        raise StackError(
+            f"every pixel of the {len(idx)} selected frame(s) is NaN/inf; "
+            "nothing to analyse: select other frames or check the export"
+        )
 
 
 #: Largest factor by which a frame may be resampled to the model's pixel size.
 MAX_RESAMPLE = 16.0
 
 
-def check_model_grid(shape: Sequence[int], size: tuple[int, int], pixel_size: float,
-                     det: Detector, batch_size: int) -> None:
+def check_model_grid(
+    shape: Sequence[int], size: tuple[int, int], pixel_size: float, det: Detector, batch_size: int
+) -> None:
     """Refuse a pixel size that would resample frames absurdly (or beyond memory)."""
     from atomlens.io.gate import human_bytes, memory_budget
 
@@ -283,17 +305,28 @@ def mask_maps(maps: np.ndarray, bad: np.ndarray, size: tuple[int, int]) -> None:
             maps[k][0, m] = 1.0
 
 
-def predict_maps(stack_or_array: Any, model: Detector | str | None = None, pixel_size: float | None = None,
-                 batch_size: int = 4, device: str = "auto", frames: Sequence[int] | None = None,
-                 ) -> Iterator[tuple[int, np.ndarray]]:
+def predict_maps(
+    stack_or_array: Any,
+    model: Detector | str | None = None,
+    pixel_size: float | None = None,
+    batch_size: int = 4,
+    device: str = "auto",
+    frames: Sequence[int] | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(frame_index, maps)`` with maps ``(C, Y, X)`` float32 on the input grid.
 
     ``stack_or_array``: a :class:`atomlens.io.Stack` or a (T, Y, X) / (Y, X) array (then
     ``pixel_size`` in Å is required). ``model``: a :class:`Detector`, a path, or ``None``
     for the shipped model. Only ``batch_size`` frames are in memory at once.
     """
-    for t, raw, m in iter_model_maps(stack_or_array, model, pixel_size=pixel_size,
-                                     frames=frames, batch_size=batch_size, device=device):
+    for t, raw, m in iter_model_maps(
+        stack_or_array,
+        model,
+        pixel_size=pixel_size,
+        frames=frames,
+        batch_size=batch_size,
+        device=device,
+    ):
         yield t, upsample_maps(m, raw.shape)
 
 
@@ -302,12 +335,19 @@ def upsample_maps(maps: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     if tuple(maps.shape[-2:]) == tuple(shape[-2:]):
         return maps.astype(np.float32, copy=False)
     t = torch.from_numpy(np.ascontiguousarray(maps))[None]
-    return F.interpolate(t, size=tuple(shape[-2:]), mode="bilinear",
-                         align_corners=False)[0].numpy().astype(np.float32)
+    return (
+        F.interpolate(t, size=tuple(shape[-2:]), mode="bilinear", align_corners=False)[0]
+        .numpy()
+        .astype(np.float32)
+    )
 
 
-def predict_maps_array(stack_or_array: Any, model: Detector | str | None = None,
-                       pixel_size: float | None = None, **kwargs: Any) -> np.ndarray:
+def predict_maps_array(
+    stack_or_array: Any,
+    model: Detector | str | None = None,
+    pixel_size: float | None = None,
+    **kwargs: Any,
+) -> np.ndarray:
     """All maps at once: ``(T, C, Y, X)`` float32 (use :func:`predict_maps` for long movies)."""
     out = [m for _, m in predict_maps(stack_or_array, model, pixel_size, **kwargs)]
     return np.stack(out)

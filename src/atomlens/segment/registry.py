@@ -68,8 +68,10 @@ _SHIPPED: dict[str, dict] = {
     },
     "general": {
         "classes": ("atom",),
-        "description": ("atom columns in any material (single atoms on supports, MoS2 and "
-                        "other TMDs, perovskites, metals), HAADF and ABF/BF"),
+        "description": (
+            "atom columns in any material (single atoms on supports, MoS2 and "
+            "other TMDs, perovskites, metals), HAADF and ABF/BF"
+        ),
         "contrast": ("HAADF", "ABF"),
         "pixel_size_range": (0.05, 0.5),
     },
@@ -97,8 +99,15 @@ def model_info(name: str) -> ModelInfo:
     rng = card.get("expected_pixel_size_A") or base["pixel_size_range"]
     contrast = tuple(card.get("contrast", ())) or base["contrast"]
     path = WEIGHTS_DIR / f"{name}.pt"
-    return ModelInfo(name, tuple(classes), base["description"], contrast,
-                     (float(rng[0]), float(rng[1])), path, path.exists())
+    return ModelInfo(
+        name,
+        tuple(classes),
+        base["description"],
+        contrast,
+        (float(rng[0]), float(rng[1])),
+        path,
+        path.exists(),
+    )
 
 
 def list_models() -> list[ModelInfo]:
@@ -147,7 +156,9 @@ def load_model(name_or_path: str | Path | Detector | None) -> Detector:
         return name_or_path
     det = load_detector(resolve_model(name_or_path))
     if name_or_path is None or str(name_or_path) in _SHIPPED:
-        det.card.setdefault("registry_name", "graphene" if name_or_path is None else str(name_or_path))
+        det.card.setdefault(
+            "registry_name", "graphene" if name_or_path is None else str(name_or_path)
+        )
     return det
 
 
@@ -182,8 +193,9 @@ def choose_model_from_traits(tr, pixel_size_A: float) -> tuple[str, str]:
     fallback = "general" if general_ok else "graphene"
     lo, hi = graphene.pixel_size_range
     if not lo <= pixel_size_A <= hi:
-        return fallback, (f"pixel size {pixel_size_A:.3g} Å/px is outside the graphene model's "
-                          f"{lo}-{hi} Å/px")
+        return fallback, (
+            f"pixel size {pixel_size_A:.3g} Å/px is outside the graphene model's {lo}-{hi} Å/px"
+        )
     if tr is None:
         return "graphene" if graphene.available else fallback, "no image statistics"
     if tr.noise_only:
@@ -192,20 +204,36 @@ def choose_model_from_traits(tr, pixel_size_A: float) -> tuple[str, str]:
         return fallback, "atoms look dark (ABF/BF contrast)"
     if not tr.lattice_checked:
         if graphene.available:
-            return "graphene", ("the field is too small to judge the lattice (under 20 Å): "
-                                "the graphene model, the default")
+            return "graphene", (
+                "the field is too small to judge the lattice (under 20 Å): "
+                "the graphene model, the default"
+            )
         return fallback, "the field is too small to judge the lattice"
     if tr.hex_period_A is None:
         return fallback, "no hexagonal lattice with graphene's 2.46 Å period in the FFT"
     if tr.sublattice_contrast is not None and tr.sublattice_contrast > 0.3:
-        return fallback, (f"hexagonal lattice with two unequal sublattices (contrast "
-                          f"{tr.sublattice_contrast:.2f}): not graphene (a TMD such as MoS2, "
-                          "or no honeycomb at all)")
+        return fallback, (
+            f"hexagonal lattice with two unequal sublattices (contrast "
+            f"{tr.sublattice_contrast:.2f}): not graphene (a TMD such as MoS2, "
+            "or no honeycomb at all)"
+        )
     if not graphene.available:
         return fallback, "graphene-like image but the graphene model is missing"
-    return "graphene", (f"hexagonal lattice with period {tr.hex_period_A:.2f} Å and equal "
-                        "sublattices, bright atoms: graphene")
+    return "graphene", (
+        f"hexagonal lattice with period {tr.hex_period_A:.2f} Å and equal "
+        "sublattices, bright atoms: graphene"
+    )
 
 
-__all__ = ["AUTO", "ModelInfo", "choose_model", "choose_model_from_traits", "list_models", "load_model", "model_handles_dark",
-           "model_info", "model_names", "resolve_model"]
+__all__ = [
+    "AUTO",
+    "ModelInfo",
+    "choose_model",
+    "choose_model_from_traits",
+    "list_models",
+    "load_model",
+    "model_handles_dark",
+    "model_info",
+    "model_names",
+    "resolve_model",
+]

@@ -60,7 +60,7 @@ def central_crop(image: np.ndarray, size: int = CROP) -> np.ndarray:
         raise ValueError(f"expected one (Y, X) frame, got shape {img.shape}")
     h, w = img.shape
     y0, x0 = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    img = img[y0: y0 + size, x0: x0 + size]
+    img = img[y0 : y0 + size, x0 : x0 + size]
     return np.nan_to_num(img, nan=float(np.nanmedian(img)) if np.isfinite(img).any() else 0.0)
 
 
@@ -105,8 +105,10 @@ def _hex_lattice(img: np.ndarray, pixel_size_A: float) -> tuple[float | None, fl
     cells = _cells(fit.basis, np.zeros(2), img.shape)
     second = np.array(fit.second_site)
     hollow = np.array([1.0, 1.0]) - second  # the other of (1/3, 2/3) and (2/3, 1/3)
-    vals = [_mean_at(smooth, _displace(fit, None, (cells + off) @ fit.basis + fit.origin))
-            for off in (np.zeros(2), second, hollow)]
+    vals = [
+        _mean_at(smooth, _displace(fit, None, (cells + off) @ fit.basis + fit.origin))
+        for off in (np.zeros(2), second, hollow)
+    ]
     a, b, h = vals
     if not np.isfinite(a - h) or a - h <= 0:
         return period_A, None
@@ -121,16 +123,19 @@ def image_traits(image: np.ndarray, pixel_size_A: float, *, lattice: bool = True
     pol, sk = polarity(img, pixel_size_A)
     st = structure_ratio(img)
     tr = ImageTraits(pol, sk, st, st < NOISE_STRUCTURE)
-    tr.lattice_checked = bool(lattice and not tr.noise_only
-                              and min(img.shape) * pixel_size_A >= MIN_FIELD_A)
+    tr.lattice_checked = bool(
+        lattice and not tr.noise_only and min(img.shape) * pixel_size_A >= MIN_FIELD_A
+    )
     if tr.lattice_checked:
-        tr.hex_period_A, tr.sublattice_contrast = _hex_lattice(central_crop(img, LATTICE_CROP),
-                                                               pixel_size_A)
+        tr.hex_period_A, tr.sublattice_contrast = _hex_lattice(
+            central_crop(img, LATTICE_CROP), pixel_size_A
+        )
     return tr
 
 
-def _probabilities(image: np.ndarray, pixel_size_A: float, det, invert: bool,
-                   size_model_px: int = 256) -> np.ndarray:
+def _probabilities(
+    image: np.ndarray, pixel_size_A: float, det, invert: bool, size_model_px: int = 256
+) -> np.ndarray:
     """Foreground probability (y, x) of ``det`` on a central crop of about
     ``size_model_px`` model pixels per side."""
     from atomlens.segment.predict import predict_maps
@@ -143,8 +148,15 @@ def _probabilities(image: np.ndarray, pixel_size_A: float, det, invert: bool,
     return 1.0 - maps[0]
 
 
-def model_fit_warnings(image: np.ndarray, pixel_size_A: float, det, *, threshold: float = 0.5,
-                       invert: bool | None = None, traits: ImageTraits | None = None) -> list[str]:
+def model_fit_warnings(
+    image: np.ndarray,
+    pixel_size_A: float,
+    det,
+    *,
+    threshold: float = 0.5,
+    invert: bool | None = None,
+    traits: ImageTraits | None = None,
+) -> list[str]:
     """One-line warnings when ``det`` (a :class:`~atomlens.segment.Detector`) looks unfit
     for the (Y, X) frame ``image`` at ``pixel_size_A`` Å/px; empty when all is well.
 
@@ -161,15 +173,19 @@ def model_fit_warnings(image: np.ndarray, pixel_size_A: float, det, *, threshold
     out: list[str] = []
     tr = traits or image_traits(image, pixel_size_A, lattice=not general)
     if tr.noise_only:
-        return [f"the frame looks like pure noise (structure {tr.structure:.2f}, ~1 for white "
-                "noise): no atoms can be trusted; check the frame, the dose and the pixel size"]
+        return [
+            f"the frame looks like pure noise (structure {tr.structure:.2f}, ~1 for white "
+            "noise): no atoms can be trusted; check the frame, the dose and the pixel size"
+        ]
     handles_dark = model_handles_dark(det)
     if invert is None:
         invert = handles_dark and tr.polarity == "dark"
     if tr.polarity == "dark" and not handles_dark:
-        out.append(f"atoms look dark (ABF/BF contrast, skew {tr.polarity_skew:+.2f}) but the "
-                   f"{name} model was trained on bright (HAADF) atoms: {other or 'invert the image, or '}"
-                   f"{retrain}")
+        out.append(
+            f"atoms look dark (ABF/BF contrast, skew {tr.polarity_skew:+.2f}) but the "
+            f"{name} model was trained on bright (HAADF) atoms: {other or 'invert the image, or '}"
+            f"{retrain}"
+        )
     if name == "graphene" and tr.polarity != "dark" and tr.lattice_checked:
         from atomlens.segment.registry import choose_model_from_traits
 
@@ -178,17 +194,21 @@ def model_fit_warnings(image: np.ndarray, pixel_size_A: float, det, *, threshold
             out.append(f"this image does not look like graphene ({why}): try --model {choice}")
     rng = det.card.get("expected_pixel_size_A")
     if rng and not (0.8 * rng[0] <= pixel_size_A <= 1.25 * rng[1]):
-        out.append(f"pixel size {pixel_size_A:.3g} Å/px is far outside the {name} model's "
-                   f"{rng[0]}-{rng[1]} Å/px, so atoms are far from the trained size: check "
-                   f"--pixel-size, or {other}{retrain}")
+        out.append(
+            f"pixel size {pixel_size_A:.3g} Å/px is far outside the {name} model's "
+            f"{rng[0]}-{rng[1]} Å/px, so atoms are far from the trained size: check "
+            f"--pixel-size, or {other}{retrain}"
+        )
     fg = _probabilities(image, pixel_size_A, det, bool(invert))
     sure = int((fg >= threshold).sum())
     unsure = int(((fg > 0.2) & (fg < threshold)).sum())
     if unsure > sure:
         share = unsure / max(sure + unsure, 1)
-        out.append(f"most of the atom probability lies below the threshold {threshold:g} "
-                   f"({share:.0%} of candidate pixels): the {name} model is unsure on this "
-                   f"image; {other}{retrain}")
+        out.append(
+            f"most of the atom probability lies below the threshold {threshold:g} "
+            f"({share:.0%} of candidate pixels): the {name} model is unsure on this "
+            f"image; {other}{retrain}"
+        )
     lab, n = ndi.label(fg >= threshold)
     if n >= 3:
         com = np.array(ndi.center_of_mass(fg, lab, np.arange(1, n + 1)))
@@ -197,11 +217,11 @@ def model_fit_warnings(image: np.ndarray, pixel_size_A: float, det, *, threshold
         d, _ = cKDTree(com).query(com, k=2)
         nn_A = float(np.median(d[:, 1])) * det.pixel_size
         if nn_A < 0.9:
-            out.append(f"atoms found {nn_A:.2f} Å apart (median), closer than in any structure "
-                       f"the {name} model was trained on: check --pixel-size, or {other}{retrain}")
+            out.append(
+                f"atoms found {nn_A:.2f} Å apart (median), closer than in any structure "
+                f"the {name} model was trained on: check --pixel-size, or {other}{retrain}"
+            )
     return out
-
-
 
 
 @dataclass
@@ -233,9 +253,17 @@ def first_frame(stack, frames: list[int] | None = None) -> np.ndarray:
     return np.asarray(data[t], np.float32)
 
 
-def detection_setup(stack, model, frames: list[int] | None, pixel_size_A: float, *,
-                    threshold: float = 0.5, contrast: str = "auto", warn: bool = True,
-                    load=None) -> DetectionSetup:
+def detection_setup(
+    stack,
+    model,
+    frames: list[int] | None,
+    pixel_size_A: float,
+    *,
+    threshold: float = 0.5,
+    contrast: str = "auto",
+    warn: bool = True,
+    load=None,
+) -> DetectionSetup:
     """Resolve ``model`` (``"auto"``, a shipped name, a path, None = graphene, or a
     Detector) for ``stack`` at ``pixel_size_A`` Å/px, decide whether frames are inverted
     and collect the fit warnings, all from the first requested frame.
@@ -253,8 +281,11 @@ def detection_setup(stack, model, frames: list[int] | None, pixel_size_A: float,
     load = load or load_model
     frame = first_frame(stack, frames)
     if isinstance(model, Detector):
-        det, name, reason = model, str(model.card.get("registry_name") or model.card.get("name")
-                                       or "model"), "as given"
+        det, name, reason = (
+            model,
+            str(model.card.get("registry_name") or model.card.get("name") or "model"),
+            "as given",
+        )
     elif model is not None and str(model) == AUTO:
         name, why = choose_model(frame, pixel_size_A)
         det, reason = load(name), f"auto: {why}"
@@ -268,12 +299,24 @@ def detection_setup(stack, model, frames: list[int] | None, pixel_size_A: float,
         invert = False
     else:
         invert = tr.polarity == "dark" and model_handles_dark(det)
-    warnings = (model_fit_warnings(frame, pixel_size_A, det, threshold=threshold,
-                                   invert=invert) if warn else [])
+    warnings = (
+        model_fit_warnings(frame, pixel_size_A, det, threshold=threshold, invert=invert)
+        if warn
+        else []
+    )
     if invert and contrast == "auto":
         reason += "; atoms look dark (ABF/BF): frames inverted before the network"
     return DetectionSetup(det, name, reason, invert, warnings)
 
 
-__all__ = ["DetectionSetup", "ImageTraits", "central_crop", "detection_setup", "first_frame",
-           "image_traits", "model_fit_warnings", "polarity", "structure_ratio"]
+__all__ = [
+    "DetectionSetup",
+    "ImageTraits",
+    "central_crop",
+    "detection_setup",
+    "first_frame",
+    "image_traits",
+    "model_fit_warnings",
+    "polarity",
+    "structure_ratio",
+]

@@ -17,6 +17,16 @@ from atomlens.simulate.training import (
     render_sample,
 )
 
-__all__ = ["CC_BOND_A", "LATTICE_A", "Imaging", "Patch", "amorphous_cover", "film_mask",
-           "geometric_transform", "graphene_patch", "label_mask", "render_positions",
-           "render_sample"]
+__all__ = [
+    "CC_BOND_A",
+    "LATTICE_A",
+    "Imaging",
+    "Patch",
+    "amorphous_cover",
+    "film_mask",
+    "geometric_transform",
+    "graphene_patch",
+    "label_mask",
+    "render_positions",
+    "render_sample",
+]

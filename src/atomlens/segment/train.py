@@ -94,13 +94,21 @@ def make_sample(cfg: TrainConfig, rng: np.random.Generator) -> tuple[np.ndarray,
     n = max(8, int(round(cfg.crop * cfg.pixel_size / native)))
     span = n * native * max(cfg.zoom_range) + 8
     patch = graphene_patch(span, rng)
-    img, _, yx, sp = render_sample(patch, (n, n), native, classes=cfg.classes,
-                                   radius_A=cfg.radius_A, rng=rng, zoom_range=cfg.zoom_range)
+    img, _, yx, sp = render_sample(
+        patch,
+        (n, n),
+        native,
+        classes=cfg.classes,
+        radius_A=cfg.radius_A,
+        rng=rng,
+        zoom_range=cfg.zoom_range,
+    )
     if rng.random() < cfg.p_extra_aug:
         img = photometric(img, rng, AugmentConfig())
     if n != cfg.crop:
-        img = resample(torch.from_numpy(np.ascontiguousarray(img))[None],
-                       (cfg.crop, cfg.crop))[0].numpy()
+        img = resample(torch.from_numpy(np.ascontiguousarray(img))[None], (cfg.crop, cfg.crop))[
+            0
+        ].numpy()
     yx_model = (yx + 0.5) * (cfg.crop / n) - 0.5
     cls_index = np.array([cfg.classes.index(c) if c in cfg.classes else 1 for c in sp], np.int64)
     mask = label_mask(yx_model, cls_index, (cfg.crop, cfg.crop), cfg.radius_A / cfg.pixel_size)
@@ -129,10 +137,19 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor, cfg: TrainConfig) -> tor
     return ce + cfg.dice_weight * dice.mean()
 
 
-def iter_steps(net: torch.nn.Module, next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]],
-               steps: int, opt: Any, sched: Any, cfg: TrainConfig, *,
-               ema_decay: float = 0.95, ignore_index: int | None = None,
-               stop: Callable[[], bool] | None = None, start: int = 0) -> Iterator[dict]:
+def iter_steps(
+    net: torch.nn.Module,
+    next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+    steps: int,
+    opt: Any,
+    sched: Any,
+    cfg: TrainConfig,
+    *,
+    ema_decay: float = 0.95,
+    ignore_index: int | None = None,
+    stop: Callable[[], bool] | None = None,
+    start: int = 0,
+) -> Iterator[dict]:
     """The optimisation loop shared by :func:`iter_train` and fine-tuning
     (:func:`atomlens.segment.finetune.iter_finetune`).
 
@@ -165,8 +182,14 @@ def iter_steps(net: torch.nn.Module, next_batch: Callable[[], tuple[torch.Tensor
         sched.step()
         lv = float(loss.detach())
         ema = lv if ema is None else ema_decay * ema + (1 - ema_decay) * lv
-        yield {"step": step, "steps": steps, "loss": lv, "loss_ema": ema,
-               "lr": sched.get_last_lr()[0], "elapsed_s": time.perf_counter() - t0}
+        yield {
+            "step": step,
+            "steps": steps,
+            "loss": lv,
+            "loss_ema": ema,
+            "lr": sched.get_last_lr()[0],
+            "elapsed_s": time.perf_counter() - t0,
+        }
 
 
 def checkpoint_path(out: str | Path) -> Path:
@@ -174,18 +197,41 @@ def checkpoint_path(out: str | Path) -> Path:
     return Path(out).with_suffix(".ckpt.pt")
 
 
-def _save_checkpoint(path: Path, cfg: TrainConfig, step: int, net: torch.nn.Module, opt: Any,
-                     sched: Any, rng: np.random.Generator, elapsed_s: float) -> None:
+def _save_checkpoint(
+    path: Path,
+    cfg: TrainConfig,
+    step: int,
+    net: torch.nn.Module,
+    opt: Any,
+    sched: Any,
+    rng: np.random.Generator,
+    elapsed_s: float,
+) -> None:
     tmp = path.with_suffix(".tmp")
-    torch.save({"kind": "atomlens-train-checkpoint", "config": cfg.to_dict(), "step": step,
-                "net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "elapsed_s": elapsed_s}, tmp)
+    torch.save(
+        {
+            "kind": "atomlens-train-checkpoint",
+            "config": cfg.to_dict(),
+            "step": step,
+            "net": net.state_dict(),
+            "opt": opt.state_dict(),
+            "sched": sched.state_dict(),
+            "rng": rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "elapsed_s": elapsed_s,
+        },
+        tmp,
+    )
     tmp.replace(path)
 
 
-def iter_train(cfg: TrainConfig, *, checkpoint: str | Path | None = None,
-               checkpoint_every: int = 0, resume: bool = False) -> Iterator[dict]:
+def iter_train(
+    cfg: TrainConfig,
+    *,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+) -> Iterator[dict]:
     """Train; yield ``{"step", "loss", "lr", "elapsed_s"}`` events, the last with ``"net"``.
 
     ``checkpoint`` (a path) with ``checkpoint_every`` > 0 saves the full training state
@@ -200,19 +246,24 @@ def iter_train(cfg: TrainConfig, *, checkpoint: str | Path | None = None,
     if cfg.init:
         src = load_detector(cfg.init)
         if src.net_config.to_dict() != cfg.net.to_dict():
-            raise TrainConfigError(f"--init {cfg.init} has another network "
-                                   f"({src.net_config.to_dict()}); use a model of this preset")
+            raise TrainConfigError(
+                f"--init {cfg.init} has another network "
+                f"({src.net_config.to_dict()}); use a model of this preset"
+            )
         net.load_state_dict(src.net.state_dict())
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 1),
-                                                pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 1), pct_start=0.1
+    )
     start, prior_s = 0, 0.0
     ckpt = Path(checkpoint) if checkpoint else None
     if resume and ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         if state.get("config") != cfg.to_dict():
-            raise TrainConfigError(f"checkpoint {ckpt} was written with other settings; "
-                                   "use the same options as that run or delete the checkpoint")
+            raise TrainConfigError(
+                f"checkpoint {ckpt} was written with other settings; "
+                "use the same options as that run or delete the checkpoint"
+            )
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
@@ -222,26 +273,44 @@ def iter_train(cfg: TrainConfig, *, checkpoint: str | Path | None = None,
         yield {"step": start, "steps": cfg.steps, "resumed": True, "elapsed_s": prior_s}
     t0 = time.perf_counter()
     ema, last = None, max(cfg.steps, start)
-    for ev in iter_steps(net, lambda: make_batch(cfg, rng), cfg.steps, opt, sched, cfg,
-                         start=start):
+    for ev in iter_steps(
+        net, lambda: make_batch(cfg, rng), cfg.steps, opt, sched, cfg, start=start
+    ):
         if "end" in ev:  # non-finite loss: stop with the last finite update
             last = ev["step"]
             break
         ema = ev["loss_ema"]
         ev = {**ev, "elapsed_s": prior_s + ev["elapsed_s"]}
-        if ckpt is not None and checkpoint_every and ev["step"] % checkpoint_every == 0 \
-                and ev["step"] < cfg.steps:
+        if (
+            ckpt is not None
+            and checkpoint_every
+            and ev["step"] % checkpoint_every == 0
+            and ev["step"] < cfg.steps
+        ):
             _save_checkpoint(ckpt, cfg, ev["step"], net, opt, sched, rng, ev["elapsed_s"])
         yield {**ev, "net_ref": net}
     net.eval()
-    yield {"step": last, "steps": cfg.steps, "done": True, "net": net,
-           "elapsed_s": prior_s + time.perf_counter() - t0, "loss_ema": ema}
+    yield {
+        "step": last,
+        "steps": cfg.steps,
+        "done": True,
+        "net": net,
+        "elapsed_s": prior_s + time.perf_counter() - t0,
+        "loss_ema": ema,
+    }
 
 
-def train_detector(cfg: TrainConfig, out: str | Path, *, command: str | None = None,
-                   evaluate: bool = True, log: Callable[[str], None] = print,
-                   checkpoint_every: int = 0, resume: bool = False,
-                   notes: dict | None = None) -> Detector:
+def train_detector(
+    cfg: TrainConfig,
+    out: str | Path,
+    *,
+    command: str | None = None,
+    evaluate: bool = True,
+    log: Callable[[str], None] = print,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    notes: dict | None = None,
+) -> Detector:
     """Train to the end, validate on held-out simulated frames, write ``out`` (+ card JSON).
 
     ``checkpoint_every`` > 0 keeps a resumable state in :func:`checkpoint_path` every that
@@ -255,8 +324,10 @@ def train_detector(cfg: TrainConfig, out: str | Path, *, command: str | None = N
         if ev.get("resumed"):
             log(f"resumed from {ckpt} at step {ev['step']}/{ev['steps']}")
         elif ev["step"] % 25 == 0 or ev.get("done"):
-            log(f"step {ev['step']}/{ev['steps']} loss {ev.get('loss_ema') or 0:.4f} "
-                f"{ev['elapsed_s']:.0f}s")
+            log(
+                f"step {ev['step']}/{ev['steps']} loss {ev.get('loss_ema') or 0:.4f} "
+                f"{ev['elapsed_s']:.0f}s"
+            )
     net = last["net"]
     card = {
         "name": Path(out).stem,
@@ -285,12 +356,16 @@ def train_detector(cfg: TrainConfig, out: str | Path, *, command: str | None = N
         "training": cfg.to_dict(),
         "training_time_s": round(last["elapsed_s"], 1),
         "final_loss_ema": last.get("loss_ema"),
-        "command": command or "atomlens train-detector --preset graphene --out model.pt "
+        "command": command
+        or "atomlens train-detector --preset graphene --out model.pt "
         f"--steps {cfg.steps} --seed {cfg.seed}",
         "seed": cfg.seed,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "software": {"torch": str(torch.__version__), "python": sys.version.split()[0],
-                     "platform": platform.platform()},
+        "software": {
+            "torch": str(torch.__version__),
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+        },
         **(notes or {}),
     }
     det = Detector(net, cfg.net, cfg.pixel_size, cfg.radius_A, cfg.tile, card)
@@ -305,6 +380,7 @@ def train_detector(cfg: TrainConfig, out: str | Path, *, command: str | None = N
     save_detector(det, out)
     ckpt.unlink(missing_ok=True)
     Path(out).with_name(Path(out).stem + "_card.json").write_text(
-        json.dumps(load_detector(out).card, indent=2))
+        json.dumps(load_detector(out).card, indent=2)
+    )
     log(f"wrote {out}")
     return det

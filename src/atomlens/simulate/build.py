@@ -91,8 +91,12 @@ def build_sample(
         line_angle = rng.uniform(0, np.pi)
         gb_normal = np.array([np.cos(line_angle), -np.sin(line_angle)])
         pos, sub, grain, edges = bicrystal(
-            bounds, np.deg2rad(angle), np.deg2rad(cfg.grain_misorientation_deg), gb_point,
-            line_angle, rng,
+            bounds,
+            np.deg2rad(angle),
+            np.deg2rad(cfg.grain_misorientation_deg),
+            gb_point,
+            line_angle,
+            rng,
         )
     else:
         off = tuple(rng.uniform(0, 2.46, 2))

@@ -128,9 +128,18 @@ def check_names(overrides: dict[str, Any]) -> None:
 _COUNTS = ("n_si3", "n_si4", "n_vacancies", "n_stone_wales", "n_holes")
 _PROBS = ("vacancy_cluster_prob", "reconstruct_prob", "si_hop_prob", "contamination_fraction")
 _NONNEG = (
-    "hole_growth_rate", "vacancy_rate", "si_edge_bias_A", "read_noise", "drift_px_per_frame",
-    "drift_noise_px", "thermal_jitter_A", "scan_jitter_px", "hole_radius_A",
-    "hole_min_area_A2", "min_defect_separation_A", "grain_misorientation_deg",
+    "hole_growth_rate",
+    "vacancy_rate",
+    "si_edge_bias_A",
+    "read_noise",
+    "drift_px_per_frame",
+    "drift_noise_px",
+    "thermal_jitter_A",
+    "scan_jitter_px",
+    "hole_radius_A",
+    "hole_min_area_A2",
+    "min_defect_separation_A",
+    "grain_misorientation_deg",
     "contamination_level",
 )
 _POSITIVE = ("pixel_size", "probe_fwhm_A", "z_exponent", "detector_efficiency")
@@ -178,8 +187,11 @@ def _validate(cfg: SimConfig) -> None:
         raise _bad("pixel_size", cfg.pixel_size, "need 0.01 to 2 Å per pixel")
     if cfg.probe_fwhm_A < 2 * cfg.pixel_size:
         raise _bad(
-            "probe_fwhm_A", cfg.probe_fwhm_A,
+            "probe_fwhm_A",
+            cfg.probe_fwhm_A,
             f"the probe must span at least 2 pixels ({2 * cfg.pixel_size:.3g} Å)",
         )
     if cfg.size * cfg.pixel_size < 10.0:
-        raise _bad("size", cfg.size, f"the field of view {cfg.size} px x {cfg.pixel_size} Å is under 10 Å")
+        raise _bad(
+            "size", cfg.size, f"the field of view {cfg.size} px x {cfg.pixel_size} Å is under 10 Å"
+        )

@@ -38,7 +38,7 @@ class Contamination:
             # threshold so that ``fraction`` of the field of view is covered
             iy0, ix0 = int(-y0 / pixel_size), int(-x0 / pixel_size)
             n = int(fov_A / pixel_size)
-            view = coarse[max(iy0, 0): iy0 + n, max(ix0, 0): ix0 + n]
+            view = coarse[max(iy0, 0) : iy0 + n, max(ix0, 0) : ix0 + n]
             thr = float(np.quantile(view, 1.0 - fraction))
             width = 0.25 * float(coarse.std())
             self.soft = np.clip((coarse - thr) / width, 0.0, 1.0).astype(np.float32)
@@ -52,7 +52,9 @@ class Contamination:
             self._clear_A = np.full(shape, np.inf)
 
     def _index(self, yx_A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        ij = np.rint((np.asarray(yx_A).reshape(-1, 2) - self.origin_A) / self.pixel_size).astype(int)
+        ij = np.rint((np.asarray(yx_A).reshape(-1, 2) - self.origin_A) / self.pixel_size).astype(
+            int
+        )
         return (np.clip(ij[:, 0], 0, self.shape[0] - 1), np.clip(ij[:, 1], 0, self.shape[1] - 1))
 
     def coverage_at(self, yx_A: np.ndarray) -> np.ndarray:
@@ -76,7 +78,7 @@ class Contamination:
         i0 = i0 + 2
         if i0.min() < 0 or i0[0] + ny + 1 > pad.shape[0] or i0[1] + nx + 1 > pad.shape[1]:
             raise RuntimeError("drift moved the field of view off the simulated sample")
-        block = pad[i0[0]: i0[0] + ny + 1, i0[1]: i0[1] + nx + 1]
+        block = pad[i0[0] : i0[0] + ny + 1, i0[1] : i0[1] + nx + 1]
         top = block[:-1, :-1] * (1 - f[1]) + block[:-1, 1:] * f[1]
         bottom = block[1:, :-1] * (1 - f[1]) + block[1:, 1:] * f[1]
         return (top * (1 - f[0]) + bottom * f[0]).astype(np.float32)
@@ -91,7 +93,9 @@ def _smooth_field(shape: tuple[int, int], corr_px: float, rng: np.random.Generat
     zoom = (shape[0] + 4 * step) / coarse_shape[0], (shape[1] + 4 * step) / coarse_shape[1]
     fine = ndimage.zoom(coarse, zoom, order=3)
     off = int(2 * step)
-    fine = fine[off: off + shape[0], off: off + shape[1]]
+    fine = fine[off : off + shape[0], off : off + shape[1]]
     if fine.shape != shape:
-        fine = np.pad(fine, [(0, shape[0] - fine.shape[0]), (0, shape[1] - fine.shape[1])], mode="edge")
+        fine = np.pad(
+            fine, [(0, shape[0] - fine.shape[0]), (0, shape[1] - fine.shape[1])], mode="edge"
+        )
     return (fine - fine.mean()) / max(float(fine.std()), 1e-9)

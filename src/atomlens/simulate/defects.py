@@ -39,8 +39,12 @@ class Registry:
         self.defects: list[Defect] = []
         self.active: list[Defect] = []
 
-    def new(self, kind: str, atoms: list[int] | None = None,
-            sites_A: list[tuple[float, float]] | None = None) -> Defect:
+    def new(
+        self,
+        kind: str,
+        atoms: list[int] | None = None,
+        sites_A: list[tuple[float, float]] | None = None,
+    ) -> Defect:
         d = Defect(len(self.defects), kind, list(atoms or []), list(sites_A or []))
         self.defects.append(d)
         self.active.append(d)
@@ -122,15 +126,17 @@ def rotate_bond(sheet: Sheet, i: int, j: int) -> bool:
     new_bonds = [(i, k) for k in to_i] + [(j, k) for k in to_j]
     trial = sheet.pos.copy()
     trial[[i, j]] = new_pos
-    local = [(a, b) for a in others for b in sheet.nbrs[a]
-             if a < b and b not in (i, j)]
+    local = [(a, b) for a in others for b in sheet.nbrs[a] if a < b and b not in (i, j)]
     if local:
         la = np.array(local)
         for a, b in new_bonds:
             keep = (la[:, 0] != b) & (la[:, 1] != b)
-            if keep.any() and _segments_cross(
-                trial[a], trial[b], trial[la[keep, 0]], trial[la[keep, 1]]
-            ).any():
+            if (
+                keep.any()
+                and _segments_cross(
+                    trial[a], trial[b], trial[la[keep, 0]], trial[la[keep, 1]]
+                ).any()
+            ):
                 return False
     for k in ni:
         sheet.unbond(i, k)

@@ -119,11 +119,16 @@ def _reconstruct(
                 for b in border
                 for p in sheet.nbrs[b]
                 for q in sheet.nbrs[p]
-                if p not in border and q not in border
-                and sheet.z[p] == Z_C and sheet.z[q] == Z_C
-                and len(sheet.nbrs[p]) == 3 and len(sheet.nbrs[q]) == 3
-                and not sheet.protected[p] and not sheet.protected[q]
-                and int(sheet.atom_id[p]) not in busy and int(sheet.atom_id[q]) not in busy
+                if p not in border
+                and q not in border
+                and sheet.z[p] == Z_C
+                and sheet.z[q] == Z_C
+                and len(sheet.nbrs[p]) == 3
+                and len(sheet.nbrs[q]) == 3
+                and not sheet.protected[p]
+                and not sheet.protected[q]
+                and int(sheet.atom_id[p]) not in busy
+                and int(sheet.atom_id[q]) not in busy
             }
         )
         for k in rng.permutation(len(bonds)):
@@ -149,9 +154,14 @@ def _hop_si(
         if rng.random() >= cfg.si_hop_prob:
             continue
         nb = np.array(
-            [k for k in sorted(sheet.nbrs[s])
-             if sheet.z[k] == Z_C and len(sheet.nbrs[k]) >= 2
-             and not sheet.protected[k] and int(sheet.atom_id[k]) not in busy]
+            [
+                k
+                for k in sorted(sheet.nbrs[s])
+                if sheet.z[k] == Z_C
+                and len(sheet.nbrs[k]) >= 2
+                and not sheet.protected[k]
+                and int(sheet.atom_id[k]) not in busy
+            ]
         )
         if len(nb) == 0:
             continue

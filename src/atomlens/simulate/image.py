@@ -38,8 +38,7 @@ def _splat(yx: np.ndarray, w: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         for dx, wx in ((0, 1 - fx), (1, fx)):
             yy, xx = y0 + dy, x0 + dx
             ok = (yy >= 0) & (yy < shape[0]) & (xx >= 0) & (xx < shape[1])
-            img += np.bincount(yy[ok] * shape[1] + xx[ok], (w * wy * wx)[ok],
-                               minlength=img.size)
+            img += np.bincount(yy[ok] * shape[1] + xx[ok], (w * wy * wx)[ok], minlength=img.size)
     return img.reshape(shape)
 
 
@@ -92,8 +91,10 @@ def render_image(
     yx = np.asarray(yx_A, dtype=np.float64).reshape(-1, 2)
     zz = species_to_z(z) if len(yx) else np.zeros(0, np.int64)
     if len(zz) != len(yx):
-        raise ValueError(f"render_image: got {len(yx)} positions but {len(zz)} species; "
-                         "pass one Z (or name) per atom")
+        raise ValueError(
+            f"render_image: got {len(yx)} positions but {len(zz)} species; "
+            "pass one Z (or name) per atom"
+        )
     if not pixel_size_A > 0:
         raise ValueError(f"render_image: pixel_size_A must be positive Å/px, got {pixel_size_A}")
     if ny < 1 or nx < 1:
@@ -109,8 +110,14 @@ def render_image(
     margin = MARGIN_A + reach
     s = max(1, int(np.ceil(pixel_size_A / FINE_PIXEL_A - 1e-9)))
     fine = pixel_size_A / s
-    fshape = (sfft.next_fast_len(int(np.ceil(((ny - 1) * pixel_size_A + 2 * margin) / fine)) + 1, real=True),
-              sfft.next_fast_len(int(np.ceil(((nx - 1) * pixel_size_A + 2 * margin) / fine)) + 1, real=True))
+    fshape = (
+        sfft.next_fast_len(
+            int(np.ceil(((ny - 1) * pixel_size_A + 2 * margin) / fine)) + 1, real=True
+        ),
+        sfft.next_fast_len(
+            int(np.ceil(((nx - 1) * pixel_size_A + 2 * margin) / fine)) + 1, real=True
+        ),
+    )
     pf = (yx + margin) / fine
     keep = np.all((pf >= 0) & (pf < np.array(fshape) - 1), axis=1)
     delta = _splat(pf[keep], amp[keep], fshape)
@@ -119,8 +126,12 @@ def render_image(
     unit_peak = float(sfft.irfft2(otf, s=fshape)[0, 0])  # one atom's peak on this grid
     conv /= unit_peak
     rr, cc = np.mgrid[0:ny, 0:nx].astype(np.float64)
-    coords = np.stack([((rr + offsets[0]) * pixel_size_A + margin) / fine,
-                       ((cc + offsets[1]) * pixel_size_A + margin) / fine])
+    coords = np.stack(
+        [
+            ((rr + offsets[0]) * pixel_size_A + margin) / fine,
+            ((cc + offsets[1]) * pixel_size_A + margin) / fine,
+        ]
+    )
     out = ndi.map_coordinates(conv, coords, order=1, mode="nearest")
     if background is not None:
         out = out + background
@@ -139,6 +150,8 @@ def render_image(
     # diffraction limit 0.51 λ/α and the source in quadrature)
     fwhm = np.hypot(0.51 * probe.wavelength_A / (probe.alpha_mrad * 1e-3), probe.source_fwhm_A)
     sigma_px = fwhm * FWHM_TO_SIGMA / pixel_size_A
-    app = ScanDistortion.apparent(yx / pixel_size_A, offsets, sigma_px) if scan else yx / pixel_size_A
+    app = (
+        ScanDistortion.apparent(yx / pixel_size_A, offsets, sigma_px) if scan else yx / pixel_size_A
+    )
     app = app + np.array([0.0, lag])
     return out.astype(np.float32), app

@@ -49,9 +49,7 @@ def honeycomb(
     n_a = int(in_a.sum())
     idx_a[in_a] = np.arange(n_a)
     idx_b[in_b] = n_a + np.arange(int(in_b.sum()))
-    pos = np.concatenate(
-        [np.stack([ya[in_a], xa[in_a]], 1), np.stack([yb[in_b], xb[in_b]], 1)]
-    )
+    pos = np.concatenate([np.stack([ya[in_a], xa[in_a]], 1), np.stack([yb[in_b], xb[in_b]], 1)])
     sub = np.concatenate([np.zeros(n_a, int), np.ones(int(in_b.sum()), int)])
     # B(i, j) bonds A(i, j), A(i+1, j), A(i, j+1)
     ib_pad = np.pad(idx_b, ((0, 1), (0, 1)), constant_values=-1)

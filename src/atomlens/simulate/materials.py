@@ -29,15 +29,45 @@ from dataclasses import dataclass
 
 import numpy as np
 
-Z = {"B": 5, "C": 6, "N": 7, "O": 8, "S": 16, "Ti": 22, "Mn": 25, "Fe": 26, "Ni": 28,
-     "Cu": 29, "Se": 34, "Sr": 38, "Mo": 42, "Pd": 46, "Ag": 47, "Ba": 56, "La": 57,
-     "W": 74, "Ir": 77, "Pt": 78, "Au": 79, "Pb": 82, "Al": 13}
+Z = {
+    "B": 5,
+    "C": 6,
+    "N": 7,
+    "O": 8,
+    "S": 16,
+    "Ti": 22,
+    "Mn": 25,
+    "Fe": 26,
+    "Ni": 28,
+    "Cu": 29,
+    "Se": 34,
+    "Sr": 38,
+    "Mo": 42,
+    "Pd": 46,
+    "Ag": 47,
+    "Ba": 56,
+    "La": 57,
+    "W": 74,
+    "Ir": 77,
+    "Pt": 78,
+    "Au": 79,
+    "Pb": 82,
+    "Al": 13,
+}
 
-TMDS = {"MoS2": ("Mo", "S", 3.16), "WS2": ("W", "S", 3.15), "MoSe2": ("Mo", "Se", 3.29),
-        "WSe2": ("W", "Se", 3.28)}
-PEROVSKITES = {"SrTiO3": ("Sr", "Ti", 3.905), "BaTiO3": ("Ba", "Ti", 4.00),
-               "LaMnO3": ("La", "Mn", 3.95), "PbTiO3": ("Pb", "Ti", 3.90),
-               "LaFeO3": ("La", "Fe", 3.93)}
+TMDS = {
+    "MoS2": ("Mo", "S", 3.16),
+    "WS2": ("W", "S", 3.15),
+    "MoSe2": ("Mo", "Se", 3.29),
+    "WSe2": ("W", "Se", 3.28),
+}
+PEROVSKITES = {
+    "SrTiO3": ("Sr", "Ti", 3.905),
+    "BaTiO3": ("Ba", "Ti", 4.00),
+    "LaMnO3": ("La", "Mn", 3.95),
+    "PbTiO3": ("Pb", "Ti", 3.90),
+    "LaFeO3": ("La", "Fe", 3.93),
+}
 FCC = {"Au": 4.08, "Pt": 3.92, "Pd": 3.89, "Ag": 4.09, "Cu": 3.61, "Ni": 3.52, "Al": 4.05}
 HEAVY = ("Pt", "Au", "Ir", "W", "Pd", "Mo")
 
@@ -67,9 +97,16 @@ class Columns:
         return len(self.z)
 
 
-def _tile(cell: np.ndarray, sites: list[tuple[float, float, list[tuple[str, float]]]],
-          size_A: float, angle: float, strain: np.ndarray, offset: np.ndarray,
-          min_spacing_A: float, name: str) -> Columns:
+def _tile(
+    cell: np.ndarray,
+    sites: list[tuple[float, float, list[tuple[str, float]]]],
+    size_A: float,
+    angle: float,
+    strain: np.ndarray,
+    offset: np.ndarray,
+    min_spacing_A: float,
+    name: str,
+) -> Columns:
     """Tile a 2-D cell (rows a1, a2 in (x, y) Å) with fractional ``sites`` (u, v,
     [(species, count), ...]) over a ``size_A`` square, rotated by ``angle`` (rad)."""
     c, s = np.cos(angle), np.sin(angle)
@@ -93,9 +130,15 @@ def _tile(cell: np.ndarray, sites: list[tuple[float, float, list[tuple[str, floa
             cnt.append(np.full(len(p), float(count)))
             col.append(ids)
     yx_a = np.concatenate(yx)
-    return Columns(yx_a, np.concatenate(zz), np.concatenate(cnt), np.concatenate(col),
-                   np.zeros(len(yx_a), bool), float(min_spacing_A * np.linalg.det(strain) ** 0.5),
-                   name)
+    return Columns(
+        yx_a,
+        np.concatenate(zz),
+        np.concatenate(cnt),
+        np.concatenate(col),
+        np.zeros(len(yx_a), bool),
+        float(min_spacing_A * np.linalg.det(strain) ** 0.5),
+        name,
+    )
 
 
 def _orientation(rng: np.random.Generator) -> tuple[float, np.ndarray, np.ndarray]:
@@ -113,8 +156,13 @@ def tmd_2h(size_A: float, rng: np.random.Generator, name: str | None = None) -> 
     return _tile(cell, sites, size_A, *_orientation(rng), a / np.sqrt(3), f"{name} 2H")
 
 
-def perovskite(size_A: float, rng: np.random.Generator, zone: str | None = None,
-               name: str | None = None, thickness: float | None = None) -> Columns:
+def perovskite(
+    size_A: float,
+    rng: np.random.Generator,
+    zone: str | None = None,
+    name: str | None = None,
+    thickness: float | None = None,
+) -> Columns:
     """A cubic ABO3 perovskite along [001] or [110] (``thickness`` unit cells)."""
     name = name or str(rng.choice(list(PEROVSKITES)))
     zone = zone or str(rng.choice(["001", "001", "110"]))
@@ -122,21 +170,33 @@ def perovskite(size_A: float, rng: np.random.Generator, zone: str | None = None,
     t = float(thickness if thickness is not None else rng.uniform(5, 40))
     if zone == "001":
         cell = np.array([[a, 0.0], [0.0, a]])
-        sites = [(0.0, 0.0, [(a_sp, t)]), (0.5, 0.5, [(b_sp, t), ("O", t)]),
-                 (0.5, 0.0, [("O", t)]), (0.0, 0.5, [("O", t)])]
+        sites = [
+            (0.0, 0.0, [(a_sp, t)]),
+            (0.5, 0.5, [(b_sp, t), ("O", t)]),
+            (0.5, 0.0, [("O", t)]),
+            (0.0, 0.5, [("O", t)]),
+        ]
         dmin = a / 2
     elif zone == "110":
         cell = np.array([[a / np.sqrt(2), 0.0], [0.0, a]])  # t per a*sqrt(2) repeat
-        sites = [(0.0, 0.0, [(a_sp, t), ("O", t)]), (0.0, 0.5, [(b_sp, t)]),
-                 (0.5, 0.5, [("O", 2 * t)])]
+        sites = [
+            (0.0, 0.0, [(a_sp, t), ("O", t)]),
+            (0.0, 0.5, [(b_sp, t)]),
+            (0.5, 0.5, [("O", 2 * t)]),
+        ]
         dmin = a / (2 * np.sqrt(2))  # B to its O neighbours along [1-10]
     else:
         raise ValueError(f"perovskite zone must be '001' or '110', got {zone!r}")
     return _tile(cell, sites, size_A, *_orientation(rng), dmin, f"{name} [{zone}]")
 
 
-def fcc(size_A: float, rng: np.random.Generator, zone: str | None = None,
-        element: str | None = None, thickness: float | None = None) -> Columns:
+def fcc(
+    size_A: float,
+    rng: np.random.Generator,
+    zone: str | None = None,
+    element: str | None = None,
+    thickness: float | None = None,
+) -> Columns:
     """An fcc metal along [001] (square, a/2), [110] (centred a/√2 x a) or [111]
     (triangular, a/√6)."""
     element = element or str(rng.choice(list(FCC)))
@@ -171,8 +231,12 @@ def honeycomb_2d(size_A: float, rng: np.random.Generator, name: str | None = Non
     return _tile(cell, sites, size_A, *_orientation(rng), a / np.sqrt(3), name)
 
 
-def amorphous_support(size_A: float, rng: np.random.Generator,
-                      density: float | None = None, points_per_A2: float = 150.0) -> Columns:
+def amorphous_support(
+    size_A: float,
+    rng: np.random.Generator,
+    density: float | None = None,
+    points_per_A2: float = 150.0,
+) -> Columns:
     """Random carbon (``density`` C atoms/Å², default 0.2-3 ≈ 1-15 layers), unlabelled.
 
     A thick film is drawn as at most ``points_per_A2`` random points per Å², each
@@ -192,25 +256,40 @@ def amorphous_support(size_A: float, rng: np.random.Generator,
         f /= f.std() + 1e-12
         idx = np.clip(((yx + 3) / (size_A + 6) * g).astype(int), 0, g - 1)
         count = count * np.clip(1 + rng.uniform(0.1, 0.5) * f[idx[:, 0], idx[:, 1]], 0.05, None)
-    return Columns(yx, np.full(n, Z["C"]), count, np.arange(n), np.ones(n, bool), 1.0,
-                   f"amorphous C {rho:.2f}/Å²")
+    return Columns(
+        yx,
+        np.full(n, Z["C"]),
+        count,
+        np.arange(n),
+        np.ones(n, bool),
+        1.0,
+        f"amorphous C {rho:.2f}/Å²",
+    )
 
 
-def single_atoms(size_A: float, rng: np.random.Generator, element: str | None = None,
-                 density: float | None = None) -> Columns:
+def single_atoms(
+    size_A: float,
+    rng: np.random.Generator,
+    element: str | None = None,
+    density: float | None = None,
+) -> Columns:
     """Sparse heavy atoms (``density`` per Å², default 0.002-0.03; at least 2 Å apart,
     a third in pairs or small clusters) on an amorphous carbon support whose mean level
     is 0.05-6 x a heavy atom's peak (thin film to thick catalyst support); a support
     edge (vacuum beyond) in 40 % of draws."""
     element = element or str(rng.choice(HEAVY))
-    rho = float(density if density is not None else np.exp(rng.uniform(np.log(0.002), np.log(0.03))))
+    rho = float(
+        density if density is not None else np.exp(rng.uniform(np.log(0.002), np.log(0.03)))
+    )
     n = rng.poisson(rho * size_A**2)
     pts: list[np.ndarray] = []
     while len(pts) < n:
         p = rng.uniform(0, size_A, 2)
         if rng.random() < 0.3 and pts:  # a neighbour of an existing atom: pairs, clusters
             p = pts[rng.integers(len(pts))] + rng.normal(0, 1, 2) / 1.0
-            p = pts[-1] + (p - pts[-1]) / max(np.linalg.norm(p - pts[-1]), 1e-6) * rng.uniform(2.2, 3.2)
+            p = pts[-1] + (p - pts[-1]) / max(np.linalg.norm(p - pts[-1]), 1e-6) * rng.uniform(
+                2.2, 3.2
+            )
         if all(np.linalg.norm(p - q) > 2.0 for q in pts):
             pts.append(p)
         elif rng.random() < 0.05:
@@ -231,24 +310,44 @@ def single_atoms(size_A: float, rng: np.random.Generator, element: str | None = 
             return (p - size_A / 2) @ nrm < c0 + 2.0 * np.sin(k * t + ph)
 
         on = inside(support.yx_A)
-        support = Columns(support.yx_A[on], support.z[on], support.count[on],
-                          np.arange(int(on.sum())), support.support[on], 1.0, support.name)
+        support = Columns(
+            support.yx_A[on],
+            support.z[on],
+            support.count[on],
+            np.arange(int(on.sum())),
+            support.support[on],
+            1.0,
+            support.name,
+        )
         yx = yx[inside(yx)] if len(yx) else yx
     # atoms at other heights in a thick support are out of focus: weaker peaks
     weight = rng.choice([1.0, 1.0, 1.0, 2.0], len(yx)) * rng.uniform(0.35, 1.0, len(yx))
-    heavy = Columns(yx, np.full(len(yx), Z[element]), weight,
-                    np.arange(len(yx)), np.zeros(len(yx), bool), 2.0, f"{element} single atoms")
+    heavy = Columns(
+        yx,
+        np.full(len(yx), Z[element]),
+        weight,
+        np.arange(len(yx)),
+        np.zeros(len(yx), bool),
+        2.0,
+        f"{element} single atoms",
+    )
     return merge(heavy, support)
 
 
 def merge(a: Columns, b: Columns) -> Columns:
     """Both structures in one (column indices of ``b`` shifted past ``a``'s)."""
     off = int(a.column.max()) + 1 if len(a) else 0
-    return Columns(np.concatenate([a.yx_A, b.yx_A]), np.concatenate([a.z, b.z]),
-                   np.concatenate([a.count, b.count]), np.concatenate([a.column, b.column + off]),
-                   np.concatenate([a.support, b.support]),
-                   min(a.min_spacing_A, b.min_spacing_A) if len(b) and not b.support.all()
-                   else a.min_spacing_A, a.name)
+    return Columns(
+        np.concatenate([a.yx_A, b.yx_A]),
+        np.concatenate([a.z, b.z]),
+        np.concatenate([a.count, b.count]),
+        np.concatenate([a.column, b.column + off]),
+        np.concatenate([a.support, b.support]),
+        min(a.min_spacing_A, b.min_spacing_A)
+        if len(b) and not b.support.all()
+        else a.min_spacing_A,
+        a.name,
+    )
 
 
 def column_amplitudes(cols: Columns, z_exponent: float) -> np.ndarray:
@@ -291,8 +390,15 @@ def _defects(cols: Columns, rng: np.random.Generator, size_A: float) -> Columns:
         keep_col &= np.hypot(*(centres - c).T) < rng.uniform(5, size_A / 2)
     shift = rng.normal(0, rng.uniform(0, 0.06), (n_col, 2))
     k = keep_col[cols.column]
-    return Columns(cols.yx_A[k] + shift[cols.column[k]], cols.z[k], cols.count[k],
-                   cols.column[k], cols.support[k], cols.min_spacing_A, cols.name)
+    return Columns(
+        cols.yx_A[k] + shift[cols.column[k]],
+        cols.z[k],
+        cols.count[k],
+        cols.column[k],
+        cols.support[k],
+        cols.min_spacing_A,
+        cols.name,
+    )
 
 
 def random_structure(size_A: float, rng: np.random.Generator) -> Columns:
@@ -314,6 +420,20 @@ def random_structure(size_A: float, rng: np.random.Generator) -> Columns:
     return cols
 
 
-__all__ = ["Columns", "FCC", "PEROVSKITES", "TMDS", "Z", "amorphous_support", "column_amplitudes",
-           "fcc", "honeycomb_2d", "merge", "perovskite", "random_structure", "single_atoms",
-           "tmd_2h", "visible"]
+__all__ = [
+    "Columns",
+    "FCC",
+    "PEROVSKITES",
+    "TMDS",
+    "Z",
+    "amorphous_support",
+    "column_amplitudes",
+    "fcc",
+    "honeycomb_2d",
+    "merge",
+    "perovskite",
+    "random_structure",
+    "single_atoms",
+    "tmd_2h",
+    "visible",
+]

@@ -25,17 +25,45 @@ FORMAT_VERSION = 1
 TABLES = ("atoms", "bonds", "rings", "defects")
 COLUMNS: dict[str, dict[str, str]] = {
     "atoms": {
-        "frame": "int64", "atom_id": "int64", "y": "float64", "x": "float64", "cls": "str",
-        "prob": "float64", "coordination": "int64", "edge": "bool", "ring5": "int64",
-        "ring6": "int64", "ring7": "int64", "ring8": "int64", "sublattice": "int64",
-        "defect": "str", "defect_id": "int64",
+        "frame": "int64",
+        "atom_id": "int64",
+        "y": "float64",
+        "x": "float64",
+        "cls": "str",
+        "prob": "float64",
+        "coordination": "int64",
+        "edge": "bool",
+        "ring5": "int64",
+        "ring6": "int64",
+        "ring7": "int64",
+        "ring8": "int64",
+        "sublattice": "int64",
+        "defect": "str",
+        "defect_id": "int64",
     },
-    "bonds": {"frame": "int64", "a": "int64", "b": "int64", "length_A": "float64",
-              "length_obs_A": "float64"},
-    "rings": {"frame": "int64", "ring_id": "int64", "size": "int64", "y": "float64",
-              "x": "float64", "atoms": "str"},
-    "defects": {"frame": "int64", "defect_id": "int64", "type": "str", "y": "float64",
-                "x": "float64", "atoms": "str"},
+    "bonds": {
+        "frame": "int64",
+        "a": "int64",
+        "b": "int64",
+        "length_A": "float64",
+        "length_obs_A": "float64",
+    },
+    "rings": {
+        "frame": "int64",
+        "ring_id": "int64",
+        "size": "int64",
+        "y": "float64",
+        "x": "float64",
+        "atoms": "str",
+    },
+    "defects": {
+        "frame": "int64",
+        "defect_id": "int64",
+        "type": "str",
+        "y": "float64",
+        "x": "float64",
+        "atoms": "str",
+    },
 }
 
 
@@ -91,7 +119,9 @@ class SimulatedMovie:
     def stack(self) -> Stack:
         """The frames as a :class:`~atomlens.io.stack.Stack` (``pixel_size_source='simulation'``)."""
         return Stack(
-            self.frames, float(self.pixel_size), "simulation",
+            self.frames,
+            float(self.pixel_size),
+            "simulation",
             metadata={"source": "atomlens.simulate", "config": dict(self.config)},
         )
 
@@ -148,9 +178,12 @@ class SimulatedMovie:
                 cols = {c: z[f"{table}__{c}"] for c in COLUMNS[table]}
                 tables[table] = _typed(pd.DataFrame(cols), table)
             return cls(
-                frames=z["frames"], pixel_size=float(z["pixel_size"]),
-                hole_mask=z["hole_mask"], contamination=z["contamination"],
-                config=json.loads(str(z["config_json"])), **tables,
+                frames=z["frames"],
+                pixel_size=float(z["pixel_size"]),
+                hole_mask=z["hole_mask"],
+                contamination=z["contamination"],
+                config=json.loads(str(z["config_json"])),
+                **tables,
             )
 
     def export(self, path: str | Path) -> list[Path]:
@@ -244,20 +277,44 @@ def simulate_movie(
         visible = sheet.alive & (cover < 0.5)
         contam[t] = sample.contamination.frame(shape, drift[t])
         frames[t] = render(
-            img_pos[visible], sheet.z[visible], shape, px, cfg.probe_fwhm_A, cfg.dose,
-            cfg.read_noise, rng_image, z_exponent=cfg.z_exponent,
-            detector_efficiency=cfg.detector_efficiency, row_shift_px=row_shift,
-            background=contam[t], weights=1.0 - cover[visible],
+            img_pos[visible],
+            sheet.z[visible],
+            shape,
+            px,
+            cfg.probe_fwhm_A,
+            cfg.dose,
+            cfg.read_noise,
+            rng_image,
+            z_exponent=cfg.z_exponent,
+            detector_efficiency=cfg.detector_efficiency,
+            row_shift_px=row_shift,
+            background=contam[t],
+            weights=1.0 - cover[visible],
         )
         holes[t] = hole_mask(sample, topo, drift[t], shape, px)
-        _frame_tables(t, sample, topo, img_pos, visible, row_shift, drift[t], px, shape,
-                      cfg.probe_fwhm_A * FWHM_TO_SIGMA / px, parts)
+        _frame_tables(
+            t,
+            sample,
+            topo,
+            img_pos,
+            visible,
+            row_shift,
+            drift[t],
+            px,
+            shape,
+            cfg.probe_fwhm_A * FWHM_TO_SIGMA / px,
+            parts,
+        )
         if t < n_frames - 1:
             evolve.step(sample, topo, cfg, rng_evolve)
 
     conf = cfg.to_dict()
-    conf.update(n_frames=n_frames, seed=int(seed), lattice_angle_deg_used=sample.angle_deg,
-                version=FORMAT_VERSION)
+    conf.update(
+        n_frames=n_frames,
+        seed=int(seed),
+        lattice_angle_deg_used=sample.angle_deg,
+        version=FORMAT_VERSION,
+    )
     tables = {
         k: _typed(pd.concat(v, ignore_index=True), k) if v else _empty(k) for k, v in parts.items()
     }
@@ -265,9 +322,17 @@ def simulate_movie(
 
 
 def _frame_tables(
-    t: int, sample: Sample, topo: Topology, img_pos: np.ndarray, visible: np.ndarray,
-    row_shift: np.ndarray | None, offset: np.ndarray, px: float, shape: tuple[int, int],
-    sigma_px: float, parts: dict[str, list[pd.DataFrame]],
+    t: int,
+    sample: Sample,
+    topo: Topology,
+    img_pos: np.ndarray,
+    visible: np.ndarray,
+    row_shift: np.ndarray | None,
+    offset: np.ndarray,
+    px: float,
+    shape: tuple[int, int],
+    sigma_px: float,
+    parts: dict[str, list[pd.DataFrame]],
 ) -> None:
     sheet = sample.sheet
     ny, nx = shape
@@ -277,30 +342,49 @@ def _frame_tables(
 
     def inside(yx: np.ndarray) -> np.ndarray:
         yx = np.asarray(yx).reshape(-1, 2)
-        return (yx[:, 0] >= -0.5) & (yx[:, 0] < ny - 0.5) & (yx[:, 1] >= -0.5) & (yx[:, 1] < nx - 0.5)
+        return (
+            (yx[:, 0] >= -0.5) & (yx[:, 0] < ny - 0.5) & (yx[:, 1] >= -0.5) & (yx[:, 1] < nx - 0.5)
+        )
 
     shown = visible & inside(app)
     sites = np.flatnonzero(shown)
     sites = sites[np.argsort(sheet.atom_id[sites], kind="stable")]
     label, did, defects = defect_labels(sample, topo)
     ids = sheet.atom_id
-    parts["atoms"].append(pd.DataFrame({
-        "frame": t, "atom_id": ids[sites], "y": app[sites, 0], "x": app[sites, 1],
-        "cls": np.where(sheet.z[sites] == Z_SI, "Si", "C"), "prob": 1.0,
-        "coordination": topo.degree[sites], "edge": topo.edge[sites],
-        **{f"ring{k}": topo.ring_counts[sites, i] for i, k in enumerate(RING_SIZES)},
-        "sublattice": sheet.sublattice[sites], "defect": label[sites], "defect_id": did[sites],
-    }))
+    parts["atoms"].append(
+        pd.DataFrame(
+            {
+                "frame": t,
+                "atom_id": ids[sites],
+                "y": app[sites, 0],
+                "x": app[sites, 1],
+                "cls": np.where(sheet.z[sites] == Z_SI, "Si", "C"),
+                "prob": 1.0,
+                "coordination": topo.degree[sites],
+                "edge": topo.edge[sites],
+                **{f"ring{k}": topo.ring_counts[sites, i] for i, k in enumerate(RING_SIZES)},
+                "sublattice": sheet.sublattice[sites],
+                "defect": label[sites],
+                "defect_id": did[sites],
+            }
+        )
+    )
     e = topo.edges
     e = e[shown[e[:, 0]] & shown[e[:, 1]]]
     pair = np.sort(ids[e], axis=1)
     order = np.lexsort((pair[:, 1], pair[:, 0]))
     e, pair = e[order], pair[order]
-    parts["bonds"].append(pd.DataFrame({
-        "frame": t, "a": pair[:, 0], "b": pair[:, 1],
-        "length_A": np.linalg.norm(sheet.pos[e[:, 0]] - sheet.pos[e[:, 1]], axis=1),
-        "length_obs_A": np.linalg.norm(app[e[:, 0]] - app[e[:, 1]], axis=1) * px,
-    }))
+    parts["bonds"].append(
+        pd.DataFrame(
+            {
+                "frame": t,
+                "a": pair[:, 0],
+                "b": pair[:, 1],
+                "length_A": np.linalg.norm(sheet.pos[e[:, 0]] - sheet.pos[e[:, 1]], axis=1),
+                "length_obs_A": np.linalg.norm(app[e[:, 0]] - app[e[:, 1]], axis=1) * px,
+            }
+        )
+    )
     rows = []
     for members, size in topo.rings:
         uniq = sorted(set(members))
@@ -309,10 +393,18 @@ def _frame_tables(
         c = app[uniq].mean(0)
         if inside(c)[0]:
             rows.append((size, c[0], c[1], " ".join(str(int(ids[s])) for s in members)))
-    parts["rings"].append(pd.DataFrame({
-        "frame": t, "ring_id": np.arange(len(rows)), "size": [r[0] for r in rows],
-        "y": [r[1] for r in rows], "x": [r[2] for r in rows], "atoms": [r[3] for r in rows],
-    }))
+    parts["rings"].append(
+        pd.DataFrame(
+            {
+                "frame": t,
+                "ring_id": np.arange(len(rows)),
+                "size": [r[0] for r in rows],
+                "y": [r[1] for r in rows],
+                "x": [r[2] for r in rows],
+                "atoms": [r[3] for r in rows],
+            }
+        )
+    )
     rows = []
     for defect_id, kind, core, centre_A in defects:
         c = np.asarray(centre_A) / px + offset
@@ -322,24 +414,44 @@ def _frame_tables(
             continue
         members = [int(ids[s]) for s in core if shown[s]]
         rows.append((defect_id, kind, c[0], c[1], " ".join(map(str, sorted(members)))))
-    parts["defects"].append(pd.DataFrame({
-        "frame": t, "defect_id": [r[0] for r in rows], "type": [r[1] for r in rows],
-        "y": [r[2] for r in rows], "x": [r[3] for r in rows], "atoms": [r[4] for r in rows],
-    }))
+    parts["defects"].append(
+        pd.DataFrame(
+            {
+                "frame": t,
+                "defect_id": [r[0] for r in rows],
+                "type": [r[1] for r in rows],
+                "y": [r[2] for r in rows],
+                "x": [r[3] for r in rows],
+                "atoms": [r[4] for r in rows],
+            }
+        )
+    )
 
 
 def simulate_frame(
-    size: int | None = None, pixel_size: float | None = None, seed: int = 0,
-    config: SimConfig | None = None, **overrides: Any,
+    size: int | None = None,
+    pixel_size: float | None = None,
+    seed: int = 0,
+    config: SimConfig | None = None,
+    **overrides: Any,
 ) -> SimulatedMovie:
     """A single-frame movie (``T = 1``); same parameters as :func:`simulate_movie`."""
     return simulate_movie(1, size, pixel_size, seed, config, **overrides)
 
 
 SAMPLE_SETTINGS: dict[str, Any] = {
-    "n_frames": 10, "size": 256, "pixel_size": 0.1, "seed": 7,
-    "n_si3": 3, "n_si4": 1, "n_vacancies": 1, "n_stone_wales": 1, "n_holes": 1,
-    "hole_radius_A": 3.5, "min_defect_separation_A": 5.0, "contamination_fraction": 0.04,
+    "n_frames": 10,
+    "size": 256,
+    "pixel_size": 0.1,
+    "seed": 7,
+    "n_si3": 3,
+    "n_si4": 1,
+    "n_vacancies": 1,
+    "n_stone_wales": 1,
+    "n_holes": 1,
+    "hole_radius_A": 3.5,
+    "min_defect_separation_A": 5.0,
+    "contamination_fraction": 0.04,
     "si_hop_prob": 0.3,
 }
 
@@ -348,5 +460,6 @@ def sample_movie() -> SimulatedMovie:
     """The small sample movie (10 frames, 256², 0.1 Å/px), generated in memory; it is
     the same movie as ``sample_data/graphene_si_movie.tif``."""
     kw = dict(SAMPLE_SETTINGS)
-    return simulate_movie(kw.pop("n_frames"), kw.pop("size"), kw.pop("pixel_size"),
-                          kw.pop("seed"), **kw)
+    return simulate_movie(
+        kw.pop("n_frames"), kw.pop("size"), kw.pop("pixel_size"), kw.pop("seed"), **kw
+    )

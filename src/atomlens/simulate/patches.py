@@ -58,8 +58,14 @@ def _push(yx: np.ndarray, centre: np.ndarray, idx: np.ndarray, dist: np.ndarray)
     yx[idx] = centre + v / np.maximum(r, 1e-6) * np.asarray(dist).reshape(-1, 1)
 
 
-def add_si_motif(yx: np.ndarray, species: np.ndarray, keep: np.ndarray, site: int, kind: str,
-                 rng: np.random.Generator) -> bool:
+def add_si_motif(
+    yx: np.ndarray,
+    species: np.ndarray,
+    keep: np.ndarray,
+    site: int,
+    kind: str,
+    rng: np.random.Generator,
+) -> bool:
     """Build Si motif ``kind`` (one of :data:`SI_MOTIFS`) around lattice atom ``site``,
     editing ``yx`` (Å), ``species`` and ``keep`` (atoms removed -> False) in place.
 
@@ -69,7 +75,9 @@ def add_si_motif(yx: np.ndarray, species: np.ndarray, keep: np.ndarray, site: in
     tree = cKDTree(yx)
 
     def nbrs(i: int) -> np.ndarray:
-        j = np.array([k for k in tree.query_ball_point(yx[i], 1.15 * CC_BOND_A) if k != i and keep[k]])
+        j = np.array(
+            [k for k in tree.query_ball_point(yx[i], 1.15 * CC_BOND_A) if k != i and keep[k]]
+        )
         return j.astype(int)
 
     n0 = nbrs(site)
@@ -101,8 +109,13 @@ def add_si_motif(yx: np.ndarray, species: np.ndarray, keep: np.ndarray, site: in
     ang = np.arctan2(*(yx[ring] - centre).T)
     ring = ring[np.argsort(ang)]
     ring = list(np.roll(ring, -int(np.flatnonzero(ring == site)[0])))
-    pick = {"Si2C4": [0, 1], "Si2C5": [0, 2], "Si2C6": [0, 3], "Si3C6": [0, 2, 4],
-            "Si3C5": [0, 1, 2]}.get(kind)
+    pick = {
+        "Si2C4": [0, 1],
+        "Si2C5": [0, 2],
+        "Si2C6": [0, 3],
+        "Si3C6": [0, 2, 4],
+        "Si3C5": [0, 1, 2],
+    }.get(kind)
     if pick is None:
         raise ValueError(f"unknown Si motif {kind!r}; use one of {SI_MOTIFS}")
     si = [ring[p] for p in pick]
@@ -121,8 +134,14 @@ def add_si_motif(yx: np.ndarray, species: np.ndarray, keep: np.ndarray, site: in
     return True
 
 
-def graphene_patch(size_A: float, rng: np.random.Generator, *, si_frac: float | None = None,
-                   defects: bool = True, n_motifs: int | None = None) -> Patch:
+def graphene_patch(
+    size_A: float,
+    rng: np.random.Generator,
+    *,
+    si_frac: float | None = None,
+    defects: bool = True,
+    n_motifs: int | None = None,
+) -> Patch:
     """A random graphene structure in a ``size_A`` x ``size_A`` Å square.
 
     Random orientation and strain (~1 %); ``n_motifs`` Si motifs (default: 1 + Poisson
@@ -189,8 +208,11 @@ def graphene_patch(size_A: float, rng: np.random.Generator, *, si_frac: float | 
             for c, r in zip(holes_c, holes_r):
                 v = yx - c
                 ang = np.arctan2(v[:, 0], v[:, 1])
-                rr = r * (1 + 0.25 * np.sin(3 * ang + rng.uniform(0, 6))
-                          + 0.15 * np.sin(5 * ang + rng.uniform(0, 6)))
+                rr = r * (
+                    1
+                    + 0.25 * np.sin(3 * ang + rng.uniform(0, 6))
+                    + 0.15 * np.sin(5 * ang + rng.uniform(0, 6))
+                )
                 keep &= np.hypot(v[:, 0], v[:, 1]) > rr
     yx, species = yx[keep], species[keep]
     n = len(yx)
@@ -201,7 +223,9 @@ def graphene_patch(size_A: float, rng: np.random.Generator, *, si_frac: float | 
             cnt = np.array([len(v) - 1 for v in cKDTree(yx).query_ball_point(yx, 1.7)])
             edge = np.flatnonzero(cnt < 3)
             if len(edge):  # Si likes edges
-                is_si[rng.choice(edge, min(len(edge), int(rng.integers(1, 4))), replace=False)] = True
+                is_si[rng.choice(edge, min(len(edge), int(rng.integers(1, 4))), replace=False)] = (
+                    True
+                )
         species[is_si] = "Si"
     yx = yx + rng.normal(0, rng.uniform(0, 0.04), yx.shape)  # thermal / strain noise
     return Patch(yx, species.astype(str), float(size_A), holes_c, holes_r, tuple(motifs))

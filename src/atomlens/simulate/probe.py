@@ -62,8 +62,10 @@ class Probe:
 
     def __post_init__(self) -> None:
         if not self.voltage_kV > 0 or not self.alpha_mrad > 0:
-            raise ValueError("Probe: voltage_kV and alpha_mrad must be positive "
-                             f"(got {self.voltage_kV} kV, {self.alpha_mrad} mrad)")
+            raise ValueError(
+                "Probe: voltage_kV and alpha_mrad must be positive "
+                f"(got {self.voltage_kV} kV, {self.alpha_mrad} mrad)"
+            )
         if self.source_fwhm_A < 0:
             raise ValueError(f"Probe: source_fwhm_A must be >= 0, got {self.source_fwhm_A}")
 

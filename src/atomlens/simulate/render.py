@@ -84,13 +84,15 @@ def render(
     # drop atoms whose spot cannot reach the image
     shift_max = float(np.abs(row_shift_px).max()) if row_shift_px is not None else 0.0
     ok = (
-        (yx[:, 0] > -radius - 1) & (yx[:, 0] < ny + radius)
-        & (yx[:, 1] > -radius - 1 - shift_max) & (yx[:, 1] < nx + radius + shift_max)
+        (yx[:, 0] > -radius - 1)
+        & (yx[:, 0] < ny + radius)
+        & (yx[:, 1] > -radius - 1 - shift_max)
+        & (yx[:, 1] < nx + radius + shift_max)
     )
     yx, amp = yx[ok], amp[ok]
     inv2s2 = 1.0 / (2.0 * sigma * sigma)
     for start in range(0, len(yx), 4096):  # bounded memory per chunk
-        p, a = yx[start: start + 4096], amp[start: start + 4096]
+        p, a = yx[start : start + 4096], amp[start : start + 4096]
         rows = np.rint(p[:, 0]).astype(np.int64)[:, None] + offs  # (n, P)
         gy = np.exp(-((rows - p[:, 0:1]) ** 2) * inv2s2).astype(np.float32)  # (n, P)
         if row_shift_px is not None:

@@ -45,7 +45,8 @@ class ScanDistortion:
             jitter_px=float(rng.uniform(0, 0.5) * f) if rng.random() < 0.6 else 0.0,
             walk_px=float(rng.uniform(0, 0.2) * f) if rng.random() < 0.4 else 0.0,
             drift=(float(rng.normal(0, 0.004)), float(rng.normal(0, 0.006)))
-            if rng.random() < 0.5 else (0.0, 0.0),
+            if rng.random() < 0.5
+            else (0.0, 0.0),
             flyback_px=float(rng.uniform(0, 2.0) * f) if rng.random() < 0.3 else 0.0,
             flyback_len_px=float(rng.uniform(4, 20) * f),
             row_y_jitter_px=float(rng.uniform(0, 0.25) * f) if rng.random() < 0.3 else 0.0,

@@ -90,7 +90,9 @@ class Imaging:
             snr=float(np.exp(rng.uniform(np.log(0.9), np.log(30)))),
             read_noise=float(rng.uniform(0, 0.3)) if rng.random() < 0.3 else 0.0,
             scan=ScanDistortion.random(rng, pixel_size_A),
-            afterglow_px=float(rng.uniform(0.2, 1.5) * 0.1 / pixel_size_A) if rng.random() < 0.4 else 0.0,
+            afterglow_px=float(rng.uniform(0.2, 1.5) * 0.1 / pixel_size_A)
+            if rng.random() < 0.4
+            else 0.0,
             line_gain=float(rng.uniform(0, 0.05)) if rng.random() < 0.2 else 0.0,
             line_dropout=0.15,
             gamma=float(rng.uniform(0.8, 1.25)) if rng.random() < 0.25 else 1.0,
@@ -108,8 +110,9 @@ def _smooth_field(shape: tuple[int, int], sigma: float, rng: np.random.Generator
     return f / (f.std() + 1e-12)
 
 
-def label_mask(yx_px: np.ndarray, cls_index: np.ndarray, shape: tuple[int, int],
-               radius_px: float) -> np.ndarray:
+def label_mask(
+    yx_px: np.ndarray, cls_index: np.ndarray, shape: tuple[int, int], radius_px: float
+) -> np.ndarray:
     """(Y, X) uint8 mask: a disk of ``radius_px`` around each atom, value = class index.
 
     Higher class indices win where disks overlap (a dopant is never hidden by C).
@@ -132,8 +135,13 @@ def label_mask(yx_px: np.ndarray, cls_index: np.ndarray, shape: tuple[int, int],
     return mask
 
 
-def amorphous_cover(shape: tuple[int, int], pixel_size: float, fraction: float, level: float,
-                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def amorphous_cover(
+    shape: tuple[int, int],
+    pixel_size: float,
+    fraction: float,
+    level: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
     """Amorphous contamination: (soft cover 0..1, added intensity), both (Y, X)."""
     coarse = _smooth_field(shape, 8.0 / 2.5 / pixel_size, rng)
     texture = _smooth_field(shape, 1.2 / 2.5 / pixel_size, rng)
@@ -154,8 +162,9 @@ def film_mask(yx_px: np.ndarray, shape: tuple[int, int], reach_px: float) -> np.
     return (ndi.distance_transform_edt(occ) < reach_px)[pad:-pad, pad:-pad]
 
 
-def geometric_transform(yx_A: np.ndarray, size_A: float, rng: np.random.Generator,
-                        shear: float = 0.06) -> np.ndarray:
+def geometric_transform(
+    yx_A: np.ndarray, size_A: float, rng: np.random.Generator, shear: float = 0.06
+) -> np.ndarray:
     """Random flip + shear (+/- ``shear``) about the patch centre; positions in Å."""
     c = size_A / 2
     m = np.eye(2) + rng.uniform(-shear, shear, (2, 2)) * np.array([[0.3, 1], [1, 0.3]])
@@ -164,8 +173,13 @@ def geometric_transform(yx_A: np.ndarray, size_A: float, rng: np.random.Generato
     return (yx_A - c) @ m.T + c
 
 
-def _background(shape: tuple[int, int], pixel_size: float, im: Imaging, film: np.ndarray,
-                rng: np.random.Generator) -> np.ndarray:
+def _background(
+    shape: tuple[int, int],
+    pixel_size: float,
+    im: Imaging,
+    film: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Offset + film signal + gradients + bright contamination blobs (C-peak units)."""
     film_f = ndi.gaussian_filter(film.astype(float), max(0.4 / pixel_size, 1.0))
     bg = im.offset + im.film_bg * film_f
@@ -197,10 +211,17 @@ def _detector(img: np.ndarray, im: Imaging, rng: np.random.Generator) -> np.ndar
     return out.astype(np.float32)
 
 
-def render_positions(yx_px: np.ndarray, species: np.ndarray, shape: tuple[int, int],
-                     pixel_size: float, im: Imaging, rng: np.random.Generator,
-                     film: np.ndarray | None = None, weights: np.ndarray | None = None,
-                     extra: np.ndarray | None = None) -> np.ndarray:
+def render_positions(
+    yx_px: np.ndarray,
+    species: np.ndarray,
+    shape: tuple[int, int],
+    pixel_size: float,
+    im: Imaging,
+    rng: np.random.Generator,
+    film: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+    extra: np.ndarray | None = None,
+) -> np.ndarray:
     """Render atoms at ``yx_px`` (pixels, no scan distortion) into a noisy ``shape``
     image (float32), C-peak units, with ``im``'s probe, background and noise.
     ``film`` (Y, X) bool marks the graphene film; ``weights`` (N,) scale atoms;
@@ -209,30 +230,65 @@ def render_positions(yx_px: np.ndarray, species: np.ndarray, shape: tuple[int, i
     bg = _background(shape, pixel_size, im, film, rng)
     if extra is not None:
         bg = bg + extra
-    img, _ = _render(np.asarray(yx_px, float) * pixel_size, species, shape, pixel_size, im, rng,
-                     weights, bg, scan=None)
+    img, _ = _render(
+        np.asarray(yx_px, float) * pixel_size,
+        species,
+        shape,
+        pixel_size,
+        im,
+        rng,
+        weights,
+        bg,
+        scan=None,
+    )
     return _detector(img, im, rng)
 
 
-def _render(yx_A: np.ndarray, species: np.ndarray, shape: tuple[int, int], pixel_size: float,
-            im: Imaging, rng: np.random.Generator, weights: np.ndarray | None,
-            bg: np.ndarray, scan: ScanDistortion | None) -> tuple[np.ndarray, np.ndarray]:
+def _render(
+    yx_A: np.ndarray,
+    species: np.ndarray,
+    shape: tuple[int, int],
+    pixel_size: float,
+    im: Imaging,
+    rng: np.random.Generator,
+    weights: np.ndarray | None,
+    bg: np.ndarray,
+    scan: ScanDistortion | None,
+) -> tuple[np.ndarray, np.ndarray]:
     ref_bg = max(im.offset + im.film_bg, 0.3)
     counts_per_unit = im.snr**2 / ref_bg * (pixel_size / 0.2) ** 2
     eff = 0.05
     dose = counts_per_unit / (pixel_size**2 * eff)
-    return render_image(yx_A, species, shape, pixel_size, im.get_probe(), rng,
-                        z_exponent=im.z_exponent,
-                        weights=rng.uniform(0.9, 1.1, len(yx_A)) * (1 if weights is None else weights),
-                        dose=dose, detector_efficiency=eff, read_noise=im.read_noise * (0.2 / pixel_size),
-                        afterglow_px=im.afterglow_px, scan=scan, background=bg)
+    return render_image(
+        yx_A,
+        species,
+        shape,
+        pixel_size,
+        im.get_probe(),
+        rng,
+        z_exponent=im.z_exponent,
+        weights=rng.uniform(0.9, 1.1, len(yx_A)) * (1 if weights is None else weights),
+        dose=dose,
+        detector_efficiency=eff,
+        read_noise=im.read_noise * (0.2 / pixel_size),
+        afterglow_px=im.afterglow_px,
+        scan=scan,
+        background=bg,
+    )
 
 
-def render_sample(patch: Patch, shape: tuple[int, int], pixel_size: float, *,
-                  classes: tuple[str, ...], radius_A: float, rng: np.random.Generator,
-                  imaging: Imaging | None = None, label_pixel_size: float | None = None,
-                  zoom_range: tuple[float, float] = (1.0, 1.0)
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def render_sample(
+    patch: Patch,
+    shape: tuple[int, int],
+    pixel_size: float,
+    *,
+    classes: tuple[str, ...],
+    radius_A: float,
+    rng: np.random.Generator,
+    imaging: Imaging | None = None,
+    label_pixel_size: float | None = None,
+    zoom_range: tuple[float, float] = (1.0, 1.0),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Render the centre of ``patch``: (image (Y, X) float32, mask (Y, X) uint8,
     yx_px (N, 2) apparent positions of the atoms inside, species (N,)).
 

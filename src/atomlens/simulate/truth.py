@@ -146,7 +146,7 @@ def hole_mask(
     rad = HOLE_CLEARANCE_A / pixel_size
     near = sheet.alive & (img >= lo - rad - 1).all(1) & (img <= hi + rad + 1).all(1)
     r = int(np.ceil(rad))
-    dy, dx = np.mgrid[-r: r + 1, -r: r + 1]
+    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
     centres = img[near]
     base = np.rint(centres).astype(np.int64)
     yy = base[:, 0, None, None] + dy

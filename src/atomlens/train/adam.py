@@ -40,9 +40,16 @@ class Adam:
         if not self.params:
             raise ValueError("Adam: no parameters that require gradients")
         if lr <= 0 or eps <= 0 or weight_decay < 0 or not all(0 <= b < 1 for b in betas):
-            raise ValueError(f"Adam: invalid settings lr={lr}, betas={betas}, eps={eps}, "
-                             f"weight_decay={weight_decay}")
-        self.lr, self.betas, self.eps, self.weight_decay = float(lr), betas, float(eps), float(weight_decay)
+            raise ValueError(
+                f"Adam: invalid settings lr={lr}, betas={betas}, eps={eps}, "
+                f"weight_decay={weight_decay}"
+            )
+        self.lr, self.betas, self.eps, self.weight_decay = (
+            float(lr),
+            betas,
+            float(eps),
+            float(weight_decay),
+        )
         self.steps = 0
         self._m = [torch.zeros_like(p) for p in self.params]
         self._v = [torch.zeros_like(p) for p in self.params]

@@ -219,12 +219,19 @@ def fit_events(
     torch.manual_seed(seed)
     module = model.module.to(dev)
     x_train = torch.from_numpy(np.ascontiguousarray(arr[train_rows])).to(dev)
-    x_test = torch.from_numpy(np.ascontiguousarray(arr[test_rows])).to(dev) if len(test_rows) else None
-    opt = Adam(module.parameters(), lr=lr)  # not torch.optim: its first use imports dynamo (GUI stall)
+    x_test = (
+        torch.from_numpy(np.ascontiguousarray(arr[test_rows])).to(dev) if len(test_rows) else None
+    )
+    opt = Adam(
+        module.parameters(), lr=lr
+    )  # not torch.optim: its first use imports dynamo (GUI stall)
     use_amp = amp and dev.type == "cuda"
     steps_per_epoch = math.ceil(n_train / batch_size)
     history: dict[str, list] = model.card.get("history") or {"train_loss": [], "test_loss": []}
-    history = {"train_loss": list(history.get("train_loss", [])), "test_loss": list(history.get("test_loss", []))}
+    history = {
+        "train_loss": list(history.get("train_loss", [])),
+        "test_loss": list(history.get("test_loss", [])),
+    }
     good_state = copy.deepcopy(module.state_dict())
     best = math.inf
     ckpt = Path(checkpoint_dir) if checkpoint_dir else None
@@ -253,7 +260,9 @@ def fit_events(
                 if pool is None or len(starts) == 1:
                     value = _run_chunks(model, xb, starts, chunk, noise, use_amp)[0]
                 else:
-                    value = _run_chunks_parallel(pool, n_threads, model, opt.params, xb, starts, chunk, noise)
+                    value = _run_chunks_parallel(
+                        pool, n_threads, model, opt.params, xb, starts, chunk, noise
+                    )
                 if not math.isfinite(value):
                     module.load_state_dict(good_state)
                     reason = "diverged"
@@ -282,7 +291,9 @@ def fit_events(
             yield EpochEnd(epoch, epochs, step, train_loss, test_loss, elapsed,
                            per_epoch * (epochs - epochs_done), epochs_done * n_train / elapsed)  # fmt: skip
             if ckpt:
-                _update_card(model, n_train, len(test_rows), batch_size, lr, dev, history, t0, "running")
+                _update_card(
+                    model, n_train, len(test_rows), batch_size, lr, dev, history, t0, "running"
+                )
                 path = model.save(ckpt / f"{model.kind}-last.pt")
                 yield CheckpointSaved(epoch, path, "last")
                 score = test_loss if test_loss is not None else train_loss
@@ -307,13 +318,19 @@ def fit_events(
     yield Finished(model, reason, epochs_done, time.perf_counter() - t0, history)
 
 
-def resolve_micro_batch(model: TorchTrainable, micro_batch: int | str | None, dev: torch.device) -> int | None:
+def resolve_micro_batch(
+    model: TorchTrainable, micro_batch: int | str | None, dev: torch.device
+) -> int | None:
     """Chunk size (windows) for ``fit_events(micro_batch=...)``: ``None`` = whole batches."""
     if micro_batch is None:
         return None
     if micro_batch == "auto":
         return model.auto_micro_batch() if dev.type == "cpu" else None
-    if isinstance(micro_batch, (str, bool, np.bool_)) or int(micro_batch) != micro_batch or micro_batch < 1:
+    if (
+        isinstance(micro_batch, (str, bool, np.bool_))
+        or int(micro_batch) != micro_batch
+        or micro_batch < 1
+    ):
         raise ModelError(f"micro_batch must be None, 'auto' or a positive int, got {micro_batch!r}")
     return int(micro_batch)
 
@@ -340,7 +357,9 @@ def _run_chunks(model: Any, xb: torch.Tensor, starts: list[int], chunk: int,
             if grads is None:
                 grads = list(new)
             else:
-                grads = [a if b is None else b if a is None else a.add_(b) for a, b in zip(grads, new)]
+                grads = [
+                    a if b is None else b if a is None else a.add_(b) for a, b in zip(grads, new)
+                ]
         value += float(loss.detach())
     return value, grads
 

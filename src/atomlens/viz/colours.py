@@ -106,7 +106,9 @@ def angle_limits(values: np.ndarray) -> tuple[float, float]:
     return (lo, hi)
 
 
-def robust_limits(values: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0)) -> tuple[float, float]:
+def robust_limits(
+    values: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0)
+) -> tuple[float, float]:
     """Contrast limits over all values (all frames): the given percentiles, never empty."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]

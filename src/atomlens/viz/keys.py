@@ -97,8 +97,9 @@ def _hex(colour: Any) -> str:
     return to_hex(colour, keep_alpha=False)
 
 
-def key_for_spec(spec: ColourSpec, values: pd.Series | np.ndarray | None = None,
-                 title: str | None = None) -> ColourKey:
+def key_for_spec(
+    spec: ColourSpec, values: pd.Series | np.ndarray | None = None, title: str | None = None
+) -> ColourKey:
     """The key of a :class:`~atomlens.viz.colours.ColourSpec` (``values``: the coloured
     column over all frames, to count atoms without a value)."""
     n_missing = 0
@@ -112,12 +113,22 @@ def key_for_spec(spec: ColourSpec, values: pd.Series | np.ndarray | None = None,
             for k, v in sorted(spec.cycle.items(), key=lambda kv: str(kv[0]))
             if present is None or k in present
         )
-        return ColourKey(_category_title(spec.column, name), "categorical",
-                         feature_units(spec.column) if spec.column == "coordination" else "",
-                         entries=entries, n_missing=n_missing)
+        return ColourKey(
+            _category_title(spec.column, name),
+            "categorical",
+            feature_units(spec.column) if spec.column == "coordination" else "",
+            entries=entries,
+            n_missing=n_missing,
+        )
     limits = tuple(float(v) for v in spec.contrast_limits) if spec.contrast_limits else None
-    return ColourKey(name, "continuous", feature_units(spec.column, limits), spec.colormap, limits,
-                     n_missing=n_missing)
+    return ColourKey(
+        name,
+        "continuous",
+        feature_units(spec.column, limits),
+        spec.colormap,
+        limits,
+        n_missing=n_missing,
+    )
 
 
 def _category_title(column: str, name: str) -> str:
@@ -172,8 +183,13 @@ def draw_key(ax: Any, key: ColourKey, text_colour: str = "#d0d0d0", fontsize: fl
     if key.kind == "continuous":
         lo, hi = key.limits or (0.0, 1.0)
         grad = np.linspace(0.0, 1.0, 256)[:, None]
-        ax.imshow(grad, aspect="auto", origin="lower", cmap=colormaps[key.colormap],
-                  extent=(0.0, 1.0, lo, hi))
+        ax.imshow(
+            grad,
+            aspect="auto",
+            origin="lower",
+            cmap=colormaps[key.colormap],
+            extent=(0.0, 1.0, lo, hi),
+        )
         ax.set_xticks([])
         ax.yaxis.tick_right()
         ax.yaxis.set_label_position("right")
@@ -185,8 +201,16 @@ def draw_key(ax: Any, key: ColourKey, text_colour: str = "#d0d0d0", fontsize: fl
         for spine in ax.spines.values():
             spine.set_color(text_colour)
         if key.n_missing:
-            ax.text(0.0, -0.03, f"grey: no value ({key.n_missing})", transform=ax.transAxes,
-                    color=text_colour, fontsize=fontsize - 1, ha="left", va="top")
+            ax.text(
+                0.0,
+                -0.03,
+                f"grey: no value ({key.n_missing})",
+                transform=ax.transAxes,
+                color=text_colour,
+                fontsize=fontsize - 1,
+                ha="left",
+                va="top",
+            )
         return
     entries = list(key.entries)
     if key.n_missing:
@@ -196,14 +220,29 @@ def draw_key(ax: Any, key: ColourKey, text_colour: str = "#d0d0d0", fontsize: fl
     ax.set_xlim(0, 1)
     ax.set_ylim(0, n + 1)
     ax.axis("off")
-    ax.text(0.0, n + 0.5, key.label, color=text_colour, fontsize=fontsize, va="center",
-            fontweight="bold")
+    ax.text(
+        0.0,
+        n + 0.5,
+        key.label,
+        color=text_colour,
+        fontsize=fontsize,
+        va="center",
+        fontweight="bold",
+    )
     width = 1.0 / ncol
     for i, (label, colour) in enumerate(entries):
         col, row = divmod(i, n)
         x, y = col * width, n - row - 0.5
-        ax.add_patch(Rectangle((x, y - 0.3), 0.15 * width, 0.6, facecolor=colour,
-                               edgecolor=text_colour, linewidth=0.5))
+        ax.add_patch(
+            Rectangle(
+                (x, y - 0.3),
+                0.15 * width,
+                0.6,
+                facecolor=colour,
+                edgecolor=text_colour,
+                linewidth=0.5,
+            )
+        )
         ax.text(x + 0.22 * width, y, label, color=text_colour, fontsize=fontsize, va="center")
 
 
@@ -215,8 +254,13 @@ def _fmt(lo: float, hi: float) -> Any:
     return FormatStrFormatter(f"%.{decimals}f")
 
 
-def render_key(key: ColourKey, height: int, width: int = 140, background: str = "#000000",
-               text_colour: str = "#ffffff") -> np.ndarray:
+def render_key(
+    key: ColourKey,
+    height: int,
+    width: int = 140,
+    background: str = "#000000",
+    text_colour: str = "#ffffff",
+) -> np.ndarray:
     """``(height, width, 3)`` uint8 image of ``key`` (for exports), drawn with Agg."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -28,7 +28,11 @@ LayerTuple = tuple[Any, dict, str]
 
 
 def _units(pixel_size: float | None) -> tuple[str, str, str]:
-    return ("dimensionless", "angstrom", "angstrom") if pixel_size else ("dimensionless", "pixel", "pixel")
+    return (
+        ("dimensionless", "angstrom", "angstrom")
+        if pixel_size
+        else ("dimensionless", "pixel", "pixel")
+    )
 
 
 def _scale(pixel_size: float | None) -> tuple[float, float, float]:

@@ -90,9 +90,16 @@ class MovieRenderer:
     """Draws one movie frame at a time into a reused Agg figure (fast: only the image
     data, the atom positions and colours and the counter change between frames)."""
 
-    def __init__(self, frames: Any, atoms: pd.DataFrame | None, pixel_size: float | None,
-                 colour: str | None = None, style: MovieStyle | None = None,
-                 spec: ColourSpec | None = None, frame_numbers: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        frames: Any,
+        atoms: pd.DataFrame | None,
+        pixel_size: float | None,
+        colour: str | None = None,
+        style: MovieStyle | None = None,
+        spec: ColourSpec | None = None,
+        frame_numbers: Sequence[int] | None = None,
+    ) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
@@ -100,11 +107,15 @@ class MovieRenderer:
         if getattr(frames, "ndim", 3) == 2:
             frames = np.asarray(frames)[None]
         if getattr(frames, "ndim", 0) != 3 or len(frames) == 0:
-            raise ValueError(f"expected a (T, Y, X) movie with at least one frame, got shape "
-                             f"{getattr(frames, 'shape', None)}")
+            raise ValueError(
+                f"expected a (T, Y, X) movie with at least one frame, got shape "
+                f"{getattr(frames, 'shape', None)}"
+            )
         self.frames = frames
         self.n_frames = len(frames)
-        self.frame_numbers = list(frame_numbers) if frame_numbers is not None else list(range(self.n_frames))
+        self.frame_numbers = (
+            list(frame_numbers) if frame_numbers is not None else list(range(self.n_frames))
+        )
         self.pixel_size = float(pixel_size) if pixel_size else None
         h, w = (int(v) for v in frames.shape[-2:])
         self.zoom = auto_zoom((h, w), self.style)
@@ -114,23 +125,44 @@ class MovieRenderer:
         self.width = w * self.zoom + key_w + (w * self.zoom + key_w) % 2
         self.height = h * self.zoom + (h * self.zoom) % 2
         dpi = 100
-        self.figure = Figure(figsize=(self.width / dpi, self.height / dpi), dpi=dpi, facecolor="black")
+        self.figure = Figure(
+            figsize=(self.width / dpi, self.height / dpi), dpi=dpi, facecolor="black"
+        )
         self.canvas = FigureCanvasAgg(self.figure)
         img_w = w * self.zoom / self.width
-        ax = self.figure.add_axes((0.0, 1.0 - h * self.zoom / self.height, img_w, h * self.zoom / self.height))
+        ax = self.figure.add_axes(
+            (0.0, 1.0 - h * self.zoom / self.height, img_w, h * self.zoom / self.height)
+        )
         ax.set_axis_off()
         lo, hi = _image_limits(frames, self.style)
-        self.image = ax.imshow(np.zeros((h, w), np.float32), cmap=self.style.image_cmap, vmin=lo,
-                               vmax=hi, interpolation="nearest", extent=(-0.5, w - 0.5, h - 0.5, -0.5))
-        marker_px = self.style.marker_A / self.pixel_size if self.pixel_size else self.style.marker_A
+        self.image = ax.imshow(
+            np.zeros((h, w), np.float32),
+            cmap=self.style.image_cmap,
+            vmin=lo,
+            vmax=hi,
+            interpolation="nearest",
+            extent=(-0.5, w - 0.5, h - 0.5, -0.5),
+        )
+        marker_px = (
+            self.style.marker_A / self.pixel_size if self.pixel_size else self.style.marker_A
+        )
         marker_pt = max(2.0, marker_px * self.zoom) * 72.0 / dpi
         self.scatter = ax.scatter([], [], s=marker_pt**2, linewidths=0)
         ax.set_xlim(-0.5, w - 0.5)
         ax.set_ylim(h - 0.5, -0.5)
         fs = max(8.0, min(14.0, h * self.zoom / 45))
-        self.counter = ax.text(0.02, 0.98, "", transform=ax.transAxes, color="white", fontsize=fs,
-                               va="top", ha="left", family="monospace",
-                               bbox={"facecolor": "black", "alpha": 0.6, "edgecolor": "none"})
+        self.counter = ax.text(
+            0.02,
+            0.98,
+            "",
+            transform=ax.transAxes,
+            color="white",
+            fontsize=fs,
+            va="top",
+            ha="left",
+            family="monospace",
+            bbox={"facecolor": "black", "alpha": 0.6, "edgecolor": "none"},
+        )
         self._scale_bar(ax, w, h, fs)
         if self.key is not None:
             kx = img_w + 0.1 * key_w / self.width
@@ -140,20 +172,25 @@ class MovieRenderer:
                 kax = self.figure.add_axes((kx, 0.05, 0.85 * key_w / self.width, 0.9))
             draw_key(kax, self.key, "white", fontsize=max(7.0, min(11.0, fs - 1)))
 
-    def _atom_colours(self, atoms: pd.DataFrame | None, colour: str | None,
-                      spec: ColourSpec | None) -> tuple[pd.DataFrame | None, np.ndarray | None, ColourKey | None]:
+    def _atom_colours(
+        self, atoms: pd.DataFrame | None, colour: str | None, spec: ColourSpec | None
+    ) -> tuple[pd.DataFrame | None, np.ndarray | None, ColourKey | None]:
         if atoms is None or not self.style.show_atoms:
             return None, None, None
         atoms = atoms.reset_index(drop=True)
         missing = {"frame", "y", "x"} - set(atoms.columns)
         if missing:
-            raise ValueError(f"the atom table lacks column(s) {sorted(missing)}; it needs frame, y, x")
+            raise ValueError(
+                f"the atom table lacks column(s) {sorted(missing)}; it needs frame, y, x"
+            )
         colour = colour or ("cls" if "cls" in atoms else None)
         if colour is None:
             return atoms, np.tile([1.0, 1.0, 1.0, 1.0], (len(atoms), 1)), None
         if colour not in atoms.columns:
             choices = ", ".join(str(c) for c in atoms.columns if c not in ("frame", "y", "x"))
-            raise ValueError(f"the atom table has no column '{colour}' to colour by; choose one of: {choices}")
+            raise ValueError(
+                f"the atom table has no column '{colour}' to colour by; choose one of: {choices}"
+            )
         spec = spec or colour_spec(colour, atoms[colour])
         return atoms, rgba_colours(spec, atoms[colour]), key_for_spec(spec, atoms[colour])
 
@@ -166,11 +203,21 @@ class MovieRenderer:
         length_px = length_A / self.pixel_size
         x0, y0 = 0.05 * w, 0.93 * h
         thick = max(1.5, 0.012 * h)
-        ax.add_patch(Rectangle((x0, y0), length_px, thick, facecolor="white", edgecolor="black",
-                               linewidth=0.8))
-        ax.text(x0 + length_px / 2, y0 - 0.01 * h, bar_label(length_A), color="white", ha="center",
-                va="bottom", fontsize=fontsize,
-                bbox={"facecolor": "black", "alpha": 0.5, "edgecolor": "none", "pad": 1})
+        ax.add_patch(
+            Rectangle(
+                (x0, y0), length_px, thick, facecolor="white", edgecolor="black", linewidth=0.8
+            )
+        )
+        ax.text(
+            x0 + length_px / 2,
+            y0 - 0.01 * h,
+            bar_label(length_A),
+            color="white",
+            ha="center",
+            va="bottom",
+            fontsize=fontsize,
+            bbox={"facecolor": "black", "alpha": 0.5, "edgecolor": "none", "pad": 1},
+        )
         self.bar_length_A = length_A
 
     def render(self, i: int) -> np.ndarray:
@@ -179,8 +226,10 @@ class MovieRenderer:
         number = self.frame_numbers[i]
         self.image.set_data(np.asarray(self.frames[i], dtype=np.float32))
         if self.atoms is not None:
-            sel = (self.atoms["frame"].to_numpy() == number)
-            self.scatter.set_offsets(self.atoms.loc[sel, ["x", "y"]].to_numpy(dtype=float).reshape(-1, 2))
+            sel = self.atoms["frame"].to_numpy() == number
+            self.scatter.set_offsets(
+                self.atoms.loc[sel, ["x", "y"]].to_numpy(dtype=float).reshape(-1, 2)
+            )
             self.scatter.set_facecolors(self.colours[sel])
         self.counter.set_text(f"frame {number + 1}/{max(self.frame_numbers) + 1}")
         self.canvas.draw()
@@ -191,8 +240,9 @@ class MovieRenderer:
             yield self.render(i)
 
 
-def open_writer(path: str | Path, fps: float, quality: float = 5.0
-                ) -> tuple[Callable[[np.ndarray], None], Callable[[], Path]]:
+def open_writer(
+    path: str | Path, fps: float, quality: float = 5.0
+) -> tuple[Callable[[np.ndarray], None], Callable[[], Path]]:
     """``(append, close)`` for a movie file chosen by suffix: ``.mp4`` (H.264 through
     imageio-ffmpeg, streamed; ``quality`` 0-10, higher is larger and sharper) or ``.gif``
     (Pillow, looping; kept in memory until close)."""
@@ -210,9 +260,19 @@ def open_writer(path: str | Path, fps: float, quality: float = 5.0
         try:
             import imageio_ffmpeg  # noqa: F401
         except ImportError as exc:  # pragma: no cover - a dependency of atomlens
-            raise RuntimeError("MP4 export needs imageio-ffmpeg: pip install imageio-ffmpeg") from exc
-        writer = iio2.get_writer(path, format="FFMPEG", mode="I", fps=float(fps), codec="libx264",
-                                 quality=float(quality), pixelformat="yuv420p", macro_block_size=1)
+            raise RuntimeError(
+                "MP4 export needs imageio-ffmpeg: pip install imageio-ffmpeg"
+            ) from exc
+        writer = iio2.get_writer(
+            path,
+            format="FFMPEG",
+            mode="I",
+            fps=float(fps),
+            codec="libx264",
+            quality=float(quality),
+            pixelformat="yuv420p",
+            macro_block_size=1,
+        )
 
         def _close_mp4() -> Path:
             writer.close()
@@ -230,8 +290,9 @@ def open_writer(path: str | Path, fps: float, quality: float = 5.0
     return frames.append, _close_gif
 
 
-def write_movie(frames: Iterable[np.ndarray], path: str | Path, fps: float = 5.0,
-                quality: float = 5.0) -> Path:
+def write_movie(
+    frames: Iterable[np.ndarray], path: str | Path, fps: float = 5.0, quality: float = 5.0
+) -> Path:
     """Write ``(H, W, 3)`` uint8 frames (all the same shape) as ``.mp4`` or ``.gif``."""
     append, close = open_writer(path, fps, quality)
     n = 0
@@ -257,12 +318,19 @@ class MovieProgress:
         return self.elapsed_s / max(self.done, 1) * (self.total - self.done)
 
 
-def movie_events(frames: Any, atoms: pd.DataFrame | None, pixel_size: float | None,
-                 path: str | Path, colour: str | None = None, fps: float = 5.0,
-                 style: MovieStyle | None = None, spec: ColourSpec | None = None,
-                 frame_numbers: Sequence[int] | None = None,
-                 stop: threading.Event | None = None,
-                 quality: float = 5.0) -> Generator[MovieProgress, None, Path]:
+def movie_events(
+    frames: Any,
+    atoms: pd.DataFrame | None,
+    pixel_size: float | None,
+    path: str | Path,
+    colour: str | None = None,
+    fps: float = 5.0,
+    style: MovieStyle | None = None,
+    spec: ColourSpec | None = None,
+    frame_numbers: Sequence[int] | None = None,
+    stop: threading.Event | None = None,
+    quality: float = 5.0,
+) -> Generator[MovieProgress, None, Path]:
     """Render and write a movie, yielding a :class:`MovieProgress` after every frame;
     returns the path. When ``stop`` is set the frames done so far are written (a shorter
     movie that plays), so a stopped export is still usable."""
@@ -281,9 +349,16 @@ def movie_events(frames: Any, atoms: pd.DataFrame | None, pixel_size: float | No
     return close()
 
 
-def export_movie(frames: Any, atoms: pd.DataFrame | None, pixel_size: float | None,
-                 path: str | Path, colour: str | None = None, fps: float = 5.0,
-                 style: MovieStyle | None = None, **kwargs: Any) -> Path:
+def export_movie(
+    frames: Any,
+    atoms: pd.DataFrame | None,
+    pixel_size: float | None,
+    path: str | Path,
+    colour: str | None = None,
+    fps: float = 5.0,
+    style: MovieStyle | None = None,
+    **kwargs: Any,
+) -> Path:
     """Render and write a whole movie (see :func:`movie_events`); returns the path."""
     gen = movie_events(frames, atoms, pixel_size, path, colour, fps, style, **kwargs)
     while True:

@@ -57,5 +57,13 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'atomlens.workflows' has no attribute {name!r}")
 
 
-__all__ = ["Log", "Progress", "Recipe", "TrainingProgress", "drain", "setting",
-           "training_progress", *_SUBMODULES]
+__all__ = [
+    "Log",
+    "Progress",
+    "Recipe",
+    "TrainingProgress",
+    "drain",
+    "setting",
+    "training_progress",
+    *_SUBMODULES,
+]

@@ -30,17 +30,20 @@ class ChemRecipe(Recipe):
     enabled: bool = setting(True, doc="run chemistry at all (atomlens run)")
     track: bool = setting(True, doc="link atoms over frames (track_id)")
     max_displacement_A: float | None = setting(
-        None, above=0.0,
-        doc="largest step between frames for every species, Å; None = max_disp_A")
+        None, above=0.0, doc="largest step between frames for every species, Å; None = max_disp_A"
+    )
     max_disp_A: dict[str, float] = setting(
         default_factory=lambda: {"*": 1.0, "Si": 4.0},
         doc="largest step between frames per species, Å ('*' = the rest): host 1 Å, "
-            "Si 4 Å (it hops one or two sites per frame)")
+        "Si 4 Å (it hops one or two sites per frame)",
+    )
     max_gap: int = setting(3, min=0, doc="frames a track may miss and still continue")
     max_bond_A: dict[str, float] = setting(
-        default_factory=dict, doc="maximum bond length per pair, e.g. {'C-Si': 2.1}, Å")
+        default_factory=dict, doc="maximum bond length per pair, e.g. {'C-Si': 2.1}, Å"
+    )
     register: bool = setting(
-        True, doc="measure drift on the movie and track registered positions (y_reg, x_reg)")
+        True, doc="measure drift on the movie and track registered positions (y_reg, x_reg)"
+    )
 
     def _check(self) -> None:
         from atomlens.errors import SettingsError
@@ -54,11 +57,17 @@ class ChemRecipe(Recipe):
         """The :class:`atomlens.chem.ChemParams` of this recipe."""
         from atomlens.chem import ChemParams
 
-        disp = ({"*": float(self.max_displacement_A)} if self.max_displacement_A
-                else dict(self.max_disp_A))
-        return ChemParams(max_bond_A=dict(self.max_bond_A),
-                          track=self.track if track is None else track,
-                          max_disp_A=disp, max_gap=self.max_gap)
+        disp = (
+            {"*": float(self.max_displacement_A)}
+            if self.max_displacement_A
+            else dict(self.max_disp_A)
+        )
+        return ChemParams(
+            max_bond_A=dict(self.max_bond_A),
+            track=self.track if track is None else track,
+            max_disp_A=disp,
+            max_gap=self.max_gap,
+        )
 
 
 @dataclass
@@ -118,13 +127,20 @@ def track(atoms: pd.DataFrame, pixel_size: float, recipe: ChemRecipe) -> pd.Data
     return track_atoms(atoms, pixel_size, max_displacement_A=p.max_disp_A, max_gap=p.max_gap)
 
 
-def per_frame(atoms: pd.DataFrame, pixel_size: float, recipe: ChemRecipe) -> dict[str, pd.DataFrame]:
+def per_frame(
+    atoms: pd.DataFrame, pixel_size: float, recipe: ChemRecipe
+) -> dict[str, pd.DataFrame]:
     """Per-frame chemistry of ``atoms`` (no tracking): what a pipeline chunk computes."""
     from atomlens.chem import analyze
 
     res = analyze(atoms, pixel_size, recipe.params(track=False))
-    return {"atoms": res.atoms, "bonds": res.bonds, "rings": res.rings, "defects": res.defects,
-            "dopants": res.dopants}
+    return {
+        "atoms": res.atoms,
+        "bonds": res.bonds,
+        "rings": res.rings,
+        "defects": res.defects,
+        "dopants": res.dopants,
+    }
 
 
 def run(
@@ -172,8 +188,16 @@ def run(
     else:
         dop = res.dopants
     yield Progress("chem", "track", 2, 2)
-    return ChemOutput(out_atoms, with_bond_ids(res.bonds, out_atoms), res.rings, res.defects, dop,
-                      float(pixel_size), recipe, drift)
+    return ChemOutput(
+        out_atoms,
+        with_bond_ids(res.bonds, out_atoms),
+        res.rings,
+        res.defects,
+        dop,
+        float(pixel_size),
+        recipe,
+        drift,
+    )
 
 
 def with_bond_ids(bonds: pd.DataFrame, atoms: pd.DataFrame) -> pd.DataFrame:
@@ -187,5 +211,12 @@ def with_bond_ids(bonds: pd.DataFrame, atoms: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-__all__ = ["ChemOutput", "ChemRecipe", "per_frame", "register_atoms", "run", "track",
-           "with_bond_ids"]
+__all__ = [
+    "ChemOutput",
+    "ChemRecipe",
+    "per_frame",
+    "register_atoms",
+    "run",
+    "track",
+    "with_bond_ids",
+]

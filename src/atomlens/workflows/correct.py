@@ -117,12 +117,19 @@ class CorrectionSession:
     def disconnect(self, listener: Callable[[SessionEvent], None]) -> None:
         self._listeners.remove(listener)
 
-    def _emit(self, kind: str, frames: Iterable[int] = (), ids: Iterable[int] = (),
-              message: str = "", dirty: bool = True) -> None:
+    def _emit(
+        self,
+        kind: str,
+        frames: Iterable[int] = (),
+        ids: Iterable[int] = (),
+        message: str = "",
+        dirty: bool = True,
+    ) -> None:
         if dirty:
             self._version += 1
-        ev = SessionEvent(kind, tuple(sorted({int(f) for f in frames})),
-                          tuple(int(i) for i in ids), message)
+        ev = SessionEvent(
+            kind, tuple(sorted({int(f) for f in frames})), tuple(int(i) for i in ids), message
+        )
         for fn in list(self._listeners):
             fn(ev)
 
@@ -141,11 +148,17 @@ class CorrectionSession:
     def n_frames(self) -> int | None:
         if self.stack is None:
             return None
-        return int(getattr(self.stack, "n_frames", None) or np.shape(getattr(self.stack, "data", self.stack))[0])
+        return int(
+            getattr(self.stack, "n_frames", None)
+            or np.shape(getattr(self.stack, "data", self.stack))[0]
+        )
 
     def _snapshot(self) -> Snapshot:
-        return Snapshot(self.atoms[["frame", "y", "x"]].to_numpy(float), self.atoms.copy(),
-                        frozenset(self.corrected))
+        return Snapshot(
+            self.atoms[["frame", "y", "x"]].to_numpy(float),
+            self.atoms.copy(),
+            frozenset(self.corrected),
+        )
 
     def _next_ids(self, n: int) -> np.ndarray:
         start = int(self.atoms["atom_id"].max()) + 1 if len(self.atoms) else 0
@@ -174,8 +187,16 @@ class CorrectionSession:
         self.history.push(self._snapshot())
         new_id = int(self._next_ids(1)[0])
         row = {c: None for c in self.atoms.columns}
-        row.update(frame=frame, y=float(y), x=float(x), cls=str(cls), prob=1.0, edited=True,
-                   source="manual", atom_id=new_id)
+        row.update(
+            frame=frame,
+            y=float(y),
+            x=float(x),
+            cls=str(cls),
+            prob=1.0,
+            edited=True,
+            source="manual",
+            atom_id=new_id,
+        )
         self.atoms = pd.concat([self.atoms, pd.DataFrame([row])], ignore_index=True)
         self.atoms = ensure_edit_columns(self.atoms)
         self.corrected.add(frame)
@@ -271,15 +292,17 @@ class CorrectionSession:
         if self.stack is None:
             raise SettingsError(
                 "the session has no movie: open the movie the atoms were detected on "
-                "(or a project that records it)")
+                "(or a project that records it)"
+            )
         from atomlens.io.stack import Stack
 
         if isinstance(self.stack, Stack):
             if self.pixel_size and self.stack.pixel_size != self.pixel_size:
                 return self.stack.with_pixel_size(self.pixel_size, self.pixel_size_source)
             return self.stack
-        return Stack(np.asarray(self.stack), self.pixel_size, self.pixel_size_source, {},
-                     self.stack_path)
+        return Stack(
+            np.asarray(self.stack), self.pixel_size, self.pixel_size_source, {}, self.stack_path
+        )
 
     def next_model_path(self) -> str | None:
         """``<project>/models/finetuned-NNN.pt`` for the next fine-tuned detector."""
@@ -291,8 +314,13 @@ class CorrectionSession:
         n = len(list((folder / "models").glob("finetuned-*.pt"))) if folder.exists() else 0
         return str(folder / "models" / f"finetuned-{n + 1:03d}.pt")
 
-    def retrain(self, *, stop: threading.Event | None = None, frame_hint: int | None = None,
-                out: str | None = None) -> Generator[Any, None, Any]:
+    def retrain(
+        self,
+        *,
+        stop: threading.Event | None = None,
+        frame_hint: int | None = None,
+        out: str | None = None,
+    ) -> Generator[Any, None, Any]:
         """Fine-tune the current detector on the corrected frames, yielding the
         fine-tuning events (:func:`atomlens.segment.finetune.iter_finetune`); returns
         the :class:`FinetuneResult` (or None when stopped before a model existed). The
@@ -304,20 +332,34 @@ class CorrectionSession:
         base = self.current_model if self.current_model is not None else self.model
         result = None
         yield Log("correct", f"retraining on {len(frames)} corrected frame(s)")
-        for ev in iter_finetune(stack, self.atoms, frames, base,
-                                out=out or self.next_model_path(), stop=stop,
-                                pixel_size=self.pixel_size, stack_path=self.stack_path,
-                                steps=self.recipe.steps, self_train=self.recipe.self_train,
-                                threads=self.recipe.threads):
+        for ev in iter_finetune(
+            stack,
+            self.atoms,
+            frames,
+            base,
+            out=out or self.next_model_path(),
+            stop=stop,
+            pixel_size=self.pixel_size,
+            stack_path=self.stack_path,
+            steps=self.recipe.steps,
+            self_train=self.recipe.self_train,
+            threads=self.recipe.threads,
+        ):
             if isinstance(ev, FinetuneFinished):
                 result = ev.result
             yield ev
         if result is not None:
             self.new_model = result.detector
             self.new_model_path = str(result.path) if result.path else None
-            self.lineage.append({"parent": self.model, "model": self.new_model_path,
-                                 "frames": frames, "steps": self.recipe.steps,
-                                 "reason": result.reason})
+            self.lineage.append(
+                {
+                    "parent": self.model,
+                    "model": self.new_model_path,
+                    "frames": frames,
+                    "steps": self.recipe.steps,
+                    "reason": result.reason,
+                }
+            )
             self._emit("model", frames, message=f"fine-tuned detector ({result.reason})")
         return result
 
@@ -329,8 +371,9 @@ class CorrectionSession:
             raise SettingsError("retrain first: there is no new model yet")
         stack = self._stack()
         yield Progress("correct", "redetect", 0, 1, "re-detecting")
-        res = redetect(stack, self.atoms, self.corrected_frames, model,
-                       threshold=self.recipe.threshold)
+        res = redetect(
+            stack, self.atoms, self.corrected_frames, model, threshold=self.recipe.threshold
+        )
         self.history.push(self._snapshot())
         table = res.atoms.reset_index(drop=True)
         # corrected rows keep their atom_id (matched on frame, y, x); new rows get fresh ids
@@ -359,14 +402,19 @@ class CorrectionSession:
         if not self.stack_path:
             raise SettingsError(
                 "the session does not know its movie file: open the movie from a file "
-                "(not a probability map) before saving, so the project can be reopened")
-        models = {k: v for k, v in {"detector": self.model,
-                                    "finetuned": self.new_model_path}.items() if v}
+                "(not a probability map) before saving, so the project can be reopened"
+            )
+        models = {
+            k: v for k, v in {"detector": self.model, "finetuned": self.new_model_path}.items() if v
+        }
         return Project(
-            stack_path=str(Path(self.stack_path).resolve()), pixel_size=self.pixel_size,
-            pixel_size_source=self.pixel_size_source, models=models,
+            stack_path=str(Path(self.stack_path).resolve()),
+            pixel_size=self.pixel_size,
+            pixel_size_source=self.pixel_size_source,
+            models=models,
             settings={"correct": self.recipe.to_dict(), "lineage": list(self.lineage)},
-            corrected_frames=self.corrected_frames, atoms=self.atoms.copy(),
+            corrected_frames=self.corrected_frames,
+            atoms=self.atoms.copy(),
         )
 
     def save(self, path: str | Path | None = None) -> Path:
@@ -387,8 +435,12 @@ class CorrectionSession:
         """True when autosave is on, a project path is set, there are unsaved changes
         and ``autosave_s`` seconds have passed since the last save."""
         now = time.monotonic() if now is None else now
-        return (self.recipe.autosave and bool(self.project_path) and self.dirty
-                and now - self._last_save >= self.recipe.autosave_s)
+        return (
+            self.recipe.autosave
+            and bool(self.project_path)
+            and self.dirty
+            and now - self._last_save >= self.recipe.autosave_s
+        )
 
     def autosave(self, now: float | None = None) -> Path | None:
         """Save when :meth:`autosave_due`; returns the folder or None."""
@@ -407,15 +459,23 @@ class CorrectionSession:
 
             stack = read_stack(proj.stack_path, pixel_size=proj.pixel_size, lazy=lazy)
         settings = proj.settings or {}
-        recipe = CorrectRecipe.from_dict(settings.get("correct") or {
-            k: v for k, v in settings.items() if k in CorrectRecipe.docs()})
+        recipe = CorrectRecipe.from_dict(
+            settings.get("correct")
+            or {k: v for k, v in settings.items() if k in CorrectRecipe.docs()}
+        )
         session = cls(
-            atoms=proj.atoms if proj.atoms is not None else pd.DataFrame(columns=["frame", "y", "x"]),
-            stack=stack, stack_path=proj.stack_path, pixel_size=proj.pixel_size,
+            atoms=proj.atoms
+            if proj.atoms is not None
+            else pd.DataFrame(columns=["frame", "y", "x"]),
+            stack=stack,
+            stack_path=proj.stack_path,
+            pixel_size=proj.pixel_size,
             pixel_size_source=proj.pixel_size_source,
             model=(proj.models or {}).get("finetuned") or (proj.models or {}).get("detector"),
-            recipe=recipe, corrected=set(proj.corrected_frames or []),
-            lineage=list(settings.get("lineage", [])), project_path=str(proj.path or path),
+            recipe=recipe,
+            corrected=set(proj.corrected_frames or []),
+            lineage=list(settings.get("lineage", [])),
+            project_path=str(proj.path or path),
         )
         if session.model == "shipped":
             session.model = None
@@ -423,9 +483,14 @@ class CorrectionSession:
         return session
 
 
-def replay(project: str | Path, *, steps: int | None = None, out: str | None = None,
-           frames: Any = None, stop: threading.Event | None = None,
-           ) -> Generator[Any, None, Any]:
+def replay(
+    project: str | Path,
+    *,
+    steps: int | None = None,
+    out: str | None = None,
+    frames: Any = None,
+    stop: threading.Event | None = None,
+) -> Generator[Any, None, Any]:
     """Replay a saved session's fine-tuning: load the project, fine-tune on its corrected
     frames (or ``frames``, any frame selection) with its recipe (``steps`` overrides),
     write the model to ``out`` (default: the project's next ``finetuned-NNN.pt``) and

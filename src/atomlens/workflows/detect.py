@@ -24,23 +24,36 @@ class DetectRecipe(Recipe):
 
     section = "detect"
 
-    model: str | None = setting(None, doc="detector: a shipped name (graphene, general), 'auto' "
-                                "(chosen from the image), or a .pt file; None = graphene")
-    contrast: str = setting("auto", choices=("auto", "bright", "dark"),
-                            doc="atoms bright (HAADF) or dark (ABF/BF); auto: from the image")
+    model: str | None = setting(
+        None,
+        doc="detector: a shipped name (graphene, general), 'auto' "
+        "(chosen from the image), or a .pt file; None = graphene",
+    )
+    contrast: str = setting(
+        "auto",
+        choices=("auto", "bright", "dark"),
+        doc="atoms bright (HAADF) or dark (ABF/BF); auto: from the image",
+    )
     threshold: float = setting(0.5, min=0.0, max=1.0, doc="foreground probability of atom pixels")
-    refine: str = setting("gaussian", choices=("gaussian", "com", "none"),
-                          doc="sub-pixel refinement on the raw image")
+    refine: str = setting(
+        "gaussian", choices=("gaussian", "com", "none"), doc="sub-pixel refinement on the raw image"
+    )
     batch_size: int = setting(4, min=1, doc="frames per network batch")
     device: str = setting("auto", doc="auto (CUDA if present), cpu or cuda")
     save_maps: bool = setting(True, doc="keep the class probability maps (T, C, Y, X)")
-    species: str = setting("model", choices=("model", "contrast"),
-                           doc="species from the model's classes, or from each atom's "
-                           "integrated intensity clustered into classes (any material)")
-    contrast_classes: str = setting("auto", doc="number of contrast classes, or auto "
-                                    "(chosen by ICL); species='contrast' only")
-    class_names: str = setting("", doc="names of the contrast classes, dimmest first, "
-                               "e.g. S2,Mo (empty: class0, class1, ...)")
+    species: str = setting(
+        "model",
+        choices=("model", "contrast"),
+        doc="species from the model's classes, or from each atom's "
+        "integrated intensity clustered into classes (any material)",
+    )
+    contrast_classes: str = setting(
+        "auto", doc="number of contrast classes, or auto (chosen by ICL); species='contrast' only"
+    )
+    class_names: str = setting(
+        "",
+        doc="names of the contrast classes, dimmest first, e.g. S2,Mo (empty: class0, class1, ...)",
+    )
 
 
 @dataclass
@@ -124,15 +137,32 @@ def run(
     idx = parse_frames(frames, n_total)
     ps = _pixel_size(stack, pixel_size)
     # the model ('auto': chosen from the first frame), dark-atom inversion, fit warnings
-    setup = detection_setup(stack, recipe.model, idx, ps, threshold=recipe.threshold,
-                            contrast=recipe.contrast, warn=check_fit, load=_load)
+    setup = detection_setup(
+        stack,
+        recipe.model,
+        idx,
+        ps,
+        threshold=recipe.threshold,
+        contrast=recipe.contrast,
+        warn=check_fit,
+        load=_load,
+    )
     det = setup.detector
     keep_maps = recipe.save_maps if maps is None else bool(maps)
     want_maps = keep_maps or on_maps is not None
     tables, map_list, stopped = [], [], False
-    gen = iter_detect(stack, det, idx, recipe.threshold, recipe.refine, want_maps,
-                      pixel_size=ps, batch_size=recipe.batch_size, device=recipe.device,
-                      invert=setup.invert)
+    gen = iter_detect(
+        stack,
+        det,
+        idx,
+        recipe.threshold,
+        recipe.refine,
+        want_maps,
+        pixel_size=ps,
+        batch_size=recipe.batch_size,
+        device=recipe.device,
+        invert=setup.invert,
+    )
     try:
         for fr in gen:
             tables.append(fr.atoms)
@@ -140,8 +170,13 @@ def run(
                 on_maps(fr.index, fr.maps)
             elif keep_maps:
                 map_list.append(fr.maps)
-            yield Progress("detect", "frames", fr.index + 1, fr.n_frames,
-                           f"frame {fr.frame}: {len(fr.atoms)} atoms")
+            yield Progress(
+                "detect",
+                "frames",
+                fr.index + 1,
+                fr.n_frames,
+                f"frame {fr.frame}: {len(fr.atoms)} atoms",
+            )
             check_stop(stop)
     except Cancelled:
         stopped = True
@@ -154,14 +189,23 @@ def run(
     if recipe.species == "contrast" and len(atoms):
         from atomlens.atoms.contrast import species_from_stack
 
-        atoms, cmodel = species_from_stack(stack, atoms, k=recipe.contrast_classes,
-                                           names=recipe.class_names or None,
-                                           invert=bool(setup.invert))
+        atoms, cmodel = species_from_stack(
+            stack,
+            atoms,
+            k=recipe.contrast_classes,
+            names=recipe.class_names or None,
+            invert=bool(setup.invert),
+        )
         species_model = cmodel.summary()
     return DetectResult(
-        atoms=with_atom_ids(atoms), maps=np.stack(map_list) if map_list else None,
-        classes=classes, pixel_size=ps, frames=idx[: len(tables)], recipe=recipe,
-        model_card=dict(getattr(det, "card", {}) or {}), stopped=stopped,
+        atoms=with_atom_ids(atoms),
+        maps=np.stack(map_list) if map_list else None,
+        classes=classes,
+        pixel_size=ps,
+        frames=idx[: len(tables)],
+        recipe=recipe,
+        model_card=dict(getattr(det, "card", {}) or {}),
+        stopped=stopped,
         model_choice=f"{setup.name} ({setup.reason})",
         warnings=list(setup.warnings) + _masked(stack, idx[: len(tables)]),
         species_model=species_model,
@@ -176,8 +220,14 @@ def _masked(stack: Any, frames: list[int]) -> list[str]:
     return [note] if note else []
 
 
-def detect_frames(stack: Any, recipe: DetectRecipe, frames: list[int], *,
-                  pixel_size: float | None = None, maps: bool | None = None) -> DetectResult:
+def detect_frames(
+    stack: Any,
+    recipe: DetectRecipe,
+    frames: list[int],
+    *,
+    pixel_size: float | None = None,
+    maps: bool | None = None,
+) -> DetectResult:
     """:func:`run` to the end (no events): what a pipeline chunk calls."""
     from atomlens.workflows.events import drain
 

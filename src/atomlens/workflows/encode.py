@@ -59,8 +59,11 @@ def run(
     windows = cut_windows(prepare_movie(movie, pre), atoms)
     check_stop(stop)
     yield Progress("encode", "encode", 1, 2, f"encoding {len(windows)} windows")
-    lat = model.transform(windows.images).reset_index(drop=True) if len(windows) else \
-        pd.DataFrame(columns=model.latent_names())
+    lat = (
+        model.transform(windows.images).reset_index(drop=True)
+        if len(windows)
+        else pd.DataFrame(columns=model.latent_names())
+    )
     out = latents_on_atoms(atoms, lat, windows)
     yield Progress("encode", "encode", 2, 2)
     return EncodeResult(out, list(lat.columns), pre)

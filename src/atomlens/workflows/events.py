@@ -94,17 +94,25 @@ def training_progress(event: Any) -> TrainingProgress | None:
     if isinstance(event, Started):
         return TrainingProgress("started", 0, event.n_epochs)
     if isinstance(event, StepEnd):
-        return TrainingProgress("step", event.epoch, None, loss=event.loss, elapsed_s=event.elapsed_s)
+        return TrainingProgress(
+            "step", event.epoch, None, loss=event.loss, elapsed_s=event.elapsed_s
+        )
     if isinstance(event, EpochEnd):
         return TrainingProgress(
-            "epoch", event.epoch + 1, event.n_epochs, event.train_loss, event.test_loss,
-            event.elapsed_s, event.eta_s,
+            "epoch",
+            event.epoch + 1,
+            event.n_epochs,
+            event.train_loss,
+            event.test_loss,
+            event.elapsed_s,
+            event.eta_s,
         )
     if isinstance(event, CheckpointSaved):
         return TrainingProgress("checkpoint", event.epoch + 1, None)
     if isinstance(event, Finished):
-        return TrainingProgress("finished", event.epochs_done, None, elapsed_s=event.elapsed_s,
-                                reason=event.reason)
+        return TrainingProgress(
+            "finished", event.epochs_done, None, elapsed_s=event.elapsed_s, reason=event.reason
+        )
     return _detector_progress(event)
 
 
@@ -116,21 +124,30 @@ def _detector_progress(event: Any) -> TrainingProgress | None:
     if isinstance(event, FinetuneStarted):
         return TrainingProgress("started", 0, event.steps, unit="step")
     if isinstance(event, FinetuneStep):
-        return TrainingProgress("step", event.step, event.steps, event.loss, None, event.elapsed_s,
-                                unit="step")
+        return TrainingProgress(
+            "step", event.step, event.steps, event.loss, None, event.elapsed_s, unit="step"
+        )
     if isinstance(event, FinetuneFinished):
-        return TrainingProgress("finished", 0, None, elapsed_s=event.elapsed_s, reason=event.reason,
-                                unit="step")
+        return TrainingProgress(
+            "finished", 0, None, elapsed_s=event.elapsed_s, reason=event.reason, unit="step"
+        )
     if isinstance(event, dict) and "step" in event:  # atomlens.segment.train step dicts
         step, steps, el = int(event["step"]), event.get("steps"), event.get("elapsed_s")
         if "end" in event or event.get("done"):
-            return TrainingProgress("finished", step, steps, elapsed_s=el,
-                                    reason=str(event.get("end", "done")), unit="step")
+            return TrainingProgress(
+                "finished",
+                step,
+                steps,
+                elapsed_s=el,
+                reason=str(event.get("end", "done")),
+                unit="step",
+            )
         if event.get("resumed"):
             return TrainingProgress("started", step, steps, elapsed_s=el, unit="step")
         if "loss" in event:
-            return TrainingProgress("step", step, steps, float(event["loss"]), None, el,
-                                    unit="step")
+            return TrainingProgress(
+                "step", step, steps, float(event["loss"]), None, el, unit="step"
+            )
     return None
 
 

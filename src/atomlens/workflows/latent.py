@@ -52,18 +52,27 @@ class DescriptorRecipe(Recipe):
     section = "descriptors"
 
     window: int = setting(16, min=4, max=512, doc="window side, pixels of the (binned) movie")
-    source: str = setting("raw", choices=("raw", "maps"),
-                          doc="raw image intensities or detector probability maps")
+    source: str = setting(
+        "raw", choices=("raw", "maps"), doc="raw image intensities or detector probability maps"
+    )
     centres: str = setting("atoms", choices=("atoms", "rings"), doc="what windows are centred on")
-    border: str = setting("drop", choices=("drop", "pad"),
-                          doc="drop windows that leave the frame, or pad the frame")
-    normalize: str = setting("percentile", choices=("percentile", "minmax", "zscore", "none"),
-                             doc="one intensity scale for the whole movie before cutting")
+    border: str = setting(
+        "drop", choices=("drop", "pad"), doc="drop windows that leave the frame, or pad the frame"
+    )
+    normalize: str = setting(
+        "percentile",
+        choices=("percentile", "minmax", "zscore", "none"),
+        doc="one intensity scale for the whole movie before cutting",
+    )
     bin: int | None = setting(
-        None, min=1, max=16,
-        doc=f"average bin x bin pixels before cutting; None = to about {TARGET_PIXEL_A} Å/px")
+        None,
+        min=1,
+        max=16,
+        doc=f"average bin x bin pixels before cutting; None = to about {TARGET_PIXEL_A} Å/px",
+    )
     channels: tuple[int, ...] | None = setting(
-        None, doc="maps: channel indices to keep (None = all but background)")
+        None, doc="maps: channel indices to keep (None = all but background)"
+    )
 
 
 @dataclass
@@ -76,7 +85,9 @@ class LatentRecipe(Recipe):
     model: str = setting("rvae", choices=MODEL_NAMES, doc="registered latent model")
     latent_dim: int = setting(6, min=0, max=64, doc="content latents z1..zk (PCA/NMF: components)")
     n_clusters: int = setting(4, min=1, max=256, doc="GMM clusters")
-    hidden: tuple[int, ...] | None = setting((64, 64), doc="hidden widths; None = the model's default")
+    hidden: tuple[int, ...] | None = setting(
+        (64, 64), doc="hidden widths; None = the model's default"
+    )
     epochs: int = setting(15, min=1, max=100000, doc="passes over the training windows")
     batch_size: int = setting(50, min=1, doc="windows per optimisation step")
     lr: float = setting(1e-3, above=0.0, max=1.0, doc="Adam learning rate")
@@ -84,12 +95,17 @@ class LatentRecipe(Recipe):
     translation: bool = setting(True, doc="rVAE: x/y shift latents")
     loss: str = setting("mse", choices=("mse", "bce"), doc="reconstruction loss (torch models)")
     encoder: str = setting("mlp", choices=("mlp", "conv"), doc="rVAE encoder")
-    train_fraction: float = setting(0.75, above=0.0, max=1.0,
-                                    doc="share of windows for training; the rest is the test loss")
-    max_train_windows: int = setting(5000, min=1, doc="train on a random subset this large, encode all")
+    train_fraction: float = setting(
+        0.75, above=0.0, max=1.0, doc="share of windows for training; the rest is the test loss"
+    )
+    max_train_windows: int = setting(
+        5000, min=1, doc="train on a random subset this large, encode all"
+    )
     seed: int = setting(0, min=0, doc="seeds the subset, the split, the weights and the noise")
     device: str = setting("auto", doc="auto, cpu, cuda or mps")
-    threads: int | None = setting(None, min=1, doc="torch CPU threads while training; None = as set")
+    threads: int | None = setting(
+        None, min=1, doc="torch CPU threads while training; None = as set"
+    )
 
 
 @dataclass
@@ -135,8 +151,11 @@ class PreparedMovie:
         return self.data.shape
 
 
-def prepare_movie(frames: Any, recipe: DescriptorRecipe, pixel_size: float | None = None,
-                  ) -> PreparedMovie:
+def prepare_movie(
+    frames: Any,
+    recipe: DescriptorRecipe,
+    pixel_size: float | None = None,
+) -> PreparedMovie:
     """The movie as windows are cut from it: binned ``bin x bin`` (``bin = None``: to about
     :data:`TARGET_PIXEL_A` from ``pixel_size`` in Å/px, default the Stack's; 1 when
     unknown) and scaled per ``recipe``; maps keep the recipe's channels."""
@@ -153,8 +172,11 @@ def prepare_movie(frames: Any, recipe: DescriptorRecipe, pixel_size: float | Non
         arr = arr[..., :y, :x]
         arr = arr.reshape(*arr.shape[:-2], y // b, b, x // b, b).mean(axis=(-3, -1))
     if recipe.source == "maps" and arr.ndim == 4:
-        chans = list(recipe.channels) if recipe.channels else (
-            list(range(1, arr.shape[1])) if arr.shape[1] > 1 else [0])
+        chans = (
+            list(recipe.channels)
+            if recipe.channels
+            else (list(range(1, arr.shape[1])) if arr.shape[1] > 1 else [0])
+        )
         arr = arr[:, chans[0]] if len(chans) == 1 else arr[:, chans]
     if recipe.normalize != "none" and recipe.source == "raw":
         bad = ~np.isfinite(arr)  # NaN/inf (masked) pixels must not spoil the scaling
@@ -176,8 +198,11 @@ def centres_on_grid(centres: pd.DataFrame, recipe: DescriptorRecipe) -> pd.DataF
     return out
 
 
-def cut_windows(prepared: PreparedMovie | np.ndarray, centres: pd.DataFrame,
-                recipe: DescriptorRecipe | None = None) -> Windows:
+def cut_windows(
+    prepared: PreparedMovie | np.ndarray,
+    centres: pd.DataFrame,
+    recipe: DescriptorRecipe | None = None,
+) -> Windows:
     """Windows around ``centres`` (``frame, y, x`` in pixels of the ORIGINAL movie) from a
     movie made by :func:`prepare_movie`. The binning is the prepared movie's; ``recipe``
     may change the window and border only (a plain array is taken as it is, bin 1)."""
@@ -187,15 +212,16 @@ def cut_windows(prepared: PreparedMovie | np.ndarray, centres: pd.DataFrame,
     if isinstance(prepared, PreparedMovie):
         base = prepared.recipe
         if recipe is not None:
-            base = base.replace(window=recipe.window, border=recipe.border,
-                                centres=recipe.centres)
+            base = base.replace(window=recipe.window, border=recipe.border, centres=recipe.centres)
         recipe, data = base, prepared.data
     else:
-        recipe = (recipe or DescriptorRecipe()).replace(bin=(recipe.bin if recipe and recipe.bin
-                                                             else 1))
+        recipe = (recipe or DescriptorRecipe()).replace(
+            bin=(recipe.bin if recipe and recipe.bin else 1)
+        )
         data = np.asarray(prepared, np.float32)
-    sub = extract_windows(data, centres_on_grid(centres, recipe), window=recipe.window,
-                          border=recipe.border)
+    sub = extract_windows(
+        data, centres_on_grid(centres, recipe), window=recipe.window, border=recipe.border
+    )
     images, index = np.asarray(sub.images, np.float32), np.asarray(sub.index, np.int64)
     if len(images):  # windows over NaN/inf (masked) pixels: no latents there
         whole = np.isfinite(images.reshape(len(images), -1)).all(axis=1)
@@ -213,17 +239,25 @@ def cut_windows(prepared: PreparedMovie | np.ndarray, centres: pd.DataFrame,
     return Windows(images, index, centres, recipe)
 
 
-def model_kwargs(recipe: LatentRecipe, window: tuple[int, int], channels: int = 1) -> dict[str, Any]:
+def model_kwargs(
+    recipe: LatentRecipe, window: tuple[int, int], channels: int = 1
+) -> dict[str, Any]:
     """Constructor arguments of ``recipe.model``: only what that model takes."""
     from atomlens.models import model_parameters
 
     takes = set(model_parameters(recipe.model))
     if recipe.model == "skip-rvae":
         takes |= set(model_parameters("rvae"))
-    want: dict[str, Any] = {"window": tuple(window), "seed": recipe.seed, "lr": recipe.lr,
-                            "rot_prior": recipe.rot_prior, "channels": channels,
-                            "translation": recipe.translation, "loss": recipe.loss,
-                            "encoder": recipe.encoder}
+    want: dict[str, Any] = {
+        "window": tuple(window),
+        "seed": recipe.seed,
+        "lr": recipe.lr,
+        "rot_prior": recipe.rot_prior,
+        "channels": channels,
+        "translation": recipe.translation,
+        "loss": recipe.loss,
+        "encoder": recipe.encoder,
+    }
     if "latent_dim" in takes:
         want["latent_dim"] = recipe.latent_dim
     elif recipe.model == "gmm":
@@ -244,8 +278,9 @@ def build_model(recipe: LatentRecipe, windows: Windows) -> Any:
     shape = windows.images.shape
     channels = 1 if len(shape) == 3 else int(shape[1])
     model = make_model(recipe.model, **model_kwargs(recipe, tuple(shape[-2:]), channels))
-    model.card.update(recipe=recipe.to_dict(), preprocessing=windows.recipe.to_dict(),
-                      n_windows=int(len(windows)))
+    model.card.update(
+        recipe=recipe.to_dict(), preprocessing=windows.recipe.to_dict(), n_windows=int(len(windows))
+    )
     return model
 
 
@@ -270,16 +305,28 @@ def train(
 
         raise SettingsError("no windows to train on: detect atoms first (or use border = 'pad')")
     model = build_model(recipe, windows)
-    subset = np.sort(np.random.default_rng(recipe.seed).choice(
-        n, size=min(n, recipe.max_train_windows), replace=False))
-    yield Log("latent", f"training {recipe.model} on {len(subset)} of {n} windows, "
-                        f"{recipe.epochs} epochs")
+    subset = np.sort(
+        np.random.default_rng(recipe.seed).choice(
+            n, size=min(n, recipe.max_train_windows), replace=False
+        )
+    )
+    yield Log(
+        "latent", f"training {recipe.model} on {len(subset)} of {n} windows, {recipe.epochs} epochs"
+    )
     reason, history = "done", {}
-    for ev in fit_events(model, windows.images[subset], epochs=recipe.epochs,
-                         batch_size=recipe.batch_size, lr=recipe.lr,
-                         train_fraction=recipe.train_fraction, device=recipe.device,
-                         seed=recipe.seed, stop=stop, checkpoint_dir=checkpoint_dir,
-                         threads=recipe.threads):
+    for ev in fit_events(
+        model,
+        windows.images[subset],
+        epochs=recipe.epochs,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        train_fraction=recipe.train_fraction,
+        device=recipe.device,
+        seed=recipe.seed,
+        stop=stop,
+        checkpoint_dir=checkpoint_dir,
+        threads=recipe.threads,
+    ):
         if isinstance(ev, Finished):
             reason, history = ev.reason, dict(ev.history or {})
         yield ev
@@ -288,8 +335,9 @@ def train(
         yield Progress("latent", "encode", 0, n, "encoding every window")
         latents = model.transform(windows.images).reset_index(drop=True)
         yield Progress("latent", "encode", n, n)
-    return LatentResult(model, latents, windows, recipe, stopped=reason == "stopped",
-                        history=history)
+    return LatentResult(
+        model, latents, windows, recipe, stopped=reason == "stopped", history=history
+    )
 
 
 def run(

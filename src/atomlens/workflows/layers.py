@@ -13,8 +13,18 @@ from typing import Any
 from atomlens.errors import SettingsError
 
 #: ``metadata["atomlens"]["kind"]`` values of images that are NOT a movie.
-DERIVED_KINDS = frozenset({"maps", "probability", "latent", "reconstruction", "manifold",
-                           "chemspace", "walls", "subimages"})
+DERIVED_KINDS = frozenset(
+    {
+        "maps",
+        "probability",
+        "latent",
+        "reconstruction",
+        "manifold",
+        "chemspace",
+        "walls",
+        "subimages",
+    }
+)
 
 
 def _meta(layer: Any) -> dict:
@@ -64,7 +74,8 @@ def pick_movie_layer(layers: Iterable[Any], required: bool = True) -> Any:
     if derived:
         raise SettingsError(
             f"only derived images are open ({', '.join(derived)}): open the movie itself "
-            "(File > Open) -- probability maps cannot be used as the movie")
+            "(File > Open) -- probability maps cannot be used as the movie"
+        )
     raise SettingsError("no image layer: open the movie first (File > Open)")
 
 

@@ -46,8 +46,12 @@ class PFMRecipe(Recipe):
         return PFMConfig(**self.to_dict())
 
 
-def run(phase: Any, recipe: PFMRecipe | None = None, *, stop: threading.Event | None = None,
-        ) -> Generator[Log, None, Any]:
+def run(
+    phase: Any,
+    recipe: PFMRecipe | None = None,
+    *,
+    stop: threading.Event | None = None,
+) -> Generator[Log, None, Any]:
     """Run the PFM workflow on a (T, Y, X) phase movie, yielding :class:`Log` lines as
     it goes; returns :class:`atomlens.pfm.workflow.PFMResult` (with ``recipe``)."""
     from atomlens.pfm.workflow import run_pfm

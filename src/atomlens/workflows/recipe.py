@@ -124,9 +124,7 @@ class Recipe:
             where = f"[{self.section}] {f.name}"
             ok, value = _coerce(value, hints.get(f.name, Any))
             if not ok:
-                raise SettingsError(
-                    f"{where} must be {_type_name(hints[f.name])}, got {value!r}"
-                )
+                raise SettingsError(f"{where} must be {_type_name(hints[f.name])}, got {value!r}")
             object.__setattr__(self, f.name, value)
             m = f.metadata
             if value is None or isinstance(value, bool):
@@ -136,8 +134,10 @@ class Recipe:
                 raise SettingsError(f"{where} must be one of {choices}, got {value!r}")
             if isinstance(value, int | float):
                 lo, hi, above = m.get("min"), m.get("max"), m.get("above")
-                if (lo is not None and value < lo) or (hi is not None and value > hi) or (
-                    above is not None and value <= above
+                if (
+                    (lo is not None and value < lo)
+                    or (hi is not None and value > hi)
+                    or (above is not None and value <= above)
                 ):
                     rng = []
                     if above is not None:
