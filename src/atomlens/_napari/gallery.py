@@ -15,6 +15,7 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
+from atomlens._napari._links import disconnect_all
 from atomlens._napari._workers import Throttle
 from atomlens._napari.state import session_for
 
@@ -55,7 +56,7 @@ class SubimageGallery(QWidget):
         self.redraw = Throttle(self._draw, 120, parent=self)
         self._links: list[tuple[Any, Any]] = []
         links = self._links
-        self.destroyed.connect(lambda *_: _disconnect(links))
+        self.destroyed.connect(lambda *_: disconnect_all(links))
         from qtpy.QtCore import QTimer
 
         from atomlens._napari._base import tabify_with_atomlens
@@ -67,7 +68,7 @@ class SubimageGallery(QWidget):
 
     def show_set(self, subs: Any, layer: Points) -> None:
         """Follow ``layer`` (the centres) and show windows of ``subs``."""
-        _disconnect(self._links)
+        disconnect_all(self._links)
         self.subs, self.layer = subs, layer
         self._links.append((layer.selected_data.events.items_changed, self._on_selection))
         layer.selected_data.events.items_changed.connect(self._on_selection)
@@ -172,15 +173,6 @@ def _link_clicks(points: Points, gallery: SubimageGallery) -> None:
         cb for cb in points.mouse_drag_callbacks if getattr(cb, "__name__", "") != "_on_click"
     ]
     points.mouse_drag_callbacks.append(_on_click)
-
-
-def _disconnect(links: list[tuple[Any, Any]]) -> None:
-    for emitter, callback in links:
-        try:
-            emitter.disconnect(callback)
-        except (RuntimeError, ValueError, TypeError):
-            pass
-    links.clear()
 
 
 def ensure_gallery(viewer: napari.viewer.Viewer) -> SubimageGallery | None:

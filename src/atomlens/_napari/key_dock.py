@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from atomlens._napari._layers import colour_key_of
+from atomlens._napari._links import disconnect_all
 from atomlens._napari._workers import Throttle
 from atomlens._napari.state import COLOUR_KEYS, session_for
 from atomlens.viz.keys import ColourKey, draw_key
@@ -58,7 +59,7 @@ class ColourKeyDock(QWidget):
         for layer in viewer.layers:
             self._link(layer.events.visible, self._on_change)
         links = self._links
-        self.destroyed.connect(lambda *_: _disconnect(links))
+        self.destroyed.connect(lambda *_: disconnect_all(links))
         session = session_for(viewer)
         if session.key_dock is None:  # opened from the Plugins menu: the viewer's key dock
             session.key_dock = self
@@ -107,15 +108,6 @@ class ColourKeyDock(QWidget):
             self.canvas.draw_idle()
         except RuntimeError:  # Qt widgets already deleted (viewer closing)
             pass
-
-
-def _disconnect(links: list[tuple[Any, Any]]) -> None:
-    for emitter, callback in links:
-        try:
-            emitter.disconnect(callback)
-        except (RuntimeError, ValueError, TypeError):
-            pass
-    links.clear()
 
 
 def ensure_key_dock(viewer: napari.viewer.Viewer) -> ColourKeyDock | None:

@@ -25,6 +25,7 @@ from matplotlib.widgets import LassoSelector
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from atomlens._napari._layers import current_frame, numeric_feature_columns
+from atomlens._napari._links import disconnect_all
 from atomlens._napari._workers import Throttle
 from atomlens.viz.colours import SELECTED_COLOURS
 
@@ -78,7 +79,7 @@ class MplWidget(QWidget):
         self.n_blits = 0
         self._links: list[tuple[Any, Any]] = []
         links = self._links
-        self.destroyed.connect(lambda *_: _disconnect_all(links))
+        self.destroyed.connect(lambda *_: disconnect_all(links))
 
     def link(self, emitter: Any, callback: Any) -> None:
         """Connect ``callback`` to a napari/psygnal ``emitter``; disconnected when this
@@ -112,15 +113,6 @@ class MplWidget(QWidget):
             self.ax.draw_artist(artist)
         self.canvas.blit(self.figure.bbox)
         self.n_blits += 1
-
-
-def _disconnect_all(links: list[tuple[Any, Any]]) -> None:
-    for emitter, callback in links:
-        try:
-            emitter.disconnect(callback)
-        except (RuntimeError, ValueError, TypeError):
-            pass
-    links.clear()
 
 
 class LossPlot(MplWidget):
