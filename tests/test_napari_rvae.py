@@ -12,10 +12,16 @@ import pytest
 from atomlens._napari._layers import add_tuple, current_frame, set_frame
 from atomlens._napari.latent_widget import LatentWidget
 from atomlens._napari.state import session_for
-from atomlens._napari.subimage_widget import SubimageWidget, show_window
+from atomlens._napari.subimage_widget import (
+    SubimageWidget,
+    image_pixel_size,
+    show_window,
+    window_job,
+)
 from atomlens._napari.train_widget import TrainWidget, subimages_of
 from atomlens.viz.colours import robust_limits
 from atomlens.viz.layers import atoms_layer_tuple, image_layer_tuple
+from atomlens.workflows.latent import DescriptorRecipe, LatentRecipe, resolve_bin
 
 pytestmark = pytest.mark.gui
 
@@ -67,11 +73,15 @@ def _cut(qtbot, sub):
 def test_subimages_train_encode_colour_animate(make_napari_viewer, qtbot, movie, tmp_path) -> None:
     viewer = make_napari_viewer(show=True)
     img, pts, sub = _setup(viewer, movie)
-    assert sub.window.value == 20  # ~4 Å at 0.2 Å/px
+    assert sub.window.value == 16  # DescriptorRecipe().window, as in atomlens run
     layers_before = [lay.name for lay in viewer.layers]
     subs = _cut(qtbot, sub)
     n = len(subs.images)
-    assert subs.images.shape[1:] == (20, 20) and 20 < n < len(movie.atoms)
+    # binned from the layer's pixel size (to about 0.3 Å/px) exactly as atomlens run does
+    assert image_pixel_size(img, pts) == pytest.approx(movie.pixel_size)
+    assert subs.windows.recipe == resolve_bin(DescriptorRecipe(), movie.pixel_size)
+    assert f"(bin {subs.windows.recipe.bin})" in sub.status.value
+    assert subs.images.shape[1:] == (16, 16) and 20 < n < len(movie.atoms)
     # the windows live in their own gallery dock: the canvas keeps one image and one slider
     assert [lay.name for lay in viewer.layers] == layers_before
     assert viewer.dims.ndim == 3
@@ -119,7 +129,7 @@ def test_subimages_train_encode_colour_animate(make_napari_viewer, qtbot, movie,
     trained = session_for(viewer).model.model
     loaded = train.load_model(saved)
     assert session_for(viewer).model.model is loaded is not trained
-    assert session_for(viewer).model.window == 20
+    assert session_for(viewer).model.window == 16
     np.testing.assert_allclose(
         loaded.transform(subimages_of(subs)).to_numpy(float),
         trained.transform(subimages_of(subs)).to_numpy(float),
@@ -251,6 +261,32 @@ def test_stop_ends_cleanly_with_usable_weights(make_napari_viewer, qtbot, movie)
     assert 0 < len(rings.images) <= len(centres.data)
     key = centres.metadata["atomlens"]["colour_key"]
     assert key["title"] == "ring size" and "6" in [e[0] for e in key["entries"]]
+
+
+def test_docks_default_to_the_cli_recipes(make_napari_viewer) -> None:
+    """The Subimages and Train docks start from DescriptorRecipe() and LatentRecipe(), the
+    defaults of ``atomlens run`` (bench/gui_train_real.py times exactly these)."""
+    import os
+
+    import pandas as pd
+
+    from atomlens.workflows import drain
+
+    viewer = make_napari_viewer()
+    sub, train = SubimageWidget(viewer), TrainWidget(viewer)
+    assert sub.window.value == DescriptorRecipe().window
+    threads = max(1, (os.cpu_count() or 2) - 1)  # one core left to the viewer
+    assert train.recipe() == LatentRecipe(threads=threads).validate()
+    for name in ("vae", "rvae"):  # a model choice keeps the recipe's learning rate
+        train.model_name.value = name
+        assert train.lr.value == pytest.approx(LatentRecipe().lr)
+    train.model_name.value = "gmm"  # GMM: the recipe's clusters in the same field
+    assert train.latent.value == LatentRecipe().n_clusters
+    assert train.recipe().n_clusters == LatentRecipe().n_clusters
+    # the Subimages worker bins by the pixel size: 0.078 Å/px -> bin 4, as in atomlens run
+    centres = pd.DataFrame({"frame": [0], "y": [32.0], "x": [32.0]})
+    windows = drain(window_job(np.random.rand(1, 64, 64), centres, DescriptorRecipe(), 0.078))
+    assert windows.recipe.bin == 4 and windows.images.shape == (1, 16, 16)
 
 
 def test_errors_become_notifications(make_napari_viewer, qtbot, tmp_path) -> None:

@@ -40,25 +40,32 @@ class TrainingState:
         self.status = "running"
 
     def apply(self, event: Any) -> None:
-        """Take one event from :func:`atomlens.train.fit_events` (duck-typed: an epoch end
-        carries ``epoch``, ``n_epochs``, ``train_loss``, ``test_loss``, ``elapsed_s``,
-        ``eta_s``; other events may carry ``message``)."""
-        if hasattr(event, "train_loss") and hasattr(event, "epoch"):
-            test = getattr(event, "test_loss", None)
+        """Take one workflow event: training events of any loop go through
+        :func:`atomlens.workflows.events.training_progress` (one vocabulary, told apart by
+        type); other events (:class:`~atomlens.workflows.events.Log`, ``Progress``) may
+        carry a ``message`` for the status line."""
+        from atomlens.workflows.events import training_progress
+
+        tp = training_progress(event)
+        if tp is not None and tp.kind == "epoch":
             # the epoch is set last: listeners of ``events.epoch`` see a complete state
-            self.n_epochs = int(getattr(event, "n_epochs", self.n_epochs))
-            self.train_loss = (*self.train_loss, float(event.train_loss))
-            self.test_loss = (*self.test_loss, float("nan") if test is None else float(test))
-            self.elapsed_s = float(getattr(event, "elapsed_s", self.elapsed_s))
-            eta = getattr(event, "eta_s", None)
-            self.eta_s = None if eta is None else float(eta)
-            self.epoch = int(event.epoch) + 1  # EpochEnd.epoch is 0-based; we count epochs done
-        elif hasattr(event, "reason") and hasattr(event, "epochs_done"):  # Finished
-            self.elapsed_s = float(getattr(event, "elapsed_s", self.elapsed_s))
-            self.message = f"ended: {event.reason}"
-            if event.reason == "diverged":
+            if tp.total is not None:
+                self.n_epochs = int(tp.total)
+            loss = float("nan") if tp.loss is None else float(tp.loss)
+            test = float("nan") if tp.test_loss is None else float(tp.test_loss)
+            self.train_loss = (*self.train_loss, loss)
+            self.test_loss = (*self.test_loss, test)
+            if tp.elapsed_s is not None:
+                self.elapsed_s = float(tp.elapsed_s)
+            self.eta_s = None if tp.eta_s is None else float(tp.eta_s)
+            self.epoch = int(tp.done)  # epochs done (1 after the first)
+        elif tp is not None and tp.kind == "finished":
+            if tp.elapsed_s is not None:
+                self.elapsed_s = float(tp.elapsed_s)
+            self.message = f"ended: {tp.reason}"
+            if tp.reason == "diverged":
                 self.message += " (weights of the last finished epoch restored)"
-        elif getattr(event, "message", None):
+        elif tp is None and getattr(event, "message", None):
             self.message = str(event.message)
 
     def progress_text(self) -> str:

@@ -28,15 +28,20 @@ from atomlens.viz.layers import atoms_layer_tuple
 if TYPE_CHECKING:
     from napari.layers import Image, Points
 
-#: Default window side in Å: a hexagon and its first neighbours (~2.5 C-C bonds each way).
-DEFAULT_WINDOW_A = 4.0
 
+def image_pixel_size(image: Any, points: Any = None) -> float | None:
+    """Å per pixel of the movie behind the windows, through the one resolver
+    (:func:`atomlens.io.pixel_size.resolve_pixel_size`): the image layer's Å scale, else
+    the atoms layer's (its scale or the pixel size in its AtomLens metadata); None when
+    neither knows it (then windows are cut from the unbinned movie)."""
+    from atomlens._napari.defects_dock import pixel_size_of
+    from atomlens.io.pixel_size import resolve_pixel_size
 
-def default_window(pixel_size: float | None) -> int:
-    """An even window size in pixels covering about :data:`DEFAULT_WINDOW_A` Å (16-96)."""
-    if not pixel_size:
-        return 32
-    return int(np.clip(2 * round(DEFAULT_WINDOW_A / pixel_size / 2), 16, 96))
+    known = layer_pixel_size(image) if image is not None else None
+    if not known and points is not None:
+        known = pixel_size_of(points)
+    px = resolve_pixel_size(metadata=known, required=False)
+    return None if px is None else px.value
 
 
 def _not_subimages(layer: Any) -> bool:
@@ -67,12 +72,14 @@ class SubimageSet:
         return tuple(int(v) for v in self.images.shape[-2:])
 
 
-def window_job(data: Any, centres: Any, recipe: Any) -> Generator:
-    """Worker: prepare the movie and cut the windows (headless workflow calls)."""
+def window_job(data: Any, centres: Any, recipe: Any, pixel_size: float | None = None) -> Generator:
+    """Worker: prepare the movie and cut the windows (headless workflow calls, as
+    ``atomlens run`` makes them: ``bin = None`` bins to about 0.3 Å/px from
+    ``pixel_size``)."""
     from atomlens.workflows.latent import cut_windows, prepare_movie
 
     yield "preparing the movie"
-    prepared = prepare_movie(data, recipe)
+    prepared = prepare_movie(data, recipe, pixel_size=pixel_size)
     yield "cutting windows"
     return cut_windows(prepared, centres, recipe)
 
@@ -86,22 +93,25 @@ class SubimageWidget(ViewerWidget):
         self.atoms = self.layer_picker("atoms", "points")
         self.image = self.layer_picker("image / map", "image", _not_subimages)
         self.centres = ComboBox(label="centres", choices=["atoms", "ring centres"], value="atoms")
-        self.window = SpinBox(label="window (px)", min=8, max=256, step=2, value=32)
+        from atomlens.workflows.latent import DescriptorRecipe
+
+        # the defaults of ``atomlens run`` / ``atomlens rvae``: one DescriptorRecipe
+        self.window = SpinBox(
+            label="window (px)", min=4, max=512, step=2, value=DescriptorRecipe().window
+        )
+        self.window.tooltip = (
+            "window side in pixels of the binned movie (binned to about 0.3 Å/px when the "
+            "pixel size is known, as in atomlens run)"
+        )
         self.cut_button = PushButton(text="Cut subimages")
         self.status = status_label()
         self.extend(
             [self.atoms, self.image, self.centres, self.window, self.cut_button, self.status]
         )
-        self.image.changed.connect(self._suggest_window)
         self.cut_button.changed.connect(self.cut)
         self.current: SubimageSet | None = None
         self.gallery: Any = None
         self.worker: Any = None
-        self._suggest_window()
-
-    def _suggest_window(self, *_: Any) -> None:
-        if self.image.value is not None:
-            self.window.value = default_window(layer_pixel_size(self.image.value))
 
     def cut(self) -> Any:
         """Cut windows on a worker thread; returns the worker (None on a bad input)."""
@@ -118,7 +128,8 @@ class SubimageWidget(ViewerWidget):
             if self.centres.value == "ring centres":
                 centres_layer = self._ring_centres(points, image)
             centres = layer_atoms(centres_layer)
-            recipe = DescriptorRecipe(window=int(self.window.value), centres="atoms").validate()
+            recipe = DescriptorRecipe().replace(window=int(self.window.value)).validate()
+            px = image_pixel_size(image, points)
         except ValueError as exc:
             notify_error(exc, "Subimages")
             return None
@@ -130,6 +141,7 @@ class SubimageWidget(ViewerWidget):
             data,
             centres,
             recipe,
+            px,
             on_yield=lambda msg: setattr(self.status, "value", str(msg)),
             on_return=lambda w: self._show(w, centres_layer, image),
             on_error=lambda exc: setattr(self.status, "value", "failed"),
@@ -163,7 +175,8 @@ class SubimageWidget(ViewerWidget):
         self.session.add_subimages(subs)
         self.current = subs
         h, w = subs.window
-        self.status.value = f"{len(subs.images)} windows of {h}x{w} px"
+        b = getattr(getattr(windows, "recipe", None), "bin", None) or 1
+        self.status.value = f"{len(subs.images)} windows of {h}x{w} px (bin {b})"
         self.gallery = ensure_gallery(self.viewer)
         if self.gallery is not None:
             self.gallery.show_set(subs, centres_layer)

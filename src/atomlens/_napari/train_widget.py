@@ -69,20 +69,25 @@ class TrainWidget(ViewerWidget):
         self.state = self.session.training
         self.subimages = ComboBox(label="subimages", choices=self._subimage_choices, nullable=False)
         self.session.subimages_changed.connect(self._on_subimages)
-        self.model_name = ComboBox(label="model", choices=MODEL_CHOICES, value="rvae")
-        self.latent = SpinBox(label="latent size", min=1, max=64, value=2)
-        self.epochs = SpinBox(label="epochs", min=1, max=10000, value=50)
-        self.batch = SpinBox(label="batch", min=1, max=65536, value=128)
-        self.lr = FloatSpinBox(label="learning rate", min=1e-6, max=1.0, step=1e-4, value=1e-3)
+        from atomlens.workflows.latent import LatentRecipe
+
+        d = LatentRecipe()  # the defaults of ``atomlens run`` / ``atomlens rvae``
+        self.model_name = ComboBox(label="model", choices=MODEL_CHOICES, value=d.model)
+        self.latent = SpinBox(label="latent size", min=1, max=64, value=d.latent_dim)
+        self.epochs = SpinBox(label="epochs", min=1, max=10000, value=d.epochs)
+        self.batch = SpinBox(label="batch", min=1, max=65536, value=d.batch_size)
+        self.lr = FloatSpinBox(label="learning rate", min=1e-6, max=1.0, step=1e-4, value=d.lr)
         self.lr.native.setDecimals(6)
-        self.prior = FloatSpinBox(label="rotation prior", min=0.01, max=10.0, step=0.05, value=0.1)
+        self.prior = FloatSpinBox(
+            label="rotation prior", min=0.01, max=10.0, step=0.05, value=d.rot_prior
+        )
         self.prior.tooltip = "SD of the rotation-angle prior in radians (rVAE, skip-rVAE)"
         self.train_fraction = FloatSpinBox(
-            label="train fraction", min=0.1, max=1.0, step=0.05, value=0.8
+            label="train fraction", min=0.1, max=1.0, step=0.05, value=d.train_fraction
         )
-        self.device = ComboBox(label="device", choices=["auto", "cuda", "cpu"], value="auto")
+        self.device = ComboBox(label="device", choices=["auto", "cuda", "cpu"], value=d.device)
         self.max_windows = SpinBox(
-            label="train on at most", min=10, max=10_000_000, step=500, value=4000
+            label="train on at most", min=10, max=10_000_000, step=500, value=d.max_train_windows
         )
         self.max_windows.tooltip = "windows drawn at random for training (all are encoded)"
         self.train_button = PushButton(text="Train")
@@ -119,6 +124,7 @@ class TrainWidget(ViewerWidget):
         self.loss_plot.set_epoch_range(self.epochs.value)
         self.epochs.changed.connect(self.loss_plot.set_epoch_range)
         self.native.layout().addWidget(self.loss_plot)
+        self._gmm = False  # the latent field holds GMM clusters (else latents/components)
         self.model_name.changed.connect(self._on_model_name)
         self._on_model_name(self.model_name.value)
         self.train_button.changed.connect(self.train)
@@ -157,20 +163,27 @@ class TrainWidget(ViewerWidget):
         return kw
 
     def _on_model_name(self, name: str) -> None:
-        """Show the chosen model's own defaults (learning rate) and relevant fields."""
+        """Enable the fields the chosen model uses (the learning rate stays the recipe's, as
+        in ``atomlens run``: every model trains with :class:`LatentRecipe` ``lr``)."""
         from atomlens.models import model_parameters
 
         params = model_parameters(name)
         if name == "skip-rvae":
             params = {**model_parameters("rvae"), **params}
         self.prior.enabled = "rot_prior" in params
-        self.latent.label = "latent size" if "latent_dim" in params else "components"
-        lr = params.get("lr")
+        gmm = name == "gmm"
+        self.latent.label = (
+            "clusters" if gmm else ("latent size" if "latent_dim" in params else "components")
+        )
+        if gmm != self._gmm:  # GMM counts clusters: the recipe's default n_clusters
+            from atomlens.workflows.latent import LatentRecipe
+
+            d = LatentRecipe()
+            self._gmm = gmm
+            self.latent.value = d.n_clusters if gmm else d.latent_dim
         torch_model = "latent_dim" in params
         for w in (self.epochs, self.batch, self.lr, self.train_fraction, self.device):
             w.enabled = torch_model
-        if isinstance(lr, float):
-            self.lr.value = lr
 
     def fit_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :func:`atomlens.train.fit_events` (one CPU core is left to
@@ -190,9 +203,11 @@ class TrainWidget(ViewerWidget):
         from atomlens.workflows.latent import LatentRecipe
 
         fit = self.fit_kwargs()
+        d, size, gmm = LatentRecipe(), int(self.latent.value), self.model_name.value == "gmm"
         return LatentRecipe(
-            model=self.model_name.value, latent_dim=int(self.latent.value),
-            n_clusters=int(self.latent.value), epochs=fit["epochs"], batch_size=fit["batch_size"],
+            model=self.model_name.value, latent_dim=d.latent_dim if gmm else size,
+            n_clusters=size if gmm else d.n_clusters, epochs=fit["epochs"],
+            batch_size=fit["batch_size"],
             lr=fit["lr"], rot_prior=float(self.prior.value), train_fraction=fit["train_fraction"],
             device=fit["device"], seed=0, threads=fit["threads"],
             max_train_windows=int(self.max_windows.value),
