@@ -27,7 +27,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from atomlens.atoms.lattice_reference import _cells, _displace, _mean_at, bragg_phasors
+from atomlens.atoms.lattice_reference import (
+    _cells,
+    _displace,
+    _mean_at,
+    bragg_phasors,
+    whitened_spectrum,
+)
 
 
 @dataclass
@@ -60,17 +66,9 @@ def _spots(
     max_ratio: float = 1.25,
     square: bool = True,
 ) -> np.ndarray:
-    h, w = img.shape
-    pad = max(pad, h, w)
-    win = np.outer(np.hanning(h), np.hanning(w))
-    spec = np.abs(np.fft.fftshift(np.fft.fft2((img - img.mean()) * win, s=(pad, pad)))) ** 2
-    spec = ndi.gaussian_filter(spec, 1.5)
+    pad = max(pad, *img.shape)
+    _, white, r, yy, xx = whitened_spectrum(img, pad)
     c = pad // 2
-    yy, xx = np.mgrid[:pad, :pad] - c
-    r = np.hypot(yy, xx)
-    ri = r.astype(int)
-    radial = np.bincount(ri.ravel(), spec.ravel()) / np.maximum(np.bincount(ri.ravel()), 1)
-    white = spec / np.maximum(radial[ri], 1e-30)
     rmin = pixel_size / period_A[1] * pad
     rmax = pixel_size / period_A[0] * pad
     white = np.where((r >= max(rmin, 4)) & (r <= rmax) & (yy >= 0), white, 0.0)

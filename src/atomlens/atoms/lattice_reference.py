@@ -74,6 +74,28 @@ class LatticeFit:
     details: dict = field(default_factory=dict)
 
 
+def whitened_spectrum(
+    img: np.ndarray, pad: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Power spectrum of a Hann-windowed image zero-padded to ``pad`` x ``pad`` (centred,
+    smoothed by 1.5 bins) and the same spectrum divided by its radial mean, so lattice
+    spots stand out of the low-frequency background.
+
+    Returns ``(spec, white, r, yy, xx)``: both spectra (pad, pad); ``r`` the radius and
+    ``yy, xx`` the offsets from the centre bin ``pad // 2``, in FFT bins.
+    """
+    h, w = img.shape
+    win = np.outer(np.hanning(h), np.hanning(w))
+    spec = np.abs(np.fft.fftshift(np.fft.fft2((img - img.mean()) * win, s=(pad, pad)))) ** 2
+    spec = ndi.gaussian_filter(spec, 1.5)
+    yy, xx = np.mgrid[:pad, :pad] - pad // 2
+    r = np.hypot(yy, xx)
+    ri = r.astype(int)
+    radial = np.bincount(ri.ravel(), spec.ravel()) / np.maximum(np.bincount(ri.ravel()), 1)
+    white = spec / np.maximum(radial[ri], 1e-30)
+    return spec, white, r, yy, xx
+
+
 def first_order_spots(
     image: np.ndarray,
     pixel_size: float,
@@ -94,18 +116,10 @@ def first_order_spots(
     radii) is kept as it is.
     """
     img = np.asarray(image, np.float64)
-    h, w = img.shape
-    win = np.outer(np.hanning(h), np.hanning(w))
-    pad = max(pad, h, w)
-    spec = np.abs(np.fft.fftshift(np.fft.fft2((img - img.mean()) * win, s=(pad, pad)))) ** 2
-    spec = ndi.gaussian_filter(spec, 1.5)
+    pad = max(pad, *img.shape)
+    spec, white, r, yy, xx = whitened_spectrum(img, pad)
     c = pad // 2
-    yy, xx = np.mgrid[:pad, :pad] - c
-    r = np.hypot(yy, xx)
     k0 = pixel_size / (a_A * np.sqrt(3) / 2) * pad  # first-order radius in FFT bins
-    ri = r.astype(int)
-    radial = np.bincount(ri.ravel(), spec.ravel()) / np.maximum(np.bincount(ri.ravel()), 1)
-    white = spec / np.maximum(radial[ri], 1e-30)
     ann = (r >= max(4.0, k0 * (1 - search))) & (r <= k0 * (1 + search)) & (yy >= 0)
     white = np.where(ann, white, 0.0)
     peak = (white == ndi.maximum_filter(white, 2 * max(2, int(0.1 * k0)) + 1)) & (white > 0)
