@@ -24,37 +24,24 @@ from atomlens.io.project import Project, load_project, save_project
 
 pytestmark = pytest.mark.slow
 
+#: arms the kill at the second call of one pipeline.runner chunk function
+_SECOND_CALL_DIES = """
+import atomlens.pipeline.runner as R
+orig = R.{fn}
+calls = []
+def chunk(*a, **k):
+    calls.append(1)
+    if len(calls) == 2:
+        die()
+    return orig(*a, **k)
+R.{fn} = chunk
+"""
+
 #: kill points: name -> (python statements that arm the kill in the child, report on?)
 KILLS = {
     # the second detection chunk (frames 4-5), after the first chunk's maps were written
-    "detect": (
-        """
-import atomlens.pipeline.runner as R
-orig = R.detect_chunk
-calls = []
-def chunk(*a, **k):
-    calls.append(1)
-    if len(calls) == 2:
-        die()
-    return orig(*a, **k)
-R.detect_chunk = chunk
-""",
-        False,
-    ),
-    "chem": (
-        """
-import atomlens.pipeline.runner as R
-orig = R.chem_chunk
-calls = []
-def chunk(*a, **k):
-    calls.append(1)
-    if len(calls) == 2:
-        die()
-    return orig(*a, **k)
-R.chem_chunk = chunk
-""",
-        False,
-    ),
+    "detect": (_SECOND_CALL_DIES.format(fn="detect_chunk"), False),
+    "chem": (_SECOND_CALL_DIES.format(fn="chem_chunk"), False),
     "latent": (
         """
 import atomlens.pipeline.latent_stage as L
