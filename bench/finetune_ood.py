@@ -49,9 +49,9 @@ import pandas as pd
 
 from atomlens.atoms import detect
 from atomlens.atoms.evaluate import score_frames
+from atomlens.atoms.finetune import finetune
 from atomlens.atoms.match import match_atoms
 from atomlens.io import Stack, read_stack
-from atomlens.segment.finetune import finetune
 from atomlens.segment.model_file import Detector, load_detector
 
 REPO = Path(__file__).resolve().parents[1]
@@ -318,7 +318,7 @@ def mos2_finetune_experiment(
 ) -> dict:
     """Fine-tune on the reference of ``train_tiles`` of ``train_image`` and score base and
     fine-tuned models on every other tile. Returns the summary and the per-tile tables."""
-    from atomlens.segment.finetune import finetune
+    from atomlens.atoms.finetune import finetune
 
     base_det = base if isinstance(base, Detector) else load_detector(base)
     frame, px, ref, _ = images[train_image]

@@ -74,7 +74,7 @@ def score(det, images: np.ndarray, labels: list[pd.DataFrame], idx: list[int]) -
 
 def _progress(ev) -> None:
     """One line per planning / validation event (stderr)."""
-    from atomlens.segment.finetune import FinetuneStarted, FinetuneValidation
+    from atomlens.atoms.finetune import FinetuneStarted, FinetuneValidation
 
     if isinstance(ev, FinetuneStarted):
         print(
@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
+    from atomlens.atoms.finetune import finetune
     from atomlens.io import Stack
-    from atomlens.segment.finetune import finetune
     from atomlens.segment.registry import load_model
 
     torch.set_num_threads(args.threads)

@@ -161,9 +161,9 @@ def bench_srtio3(model: str) -> dict:
 
 def bench_choice() -> dict:
     """Which model auto picks, and the graphene model's warnings, on every real file."""
+    from atomlens.atoms.suitability import choose_model, model_fit_warnings
     from atomlens.io import read_stack
-    from atomlens.segment.registry import choose_model, load_model
-    from atomlens.segment.suitability import model_fit_warnings
+    from atomlens.segment.registry import load_model
 
     graphene = load_model("graphene")
     files = sorted(REAL.glob("*.np[yz]")) + [PT_DIR / "021_HAADF_15nm_Sample_PtNC_21Oct20.tif"]

@@ -11,10 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from atomlens.cli import main
-from atomlens.io import Stack
-from atomlens.io.atoms_table import write_atoms_csv
-from atomlens.segment.finetune import (
+from atomlens.atoms.finetune import (
     FinetuneError,
     FinetuneFinished,
     FinetuneStarted,
@@ -24,6 +21,9 @@ from atomlens.segment.finetune import (
     label_frames,
     self_training_labels,
 )
+from atomlens.cli import main
+from atomlens.io import Stack
+from atomlens.io.atoms_table import write_atoms_csv
 from atomlens.segment.model_file import Detector, load_detector, save_detector
 from atomlens.segment.nets import NetConfig, build_net
 
@@ -271,8 +271,8 @@ def test_redetect_keeps_corrected_frames_and_counts():
 
 
 def test_augmented_crops_never_label_padding_as_background():
+    from atomlens.atoms.finetune import IGNORE, _sample_batch
     from atomlens.segment.augment import AugmentConfig
-    from atomlens.segment.finetune import IGNORE, _sample_batch
 
     rng = np.random.default_rng(0)
     images = rng.normal(size=(1, 40, 40)).astype(np.float32)
@@ -309,7 +309,7 @@ def _sparse_frames(
 
 
 def test_measure_atom_fwhm_and_label_refinement():
-    from atomlens.segment.finetune import measure_atom_fwhm
+    from atomlens.atoms.finetune import measure_atom_fwhm
 
     frames, truth = _sparse_frames(sigma=2.0)
     clicked = truth.assign(y=truth.y + 1.0, x=truth.x - 0.8)  # hand clicks ~1.3 px off
@@ -320,7 +320,7 @@ def test_measure_atom_fwhm_and_label_refinement():
 
 
 def test_plan_chooses_classes_grid_and_balance_from_the_data():
-    from atomlens.segment.finetune import FinetuneConfig, plan_finetune
+    from atomlens.atoms.finetune import FinetuneConfig, plan_finetune
 
     base = _tiny_detector()
     frames, truth = _sparse_frames(1, shape=(400, 400), n_atoms=3)  # 80 Å square, 3 atoms
@@ -345,7 +345,7 @@ def test_plan_chooses_classes_grid_and_balance_from_the_data():
 
 
 def test_resize_head_keeps_known_rows_and_starts_new_ones_from_the_atom_rows():
-    from atomlens.segment.finetune import resize_head
+    from atomlens.atoms.finetune import resize_head
 
     base = _tiny_detector()
     new = resize_head(base, ("background", "Si", "Mo"))
@@ -357,7 +357,7 @@ def test_resize_head_keeps_known_rows_and_starts_new_ones_from_the_atom_rows():
 
 
 def test_new_species_validation_and_early_stopping_keep_the_best_weights(tmp_path):
-    from atomlens.segment.finetune import FinetuneValidation, validation_scores
+    from atomlens.atoms.finetune import FinetuneValidation, validation_scores
 
     frames, truth = _sparse_frames(n_atoms=24, seed=3)
     events = []
@@ -405,7 +405,7 @@ def test_calibrated_threshold_folded_into_the_head_detects_the_same_atoms():
     import copy
 
     from atomlens.atoms import detect
-    from atomlens.segment.finetune import calibrate_threshold
+    from atomlens.atoms.finetune import calibrate_threshold
 
     frames, truth = _frames_with_atoms(2)
     det = _tiny_detector(1)

@@ -63,9 +63,9 @@ def test_finetune_on_one_tile_raises_f1_on_held_out_tiles(mos2):
     import torch
 
     from atomlens.atoms import detect
+    from atomlens.atoms.finetune import finetune
     from atomlens.atoms.lattice_reference import score_tiles, tiles
     from atomlens.io import Stack
-    from atomlens.segment.finetune import finetune
     from atomlens.segment.model_file import load_detector
 
     frame, ref, fit = mos2
@@ -129,8 +129,8 @@ def test_finetune_teaches_single_pt_atoms_from_three_labelled_images():
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from atomlens.atoms.finetune import finetune
     from atomlens.io import Stack
-    from atomlens.segment.finetune import finetune
     from atomlens.segment.model_file import load_detector
     from finetune_pt import PIXEL_SIZE, load_pt, score
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from atomlens.atoms.suitability import choose_model, image_traits, model_fit_warnings
 from atomlens.segment.model_file import ModelFileError
 from atomlens.segment.registry import (
-    choose_model,
     list_models,
     load_model,
     model_info,
     resolve_model,
 )
-from atomlens.segment.suitability import image_traits, model_fit_warnings
 
 from .conftest import real_file
 

@@ -58,7 +58,7 @@ def test_picker_prefers_the_movie_over_probability_maps() -> None:
 
 
 def test_every_training_loop_speaks_one_vocabulary() -> None:
-    from atomlens.segment.finetune import FinetuneStep
+    from atomlens.atoms.finetune import FinetuneStep
     from atomlens.train import EpochEnd, Finished
 
     ep = training_progress(EpochEnd(2, 10, 30, 0.5, 0.6, 12.0, 48.0, 100.0))

@@ -167,7 +167,7 @@ def test_autosave_rule(detected, tmp_path) -> None:
 def test_session_retrain_redetect_and_replay(detected, tmp_path) -> None:
     """Retrain on a corrected frame, re-detect the others (corrected rows keep their
     atom_id), save, and replay the saved session's fine-tuning."""
-    from atomlens.segment.finetune import FinetuneFinished
+    from atomlens.atoms.finetune import FinetuneFinished
 
     stack, res, _ = detected
     np.save(tmp_path / "movie.npy", stack.data)

@@ -8,7 +8,7 @@ dirty state, autosave, model lineage, project mapping) is
 
 A frame is *corrected* once the user has added, deleted, moved or re-classified an atom
 on it (or declared it checked). Corrected frames are the training set of
-:func:`atomlens.segment.finetune.finetune` and are protected from re-detection.
+:func:`atomlens.atoms.finetune.finetune` and are protected from re-detection.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Thin shell over headless code:
 - edit flags, corrected frames, undo history and merging re-detections:
   :mod:`atomlens.corrections` (``merge_detections``, ``redetect``, ``set_species``...);
 - saving: :func:`atomlens.io.project.save_project` / ``load_project``;
-- retraining: :func:`atomlens.segment.finetune.iter_finetune` on a worker thread.
+- retraining: :func:`atomlens.atoms.finetune.iter_finetune` on a worker thread.
 
 Editing uses the Points layer's own tools (add mode, delete, drag to move); the widget
 listens to ``layer.events.data`` to flag edited rows (``edited``, ``source``) and mark
@@ -483,7 +483,7 @@ class CorrectionWidget(ViewerWidget):
 
     def start_retrain(self) -> Any:
         """Fine-tune the detector on the corrected frames on a worker thread; returns it."""
-        from atomlens.segment.finetune import iter_finetune
+        from atomlens.atoms.finetune import iter_finetune
 
         try:
             frames = self.state.frames
@@ -530,7 +530,7 @@ class CorrectionWidget(ViewerWidget):
         return str(folder / "models" / f"finetuned-{n + 1:03d}.pt")
 
     def _on_ft_event(self, ev: Any) -> None:
-        from atomlens.segment.finetune import FinetuneFinished, FinetuneStarted, FinetuneStep
+        from atomlens.atoms.finetune import FinetuneFinished, FinetuneStarted, FinetuneStep
 
         if isinstance(ev, FinetuneStarted):
             self.status.value = (

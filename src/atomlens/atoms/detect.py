@@ -139,7 +139,7 @@ def iter_detect(
 
     ``invert``: negate every frame before the network and the refinement (dark atoms,
     ABF/BF contrast, for a model trained on bright atoms; see
-    :func:`atomlens.segment.suitability.detection_setup`).
+    :func:`atomlens.atoms.suitability.detection_setup`).
     """
     det = model if isinstance(model, Detector) else load_detector(model)
     ps = resolve_pixel_size(stack, pixel_size)

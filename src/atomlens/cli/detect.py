@@ -122,9 +122,8 @@ def run(args: argparse.Namespace) -> int:
     )
     frames = parse_frames(args.frames, stack.n_frames)
     if recipe.model == "auto":  # pick a shipped model from the first frame, and say why
+        from atomlens.atoms.suitability import choose_model, first_frame
         from atomlens.io.pixel_size import resolve_pixel_size
-        from atomlens.segment.registry import choose_model
-        from atomlens.segment.suitability import first_frame
 
         ps = resolve_pixel_size(stack, user=args.pixel_size).value
         recipe.model, why = choose_model(first_frame(stack, frames), ps)

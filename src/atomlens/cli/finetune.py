@@ -116,16 +116,16 @@ def _classes(text: str | None) -> tuple[str, ...] | None:
 
 def run(args: argparse.Namespace) -> int:
     """Read inputs, fine-tune with a progress line, write the model and print its card."""
-    from atomlens.corrections import edited_frames, format_frames, parse_frames
-    from atomlens.io import read_stack
-    from atomlens.io.atoms_table import read_atoms_csv
-    from atomlens.io.project import is_project, load_project
-    from atomlens.segment.finetune import (
+    from atomlens.atoms.finetune import (
         FinetuneFinished,
         FinetuneStep,
         FinetuneValidation,
         iter_finetune,
     )
+    from atomlens.corrections import edited_frames, format_frames, parse_frames
+    from atomlens.io import read_stack
+    from atomlens.io.atoms_table import read_atoms_csv
+    from atomlens.io.project import is_project, load_project
 
     atoms = None
     corrected: list[int] = []

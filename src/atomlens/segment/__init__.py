@@ -3,9 +3,13 @@
 ``load_detector()`` gives the shipped graphene model (background / C / Si at 0.2 Å/px);
 ``predict_maps`` streams per-frame class-probability maps for any image size and length;
 ``train_detector`` (CLI ``atomlens train-detector``) rebuilds the shipped model.
+
+This package knows networks and pixels, not atoms: finding atoms in the maps
+(:mod:`atomlens.atoms`), fine-tuning on corrected atoms (:mod:`atomlens.atoms.finetune`),
+model-fit warnings (:mod:`atomlens.atoms.suitability`) and scoring a detector
+(:mod:`atomlens.atoms.evaluate`) live one layer up.
 """
 
-from atomlens.segment.finetune import finetune, iter_finetune  # the function, not the module
 from atomlens.segment.model_file import (
     SHIPPED,
     Detector,
@@ -38,18 +42,4 @@ __all__ = [
     "normalise",
     "predict_maps",
     "predict_maps_array",
-    "detect",
-    "iter_detect",
-    "DetectionResult",
-    "FrameResult",
-    "finetune",
-    "iter_finetune",
 ]
-
-
-def __getattr__(name: str) -> object:  # lazy: atomlens.atoms imports this package
-    if name in ("detect", "iter_detect", "DetectionResult", "FrameResult"):
-        import atomlens.atoms as _atoms
-
-        return getattr(_atoms, name)
-    raise AttributeError(f"module 'atomlens.segment' has no attribute {name!r}")

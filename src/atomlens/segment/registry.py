@@ -9,10 +9,12 @@ Two models ship beside this module in ``weights/``:
   (dark atoms are detected from the image and inverted before the network).
 
 :func:`list_models` describes them (:class:`ModelInfo`), :func:`load_model` takes a name
-or a ``.pt`` path, and :func:`choose_model` picks one for an image from its statistics
-(contrast polarity, an FFT lattice with graphene's period and two equally bright
-sublattices), never from its file name. What goes wrong when a model does not fit an
-image is reported by :func:`atomlens.segment.suitability.model_fit_warnings`.
+or a ``.pt`` path, and :func:`choose_model_from_traits` picks one from an image's
+statistics (contrast polarity, an FFT lattice with graphene's period and two equally
+bright sublattices), never from its file name; measuring them on a frame
+(:func:`atomlens.atoms.suitability.choose_model`) and reporting what goes wrong when a
+model does not fit an image (:func:`atomlens.atoms.suitability.model_fit_warnings`) sit
+one layer up, beside detection.
 """
 
 from __future__ import annotations
@@ -21,11 +23,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from atomlens.segment.model_file import WEIGHTS_DIR, Detector, ModelFileError, load_detector
 
-#: the name that asks :func:`choose_model` to decide
+#: the name that asks :func:`atomlens.atoms.suitability.choose_model` to decide
 AUTO = "auto"
 
 
@@ -124,7 +124,7 @@ def resolve_model(name_or_path: str | Path | None) -> Path:
     """A shipped name (``graphene``, ``general``) or a path -> the weights file.
 
     ``None`` means ``graphene`` (the historical default). ``"auto"`` is not resolved here:
-    call :func:`choose_model` with the image first.
+    call :func:`atomlens.atoms.suitability.choose_model` with the image first.
     """
     if name_or_path is None:
         name_or_path = "graphene"
@@ -168,26 +168,17 @@ def model_handles_dark(det: Detector) -> bool:
     return any(str(c).upper() in ("ABF", "BF") for c in det.card.get("contrast", ()))
 
 
-def choose_model(image: np.ndarray, pixel_size_A: float) -> tuple[str, str]:
-    """Pick a shipped model for one frame: ``(name, reason)``; the reason is one sentence.
-
-    ``graphene`` when the frame looks like HAADF graphene at the graphene model's pixel
-    sizes: bright atoms, an FFT hexagonal lattice with graphene's 2.46 Å period (within
-    30 %, since nominal pixel sizes are often off) and its two sublattices equally bright
-    (MoS2 and other TMDs have a bright metal and a faint chalcogen sublattice).
-    ``general`` otherwise. ``image``: (Y, X) array; ``pixel_size_A``: Å/px.
-    """
-    from atomlens.segment.suitability import image_traits
-
-    lo, hi = model_info("graphene").pixel_size_range
-    if not lo <= pixel_size_A <= hi:  # no need to measure the image
-        return choose_model_from_traits(None, pixel_size_A)
-    return choose_model_from_traits(image_traits(image, pixel_size_A), pixel_size_A)
-
-
 def choose_model_from_traits(tr, pixel_size_A: float) -> tuple[str, str]:
-    """:func:`choose_model` on already measured
-    :class:`~atomlens.segment.suitability.ImageTraits` (``None``: only the pixel size)."""
+    """Pick a shipped model from already measured image statistics: ``(name, reason)``.
+
+    ``tr``: an :class:`atomlens.atoms.suitability.ImageTraits` (``None``: only the pixel
+    size is known); :func:`atomlens.atoms.suitability.choose_model` measures them on a
+    frame first. ``graphene`` when the frame looks like HAADF graphene at the graphene
+    model's pixel sizes: bright atoms, an FFT hexagonal lattice with graphene's 2.46 Å
+    period (within 30 %, since nominal pixel sizes are often off) and its two sublattices
+    equally bright (MoS2 and other TMDs have a bright metal and a faint chalcogen
+    sublattice); ``general`` otherwise. ``pixel_size_A``: Å/px.
+    """
     graphene = model_info("graphene")
     general_ok = model_info("general").available
     fallback = "general" if general_ok else "graphene"
@@ -228,7 +219,6 @@ def choose_model_from_traits(tr, pixel_size_A: float) -> tuple[str, str]:
 __all__ = [
     "AUTO",
     "ModelInfo",
-    "choose_model",
     "choose_model_from_traits",
     "list_models",
     "load_model",

@@ -151,7 +151,7 @@ def iter_steps(
     start: int = 0,
 ) -> Iterator[dict]:
     """The optimisation loop shared by :func:`iter_train` and fine-tuning
-    (:func:`atomlens.segment.finetune.iter_finetune`).
+    (:func:`atomlens.atoms.finetune.iter_finetune`).
 
     Each step draws ``next_batch()``, computes :func:`loss_fn` (pixels labelled
     ``ignore_index`` take the network's own prediction as target), steps ``opt`` and

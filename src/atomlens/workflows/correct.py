@@ -322,10 +322,10 @@ class CorrectionSession:
         out: str | None = None,
     ) -> Generator[Any, None, Any]:
         """Fine-tune the current detector on the corrected frames, yielding the
-        fine-tuning events (:func:`atomlens.segment.finetune.iter_finetune`); returns
+        fine-tuning events (:func:`atomlens.atoms.finetune.iter_finetune`); returns
         the :class:`FinetuneResult` (or None when stopped before a model existed). The
         new model joins the lineage; :meth:`redetect` applies it."""
-        from atomlens.segment.finetune import FinetuneFinished, iter_finetune
+        from atomlens.atoms.finetune import FinetuneFinished, iter_finetune
 
         frames = self._training_frames(frame_hint)
         stack = self._stack()

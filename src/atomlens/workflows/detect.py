@@ -119,14 +119,14 @@ def run(
     on_maps : instead of keeping them, hand each frame's maps ``(C, Y, X)`` to
         ``on_maps(position_in_frame_list, maps)`` (stream them to disk; bounded memory).
     check_fit : measure on the first frame whether the model fits the image
-        (``DetectResult.warnings``, :func:`atomlens.segment.suitability.model_fit_warnings`).
+        (``DetectResult.warnings``, :func:`atomlens.atoms.suitability.model_fit_warnings`).
 
     Returns (as the generator's value) a :class:`DetectResult`.
     """
     from atomlens.atoms.detect import empty_table, iter_detect
+    from atomlens.atoms.suitability import detection_setup
     from atomlens.io.atoms_table import with_atom_ids
     from atomlens.io.frames import parse_frames
-    from atomlens.segment.suitability import detection_setup
 
     recipe = (recipe or DetectRecipe()).validate()
     if recipe.species == "contrast":  # a bad class count or names fail now, not after detecting

@@ -4,7 +4,7 @@ Workflow generators yield :class:`Progress` (a stage of a task advanced), :class
 (a line for the user) and, while a model trains, the training events of
 :mod:`atomlens.train` (``Started, StepEnd, EpochEnd, CheckpointSaved, Finished``).
 :func:`training_progress` turns ANY training event -- latent models
-(:mod:`atomlens.train`), detector fine-tuning (:mod:`atomlens.segment.finetune`) or
+(:mod:`atomlens.train`), detector fine-tuning (:mod:`atomlens.atoms.finetune`) or
 detector training (``dict`` steps of :func:`atomlens.segment.train.iter_train`) -- into
 one :class:`TrainingProgress`, told apart by type (no ``hasattr`` dispatch), so a dock
 or the CLI shows every loop the same way.
@@ -119,7 +119,7 @@ def training_progress(event: Any) -> TrainingProgress | None:
 def _detector_progress(event: Any) -> TrainingProgress | None:
     """Fine-tuning events and detector-training step dicts (imported lazily: detection
     lives beside the workflows, not below the training loop)."""
-    from atomlens.segment.finetune import FinetuneFinished, FinetuneStarted, FinetuneStep
+    from atomlens.atoms.finetune import FinetuneFinished, FinetuneStarted, FinetuneStep
 
     if isinstance(event, FinetuneStarted):
         return TrainingProgress("started", 0, event.steps, unit="step")

@@ -25,6 +25,24 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy import stats
 
+from atomlens.atoms.lattice_reference import (
+    MOS2_BASIS,
+    _cells,
+    _displace,
+    _mean_at,
+    first_order_spots,
+    fit_lattice,
+)
+from atomlens.segment.model_file import Detector
+from atomlens.segment.predict import predict_maps
+from atomlens.segment.registry import (
+    AUTO,
+    choose_model_from_traits,
+    load_model,
+    model_handles_dark,
+    model_info,
+)
+
 GRAPHENE_A_A = 2.46  # graphene lattice constant, Å
 POLARITY_SKEW = 0.3  # |band-passed skewness| beyond which the polarity is called
 NOISE_STRUCTURE = 2.0  # structure ratio below which a frame is called noise
@@ -87,8 +105,6 @@ def structure_ratio(image: np.ndarray) -> float:
 
 def _hex_lattice(img: np.ndarray, pixel_size_A: float) -> tuple[float | None, float | None]:
     """(first-order spacing Å, sublattice contrast) of a graphene-period hexagonal lattice."""
-    from atomlens.atoms.lattice_reference import MOS2_BASIS, first_order_spots, fit_lattice
-
     try:
         g, _ = first_order_spots(img, pixel_size_A, GRAPHENE_A_A, search=0.3, min_rel=0.3)
     except ValueError:
@@ -99,8 +115,6 @@ def _hex_lattice(img: np.ndarray, pixel_size_A: float) -> tuple[float | None, fl
         fit = fit_lattice(img, pixel_size_A, GRAPHENE_A_A, MOS2_BASIS)
     except ValueError:
         return period_A, None
-    from atomlens.atoms.lattice_reference import _cells, _displace, _mean_at
-
     smooth = ndi.gaussian_filter(img, max(0.8, 0.3 / fit.pixel_size))
     cells = _cells(fit.basis, np.zeros(2), img.shape)
     second = np.array(fit.second_site)
@@ -133,13 +147,26 @@ def image_traits(image: np.ndarray, pixel_size_A: float, *, lattice: bool = True
     return tr
 
 
+def choose_model(image: np.ndarray, pixel_size_A: float) -> tuple[str, str]:
+    """Pick a shipped model for one (Y, X) frame at ``pixel_size_A`` Å/px:
+    ``(name, reason)``, the reason one sentence.
+
+    The frame's :func:`image_traits` decide
+    (:func:`atomlens.segment.registry.choose_model_from_traits`: ``graphene`` for bright
+    atoms on a graphene-period hexagonal lattice with equal sublattices, ``general``
+    otherwise); a pixel size outside the graphene model's range decides without measuring.
+    """
+    lo, hi = model_info("graphene").pixel_size_range
+    if not lo <= pixel_size_A <= hi:  # no need to measure the image
+        return choose_model_from_traits(None, pixel_size_A)
+    return choose_model_from_traits(image_traits(image, pixel_size_A), pixel_size_A)
+
+
 def _probabilities(
     image: np.ndarray, pixel_size_A: float, det, invert: bool, size_model_px: int = 256
 ) -> np.ndarray:
     """Foreground probability (y, x) of ``det`` on a central crop of about
     ``size_model_px`` model pixels per side."""
-    from atomlens.segment.predict import predict_maps
-
     side = int(round(size_model_px * det.pixel_size / pixel_size_A))
     crop = central_crop(image, max(side, 16)).astype(np.float32)
     if invert:
@@ -164,8 +191,6 @@ def model_fit_warnings(
     :func:`detect` does). Each warning names the next step (try the general model,
     check the pixel size, correct a frame and retrain).
     """
-    from atomlens.segment.registry import model_handles_dark
-
     name = det.card.get("registry_name") or det.card.get("name") or "this"
     general = name == "general"
     other = "" if general else "try --model general, or "
@@ -187,8 +212,6 @@ def model_fit_warnings(
             f"{retrain}"
         )
     if name == "graphene" and tr.polarity != "dark" and tr.lattice_checked:
-        from atomlens.segment.registry import choose_model_from_traits
-
         choice, why = choose_model_from_traits(tr, pixel_size_A)
         if choice != "graphene":
             out.append(f"this image does not look like graphene ({why}): try --model {choice}")
@@ -273,9 +296,6 @@ def detection_setup(
     atoms are dark). ``load``: a loader for names/paths (default
     :func:`atomlens.segment.registry.load_model`), e.g. a cached one.
     """
-    from atomlens.segment.model_file import Detector
-    from atomlens.segment.registry import AUTO, choose_model, load_model, model_handles_dark
-
     if contrast not in ("auto", "bright", "dark"):
         raise ValueError(f"contrast must be 'auto', 'bright' or 'dark', got {contrast!r}")
     load = load or load_model
@@ -313,6 +333,7 @@ __all__ = [
     "DetectionSetup",
     "ImageTraits",
     "central_crop",
+    "choose_model",
     "detection_setup",
     "first_frame",
     "image_traits",

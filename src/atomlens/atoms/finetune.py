@@ -19,14 +19,14 @@ training and every few steps, the best weights are kept, and training stops when
 score has not improved for ``patience`` evaluations.
 
 The training data are built exactly as at prediction time: each frame is resampled to
-the model's sampling (Å/px) and normalised the same way (:mod:`.predict`); each label
+the model's sampling (Å/px) and normalised the same way (:mod:`atomlens.segment.predict`); each label
 frame is a disk of the model's label radius per atom with its class index
-(:func:`.synth.label_mask`). Samples are random crops of those frames passed through
-:func:`.augment.augment_pair` (rotation, flips, zoom, shear, noise, blur, gamma,
+(:func:`atomlens.segment.synth.label_mask`). Samples are random crops of those frames passed through
+:func:`atomlens.segment.augment.augment_pair` (rotation, flips, zoom, shear, noise, blur, gamma,
 gradients, jitter, contamination); the loss is the detector's own
-(:func:`.train.loss_fn`: weighted cross-entropy + soft Dice), with AdamW and a cosine
+(:func:`atomlens.segment.train.loss_fn`: weighted cross-entropy + soft Dice), with AdamW and a cosine
 learning-rate decay starting from the base model's weights; the step loop is training's
-own (:func:`.train.iter_steps`).
+own (:func:`atomlens.segment.train.iter_steps`).
 
 :func:`iter_finetune` yields typed progress events for the GUI worker and honours a stop
 flag between steps; :func:`finetune` drains it and returns a :class:`FinetuneResult`
