@@ -93,9 +93,7 @@ def test_general_preset_trains_a_step_and_writes_a_card(tmp_path):
 
     events = list(G.iter_train(cfg, workers=0))
     assert events[-1]["done"] and np.isfinite(events[-2]["loss"])
-    det = train_general(
-        cfg, tmp_path / "g.pt", evaluate=False, log=lambda s: None, checkpoint_every=0
-    )
+    det = train_general(cfg, tmp_path / "g.pt", log=lambda s: None, checkpoint_every=0)
     card = json.loads((tmp_path / "g_card.json").read_text())
     assert card["classes"] == ["background", "atom"] and "ABF" in card["contrast"]
     assert card["expected_pixel_size_A"] == [0.05, 0.5] and det.classes == ("background", "atom")
@@ -115,9 +113,10 @@ def general():
 
 @needs_general
 def test_shipped_general_model_on_held_out_simulations(general):
-    from atomlens.segment.general import validate, validation_set
+    from atomlens.atoms.evaluate import validate_general
+    from atomlens.segment.general import validation_set
 
-    scores = validate(general, validation_set(n=8, seed=777))
+    scores = validate_general(general, validation_set(n=8, seed=777))
     assert scores["all"]["f1"] >= 0.8, scores
 
 

@@ -41,10 +41,6 @@ LAYERS: list[set[str]] = [
 #: and the general detector's evaluation use atom finding; they belong beside detection).
 #: An entry that no longer occurs fails the test, so the list only shrinks.
 KNOWN_UPWARD: dict[tuple[str, str], set[str]] = {
-    ("segment", "atoms"): {
-        "segment/general.py",
-        "segment/train.py",
-    },
     # read_stack(calibrate=...) calibrates from the lattice inside the reader; the lattice
     # calibration belongs to the pixel-size resolver's caller (a workflow), not to io/
     ("io", "chem"): {"io/readers.py"},

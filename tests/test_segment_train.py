@@ -102,7 +102,7 @@ def test_tiny_training_learns_and_writes_a_model(tmp_path):
     losses = [ev["loss"] for ev in iter_train(cfg) if "loss" in ev]
     assert np.mean(losses[-8:]) < 0.8 * np.mean(losses[:4])
     cfg.steps = 2
-    det = train_detector(cfg, tmp_path / "tiny.pt", evaluate=False, log=lambda s: None)
+    det = train_detector(cfg, tmp_path / "tiny.pt", log=lambda s: None)
     back = load_detector(tmp_path / "tiny.pt")
     assert back.card["seed"] == 0 and back.card["classes"] == ["background", "C", "Si"]
     assert (tmp_path / "tiny_card.json").exists()
@@ -141,7 +141,7 @@ def test_checkpoint_resume_gives_the_same_model(tmp_path):
 
     net = NetConfig(base_filters=4, levels=2, dilations=(1, 2))
     cfg = preset("graphene", batch=2, crop=32, steps=4, net=net, threads=1)
-    whole = train_detector(cfg, tmp_path / "whole.pt", evaluate=False, log=lambda s: None)
+    whole = train_detector(cfg, tmp_path / "whole.pt", log=lambda s: None)
     # an interrupted run: stop after the checkpoint at step 2, then resume
     out = tmp_path / "part.pt"
     for ev in iter_train(cfg, checkpoint=checkpoint_path(out), checkpoint_every=2):
@@ -149,7 +149,7 @@ def test_checkpoint_resume_gives_the_same_model(tmp_path):
             break
     assert checkpoint_path(out).exists()
     lines: list[str] = []
-    part = train_detector(cfg, out, evaluate=False, log=lines.append, resume=True)
+    part = train_detector(cfg, out, log=lines.append, resume=True)
     assert any("resumed" in s and "step 2/4" in s for s in lines)
     assert not checkpoint_path(out).exists()  # removed once the model is written
     for a, b in zip(whole.net.state_dict().values(), part.net.state_dict().values()):
@@ -176,7 +176,7 @@ def test_init_starts_from_a_model_and_refuses_another_network(tmp_path):
 
     net = NetConfig(base_filters=4, levels=2, dilations=(1, 2))
     cfg = preset("graphene", batch=2, crop=32, steps=1, net=net, threads=1, lr=1e-12)
-    first = train_detector(cfg, tmp_path / "a.pt", evaluate=False, log=lambda s: None)
+    first = train_detector(cfg, tmp_path / "a.pt", log=lambda s: None)
     cfg2 = preset(
         "graphene",
         batch=2,
@@ -188,7 +188,7 @@ def test_init_starts_from_a_model_and_refuses_another_network(tmp_path):
         seed=5,
         init=str(tmp_path / "a.pt"),
     )
-    second = train_detector(cfg2, tmp_path / "b.pt", evaluate=False, log=lambda s: None)
+    second = train_detector(cfg2, tmp_path / "b.pt", log=lambda s: None)
     w1, w2 = first.net.state_dict(), second.net.state_dict()
     conv = [k for k in w1 if k.endswith("weight") and w1[k].ndim == 4][0]
     assert torch.allclose(w1[conv], w2[conv], atol=1e-6)  # tiny lr: still the init weights

@@ -57,12 +57,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train and write the model."""
+    from atomlens.atoms.evaluate import validate_general, validation_metrics
     from atomlens.segment.train import preset, train_detector
+
+    def log(line: str) -> None:
+        print(line, flush=True)
 
     if args.preset == "general":
         from atomlens.segment.general import run_cli
 
-        return run_cli(args)
+        return run_cli(args, validate=None if args.no_validate else validate_general)
 
     over = {"seed": args.seed, "threads": args.threads}
     if args.steps is not None:
@@ -98,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
         cfg,
         args.out,
         command=cmd,
-        evaluate=not args.no_validate,
-        log=lambda s: print(s, flush=True),
+        validate=None if args.no_validate else (lambda det: validation_metrics(det, log=log)),
+        log=log,
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
         notes={"trained_on": args.trained_on} if args.trained_on else None,

@@ -32,7 +32,7 @@ import torch
 from atomlens.segment.model_file import Detector, load_detector, save_detector
 from atomlens.segment.nets import NetConfig, build_net, n_params
 from atomlens.segment.predict import normalise, resample
-from atomlens.segment.train import TrainConfig, TrainConfigError, iter_steps
+from atomlens.segment.train import TrainConfig, TrainConfigError, Validator, iter_steps
 from atomlens.simulate.image import render_image
 from atomlens.simulate.materials import Columns, random_structure, visible
 from atomlens.simulate.probe import Probe
@@ -262,70 +262,21 @@ def validation_set(
     return out
 
 
-def validate(det: Detector, samples: list | None = None, match_A: float = 0.6) -> dict:
-    """Precision / recall / F1 of ``det`` on :func:`validation_set` (positions within
-    ``match_A`` Å, atoms within 1 Å of the border ignored), overall and per family."""
-    from atomlens.atoms.find import find_atoms
-    from atomlens.atoms.match import match_atoms
-    from atomlens.segment.predict import predict_model_grid
-
-    samples = samples if samples is not None else validation_set()
-    tot: dict[str, list[int]] = {}
-    with torch.inference_mode():
-        for x, yx, info in samples:
-            maps = predict_model_grid(det, torch.from_numpy(x)[None])[0].numpy()
-            f = find_atoms(maps, det.classes, 0.5)
-            pred = np.column_stack([f["y"], f["x"]])
-            inner = _interior(1.0 / det.pixel_size, x.shape[0])
-            pi, ti = match_atoms(pred, yx, match_A / det.pixel_size)
-            tp = int(np.sum(inner(yx[ti]))) if len(ti) else 0
-            fam = (
-                info["structure"].split()[0]
-                if "single" not in info["structure"]
-                else "single atoms"
-            )
-            fam = "ABF-like" if info["z_exponent"] < 1.2 else fam
-            for key in ("all", fam):
-                t = tot.setdefault(key, [0, 0, 0])
-                t[0] += tp
-                t[1] += int(inner(pred).sum())
-                t[2] += int(inner(yx).sum())
-    out = {}
-    for key, (tp, npred, ntrue) in tot.items():
-        p = tp / npred if npred else float(ntrue == 0)
-        r = tp / ntrue if ntrue else float(npred == 0)
-        out[key] = {
-            "precision": round(p, 4),
-            "recall": round(r, 4),
-            "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0,
-            "n_true": ntrue,
-            "n_pred": npred,
-        }
-    return out
-
-
-def _interior(margin: float, size: int) -> Callable[[np.ndarray], np.ndarray]:
-    def inner(p: np.ndarray) -> np.ndarray:
-        if not len(p):
-            return np.zeros(0, bool)
-        return np.all((p > margin) & (p < size - 1 - margin), axis=1)
-
-    return inner
-
-
 def train_general(
     cfg: TrainConfig,
     out: str | Path,
     *,
     command: str | None = None,
-    evaluate: bool = True,
+    validate: Validator | None = None,
     log: Callable[[str], None] = print,
     checkpoint_every: int = 50,
     init: Detector | None = None,
     notes: dict | None = None,
 ) -> Detector:
-    """Train the general model, validate it on held-out simulations, write ``out`` and
-    ``<stem>_card.json``; a checkpoint ``<out>.ckpt.pt`` every ``checkpoint_every`` steps."""
+    """Train the general model, write ``out`` and ``<stem>_card.json``; a checkpoint
+    ``<out>.ckpt.pt`` every ``checkpoint_every`` steps. ``validate``: scores the trained
+    detector for its card (``card["validation"]``), e.g.
+    :func:`atomlens.atoms.evaluate.validate_general` (None: no validation)."""
     out = Path(out)
     last: dict = {}
     for ev in iter_train(cfg, init):
@@ -359,7 +310,7 @@ def train_general(
         cfg.tile,
         {**_card(cfg, net, last, command, out), **(notes or {})},
     )
-    if evaluate:
+    if validate is not None:
         det.card["validation"] = validate(det)
         log(f"validation: {json.dumps(det.card['validation'])}")
     save_detector(det, out)
@@ -410,8 +361,9 @@ def _card(cfg: TrainConfig, net: torch.nn.Module, ev: dict, command: str | None,
     }
 
 
-def run_cli(args) -> int:
-    """``atomlens train-detector --preset general`` (arguments of that subcommand)."""
+def run_cli(args, validate: Validator | None = None) -> int:
+    """``atomlens train-detector --preset general`` (arguments of that subcommand);
+    ``validate`` scores the trained model for its card (see :func:`train_general`)."""
     import shlex
 
     over = {"seed": args.seed, "threads": args.threads}
@@ -443,7 +395,7 @@ def run_cli(args) -> int:
         cfg,
         args.out,
         command=cmd,
-        evaluate=not args.no_validate,
+        validate=validate,
         log=lambda s: print(s, flush=True),
         checkpoint_every=every,
         init=init,
@@ -459,6 +411,5 @@ __all__ = [
     "make_batch",
     "render_general",
     "train_general",
-    "validate",
     "validation_set",
 ]

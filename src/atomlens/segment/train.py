@@ -300,19 +300,29 @@ def iter_train(
     }
 
 
+#: Scores a trained detector for its model card: ``validate(det) -> dict`` (JSON-able).
+#: The training loop knows only this protocol; the atom-level scoring that fills it
+#: (:mod:`atomlens.atoms.evaluate`) lives a layer up and is passed in by the caller.
+Validator = Callable[[Detector], dict]
+
+
 def train_detector(
     cfg: TrainConfig,
     out: str | Path,
     *,
     command: str | None = None,
-    evaluate: bool = True,
+    validate: Validator | None = None,
     log: Callable[[str], None] = print,
     checkpoint_every: int = 0,
     resume: bool = False,
     notes: dict | None = None,
 ) -> Detector:
-    """Train to the end, validate on held-out simulated frames, write ``out`` (+ card JSON).
+    """Train to the end, score the model with ``validate``, write ``out`` (+ card JSON).
 
+    ``validate``: a :data:`Validator` (e.g. :func:`atomlens.atoms.evaluate.validation_metrics`
+    with its log bound, as ``atomlens train-detector`` passes); its dict goes into the
+    card as ``"validation"``; None skips validation. A failing validator is logged and
+    recorded as ``{"error": ...}``, the weights are written anyway.
     ``checkpoint_every`` > 0 keeps a resumable state in :func:`checkpoint_path` every that
     many steps (removed when the model is written); ``resume`` continues from it.
     ``notes`` are added to the card (e.g. the machine it was trained on).
@@ -369,11 +379,9 @@ def train_detector(
         **(notes or {}),
     }
     det = Detector(net, cfg.net, cfg.pixel_size, cfg.radius_A, cfg.tile, card)
-    if evaluate:
+    if validate is not None:
         try:
-            from atomlens.atoms.evaluate import validation_metrics
-
-            card["validation"] = validation_metrics(det, log=log)
+            card["validation"] = validate(det)
         except Exception as exc:  # noqa: BLE001 - keep the weights even if validation fails
             log(f"validation failed: {exc!r}")
             card["validation"] = {"error": repr(exc)}
