@@ -200,6 +200,137 @@ def run(
     )
 
 
+@dataclass
+class AnalyzeRun:
+    """What :func:`analyze_events` returns: the :class:`atomlens.chem.ChemResult` of the
+    frames done (``frames``; None when Stop came before the first piece), and whether
+    Stop ended it early (``stopped``). Its atoms are the input rows ``rows`` (positions
+    in the input table) of those frames, in the input's order."""
+
+    result: Any
+    frames: list[int]
+    stopped: bool = False
+    rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+def analyze_events(
+    atoms: pd.DataFrame,
+    pixel_size: float,
+    params: Any = None,
+    *,
+    chunk_frames: int = 4,
+    stop: threading.Event | None = None,
+) -> Generator[Progress, None, AnalyzeRun]:
+    """:func:`atomlens.chem.analyze` in pieces of ``chunk_frames`` frames, yielding
+    :class:`Progress` after each piece; tracking (``params.track``) links the frames done
+    at the end. With ``stop`` set, the frames analysed so far are kept (``stopped=True``):
+    the same per-atom chemistry, bonds, rings and defects as one call on those frames.
+
+    Parameters
+    ----------
+    atoms : atom table (``frame``, ``y``, ``x`` px, ``cls``).
+    pixel_size : Å per pixel.
+    params : :class:`atomlens.chem.ChemParams` (defaults when None).
+    chunk_frames : frames per piece (bond graph, rings and defects are per frame, so the
+        pieces join exactly; only the ids are renumbered).
+    """
+    from atomlens.chem import ChemParams, analyze, track_atoms
+    from atomlens.chem.analyze import check_atoms
+
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}")
+    p = params or ChemParams()
+    table = check_atoms(atoms)
+    frames = sorted(int(f) for f in table["frame"].unique())
+    pieces = [frames[i : i + chunk_frames] for i in range(0, len(frames), chunk_frames)]
+    parts, done, stopped = [], [], False
+    for piece in pieces:
+        if stop is not None and stop.is_set():
+            stopped = True
+            break
+        rows = np.flatnonzero(table["frame"].isin(piece).to_numpy())
+        parts.append((rows, analyze(table.iloc[rows], pixel_size, p, track=False)))
+        done.extend(piece)
+        yield Progress("chem", "frames", len(done), len(frames), f"frames {piece[0]}-{piece[-1]}")
+    merged = merge_results(parts, pixel_size, p)
+    if merged is None:
+        return AnalyzeRun(None, [], stopped)
+    if p.track and len(merged.atoms):
+        disp = p.max_disp_A
+        tracked = track_atoms(merged.atoms, pixel_size, disp, p.max_gap, p.match_species)
+        merged.atoms["track_id"] = tracked["track_id"].to_numpy()
+        if len(merged.dopants):
+            rows = merged.dopants["atom"].to_numpy(dtype=int)
+            merged.dopants["track_id"] = merged.atoms["track_id"].to_numpy()[rows]
+    rows = np.sort(np.concatenate([r for r, _ in parts]))
+    return AnalyzeRun(merged, done, stopped, rows)
+
+
+def merge_results(parts: list[tuple[np.ndarray, Any]], pixel_size: float, params: Any) -> Any:
+    """Join per-piece :class:`atomlens.chem.ChemResult` s into one over the whole table.
+
+    ``parts`` are ``(rows, result)`` pairs: ``rows`` are the piece's positions in the whole
+    (checked) atom table; the merged atoms are the rows of all pieces in that table's
+    order, and bond ends, ring / face / defect member lists and dopant rows point into
+    them; ring and defect ids are shifted by the ids of the pieces before. None when there
+    are no parts."""
+    from atomlens.chem import ChemResult
+
+    if not parts:
+        return None
+    names = ("atoms", "bonds", "rings", "faces", "defects", "dopants")
+    out: dict[str, list[pd.DataFrame]] = {n: [] for n in names}
+    ring0 = defect0 = 0
+    order = np.sort(np.concatenate([np.asarray(r, np.int64) for r, _ in parts]))
+    for piece_rows, res in parts:
+        # the piece's local row i is row rows[i] of the merged table (input order)
+        rows = np.searchsorted(order, np.asarray(piece_rows, dtype=np.int64))
+
+        def members(col: pd.Series, rows: np.ndarray = rows) -> list[tuple[int, ...]]:
+            return [tuple(int(rows[int(i)]) for i in m) for m in col]
+
+        atoms = res.atoms.copy()
+        atoms.index = rows
+        atoms.loc[atoms["defect_id"] >= 0, "defect_id"] += defect0
+        tabs = {"atoms": atoms, "bonds": res.bonds.copy()}
+        for col in ("a", "b"):
+            tabs["bonds"][col] = rows[tabs["bonds"][col].to_numpy(dtype=np.int64)]
+        for name in ("rings", "faces", "defects", "dopants"):
+            t = getattr(res, name).copy()
+            if len(t):
+                if name in ("rings", "faces"):
+                    t["ring_id"] += ring0
+                if "defect_id" in t:
+                    t.loc[t["defect_id"] >= 0, "defect_id"] += defect0
+                if name == "dopants":
+                    t["atom"] = rows[t["atom"].to_numpy(dtype=np.int64)]
+                    t["neighbours"] = members(t["neighbours"])
+                else:
+                    t["atoms"] = members(t["atoms"])
+            tabs[name] = t
+        for n in names:
+            out[n].append(tabs[n])
+        ids = [int(t["ring_id"].max()) for t in (res.rings, res.faces) if len(t)]
+        ring0 += max(ids) + 1 if ids else 0
+        ids = [int(t["defect_id"].max()) for t in (res.atoms, res.defects) if len(t)]
+        defect0 += max(ids) + 1 if ids and max(ids) >= 0 else 0
+    tables = {
+        n: pd.concat([t for t in ts if len(t)] or ts[:1], ignore_index=n != "atoms")
+        for n, ts in out.items()
+    }
+    atoms = tables["atoms"].sort_index().reset_index(drop=True)
+    return ChemResult(
+        atoms,
+        tables["bonds"],
+        tables["rings"],
+        tables["faces"],
+        tables["defects"],
+        tables["dopants"],
+        float(pixel_size),
+        params,
+    )
+
+
 def with_bond_ids(bonds: pd.DataFrame, atoms: pd.DataFrame) -> pd.DataFrame:
     """Bonds with ``atom_a, atom_b`` (stable ``atom_id``) beside the row numbers ``a, b``."""
     if not len(bonds) or "atom_id" not in atoms:
@@ -212,8 +343,11 @@ def with_bond_ids(bonds: pd.DataFrame, atoms: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = [
+    "AnalyzeRun",
     "ChemOutput",
     "ChemRecipe",
+    "analyze_events",
+    "merge_results",
     "per_frame",
     "register_atoms",
     "run",
