@@ -117,7 +117,7 @@ def test_lattice_calibration_with_the_peak_finder_and_errors():
 @pytest.mark.slow
 def test_read_stack_calibrates_and_cli_says_how_sure(tmp_path, capsys):
     from atomlens.cli import main
-    from atomlens.io import read_stack
+    from atomlens.workflows.load import read_stack
 
     path = tmp_path / "bare.npy"
     np.save(path, _rendered_graphene(0.09, size=192, seed=3))

@@ -37,15 +37,6 @@ LAYERS: list[set[str]] = [
     {"__main__"},
 ]
 
-#: Upward edges that remain, each in files owned elsewhere and due to move (fine-tuning
-#: and the general detector's evaluation use atom finding; they belong beside detection).
-#: An entry that no longer occurs fails the test, so the list only shrinks.
-KNOWN_UPWARD: dict[tuple[str, str], set[str]] = {
-    # read_stack(calibrate=...) calibrates from the lattice inside the reader; the lattice
-    # calibration belongs to the pixel-size resolver's caller (a workflow), not to io/
-    ("io", "chem"): {"io/readers.py"},
-}
-
 
 def _package(path: Path) -> str:
     rel = path.relative_to(SRC).parts
@@ -95,49 +86,72 @@ def test_every_package_has_a_layer() -> None:
 
 
 def test_no_upward_edges() -> None:
-    bad = []
-    for (src, dst), files in sorted(import_edges().items()):
-        if _layer(dst) <= _layer(src):
-            continue
-        rest = files - KNOWN_UPWARD.get((src, dst), set())
-        if rest:
-            bad.append(f"{src} -> {dst} in {sorted(rest)}")
+    bad = [
+        f"{src} -> {dst} in {sorted(files)}"
+        for (src, dst), files in sorted(import_edges().items())
+        if _layer(dst) > _layer(src)
+    ]
     assert not bad, "upward imports (move the code down or the import up):\n" + "\n".join(bad)
 
 
-def test_known_upward_edges_still_exist() -> None:
-    edges = import_edges()
-    for edge, files in KNOWN_UPWARD.items():
-        stale = files - edges.get(edge, set())
-        assert not stale, (
-            f"{edge} no longer imported from {sorted(stale)}: drop it from KNOWN_UPWARD"
-        )
-
-
 def test_no_cycle_between_subpackages() -> None:
-    graph = nx.DiGraph()
-    for (src, dst), files in import_edges().items():
-        if files - KNOWN_UPWARD.get((src, dst), set()):
-            graph.add_edge(src, dst)
+    graph = nx.DiGraph(list(import_edges()))
     cycles = list(nx.simple_cycles(graph))
     assert not cycles, f"import cycles between subpackages: {cycles}"
+
+
+def _fake_tree(root: Path, files: dict[str, str]) -> Path:
+    fake = root / "atomlens"
+    for rel, text in files.items():
+        path = fake / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (path.parent / "__init__.py").touch()
+        path.write_text(text)
+    return fake
 
 
 def test_detects_a_cycle(tmp_path, monkeypatch) -> None:
     """The checker itself: a planted models -> workflows import is reported."""
     import tests.test_import_graph as me
 
-    fake = tmp_path / "atomlens"
-    for pkg in ("models", "workflows"):
-        (fake / pkg).mkdir(parents=True)
-        (fake / pkg / "__init__.py").write_text("")
-    (fake / "models" / "x.py").write_text("from atomlens.workflows import latent\n")
-    (fake / "workflows" / "y.py").write_text("import atomlens.models\n")
+    fake = _fake_tree(
+        tmp_path,
+        {
+            "models/x.py": "from atomlens.workflows import latent\n",
+            "workflows/y.py": "import atomlens.models\n",
+        },
+    )
     monkeypatch.setattr(me, "SRC", fake)
     with pytest.raises(AssertionError, match="models -> workflows"):
         me.test_no_upward_edges()
     with pytest.raises(AssertionError, match="cycles"):
         me.test_no_cycle_between_subpackages()
+
+
+def test_detects_lazy_upward_imports_without_a_cycle(tmp_path, monkeypatch) -> None:
+    """An import inside a function is an edge too (segment -> atoms, io -> chem: the two
+    that were tolerated until they moved), and ``from atomlens import pkg`` counts;
+    downward imports alone pass."""
+    import tests.test_import_graph as me
+
+    down = {
+        "atoms/a.py": "from atomlens.segment.train import Validator\n",
+        "workflows/load.py": "from atomlens import chem\nimport atomlens.io.readers\n",
+        "chem/c.py": "",
+    }
+    monkeypatch.setattr(me, "SRC", _fake_tree(tmp_path / "ok", down))
+    me.test_no_upward_edges()
+    me.test_no_cycle_between_subpackages()
+    up = {
+        **down,
+        "segment/train.py": "def f():\n    from atomlens.atoms.evaluate import v\n",
+        "io/readers.py": "def g():\n    from atomlens import chem\n",
+    }
+    monkeypatch.setattr(me, "SRC", _fake_tree(tmp_path / "bad", up))
+    with pytest.raises(AssertionError, match=r"segment -> atoms in \['segment/train.py'\]"):
+        me.test_no_upward_edges()
+    with pytest.raises(AssertionError, match=r"io -> chem in \['io/readers.py'\]"):
+        me.test_no_upward_edges()
 
 
 def test_no_backend_switch_at_import() -> None:

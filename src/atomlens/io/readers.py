@@ -58,7 +58,7 @@ def read_stack(
     pixel_size: float | None = None,
     lazy: bool = False,
     nonfinite: str = "mask",
-    calibrate: str | float | None = None,
+    calibrate: None = None,
 ) -> Stack:
     """Read an image or movie with its pixel size.
 
@@ -77,11 +77,9 @@ def read_stack(
     nonfinite : ``"mask"`` (default): NaN/inf pixels are kept and masked by detection
         (no atoms there; counted in ``stack.metadata["nonfinite_pixels"]`` for in-memory
         stacks); ``"refuse"``: a frame with NaN/inf pixels raises :class:`StackError`.
-    calibrate : a lattice (``"graphene"``, ``"mos2"`` or a constant in Å): set the pixel
-        size from the lattice itself, ignoring the metadata
-        (:func:`atomlens.chem.calibrate.calibrate_lattice`; source ``"calibration"``,
-        the result in ``stack.metadata["calibration"]``, its discrepancy with the
-        metadata value included).
+    calibrate : not done here (a lattice calibration is chemistry, a layer above
+        ``io``): anything but None raises :class:`~atomlens.errors.SettingsError` naming
+        :func:`atomlens.workflows.load.read_stack`, which reads and then calibrates.
 
     Raises
     ------
@@ -89,6 +87,12 @@ def read_stack(
         corrupt, truncated or oversized file, or data that are not an image stack; a
         missing file is also a ``FileNotFoundError``.
     """
+    if calibrate is not None:
+        raise SettingsError(
+            f"atomlens.io.read_stack does not calibrate (calibrate={calibrate!r}); use "
+            "atomlens.workflows.load.read_stack(path, calibrate=...) to set the pixel size "
+            "from the lattice"
+        )
     if nonfinite not in ("mask", "refuse"):
         raise SettingsError(f"nonfinite must be 'mask' or 'refuse', got {nonfinite!r}")
     if pixel_size is not None:
@@ -152,12 +156,6 @@ def read_stack(
     if px is not None and not (np.isfinite(px) and px > 0):
         px, source = None, "unknown"
     stack = Stack(data, px, source, meta, str(path))
-    if calibrate is not None:  # the lattice's own pixel size (no nominal value needed)
-        from atomlens.chem.calibrate import calibrate_lattice
-
-        cal = calibrate_lattice(stack, calibrate)
-        stack = stack.with_pixel_size(cal.pixel_size, "calibration")
-        stack.metadata["calibration"] = cal.to_dict()
     if stack.pixel_size is None:
         log.info("%s carries no pixel size; pass pixel_size= or calibrate from the lattice", path)
     return stack

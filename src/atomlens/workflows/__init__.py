@@ -33,7 +33,8 @@ Events (:mod:`atomlens.workflows.events`): ``Progress(task, stage, done, total)`
 ``Log(task, message)`` and the training events of :mod:`atomlens.train`;
 ``training_progress(event)`` maps any training loop's event to one ``TrainingProgress``.
 Frames: :func:`atomlens.io.frames.parse_frames`; pixel size:
-:func:`atomlens.io.pixel_size.resolve_pixel_size`; the image-picker rule:
+:func:`atomlens.io.pixel_size.resolve_pixel_size` (from the lattice:
+``load.read_stack(path, calibrate="graphene")``); the image-picker rule:
 :func:`atomlens.workflows.layers.pick_movie_layer`.
 
 Submodules are imported on first use (``from atomlens.workflows import latent``), so
@@ -48,7 +49,7 @@ from typing import Any
 from atomlens.workflows.events import Log, Progress, TrainingProgress, drain, training_progress
 from atomlens.workflows.recipe import Recipe, setting
 
-_SUBMODULES = ("chemistry", "correct", "detect", "encode", "latent", "layers", "pfm")
+_SUBMODULES = ("chemistry", "correct", "detect", "encode", "latent", "layers", "load", "pfm")
 
 
 def __getattr__(name: str) -> Any:
