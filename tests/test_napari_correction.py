@@ -55,8 +55,10 @@ def _press(layer, key: str) -> None:
 
 def test_correct_save_retrain_redetect(make_napari_viewer, qtbot, tmp_path, movie, tiny_model):
     frames, atoms = movie
+    np.save(tmp_path / "movie.npy", frames)  # a project records its movie file
     viewer = make_napari_viewer()
-    img = add_tuple(viewer, image_layer_tuple(frames, PX, "movie"))
+    meta = {"atomlens": {"path": str(tmp_path / "movie.npy")}}
+    img = add_tuple(viewer, image_layer_tuple(frames, PX, "movie", metadata=meta))
     pts = add_tuple(viewer, atoms_layer_tuple(atoms, PX, name="atoms"))
     w = CorrectionWidget(viewer)
     viewer.window.add_dock_widget(w, name="Correct atoms")
@@ -72,13 +74,13 @@ def test_correct_save_retrain_redetect(make_napari_viewer, qtbot, tmp_path, movi
     assert len(pts.data) == n0 + 1
     new = pts.features.iloc[-1]
     assert new["cls"] == "Si" and bool(new["edited"]) and new["source"] == "manual"
-    assert w.state.frames == [0]
+    assert w.session.corrected_frames == [0]
 
     # delete an atom of frame 1
     i1 = int(np.flatnonzero(pts.data[:, 0] == 1)[0])
     pts.selected_data = {i1}
     w.delete_selected()
-    assert len(pts.data) == n0 and w.state.frames == [0, 1]
+    assert len(pts.data) == n0 and w.session.corrected_frames == [0, 1]
 
     # move an atom of frame 2 the way napari's drag does (CHANGING, then _move)
     i2 = int(np.flatnonzero(pts.data[:, 0] == 2)[0])
@@ -91,7 +93,7 @@ def test_correct_save_retrain_redetect(make_napari_viewer, qtbot, tmp_path, movi
     pts._move({i2}, np.array([2, old_yx[0] + 2.0, old_yx[1] - 1.0]))
     pts._drag_start = None
     assert np.allclose(pts.data[i2, 1:], old_yx + [2.0, -1.0])
-    assert bool(pts.features["edited"].iloc[i2]) and w.state.frames == [0, 1, 2]
+    assert bool(pts.features["edited"].iloc[i2]) and w.session.corrected_frames == [0, 1, 2]
 
     # key '2' picks the second class and re-classifies the selection; undo / redo
     j = int(np.flatnonzero(pts.data[:, 0] == 0)[0])
@@ -105,9 +107,10 @@ def test_correct_save_retrain_redetect(make_napari_viewer, qtbot, tmp_path, movi
     assert pts.features["cls"].iloc[j] == "Si"
     w.undo()
     w.undo()  # undo the move as well
-    assert np.allclose(pts.data[i2, 1:], old_yx) and w.state.frames == [0, 1]
+    assert np.allclose(pts.data[i2, 1:], old_yx) and w.session.corrected_frames == [0, 1]
     w.redo()
-    assert np.allclose(pts.data[i2, 1:], old_yx + [2.0, -1.0]) and w.state.frames == [0, 1, 2]
+    assert np.allclose(pts.data[i2, 1:], old_yx + [2.0, -1.0])
+    assert w.session.corrected_frames == [0, 1, 2]
 
     # autosave: the timer saves edits; the project survives closing the viewer
     proj_path = tmp_path / "work.atomlens"
@@ -155,6 +158,6 @@ def test_correct_save_retrain_redetect(make_napari_viewer, qtbot, tmp_path, movi
     viewer2 = make_napari_viewer()
     w2 = CorrectionWidget(viewer2)
     layer = w2.open_project(proj_path)
-    assert w2.state.frames == [0, 1, 2]
+    assert w2.session.corrected_frames == [0, 1, 2]
     assert int(layer.features["edited"].sum()) == 2
     assert (layer.features["source"] == "manual").sum() == 1

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from atomlens.io import Stack
+from atomlens.io.pixel_size import PixelSize, resolve_pixel_size
 from atomlens.viz.colours import ColourSpec
 from atomlens.viz.keys import ColourKey
 from atomlens.viz.layers import META_KEY, LayerTuple
@@ -35,9 +36,66 @@ def layer_pixel_size(layer: Layer) -> float | None:
     return float(layer.scale[-1]) * factor
 
 
-def layer_stack(layer: Layer) -> Stack:
-    """An :class:`atomlens.io.Stack` view of an Image layer's ``(T, Y, X)`` (or 2-D) data."""
-    return Stack(layer.data, layer_pixel_size(layer), "user", dict(layer.metadata), None)
+def _meta(layer: Layer | None) -> dict:
+    meta = getattr(layer, "metadata", None)
+    inner = meta.get(META_KEY) if isinstance(meta, dict) else None
+    return inner if isinstance(inner, dict) else {}
+
+
+def resolve_layer_pixel_size(*layers: Layer | None) -> PixelSize | None:
+    """The one pixel-size resolver of the docks: Å per pixel for ``layers`` (an image and
+    its atoms, in that order), with its source, or None when none of them knows it.
+
+    Precedence (:func:`atomlens.io.pixel_size.resolve_pixel_size`): a value the user typed
+    (the Detect dock records it with :func:`record_pixel_size`) on any of the layers, then
+    the first layer's Å ``scale``, then the pixel size in its AtomLens metadata (the
+    file's calibration, or the value detection used), then the next layer's."""
+    present = [lay for lay in layers if lay is not None]
+    for lay in present:
+        meta = _meta(lay)
+        if meta.get("pixel_size_source") == "user" and meta.get("pixel_size"):
+            return resolve_pixel_size(user=meta["pixel_size"])
+    for lay in present:
+        meta = _meta(lay)
+        known = layer_pixel_size(lay) or meta.get("pixel_size")
+        px = resolve_pixel_size(metadata=known, required=False)
+        if px is not None:
+            src = meta.get("pixel_size_source")
+            return PixelSize(px.value, src if src in ("calibration", "project") else "metadata")
+    return None
+
+
+def pixel_size_of(*layers: Layer | None) -> float | None:
+    """Å per pixel of ``layers`` (see :func:`resolve_layer_pixel_size`), or None."""
+    px = resolve_layer_pixel_size(*layers)
+    return px.value if px is not None else None
+
+
+def record_pixel_size(layer: Layer | None, pixel_size: float | None, source: str) -> None:
+    """Write the pixel size used for ``layer`` (Å/px) and its source (``"user"`` for a
+    typed value) into its AtomLens metadata, where :func:`resolve_layer_pixel_size` of
+    every dock reads it. Nothing is written for an unknown (None/0) value."""
+    if layer is None or not pixel_size or not isinstance(layer.metadata, dict):
+        return
+    meta = layer.metadata.setdefault(META_KEY, {})
+    meta["pixel_size"] = float(pixel_size)
+    meta["pixel_size_source"] = str(source)
+
+
+def layer_stack(layer: Layer, *others: Layer | None) -> Stack:
+    """An :class:`atomlens.io.Stack` view of an Image layer's ``(T, Y, X)`` (or 2-D) data,
+    with the pixel size of :func:`resolve_layer_pixel_size` (``layer`` first, then
+    ``others``) and the movie's file when the layer records one."""
+    px = resolve_layer_pixel_size(layer, *others)
+    meta = _meta(layer)
+    path = meta.get("path") or getattr(getattr(layer, "source", None), "path", None)
+    return Stack(
+        layer.data,
+        px.value if px is not None else None,
+        px.source if px is not None else "unknown",
+        dict(layer.metadata),
+        str(path) if path else None,
+    )
 
 
 def current_frame(viewer: napari.Viewer, layer: Layer) -> int:

@@ -26,7 +26,14 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_warning
 
 from atomlens._napari._base import ViewerWidget, status_label
-from atomlens._napari._layers import add_in_turns, current_frame, layer_pixel_size, layer_stack
+from atomlens._napari._layers import (
+    add_in_turns,
+    current_frame,
+    layer_pixel_size,
+    layer_stack,
+    pixel_size_of,
+    record_pixel_size,
+)
 from atomlens._napari._workers import notify_error, start_generator
 from atomlens._napari.key_dock import ensure_key_dock
 from atomlens.viz.layers import atoms_layer_tuple, probability_layer_tuples
@@ -136,6 +143,7 @@ class DetectWidget(ViewerWidget):
         self._t0 = 0.0
         self.worker: Any = None
         self._source = None
+        self._typed_px: float | None = None  # the pixel size typed for the running job
 
     def _model_path(self) -> str | None:
         """The model to run: a chosen .pt file, else the registry name ('auto', ...)."""
@@ -159,7 +167,7 @@ class DetectWidget(ViewerWidget):
                 "Detect atoms",
             )
             return None
-        if layer_pixel_size(layer) is None and not self.pixel_size.value > 0:
+        if pixel_size_of(layer) is None and not self.pixel_size.value > 0:
             notify_error(
                 ValueError(
                     f"'{layer.name}' has no pixel size: type it into this dock's "
@@ -174,6 +182,7 @@ class DetectWidget(ViewerWidget):
             notify_error(exc, "Detect atoms")
             return None
         user_px = float(self.pixel_size.value) if self.pixel_size.value > 0 else None
+        self._typed_px = user_px
         frames = [current_frame(self.viewer, layer)] if self.frames.value == "current" else None
         n = 1 if frames is not None else stack.n_frames
         self.progress.max, self.progress.value = n, 0
@@ -243,7 +252,13 @@ class DetectWidget(ViewerWidget):
         atoms = result.atoms
         tup = atoms_layer_tuple(atoms, px, f"atoms {name}", metadata={"atomlens": {"source": name}})
         tup[1]["translate"] = (t_off, y_off, x_off)
+        # the pixel size detection used, where every dock's resolver reads it (a typed
+        # value is recorded as the user's, on the image too: Defects, Subimages... use it)
+        typed = self._typed_px is not None
+        if typed:
+            record_pixel_size(layer, result.pixel_size, "user")
         tup[1]["metadata"]["atomlens"]["pixel_size"] = float(result.pixel_size)
+        tup[1]["metadata"]["atomlens"]["pixel_size_source"] = "user" if typed else "metadata"
         tuples.append(tup)
         # one layer per turn of the event loop: no single long main-thread stall
         add_in_turns(self.viewer, tuples, lambda layers: self._shown(result, frames, layers[-1]))

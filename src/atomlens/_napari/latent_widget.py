@@ -35,8 +35,8 @@ from atomlens._napari._layers import (
     apply_colour,
     atomlens_kind,
     layer_atoms,
-    layer_pixel_size,
     merge_features,
+    pixel_size_of,
 )
 from atomlens._napari._workers import notify_error, start_generator
 from atomlens._napari.key_dock import ensure_key_dock
@@ -254,7 +254,7 @@ class LatentWidget(ViewerWidget):
         atoms = layer_atoms(points) if points is not None else None
         column = self.colour_by.value if points is not None else None
         spec = colour_spec(column, points.features[column]) if column else None
-        px = layer_pixel_size(image) or (layer_pixel_size(points) if points is not None else None)
+        px = pixel_size_of(image, points)  # the docks' one resolver (Detect's typed value)
         limits = tuple(float(v) for v in image.contrast_limits)
         style = MovieStyle(contrast_limits=limits)
         self._movie_stop = threading.Event()

@@ -13,7 +13,10 @@ listeners (the dock redraws its layer on them). The rules:
 - corrected frames are the fine-tuning set and are never overwritten by re-detection;
 - undo/redo restore the table AND the corrected frames;
 - the session is dirty after any change until saved; :meth:`autosave_due` says when
-  the autosave interval has passed with unsaved changes;
+  changes have stayed unsaved for the autosave interval;
+- retraining and re-detection read a copy of the inputs taken when they are asked for,
+  and a re-detection is applied (:meth:`apply_redetect`) to the table as it is then:
+  frames corrected in the meantime keep the user's atoms;
 - saving always records the movie (path and pixel size) and the model lineage.
 
 ``atomlens finetune PROJECT`` replays a saved session (:func:`replay`).
@@ -50,6 +53,13 @@ class CorrectRecipe(Recipe):
     threshold: float = setting(0.5, min=0.0, max=1.0, doc="re-detection probability threshold")
     autosave: bool = setting(False, doc="save the project every autosave_s seconds when dirty")
     autosave_s: int = setting(30, min=2, max=3600, doc="autosave interval, seconds")
+
+
+#: Species offered for new atoms before any atom table says otherwise.
+DEFAULT_CLASSES = ("C", "Si")
+
+#: The columns a correction owns; every other column of the table rides along.
+CORE_COLUMNS = ("frame", "y", "x", "cls", "prob", "edited", "source", "atom_id")
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,8 @@ class CorrectionSession:
     _version: int = 0
     _saved_version: int = 0
     _last_save: float = field(default_factory=time.monotonic)
+    _dirty_since: float | None = None  # when the first unsaved change happened
+    _last_move: frozenset | None = None  # ids of the last change if it was a move
 
     def __post_init__(self) -> None:
         self.atoms = with_atom_ids(ensure_edit_columns(self.atoms))
@@ -125,8 +137,11 @@ class CorrectionSession:
         message: str = "",
         dirty: bool = True,
     ) -> None:
+        self._last_move = None
         if dirty:
             self._version += 1
+            if self._dirty_since is None:
+                self._dirty_since = time.monotonic()
         ev = SessionEvent(
             kind, tuple(sorted({int(f) for f in frames})), tuple(int(i) for i in ids), message
         )
@@ -143,6 +158,50 @@ class CorrectionSession:
     @property
     def corrected_frames(self) -> list[int]:
         return sorted(self.corrected)
+
+    @property
+    def can_undo(self) -> bool:
+        return self.history.can_undo
+
+    @property
+    def can_redo(self) -> bool:
+        return self.history.can_redo
+
+    def class_choices(self, defaults: Iterable[str] = DEFAULT_CLASSES) -> list[str]:
+        """Species to offer for new atoms: ``defaults`` then those in the table (in order
+        of first appearance); key ``n`` of the dock picks the n-th."""
+        present = self.atoms["cls"].astype(str).tolist() if "cls" in self.atoms else []
+        return list(dict.fromkeys([*map(str, defaults), *present]))
+
+    def ids_at(self, rows: Iterable[int]) -> list[int]:
+        """``atom_id`` of the atoms at row positions ``rows`` of :attr:`atoms` (the order
+        of a napari Points layer drawn from the session)."""
+        rows = np.asarray(list(rows), dtype=np.int64)
+        if len(rows) and (rows.min() < -len(self.atoms) or rows.max() >= len(self.atoms)):
+            raise SettingsError(f"rows {rows.tolist()} outside the {len(self.atoms)} atoms")
+        return self.atoms["atom_id"].to_numpy()[rows].astype(np.int64).tolist()
+
+    def set_movie(
+        self,
+        stack: Any,
+        stack_path: str | None = None,
+        pixel_size: float | None = None,
+        pixel_size_source: str | None = None,
+    ) -> None:
+        """The movie the atoms belong to (an :class:`atomlens.io.Stack` or ``(T, Y, X)``
+        array, or None: no movie open), its file and its pixel size in Å/px (default: the
+        stack's). Not an edit: not undoable, the session does not become dirty."""
+        self.stack = stack
+        if stack is None:
+            return
+        path = stack_path or getattr(stack, "path", None)
+        self.stack_path = str(path) if path else self.stack_path
+        px = pixel_size if pixel_size is not None else getattr(stack, "pixel_size", None)
+        if px:
+            self.pixel_size = float(px)
+            self.pixel_size_source = pixel_size_source or getattr(
+                stack, "pixel_size_source", "unknown"
+            )
 
     @property
     def n_frames(self) -> int | None:
@@ -181,27 +240,32 @@ class CorrectionSession:
 
     def add(self, frame: int, y: float, x: float, cls: str = "C") -> int:
         """Add a manual atom at ``(y, x)`` pixels on ``frame``; returns its ``atom_id``."""
-        frame = self._check_frame(frame)
-        if not (np.isfinite(y) and np.isfinite(x)):
-            raise SettingsError(f"atom position must be finite pixels, got ({y!r}, {x!r})")
+        return self.add_many([frame], [y], [x], cls)[0]
+
+    def add_many(
+        self, frames: Iterable[int], ys: Iterable[float], xs: Iterable[float], cls: str = "C"
+    ) -> list[int]:
+        """Add manual atoms (one undo step) at ``(ys[i], xs[i])`` pixels on ``frames[i]``,
+        appended in that order; returns their ``atom_id``."""
+        fs = [self._check_frame(f) for f in frames]
+        yx = np.column_stack([np.asarray(list(ys), float), np.asarray(list(xs), float)])
+        if len(yx) != len(fs):
+            raise SettingsError(f"{len(fs)} frames for {len(yx)} positions")
+        if not np.isfinite(yx).all():
+            raise SettingsError(f"atom positions must be finite pixels, got {yx.tolist()}")
+        if not fs:
+            return []
         self.history.push(self._snapshot())
-        new_id = int(self._next_ids(1)[0])
-        row = {c: None for c in self.atoms.columns}
-        row.update(
-            frame=frame,
-            y=float(y),
-            x=float(x),
-            cls=str(cls),
-            prob=1.0,
-            edited=True,
-            source="manual",
-            atom_id=new_id,
-        )
-        self.atoms = pd.concat([self.atoms, pd.DataFrame([row])], ignore_index=True)
-        self.atoms = ensure_edit_columns(self.atoms)
-        self.corrected.add(frame)
-        self._emit("edit", [frame], [new_id])
-        return new_id
+        new_ids = self._next_ids(len(fs))
+        rows = pd.DataFrame({c: [None] * len(fs) for c in self.atoms.columns})
+        rows["frame"], rows["y"], rows["x"] = fs, yx[:, 0], yx[:, 1]
+        rows["cls"], rows["prob"], rows["edited"] = str(cls), 1.0, True
+        rows["source"], rows["atom_id"] = "manual", new_ids
+        parts = [p for p in (self.atoms, rows) if len(p)]
+        self.atoms = ensure_edit_columns(pd.concat(parts, ignore_index=True))
+        self.corrected |= set(fs)
+        self._emit("edit", fs, new_ids)
+        return [int(i) for i in new_ids]
 
     def delete(self, atom_ids: Iterable[int]) -> None:
         """Delete atoms; their frames become corrected."""
@@ -217,14 +281,37 @@ class CorrectionSession:
 
     def move(self, atom_id: int, y: float, x: float) -> None:
         """Move one atom to ``(y, x)`` pixels (same frame); flags it edited."""
-        row = int(self._check_ids([atom_id])[0])
-        self.history.push(self._snapshot())
-        self.atoms.iloc[row, self.atoms.columns.get_loc("y")] = float(y)
-        self.atoms.iloc[row, self.atoms.columns.get_loc("x")] = float(x)
-        self.atoms.iloc[row, self.atoms.columns.get_loc("edited")] = True
-        frame = int(self.atoms["frame"].iloc[row])
-        self.corrected.add(frame)
-        self._emit("edit", [frame], [atom_id])
+        self.move_many([atom_id], [y], [x])
+
+    def move_many(
+        self,
+        atom_ids: Iterable[int],
+        ys: Iterable[float],
+        xs: Iterable[float],
+        continue_drag: bool = False,
+    ) -> None:
+        """Move atoms (one undo step) to ``(ys[i], xs[i])`` pixels, each on its own frame;
+        flags them edited. ``continue_drag``: this continues the last change, a move of
+        the same atoms (a mouse drag reports every step): no new undo step."""
+        ids = [int(i) for i in atom_ids]
+        rows = self._check_ids(ids)
+        yx = np.column_stack([np.asarray(list(ys), float), np.asarray(list(xs), float)])
+        if len(yx) != len(rows):
+            raise SettingsError(f"{len(rows)} atoms for {len(yx)} positions")
+        if not np.isfinite(yx).all():
+            raise SettingsError(f"atom positions must be finite pixels, got {yx.tolist()}")
+        if not len(rows):
+            return
+        if not (continue_drag and self._last_move == frozenset(ids)):
+            self.history.push(self._snapshot())
+        atoms = self.atoms.copy()  # a new table: a running retrain keeps reading the old one
+        for col, values in (("y", yx[:, 0]), ("x", yx[:, 1]), ("edited", True)):
+            atoms.iloc[rows, atoms.columns.get_loc(col)] = values
+        self.atoms = atoms
+        frames = atoms["frame"].to_numpy()[rows]
+        self.corrected |= {int(f) for f in frames}
+        self._emit("edit", frames, ids)
+        self._last_move = frozenset(ids)
 
     def set_species(self, atom_ids: Iterable[int], cls: str) -> None:
         """Re-classify atoms as ``cls``; flags them edited."""
@@ -232,11 +319,29 @@ class CorrectionSession:
         if not len(rows):
             return
         self.history.push(self._snapshot())
-        self.atoms.iloc[rows, self.atoms.columns.get_loc("cls")] = str(cls)
-        self.atoms.iloc[rows, self.atoms.columns.get_loc("edited")] = True
+        atoms = self.atoms.copy()
+        atoms.iloc[rows, atoms.columns.get_loc("cls")] = str(cls)
+        atoms.iloc[rows, atoms.columns.get_loc("edited")] = True
+        self.atoms = atoms
         frames = self.atoms["frame"].to_numpy()[rows]
         self.corrected |= {int(f) for f in frames}
         self._emit("edit", frames, self.atoms["atom_id"].to_numpy()[rows])
+
+    def update_columns(self, table: pd.DataFrame) -> list[str]:
+        """Take extra per-atom columns (latents, chemistry... anything but the position,
+        species, flags and ``atom_id``) from ``table``, matched on ``atom_id``; atoms it
+        lacks get NaN. Not an edit: not undoable, not dirty. Returns the columns taken."""
+        if "atom_id" not in table or not len(self.atoms):
+            return []
+        cols = [c for c in table.columns if c not in CORE_COLUMNS]
+        if not cols:
+            return []
+        src = table.drop_duplicates("atom_id").set_index("atom_id")[cols]
+        ids = self.atoms["atom_id"].to_numpy()
+        atoms = self.atoms.drop(columns=cols, errors="ignore").reset_index(drop=True)
+        taken = src.reindex(ids).reset_index(drop=True)
+        self.atoms = pd.concat([atoms, taken], axis=1)
+        return cols
 
     def replace_table(self, atoms: pd.DataFrame, changed_frames: Iterable[int] = ()) -> None:
         """Take a whole edited table (e.g. from a napari Points layer after a drag);
@@ -320,77 +425,124 @@ class CorrectionSession:
         stop: threading.Event | None = None,
         frame_hint: int | None = None,
         out: str | None = None,
+        adopt: bool = True,
     ) -> Generator[Any, None, Any]:
         """Fine-tune the current detector on the corrected frames, yielding the
         fine-tuning events (:func:`atomlens.atoms.finetune.iter_finetune`); returns
-        the :class:`FinetuneResult` (or None when stopped before a model existed). The
-        new model joins the lineage; :meth:`redetect` applies it."""
-        from atomlens.atoms.finetune import FinetuneFinished, iter_finetune
+        the :class:`FinetuneResult` (or None when stopped before a model existed).
 
+        The inputs (table, frames, movie, recipe) are checked and copied now: a bad input
+        raises :class:`SettingsError` here, not on the first step, and edits made while
+        training do not reach it. With ``adopt`` the new model joins the lineage when the
+        generator ends (:meth:`adopt_model`; a GUI passes False and adopts on its main
+        thread); :meth:`redetect` applies it."""
         frames = self._training_frames(frame_hint)
         stack = self._stack()
         base = self.current_model if self.current_model is not None else self.model
+        return self._retrain_job(
+            stack, self.atoms.copy(), frames, base, out or self.next_model_path(), stop, adopt
+        )
+
+    def _retrain_job(
+        self,
+        stack: Any,
+        atoms: pd.DataFrame,
+        frames: list[int],
+        base: Any,
+        out: str | None,
+        stop: threading.Event | None,
+        adopt: bool,
+    ) -> Generator[Any, None, Any]:
+        from atomlens.atoms.finetune import FinetuneFinished, iter_finetune
+
+        recipe = self.recipe
         result = None
         yield Log("correct", f"retraining on {len(frames)} corrected frame(s)")
         for ev in iter_finetune(
             stack,
-            self.atoms,
+            atoms,
             frames,
             base,
-            out=out or self.next_model_path(),
+            out=out,
             stop=stop,
             pixel_size=self.pixel_size,
             stack_path=self.stack_path,
-            steps=self.recipe.steps,
-            self_train=self.recipe.self_train,
-            threads=self.recipe.threads,
+            steps=recipe.steps,
+            self_train=recipe.self_train,
+            threads=recipe.threads,
         ):
             if isinstance(ev, FinetuneFinished):
                 result = ev.result
             yield ev
-        if result is not None:
-            self.new_model = result.detector
-            self.new_model_path = str(result.path) if result.path else None
-            self.lineage.append(
-                {
-                    "parent": self.model,
-                    "model": self.new_model_path,
-                    "frames": frames,
-                    "steps": self.recipe.steps,
-                    "reason": result.reason,
-                }
-            )
-            self._emit("model", frames, message=f"fine-tuned detector ({result.reason})")
+        if result is not None and adopt:
+            self.adopt_model(result)
         return result
+
+    def adopt_model(self, result: Any) -> None:
+        """Take a fine-tuning result as the new model (not yet applied: :meth:`redetect`)
+        and record it in the lineage (parent, file, frames, steps, why it ended)."""
+        ft = result.card.get("finetune", {})
+        frames = [int(f) for f in ft.get("frames", [])]
+        self.new_model = result.detector
+        self.new_model_path = str(result.path) if result.path else None
+        self.lineage.append(
+            {
+                "parent": self.model,
+                "model": self.new_model_path,
+                "frames": frames,
+                "steps": int(ft.get("steps", self.recipe.steps)),
+                "reason": result.reason,
+            }
+        )
+        self._emit("model", frames, message=retrain_message(result))
 
     def redetect(self, *, model: Any = None) -> Generator[Any, None, RedetectResult]:
         """Re-detect every frame except the corrected ones with ``model`` (default: the
-        last fine-tuned one); undoable. Returns the :class:`RedetectResult`."""
+        last fine-tuned one) and apply it (:meth:`apply_redetect`); undoable. Returns the
+        :class:`RedetectResult`."""
+        model = model if model is not None else self.new_model
+        job = self.redetect_job(model=model)
+        res = yield from job
+        self.apply_redetect(res, model)
+        yield Progress("correct", "redetect", 1, 1, res.message)
+        return res
+
+    def redetect_job(self, *, model: Any = None) -> Generator[Any, None, RedetectResult]:
+        """Only the detection of :meth:`redetect` (no change to the session: a GUI runs
+        it on a worker, then :meth:`apply_redetect` on its main thread). Inputs are checked
+        and copied now (:class:`SettingsError` when there is no model or movie)."""
         model = model if model is not None else self.new_model
         if model is None:
             raise SettingsError("retrain first: there is no new model yet")
-        stack = self._stack()
-        yield Progress("correct", "redetect", 0, 1, "re-detecting")
-        res = redetect(
-            stack, self.atoms, self.corrected_frames, model, threshold=self.recipe.threshold
-        )
+        stack, atoms, corrected = self._stack(), self.atoms.copy(), self.corrected_frames
+        threshold = self.recipe.threshold
+
+        def _job() -> Generator[Any, None, RedetectResult]:
+            yield Progress("correct", "redetect", 0, 1, "re-detecting")
+            return redetect(stack, atoms, corrected, model, threshold=threshold)
+
+        return _job()
+
+    def apply_redetect(self, res: RedetectResult, model: Any = None) -> None:
+        """Put a re-detection into the table as it is now (undoable): its detected frames
+        that are not corrected *now* get the new atoms (fresh ``atom_id``); every other
+        frame keeps its rows and ids, so frames corrected while it ran stay the user's.
+        ``model`` (default: the last fine-tuned one) becomes the current detector."""
+        replaced = set(res.detected_frames) - self.corrected
+        new = ensure_edit_columns(res.atoms)
+        new = new[new["frame"].isin(replaced)].drop(columns=["atom_id"], errors="ignore")
+        keep = self.atoms[~self.atoms["frame"].isin(replaced)]
+        ids = self._next_ids(len(new))
+        new = new.assign(atom_id=ids)
         self.history.push(self._snapshot())
-        table = res.atoms.reset_index(drop=True)
-        # corrected rows keep their atom_id (matched on frame, y, x); new rows get fresh ids
-        prev = self.atoms[["frame", "y", "x", "atom_id"]].drop_duplicates(["frame", "y", "x"])
-        found = table[["frame", "y", "x"]].merge(prev, on=["frame", "y", "x"], how="left")
-        keep = found["atom_id"].notna().to_numpy() & table["frame"].isin(self.corrected).to_numpy()
-        ids = np.where(keep, found["atom_id"].fillna(-1).to_numpy(), -1).astype(np.int64)
-        start = int(self.atoms["atom_id"].max()) + 1 if len(self.atoms) else 0
-        ids[~keep] = np.arange(start, start + int((~keep).sum()))
-        table["atom_id"] = ids
-        self.atoms = table
-        self.current_model = model
+        parts = [p for p in (keep, new) if len(p)]
+        table = pd.concat(parts, ignore_index=True, sort=False) if parts else keep
+        table = table.sort_values("frame", kind="stable").reset_index(drop=True)
+        self.atoms = with_atom_ids(ensure_edit_columns(table))
+        self.current_model = model if model is not None else self.new_model
         if self.new_model_path:
             self.model = self.new_model_path
-        self._emit("redetected", res.detected_frames, message=res.message)
-        yield Progress("correct", "redetect", 1, 1, res.message)
-        return res
+        self._emit("redetected", sorted(replaced), message=res.message)
 
     # -- project ------------------------------------------------------------------------
 
@@ -428,23 +580,49 @@ class CorrectionSession:
         self.project_path = str(folder)
         self._saved_version = self._version
         self._last_save = time.monotonic()
+        self._dirty_since = None
         self._emit("saved", message=f"saved {folder.name}", dirty=False)
         return folder
 
     def autosave_due(self, now: float | None = None) -> bool:
-        """True when autosave is on, a project path is set, there are unsaved changes
-        and ``autosave_s`` seconds have passed since the last save."""
+        """True when autosave is on, a project path is set and changes have stayed
+        unsaved for ``autosave_s`` seconds (``now``: :func:`time.monotonic` seconds).
+        Counting from the first unsaved change, not from the last save, a clock that
+        ticks every ``autosave_s`` saves each change within two ticks."""
         now = time.monotonic() if now is None else now
+        since = self._dirty_since if self._dirty_since is not None else self._last_save
         return (
             self.recipe.autosave
             and bool(self.project_path)
             and self.dirty
-            and now - self._last_save >= self.recipe.autosave_s
+            and now - since >= self.recipe.autosave_s
         )
 
     def autosave(self, now: float | None = None) -> Path | None:
         """Save when :meth:`autosave_due`; returns the folder or None."""
         return self.save() if self.autosave_due(now) else None
+
+    @classmethod
+    def from_table(
+        cls, atoms: pd.DataFrame, metadata: dict | None = None, **kwargs: Any
+    ) -> CorrectionSession:
+        """A session for an atom table and the AtomLens metadata it came with (a napari
+        atoms layer's ``metadata["atomlens"]``, or a project's): its corrected frames,
+        movie file, project and model lineage (``models``: finetuned, else detector;
+        ``"shipped"`` = None). ``kwargs`` go to the constructor and win."""
+        meta = metadata or {}
+        models = meta.get("models") or {}
+        model = models.get("finetuned") or models.get("detector")
+        args: dict[str, Any] = {
+            "atoms": atoms,
+            "corrected": {int(f) for f in meta.get("corrected_frames") or []},
+            "stack_path": meta.get("stack_path"),
+            "project_path": meta.get("project"),
+            "model": None if model in (None, "shipped") else str(model),
+            "new_model_path": models.get("finetuned"),
+        }
+        args.update(kwargs)
+        return cls(**args)
 
     @classmethod
     def load(cls, path: str | Path, *, lazy: bool = True) -> CorrectionSession:
@@ -483,6 +661,19 @@ class CorrectionSession:
         return session
 
 
+def retrain_message(result: Any) -> str:
+    """One line on how a fine-tuning ended: why, after how many steps, and the F1 on the
+    strip held back from the corrected frames before -> after (when it was scored)."""
+    sc = getattr(result, "scores", None) or {}
+    score = (
+        f"; held-back F1 {sc['before']['f1']:.2f} -> {sc['after']['f1']:.2f}"
+        if sc.get("before") and sc.get("after")
+        else ""
+    )
+    steps = result.card.get("finetune", {}).get("steps", "?")
+    return f"retraining {result.reason} after {steps} steps{score}: re-detect to apply it"
+
+
 def replay(
     project: str | Path,
     *,
@@ -508,4 +699,12 @@ def replay(
     return result
 
 
-__all__ = ["CorrectRecipe", "CorrectionSession", "SessionEvent", "replay"]
+__all__ = [
+    "CORE_COLUMNS",
+    "DEFAULT_CLASSES",
+    "CorrectRecipe",
+    "CorrectionSession",
+    "SessionEvent",
+    "replay",
+    "retrain_message",
+]
