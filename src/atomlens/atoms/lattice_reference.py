@@ -88,12 +88,25 @@ def whitened_spectrum(
     win = np.outer(np.hanning(h), np.hanning(w))
     spec = np.abs(np.fft.fftshift(np.fft.fft2((img - img.mean()) * win, s=(pad, pad)))) ** 2
     spec = ndi.gaussian_filter(spec, 1.5)
-    yy, xx = np.mgrid[:pad, :pad] - pad // 2
+    white, r, yy, xx = whiten_radial(spec)
+    return spec, white, r, yy, xx
+
+
+def whiten_radial(
+    spec: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A centred (n, n) power spectrum divided by its mean over each 1-bin ring, so
+    lattice spots stand out of the low-frequency background.
+
+    Returns ``(white, r, yy, xx)``: the whitened spectrum (n, n), the radius and the
+    offsets from the centre bin ``n // 2``, in FFT bins.
+    """
+    n = spec.shape[0]
+    yy, xx = np.mgrid[:n, :n] - n // 2
     r = np.hypot(yy, xx)
     ri = r.astype(int)
     radial = np.bincount(ri.ravel(), spec.ravel()) / np.maximum(np.bincount(ri.ravel()), 1)
-    white = spec / np.maximum(radial[ri], 1e-30)
-    return spec, white, r, yy, xx
+    return spec / np.maximum(radial[ri], 1e-30), r, yy, xx
 
 
 def first_order_spots(

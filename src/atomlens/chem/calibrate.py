@@ -161,12 +161,14 @@ def calibrate_fft(
         orders 1, √3, 2 that shows spots is taken as the first order.
     pad : FFT size (pixels) for sub-bin peak positions.
     """
+    from atomlens.atoms.lattice_reference import whiten_radial  # lazy: atoms imports torch
+
     a = lattice_constant(lattice)
     spec = power_spectrum(image, pad=pad)
+    # whiten by the radial mean so the low-frequency background does not win
+    white, r, _, _ = whiten_radial(spec)
     n = spec.shape[0]
     c = n // 2
-    yy, xx = np.mgrid[:n, :n] - c
-    r = np.hypot(yy, xx)
     d_spacing = a * np.sqrt(3) / 2  # Å, first-order plane spacing
     if metadata_pixel_size:
         k0 = metadata_pixel_size / d_spacing * n
@@ -176,10 +178,6 @@ def calibrate_fft(
     ann = (r >= lo) & (r <= hi)
     if not ann.any():
         raise CalibrationError("the spot search annulus is empty: check the image size")
-    # whiten by the radial mean so the low-frequency background does not win
-    ri = r.astype(int)
-    radial = np.bincount(ri.ravel(), spec.ravel()) / np.maximum(np.bincount(ri.ravel()), 1)
-    white = spec / np.maximum(radial[ri], 1e-30)
     cand = np.where(ann, white, 0.0)
     iy, ix = np.unravel_index(int(np.argmax(cand)), cand.shape)
     if not metadata_pixel_size:
