@@ -42,7 +42,9 @@ def test_pieces_equal_one_call_in_the_input_order(movie) -> None:
     events: list = []
     run = drain(analyze_events(atoms, movie.pixel_size, chunk_frames=3), events.append)
     assert not run.stopped and run.frames == list(range(movie.frames.shape[0]))
-    assert [e.done for e in events] == [3, 6, 9, 10] and all(isinstance(e, Progress) for e in events)
+    assert [e.done for e in events] == [3, 6, 9, 10] and all(
+        isinstance(e, Progress) for e in events
+    )
     got = run.result
     pd.testing.assert_frame_equal(got.atoms[_COLUMNS], whole.atoms[_COLUMNS])
     assert _bond_set(got) == _bond_set(whole)

@@ -179,6 +179,6 @@ def test_napari_result_layers_carry_the_table() -> None:
     tab = pd.DataFrame({"frame": [0, 1], "y": [5.0, 6.0], "x": [7.0, 8.0], "D": [0.1, -0.2]})
     res = PFMResult(tab, np.zeros((2, 16, 16), bool), 0.5, {}, None, PFMConfig())
     (walls, wkw, wkind), (pts, pkw, pkind) = result_layers(res)
-    assert wkind == "labels" and walls.shape == (2, 16, 16)
+    assert wkind == "image" and walls.shape == (2, 16, 16)  # an Image: no first-Labels stall
     assert pkind == "points" and pts.tolist() == [[0, 5, 7], [1, 6, 8]]
     assert list(pkw["features"]["D"]) == [0.1, -0.2] and pkw["face_color"] == "D"

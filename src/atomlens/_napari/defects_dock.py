@@ -2,8 +2,9 @@
 
 Thin shell over headless code:
 
-- chemistry: :func:`atomlens.chem.analyze` on the layer's atom table (a worker thread);
-  its per-atom columns (``coordination, defect_id, defect_type, track_id``...) are
+- chemistry: :func:`atomlens.chem.analyze` on the layer's atom table, in pieces of a
+  few frames on a worker thread (:func:`atomlens.workflows.chemistry.analyze_events`:
+  progress, time left, Stop; a stopped run keeps the frames done); its per-atom columns (``coordination, defect_id, defect_type, track_id``...) are
   written back into the layer's features, so the layer carries its chemistry;
 - the table rows, the type filter, the jump target and the CSV export:
   :mod:`atomlens.chem.defect_table`;
@@ -19,22 +20,32 @@ and selects its atoms in the atoms layer.
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, PushButton, Table
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    ProgressBar,
+    PushButton,
+    Table,
+)
 from napari.utils.notifications import show_info, show_warning
 
 from atomlens._napari._base import ViewerWidget, status_label
 from atomlens._napari._layers import (
     atomlens_kind,
     layer_atoms,
-    layer_pixel_size,
     merge_features,
     set_frame,
 )
+from atomlens._napari._layers import pixel_size_of as _resolve_px
 from atomlens._napari._workers import notify_error, start_generator
 from atomlens.chem.defect_table import (
     ALL_TYPES,
@@ -47,7 +58,6 @@ from atomlens.chem.defect_table import (
     has_chemistry,
     jump_target,
 )
-from atomlens.viz.layers import META_KEY
 
 if TYPE_CHECKING:
     import napari
@@ -67,6 +77,20 @@ _ATOM_CHEM_COLUMNS = (
     "defect_type",
     "track_id",
 )
+#: Per-atom values for atoms of frames a stopped run did not reach.
+_NOT_ANALYSED = {
+    "coordination": -1,
+    "ring5": -1,
+    "ring6": -1,
+    "ring7": -1,
+    "ring8": -1,
+    "edge": False,
+    "defect_id": -1,
+    "defect_type": "not analysed",
+    "track_id": -1,
+}
+#: Frames per piece of the chemistry worker (Stop and progress between pieces).
+CHUNK_FRAMES = 4
 _HEADERS = {
     "defect_id": "id",
     "frame": "frame",
@@ -87,13 +111,9 @@ def _is_atoms(layer: Any) -> bool:
 
 
 def pixel_size_of(layer: Any) -> float | None:
-    """Å per pixel of a layer: its Å scale, else the pixel size in its AtomLens metadata."""
-    px = layer_pixel_size(layer)
-    if px:
-        return px
-    meta = layer.metadata.get(META_KEY) if isinstance(layer.metadata, dict) else None
-    value = meta.get("pixel_size") if isinstance(meta, dict) else None
-    return float(value) if value else None
+    """Å per pixel of a layer: the docks' one resolver
+    (:func:`atomlens._napari._layers.resolve_layer_pixel_size`)."""
+    return _resolve_px(layer)
 
 
 class DefectsDock(ViewerWidget):
@@ -111,6 +131,9 @@ class DefectsDock(ViewerWidget):
 
         self.atoms = self.layer_picker("atoms", "points", _is_atoms)
         self.run_button = PushButton(text="Run chemistry")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.stop_button.tooltip = "end after the current frames; the frames done are kept"
+        self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self.add_layers = CheckBox(text="add bonds / rings / defects layers", value=False)
         self.type_filter = ComboBox(label="type", choices=self._type_choices)
         self.table = Table(value={h: [] for h in _HEADERS.values()})
@@ -118,12 +141,15 @@ class DefectsDock(ViewerWidget):
         self.export_button = PushButton(text="Export CSV")
         self.status = status_label()
         row = Container(
-            layout="horizontal", widgets=[self.run_button, self.add_layers], labels=False
+            layout="horizontal",
+            widgets=[self.run_button, self.stop_button, self.add_layers],
+            labels=False,
         )
         self.extend(
             [
                 self.atoms,
                 row,
+                self.progress,
                 self.type_filter,
                 self.table,
                 self.csv_file,
@@ -143,6 +169,9 @@ class DefectsDock(ViewerWidget):
 
         self.atoms.changed.connect(self._on_layer)
         self.run_button.changed.connect(self.run_chemistry)
+        self.stop_button.changed.connect(self.stop)
+        self._stop = threading.Event()
+        self._t0 = 0.0
         self.type_filter.changed.connect(self._refresh_table)
         self.export_button.changed.connect(lambda: self.export_csv())
         self._on_layer()
@@ -173,9 +202,10 @@ class DefectsDock(ViewerWidget):
         return rows
 
     def run_chemistry(self) -> Any:
-        """Analyse the picked atoms layer on a worker thread (headless twin:
-        :func:`atomlens.chem.analyze`); returns the worker (None on error)."""
-        from atomlens.chem import analyze
+        """Analyse the picked atoms layer on a worker thread, a few frames at a time
+        (headless twin: :func:`atomlens.workflows.chemistry.analyze_events`, the same
+        numbers as :func:`atomlens.chem.analyze`); returns the worker (None on error)."""
+        from atomlens.workflows.chemistry import analyze_events
 
         layer = self.atoms.value
         try:
@@ -193,36 +223,78 @@ class DefectsDock(ViewerWidget):
         except ValueError as exc:
             notify_error(exc, "Defects")
             return None
-
-        def _job():
-            yield "running"
-            return analyze(atoms, px)
-
-        self.run_button.enabled = False
+        n_frames = int(atoms["frame"].nunique()) if "frame" in atoms else 1
+        self.run_button.enabled, self.stop_button.enabled = False, True
+        self.progress.max, self.progress.value = n_frames, 0
         self.status.value = f"chemistry of {len(atoms)} atoms..."
+        self._stop = threading.Event()
+        self._t0 = time.perf_counter()
         self.worker = start_generator(
-            _job,
-            on_return=lambda res: self.set_result(res, layer, n_points=len(atoms)),
-            on_finish=lambda: setattr(self.run_button, "enabled", True),
+            analyze_events,
+            atoms,
+            px,
+            chunk_frames=CHUNK_FRAMES,
+            stop=self._stop,
+            on_yield=self._on_progress,
+            on_return=lambda run: self._on_run(run, layer, len(atoms)),
+            on_error=lambda exc: setattr(self.status, "value", "chemistry failed"),
+            on_finish=self._after,
             what="Defects",
         )
         return self.worker
 
-    def set_result(self, result: ChemResult, layer: Points, n_points: int | None = None) -> None:
-        """Show the defects of ``result`` (chemistry of ``layer``'s atoms); writes the
-        per-atom chemistry columns into the layer's features when it is unchanged."""
+    def stop(self) -> None:
+        """End the chemistry after the current frames; the frames done are kept."""
+        self._stop.set()
+        self.status.value = "stopping after these frames..."
+
+    def _after(self) -> None:
+        self.run_button.enabled, self.stop_button.enabled = True, False
+
+    def _on_progress(self, event: Any) -> None:
+        done, total = int(event.done), int(event.total or max(event.done, 1))
+        self.progress.max, self.progress.value = total, done
+        left = (time.perf_counter() - self._t0) / max(done, 1) * (total - done)
+        self.status.value = f"chemistry: {done}/{total} frames, ~{left:.0f} s left"
+
+    def _on_run(self, run: Any, layer: Points, n_points: int) -> None:
+        if run.result is None:
+            self.status.value = "stopped before the first frames: nothing analysed"
+            return
+        self.set_result(run.result, layer, n_points=n_points, rows=run.rows)
+        if run.stopped:
+            self.status.value = (
+                f"stopped: {len(self.rows) if self.rows is not None else 0} defects in the "
+                f"{len(run.frames)} frame(s) done (kept); Run chemistry again for all"
+            )
+
+    def set_result(
+        self,
+        result: ChemResult,
+        layer: Points,
+        n_points: int | None = None,
+        rows: np.ndarray | None = None,
+    ) -> None:
+        """Show the defects of ``result`` (chemistry of ``layer``'s atoms, or of its rows
+        ``rows`` when a stopped run did only some frames); writes the per-atom chemistry
+        columns into the layer's features when it is unchanged (atoms of frames not
+        analysed get ``defect_type`` 'not analysed' and -1 ids)."""
         from atomlens._napari.chem_layers import add_chem_layers
 
         self.result = result
-        same = layer in self.viewer.layers and len(layer.data) == (
-            len(result.atoms) if n_points is None else n_points
-        )
-        if same:
-            cols = [c for c in _ATOM_CHEM_COLUMNS if c in result.atoms]
+        expected = len(result.atoms) if n_points is None else n_points
+        same = layer in self.viewer.layers and len(layer.data) == expected
+        cols = [c for c in _ATOM_CHEM_COLUMNS if c in result.atoms]
+        if same and rows is not None and len(rows) < len(layer.data):
+            merge_features(layer, _spread(result.atoms[cols], rows, len(layer.data)))
+        elif same:
             merge_features(layer, result.atoms[cols])
         if self.add_layers.value:
             add_chem_layers(self.viewer, result)
-        self._set_rows(defect_table(result), layer if same else None)
+        table = defect_table(result)
+        if rows is not None and len(table):  # members: rows of the layer, not of the result
+            table["atoms"] = [tuple(int(rows[i]) for i in m) for m in table["atoms"]]
+        self._set_rows(table, layer if same else None)
         if not same:
             show_warning(
                 "Defects: the atoms layer changed while the chemistry ran; "
@@ -337,6 +409,19 @@ class DefectsDock(ViewerWidget):
             return None
         self.status.value = f"wrote {len(self.shown)} defects to {out.name}"
         return out
+
+
+def _spread(columns: pd.DataFrame, rows: np.ndarray, n: int) -> pd.DataFrame:
+    """``columns`` (one row per analysed atom) placed at ``rows`` of an ``n``-row table;
+    the other rows get the 'not analysed' values."""
+    out = {}
+    for c in columns.columns:
+        fill = _NOT_ANALYSED.get(c, -1)
+        values = columns[c].to_numpy()
+        full = np.full(n, fill, dtype=object if isinstance(fill, str) else values.dtype)
+        full[np.asarray(rows, dtype=np.int64)] = values
+        out[c] = full
+    return pd.DataFrame(out)
 
 
 def defects_dock(napari_viewer: napari.viewer.Viewer) -> DefectsDock:

@@ -2,9 +2,12 @@
 :func:`atomlens.workflows.pfm.run` with a :class:`~atomlens.workflows.pfm.PFMRecipe`
 filled in from the dock).
 
-The workflow runs on a worker thread; the dock shows its stage, the time elapsed (a
-timer, so it moves while the skip-rVAE trains) and a Stop that ends the run at the next
-stage boundary (the workflow's own cancellation point; nothing half-made is added).
+The workflow runs on a worker thread; the dock shows its stage, a progress bar per
+training epoch with the time left, the time elapsed (a timer) and a Stop: before training
+it ends the run (nothing half-made is added); while the skip-rVAE trains it ends training
+after the current step and the windows are encoded with the epochs done (the dock says
+so). The result's layers are made on the worker and added one per event-loop turn; the
+walls are an Image layer (a first Labels layer costs napari ~0.7 s on the main thread).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import napari
 import numpy as np
-from magicgui.widgets import Container, FloatSpinBox, PushButton, SpinBox
+from magicgui.widgets import Container, FloatSpinBox, ProgressBar, PushButton, SpinBox
 
 from atomlens._napari._base import ViewerWidget, status_label
 from atomlens._napari._workers import notify_error, start_generator
@@ -26,9 +29,10 @@ if TYPE_CHECKING:
     from atomlens.pfm.workflow import PFMResult
 
 
-def _job(phase: np.ndarray, recipe: Any, stop: threading.Event) -> Generator[str, None, Any]:
-    """The PFM workflow on the worker: yields its log lines; returns the result, or None
-    when stopped."""
+def _job(phase: np.ndarray, recipe: Any, stop: threading.Event) -> Generator[Any, None, Any]:
+    """The PFM workflow on the worker: yields its events; returns ``(result, layers)``
+    (the layers made here, off the main thread), or None when stopped before training."""
+    from atomlens._napari._workers import make_layers
     from atomlens.workflows import pfm
     from atomlens.workflows.events import Cancelled
 
@@ -36,7 +40,8 @@ def _job(phase: np.ndarray, recipe: Any, stop: threading.Event) -> Generator[str
         result = yield from pfm.run(phase, recipe, stop=stop)
     except Cancelled:
         return None
-    return result
+    yield "making the layers"
+    return result, make_layers(result_layers(result))
 
 
 def d_limits(result: PFMResult) -> tuple[float, float]:
@@ -46,9 +51,9 @@ def d_limits(result: PFMResult) -> tuple[float, float]:
 
 
 def result_layers(result: PFMResult) -> list[tuple[Any, dict, str]]:
-    """Layer tuples for a PFM result: the Canny walls (labels) and the windows (points
-    at t, y, x with every table column as features, coloured by ``D``, its colour key in
-    the metadata)."""
+    """Layer tuples for a PFM result: the Canny walls (an Image, 0/1, drawn additively in
+    yellow) and the windows (points at t, y, x with every table column as features,
+    coloured by ``D``, its colour key in the metadata)."""
     tab = result.table
     pts = tab[["frame", "y", "x"]].to_numpy(dtype=float)
     lim = d_limits(result)
@@ -63,10 +68,13 @@ def result_layers(result: PFMResult) -> list[tuple[Any, dict, str]]:
             {
                 "name": "PFM walls (Canny)",
                 "opacity": 0.6,
+                "colormap": "yellow",
+                "contrast_limits": (0, 1),
+                "blending": "additive",
                 **axes,
                 "metadata": {"atomlens": {"kind": "walls"}},
             },
-            "labels",
+            "image",
         ),
         (
             pts,
@@ -98,13 +106,17 @@ class PFMWidget(ViewerWidget):
         self.epochs = SpinBox(label="epochs", value=30, min=1, max=10000)
         self.run_button = PushButton(text="Run")
         self.stop_button = PushButton(text="Stop", enabled=False)
-        self.stop_button.tooltip = "end at the next stage of the workflow"
+        self.stop_button.tooltip = (
+            "before training: end the run; while training: end training now and keep the "
+            "epochs done"
+        )
+        self.progress = ProgressBar(label="epochs", min=0, max=1, value=0)
         self.status = status_label()
         self.clock = status_label()
         self.extend([self.image, self.window, self.per_frame, self.delta, self.sigma, self.epochs,
                      Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
                                labels=False),
-                     self.status, self.clock])  # fmt: skip
+                     self.progress, self.status, self.clock])  # fmt: skip
         self.run_button.changed.connect(self.run)
         self.stop_button.changed.connect(self.stop)
         self.worker: Any = None
@@ -148,6 +160,7 @@ class PFMWidget(ViewerWidget):
         self._stop = threading.Event()
         self._t0 = time.perf_counter()
         self._timer.start()
+        self.progress.max, self.progress.value = int(recipe.epochs), 0
         self.status.value = "starting"
         self.worker = start_generator(
             _job, np.asarray(layer.data, dtype=np.float32), recipe, self._stop,
@@ -158,28 +171,36 @@ class PFMWidget(ViewerWidget):
         return self.worker
 
     def stop(self) -> None:
-        """End the run at the next stage boundary."""
+        """Before training: end the run. While training: end training after the current
+        step; the result is made with the epochs done."""
         self._stop.set()
-        self.status.value = "stopping at the next stage..."
+        self.status.value = "stopping..."
 
     def _tick(self) -> None:
         self.clock.value = f"{time.perf_counter() - self._t0:.0f} s elapsed"
 
     def _progress(self, msg: Any) -> None:
-        self.status.value = str(getattr(msg, "message", msg))
+        from atomlens.workflows.events import Progress
 
-    def _done(self, result: PFMResult | None) -> None:
-        from atomlens._napari._layers import add_in_turns
+        if isinstance(msg, Progress) and msg.total:
+            self.progress.max, self.progress.value = int(msg.total), int(msg.done)
+        if not self._stop.is_set():
+            self.status.value = str(getattr(msg, "message", msg))
+
+    def _done(self, outcome: tuple[PFMResult, list] | None) -> None:
+        from atomlens._napari._workers import add_layers_in_turns
         from atomlens._napari.key_dock import ensure_key_dock
 
-        if result is None:
-            self.status.value = "stopped (no result)"
+        if outcome is None:
+            self.status.value = "stopped before training: no result"
             return
+        result, layers = outcome
         self.result = result
-        self.status.value = f"{len(result.table)} windows"
-        add_in_turns(
-            self.viewer, result_layers(result), lambda _layers: ensure_key_dock(self.viewer)
+        n_ep = result.config.epochs
+        self.status.value = f"{len(result.table)} windows" + (
+            f" (stopped: model of {result.epochs_done}/{n_ep} epochs)" if result.stopped else ""
         )
+        add_layers_in_turns(self.viewer, layers, lambda _layers: ensure_key_dock(self.viewer))
 
     def _finish(self) -> None:
         self._timer.stop()

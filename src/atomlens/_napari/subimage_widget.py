@@ -4,23 +4,33 @@ A thin shell over the latent workflow's window cutting
 (:func:`atomlens.workflows.latent.prepare_movie` + :func:`~atomlens.workflows.latent.cut_windows`
 with a :class:`~atomlens.workflows.latent.DescriptorRecipe`), run on a worker thread. The
 windows are kept in the viewer's session (the Train dock picks them from there) and shown
-in their own dock, the **subimage gallery**: the windows of the selected atoms (or the
+in their own dock, the **subimage gallery**. Cutting goes a few thousand centres at a
+time (:func:`~atomlens.workflows.latent.cut_windows_events`: progress, time left, Stop;
+a stopped cut keeps the windows of the atoms done): the windows of the selected atoms (or the
 atom just clicked), never as a second image in the movie's canvas, so the time slider
 stays the movie's own.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, PushButton, SpinBox
+from magicgui.widgets import ComboBox, Container, ProgressBar, PushButton, SpinBox
 
 from atomlens._napari._base import ViewerWidget, status_label
-from atomlens._napari._layers import atomlens_kind, layer_atoms, layer_pixel_size, replace_or_add
+from atomlens._napari._layers import (
+    atomlens_kind,
+    layer_atoms,
+    layer_pixel_size,
+    pixel_size_of,
+    replace_or_add,
+)
 from atomlens._napari._workers import notify_error, start_generator
 from atomlens._napari.state import session_for
 from atomlens.viz.layers import atoms_layer_tuple
@@ -30,18 +40,11 @@ if TYPE_CHECKING:
 
 
 def image_pixel_size(image: Any, points: Any = None) -> float | None:
-    """Å per pixel of the movie behind the windows, through the one resolver
-    (:func:`atomlens.io.pixel_size.resolve_pixel_size`): the image layer's Å scale, else
-    the atoms layer's (its scale or the pixel size in its AtomLens metadata); None when
-    neither knows it (then windows are cut from the unbinned movie)."""
-    from atomlens._napari.defects_dock import pixel_size_of
-    from atomlens.io.pixel_size import resolve_pixel_size
-
-    known = layer_pixel_size(image) if image is not None else None
-    if not known and points is not None:
-        known = pixel_size_of(points)
-    px = resolve_pixel_size(metadata=known, required=False)
-    return None if px is None else px.value
+    """Å per pixel of the movie behind the windows, through the docks' one resolver
+    (:func:`atomlens._napari._layers.resolve_layer_pixel_size`): a value typed into the
+    Detect dock, else the image layer's, else the atoms layer's; None when none knows it
+    (then windows are cut from the unbinned movie)."""
+    return pixel_size_of(image, points)
 
 
 def _not_subimages(layer: Any) -> bool:
@@ -72,16 +75,29 @@ class SubimageSet:
         return tuple(int(v) for v in self.images.shape[-2:])
 
 
-def window_job(data: Any, centres: Any, recipe: Any, pixel_size: float | None = None) -> Generator:
-    """Worker: prepare the movie and cut the windows (headless workflow calls, as
-    ``atomlens run`` makes them: ``bin = None`` bins to about 0.3 Å/px from
-    ``pixel_size``)."""
-    from atomlens.workflows.latent import cut_windows, prepare_movie
+def window_job(
+    data: Any,
+    centres: Any,
+    recipe: Any,
+    pixel_size: float | None = None,
+    stop: threading.Event | None = None,
+    chunk: int | None = None,
+) -> Generator:
+    """Worker: prepare the movie and cut the windows in pieces (headless workflow calls,
+    as ``atomlens run`` makes them: ``bin = None`` bins to about 0.3 Å/px from
+    ``pixel_size``); yields the cut's :class:`~atomlens.workflows.Progress`; returns the
+    ``Windows`` (``stopped``: those of the centres done), or None when stopped before
+    the first piece."""
+    from atomlens.workflows.latent import CUT_CHUNK, cut_windows_events, prepare_movie
 
     yield "preparing the movie"
     prepared = prepare_movie(data, recipe, pixel_size=pixel_size)
-    yield "cutting windows"
-    return cut_windows(prepared, centres, recipe)
+    if stop is not None and stop.is_set():
+        return None
+    windows = yield from cut_windows_events(
+        prepared, centres, recipe, chunk=chunk or CUT_CHUNK, stop=stop
+    )
+    return windows if len(windows.images) or not windows.stopped else None
 
 
 class SubimageWidget(ViewerWidget):
@@ -104,11 +120,23 @@ class SubimageWidget(ViewerWidget):
             "pixel size is known, as in atomlens run)"
         )
         self.cut_button = PushButton(text="Cut subimages")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.stop_button.tooltip = "end after the current piece; the windows cut are kept"
+        self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self.status = status_label()
-        self.extend(
-            [self.atoms, self.image, self.centres, self.window, self.cut_button, self.status]
+        buttons = Container(
+            widgets=[self.cut_button, self.stop_button], layout="horizontal", labels=False
         )
+        self.extend(
+            [self.atoms, self.image, self.centres, self.window, buttons, self.progress,
+             self.status]
+        )  # fmt: skip
         self.cut_button.changed.connect(self.cut)
+        self.stop_button.changed.connect(self.stop)
+        self._stop = threading.Event()
+        self._t0 = 0.0
+        self._done = 0
+        self.chunk: int | None = None  # centres per piece (None: the workflow's default)
         self.current: SubimageSet | None = None
         self.gallery: Any = None
         self.worker: Any = None
@@ -134,27 +162,51 @@ class SubimageWidget(ViewerWidget):
             notify_error(exc, "Subimages")
             return None
         data = image.data
-        self.cut_button.enabled = False
+        self.cut_button.enabled, self.stop_button.enabled = False, True
+        self.progress.max, self.progress.value = max(len(centres), 1), 0
         self.status.value = "cutting..."
+        self._stop = threading.Event()
+        self._t0 = time.perf_counter()
+        self._done = 0
         self.worker = start_generator(
             window_job,
             data,
             centres,
             recipe,
             px,
-            on_yield=lambda msg: setattr(self.status, "value", str(msg)),
+            self._stop,
+            self.chunk,
+            on_yield=self._on_progress,
             on_return=lambda w: self._show(w, centres_layer, image),
             on_error=lambda exc: setattr(self.status, "value", "failed"),
-            on_finish=lambda: setattr(self.cut_button, "enabled", True),
+            on_finish=self._after,
             what="Subimages",
         )
         return self.worker
+
+    def stop(self) -> None:
+        """End the cut after the current piece; the windows cut so far are kept."""
+        self._stop.set()
+        self.status.value = "stopping after this piece..."
+
+    def _after(self) -> None:
+        self.cut_button.enabled, self.stop_button.enabled = True, False
+
+    def _on_progress(self, event: Any) -> None:
+        if isinstance(event, str):
+            self.status.value = event
+            return
+        done, total = int(event.done), int(event.total or max(event.done, 1))
+        self._done = done
+        self.progress.max, self.progress.value = max(total, 1), done
+        left = (time.perf_counter() - self._t0) / max(done, 1) * (total - done)
+        self.status.value = f"cutting windows: {done}/{total} atoms, ~{left:.0f} s left"
 
     def _ring_centres(self, points: Points, image: Image) -> Points:
         """A Points layer of ring centres (headless :func:`atomlens.chem.analyze`)."""
         from atomlens.chem import analyze
 
-        px = layer_pixel_size(image) or layer_pixel_size(points)
+        px = pixel_size_of(image, points)
         if not px:
             raise ValueError(
                 "ring centres need the pixel size in Å: detect atoms with the "
@@ -162,13 +214,18 @@ class SubimageWidget(ViewerWidget):
             )
         rings = analyze(layer_atoms(points), px).rings
         table = rings.drop(columns=["atoms"], errors="ignore")
-        tup = atoms_layer_tuple(table, px, f"ring centres {points.name}", colour_by="size")
+        # drawn in the atoms layer's own units (its scale), so the centres lie on its atoms
+        draw_px = layer_pixel_size(points)
+        tup = atoms_layer_tuple(table, draw_px, f"ring centres {points.name}", colour_by="size")
         tup[1]["symbol"] = "diamond"
         return replace_or_add(self.viewer, tup)
 
-    def _show(self, windows: Any, centres_layer: Points, image: Image) -> SubimageSet:
+    def _show(self, windows: Any, centres_layer: Points, image: Image) -> SubimageSet | None:
         from atomlens._napari.gallery import ensure_gallery
 
+        if windows is None:
+            self.status.value = "stopped before any window was cut"
+            return None
         subs = SubimageSet(
             f"subimages {centres_layer.name}", windows, centres_layer.name, image.name
         )
@@ -176,7 +233,12 @@ class SubimageWidget(ViewerWidget):
         self.current = subs
         h, w = subs.window
         b = getattr(getattr(windows, "recipe", None), "bin", None) or 1
-        self.status.value = f"{len(subs.images)} windows of {h}x{w} px (bin {b})"
+        self.status.value = f"{len(subs.images)} windows of {h}x{w} px (bin {b})" + (
+            f" (stopped: the windows of the first {self._done} of {len(windows.centres)}"
+            " atoms are kept)"
+            if getattr(windows, "stopped", False)
+            else ""
+        )
         self.gallery = ensure_gallery(self.viewer)
         if self.gallery is not None:
             self.gallery.show_set(subs, centres_layer)

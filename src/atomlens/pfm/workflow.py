@@ -10,9 +10,11 @@ content) and, for comparison, directly on the raw window (``D_direct``).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -78,6 +80,12 @@ class PFMResult:
     model: object
     config: PFMConfig
     history: list = field(default_factory=list)
+    stopped: bool = False  # Stop ended training early: the model of the epochs done
+    epochs_done: int = 0
+
+
+class PFMStopped(Exception):  # noqa: N818 - a signal, not an error of the user
+    """Stop came before the skip-rVAE finished a step: there is no result to keep."""
 
 
 def _degree(images: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -96,9 +104,19 @@ def run_pfm(
     phase: np.ndarray,
     config: PFMConfig | None = None,
     progress: Callable[[str], None] | None = None,
+    *,
+    stop: threading.Event | None = None,
+    on_event: Callable[[Any], None] | None = None,
 ) -> PFMResult:
-    """Run the whole PFM workflow on a (T, Y, X) phase movie (see module docstring)."""
+    """Run the whole PFM workflow on a (T, Y, X) phase movie (see module docstring).
+
+    ``on_event`` gets every training event of :func:`atomlens.train.fit_events` (per
+    epoch: losses, time left). ``stop`` (a ``threading.Event``): set before training,
+    :class:`PFMStopped` is raised; set during training, training ends after the current
+    step and the windows are encoded with the model of the epochs done
+    (``PFMResult.stopped``)."""
     from atomlens.models import SkipRVAE
+    from atomlens.train import Finished, fit_events
 
     cfg = config or PFMConfig()
     say = progress or (lambda msg: None)
@@ -126,6 +144,8 @@ def run_pfm(
     X = _as_nchw(sub.images)
     table = centres.iloc[sub.index].reset_index(drop=True)
     edge_win = extract_windows(walls.astype(np.float32), table, cfg.window).images > 0.5
+    if stop is not None and stop.is_set():
+        raise PFMStopped("stopped before training")
 
     say(f"training skip-rVAE on {len(X)} windows of {cfg.window} px, {X.shape[1]} channel(s)")
     model = SkipRVAE(
@@ -135,8 +155,16 @@ def run_pfm(
     subset = None
     if cfg.train_subset is not None and len(X) > cfg.train_subset:
         subset = int(cfg.train_subset)
-    model.fit(X, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, subset=subset,
-              device="cpu")  # fmt: skip
+    finished = None
+    for event in fit_events(model, X, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                            seed=cfg.seed, subset=subset, device="cpu", stop=stop):  # fmt: skip
+        if on_event is not None:
+            on_event(event)
+        if isinstance(event, Finished):
+            finished = event
+    stopped = finished is not None and finished.reason == "stopped"
+    if stopped and finished.epochs_done == 0:
+        raise PFMStopped("stopped before the first epoch ended")
     lat = model.transform(X)
     table = pd.concat([table, lat.reset_index(drop=True)], axis=1)
     zcols = [f"z{i + 1}" for i in range(cfg.latent_dim)]
@@ -178,7 +206,9 @@ def run_pfm(
         D=d_lat, D_raw=d_lat_raw, D_manifold=d_man, D_direct=d_dir, D_direct_raw=d_dir_raw,
         n_walls=n_walls, curvature=curv, curvature_latent=curv_lat,
     )  # fmt: skip
-    return PFMResult(table, walls, threshold, manifold, model, cfg)
+    epochs_done = finished.epochs_done if finished is not None else cfg.epochs
+    return PFMResult(table, walls, threshold, manifold, model, cfg, stopped=stopped,
+                     epochs_done=int(epochs_done))  # fmt: skip
 
 
 def latent_manifold(model: object, z: np.ndarray, n: int = 12, span: float = 2.5) -> dict:

@@ -117,6 +117,7 @@ class Windows:
     index: np.ndarray
     centres: pd.DataFrame
     recipe: DescriptorRecipe
+    stopped: bool = False  # Stop came first: windows of the centres done only
 
     def __len__(self) -> int:
         return len(self.images)
@@ -205,10 +206,34 @@ def cut_windows(
 ) -> Windows:
     """Windows around ``centres`` (``frame, y, x`` in pixels of the ORIGINAL movie) from a
     movie made by :func:`prepare_movie`. The binning is the prepared movie's; ``recipe``
-    may change the window and border only (a plain array is taken as it is, bin 1)."""
+    may change the window and border only (a plain array is taken as it is, bin 1).
+    :func:`cut_windows_events` is the same in pieces, with progress and Stop."""
+    from atomlens.workflows.events import drain
+
+    return drain(cut_windows_events(prepared, centres, recipe))
+
+
+#: Centres per piece of :func:`cut_windows_events` (about 10 ms each on a laptop).
+CUT_CHUNK = 2000
+
+
+def cut_windows_events(
+    prepared: PreparedMovie | np.ndarray,
+    centres: pd.DataFrame,
+    recipe: DescriptorRecipe | None = None,
+    *,
+    chunk: int = CUT_CHUNK,
+    stop: threading.Event | None = None,
+) -> Generator[Progress, None, Windows]:
+    """:func:`cut_windows` ``chunk`` centres at a time, yielding :class:`Progress`
+    (centres done / all) after each piece. With ``stop`` set, the windows of the centres
+    done are returned (``Windows.stopped``; their ``index`` rows are the same as a full
+    cut's)."""
     from atomlens.descriptors import extract_windows
     from atomlens.errors import SettingsError
 
+    if chunk < 1:
+        raise SettingsError(f"chunk must be at least 1 centre, got {chunk}")
     if isinstance(prepared, PreparedMovie):
         base = prepared.recipe
         if recipe is not None:
@@ -219,24 +244,36 @@ def cut_windows(
             bin=(recipe.bin if recipe and recipe.bin else 1)
         )
         data = np.asarray(prepared, np.float32)
-    sub = extract_windows(
-        data, centres_on_grid(centres, recipe), window=recipe.window, border=recipe.border
-    )
-    images, index = np.asarray(sub.images, np.float32), np.asarray(sub.index, np.int64)
+    grid = centres_on_grid(centres, recipe)
+    n = len(grid)
+    parts_img, parts_idx, stopped = [], [], False
+    for start in range(0, max(n, 1), chunk):
+        if stop is not None and stop.is_set():
+            stopped = True
+            break
+        sub = extract_windows(
+            data, grid.iloc[start : start + chunk], window=recipe.window, border=recipe.border
+        )
+        parts_img.append(np.asarray(sub.images, np.float32))
+        parts_idx.append(np.asarray(sub.index, np.int64) + start)
+        yield Progress("latent", "windows", min(start + chunk, n), n, "cutting windows")
+    h, w = (recipe.window, recipe.window) if isinstance(recipe.window, int) else recipe.window
+    images = np.concatenate(parts_img) if parts_img else np.zeros((0, h, w), np.float32)
+    index = np.concatenate(parts_idx) if parts_idx else np.zeros(0, np.int64)
     if len(images):  # windows over NaN/inf (masked) pixels: no latents there
         whole = np.isfinite(images.reshape(len(images), -1)).all(axis=1)
-        if not whole.any():
+        if not whole.any() and not stopped:
             raise SettingsError(
                 f"every {recipe.window}-pixel window around the centres covers NaN/inf "
                 "(masked) pixels: use a smaller [descriptors] window or other frames"
             )
         images, index = images[whole], index[whole]
-    if len(images) == 0 and len(centres):
+    if len(images) == 0 and len(centres) and not stopped:
         raise SettingsError(
             f"no {recipe.window}-pixel window fits around any centre: use a smaller "
             "[descriptors] window or border = 'pad'"
         )
-    return Windows(images, index, centres, recipe)
+    return Windows(images, index, centres, recipe, stopped=stopped)
 
 
 def model_kwargs(
@@ -381,6 +418,7 @@ __all__ = [
     "Windows",
     "build_model",
     "cut_windows",
+    "cut_windows_events",
     "latents_on_atoms",
     "model_kwargs",
     "prepare_movie",

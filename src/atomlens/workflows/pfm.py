@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from atomlens.workflows.events import Cancelled, Log, frames_of
+from atomlens.workflows.events import Cancelled, Log, Progress, frames_of
 from atomlens.workflows.recipe import Recipe, setting
 
 
@@ -51,34 +51,56 @@ def run(
     recipe: PFMRecipe | None = None,
     *,
     stop: threading.Event | None = None,
-) -> Generator[Log, None, Any]:
-    """Run the PFM workflow on a (T, Y, X) phase movie, yielding :class:`Log` lines as
-    it goes; returns :class:`atomlens.pfm.workflow.PFMResult` (with ``recipe``)."""
-    from atomlens.pfm.workflow import run_pfm
+) -> Generator[Log | Progress, None, Any]:
+    """Run the PFM workflow on a (T, Y, X) phase movie, yielding :class:`Log` lines per
+    stage and a :class:`Progress` per training epoch (``done``/``total`` epochs, the
+    loss and time left in its message); returns
+    :class:`atomlens.pfm.workflow.PFMResult` (with ``recipe``).
+
+    ``stop``: set before training, :class:`~atomlens.workflows.events.Cancelled` is
+    raised (nothing to keep); set while the skip-rVAE trains, training ends after the
+    current step and the result is made with the epochs done (``result.stopped``)."""
+    from atomlens.pfm.workflow import PFMStopped, run_pfm
+    from atomlens.train import EpochEnd
 
     recipe = (recipe or PFMRecipe()).validate()
     arr = np.asarray(frames_of(phase), dtype=np.float32)
-    lines: queue.Queue = queue.Queue()
+    events: queue.Queue = queue.Queue()
     box: dict[str, Any] = {}
+
+    def on_event(ev: Any) -> None:
+        if isinstance(ev, EpochEnd):
+            events.put(
+                Progress(
+                    "pfm",
+                    "train",
+                    int(ev.epoch),
+                    int(ev.n_epochs),
+                    f"epoch {ev.epoch}/{ev.n_epochs}: loss {ev.train_loss:.4g}, "
+                    f"~{ev.eta_s:.0f} s left",
+                )
+            )
 
     def work() -> None:
         try:
-            box["result"] = run_pfm(arr, recipe.config(), progress=lines.put)
+            box["result"] = run_pfm(
+                arr, recipe.config(), progress=events.put, stop=stop, on_event=on_event
+            )
         except BaseException as exc:  # handed to the caller's thread below
             box["error"] = exc
         finally:
-            lines.put(None)
+            events.put(None)
 
     thread = threading.Thread(target=work, name="atomlens-pfm", daemon=True)
     thread.start()
     while True:
-        msg = lines.get()
+        msg = events.get()
         if msg is None:
             break
-        yield Log("pfm", str(msg))
-        if stop is not None and stop.is_set():
-            raise Cancelled()
+        yield msg if isinstance(msg, Progress) else Log("pfm", str(msg))
     thread.join()
+    if isinstance(box.get("error"), PFMStopped):
+        raise Cancelled()
     if "error" in box:
         raise box["error"]
     result = box["result"]
