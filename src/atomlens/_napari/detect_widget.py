@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Generator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,13 @@ from napari.utils.notifications import show_warning
 
 from atomlens._napari._base import ViewerWidget, status_label
 from atomlens._napari._layers import (
-    add_in_turns,
     current_frame,
     layer_pixel_size,
     layer_stack,
     pixel_size_of,
     record_pixel_size,
 )
-from atomlens._napari._workers import notify_error, start_generator
+from atomlens._napari._workers import add_layers_in_turns, notify_error, start_generator
 from atomlens._napari.key_dock import ensure_key_dock
 from atomlens.viz.layers import atoms_layer_tuple, probability_layer_tuples
 
@@ -49,10 +49,13 @@ def detection_events(
     species: str = "model",
     contrast_classes: str = "auto",
     class_names: str = "",
+    place: LayerPlace | None = None,
 ) -> Generator:
     """The headless detect workflow (:func:`atomlens.workflows.detect.run`, maps kept),
     yielding its :class:`~atomlens.workflows.Progress` per frame; returns the
-    :class:`~atomlens.workflows.detect.DetectResult` and the list of frames done. When
+    :class:`~atomlens.workflows.detect.DetectResult`, the list of frames done and (with
+    ``place``) the result's layers, made here on the worker (:func:`result_layer_tuples`,
+    :func:`~atomlens._napari._workers.make_layers`) so the main thread only adds them. When
     ``stop`` is set, detection ends after the current frame and the frames done are kept.
     ``species='contrast'``: atoms are named by their integrated intensity
     (``contrast_classes``: a number or 'auto'; ``class_names``: 'S2,Mo', dimmest first)."""
@@ -68,7 +71,66 @@ def detection_events(
     result = yield from detect.run(
         stack, recipe, frames, pixel_size=pixel_size, stop=stop, maps=True
     )
-    return result, list(result.frames)
+    done = list(result.frames)
+    if place is None:
+        return result, done, []
+    from atomlens._napari._workers import make_layers
+
+    return result, done, make_layers(result_layer_tuples(result, done, place))
+
+
+@dataclass(frozen=True)
+class LayerPlace:
+    """Where the result layers of an image layer go, read on the main thread when Run is
+    pressed: its ``name``, pixel size (Å/px, None = pixels), ``translate`` (t, y, x) and
+    time ``t_step``, and whether the pixel size was ``typed`` into the dock."""
+
+    name: str
+    pixel_size: float | None
+    translate: tuple[float, float, float]
+    t_step: float = 1.0
+    typed: bool = False
+
+    @classmethod
+    def of(cls, layer: Any, typed: bool = False) -> LayerPlace:
+        if layer is None:
+            return cls("image", None, (0.0, 0.0, 0.0), 1.0, typed)
+        # draw in the image layer's own units (Å if it is calibrated, else pixels), so the
+        # results lie on the image; the pixel size used goes into the metadata
+        px = layer_pixel_size(layer)
+        if layer.ndim == 3:
+            t_off, y_off, x_off = (float(v) for v in layer.translate)
+            return cls(layer.name, px, (t_off, y_off, x_off), float(layer.scale[0]), typed)
+        y_off, x_off = (float(v) for v in layer.translate[-2:])
+        return cls(layer.name, px, (0.0, y_off, x_off), 1.0, typed)
+
+
+def result_layer_tuples(result: Any, frames: list[int], place: LayerPlace) -> list[Any]:
+    """Layer tuples of a detection: one probability map per class (maps of the current
+    frame only sit at that frame in time) and the atoms, at the image layer's place."""
+    t_off, y_off, x_off = place.translate
+    t0 = float(frames[0]) if frames else 0.0
+    tuples = []
+    if result.maps is not None:
+        classes = tuple(result.classes)
+        for tup in probability_layer_tuples(
+            result.maps, classes, place.pixel_size, source=place.name
+        ):
+            tup[1]["translate"] = (t_off + t0 * place.t_step, y_off, x_off)
+            tuples.append(tup)
+    tup = atoms_layer_tuple(
+        result.atoms,
+        place.pixel_size,
+        f"atoms {place.name}",
+        metadata={"atomlens": {"source": place.name}},
+    )
+    tup[1]["translate"] = (t_off, y_off, x_off)
+    # the pixel size detection used, where every dock's resolver reads it (a typed value
+    # is recorded as the user's)
+    tup[1]["metadata"]["atomlens"]["pixel_size"] = float(result.pixel_size)
+    tup[1]["metadata"]["atomlens"]["pixel_size_source"] = "user" if place.typed else "metadata"
+    tuples.append(tup)
+    return tuples
 
 
 def model_choices() -> list[str]:
@@ -189,6 +251,7 @@ class DetectWidget(ViewerWidget):
         self.status.value = "running..."
         self.run_button.enabled, self.stop_button.enabled = False, True
         self._source = layer
+        place = LayerPlace.of(layer, typed=user_px is not None)
         self._stop = threading.Event()
         self._t0 = time.perf_counter()
         self.worker = start_generator(
@@ -202,6 +265,7 @@ class DetectWidget(ViewerWidget):
             species="contrast" if self.species.value == "from contrast" else "model",
             contrast_classes=str(self.n_classes.value),
             class_names=str(self.class_names.value or ""),
+            place=place,
             on_yield=self._on_progress,
             on_return=self._on_result,
             on_error=lambda exc: setattr(self.status, "value", "failed"),
@@ -226,42 +290,18 @@ class DetectWidget(ViewerWidget):
         left = elapsed / max(done, 1) * (total - done)
         self.status.value = f"{getattr(event, 'message', '')}; {done}/{total}, ~{left:.0f} s left"
 
-    def _on_result(self, outcome: tuple[Any, list[int]]) -> None:
-        result, frames = outcome
+    def _on_result(self, outcome: tuple[Any, list[int], list[Any]]) -> None:
+        result, frames, layers = outcome
         layer = self._source
-        name = layer.name if layer is not None else "image"
-        # draw in the image layer's own units (Å if it is calibrated, else pixels), so the
-        # results lie on the image; the pixel size used goes into the metadata
-        px = layer_pixel_size(layer) if layer is not None else None
-        # the image's own offset; maps of the current frame only sit at that frame in time
-        if layer is not None and layer.ndim == 3:
-            t_off, y_off, x_off = (float(v) for v in layer.translate)
-            t_step = float(layer.scale[0])
-        else:
-            t_off, t_step = 0.0, 1.0
-            y_off, x_off = (
-                (float(v) for v in layer.translate[-2:]) if layer is not None else (0.0, 0.0)
-            )
-        t0 = float(frames[0]) if frames else 0.0
-        tuples = []
-        if result.maps is not None:
-            classes = tuple(result.classes)
-            for tup in probability_layer_tuples(result.maps, classes, px, source=name):
-                tup[1]["translate"] = (t_off + t0 * t_step, y_off, x_off)
-                tuples.append(tup)
-        atoms = result.atoms
-        tup = atoms_layer_tuple(atoms, px, f"atoms {name}", metadata={"atomlens": {"source": name}})
-        tup[1]["translate"] = (t_off, y_off, x_off)
-        # the pixel size detection used, where every dock's resolver reads it (a typed
-        # value is recorded as the user's, on the image too: Defects, Subimages... use it)
-        typed = self._typed_px is not None
-        if typed:
+        # a typed pixel size is recorded as the user's on the image too: Defects,
+        # Subimages... read it through the docks' one resolver
+        if self._typed_px is not None:
             record_pixel_size(layer, result.pixel_size, "user")
-        tup[1]["metadata"]["atomlens"]["pixel_size"] = float(result.pixel_size)
-        tup[1]["metadata"]["atomlens"]["pixel_size_source"] = "user" if typed else "metadata"
-        tuples.append(tup)
-        # one layer per turn of the event loop: no single long main-thread stall
-        add_in_turns(self.viewer, tuples, lambda layers: self._shown(result, frames, layers[-1]))
+        # the layers were made on the worker; one per turn of the event loop: no single
+        # long main-thread stall
+        add_layers_in_turns(
+            self.viewer, layers, lambda added: self._shown(result, frames, added[-1])
+        )
 
     def _shown(self, result: Any, frames: list[int], points: Any) -> None:
         """The layers are in: status, warnings, select the atoms, the colour key."""
