@@ -146,6 +146,10 @@ def run(args: argparse.Namespace) -> int:
         atoms = proj.atoms
         corrected = proj.corrected_frames
         px = px if px is not None else proj.pixel_size
+        # the session's own retraining settings, unless given here
+        recorded = (proj.settings or {}).get("correct") or {}
+        if args.steps is None and recorded.get("steps"):
+            args.steps = int(recorded["steps"])
     else:
         stack_path = args.stack
     stack = read_stack(stack_path, pixel_size=px)
@@ -241,5 +245,11 @@ def run(args: argparse.Namespace) -> int:
             f"{a['f1']:.3f} after (kept step {result.scores['kept_step']})",
             file=sys.stderr,
         )
+    if is_project(args.stack):  # the new model joins the saved session's lineage
+        from atomlens.workflows.correct import CorrectionSession
+
+        session = CorrectionSession.load(args.stack)
+        session.adopt_model(result)
+        summary["project"] = str(session.save())
     print(json.dumps(summary))
     return 0
