@@ -76,11 +76,13 @@ def test_rendered_sample_labels_sit_on_the_atoms():
     assert np.mean(near) > 0.9
 
 
-def test_general_preset_trains_a_step_and_writes_a_card(tmp_path):
+def test_general_preset_trains_through_train_detector_and_writes_a_card(tmp_path):
+    """The general preset is train_detector with its own data and card (no second loop)."""
     import json
 
-    from atomlens.segment.general import general_config, train_general
+    from atomlens.segment.general import card_fields, general_config, make_batch
     from atomlens.segment.nets import NetConfig
+    from atomlens.segment.train import iter_train, train_detector
 
     cfg = general_config(
         crop=32,
@@ -89,14 +91,46 @@ def test_general_preset_trains_a_step_and_writes_a_card(tmp_path):
         threads=1,
         net=NetConfig(arch="unet", classes=("background", "atom"), base_filters=4, levels=2),
     )
-    import atomlens.segment.general as G
-
-    events = list(G.iter_train(cfg, workers=0))
+    x, y = make_batch(cfg, np.random.default_rng(0))
+    assert (
+        x.shape == (2, 1, 32, 32) and y.shape == (2, 32, 32) and set(y.unique().tolist()) <= {0, 1}
+    )
+    events = list(iter_train(cfg, batches=make_batch))
     assert events[-1]["done"] and np.isfinite(events[-2]["loss"])
-    det = train_general(cfg, tmp_path / "g.pt", log=lambda s: None, checkpoint_every=0)
+    det = train_detector(
+        cfg, tmp_path / "g.pt", log=lambda s: None, batches=make_batch, card_fields=card_fields(cfg)
+    )
     card = json.loads((tmp_path / "g_card.json").read_text())
-    assert card["classes"] == ["background", "atom"] and "ABF" in card["contrast"]
-    assert card["expected_pixel_size_A"] == [0.05, 0.5] and det.classes == ("background", "atom")
+    assert card["name"] == "general" and card["classes"] == ["background", "atom"]
+    assert "ABF" in card["contrast"] and card["steps_done"] == 2
+    assert card["expected_pixel_size_A"] == [0.05, 0.5] == card["training"]["native_pixel_range"]
+    assert det.classes == ("background", "atom")
+
+
+def test_general_cli_warm_start_records_init_and_checks_options(tmp_path, capsys):
+    """--init starts from a general model's weights and goes into the card's command;
+    a missing --init file or a bad --steps is a one-line error."""
+    import torch
+
+    from atomlens.cli import main
+    from atomlens.segment.model_file import load_detector
+
+    base = tmp_path / "base.pt"
+    args = ["train-detector", "--preset", "general", "--batch", "1", "--threads", "1"]
+    args += ["--no-validate", "--checkpoint-every", "0"]
+    assert main([*args, "--steps", "1", "--out", str(base)]) == 0
+    out = tmp_path / "warm.pt"
+    assert main([*args, "--steps", "1", "--init", str(base), "--out", str(out)]) == 0
+    card = load_detector(out).card
+    assert f"--init {base}" in card["command"] and card["training"]["init"] == str(base)
+    w0 = next(iter(load_detector(base).net.state_dict().values()))
+    w1 = next(iter(load_detector(out).net.state_dict().values()))
+    assert torch.allclose(w0, w1, atol=0.05) and not torch.equal(w0, w1)  # one small step
+    capsys.readouterr()
+    assert main([*args, "--steps", "1", "--init", str(tmp_path / "nope.pt"), "--out", str(out)])
+    assert "no such model file" in capsys.readouterr().err
+    assert main([*args, "--steps", "0", "--out", str(out)])
+    assert "--steps must be" in capsys.readouterr().err
 
 
 # --- the shipped weights ---------------------------------------------------------------

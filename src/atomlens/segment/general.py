@@ -18,21 +18,14 @@ brightest (:func:`atomlens.simulate.materials.visible`); support atoms are backg
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
-import platform
-import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from atomlens.segment.model_file import Detector, load_detector, save_detector
-from atomlens.segment.nets import NetConfig, build_net, n_params
+from atomlens.segment.nets import NetConfig
 from atomlens.segment.predict import normalise, resample
-from atomlens.segment.train import TrainConfig, TrainConfigError, Validator, iter_steps
+from atomlens.segment.train import TrainConfig, TrainConfigError, Validator
 from atomlens.simulate.image import render_image
 from atomlens.simulate.materials import Columns, random_structure, visible
 from atomlens.simulate.probe import Probe
@@ -58,6 +51,7 @@ def general_config(**overrides) -> TrainConfig:
         dice_weight=0.5,
         class_weights=(1.0, 1.0),
         zoom_range=(0.7, 1.4),
+        native_pixel_range=PIXEL_RANGE_A,
         p_extra_aug=0.0,
         seed=0,
         threads=2,
@@ -77,6 +71,20 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
+def defocused_probe(rng: np.random.Generator) -> Probe:
+    """A real (aberrated, partially coherent) probe as it meets an atom up to ~90 Å off
+    the focal plane in a thick support: 60-300 kV, α 18-30 mrad, |defocus| 0-90 Å,
+    C3 ±2 µm, source 0.3-1.6 Å; intensity FWHM ~0.5-3 Å with the tails of a defocused
+    probe (the single Pt atoms of ``pt_single_atoms``: ~1.6-1.8 Å stacked, with tails)."""
+    return Probe(
+        voltage_kV=float(rng.choice([60.0, 80.0, 200.0, 300.0])),
+        alpha_mrad=float(rng.uniform(18, 30)),
+        defocus_A=float(min(abs(rng.normal(0, 45)), 90.0) * rng.choice([-1, 1])),
+        Cs_A=float(rng.uniform(-2e4, 2e4)),
+        source_fwhm_A=float(rng.uniform(0.3, 1.6)),
+    )
+
+
 def render_general(
     cfg: TrainConfig,
     rng: np.random.Generator,
@@ -94,7 +102,7 @@ def render_general(
     over the field) is drawn by :func:`random_structure` when None.
     """
     crop = cfg.crop
-    p_nom = pixel_size_A or _log_uniform(rng, *PIXEL_RANGE_A)
+    p_nom = pixel_size_A or _log_uniform(rng, *cfg.native_pixel_range)
     true = p_nom * rng.uniform(*cfg.zoom_range)
     n = max(16, int(round(crop * cfg.pixel_size / p_nom)))
     size_A = n * true
@@ -109,11 +117,15 @@ def render_general(
                 n = max(16, int(round(crop * cfg.pixel_size / p_nom)))
                 # keep the field: the structure was built for size_A; crop a part of it
     dmin = cols.min_spacing_A if (len(cols) and not cols.support.all()) else 2.5
-    if "single atoms" in cols.name:  # isolated atoms: also defocused / low-magnification spots
-        fwhm = rng.uniform(0.7, 2.4)
+    single = "single atoms" in cols.name
+    if single:  # isolated atoms: also defocused (atoms at other heights in a thick support)
+        fwhm = rng.uniform(0.7, 3.0)
     else:
         fwhm = min(rng.uniform(0.6, 1.8), 0.85 * dmin)
-    if rng.random() < 0.3:
+    if single and rng.random() < 0.6:
+        probe = defocused_probe(rng)
+        fwhm = probe.fwhm_A(0.04)
+    elif rng.random() < 0.3:
         probe = Probe.random(rng)
     else:
         probe = Probe.with_fwhm(
@@ -193,60 +205,6 @@ def make_batch(cfg: TrainConfig, rng: np.random.Generator) -> tuple[torch.Tensor
     )
 
 
-class _Batches(torch.utils.data.IterableDataset):
-    """Endless :func:`make_batch` batches from one seeded generator (rendered in a
-    worker process, so rendering overlaps the network's step)."""
-
-    def __init__(self, cfg: TrainConfig) -> None:
-        self.cfg = cfg
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        torch.set_num_threads(1)
-        rng = np.random.default_rng(self.cfg.seed)
-        while True:
-            yield make_batch(self.cfg, rng)
-
-
-def iter_train(cfg: TrainConfig, init: Detector | None = None, workers: int = 1) -> Iterator[dict]:
-    """Train; yield step events (:func:`atomlens.segment.train.iter_steps`), the last
-    ``{"done": True, "net": net}``. ``init``: continue from these weights; ``workers``:
-    rendering processes (0 = render in this process)."""
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads)
-    loader = iter(
-        torch.utils.data.DataLoader(
-            _Batches(cfg),
-            batch_size=None,
-            num_workers=workers,
-            prefetch_factor=2 if workers else None,
-        )
-    )
-    net = build_net(cfg.net)
-    if init is not None:
-        net.load_state_dict(init.net.state_dict())
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 1), pct_start=0.1
-    )
-    t0 = time.perf_counter()
-    last, ema = cfg.steps, None
-    for ev in iter_steps(net, lambda: next(loader), cfg.steps, opt, sched, cfg):
-        if "end" in ev:
-            last = ev["step"]
-            break
-        ema = ev["loss_ema"]
-        yield {**ev, "net_ref": net}
-    net.eval()
-    yield {
-        "step": last,
-        "steps": cfg.steps,
-        "done": True,
-        "net": net,
-        "elapsed_s": time.perf_counter() - t0,
-        "loss_ema": ema,
-    }
-
-
 def validation_set(
     n: int = 24, seed: int = 12345, cfg: TrainConfig | None = None
 ) -> list[tuple[np.ndarray, np.ndarray, dict]]:
@@ -262,154 +220,95 @@ def validation_set(
     return out
 
 
-def train_general(
-    cfg: TrainConfig,
-    out: str | Path,
-    *,
-    command: str | None = None,
-    validate: Validator | None = None,
-    log: Callable[[str], None] = print,
-    checkpoint_every: int = 50,
-    init: Detector | None = None,
-    notes: dict | None = None,
-) -> Detector:
-    """Train the general model, write ``out`` and ``<stem>_card.json``; a checkpoint
-    ``<out>.ckpt.pt`` every ``checkpoint_every`` steps. ``validate``: scores the trained
-    detector for its card (``card["validation"]``), e.g.
-    :func:`atomlens.atoms.evaluate.validate_general` (None: no validation)."""
-    out = Path(out)
-    last: dict = {}
-    for ev in iter_train(cfg, init):
-        last = ev
-        if ev["step"] % 25 == 0 or ev.get("done"):
-            log(
-                f"step {ev['step']}/{ev['steps']} loss {ev.get('loss_ema') or 0:.4f} "
-                f"{ev['elapsed_s']:.0f}s"
-            )
-        if checkpoint_every and not ev.get("done") and ev["step"] % checkpoint_every == 0:
-            net = ev["net_ref"]
-            net.eval()
-            save_detector(
-                Detector(
-                    net,
-                    cfg.net,
-                    cfg.pixel_size,
-                    cfg.radius_A,
-                    cfg.tile,
-                    _card(cfg, net, ev, command, out),
-                ),
-                out.with_suffix(".ckpt.pt"),
-            )
-            net.train()
-    net = last["net"]
-    det = Detector(
-        net,
-        cfg.net,
-        cfg.pixel_size,
-        cfg.radius_A,
-        cfg.tile,
-        {**_card(cfg, net, last, command, out), **(notes or {})},
-    )
-    if validate is not None:
-        det.card["validation"] = validate(det)
-        log(f"validation: {json.dumps(det.card['validation'])}")
-    save_detector(det, out)
-    out.with_name(out.stem + "_card.json").write_text(json.dumps(load_detector(out).card, indent=2))
-    log(f"wrote {out}")
-    return det
-
-
-def _card(cfg: TrainConfig, net: torch.nn.Module, ev: dict, command: str | None, out: Path) -> dict:
+def card_fields(cfg: TrainConfig) -> dict:
+    """The general model's card fields (what it finds, in which images, trained on what);
+    :func:`atomlens.segment.train.train_detector` adds the run's own (steps, time, command)."""
+    lo, hi = cfg.native_pixel_range
     return {
         "name": "general",
         "task": "atom finding: per-pixel softmax over background, atom (any material)",
-        "classes": list(cfg.classes),
         "contrast": list(CONTRAST),
-        "architecture": cfg.net.arch,
-        "parameters": n_params(net),
-        "model_pixel_size_A": cfg.pixel_size,
-        "expected_pixel_size_A": list(PIXEL_RANGE_A),
-        "pixel_size_error_tolerance": list(cfg.zoom_range),
+        "expected_pixel_size_A": [lo, hi],
         "training_data": (
             "simulated (atomlens.simulate.materials + simulate.image.render_image, real probe "
-            "60-300 kV, FWHM 0.6-1.8 Å, 0.7-2.4 Å for isolated atoms): heavy single atoms and "
-            "clusters (Pt, Au, Ir, W, Pd, Mo; out-of-focus weaker) on amorphous carbon 0.05-6 x their peak (blotchy thick "
-            "films), with vacuum edges; 2H MoS2/WS2/MoSe2/WSe2; "
-            "SrTiO3/BaTiO3/LaMnO3/PbTiO3/LaFeO3 [001] and [110]; Au/Pt/Pd/Ag/Cu/Ni/Al [001], "
-            "[110], [111]; graphene, hBN; vacancies, edges, holes, nanoparticles, supports; "
-            "nominal 0.05-0.5 Å/px (true 0.7-1.4 x), Z exponent 1.3-2.0 (HAADF) or 0.4-1.0 "
-            "(inverted ABF/BF), SNR 1-30 per 0.1 Å pixel, scan distortion, afterglow, read "
-            "noise, gradients, contamination; labels: 0.4 Å disks on columns >= 10 % of the "
-            "brightest; fresh samples every step"
+            "60-300 kV, FWHM 0.6-1.8 Å; isolated atoms 0.5-3 Å: defocused aberrated probes "
+            "(|defocus| 0-90 Å) or source-broadened ones): heavy single atoms and clusters (Pt, "
+            "Au, Ir, W, Pd, Mo; 45 % of samples; out-of-focus weaker) on amorphous carbon "
+            "0.05-6 x their peak with a thickness texture of 2-50 % of the film, with vacuum "
+            "edges; 2H MoS2/WS2/MoSe2/WSe2; SrTiO3/BaTiO3/LaMnO3/PbTiO3/LaFeO3 [001] and [110]; "
+            "Au/Pt/Pd/Ag/Cu/Ni/Al [001], [110], [111]; graphene, hBN; vacancies, edges, holes, "
+            f"nanoparticles, supports; nominal {lo}-{hi} Å/px (true "
+            f"{cfg.zoom_range[0]}-{cfg.zoom_range[1]} x), Z exponent 1.3-2.0 (HAADF) or "
+            "0.4-1.0 (inverted ABF/BF), SNR 1-30 per 0.1 Å pixel, scan distortion, afterglow, "
+            "read noise, gradients, contamination; labels: 0.4 Å disks on columns >= 10 % of "
+            "the brightest; fresh samples every step"
         ),
         "inversion": "dark-atom (ABF/BF) images are inverted before the network",
-        "training": cfg.to_dict(),
-        "steps_done": int(ev.get("step", 0)),
-        "training_time_s": round(float(ev.get("elapsed_s", 0.0)), 1),
-        "final_loss_ema": ev.get("loss_ema"),
         "budget": "CPU only: 2 cores shared with up to 6 other jobs, no GPU",
-        "command": command
-        or f"atomlens train-detector --preset general --out {out.name} "
-        f"--steps {cfg.steps} --seed {cfg.seed}",
-        "seed": cfg.seed,
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "software": {
-            "torch": str(torch.__version__),
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-        },
     }
 
 
 def run_cli(args, validate: Validator | None = None) -> int:
-    """``atomlens train-detector --preset general`` (arguments of that subcommand);
-    ``validate`` scores the trained model for its card (see :func:`train_general`)."""
+    """``atomlens train-detector --preset general`` (arguments of that subcommand):
+    :func:`atomlens.segment.train.train_detector` with this preset's data
+    (:func:`make_batch`) and card (:func:`card_fields`); ``validate`` scores the trained
+    model for its card (e.g. :func:`atomlens.atoms.evaluate.validate_general`)."""
     import shlex
 
-    over = {"seed": args.seed, "threads": args.threads}
-    if args.steps is not None:
-        if args.steps < 1:
-            raise ValueError(f"--steps must be at least 1, got {args.steps}")
-        over["steps"] = args.steps
+    from atomlens.segment.train import train_detector
+
+    over: dict = {"seed": args.seed, "threads": args.threads}
+    for name in ("steps", "batch"):
+        v = getattr(args, name, None)
+        if v is not None:
+            if v < 1:
+                raise ValueError(f"--{name} must be at least 1, got {v}")
+            over[name] = v
+    if getattr(args, "lr", None) is not None:
+        if not args.lr > 0:
+            raise ValueError(f"--lr must be positive, got {args.lr}")
+        over["lr"] = args.lr
+    if getattr(args, "init", None):
+        if not Path(args.init).is_file():
+            raise ValueError(
+                f"--init {args.init}: no such model file; give a general-preset .pt "
+                "(e.g. src/atomlens/segment/weights/general.pt)"
+            )
+        over["init"] = str(args.init)
     cfg = general_config(**over)
     cmd = (
         f"atomlens train-detector --preset general --out {shlex.quote(str(args.out))} "
         f"--steps {cfg.steps} --seed {cfg.seed} --threads {cfg.threads}"
+        + (f" --batch {cfg.batch}" if getattr(args, "batch", None) is not None else "")
+        + (f" --lr {cfg.lr}" if getattr(args, "lr", None) is not None else "")
+        + (f" --init {shlex.quote(str(args.init))}" if cfg.init else "")
     )
-    every = int(getattr(args, "checkpoint_every", 50) or 0)
-    init, notes = None, {}
-    ckpt = Path(args.out).with_suffix(".ckpt.pt")
-    if getattr(args, "resume", False) and ckpt.exists():
-        init = load_detector(ckpt)
-        done = int(init.card.get("steps_done", 0))
-        cfg.steps = max(1, cfg.steps - done)
-        notes["resumed"] = (
-            f"warm start from a checkpoint after {done} steps "
-            f"({init.card.get('date')}), then {cfg.steps} steps on a fresh "
-            "one-cycle schedule"
-        )
-        print(f"resuming from {ckpt}: {notes['resumed']}", flush=True)
-    if getattr(args, "trained_on", None):
-        notes["trained_on"] = args.trained_on
-    train_general(
+    every = int(getattr(args, "checkpoint_every", 25) or 0)
+    if every < 0:
+        raise ValueError(f"--checkpoint-every must be >= 0, got {every}")
+    notes = {"trained_on": args.trained_on} if getattr(args, "trained_on", None) else None
+    train_detector(
         cfg,
         args.out,
         command=cmd,
         validate=validate,
         log=lambda s: print(s, flush=True),
         checkpoint_every=every,
-        init=init,
+        resume=bool(getattr(args, "resume", False)),
         notes=notes,
+        batches=make_batch,
+        card_fields=card_fields(cfg),
     )
     return 0
 
 
 __all__ = [
     "CLASSES",
+    "card_fields",
+    "defocused_probe",
     "general_config",
-    "iter_train",
     "make_batch",
     "render_general",
-    "train_general",
+    "run_cli",
     "validation_set",
 ]

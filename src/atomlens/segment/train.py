@@ -225,20 +225,27 @@ def _save_checkpoint(
     tmp.replace(path)
 
 
+#: Draws one training batch: ``batches(cfg, rng) -> (images (B, 1, crop, crop) float32,
+#: labels (B, crop, crop) int64)``; a preset's data (default :func:`make_batch`, graphene).
+BatchMaker = Callable[[TrainConfig, np.random.Generator], tuple[torch.Tensor, torch.Tensor]]
+
+
 def iter_train(
     cfg: TrainConfig,
     *,
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 0,
     resume: bool = False,
+    batches: BatchMaker | None = None,
 ) -> Iterator[dict]:
     """Train; yield ``{"step", "loss", "lr", "elapsed_s"}`` events, the last with ``"net"``.
 
     ``checkpoint`` (a path) with ``checkpoint_every`` > 0 saves the full training state
     every that many steps; ``resume`` continues from that file when it exists (its
     configuration must match ``cfg``; the run then gives the same model as an
-    uninterrupted one).
+    uninterrupted one). ``batches``: the preset's data (default :func:`make_batch`).
     """
+    batches = batches or make_batch
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
@@ -273,9 +280,7 @@ def iter_train(
         yield {"step": start, "steps": cfg.steps, "resumed": True, "elapsed_s": prior_s}
     t0 = time.perf_counter()
     ema, last = None, max(cfg.steps, start)
-    for ev in iter_steps(
-        net, lambda: make_batch(cfg, rng), cfg.steps, opt, sched, cfg, start=start
-    ):
+    for ev in iter_steps(net, lambda: batches(cfg, rng), cfg.steps, opt, sched, cfg, start=start):
         if "end" in ev:  # non-finite loss: stop with the last finite update
             last = ev["step"]
             break
@@ -316,6 +321,8 @@ def train_detector(
     checkpoint_every: int = 0,
     resume: bool = False,
     notes: dict | None = None,
+    batches: BatchMaker | None = None,
+    card_fields: dict | None = None,
 ) -> Detector:
     """Train to the end, score the model with ``validate``, write ``out`` (+ card JSON).
 
@@ -326,10 +333,15 @@ def train_detector(
     ``checkpoint_every`` > 0 keeps a resumable state in :func:`checkpoint_path` every that
     many steps (removed when the model is written); ``resume`` continues from it.
     ``notes`` are added to the card (e.g. the machine it was trained on).
+    ``batches`` and ``card_fields``: a preset's data (:data:`BatchMaker`) and card fields that
+    replace the graphene ones (name, task, training data...; e.g.
+    :func:`atomlens.segment.general.run_cli`).
     """
     last: dict = {}
     ckpt = checkpoint_path(out)
-    for ev in iter_train(cfg, checkpoint=ckpt, checkpoint_every=checkpoint_every, resume=resume):
+    for ev in iter_train(
+        cfg, checkpoint=ckpt, checkpoint_every=checkpoint_every, resume=resume, batches=batches
+    ):
         last = ev
         if ev.get("resumed"):
             log(f"resumed from {ckpt} at step {ev['step']}/{ev['steps']}")
@@ -363,7 +375,9 @@ def train_detector(
             f"{cfg.zoom_range[0]}-{cfg.zoom_range[1]}; labels: {cfg.radius_A} Å disks; fresh "
             "samples every step"
         ),
+        **(card_fields or {}),
         "training": cfg.to_dict(),
+        "steps_done": int(last["step"]),
         "training_time_s": round(last["elapsed_s"], 1),
         "final_loss_ema": last.get("loss_ema"),
         "command": command
