@@ -224,6 +224,6 @@ def test_typed_pixel_size_reaches_every_dock(make_napari_viewer, qtbot, tmp_path
     assert bin_077 == 4 and subs.current.windows.recipe.bin == bin_077  # 0.1 Å/px: bin 3
 
     corr = CorrectionWidget(viewer)
-    corr.image.value = img
+    assert corr.image.value is img  # the movie, not the P(...) maps above it
     corr.bind_layer(atoms)
     assert corr.session.pixel_size == 0.077 and corr.session.pixel_size_source == "user"

@@ -51,6 +51,7 @@ from atomlens.io.project import project_layer_data
 from atomlens.viz.layers import META_KEY, atoms_points_data
 from atomlens.workflows.correct import CorrectionSession, SessionEvent
 from atomlens.workflows.events import Log, training_progress
+from atomlens.workflows.layers import is_derived_image
 
 if TYPE_CHECKING:
     import napari
@@ -76,7 +77,10 @@ class CorrectionWidget(ViewerWidget):
 
         # -- layers and class
         self.points = self.layer_picker("atoms", "points")
-        self.image = self.layer_picker("image", "image", lambda lay: lay.ndim in (2, 3))
+        # the movie, never a probability map (the project must record the movie's file)
+        self.image = self.layer_picker(
+            "movie", "image", lambda lay: lay.ndim in (2, 3) and not is_derived_image(lay)
+        )
         self.bind_button = PushButton(text="Edit this atoms layer")
         classes = self.session.class_choices()
         self.cls = ComboBox(label="class (keys 1-9)", choices=classes, value=classes[0])
