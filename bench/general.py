@@ -11,8 +11,13 @@
             "auto" (no setting): share of detections on a site of the fitted square/
             rectangular column lattice (atomlens.atoms.column_lattice) and share of sites found.
   choice    choose_model and the fit warnings on every real file and on pure noise.
+  ptstats   why a model may miss the Pt atoms: per labelled atom a Gaussian + constant fit
+            (peak A, FWHM Å, local level B) and the pixel noise N (neighbour differences),
+            the support's 1-10 Å texture in units of A; the same for the simulator's Pt
+            single-atom samples at 0.293 Å/px (atomlens.segment.general.render_general, on
+            the model grid); medians with 10-90 % ranges.
 
-Usage: .venv/bin/python bench/general.py [--what pt,mos2,srtio3,choice] [--model general]
+Usage: .venv/bin/python bench/general.py [--what pt,mos2,srtio3,choice,ptstats] [--model general]
        [--threads 2]
 """
 
@@ -92,6 +97,10 @@ def bench_pt(model: str, match_px: float = 6.0, threshold: float = 0.5) -> dict:
         "pixel_size_A": 0.293,
         "pooled": _f1(tp, npred, ntrue),
         "mean_image_f1": round(float(np.mean([r["f1"] for r in rows.values()])), 4),
+        "image_f1_min_median_max": [
+            round(float(f(np.array([r["f1"] for r in rows.values()]))), 4)
+            for f in (np.min, np.median, np.max)
+        ],
         "per_image": rows,
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -159,6 +168,126 @@ def bench_srtio3(model: str) -> dict:
     return out
 
 
+def _spot_fits(img: np.ndarray, yx: np.ndarray, px: float, win_A: float = 2.5) -> np.ndarray:
+    """(N, 4) per position: Gaussian peak A, FWHM (Å), constant B, local pixel noise N
+    (std of neighbour differences / sqrt 2), from a fit in a ``win_A`` Å square."""
+    from scipy.optimize import least_squares
+
+    img = np.asarray(img, float)
+    d = (img[:, 1:] - img[:, :-1]) / np.sqrt(2)
+    r = max(3, int(round(win_A / px)))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    out = []
+    for y, x in yx:
+        yi, xi = int(round(y)), int(round(x))
+        if min(yi, xi) < r or yi + r + 1 > img.shape[0] or xi + r + 1 > img.shape[1]:
+            continue
+        w = img[yi - r : yi + r + 1, xi - r : xi + r + 1]
+
+        def f(p, w=w):
+            a, s, b, dy, dx = p
+            return (a * np.exp(-((yy - dy) ** 2 + (xx - dx) ** 2) / (2 * s * s)) + b - w).ravel()
+
+        b0 = float(np.median(w))
+        a0 = max(float(w[r - 1 : r + 2, r - 1 : r + 2].mean()) - b0, 1e-6 * (abs(b0) + 1))
+        p = least_squares(
+            f,
+            [a0, 0.5 / px, b0, 0, 0],
+            bounds=([0, 0.3, -np.inf, -2, -2], [np.inf, r, np.inf, 2, 2]),
+        ).x
+        noise = np.std(d[max(0, yi - 3 * r) : yi + 3 * r, max(0, xi - 3 * r) : xi + 3 * r])
+        out.append((p[0], p[1] * px * 2.3548, p[2], noise))
+    return np.array(out).reshape(-1, 4)
+
+
+def _texture(img: np.ndarray, px: float, peak: float) -> float:
+    """Std of the 1-10 Å band (Gaussian 1 Å minus 10 Å) over the brighter half, / ``peak``."""
+    from scipy import ndimage as ndi
+
+    img = np.asarray(img, float)
+    band = ndi.gaussian_filter(img, 1.0 / px) - ndi.gaussian_filter(img, 10.0 / px)
+    level = ndi.gaussian_filter(img, 10.0 / px)
+    return float(np.std(band[level > np.median(level)]) / peak)
+
+
+def _q(v: np.ndarray) -> list[float]:
+    return [round(float(x), 3) for x in np.percentile(v, [50, 10, 90])]
+
+
+def bench_ptstats(model: str, n_sim: int = 40) -> dict:
+    """Image statistics of the real Pt atoms (native and model grid) and of simulated Pt
+    single atoms at the same pixel size, with the model's recall on the simulations."""
+    import torch
+
+    from atomlens.atoms.find import find_atoms
+    from atomlens.atoms.match import match_atoms
+    from atomlens.io import read_stack
+    from atomlens.segment.general import general_config, render_general
+    from atomlens.segment.predict import model_grid_shape, normalise, predict_model_grid, resample
+    from atomlens.segment.registry import load_model
+    from atomlens.simulate.materials import single_atoms
+
+    det = load_model(model)
+    px = 0.2929687
+    native, grid, tex = [], [], []
+    for _, tif, csv in pt_images():
+        img = np.asarray(read_stack(tif).data[0], np.float32)
+        yx = pt_labels(csv)
+        a = _spot_fits(img, yx, px)
+        native.append(a)
+        tex.append(_texture(img, px, float(np.median(a[:, 0]))))
+        sh = model_grid_shape(img.shape, px, det.pixel_size)
+        x = normalise(resample(torch.from_numpy(img)[None], sh)[0].numpy())
+        grid.append(_spot_fits(x, (yx + 0.5) * (sh[0] / img.shape[0]) - 0.5, det.pixel_size))
+    a, g = np.concatenate(native), np.concatenate(grid)
+    out: dict = {
+        "real_native": {
+            "atoms": len(a),
+            "fwhm_A": _q(a[:, 1]),
+            "peak_over_level": _q(a[:, 0] / a[:, 2]),
+            "peak_over_pixel_noise": _q(a[:, 0] / a[:, 3]),
+            "texture_over_peak": _q(np.array(tex)),
+        },
+        "real_model_grid": {
+            "peak_normalised": _q(g[:, 0]),
+            "peak_over_pixel_noise": _q(g[:, 0] / g[:, 3]),
+        },
+    }
+    cfg = general_config(crop=256)
+    rng = np.random.default_rng(1)
+    sims, rec = [], []
+    for _ in range(n_sim):
+        cols = single_atoms(256 * det.pixel_size, rng, element="Pt")
+        x, _, yx, info = render_general(cfg, rng, cols, pixel_size_A=px)
+        if len(yx) < 2:
+            continue
+        s = _spot_fits(x, yx, det.pixel_size)
+        if not len(s):
+            continue
+        with torch.inference_mode():
+            maps = predict_model_grid(det, torch.from_numpy(x)[None])[0].numpy()
+        f = find_atoms(maps, det.classes, 0.5)
+        pred = np.column_stack([f["y"], f["x"]])
+        m = len(match_atoms(pred, yx, 6 * px / det.pixel_size)[0]) if len(pred) else 0
+        sims.append(s)
+        rec.append((float(np.median(s[:, 0])), info["probe_fwhm_A"], m / len(yx)))
+    s, r = np.concatenate(sims), np.array(rec)
+    out["sim_model_grid"] = {
+        "samples": len(r),
+        "peak_normalised": _q(s[:, 0]),
+        "peak_over_pixel_noise": _q(s[:, 0] / s[:, 3]),
+        "fwhm_A": _q(s[:, 1]),
+        "recall_all": round(float(r[:, 2].mean()), 3),
+        "recall_peak_norm_below_0.25": round(float(r[r[:, 0] < 0.25, 2].mean()), 3)
+        if (r[:, 0] < 0.25).any()
+        else None,
+        "recall_probe_fwhm_above_1.8A": round(float(r[r[:, 1] > 1.8, 2].mean()), 3)
+        if (r[:, 1] > 1.8).any()
+        else None,
+    }
+    return out
+
+
 def bench_choice() -> dict:
     """Which model auto picks, and the graphene model's warnings, on every real file."""
     from atomlens.atoms.suitability import choose_model, model_fit_warnings
@@ -202,7 +331,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out: dict = {"model": args.model}
     for what in args.what.split(","):
-        fn = {"pt": bench_pt, "mos2": bench_mos2, "srtio3": bench_srtio3}.get(what)
+        fn = {
+            "pt": bench_pt,
+            "mos2": bench_mos2,
+            "srtio3": bench_srtio3,
+            "ptstats": bench_ptstats,
+        }.get(what)
         t = time.perf_counter()
         out[what] = fn(args.model) if fn else bench_choice() if what == "choice" else None
         print(f"{what}: {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
