@@ -182,6 +182,8 @@ def test_subimages_train_encode_colour_animate(make_napari_viewer, qtbot, movie,
     # linked plots: lasso -> `selected` feature; layer selection -> scatter highlight;
     # the per-frame distribution marks the current frame
     plots = latent.show_plots()
+    # the scatter now, the distribution on the next turn, the manifold from a worker
+    qtbot.waitUntil(lambda: "distribution" in plots, timeout=5_000)
     scatter, dist = plots["scatter"], plots["distribution"]
     xy = scatter.xy()
     ok = np.isfinite(xy).all(1)
@@ -199,8 +201,10 @@ def test_subimages_train_encode_colour_animate(make_napari_viewer, qtbot, movie,
     set_frame(viewer, img, 1)
     assert dist.current == 1 and list(dist.marker.get_xdata()) == [1, 1]
     assert dist.image.get_array().shape[1] == 3  # three frames
-    if "manifold" in plots:
+    if "manifold_worker" in plots:  # an rVAE: its decoded manifold arrives from a worker
+        qtbot.waitUntil(lambda: "manifold" in plots, timeout=30_000)
         assert plots["manifold"].image_artist.get_array().size > 0
+        assert plots["manifold"].canvas.wait_drawn()  # rendered off the main thread
     again = latent.show_plots()  # Show plots twice: one plots dock, replaced
     assert again["tabs"] is not plots["tabs"] or again is plots
     from qtpy.QtWidgets import QDockWidget

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Label, PushButton
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 
 from atomlens._napari._base import ViewerWidget
+from atomlens._napari.mpl_canvas import BackgroundCanvas
 from atomlens.latent.trajectory import TrajectoryError, latent_trajectory
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class ChemSpaceDock(ViewerWidget):
         self.status = Label(value="select one atom, then press the button")
         self.figure = Figure(figsize=(4, 4))
         self.figure.subplots_adjust(left=0.16, right=0.96, bottom=0.14, top=0.9)  # no tight_layout
-        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas = BackgroundCanvas(self.figure)  # drawn off the main thread
         self.extend([self.points, self.track_col, self.show_button, self.status])
         self.native.layout().addWidget(self.canvas)
         self.show_button.changed.connect(self.show_selected)

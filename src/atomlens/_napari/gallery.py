@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import napari
 import numpy as np
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from atomlens._napari._links import disconnect_all
 from atomlens._napari._workers import Throttle
+from atomlens._napari.mpl_canvas import BackgroundCanvas
 from atomlens._napari.state import session_for
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class SubimageGallery(QWidget):
         super().__init__(parent)
         self.viewer = viewer
         self.figure = Figure(figsize=(3, 3), facecolor=_BG)
-        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas = BackgroundCanvas(self.figure)  # drawn off the main thread
         self.label = QLabel("cut subimages, then select or click atoms")
         self.label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         layout = QVBoxLayout(self)

@@ -12,13 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 import napari
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from atomlens._napari._layers import colour_key_of
 from atomlens._napari._links import disconnect_all
 from atomlens._napari._workers import Throttle
+from atomlens._napari.mpl_canvas import BackgroundCanvas
 from atomlens._napari.state import COLOUR_KEYS, session_for
 from atomlens.viz.keys import ColourKey, draw_key
 
@@ -35,7 +35,7 @@ class ColourKeyDock(QWidget):
         super().__init__(parent)
         self.viewer = viewer
         self.figure = Figure(figsize=(2.2, 3.0), facecolor=_BG)
-        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas = BackgroundCanvas(self.figure)  # drawn off the main thread
         self.empty = QLabel("no coloured layer shown")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)

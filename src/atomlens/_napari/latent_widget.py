@@ -295,11 +295,15 @@ class LatentWidget(ViewerWidget):
 
     # -- plots ---------------------------------------------------------------------------
     def show_plots(self) -> dict[str, Any]:
-        """One plots dock under the canvas, a tab per plot: the latent scatter, the
-        per-frame distribution and (rVAE/VAE) the decoded manifold."""
+        """One plots dock under the canvas, a tab per plot: the latent scatter now, the
+        per-frame distribution on the next turn of the event loop, and (rVAE/VAE) the
+        decoded manifold when a worker thread has decoded it, so no step is a long
+        main-thread task (figures render off the main thread: ``BackgroundCanvas``).
+        Returns the plots dict (it fills in as the pieces arrive)."""
+        from qtpy.QtCore import QTimer
         from qtpy.QtWidgets import QTabWidget
 
-        from atomlens._napari.plots import FrameDistribution, LatentScatter, ManifoldPlot
+        from atomlens._napari.plots import FrameDistribution, LatentScatter
 
         points = self.atoms.value
         if points is None:
@@ -310,26 +314,11 @@ class LatentWidget(ViewerWidget):
         feats = points.features.columns
         x, y = ("z1", "z2") if {"z1", "z2"} <= set(feats) else ("angle", "z1")
         column = "angle" if "angle" in feats else ("z1" if "z1" in feats else "")
+        for key in ("distribution", "manifold", "manifold_worker"):  # a previous Show plots
+            self.plots.pop(key, None)
         self.plots["scatter"] = LatentScatter(points, x, y)
-        self.plots["distribution"] = FrameDistribution(self.viewer, points, column or feats[-1])
         tabs = QTabWidget()
         tabs.addTab(self.plots["scatter"], "latent scatter")
-        tabs.addTab(self.plots["distribution"], "per-frame distribution")
-        current = self.session.model
-        if current is not None:
-            from atomlens.latent import decode_manifold
-
-            names = [c for c in current.model.latent_names() if c in feats]
-            try:
-                image = decode_manifold(
-                    current.model, 8, latents=points.features[names] if names else None
-                )
-            except (ValueError, NotImplementedError) as exc:  # e.g. PCA/GMM: no decoder grid
-                self.status.value = f"no manifold: {exc}"
-            else:
-                self.plots["manifold"] = ManifoldPlot()
-                self.plots["manifold"].show_image(np.asarray(image))
-                tabs.addTab(self.plots["manifold"], "latent manifold")
         tabs.setMinimumHeight(170)
         old = self.plots.get("tabs")
         if old is not None:  # Show plots again: replace the plots dock
@@ -341,4 +330,55 @@ class LatentWidget(ViewerWidget):
         self.plots["dock"] = self.viewer.window.add_dock_widget(
             tabs, name="AtomLens plots", area="bottom"
         )
+
+        def _distribution() -> None:
+            if self.plots.get("tabs") is not tabs:
+                return  # replaced meanwhile
+            try:
+                self.plots["distribution"] = FrameDistribution(
+                    self.viewer, points, column or feats[-1]
+                )
+                tabs.insertTab(1, self.plots["distribution"], "per-frame distribution")
+            except RuntimeError:  # the dock was closed
+                pass
+
+        QTimer.singleShot(0, _distribution)
+        current = self.session.model
+        if current is not None:
+            names = [c for c in current.model.latent_names() if c in feats]
+            latents = points.features[names].copy() if names else None
+            self.plots["manifold_worker"] = start_generator(
+                _manifold_job,
+                current.model,
+                latents,
+                on_return=lambda image: self._show_manifold(tabs, image),
+                what="Plots",
+            )
         return self.plots
+
+    def _show_manifold(self, tabs: Any, image: Any) -> None:
+        from atomlens._napari.plots import ManifoldPlot
+
+        if isinstance(image, str):  # e.g. PCA/GMM: no decoder grid
+            self.status.value = f"no manifold: {image}"
+            return
+        if self.plots.get("tabs") is not tabs:
+            return
+        try:
+            self.plots["manifold"] = ManifoldPlot()
+            self.plots["manifold"].show_image(np.asarray(image))
+            tabs.addTab(self.plots["manifold"], "latent manifold")
+        except RuntimeError:  # the dock was closed
+            pass
+
+
+def _manifold_job(model: Any, latents: Any) -> Generator:
+    """Worker: the decoded latent manifold image (:func:`atomlens.latent.decode_manifold`,
+    8 x 8), or the reason there is none (a string)."""
+    from atomlens.latent import decode_manifold
+
+    yield "decoding the manifold"
+    try:
+        return decode_manifold(model, 8, latents=latents)
+    except (ValueError, NotImplementedError) as exc:
+        return str(exc)

@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from matplotlib.path import Path as MplPath
 from matplotlib.ticker import FormatStrFormatter, NullFormatter
@@ -27,6 +26,7 @@ from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 from atomlens._napari._layers import current_frame, numeric_feature_columns
 from atomlens._napari._links import disconnect_all
 from atomlens._napari._workers import Throttle
+from atomlens._napari.mpl_canvas import BackgroundCanvas
 from atomlens.viz.colours import SELECTED_COLOURS
 
 if TYPE_CHECKING:
@@ -50,7 +50,8 @@ def _style(ax) -> None:
 
 
 class MplWidget(QWidget):
-    """A QWidget holding one matplotlib figure, with throttled redraws.
+    """A QWidget holding one matplotlib figure, with throttled redraws; full draws render
+    on a helper thread (:class:`~atomlens._napari.mpl_canvas.BackgroundCanvas`).
 
     Artists listed in ``self.animated`` are blitted: a redraw that changes only them
     repaints them over a cached background (a few ms) instead of drawing the whole figure.
@@ -62,7 +63,7 @@ class MplWidget(QWidget):
         # fixed margins: tight_layout measures every label on every draw (slow)
         self.figure = Figure(figsize=(4, 3), facecolor=_BG)
         self.figure.subplots_adjust(left=0.17, right=0.96, bottom=0.17, top=0.9)
-        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas = BackgroundCanvas(self.figure)
         self.ax = self.figure.add_subplot(111)
         _style(self.ax)
         self.controls = QHBoxLayout()
@@ -108,9 +109,10 @@ class MplWidget(QWidget):
             self.canvas.draw_idle()
             self.n_draws += 1
             return
-        self.canvas.restore_region(self._background)
-        for artist in self.animated:
-            self.ax.draw_artist(artist)
+        with self.canvas.lock:  # never into a renderer a full draw is filling
+            self.canvas.restore_region(self._background)
+            for artist in self.animated:
+                self.ax.draw_artist(artist)
         self.canvas.blit(self.figure.bbox)
         self.n_blits += 1
 
