@@ -28,6 +28,9 @@ def read_stacks(path: PathLike | list[PathLike]) -> list[LayerTuple]:
     Raises :class:`atomlens.io.StackError` (a ``ValueError``) with the fix in its message;
     napari shows it as a notification.
     """
+    from atomlens._napari.autosave import on_first_use
+
+    on_first_use()  # the plugin's first use in this viewer: autosave, restore offer
     paths = path if isinstance(path, list) else [path]
     layers = []
     for p in paths:

@@ -8,8 +8,10 @@ from atomlens.viz.layers import LayerTuple, atoms_layer_tuple, image_layer_tuple
 def simulated_movie() -> list[LayerTuple]:
     """The simulator's sample movie as an Image layer plus its true atoms as Points
     (features = the truth table, coloured by species)."""
+    from atomlens._napari.autosave import on_first_use
     from atomlens.simulate import sample_movie
 
+    on_first_use()  # the plugin's first use in this viewer: autosave, restore offer
     movie = sample_movie()
     meta = {"atomlens": {"pixel_size_source": "simulation", "truth": True}}
     return [
@@ -21,8 +23,10 @@ def simulated_movie() -> list[LayerTuple]:
 def pfm_movie() -> list[LayerTuple]:
     """A simulated PFM phase movie (20 frames, 128², walls moving under bias and pinning)
     as an Image layer plus its true walls as Labels (for the PFM domain walls dock)."""
+    from atomlens._napari.autosave import on_first_use
     from atomlens.pfm.simulate import simulate_pfm
 
+    on_first_use()
     movie = simulate_pfm(n_frames=20, size=128, seed=0)
     meta = {"atomlens": {"pixel_size_source": "simulation", "truth": True, "kind": "stack"}}
     phase = image_layer_tuple(movie.phase, None, "simulated PFM phase", metadata=meta)

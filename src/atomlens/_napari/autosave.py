@@ -134,6 +134,7 @@ class Autosaver:
         self.timer.setInterval(int(delay_s * 1000))
         self.timer.timeout.connect(self.save_now)
         self.n_saves = 0
+        self.offer: Any = None  # the restore question shown when this autosaver started
         self._thread: threading.Thread | None = None
         viewer.layers.events.inserted.connect(self._on_inserted)
         viewer.layers.events.removed.connect(self._changed)
@@ -201,7 +202,7 @@ class Autosaver:
 
 def start_autosave(viewer: Any) -> Autosaver:
     """The viewer's autosaver (made on first use); on first use, offers to restore the
-    work of a viewer that was killed."""
+    work of a viewer that was killed (the question is kept as ``saver.offer``)."""
     from atomlens._napari.state import session_for
 
     session = session_for(viewer)
@@ -209,8 +210,25 @@ def start_autosave(viewer: Any) -> Autosaver:
     if saver is None:
         saver = Autosaver(viewer)
         session.autosaver = saver
-        offer_restore(viewer)
+        saver.offer = offer_restore(viewer)
     return saver
+
+
+def on_first_use() -> Autosaver | None:
+    """Start autosave (and the restore offer) in the current napari viewer: called by
+    every AtomLens entry point that is not a dock (the reader, the sample data), so the
+    offer appears the first time the plugin is used in a new viewer, whichever way (napari
+    loads a plugin only when it is used: there is no earlier moment). None without a
+    viewer (e.g. the reader called from a script)."""
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+    except Exception:  # noqa: BLE001 - no Qt application or napari: nothing to offer
+        return None
+    if viewer is None or getattr(viewer, "window", None) is None:
+        return None
+    return start_autosave(viewer)
 
 
 def restore(viewer: Any, folder: Path) -> list[Any]:
