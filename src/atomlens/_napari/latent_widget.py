@@ -193,8 +193,19 @@ class LatentWidget(ViewerWidget):
         first = next((c for c in ("angle", "z1") if c in keep), keep[0] if keep else None)
         n_ok = int(table.notna().all(axis=1).sum())
         self.status.value = f"latents {', '.join(keep)} on {n_ok}/{len(table)} atoms"
-        if first is not None:
-            self.colour_by.value = first
+        if first is not None:  # colour on the next turn: two short main-thread tasks
+            from qtpy.QtCore import QTimer
+
+            before = self.colour_by.value
+            QTimer.singleShot(0, lambda: self._colour_after_encoding(points, first, before))
+
+    def _colour_after_encoding(self, points: Points, column: str, before: Any) -> None:
+        """Colour by the first latent, unless the user picked a colouring meanwhile."""
+        try:
+            if self.atoms.value is points and self.colour_by.value == before:
+                self.colour_by.value = column
+        except RuntimeError:  # the dock was closed
+            pass
 
     # -- colour --------------------------------------------------------------------------
     def _feature_choices(self, _widget: Any = None) -> list[str]:

@@ -7,11 +7,13 @@ API (``draw_idle``, ``copy_from_bbox``, ``restore_region``, ``blit``) but ``draw
 renders into the Agg buffer on a helper thread and asks Qt to repaint when done; the
 paint only copies the finished buffer. One lock guards the renderer, so a blit or a
 synchronous ``draw`` on the main thread never meets a half-made one. Requests arriving
-while a render runs coalesce into one more render.
+while a render runs coalesce into one more render. One long-lived render thread serves
+every canvas (starting a thread per draw made the main thread wait for it to start).
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 from typing import Any
 
@@ -22,6 +24,26 @@ from qtpy.QtCore import QObject, Signal
 
 class _Notifier(QObject):
     drawn = Signal()
+
+
+_QUEUE: queue.Queue = queue.Queue()
+_THREAD: list[threading.Thread] = []
+_THREAD_LOCK = threading.Lock()
+
+
+def _serve() -> None:
+    while True:
+        canvas = _QUEUE.get()
+        canvas._render()
+
+
+def _submit(canvas: BackgroundCanvas) -> None:
+    with _THREAD_LOCK:
+        if not _THREAD or not _THREAD[0].is_alive():
+            thread = threading.Thread(target=_serve, name="atomlens-mpl", daemon=True)
+            thread.start()
+            _THREAD[:] = [thread]
+    _QUEUE.put(canvas)
 
 
 class BackgroundCanvas(FigureCanvasQTAgg):
@@ -50,7 +72,7 @@ class BackgroundCanvas(FigureCanvasQTAgg):
                 self._again = True
                 return
             self._running = True
-        threading.Thread(target=self._render, name="atomlens-mpl", daemon=True).start()
+        _submit(self)
 
     def copy_from_bbox(self, bbox: Any) -> Any:
         with self.lock:
