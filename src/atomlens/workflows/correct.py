@@ -81,7 +81,9 @@ class CorrectionSession:
 
     Parameters
     ----------
-    atoms : the atom table (``frame, y, x`` px, ``cls``, ``prob``; flags are added).
+    atoms : the atom table (``frame, y, x`` px, ``cls``, ``prob``; flags are added). The
+        session's :attr:`atoms` is replaced, never changed in place, by each change (undo
+        keeps earlier tables as they are): read it, do not write into it.
     stack : :class:`atomlens.io.Stack` (or ``(T, Y, X)`` array) the atoms belong to.
     stack_path : the movie's file (recorded in the project; needed to reopen and retrain).
     pixel_size : Å per pixel (one value for detection, correction and retraining).
@@ -170,7 +172,7 @@ class CorrectionSession:
     def class_choices(self, defaults: Iterable[str] = DEFAULT_CLASSES) -> list[str]:
         """Species to offer for new atoms: ``defaults`` then those in the table (in order
         of first appearance); key ``n`` of the dock picks the n-th."""
-        present = self.atoms["cls"].astype(str).tolist() if "cls" in self.atoms else []
+        present = [str(c) for c in pd.unique(self.atoms["cls"])] if "cls" in self.atoms else []
         return list(dict.fromkeys([*map(str, defaults), *present]))
 
     def ids_at(self, rows: Iterable[int]) -> list[int]:
@@ -213,9 +215,11 @@ class CorrectionSession:
         )
 
     def _snapshot(self) -> Snapshot:
+        # every change builds a new table (copy on write), so the history may keep the
+        # current one itself: treat ``atoms`` as read-only from outside
         return Snapshot(
             self.atoms[["frame", "y", "x"]].to_numpy(float),
-            self.atoms.copy(),
+            self.atoms,
             frozenset(self.corrected),
         )
 
@@ -261,8 +265,9 @@ class CorrectionSession:
         rows["frame"], rows["y"], rows["x"] = fs, yx[:, 0], yx[:, 1]
         rows["cls"], rows["prob"], rows["edited"] = str(cls), 1.0, True
         rows["source"], rows["atom_id"] = "manual", new_ids
+        rows = ensure_edit_columns(rows, source="manual").astype(self.atoms.dtypes.to_dict())
         parts = [p for p in (self.atoms, rows) if len(p)]
-        self.atoms = ensure_edit_columns(pd.concat(parts, ignore_index=True))
+        self.atoms = pd.concat(parts, ignore_index=True)  # (the table's columns are checked)
         self.corrected |= set(fs)
         self._emit("edit", fs, new_ids)
         return [int(i) for i in new_ids]
