@@ -11,7 +11,9 @@ model's 0.2 Å/px and normalised exactly as at prediction. Contrast: the Z expon
 dark-atom images are inverted before the network at prediction
 (:func:`atomlens.atoms.detect.iter_detect`), so the network always sees bright atoms.
 Labels: one class ``atom``, a 0.4 Å disk on every column at least 10 % as bright as the
-brightest (:func:`atomlens.simulate.materials.visible`); support atoms are background.
+brightest (:func:`atomlens.simulate.materials.visible`; isolated atoms: 0.35 x the spot
+FWHM when larger, so that broad, noisy spots have a learnable target); support atoms are
+background.
 
 ``atomlens train-detector --preset general --out general.pt`` rebuilds the shipped model.
 """
@@ -93,13 +95,15 @@ def render_general(
     pixel_size_A: float | None = None,
     z_exponent: float | None = None,
     snr: float | None = None,
+    probe_override: Probe | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """One sample on the model grid: (image (crop, crop) float32 normalised, mask
     (crop, crop) uint8, atom positions (N, 2) model pixels, imaging dict).
 
     ``pixel_size_A`` (nominal, Å/px), ``z_exponent`` and ``snr`` (brightest column peak
     over its shot noise, per 0.1 Å pixel) are drawn when None; ``cols`` (positions in Å
-    over the field) is drawn by :func:`random_structure` when None.
+    over the field) is drawn by :func:`random_structure` when None; ``probe_override`` replaces the
+    drawn probe (the draws are made all the same, so a seed gives the same rest).
     """
     crop = cfg.crop
     p_nom = pixel_size_A or _log_uniform(rng, *cfg.native_pixel_range)
@@ -118,8 +122,8 @@ def render_general(
                 # keep the field: the structure was built for size_A; crop a part of it
     dmin = cols.min_spacing_A if (len(cols) and not cols.support.all()) else 2.5
     single = "single atoms" in cols.name
-    if single:  # isolated atoms: also defocused (atoms at other heights in a thick support)
-        fwhm = rng.uniform(0.7, 3.0)
+    if single:  # isolated atoms: also defocused or beam-broadened in a thick support
+        fwhm = _log_uniform(rng, 0.7, 4.0)
     else:
         fwhm = min(rng.uniform(0.6, 1.8), 0.85 * dmin)
     if single and rng.random() < 0.6:
@@ -133,6 +137,10 @@ def render_general(
             voltage_kV=float(rng.choice([60.0, 80.0, 200.0, 300.0])),
             alpha_mrad=float(rng.uniform(20, 35)),
         )
+    if probe_override is not None:
+        probe = probe_override
+    if single or probe_override is not None:
+        fwhm = probe.fwhm_A(0.04)
     nexp = (
         z_exponent
         if z_exponent is not None
@@ -178,7 +186,11 @@ def render_general(
     yx = (yx[first] + 0.5) * (crop / n) - 0.5
     inside = np.all((yx > -0.5) & (yx < crop - 0.5), axis=1)
     yx = yx[inside]
-    mask = label_mask(yx, np.ones(len(yx), np.int64), (crop, crop), cfg.radius_A / cfg.pixel_size)
+    # a broad spot's centre is uncertain by more than a 0.4 Å disk in noise: a label that
+    # small is unlearnable (the network hedges below 0.5 and finds nothing), so isolated
+    # atoms get a disk of 0.35 x the spot FWHM (crystals: FWHM < 0.85 x spacing, no change)
+    radius_A = max(cfg.radius_A, 0.35 * fwhm) if single else cfg.radius_A
+    mask = label_mask(yx, np.ones(len(yx), np.int64), (crop, crop), radius_A / cfg.pixel_size)
     info = {
         "structure": cols.name,
         "pixel_size_A": p_nom,
@@ -186,6 +198,7 @@ def render_general(
         "z_exponent": nexp,
         "snr": s,
         "probe_fwhm_A": fwhm,
+        "label_radius_A": radius_A,
     }
     return x.astype(np.float32), mask, yx, info
 
@@ -231,7 +244,7 @@ def card_fields(cfg: TrainConfig) -> dict:
         "expected_pixel_size_A": [lo, hi],
         "training_data": (
             "simulated (atomlens.simulate.materials + simulate.image.render_image, real probe "
-            "60-300 kV, FWHM 0.6-1.8 Å; isolated atoms 0.5-3 Å: defocused aberrated probes "
+            "60-300 kV, FWHM 0.6-1.8 Å; isolated atoms 0.5-4 Å: defocused aberrated probes "
             "(|defocus| 0-90 Å) or source-broadened ones): heavy single atoms and clusters (Pt, "
             "Au, Ir, W, Pd, Mo; 45 % of samples; out-of-focus weaker) on amorphous carbon "
             "0.05-6 x their peak with a thickness texture of 2-50 % of the film, with vacuum "
@@ -241,7 +254,8 @@ def card_fields(cfg: TrainConfig) -> dict:
             f"{cfg.zoom_range[0]}-{cfg.zoom_range[1]} x), Z exponent 1.3-2.0 (HAADF) or "
             "0.4-1.0 (inverted ABF/BF), SNR 1-30 per 0.1 Å pixel, scan distortion, afterglow, "
             "read noise, gradients, contamination; labels: 0.4 Å disks on columns >= 10 % of "
-            "the brightest; fresh samples every step"
+            "the brightest (isolated atoms: 0.35 x the spot FWHM if larger); fresh samples "
+            "every step"
         ),
         "inversion": "dark-atom (ABF/BF) images are inverted before the network",
         "budget": "CPU only: 2 cores shared with up to 6 other jobs, no GPU",
