@@ -227,3 +227,14 @@ def test_typed_pixel_size_reaches_every_dock(make_napari_viewer, qtbot, tmp_path
     assert corr.image.value is img  # the movie, not the P(...) maps above it
     corr.bind_layer(atoms)
     assert corr.session.pixel_size == 0.077 and corr.session.pixel_size_source == "user"
+
+
+def test_crash_recovery_keeps_a_typed_pixel_size(tmp_path):
+    from atomlens._napari.autosave import load_snapshot, write_snapshot
+
+    table = pd.DataFrame({"frame": [0, 0], "y": [1.0, 2.0], "x": [3.0, 4.0], "cls": ["C", "C"]})
+    entry = {"name": "atoms", "table": table, "scale": [1.0, 0.1, 0.1]}
+    entry |= {"translate": [0.0, 0.0, 0.0], "pixel_size": 0.077, "pixel_size_source": "user"}
+    (tup,) = load_snapshot(write_snapshot(tmp_path / "rec", [entry]))
+    meta = tup[1]["metadata"]["atomlens"]
+    assert meta["pixel_size"] == 0.077 and meta["pixel_size_source"] == "user"

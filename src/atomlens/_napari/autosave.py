@@ -104,6 +104,8 @@ def load_snapshot(folder: Path) -> list[LayerTuple]:
             f"{e['name']} (recovered)",
             metadata={META_KEY: {"recovered_from": str(folder)}},
         )
+        if e.get("pixel_size_source"):  # a value typed into Detect stays the user's
+            tup[1]["metadata"][META_KEY]["pixel_size_source"] = e["pixel_size_source"]
         tup[1]["scale"] = tuple(e.get("scale", tup[1]["scale"]))
         tup[1]["translate"] = tuple(e.get("translate", (0.0, 0.0, 0.0)))
         out.append(tup)
@@ -178,6 +180,7 @@ class Autosaver:
                     "scale": [float(v) for v in layer.scale],
                     "translate": [float(v) for v in layer.translate],
                     "pixel_size": meta.get("pixel_size"),
+                    "pixel_size_source": meta.get("pixel_size_source"),
                 }
             )
         return out
