@@ -252,18 +252,35 @@ def calibrated_pixel_size(image: np.ndarray) -> tuple[float, str]:
 
 def librarynet_patch(path: Path, det, pixel_size: float) -> dict:
     """Scores of one LibraryNet patch detected at ``pixel_size`` (Å/px)."""
-    import pandas as pd
-
     from atomlens.atoms import detect
-    from atomlens.chem.bonds import coordination, find_bonds
 
     d = np.load(path, allow_pickle=True)
-    kind = path.stem.split("_")[0]
+    a = detect(d["image"], det, pixel_size=pixel_size).atoms.reset_index(drop=True)
+    return score_librarynet_patch(
+        path, a[["y", "x"]].to_numpy(float), a["cls"].astype(str).to_numpy(), pixel_size
+    )
+
+
+def score_librarynet_patch(path: Path, yx: np.ndarray, cls: np.ndarray, pixel_size: float) -> dict:
+    """Scores of detections ``yx`` (N, 2) px, ``cls`` (N,) against the labels of one
+    LibraryNet patch (see :func:`score_against_labels`)."""
+    d = np.load(path, allow_pickle=True)
     ref = np.c_[d["atom_row"], d["atom_col"]].astype(float)
     el = np.asarray(d["atom_element"]).astype(str)
-    a = detect(d["image"], det, pixel_size=pixel_size).atoms.reset_index(drop=True)
-    yx = a[["y", "x"]].to_numpy(float)
-    cls = a["cls"].astype(str).to_numpy()
+    return score_against_labels(ref, el, path.stem.split("_")[0], yx, cls, pixel_size)
+
+
+def score_against_labels(
+    ref: np.ndarray, el: np.ndarray, kind: str, yx: np.ndarray, cls: np.ndarray, pixel_size: float
+) -> dict:
+    """Every labelled atom (``ref`` (M, 2) px, ``el`` (M,)) found within 0.5 Å, the Si
+    coordination (``kind`` Si1C3 or Si1C4), extra Si within 3 Å of a labelled Si."""
+    import pandas as pd
+
+    from atomlens.chem.bonds import coordination, find_bonds
+
+    yx = np.asarray(yx, float).reshape(-1, 2)
+    cls = np.asarray(cls).astype(str)
     tol = 0.5 / pixel_size
     if len(yx):
         dist = np.hypot(*(ref[:, None] - yx[None]).transpose(2, 0, 1))  # (n_ref, n_det)
@@ -308,6 +325,36 @@ def librarynet_patch(path: Path, det, pixel_size: float) -> dict:
         out["Si_coordination"] = got
         out["coordination_right"] = bool(got) and all(g == want for g in got)
     return out
+
+
+def movie_si_scores(
+    model: str | None = None, pixel_size: float = 0.078125, si_neighbours: str = "auto"
+) -> dict:
+    """The LibraryNet scores on each frame of the 48-frame Si1C3 movie (its Si and the
+    3 C bonded to it are labelled per frame): a regression check of the Si-neighbour
+    search on data the model was shaped on."""
+    from atomlens.atoms import detect
+    from atomlens.segment.model_file import load_detector
+
+    m = np.load(REAL / "graphene_si1c3_movie.npz")
+    det = load_detector(model)
+    a = detect(m["frames"], det, pixel_size=pixel_size, si_neighbours=si_neighbours).atoms
+    rows = []
+    for t in range(len(m["frames"])):
+        sel = m["atom_frame"] == t
+        ref = np.c_[m["atom_row"][sel], m["atom_col"][sel]].astype(float)
+        at = a[a["frame"] == t]
+        yx, cls = at[["y", "x"]].to_numpy(float), at["cls"].astype(str).to_numpy()
+        rows.append(score_against_labels(ref, m["atom_element"][sel], "Si1C3", yx, cls, pixel_size))
+    n = len(rows)
+    return {
+        "pixel_size_A": pixel_size,
+        "si_neighbours": si_neighbours,
+        "all_atoms_found_0.5A": f"{sum(r['all_found'] for r in rows)}/{n}",
+        "Si_coordination_right": f"{sum(r['coordination_right'] for r in rows)}/{n}",
+        "no_extra_Si_3A": f"{sum(r['extra_Si'] == 0 for r in rows)}/{n}",
+        "atoms_per_frame": round(len(a) / n, 1),
+    }
 
 
 def librarynet_scores(model: str | None = None, files: list[Path] | None = None) -> dict:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from atomlens.atoms.find import find_atoms
+from atomlens.atoms.halo import add_si_neighbours, wants_neighbours
 from atomlens.atoms.refine import refine_com, refine_gaussian
 from atomlens.atoms.uncertainty import sigma_from_cov
 from atomlens.segment.model_file import Detector, load_detector
@@ -75,8 +76,13 @@ def atoms_in_frame(
     refine: str = "gaussian",
     method: str = "components",
     border_A: float = 1.0,
+    si_neighbours: str | bool = "auto",
 ) -> pd.DataFrame:
-    """Atoms of one frame from its model-grid maps, refined on the raw (Y, X) frame."""
+    """Atoms of one frame from its model-grid maps, refined on the raw (Y, X) frame.
+
+    ``si_neighbours``: ``"auto"`` (on for a model with C and Si classes), ``"on"`` or
+    ``"off"``: add the dim C beside each Si that the maps miss on the Si's probe halo
+    (:mod:`atomlens.atoms.halo`)."""
     found = find_atoms(maps_model, det.classes, threshold, method=method)
     yx = to_input_coords(np.column_stack([found["y"], found["x"]]), raw.shape, maps_model.shape)
     sigma_px = np.full(len(yx), np.nan)  # per-axis position standard error (Gaussian fit only)
@@ -106,7 +112,7 @@ def atoms_in_frame(
         if len(yx)
         else np.zeros(0, bool)
     )
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "frame": np.full(len(yx), frame, np.int64),
             "y": yx[:, 0] if len(yx) else np.zeros(0),
@@ -118,6 +124,9 @@ def atoms_in_frame(
             "sigma_A": sigma_px * pixel_size,
         }
     )
+    if wants_neighbours(si_neighbours, det.classes):
+        table = add_si_neighbours(table, raw, pixel_size, fg=1.0 - maps_model[0])
+    return table
 
 
 def iter_detect(
@@ -134,6 +143,7 @@ def iter_detect(
     batch_size: int = 4,
     device: str = "auto",
     invert: bool = False,
+    si_neighbours: str | bool = "auto",
 ) -> Iterator[FrameResult]:
     """Yield a :class:`FrameResult` per frame (see :func:`detect` for the arguments).
 
@@ -151,7 +161,16 @@ def iter_detect(
         iter_model_maps(stack, det, pixel_size=ps, frames=idx, batch_size=batch_size, device=device)
     ):
         atoms = atoms_in_frame(
-            raw, m, det, ps, t, threshold=threshold, refine=refine, method=method, border_A=border_A
+            raw,
+            m,
+            det,
+            ps,
+            t,
+            threshold=threshold,
+            refine=refine,
+            method=method,
+            border_A=border_A,
+            si_neighbours=si_neighbours,
         )
         yield FrameResult(
             t, i, len(idx), atoms, upsample_maps(m, raw.shape) if return_maps else None
@@ -199,6 +218,7 @@ def detect(
     border_A: float = 1.0,
     batch_size: int = 4,
     device: str = "auto",
+    si_neighbours: str | bool = "auto",
 ) -> DetectionResult:
     """Find atoms in a stack with the shipped (or a given) model.
 
@@ -213,6 +233,8 @@ def detect(
     progress : called as ``progress(done, total)`` after each frame.
     pixel_size : Å/px override of the stack's pixel size.
     border_A : atoms closer than this to the frame edge (Å) get ``border=True``.
+    si_neighbours : ``"auto"`` (on for models with C and Si classes), ``"on"``, ``"off"``:
+        add the dim C beside each Si missed on its probe halo (:mod:`atomlens.atoms.halo`).
 
     Returns
     -------
@@ -232,6 +254,7 @@ def detect(
         border_A=border_A,
         batch_size=batch_size,
         device=device,
+        si_neighbours=si_neighbours,
     ):
         tables.append(fr.atoms)
         if return_maps:

@@ -54,6 +54,12 @@ class DetectRecipe(Recipe):
         "",
         doc="names of the contrast classes, dimmest first, e.g. S2,Mo (empty: class0, class1, ...)",
     )
+    si_neighbours: str = setting(
+        "auto",
+        choices=("auto", "on", "off"),
+        doc="add the dim C beside each Si missed on its probe halo (ring search at bond "
+        "distance on the halo-free image); auto: on for models with C and Si classes",
+    )
 
 
 @dataclass
@@ -162,6 +168,7 @@ def run(
         batch_size=recipe.batch_size,
         device=recipe.device,
         invert=setup.invert,
+        si_neighbours=recipe.si_neighbours,
     )
     try:
         for fr in gen:
