@@ -8,7 +8,9 @@
   librarynet  the 79 held-out LibraryNet patches (../shared/data/real/librarynet_dev), pixel
             size from AtomLens' own calibration (no nominal value, no per-file settings):
             patches with every labelled atom found within 0.5 Å, Si coordination right in
-            the Si1C3/Si1C4 patches, patches with no extra Si within 3 Å of a labelled Si
+            the Si1C3/Si1C4 patches, patches with no extra Si within 3 Å of a labelled Si;
+            the same per frame of the 48-frame Si1C3 movie with the Si-neighbour search
+            on and off (bench/librarynet_cv.py cross-validates its threshold)
   general   the shipped general model and model choice (bench/general.py: pt_single_atoms
             F1 within 6 px, MoS2 vs the lattice fit, SrTiO3 HAADF/ABF on the column lattice,
             auto choice and warnings on every real file)
@@ -428,6 +430,12 @@ def main() -> None:
                 if LIBRARYNET.is_dir()
                 else "no ../shared/data/real/librarynet_dev"
             )
+            if (REAL / "graphene_si1c3_movie.npz").is_file():  # the same scores, per frame
+                out["si1c3_movie_neighbours"] = [
+                    movie_si_scores(args.model, ps, mode)
+                    for ps in (0.078125, 0.0703, 0.0859)
+                    for mode in ("auto", "off")
+                ]
         elif what == "calibration":  # no nominal pixel size; σ honesty (bench/calibration.py)
             out["calibration"] = __import__("calibration").figures(REAL)
         elif what == "general":
