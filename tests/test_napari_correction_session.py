@@ -228,6 +228,15 @@ def test_typed_pixel_size_reaches_every_dock(make_napari_viewer, qtbot, tmp_path
     corr.bind_layer(atoms)
     assert corr.session.pixel_size == 0.077 and corr.session.pixel_size_source == "user"
 
+    # detecting again with the field back at 0: the value typed before is still the user's
+    viewer.layers.remove(atoms)
+    detect.pixel_size.value = 0.0
+    worker = detect.run()
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    qtbot.waitUntil(lambda: "atoms movie" in viewer.layers, timeout=10_000)
+    assert pixel_size_of(viewer.layers["atoms movie"]) == 0.077  # what Defects reads
+
 
 def test_crash_recovery_keeps_a_typed_pixel_size(tmp_path):
     from atomlens._napari.autosave import load_snapshot, write_snapshot

@@ -244,14 +244,16 @@ class DetectWidget(ViewerWidget):
             notify_error(exc, "Detect atoms")
             return None
         user_px = float(self.pixel_size.value) if self.pixel_size.value > 0 else None
-        self._typed_px = user_px
+        # typed now, or typed before and recorded on the image: the user's either way
+        earlier = stack.pixel_size if stack.pixel_size_source == "user" else None
+        self._typed_px = user_px if user_px is not None else earlier
         frames = [current_frame(self.viewer, layer)] if self.frames.value == "current" else None
         n = 1 if frames is not None else stack.n_frames
         self.progress.max, self.progress.value = n, 0
         self.status.value = "running..."
         self.run_button.enabled, self.stop_button.enabled = False, True
         self._source = layer
-        place = LayerPlace.of(layer, typed=user_px is not None)
+        place = LayerPlace.of(layer, typed=self._typed_px is not None)
         self._stop = threading.Event()
         self._t0 = time.perf_counter()
         self.worker = start_generator(
