@@ -395,10 +395,10 @@ def _defects(cols: Columns, rng: np.random.Generator, size_A: float) -> Columns:
         keep_col &= (centres - size_A / 2) @ nrm < c0 + rng.normal(0, 1.0, n_col) * 0.3
     elif r < 0.4:  # a hole
         c = rng.uniform(0, size_A, 2)
-        keep_col &= np.hypot(*(centres - c).T) > rng.uniform(3, size_A / 3)
+        keep_col &= np.hypot(*(centres - c).T) > rng.uniform(3, max(3.0, size_A / 3))
     elif r < 0.5:  # a nanoparticle: a disc of crystal
         c = rng.uniform(0.3, 0.7, 2) * size_A
-        keep_col &= np.hypot(*(centres - c).T) < rng.uniform(5, size_A / 2)
+        keep_col &= np.hypot(*(centres - c).T) < rng.uniform(5, max(5.0, size_A / 2))
     shift = rng.normal(0, rng.uniform(0, 0.06), (n_col, 2))
     k = keep_col[cols.column]
     return Columns(
