@@ -534,8 +534,10 @@ class CorrectionSession:
         frame keeps its rows and ids, so frames corrected while it ran stay the user's.
         ``model`` (default: the last fine-tuned one) becomes the current detector."""
         replaced = set(res.detected_frames) - self.corrected
-        new = ensure_edit_columns(res.atoms)
-        new = new[new["frame"].isin(replaced)].drop(columns=["atom_id"], errors="ignore")
+        new = res.atoms[res.atoms["frame"].isin(replaced)]
+        new = ensure_edit_columns(
+            new.drop(columns=["atom_id", "edited", "source"], errors="ignore")
+        )
         keep = self.atoms[~self.atoms["frame"].isin(replaced)]
         ids = self._next_ids(len(new))
         new = new.assign(atom_id=ids)
