@@ -159,8 +159,10 @@ def ring_candidates(
     centres = np.flatnonzero(cls == bright)
     if len(centres) == 0 or len(yx) == 0:
         return []
-    img = ndi.gaussian_filter(np.asarray(image, np.float64), s.smooth_A / pixel_size)
+    sigma = s.smooth_A / pixel_size
     lo, hi = s.ring_A[0] / pixel_size, s.ring_A[1] / pixel_size
+    # each Si's window, smoothed alone (a 1024² frame with 70 Si: ms, not a whole-frame filter)
+    half = int(np.ceil(hi + 1.0 / pixel_size + 4 * sigma)) + 2
     r_px = np.arange(lo, hi + 1e-9, 0.5)
     th_deg = np.arange(0.0, 360.0, s.step_deg)
     th = np.deg2rad(th_deg)
@@ -172,29 +174,35 @@ def ring_candidates(
         c = yx[i]
         if not (hi <= c[0] <= h - 1 - hi and hi <= c[1] <= w - 1 - hi):
             continue  # ring leaves the frame: no honest baseline
+        c0 = np.maximum(np.round(c).astype(int) - half, 0)
+        c1 = np.minimum(np.round(c).astype(int) + half + 1, image.shape)
+        img = ndi.gaussian_filter(np.asarray(image[c0[0] : c1[0], c0[1] : c1[1]], float), sigma)
+        c = c - c0  # window coordinates from here on
         polar = _polar(img, c, r_px, th)  # (R, T)
         resid = polar - np.median(polar, axis=1, keepdims=True)  # halo removed per radius
         prof = ndi.gaussian_filter1d(resid.mean(0), sig_deg / s.step_deg, mode="wrap")
-        d = np.hypot(*(yx - c).T) * pixel_size
+        d = np.hypot(*(yx - c0 - c).T) * pixel_size
         nb = np.flatnonzero((d >= s.search_A[0]) & (d <= s.search_A[1]))
         nb = nb[nb != i]
-        nb_ang = np.rad2deg(np.arctan2(yx[nb, 0] - c[0], yx[nb, 1] - c[1])) % 360.0
+        nb_ang = np.rad2deg(np.arctan2(yx[nb, 0] - c0[0] - c[0], yx[nb, 1] - c0[1] - c[1])) % 360.0
         nb_h = np.interp(nb_ang, th_deg, prof, period=360.0)
         ref = float(np.median(nb_h)) if len(nb) else np.nan
         peaks = np.flatnonzero((prof > np.roll(prof, 1)) & (prof >= np.roll(prof, -1)))
-        res2d, origin = halo_free(img, c, hi + 1.0 / pixel_size)
+        res2d = origin = None
         for p in peaks:
             a = th_deg[p]
             if len(nb) and _circ_dist(nb_ang, a).min() < s.min_sep_deg:
                 continue
+            if res2d is None:
+                res2d, origin = halo_free(img, c, hi + 1.0 / pixel_size)
             r = r_px[int(np.argmax(resid[:, p]))]
             start = c + r * np.array([np.sin(th[p]), np.cos(th[p])])
             y, x = _centroid(res2d, origin, start, s.refit_A / pixel_size)
             out.append(
                 Candidate(
                     int(i),
-                    float(y),
-                    float(x),
+                    float(y + c0[0]),
+                    float(x + c0[1]),
                     float(a),
                     float(np.hypot(y - c[0], x - c[1]) * pixel_size),
                     float(prof[p]),
