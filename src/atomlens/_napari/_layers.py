@@ -74,8 +74,9 @@ def pixel_size_of(*layers: Layer | None) -> float | None:
 def record_pixel_size(layer: Layer | None, pixel_size: float | None, source: str) -> None:
     """Write the pixel size used for ``layer`` (Å/px) and its source (``"user"`` for a
     typed value) into its AtomLens metadata, where :func:`resolve_layer_pixel_size` of
-    every dock reads it. Nothing is written for an unknown (None/0) value."""
-    if layer is None or not pixel_size or not isinstance(layer.metadata, dict):
+    every dock reads it. Nothing is written for an unknown (None, 0, negative) value."""
+    ok = resolve_pixel_size(metadata=pixel_size, required=False)
+    if layer is None or ok is None or not isinstance(layer.metadata, dict):
         return
     meta = layer.metadata.setdefault(META_KEY, {})
     meta["pixel_size"] = float(pixel_size)
