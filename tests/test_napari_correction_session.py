@@ -151,7 +151,9 @@ def test_dock_actions_go_through_the_session(make_napari_viewer, qtbot, tmp_path
     _assert_layer_is_session(w)
 
 
-def test_drag_is_one_undo_step_and_other_docks_columns_survive(make_napari_viewer, movie):
+def test_drag_is_one_undo_step_and_other_docks_columns_survive(
+    make_napari_viewer, qtbot, tmp_path, movie
+):
     from napari.layers.base._base_constants import ActionType
 
     from atomlens._napari._layers import merge_features
@@ -179,6 +181,15 @@ def test_drag_is_one_undo_step_and_other_docks_columns_survive(make_napari_viewe
     w.undo()  # the whole drag at once
     assert pts.data[i, 1] == pytest.approx(y0) and w.session.corrected_frames == []
     _assert_layer_is_session(w)
+
+    # autosave of a movie opened without a file cannot work: one notification, then off
+    before = _n_notes()
+    w.project_file.value = str(tmp_path / "p.atomlens")
+    w.autosave_s.value = 2
+    w.autosave.value = True
+    qtbot.waitUntil(lambda: not w.autosave.value, timeout=10_000)
+    assert any("does not know its movie" in m for m in _messages(before))
+    assert not w.timer.isActive() and not (tmp_path / "p.atomlens").exists()
 
 
 def test_typed_pixel_size_reaches_every_dock(make_napari_viewer, qtbot, tmp_path):

@@ -469,7 +469,12 @@ class CorrectionWidget(ViewerWidget):
         if self.layer is None:
             return None
         self._absorb_layer_columns()
-        return self._guard(self.session.autosave, "autosave")
+        try:
+            return self.session.autosave()
+        except _ERRORS as exc:  # one notification, not one per tick
+            self.autosave.value = False
+            notify_error(exc, "Correct atoms (autosave turned off)")
+            return None
 
     def _autosave_changed(self, *_: Any) -> None:
         self._settings_to_session()
