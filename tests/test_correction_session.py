@@ -31,9 +31,11 @@ def session():
 
 def test_add_many_and_drag_are_one_undo_step_each(session):
     s = session
+    s.update_columns(s.atoms[["atom_id"]].assign(track_id=np.arange(15)))  # an int column
     ids = s.add_many([0, 2], [10.0, 11.0], [12.0, 13.0], "Si")
     assert len(ids) == 2 and len(s.atoms) == 17 and s.corrected_frames == [0, 2]
     assert s.atoms["atom_id"].is_unique and (s.atoms["source"].iloc[-2:] == "manual").all()
+    assert s.atoms["track_id"].iloc[-2:].isna().all() and s.atoms["frame"].dtype == np.int64
     a = int(s.atoms.loc[s.atoms["frame"] == 1, "atom_id"].iloc[0])
     y0 = float(s.atoms.loc[s.atoms["atom_id"] == a, "y"].item())
     for step in (1.0, 2.0, 3.0):  # a drag reports every mouse move

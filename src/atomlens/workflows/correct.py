@@ -261,11 +261,12 @@ class CorrectionSession:
             return []
         self.history.push(self._snapshot())
         new_ids = self._next_ids(len(fs))
-        rows = pd.DataFrame({c: [None] * len(fs) for c in self.atoms.columns})
-        rows["frame"], rows["y"], rows["x"] = fs, yx[:, 0], yx[:, 1]
-        rows["cls"], rows["prob"], rows["edited"] = str(cls), 1.0, True
-        rows["source"], rows["atom_id"] = "manual", new_ids
-        rows = ensure_edit_columns(rows, source="manual").astype(self.atoms.dtypes.to_dict())
+        rows = pd.DataFrame({"frame": fs, "y": yx[:, 0], "x": yx[:, 1], "cls": str(cls)})
+        rows["prob"], rows["edited"], rows["source"], rows["atom_id"] = 1.0, True, "manual", new_ids
+        rows = ensure_edit_columns(rows, source="manual")
+        core = {c: t for c, t in self.atoms.dtypes.items() if c in CORE_COLUMNS}
+        rows = rows.astype({c: t for c, t in core.items() if len(self.atoms)})
+        # other columns (latents, chemistry) are NaN for a new atom
         parts = [p for p in (self.atoms, rows) if len(p)]
         self.atoms = pd.concat(parts, ignore_index=True)  # (the table's columns are checked)
         self.corrected |= set(fs)
