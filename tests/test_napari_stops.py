@@ -191,3 +191,6 @@ def test_pfm_stop_inside_training_keeps_a_result(make_napari_viewer, qtbot, monk
     walls = viewer.layers["PFM walls (Canny)"]
     assert type(walls).__name__ == "Image" and walls.data.shape == small.shape
     assert any("left" in getattr(ev, "message", "") for ev in seen)  # time left per epoch
+    from atomlens._napari.state import session_for
+
+    qtbot.waitUntil(lambda: session_for(viewer).key_dock is not None, timeout=10_000)

@@ -111,23 +111,33 @@ def make_layers(tuples: list[Any]) -> list[Any]:
     return out
 
 
+#: Pause between two layers added in turns (ms): long enough that the repaint of one
+#: layer and any due timer or input run before the next layer's set-up (a 0 ms timer
+#: let Qt run two ~70 ms ``add_layer`` calls back to back).
+TURN_GAP_MS = 20
+
+
 def add_layers_in_turns(
     viewer: Any, layers: list[Any], then: Callable[[list[Any]], None] | None = None
 ) -> None:
     """Add ready-made layers (replacing a layer of the same name and type) one per turn of
-    the Qt event loop: each ``viewer.add_layer`` (layer list, controls, first slice and
-    repaint) is its own short main-thread task. ``then(layers)`` runs after the last."""
+    the Qt event loop, :data:`TURN_GAP_MS` apart: each ``viewer.add_layer`` (layer list,
+    controls, first slice and repaint) is its own short main-thread task.
+    ``then(layers)`` runs after the last."""
     pending, added = list(layers), []
 
     def _step() -> None:
-        if pending:
-            layer = pending.pop(0)
-            old = viewer.layers[layer.name] if layer.name in viewer.layers else None
-            if old is not None and type(old) is type(layer):
-                viewer.layers.remove(old)
-            added.append(viewer.add_layer(layer))
-            QTimer.singleShot(0, _step)
-        elif then is not None:
-            then(added)
+        try:
+            if pending:
+                layer = pending.pop(0)
+                old = viewer.layers[layer.name] if layer.name in viewer.layers else None
+                if old is not None and type(old) is type(layer):
+                    viewer.layers.remove(old)
+                added.append(viewer.add_layer(layer))
+                QTimer.singleShot(TURN_GAP_MS, _step)
+            elif then is not None:
+                then(added)
+        except (RuntimeError, AttributeError):  # the viewer was closed meanwhile
+            pending.clear()
 
     QTimer.singleShot(0, _step)
