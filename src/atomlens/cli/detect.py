@@ -79,6 +79,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="number of contrast classes, or auto (default; chosen by ICL)",
     )
     p.add_argument("--names", default="", help="contrast class names, dimmest first, e.g. S2,Mo")
+    p.add_argument(
+        "--si-neighbours",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="search each Si's ring for dim C neighbours on its probe halo "
+        "(auto: on for models with C and Si classes)",
+    )
     p.set_defaults(func=run)
 
 
@@ -97,6 +104,7 @@ def recipe_from_args(args: argparse.Namespace) -> Any:
         species=args.species,
         contrast_classes=args.classes,
         class_names=args.names,
+        si_neighbours=args.si_neighbours,
     )
 
 
