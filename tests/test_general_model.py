@@ -76,6 +76,50 @@ def test_rendered_sample_labels_sit_on_the_atoms():
     assert np.mean(near) > 0.9
 
 
+def test_broad_isolated_atoms_get_labels_as_wide_as_their_spots():
+    """A 3 Å spot with a 0.4 Å label is unlearnable in noise (the network hedges below
+    0.5): isolated atoms are labelled with 0.35 x the probe FWHM, crystals keep 0.4 Å,
+    and each label disk sits on its (noise-free) spot's maximum within a pixel."""
+    from scipy import ndimage as ndi
+
+    from atomlens.segment.general import general_config, render_general
+    from atomlens.simulate.probe import Probe
+
+    cfg = general_config(crop=96)
+    rng = np.random.default_rng(8)
+    heavy = M.Columns(
+        np.array([[4.0, 4.0], [4.0, 10.0], [10.0, 6.0]]),  # Å, inside the smallest field
+        np.full(3, 78),
+        np.ones(3),
+        np.arange(3),
+        np.zeros(3, bool),
+        2.0,
+        "Pt single atoms",
+    )
+    x, mask, yx, info = render_general(
+        cfg,
+        rng,
+        heavy,
+        pixel_size_A=0.2,
+        z_exponent=1.7,
+        snr=1e4,
+        probe_override=Probe.with_fwhm(3.0),
+    )
+    assert info["probe_fwhm_A"] == pytest.approx(3.0, rel=0.1)
+    assert info["label_radius_A"] == pytest.approx(0.35 * info["probe_fwhm_A"])
+    labelled = ndi.label(mask)[0]
+    areas = np.bincount(labelled.ravel())[1:]
+    r_px = info["label_radius_A"] / cfg.pixel_size  # labels are drawn on the model grid
+    assert len(areas) == len(yx) == 3 and np.all(areas > 0.7 * np.pi * r_px**2)
+    for y, x_ in yx:  # the spot's maximum is under its label
+        w = x[int(y) - 3 : int(y) + 4, int(x_) - 3 : int(x_) + 4]
+        dy, dx = np.unravel_index(np.argmax(w), w.shape)
+        assert mask[int(y) - 3 + dy, int(x_) - 3 + dx] == 1
+    cols = M.fcc(96 * 0.2 * 1.5, rng, zone="001", element="Pt", thickness=10)
+    *_, info = render_general(cfg, rng, cols, pixel_size_A=0.2, z_exponent=1.7, snr=200.0)
+    assert info["label_radius_A"] == cfg.radius_A
+
+
 def test_general_preset_trains_through_train_detector_and_writes_a_card(tmp_path):
     """The general preset is train_detector with its own data and card (no second loop)."""
     import json
