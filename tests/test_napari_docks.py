@@ -209,3 +209,19 @@ def test_latent_dock_encode_progress_and_stop(make_napari_viewer, qtbot) -> None
     ok = np.isfinite(pts.features[names[0]].to_numpy())
     assert ok.sum() == len(windows) and latent.progress.value == latent.progress.max
     assert not latent.movie_stop.enabled and latent.encode_button.enabled
+
+
+def test_image_pickers_default_to_the_movie_after_detect(make_napari_viewer) -> None:
+    """Issue 15: after Detect adds probability maps on top, Subimages and Latent
+    colouring still default to the movie; the maps stay choosable."""
+    from atomlens._napari.latent_widget import LatentWidget
+    from atomlens._napari.subimage_widget import SubimageWidget
+
+    viewer = make_napari_viewer()
+    movie = viewer.add_image(np.zeros((2, 32, 32), np.float32), name="movie")
+    maps = viewer.add_image(np.zeros((2, 32, 32), np.float32), name="P(Si) movie")
+    assert viewer.layers[-1] is maps  # the map is the topmost image
+    for dock in (SubimageWidget(viewer), LatentWidget(viewer)):
+        dock.reset_choices()
+        assert dock.image.value is movie
+        assert maps in [c for c in dock.image.choices]

@@ -59,15 +59,22 @@ class ViewerWidget(Container):
         accept: Callable[[Layer], bool] | None = None,
     ) -> ComboBox:
         """A combo box listing the viewer's layers of ``layer_type`` ('image', 'points'...)
-        that ``accept`` (if given) accepts; the topmost is the default."""
+        that ``accept`` (if given) accepts; the topmost is the default, except that movies
+        come before derived images (probability maps, latent maps: the
+        :func:`~atomlens.workflows.layers.is_derived_image` rule), so after Detect the
+        default is still the movie while the maps stay choosable."""
+        from atomlens.workflows.layers import is_derived_image
+
         types = (layer_type,) if isinstance(layer_type, str) else layer_type
 
         def _choices(_widget=None) -> list[tuple[str, Layer]]:
-            return [
-                (lay.name, lay)
+            layers = [
+                lay
                 for lay in reversed(self.viewer.layers)
                 if layer_kind(lay) in types and (accept is None or accept(lay))
             ]
+            layers.sort(key=is_derived_image)  # stable: topmost movie first
+            return [(lay.name, lay) for lay in layers]
 
         return ComboBox(label=label, choices=_choices, nullable=False)
 
