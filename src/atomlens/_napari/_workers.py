@@ -123,7 +123,7 @@ def add_layers_in_turns(
     """Add ready-made layers (replacing a layer of the same name and type) one per turn of
     the Qt event loop, :data:`TURN_GAP_MS` apart: each ``viewer.add_layer`` (layer list,
     controls, first slice and repaint) is its own short main-thread task.
-    ``then(layers)`` runs after the last."""
+    ``then(layers)`` runs on the turn after the last."""
     pending, added = list(layers), []
 
     def _step() -> None:
@@ -134,7 +134,8 @@ def add_layers_in_turns(
                 if old is not None and type(old) is type(layer):
                     viewer.layers.remove(old)
                 added.append(viewer.add_layer(layer))
-                QTimer.singleShot(TURN_GAP_MS, _step)
+                # the next layer after a pause; ``then`` on the very next turn
+                QTimer.singleShot(TURN_GAP_MS if pending else 0, _step)
             elif then is not None:
                 then(added)
         except (RuntimeError, AttributeError):  # the viewer was closed meanwhile

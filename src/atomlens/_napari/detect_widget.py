@@ -317,5 +317,6 @@ class DetectWidget(ViewerWidget):
         self.status.tooltip = choice
         for warning in getattr(result, "warnings", []):  # the model may not fit this image
             show_warning(f"Detect atoms: {warning}")
-        self.viewer.layers.selection.active = points
+        if points in self.viewer.layers:  # (not replaced or removed meanwhile)
+            self.viewer.layers.selection.active = points
         ensure_key_dock(self.viewer)
