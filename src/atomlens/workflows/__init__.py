@@ -29,6 +29,12 @@ encode atoms               (the model card's recipe)       ``encode.run(model, m
 PFM domain walls           ``pfm.PFMRecipe``               ``pfm.run(phase, recipe)``
 =========================  ==============================  ==============================
 
+Long steps also come in pieces, each a generator with progress and ``stop=`` that keeps
+what is done: ``chemistry.analyze_events(atoms, px, chunk_frames=4)`` (frames; the same
+numbers as one ``analyze`` call), ``latent.cut_windows_events(prepared, centres, recipe,
+chunk=2000)`` (centres); ``pfm.run`` yields a ``Progress`` per training epoch and a Stop
+while training keeps the epochs done.
+
 Events (:mod:`atomlens.workflows.events`): ``Progress(task, stage, done, total)``,
 ``Log(task, message)`` and the training events of :mod:`atomlens.train`;
 ``training_progress(event)`` maps any training loop's event to one ``TrainingProgress``.
