@@ -201,7 +201,11 @@ def validate_general(det: Detector, samples: list | None = None, match_A: float 
             pred = np.column_stack([f["y"], f["x"]])
             inner = _inside_margin(1.0 / det.pixel_size, x.shape[0])
             pi, ti = match_atoms(pred, yx, match_A / det.pixel_size)
-            tp = int(np.sum(inner(yx[ti]))) if len(ti) else 0
+            # matches counted on each side's own border rule, so precision <= 1:
+            # matched detections inside / detections inside, matched truths inside /
+            # truths inside
+            tp_pred = int(np.sum(inner(pred[pi]))) if len(pi) else 0
+            tp_true = int(np.sum(inner(yx[ti]))) if len(ti) else 0
             fam = (
                 info["structure"].split()[0]
                 if "single" not in info["structure"]
@@ -209,14 +213,15 @@ def validate_general(det: Detector, samples: list | None = None, match_A: float 
             )
             fam = "ABF-like" if info["z_exponent"] < 1.2 else fam
             for key in ("all", fam):
-                t = tot.setdefault(key, [0, 0, 0])
-                t[0] += tp
-                t[1] += int(inner(pred).sum())
-                t[2] += int(inner(yx).sum())
+                t = tot.setdefault(key, [0, 0, 0, 0])
+                t[0] += tp_pred
+                t[1] += tp_true
+                t[2] += int(inner(pred).sum())
+                t[3] += int(inner(yx).sum())
     out = {}
-    for key, (tp, npred, ntrue) in tot.items():
-        p = tp / npred if npred else float(ntrue == 0)
-        r = tp / ntrue if ntrue else float(npred == 0)
+    for key, (tp_pred, tp_true, npred, ntrue) in tot.items():
+        p = tp_pred / npred if npred else float(ntrue == 0)
+        r = tp_true / ntrue if ntrue else float(npred == 0)
         out[key] = {
             "precision": round(p, 4),
             "recall": round(r, 4),
