@@ -1,6 +1,6 @@
 """The "Detect atoms" dock: U-Net probability maps and atoms from an image layer.
 
-Thin shell: gathers parameters, runs :func:`atomlens.segment.detect`'s generator form on
+Thin shell: gathers parameters, runs :func:`atomlens.atoms.detect`'s generator form on
 a napari worker thread, and turns its result into layers (one probability map per class,
 and a Points layer whose features are the atom table, coloured by species).
 """
