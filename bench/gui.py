@@ -92,7 +92,7 @@ class StallTracer:
                         for f in stack
                         if "atomlens" in f.filename or "bench" in f.filename
                     ]
-                    inner = [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in stack[-3:]]
+                    inner = [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in stack[-8:]]
                     self.samples.append(
                         (time.perf_counter(), " > ".join(mine[-3:] + ["|"] + inner))
                     )
@@ -105,7 +105,7 @@ class StallTracer:
     def stop(self) -> None:
         self._on.clear()
 
-    def during(self, t0: float, t1: float, top: int = 3) -> list[list]:
+    def during(self, t0: float, t1: float, top: int = 4) -> list[list]:
         from collections import Counter
 
         hits = Counter(s for t, s in self.samples if t0 <= t <= t1)
@@ -385,7 +385,7 @@ def main() -> None:
     args = parser.parse_args()
     global TRACER
     if args.trace:
-        TRACER = StallTracer()
+        TRACER = StallTracer(0.004)
     movie = Path(args.movie)
     if not movie.exists():
         raise SystemExit(f"the real movie {movie} is not here (it lives in ../shared/data)")

@@ -46,6 +46,7 @@ def test_colour_key_follows_colouring_visibility_and_layers(make_napari_viewer, 
     key = dock.keys[0][1]
     assert key.kind == "continuous" and key.label == "z1 (latent units)"
     assert key.limits == pytest.approx(pts.face_contrast_limits)
+    assert dock.canvas.wait_drawn()  # the figure is built and rendered off the main thread
     assert len(dock.figure.axes) == 1 and dock.figure.axes[0].get_ylabel() == "z1 (latent units)"
     pts.visible = False  # hidden layers have no key on screen
     qtbot.waitUntil(lambda: dock.keys == [], timeout=2000)

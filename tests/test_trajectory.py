@@ -75,4 +75,5 @@ def test_chemspace_dock_draws_the_selected_atoms_track(make_napari_viewer) -> No
     layer.selected_data = {int(np.flatnonzero(tab["track_id"] == 1)[0])}
     dock.show_selected()
     assert dock.trajectory is not None and list(dock.trajectory["frame"]) == list(range(8))
+    assert dock.canvas.wait_drawn()  # built and rendered off the main thread
     assert len(dock.figure.axes) == 1 and "8 frames" in dock.status.value

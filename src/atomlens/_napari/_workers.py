@@ -120,25 +120,39 @@ TURN_GAP_MS = 20
 def add_layers_in_turns(
     viewer: Any, layers: list[Any], then: Callable[[list[Any]], None] | None = None
 ) -> None:
-    """Add ready-made layers (replacing a layer of the same name and type) one per turn of
-    the Qt event loop, :data:`TURN_GAP_MS` apart: each ``viewer.add_layer`` (layer list,
-    controls, first slice and repaint) is its own short main-thread task.
-    ``then(layers)`` runs on the turn after the last."""
-    pending, added = list(layers), []
+    """Add ready-made layers (replacing a layer of the same name and type) in short turns
+    of the Qt event loop, :data:`TURN_GAP_MS` apart: a replaced layer is removed on one
+    turn, a layer meant to be visible is added hidden on the next (layer list, controls,
+    vispy visual, first slice) and shown on the one after (its first draw: vispy builds
+    and Mesa compiles its shaders, ~50-90 ms under software OpenGL), so no two of these
+    napari tasks run back to back. ``then(layers)`` runs on the turn after the last."""
+    steps: list[Callable[[], None]] = []
+    added: list[Any] = []
+
+    def _remove_old(layer: Any) -> None:
+        old = viewer.layers[layer.name] if layer.name in viewer.layers else None
+        if old is not None and type(old) is type(layer):
+            viewer.layers.remove(old)
+
+    def _add(layer: Any, visible: bool) -> None:
+        layer.visible = False
+        added.append(viewer.add_layer(layer))
+        if visible:
+            steps.insert(0, lambda: setattr(layer, "visible", True))
+
+    for layer in layers:
+        steps.append(lambda layer=layer: _remove_old(layer))
+        steps.append(lambda layer=layer, visible=bool(layer.visible): _add(layer, visible))
 
     def _step() -> None:
         try:
-            if pending:
-                layer = pending.pop(0)
-                old = viewer.layers[layer.name] if layer.name in viewer.layers else None
-                if old is not None and type(old) is type(layer):
-                    viewer.layers.remove(old)
-                added.append(viewer.add_layer(layer))
-                # the next layer after a pause; ``then`` on the very next turn
-                QTimer.singleShot(TURN_GAP_MS if pending else 0, _step)
+            if steps:
+                steps.pop(0)()
+                # the next step after a pause; ``then`` on the very next turn
+                QTimer.singleShot(TURN_GAP_MS if steps else 0, _step)
             elif then is not None:
                 then(added)
         except (RuntimeError, AttributeError):  # the viewer was closed meanwhile
-            pending.clear()
+            steps.clear()
 
     QTimer.singleShot(0, _step)

@@ -70,23 +70,28 @@ class ChemSpaceDock(ViewerWidget):
         self.status.value = f"{col} {int(feats[col].iloc[idx])}: {len(traj)} frames"
 
     def draw(self, traj: pd.DataFrame) -> None:
-        self.figure.clear()
-        ax = self.figure.add_subplot(111)
+        """Draw ``traj`` (columns ``z1, z2, frame``) over the layer's latent cloud; the
+        arrays are read here, the figure is built and rendered on the canvas's helper
+        thread (building it took ~20-40 ms of main thread)."""
         feats = self.points.value.features if self.points.value is not None else None
+        cloud = None
         if feats is not None:  # at most 5,000 background points: the draw stays quick
             step = max(1, len(feats) // 5000)
-            ax.scatter(
-                feats["z1"].to_numpy()[::step],
-                feats["z2"].to_numpy()[::step],
-                s=1,
-                c="0.7",
-                alpha=0.4,
-            )
+            cloud = (feats["z1"].to_numpy()[::step], feats["z2"].to_numpy()[::step])
         z = traj[["z1", "z2"]].to_numpy(dtype=float)
+        frames = traj["frame"].to_numpy()
+        self.canvas.draw_idle(prepare=lambda: self._build(cloud, z, frames))
+
+    def _build(self, cloud: tuple | None, z: np.ndarray, frames: np.ndarray) -> None:
+        """The trajectory figure: ``cloud`` (z1, z2 of all atoms) in grey, the track
+        ``z`` (n, 2) coloured by ``frames`` (n,), at most ~12 frame labels."""
+        self.figure.clear()
+        ax = self.figure.add_subplot(111)
+        if cloud is not None:
+            ax.scatter(cloud[0], cloud[1], s=1, c="0.7", alpha=0.4)
         ax.plot(z[:, 0], z[:, 1], "-", color="k", lw=1)
-        ax.scatter(z[:, 0], z[:, 1], c=traj["frame"], cmap="plasma", s=20, zorder=3)
-        step = max(1, len(z) // 12)  # at most ~12 frame labels: text layout is the slow part
-        for (x, y), f in list(zip(z, traj["frame"]))[::step]:
+        ax.scatter(z[:, 0], z[:, 1], c=frames, cmap="plasma", s=20, zorder=3)
+        step = max(1, len(z) // 12)  # text layout is the slow part
+        for (x, y), f in list(zip(z, frames))[::step]:
             ax.annotate(str(int(f)), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set(xlabel="z1", ylabel="z2", title="latent trajectory")
-        self.canvas.draw_idle()

@@ -38,13 +38,16 @@ from atomlens._napari._layers import (
     merge_features,
     pixel_size_of,
 )
-from atomlens._napari._workers import notify_error, start_generator
+from atomlens._napari._workers import TURN_GAP_MS, notify_error, start_generator
 from atomlens._napari.key_dock import ensure_key_dock
 from atomlens._napari.state import SessionModel, session_for
 from atomlens.viz.colours import colour_spec
 
 if TYPE_CHECKING:
     from napari.layers import Points
+
+#: The hidden plots dock is made this long after the Latent colouring dock opens (ms).
+PREPARE_PLOTS_MS = 300
 
 
 def encoding_job(
@@ -128,6 +131,12 @@ class LatentWidget(ViewerWidget):
         self._watch_layer()
         self.worker: Any = None
         self.plots: dict[str, Any] = {}
+        self._plots_gen = 0
+        from qtpy.QtCore import QTimer
+
+        # the plots dock is made (hidden) on a later, idle turn: "Show plots" then only
+        # shows it and fills it (napari's add_dock_widget costs ~100 ms on the main thread)
+        QTimer.singleShot(PREPARE_PLOTS_MS, self._prepare_plots_dock)
 
     # -- model ---------------------------------------------------------------------------
     def _on_model(self, current: SessionModel | None) -> None:
@@ -306,8 +315,9 @@ class LatentWidget(ViewerWidget):
 
     # -- plots ---------------------------------------------------------------------------
     def show_plots(self) -> dict[str, Any]:
-        """One plots dock under the canvas, a tab per plot: the latent scatter now, the
-        per-frame distribution on the next turn of the event loop, and (rVAE/VAE) the
+        """One plots dock under the canvas (made hidden when this dock opened), a tab per
+        plot: the dock shows now, the latent scatter on the next turn of the event loop,
+        the per-frame distribution on the turn after, and (rVAE/VAE) the
         decoded manifold when a worker thread has decoded it, so no step is a long
         main-thread task (figures render off the main thread: ``BackgroundCanvas``).
         Returns the plots dict (it fills in as the pieces arrive)."""
@@ -325,26 +335,37 @@ class LatentWidget(ViewerWidget):
         feats = points.features.columns
         x, y = ("z1", "z2") if {"z1", "z2"} <= set(feats) else ("angle", "z1")
         column = "angle" if "angle" in feats else ("z1" if "z1" in feats else "")
-        for key in ("distribution", "manifold", "manifold_worker"):  # a previous Show plots
+        for key in ("scatter", "distribution", "manifold", "manifold_worker"):  # earlier ones
             self.plots.pop(key, None)
-        self.plots["scatter"] = LatentScatter(points, x, y)
-        tabs = QTabWidget()
-        tabs.addTab(self.plots["scatter"], "latent scatter")
-        tabs.setMinimumHeight(170)
-        old = self.plots.get("tabs")
-        if old is not None:  # Show plots again: replace the plots dock
-            try:
-                self.viewer.window.remove_dock_widget(old)
-            except (RuntimeError, LookupError, AttributeError, TypeError):
-                pass
+        self._plots_gen += 1
+        gen = self._plots_gen  # pieces of an earlier Show plots are dropped
+        tabs = self._plots_tabs()
+        if tabs is None:  # no window (headless viewer)
+            tabs = QTabWidget()
+        for i in reversed(range(tabs.count())):  # Show plots again: fresh plots, same dock
+            old = tabs.widget(i)
+            tabs.removeTab(i)
+            old.deleteLater()
         self.plots["tabs"] = tabs
-        self.plots["dock"] = self.viewer.window.add_dock_widget(
-            tabs, name="AtomLens plots", area="bottom"
-        )
+        dock = self.plots.get("dock")
+        if dock is not None:  # this turn: the dock shows (napari relays out the window)
+            dock.show()
+            dock.raise_()
 
-        def _distribution() -> None:
-            if self.plots.get("tabs") is not tabs:
+        def _scatter() -> None:  # the next turn: the scatter
+            if self._plots_gen != gen:
                 return  # replaced meanwhile
+            try:
+                self.plots["scatter"] = LatentScatter(points, x, y)
+                tabs.insertTab(0, self.plots["scatter"], "latent scatter")
+                tabs.setCurrentIndex(0)
+            except RuntimeError:  # the dock was closed
+                return
+            QTimer.singleShot(TURN_GAP_MS, _distribution)
+
+        def _distribution() -> None:  # the turn after: the per-frame distribution
+            if self._plots_gen != gen:
+                return
             try:
                 self.plots["distribution"] = FrameDistribution(
                     self.viewer, points, column or feats[-1]
@@ -353,7 +374,7 @@ class LatentWidget(ViewerWidget):
             except RuntimeError:  # the dock was closed
                 pass
 
-        QTimer.singleShot(0, _distribution)
+        QTimer.singleShot(TURN_GAP_MS, _scatter)
         current = self.session.model
         if current is not None:
             names = [c for c in current.model.latent_names() if c in feats]
@@ -362,18 +383,48 @@ class LatentWidget(ViewerWidget):
                 _manifold_job,
                 current.model,
                 latents,
-                on_return=lambda image: self._show_manifold(tabs, image),
+                on_return=lambda image: self._show_manifold(tabs, image, gen),
                 what="Plots",
             )
         return self.plots
 
-    def _show_manifold(self, tabs: Any, image: Any) -> None:
+    def _prepare_plots_dock(self) -> None:
+        """Dock the (empty) plots tabs under the canvas, hidden, once per dock."""
+        try:
+            self._plots_tabs(hidden=True)
+        except (RuntimeError, AttributeError):  # the dock or viewer closed meanwhile
+            pass
+
+    def _plots_tabs(self, hidden: bool = False) -> Any:
+        """The plots dock's tab widget, docked once (None without a window); a plots
+        dock the user or a script removed is docked again."""
+        from qtpy.QtWidgets import QTabWidget
+
+        tabs = self.plots.get("tabs")
+        if tabs is not None:
+            try:
+                if tabs.parent() is not None:
+                    return tabs
+            except RuntimeError:  # deleted with a removed dock
+                pass
+        window = getattr(self.viewer, "window", None)
+        if window is None or not hasattr(window, "add_dock_widget"):
+            return None
+        tabs = QTabWidget()
+        tabs.setMinimumHeight(170)
+        dock = window.add_dock_widget(tabs, name="AtomLens plots", area="bottom")
+        if hidden:
+            dock.hide()
+        self.plots["tabs"], self.plots["dock"] = tabs, dock
+        return tabs
+
+    def _show_manifold(self, tabs: Any, image: Any, gen: int) -> None:
         from atomlens._napari.plots import ManifoldPlot
 
         if isinstance(image, str):  # e.g. PCA/GMM: no decoder grid
             self.status.value = f"no manifold: {image}"
             return
-        if self.plots.get("tabs") is not tabs:
+        if self._plots_gen != gen:
             return
         try:
             self.plots["manifold"] = ManifoldPlot()

@@ -55,6 +55,7 @@ class BackgroundCanvas(FigureCanvasQTAgg):
         self._state = threading.Lock()  # guards the two flags below
         self._running = False
         self._again = False
+        self._prepare: Any = None  # the latest figure builder for the helper thread
         self._notifier = _Notifier(self)
         self._notifier.drawn.connect(self._on_drawn)
         self.n_background_draws = 0
@@ -65,9 +66,13 @@ class BackgroundCanvas(FigureCanvasQTAgg):
         with self.lock:
             super().draw()
 
-    def draw_idle(self) -> None:
-        """Render on a helper thread; repaint when the buffer is ready."""
+    def draw_idle(self, prepare: Any = None) -> None:
+        """Render on a helper thread; repaint when the buffer is ready. ``prepare()``
+        (optional) builds the figure's artists on that thread first, under the lock, so
+        the main thread never builds axes (of requests that coalesce, the latest wins)."""
         with self._state:
+            if prepare is not None:
+                self._prepare = prepare
             if self._running:
                 self._again = True
                 return
@@ -106,7 +111,11 @@ class BackgroundCanvas(FigureCanvasQTAgg):
     def _render(self) -> None:
         while True:
             try:
+                with self._state:
+                    prepare, self._prepare = self._prepare, None
                 with self.lock:
+                    if prepare is not None:
+                        prepare()
                     FigureCanvasAgg.draw(self)
                 self.n_background_draws += 1
             except Exception:  # noqa: BLE001 - a failed frame must not kill the canvas
