@@ -14,6 +14,29 @@ if TYPE_CHECKING:
     from napari.layers import Layer
 
 
+#: The scale bar is shown this long after the first AtomLens dock opens (ms).
+SCALE_BAR_MS = 500
+
+
+def show_scale_bar(viewer: napari.Viewer) -> None:
+    """Show napari's scale bar (in Å on calibrated layers) once per viewer, on an idle
+    turn after the first AtomLens dock opens. Besides the scale it sets up the canvas's
+    text font: napari draws an (empty) text visual with every Points layer, and the first
+    text drawn in a viewer renders the font's glyphs (~100-150 ms of main thread under
+    software OpenGL), which otherwise fell on Detect's first atoms layer. A scale bar the
+    user hides stays hidden."""
+    from atomlens._napari.state import session_for
+
+    try:
+        session = session_for(viewer)
+        if session.scale_bar_shown:
+            return
+        session.scale_bar_shown = True
+        viewer.scale_bar.visible = True
+    except (RuntimeError, AttributeError):  # the viewer closed meanwhile
+        pass
+
+
 class ViewerWidget(Container):
     """Base of AtomLens dock widgets: keeps its layer pickers in sync with the viewer."""
 
@@ -25,6 +48,7 @@ class ViewerWidget(Container):
         # once docked (napari docks a widget right after making it), join the other
         # AtomLens docks as a tab, so opening several keeps the window on the screen
         QTimer.singleShot(0, lambda: tabify_with_atomlens(self.native))
+        QTimer.singleShot(SCALE_BAR_MS, lambda: show_scale_bar(viewer))
         from atomlens._napari.autosave import start_autosave
 
         start_autosave(viewer)  # atoms layers snapshotted for crash recovery

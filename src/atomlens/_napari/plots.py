@@ -265,20 +265,31 @@ class LatentScatter(MplWidget, _FeatureCombos):
         self._defaults = (x, y)
         self.refresh_columns()
         self.points = self.ax.scatter([], [], s=2, c="#8fa3bf", linewidths=0)
-        self.highlight = self.ax.scatter([], [], s=6, c=SELECTED_COLOURS[True], linewidths=0)
+        # the highlight is blitted: a selection change repaints only it (no full draw)
+        self.highlight = self.ax.scatter(
+            [], [], s=6, c=SELECTED_COLOURS[True], linewidths=0, animated=True
+        )
+        self.animated.append(self.highlight)
+        self._selection_only = False
+        self._xy_cache: tuple[Any, tuple, np.ndarray] | None = None
         self.lasso = LassoSelector(self.ax, self.on_lasso)
-        self.x_box.currentTextChanged.connect(lambda _t: self.redraw())
-        self.y_box.currentTextChanged.connect(lambda _t: self.redraw())
+        self.x_box.currentTextChanged.connect(lambda _t: self._full_redraw())
+        self.y_box.currentTextChanged.connect(lambda _t: self._full_redraw())
         self.link(layer.events.features, self._on_features)
         self.link(layer.selected_data.events.items_changed, self._on_selection)
         self._draw()
 
     def _on_selection(self, *_: Any) -> None:
+        self._selection_only = True  # (unless a full redraw is asked for meanwhile)
+        self.redraw()
+
+    def _full_redraw(self) -> None:
+        self._selection_only = False
         self.redraw()
 
     def _on_features(self, event: Any = None) -> None:
         self.refresh_columns()
-        self.redraw()
+        self._full_redraw()
 
     def refresh_columns(self) -> None:
         cols = numeric_feature_columns(self.layer)
@@ -289,15 +300,25 @@ class LatentScatter(MplWidget, _FeatureCombos):
         """``(N, 2)`` values of the two chosen features (NaN where missing)."""
         feats = self.layer.features
         cx, cy = self.x_box.currentText(), self.y_box.currentText()
+        key = (cx, cy, len(feats))  # the table itself is kept: no reused id can match
+        cache = self._xy_cache
+        if cache is not None and cache[0] is feats and cache[1] == key:
+            return cache[2]
         if cx not in feats or cy not in feats:
-            return np.full((len(feats), 2), np.nan)
-        return feats[[cx, cy]].to_numpy(float)
+            xy = np.full((len(feats), 2), np.nan)
+        else:
+            xy = np.column_stack([feats[cx].to_numpy(float), feats[cy].to_numpy(float)])
+        self._xy_cache = (feats, key, xy)
+        return xy
 
     def _update_artists(self) -> bool:
         xy = self.xy()
-        self.points.set_offsets(xy if len(xy) else np.empty((0, 2)))
         selected = self.highlighted_rows()
         self.highlight.set_offsets(xy[selected] if len(selected) else np.empty((0, 2)))
+        if self._selection_only:  # only the highlight changed: blit it
+            self._selection_only = False
+            return False
+        self.points.set_offsets(xy if len(xy) else np.empty((0, 2)))
         finite = xy[np.all(np.isfinite(xy), axis=1)]
         if len(finite):
             lo, hi = finite.min(0), finite.max(0)

@@ -101,6 +101,7 @@ class Session:
         self.training = TrainingState()
         self._model: SessionModel | None = None
         self.key_dock: Any = None  # the Colour key dock, once docked
+        self.scale_bar_shown = False  # napari's scale bar shown once (_base.show_scale_bar)
 
     def add_subimages(self, subs: Any) -> None:
         """Keep a set of windows (replacing one of the same name) and announce it."""
