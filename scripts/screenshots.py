@@ -101,7 +101,9 @@ def main() -> None:
             viewer.layers[name].visible = False
 
     sub = docks["Subimages"]
-    sub.atoms.value, sub.image.value, sub.window.value = atoms, img, 40
+    # the dock's default window (16 px of the binned movie, as atomlens run): a 40 px
+    # window (12 Å) left most atoms without a latent (their windows cross the frame edge)
+    sub.atoms.value, sub.image.value = atoms, img
     _wait(app, sub.cut())
     with_window = [int(r) for r in sub.current.index if atoms.data[int(r), 0] == 10]
     atoms.selected_data = set(with_window[len(with_window) // 2 :][:9])  # atoms mid-frame
@@ -130,7 +132,8 @@ def main() -> None:
     if "track_id" in feats and (feats["track_id"] >= 0).any() and {"z1", "z2"} <= set(feats):
         traj.reset_choices()
         traj.points.value = atoms
-        counts = feats.loc[feats["track_id"] >= 0, "track_id"].value_counts()
+        with_latent = (feats["track_id"] >= 0) & feats["z1"].notna()  # a track with latents
+        counts = feats.loc[with_latent, "track_id"].value_counts()
         row = int(np.flatnonzero(feats["track_id"].to_numpy() == counts.index[0])[0])
         atoms.selected_data = {row}
         traj.show_selected()

@@ -110,7 +110,8 @@ class ColourKeyDock(QWidget):
             if key.kind == "continuous":
                 ax = self.figure.add_axes((0.12, top - height * 0.88, 0.14, height * 0.78))
             else:
-                ax = self.figure.add_axes((0.05, top - height * 0.95, 0.9, height * 0.9))
+                # (room above the legend for its title: 0.9 of the height clipped it)
+                ax = self.figure.add_axes((0.05, top - height * 0.95, 0.9, height * 0.8))
             draw_key(ax, key, _FG)
             ax.set_title(name, color=_FG, fontsize=7, loc="left")
 

@@ -197,6 +197,7 @@ class PFMWidget(ViewerWidget):
         result, layers = outcome
         self.result = result
         n_ep = result.config.epochs
+        self.progress.max, self.progress.value = n_ep, min(int(result.epochs_done), n_ep)
         self.status.value = f"{len(result.table)} windows" + (
             f" (stopped: model of {result.epochs_done}/{n_ep} epochs)" if result.stopped else ""
         )
