@@ -65,18 +65,6 @@ if TYPE_CHECKING:
 
     from atomlens.chem import ChemResult
 
-#: Per-atom columns of :func:`atomlens.chem.analyze` written into the atoms layer.
-_ATOM_CHEM_COLUMNS = (
-    "coordination",
-    "ring5",
-    "ring6",
-    "ring7",
-    "ring8",
-    "edge",
-    "defect_id",
-    "defect_type",
-    "track_id",
-)
 #: Per-atom values for atoms of frames a stopped run did not reach.
 _NOT_ANALYSED = {
     "coordination": -1,
@@ -280,11 +268,12 @@ class DefectsDock(ViewerWidget):
         columns into the layer's features when it is unchanged (atoms of frames not
         analysed get ``defect_type`` 'not analysed' and -1 ids)."""
         from atomlens._napari.chem_layers import add_chem_layers
+        from atomlens.chem.analyze import ATOM_CHEM_COLUMNS
 
         self.result = result
         expected = len(result.atoms) if n_points is None else n_points
         same = layer in self.viewer.layers and len(layer.data) == expected
-        cols = [c for c in _ATOM_CHEM_COLUMNS if c in result.atoms]
+        cols = [c for c in ATOM_CHEM_COLUMNS if c in result.atoms]
         if same and rows is not None and len(rows) < len(layer.data):
             merge_features(layer, _spread(result.atoms[cols], rows, len(layer.data)))
         elif same:

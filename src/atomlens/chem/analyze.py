@@ -22,6 +22,8 @@ from atomlens.io.atoms_table import AtomsTableError
 
 REQUIRED_COLUMNS = ("frame", "y", "x", "cls")
 CHEM_COLUMNS = ("coordination", "ring5", "ring6", "ring7", "ring8", "edge", "defect_id", "track_id")
+#: Every per-atom column :func:`analyze` writes (``defect_type`` names ``defect_id``'s kind).
+ATOM_CHEM_COLUMNS = (*CHEM_COLUMNS, "defect_type")
 
 
 #: One atom-table error class for every layer (:mod:`atomlens.io.atoms_table` owns it).
@@ -176,7 +178,7 @@ def analyze(
     )
     defects, defect_id = find_defects(table, bonds, inner, coord, edge, p.host, p.max_ring)
     defects, defect_id = add_holes(defects, defect_id, holes, table, coord)
-    table = table.drop(columns=[c for c in CHEM_COLUMNS + ("defect_type",) if c in table])
+    table = table.drop(columns=[c for c in ATOM_CHEM_COLUMNS if c in table])
     table["coordination"] = coord
     for col in counts:
         table[col] = counts[col].to_numpy()
