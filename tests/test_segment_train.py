@@ -8,15 +8,10 @@ import torch
 from atomlens.segment.augment import AugmentConfig, augment_pair
 from atomlens.segment.model_file import load_detector
 from atomlens.segment.nets import NetConfig
-from atomlens.segment.synth import (
-    CC_BOND_A,
-    Imaging,
-    graphene_patch,
-    label_mask,
-    render_positions,
-    render_sample,
-)
 from atomlens.segment.train import iter_train, make_batch, preset, train_detector
+from atomlens.simulate.lattice import CC_BOND_A
+from atomlens.simulate.patches import graphene_patch
+from atomlens.simulate.training import Imaging, label_mask, render_positions, render_sample
 
 
 def test_patch_is_graphene_with_dopants():

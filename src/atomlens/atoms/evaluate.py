@@ -103,7 +103,8 @@ def synth_validation_set(
     ``snr``: C peak over noise on the film at 0.2 Å/px. Returns frames (T, Y, X) float32
     and the truth table (frame, y, x, cls) in pixels.
     """
-    from atomlens.segment.synth import Imaging, graphene_patch, render_sample
+    from atomlens.simulate.patches import graphene_patch
+    from atomlens.simulate.training import Imaging, render_sample
 
     rng = np.random.default_rng(seed)
     frames, rows = [], []

@@ -21,7 +21,7 @@ score has not improved for ``patience`` evaluations.
 The training data are built exactly as at prediction time: each frame is resampled to
 the model's sampling (Å/px) and normalised the same way (:mod:`atomlens.segment.predict`); each label
 frame is a disk of the model's label radius per atom with its class index
-(:func:`atomlens.segment.synth.label_mask`). Samples are random crops of those frames passed through
+(:func:`atomlens.simulate.training.label_mask`). Samples are random crops of those frames passed through
 :func:`atomlens.segment.augment.augment_pair` (rotation, flips, zoom, shear, noise, blur, gamma,
 gradients, jitter, contamination); the loss is the detector's own
 (:func:`atomlens.segment.train.loss_fn`: weighted cross-entropy + soft Dice), with AdamW and a cosine
@@ -57,8 +57,8 @@ from atomlens.segment.predict import (
     resample,
     resolve_pixel_size,
 )
-from atomlens.segment.synth import label_mask
 from atomlens.segment.train import TrainConfig, iter_steps
+from atomlens.simulate.training import label_mask
 from atomlens.train.adam import Adam, CosineLR
 
 #: Mask value of pixels left out of the loss (the model's own prediction is the target).

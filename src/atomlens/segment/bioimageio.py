@@ -73,7 +73,8 @@ class ExportResult:
 def _test_image(det: Detector, seed: int = 0) -> np.ndarray:
     """A simulated graphene image ``(TEST_SIZE, TEST_SIZE)`` float32 at the model's
     sampling (the renderer of :mod:`atomlens.simulate`)."""
-    from atomlens.segment.synth import graphene_patch, render_sample
+    from atomlens.simulate.patches import graphene_patch
+    from atomlens.simulate.training import render_sample
 
     rng = np.random.default_rng(seed)
     span = TEST_SIZE * det.pixel_size * 1.6 + 4
