@@ -383,49 +383,19 @@ def _stage_chem(
 
 
 def _merge_chem_parts(parts: list[dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
-    """Join per-chunk chemistry so every index is global.
+    """Join per-chunk chemistry so every index is global
+    (:func:`atomlens.workflows.chemistry.merge_tables`; the chunks are consecutive rows of
+    the frame-sorted table). A table empty in every chunk is an empty DataFrame."""
+    from atomlens.workflows.chemistry import merge_tables
 
-    Within a chunk, bond ends (``a, b``) and ring/defect member lists (``atoms``) are row
-    numbers of that chunk's atom table, and ring/defect ids count from 0; here they are
-    shifted by the rows and ids of the chunks before it.
-    """
-    out: dict[str, list[pd.DataFrame]] = {n: [] for n in ("atoms", "bonds", "rings", "defects")}
-    parts = [{n: p[n] for n in out} for p in parts]
-    row0 = ring0 = defect0 = 0
+    names = ("atoms", "bonds", "rings", "defects")
+    pieces, row0 = [], 0
     for part in parts:
-        atoms = part["atoms"].copy()
-        if "defect_id" in atoms:
-            has = atoms["defect_id"] >= 0
-            atoms.loc[has, "defect_id"] += defect0
-        out["atoms"].append(atoms)
-        bonds = part["bonds"].copy()
-        for col in ("a", "b"):
-            if col in bonds:
-                bonds[col] += row0
-        out["bonds"].append(bonds)
-        for name, id_col, start in (("rings", "ring_id", ring0), ("defects", "defect_id", defect0)):
-            t = part[name].copy()
-            if len(t):
-                t[id_col] += start
-                if "atoms" in t:
-                    t["atoms"] = [tuple(int(i) + row0 for i in m) for m in t["atoms"]]
-            out[name].append(t)
-        row0 += len(atoms)
-        if len(part["rings"]):
-            ring0 = int(part["rings"]["ring_id"].max()) + 1 + ring0
-        ids = [
-            part[n]["defect_id"].max()
-            for n in ("defects", "atoms")
-            if len(part[n]) and "defect_id" in part[n]
-        ]
-        if ids and max(ids) >= 0:
-            defect0 += int(max(ids)) + 1
-    return {
-        n: pd.concat([t for t in ts if len(t)], ignore_index=True)
-        if any(len(t) for t in ts)
-        else pd.DataFrame()
-        for n, ts in out.items()
-    }
+        n = len(part["atoms"])
+        pieces.append((np.arange(row0, row0 + n), {k: part[k] for k in names}))
+        row0 += n
+    merged = merge_tables(pieces) if pieces else {}
+    return {k: merged[k] if len(merged.get(k, ())) else pd.DataFrame() for k in names}
 
 
 def _table_hash(df: pd.DataFrame) -> str:

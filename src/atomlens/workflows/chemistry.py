@@ -266,69 +266,83 @@ def analyze_events(
     return AnalyzeRun(merged, done, stopped, rows)
 
 
-def merge_results(parts: list[tuple[np.ndarray, Any]], pixel_size: float, params: Any) -> Any:
-    """Join per-piece :class:`atomlens.chem.ChemResult` s into one over the whole table.
+#: The tables of a :class:`atomlens.chem.ChemResult`, in its field order.
+CHEM_TABLES = ("atoms", "bonds", "rings", "faces", "defects", "dopants")
 
-    ``parts`` are ``(rows, result)`` pairs: ``rows`` are the piece's positions in the whole
-    (checked) atom table; the merged atoms are the rows of all pieces in that table's
-    order, and bond ends, ring / face / defect member lists and dopant rows point into
-    them; ring and defect ids are shifted by the ids of the pieces before. None when there
-    are no parts."""
-    from atomlens.chem import ChemResult
 
-    if not parts:
-        return None
-    names = ("atoms", "bonds", "rings", "faces", "defects", "dopants")
+def merge_tables(parts: list[tuple[np.ndarray, dict[str, pd.DataFrame]]]) -> dict:
+    """Join per-piece chemistry tables into one set over the whole atom table.
+
+    ``parts`` are ``(rows, tables)`` pairs: ``rows`` are the piece's positions in the
+    whole (checked) atom table, ``tables`` some of :data:`CHEM_TABLES` (the first part's
+    names are the ones merged). The merged atoms are the rows of all pieces in that
+    table's order; bond ends (``a, b``), ring / face / defect member lists (``atoms``) and
+    dopant rows (``atom``, ``neighbours``) point into them; ring and defect ids are shifted
+    by the ids of the pieces before. A table empty in every piece stays empty (the first
+    piece's, with its columns)."""
+    names = [n for n in CHEM_TABLES if n in parts[0][1]]
     out: dict[str, list[pd.DataFrame]] = {n: [] for n in names}
     ring0 = defect0 = 0
     order = np.sort(np.concatenate([np.asarray(r, np.int64) for r, _ in parts]))
-    for piece_rows, res in parts:
+    for piece_rows, piece in parts:
         # the piece's local row i is row rows[i] of the merged table (input order)
         rows = np.searchsorted(order, np.asarray(piece_rows, dtype=np.int64))
 
         def members(col: pd.Series, rows: np.ndarray = rows) -> list[tuple[int, ...]]:
             return [tuple(int(rows[int(i)]) for i in m) for m in col]
 
-        atoms = res.atoms.copy()
-        atoms.index = rows
-        atoms.loc[atoms["defect_id"] >= 0, "defect_id"] += defect0
-        tabs = {"atoms": atoms, "bonds": res.bonds.copy()}
-        for col in ("a", "b"):
-            tabs["bonds"][col] = rows[tabs["bonds"][col].to_numpy(dtype=np.int64)]
-        for name in ("rings", "faces", "defects", "dopants"):
-            t = getattr(res, name).copy()
-            if len(t):
-                if name in ("rings", "faces"):
-                    t["ring_id"] += ring0
-                if "defect_id" in t:
-                    t.loc[t["defect_id"] >= 0, "defect_id"] += defect0
-                if name == "dopants":
-                    t["atom"] = rows[t["atom"].to_numpy(dtype=np.int64)]
-                    t["neighbours"] = members(t["neighbours"])
-                else:
-                    t["atoms"] = members(t["atoms"])
-            tabs[name] = t
+        tabs = {n: piece[n].copy() for n in names}
+        tabs["atoms"].index = rows
+        for name, t in tabs.items():
+            if name == "bonds":
+                for col in ("a", "b"):
+                    if col in t:
+                        t[col] = rows[t[col].to_numpy(dtype=np.int64)]
+                continue
+            if "defect_id" in t:
+                t.loc[t["defect_id"] >= 0, "defect_id"] += defect0
+            if name in ("atoms",) or not len(t):
+                continue
+            if name in ("rings", "faces"):
+                t["ring_id"] += ring0
+            if name == "dopants":
+                t["atom"] = rows[t["atom"].to_numpy(dtype=np.int64)]
+                t["neighbours"] = members(t["neighbours"])
+            elif "atoms" in t:
+                t["atoms"] = members(t["atoms"])
         for n in names:
             out[n].append(tabs[n])
-        ids = [int(t["ring_id"].max()) for t in (res.rings, res.faces) if len(t)]
+        ids = [int(piece[n]["ring_id"].max()) for n in ("rings", "faces") if _has(piece, n)]
         ring0 += max(ids) + 1 if ids else 0
-        ids = [int(t["defect_id"].max()) for t in (res.atoms, res.defects) if len(t)]
+        ids = [
+            int(piece[n]["defect_id"].max())
+            for n in ("atoms", "defects")
+            if _has(piece, n) and "defect_id" in piece[n]
+        ]
         defect0 += max(ids) + 1 if ids and max(ids) >= 0 else 0
     tables = {
         n: pd.concat([t for t in ts if len(t)] or ts[:1], ignore_index=n != "atoms")
         for n, ts in out.items()
     }
-    atoms = tables["atoms"].sort_index().reset_index(drop=True)
-    return ChemResult(
-        atoms,
-        tables["bonds"],
-        tables["rings"],
-        tables["faces"],
-        tables["defects"],
-        tables["dopants"],
-        float(pixel_size),
-        params,
+    tables["atoms"] = tables["atoms"].sort_index().reset_index(drop=True)
+    return tables
+
+
+def _has(tables: dict[str, pd.DataFrame], name: str) -> bool:
+    return name in tables and len(tables[name]) > 0
+
+
+def merge_results(parts: list[tuple[np.ndarray, Any]], pixel_size: float, params: Any) -> Any:
+    """Join per-piece :class:`atomlens.chem.ChemResult` s into one over the whole table
+    (:func:`merge_tables` on their tables). None when there are no parts."""
+    from atomlens.chem import ChemResult
+
+    if not parts:
+        return None
+    tables = merge_tables(
+        [(rows, {n: getattr(res, n) for n in CHEM_TABLES}) for rows, res in parts]
     )
+    return ChemResult(*(tables[n] for n in CHEM_TABLES), float(pixel_size), params)
 
 
 def with_bond_ids(bonds: pd.DataFrame, atoms: pd.DataFrame) -> pd.DataFrame:
@@ -348,6 +362,7 @@ __all__ = [
     "ChemRecipe",
     "analyze_events",
     "merge_results",
+    "merge_tables",
     "per_frame",
     "register_atoms",
     "run",
