@@ -75,7 +75,6 @@ def test_cut_windows_in_pieces_equal_one_cut_and_stop_keeps_the_first(movie) -> 
 
 
 def test_defects_stop_keeps_the_frames_done(make_napari_viewer, qtbot, movie, monkeypatch) -> None:
-    from atomlens._napari import defects_dock
     from atomlens._napari.defects_dock import DefectsDock
     from atomlens.chem import analyze
     from atomlens.workflows import chemistry
@@ -93,7 +92,7 @@ def test_defects_stop_keeps_the_frames_done(make_napari_viewer, qtbot, movie, mo
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         pass
     qtbot.waitUntil(lambda: "stopped" in dock.status.value, timeout=10_000)
-    n_done = defects_dock.CHUNK_FRAMES
+    n_done = chemistry.CHUNK_FRAMES
     assert f"{n_done} frame(s) done" in dock.status.value
     assert dock.run_button.enabled and not dock.stop_button.enabled
     dock.stop()  # the button itself: sets the flag, says so

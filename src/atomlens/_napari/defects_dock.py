@@ -77,8 +77,6 @@ _NOT_ANALYSED = {
     "defect_type": "not analysed",
     "track_id": -1,
 }
-#: Frames per piece of the chemistry worker (Stop and progress between pieces).
-CHUNK_FRAMES = 4
 _HEADERS = {
     "defect_id": "id",
     "frame": "frame",
@@ -193,7 +191,7 @@ class DefectsDock(ViewerWidget):
         """Analyse the picked atoms layer on a worker thread, a few frames at a time
         (headless twin: :func:`atomlens.workflows.chemistry.analyze_events`, the same
         numbers as :func:`atomlens.chem.analyze`); returns the worker (None on error)."""
-        from atomlens.workflows.chemistry import analyze_events
+        from atomlens.workflows.chemistry import CHUNK_FRAMES, analyze_events
 
         layer = self.atoms.value
         try:

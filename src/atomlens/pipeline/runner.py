@@ -29,8 +29,7 @@ from atomlens.pipeline.config import PipelineConfig
 from atomlens.pipeline.executor import frame_chunks, make_executor
 from atomlens.pipeline.progress import bar, say
 from atomlens.pipeline.tasks import chem_chunk, detect_chunk
-
-CHUNK_FRAMES = 4  # frames per task: bounds memory (maps of 4 frames) and balances workers
+from atomlens.workflows.chemistry import CHUNK_FRAMES
 
 
 @dataclass

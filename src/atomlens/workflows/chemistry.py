@@ -20,6 +20,10 @@ import pandas as pd
 from atomlens.workflows.events import Log, Progress, check_stop, frames_of
 from atomlens.workflows.recipe import Recipe, setting
 
+#: Frames per chemistry piece (the pipeline's task, the Defects dock's Stop/progress step):
+#: bounds memory (probability maps of 4 frames) and balances workers.
+CHUNK_FRAMES = 4
+
 
 @dataclass
 class ChemRecipe(Recipe):
@@ -218,7 +222,7 @@ def analyze_events(
     pixel_size: float,
     params: Any = None,
     *,
-    chunk_frames: int = 4,
+    chunk_frames: int = CHUNK_FRAMES,
     stop: threading.Event | None = None,
 ) -> Generator[Progress, None, AnalyzeRun]:
     """:func:`atomlens.chem.analyze` in pieces of ``chunk_frames`` frames, yielding
