@@ -187,10 +187,7 @@ def analyze(
     kinds = defects.set_index("defect_id")["type"] if len(defects) else pd.Series(dtype=object)
     table["defect_type"] = table["defect_id"].map(kinds).fillna("none")
     if p.track:
-        disp = p.max_disp_A
-        if isinstance(disp, dict) and not p.match_species:
-            disp = max(disp.values())
-        table["track_id"] = link_atoms(table, pixel_size, disp, p.max_gap, p.match_species)
+        table["track_id"] = _link(table, pixel_size, p.max_disp_A, p.max_gap, p.match_species)
     else:
         table["track_id"] = -1
     dop = dopant_geometry(table, bonds, pixel_size, p.host)
@@ -212,7 +209,19 @@ def track_atoms(
     or per species (default ``{"*": 1.0, "Si": 3.0}``)."""
     table = check_atoms(atoms)
     disp = ChemParams().max_disp_A if max_displacement_A is None else max_displacement_A
+    table["track_id"] = _link(table, pixel_size, disp, max_gap, match_species)
+    return table
+
+
+def _link(
+    table: pd.DataFrame,
+    pixel_size: float,
+    disp: float | Mapping[str, float],
+    max_gap: int,
+    match_species: bool,
+) -> np.ndarray:
+    """Track ids (one per row) by :func:`link_atoms`; per-species displacements (Å)
+    collapse to their largest when species are not matched."""
     if isinstance(disp, Mapping) and not match_species:
         disp = max(disp.values())
-    table["track_id"] = link_atoms(table, pixel_size, disp, max_gap, match_species)
-    return table
+    return link_atoms(table, pixel_size, disp, max_gap, match_species)
