@@ -53,14 +53,28 @@ def test_detect_current_frame_adds_maps_and_atoms(
     widget.model_file.value = path
     widget.threshold.value = 0.5 if shipped else 0.3
     set_frame(viewer, img, 2)
+    # by default only the atoms: no probability-map layers
+    assert widget.show_maps.value is False
     worker = widget.run()
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         pass
     # the layers arrive one per turn of the event loop (no long main-thread stall)
-    qtbot.waitUntil(lambda: "atoms movie" in viewer.layers, timeout=10_000)
+    qtbot.waitUntil(lambda: "atoms in" in widget.status.value, timeout=10_000)
+    assert [lay.name for lay in viewer.layers] == ["movie", "atoms movie"]
+    first = viewer.layers["atoms movie"]
+    n_first = len(first.data)
+
+    # "show probability maps": the maps too, and the same atoms (the maps change none)
+    widget.show_maps.value = True
+    worker = widget.run()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: "atoms in" in widget.status.value, timeout=10_000)
     assert widget.progress.value == widget.progress.max == 1
     names = [lay.name for lay in viewer.layers]
     assert names[0] == "movie" and "P(C) movie" in names and "P(Si) movie" in names
+    assert names.count("atoms movie") == 1  # the re-run replaced the atoms layer
+    assert len(viewer.layers["atoms movie"].data) == n_first
     pc, psi, pbg = (
         viewer.layers["P(C) movie"],
         viewer.layers["P(Si) movie"],
@@ -95,7 +109,7 @@ def test_detect_current_frame_adds_maps_and_atoms(
     worker = widget.run()
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         pass
-    qtbot.waitUntil(lambda: "atoms single" in viewer.layers, timeout=10_000)
+    qtbot.waitUntil(lambda: "atoms in" in widget.status.value, timeout=10_000)
     assert tuple(viewer.layers["P(C) single"].translate) == (0.0, 3.0, 5.0)
     assert tuple(viewer.layers["atoms single"].translate) == (0.0, 3.0, 5.0)
     assert tuple(viewer.layers["atoms single"].scale) == (1.0, 1.0, 1.0)  # pixels, like the image

@@ -135,6 +135,7 @@ def test_detect_stop_keeps_frames_done_and_pixel_size_message(make_napari_viewer
     add_tuple(viewer, image_layer_tuple(frames, 0.1, "movie"))
     widget.image.value = viewer.layers["movie"]
     widget.frames.value = "all"
+    widget.show_maps.value = True  # the maps say which frames were done
     widget.stop_button.changed.connect(lambda: None)
     worker = widget.run()
     worker.yielded.connect(lambda _ev: widget.stop())  # Stop after the first frame

@@ -1,8 +1,10 @@
 """The "Detect atoms" dock: U-Net probability maps and atoms from an image layer.
 
 Thin shell: gathers parameters, runs :func:`atomlens.atoms.detect`'s generator form on
-a napari worker thread, and turns its result into layers (one probability map per class,
-and a Points layer whose features are the atom table, coloured by species).
+a napari worker thread, and turns its result into layers: a Points layer whose features
+are the atom table, coloured by species, and (with "show probability maps", off by
+default) one probability map per class. The maps are a view, not part of the result:
+they change no atom, so the choice is not recorded in the recipe.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import napari
 from magicgui.widgets import (
+    CheckBox,
     ComboBox,
     Container,
     FileEdit,
@@ -50,6 +53,7 @@ def detection_events(
     contrast_classes: str = "auto",
     class_names: str = "",
     place: LayerPlace | None = None,
+    maps: bool = True,
 ) -> Generator:
     """The headless detect workflow (:func:`atomlens.workflows.detect.run`, maps kept),
     yielding its :class:`~atomlens.workflows.Progress` per frame; returns the
@@ -58,7 +62,8 @@ def detection_events(
     :func:`~atomlens._napari._workers.make_layers`) so the main thread only adds them. When
     ``stop`` is set, detection ends after the current frame and the frames done are kept.
     ``species='contrast'``: atoms are named by their integrated intensity
-    (``contrast_classes``: a number or 'auto'; ``class_names``: 'S2,Mo', dimmest first)."""
+    (``contrast_classes``: a number or 'auto'; ``class_names``: 'S2,Mo', dimmest first).
+    ``maps``: keep the probability maps (``(T, C, Y, X)`` float32) and make their layers."""
     from atomlens.workflows import detect
 
     recipe = detect.DetectRecipe(
@@ -69,7 +74,7 @@ def detection_events(
         class_names=str(class_names or ""),
     )
     result = yield from detect.run(
-        stack, recipe, frames, pixel_size=pixel_size, stop=stop, maps=True
+        stack, recipe, frames, pixel_size=pixel_size, stop=stop, maps=bool(maps)
     )
     done = list(result.frames)
     if place is None:
@@ -176,6 +181,11 @@ class DetectWidget(ViewerWidget):
         self.n_classes.tooltip = "how many species; auto: chosen by ICL (atom-counting style)"
         self.class_names = LineEdit(label="class names", value="")
         self.class_names.tooltip = "names from dimmest to brightest, e.g. S2,Mo"
+        self.show_maps = CheckBox(text="show probability maps", value=False)
+        self.show_maps.tooltip = (
+            "also add one probability-map image per class (P(C), P(Si), ...); off: only "
+            "the atoms (the atoms are the same either way)"
+        )
         self.run_button = PushButton(text="Detect atoms")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.stop_button.tooltip = "end after the current frame; the frames done are kept"
@@ -192,6 +202,7 @@ class DetectWidget(ViewerWidget):
                 self.species,
                 self.n_classes,
                 self.class_names,
+                self.show_maps,
                 Container(
                     widgets=[self.run_button, self.stop_button], layout="horizontal", labels=False
                 ),
@@ -268,6 +279,7 @@ class DetectWidget(ViewerWidget):
             contrast_classes=str(self.n_classes.value),
             class_names=str(self.class_names.value or ""),
             place=place,
+            maps=bool(self.show_maps.value),
             on_yield=self._on_progress,
             on_return=self._on_result,
             on_error=lambda exc: setattr(self.status, "value", "failed"),

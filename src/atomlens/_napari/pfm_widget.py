@@ -55,7 +55,7 @@ def result_layers(result: PFMResult) -> list[tuple[Any, dict, str]]:
     yellow) and the windows (points at t, y, x with every table column as features,
     coloured by ``D``, its colour key in the metadata)."""
     tab = result.table
-    pts = tab[["frame", "y", "x"]].to_numpy(dtype=float)
+    pts = np.asfortranarray(tab[["frame", "y", "x"]].to_numpy(dtype=float))  # see atoms_points_data
     lim = d_limits(result)
     key = ColourKey(
         "D", "continuous", "switching degree", "coolwarm", lim, n_missing=int(tab["D"].isna().sum())
