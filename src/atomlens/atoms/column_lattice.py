@@ -32,6 +32,8 @@ from atomlens.atoms.lattice_reference import (
     _displace,
     _mean_at,
     bragg_phasors,
+    fill_site_gaps,
+    snap_to_sites,
     whitened_spectrum,
 )
 
@@ -117,6 +119,7 @@ def fit_square_lattice(
     basis = np.linalg.inv(g).T
     u = bragg_phasors(img, g)
     a_px = float(np.mean(np.linalg.norm(basis, axis=1)))
+    a_min = float(np.linalg.norm(basis, axis=1).min())
     smooth = ndi.gaussian_filter(img, max(0.8, 0.25 / pixel_size))
     cells = _cells(basis, np.zeros(2), img.shape)
 
@@ -137,30 +140,39 @@ def fit_square_lattice(
         contrast[off] = float(cval)
         if cval >= min_contrast:
             decorations.append(off)
-    sites = np.concatenate(
-        [_displace(u, g, (cells + np.array(d)) @ basis + origin) for d in decorations]
-    )
     h, w = img.shape
-    inside = np.all((sites >= border_px) & (sites <= np.array([h, w]) - 1 - border_px), axis=1)
-    sites = sites[inside]
+    parts = []
+    for d in decorations:  # each sublattice: cells snapped onto sites, then its gaps filled
+        o_d = origin + np.array(d) @ basis
+        sub = snap_to_sites(u, g, o_d, (cells + d) @ basis + origin)
+        sub = sub[np.all((sub >= border_px) & (sub <= np.array([h, w]) - 1 - border_px), axis=1)]
+        parts.append(fill_site_gaps(_dedupe(sub, 0.5 * a_min), u, g, o_d, basis, (h, w), border_px))
+    sites = np.concatenate(parts)
     from scipy.spatial import cKDTree
 
     # displacement is known modulo a lattice vector: two cells can land on one site
-    if len(sites) > 1:
-        dmin = 0.5 * min(
-            [float(np.linalg.norm(basis, axis=1).min())]
-            + [float(np.linalg.norm(np.array(d) @ basis)) for d in decorations[1:]]
-        )
-        keep = np.ones(len(sites), bool)
-        for i, j in sorted(cKDTree(sites).query_pairs(dmin)):
-            if keep[i] and keep[j]:
-                keep[j] = False
-        sites = sites[keep]
+    sites = _dedupe(
+        sites,
+        0.5 * min([a_min] + [float(np.linalg.norm(np.array(d) @ basis)) for d in decorations[1:]]),
+    )
 
     d, _ = cKDTree(sites).query(sites, k=2) if len(sites) > 1 else (np.array([[0, a_px]]), None)
     return SquareLatticeFit(
         basis, origin, decorations, contrast, a_px * pixel_size, sites, float(np.median(d[:, 1]))
     )
+
+
+def _dedupe(sites: np.ndarray, dmin: float) -> np.ndarray:
+    """Sites (N, 2) with the later of every pair closer than ``dmin`` pixels dropped."""
+    from scipy.spatial import cKDTree
+
+    if len(sites) < 2:
+        return sites
+    keep = np.ones(len(sites), bool)
+    for i, j in sorted(cKDTree(sites).query_pairs(dmin)):
+        if keep[i] and keep[j]:
+            keep[j] = False
+    return sites[keep]
 
 
 def lattice_scores(

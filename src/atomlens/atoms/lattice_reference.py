@@ -239,6 +239,95 @@ def displacement_at(phasors: np.ndarray, spots: np.ndarray, yx: np.ndarray) -> n
     return -ph @ np.linalg.inv(spots).T / (2 * np.pi)
 
 
+def snap_to_sites(
+    phasors: np.ndarray,
+    spots: np.ndarray,
+    origin: np.ndarray,
+    yx: np.ndarray,
+    iters: int = 6,
+) -> np.ndarray:
+    """Move points (N, 2), pixels, to the nearest site of the distortion-following lattice.
+
+    A site is a point ``r`` whose local Bragg phases put it on a lattice point:
+    ``g . (r - origin) + P_g(r) / 2 pi`` an integer for both ``g`` of ``spots`` (``P_g``
+    from :func:`bragg_phasors`, i.e. ``r = n . basis + origin + u(r)``). Newton steps on
+    the wrapped phase residual solve it at the site itself, not at the undistorted
+    lattice point: where the displacement ``u`` wraps by a lattice vector (a drift of half
+    a period across the image) evaluating ``u`` at the undistorted point sends two cells
+    to one site and leaves a row of columns without a site; snapping cannot.
+    """
+    g = np.asarray(spots, float)
+    ginv = np.linalg.inv(g)
+    r = np.asarray(yx, float).copy()
+    if len(r) == 0:
+        return r
+    h, w = phasors.shape[1:]
+    for _ in range(iters):
+        q = np.column_stack([np.clip(r[:, 0], 0, h - 1), np.clip(r[:, 1], 0, w - 1)]).T
+        ph = np.stack(
+            [
+                np.angle(
+                    ndi.map_coordinates(f.real, q, order=1)
+                    + 1j * ndi.map_coordinates(f.imag, q, order=1)
+                )
+                for f in phasors
+            ],
+            1,
+        )
+        phi = (r - origin) @ g.T + ph / (2 * np.pi)
+        r = r - (phi - np.round(phi)) @ ginv.T
+    return r
+
+
+def fill_site_gaps(
+    sites: np.ndarray,
+    phasors: np.ndarray,
+    spots: np.ndarray,
+    origin: np.ndarray,
+    vectors: np.ndarray,
+    shape: tuple[int, int],
+    border_px: float,
+    rounds: int = 4,
+) -> np.ndarray:
+    """Add the sites of one sublattice that no cell reached (``sites`` (N, 2), pixels).
+
+    Enumerating cells through a displacement field gives one site per cell; where the
+    image holds one row of columns more than the undistorted lattice over the same
+    stretch (a scan jump or compression the Bragg filter smooths over), a row of
+    columns has no cell. Each site's neighbours one lattice vector away (``vectors``,
+    rows, pixels) are snapped (:func:`snap_to_sites`) and kept when no site lies within
+    half the shortest vector and they are at least ``border_px`` inside ``shape``;
+    repeated ``rounds`` times (a gap several rows wide fills from both sides).
+    """
+    from scipy.spatial import cKDTree
+
+    sites = np.asarray(sites, float).reshape(-1, 2)
+    if len(sites) == 0:
+        return sites
+    h, w = shape
+    dmin = 0.5 * float(np.linalg.norm(vectors, axis=1).min())
+    steps = np.concatenate([vectors, -vectors])
+    for _ in range(rounds):
+        cand = (sites[:, None, :] + steps[None]).reshape(-1, 2)
+        lo, hi = border_px, np.array([h, w]) - 1 - border_px
+        cand = cand[np.all((cand >= lo) & (cand <= hi), axis=1)]
+        if len(cand):
+            cand = cand[cKDTree(sites).query(cand)[0] > dmin]
+        if len(cand) == 0:
+            break
+        cand = snap_to_sites(phasors, spots, origin, cand)
+        cand = cand[np.all((cand >= lo) & (cand <= hi), axis=1)]
+        cand = cand[cKDTree(sites).query(cand)[0] > dmin] if len(cand) else cand
+        if len(cand) == 0:
+            break
+        keep = np.ones(len(cand), bool)
+        for i, j in sorted(cKDTree(cand).query_pairs(dmin)):
+            if keep[i] and keep[j]:
+                keep[j] = False
+        sites = np.concatenate([sites, cand[keep]])
+    return sites
+
+
 def _displace(fit_or_phasors, spots: np.ndarray | None, yx: np.ndarray) -> np.ndarray:
     if isinstance(fit_or_phasors, LatticeFit):
         return yx + displacement_at(fit_or_phasors.displacement, fit_or_phasors.spots, yx)
@@ -364,6 +453,9 @@ def lattice_reference(
     radius = max(2.0, window_A / pixel_size)
     max_shift = max(1.0, max_shift_A / pixel_size)
     yx = _displace(fit, None, ideal)
+    for k, off in enumerate(offsets):  # onto the sites themselves (see snap_to_sites)
+        m = sub == k
+        yx[m] = snap_to_sites(fit.displacement, fit.spots, fit.origin + off @ fit.basis, yx[m])
     b = border_A / pixel_size
     inside = (yx[:, 0] >= b) & (yx[:, 1] >= b) & (yx[:, 0] <= h - 1 - b) & (yx[:, 1] <= w - 1 - b)
     yx, sub = yx[inside], sub[inside]
@@ -560,9 +652,11 @@ __all__ = [
     "LatticeFit",
     "bragg_phasors",
     "displacement_at",
+    "fill_site_gaps",
     "first_order_spots",
     "fit_lattice",
     "lattice_reference",
     "score_tiles",
+    "snap_to_sites",
     "tiles",
 ]
