@@ -36,6 +36,7 @@ import os
 import platform
 import statistics
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -127,7 +128,6 @@ class GCMeter:
 
     def __init__(self) -> None:
         import gc
-        import threading
 
         self.main_id = threading.main_thread().ident
         self.pauses: list[tuple[int, float]] = []
@@ -135,8 +135,6 @@ class GCMeter:
         gc.callbacks.append(self._callback)
 
     def _callback(self, phase: str, info: dict) -> None:
-        import threading
-
         if threading.get_ident() != self.main_id:
             return
         if phase == "start":
@@ -159,7 +157,7 @@ class GCMeter:
             gc.callbacks.remove(self._callback)
 
 
-GC = GCMeter()
+GC: GCMeter | None = None  # installed by main(): importing this module changes nothing
 
 
 class GapMeter:
@@ -213,7 +211,8 @@ def measure(
     if TRACER is not None:
         TRACER.start()
     _process(app, 0.2)
-    GC.take()
+    if GC is not None:
+        GC.take()
     t0 = time.perf_counter()
     worker = click()
     click_ms = (time.perf_counter() - t0) * 1000.0
@@ -234,7 +233,8 @@ def measure(
             i = int(np.argmax(gaps))
             out["worst_gap_at_s"] = round(ends[i] - t0, 2)
             out["worst_gap_stacks"] = TRACER.during(ends[i] - gaps[i] / 1000.0, ends[i])
-    out.update(GC.take())
+    if GC is not None:
+        out.update(GC.take())
     out.update(
         {
             "action": name,
@@ -459,7 +459,8 @@ def main() -> None:
         help="sample the main thread's stack: name the code behind each worst stall",
     )
     args = parser.parse_args()
-    global TRACER
+    global TRACER, GC
+    GC = GCMeter()
     if args.trace:
         TRACER = StallTracer(0.004)
     movie = Path(args.movie)
@@ -490,6 +491,7 @@ def main() -> None:
     out["all_stalls_below_100ms_cpu"] = all(a["max_stall_cpu_ms"] < 100 for a in out["actions"])
     viewer.close()
     GC.close()
+    GC = None
     print(json.dumps(out, indent=2))
 
 
