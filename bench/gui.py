@@ -225,7 +225,7 @@ def measure(
     if until is not None:
         wait_for(app, until, timeout_s)
     _process(app, settle_s)
-    gaps, ends = list(meter.gaps), list(meter.ends)
+    gaps, cpu_gaps, ends = list(meter.gaps), list(meter.cpu_gaps), list(meter.ends)
     out = meter.stop()
     if TRACER is not None:
         TRACER.stop()
@@ -233,6 +233,10 @@ def measure(
             i = int(np.argmax(gaps))
             out["worst_gap_at_s"] = round(ends[i] - t0, 2)
             out["worst_gap_stacks"] = TRACER.during(ends[i] - gaps[i] / 1000.0, ends[i])
+            j = int(np.argmax(cpu_gaps))  # the gap with the most main-thread CPU
+            if j != i:
+                out["worst_cpu_gap_at_s"] = round(ends[j] - t0, 2)
+                out["worst_cpu_gap_stacks"] = TRACER.during(ends[j] - gaps[j] / 1000.0, ends[j])
     if GC is not None:
         out.update(GC.take())
     out.update(

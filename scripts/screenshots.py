@@ -122,10 +122,13 @@ def main() -> None:
     latent.atoms.value, latent.image.value = atoms, img
     _wait(app, latent.encode())
     latent.colour_by.value = "z1"
-    latent.show_plots()
+    plots = latent.show_plots()
     viewer.layers.selection.active = atoms
+    wait_for(app, lambda: "distribution" in plots and "manifold" in plots, 60.0)
     _raise(latent)
     files["latent"] = _shot(viewer, app, out / "gui_latent_z1.png")
+    _raise(plots["tabs"])  # the plots: a tab of the AtomLens dock group
+    files["plots"] = _shot(viewer, app, out / "gui_plots.png")
 
     traj = docks["Latent trajectories"]
     feats = atoms.features

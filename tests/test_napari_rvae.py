@@ -185,6 +185,19 @@ def test_subimages_train_encode_colour_animate(make_napari_viewer, qtbot, movie,
     # the scatter now, the distribution on the next turn, the manifold from a worker
     qtbot.waitUntil(lambda: "distribution" in plots, timeout=5_000)
     scatter, dist = plots["scatter"], plots["distribution"]
+    # the plots dock is a tab of the AtomLens dock group (showing it never resizes the
+    # canvas, unlike a dock area of its own under it), docked and in front
+    from qtpy.QtWidgets import QDockWidget
+
+    def _dock_of(widget):
+        while widget is not None and not isinstance(widget, QDockWidget):
+            widget = widget.parentWidget()
+        return widget
+
+    plots_dock, latent_dock = _dock_of(plots["tabs"]), _dock_of(latent.native)
+    main = latent_dock.parentWidget()
+    assert plots_dock in main.tabifiedDockWidgets(latent_dock)
+    assert plots_dock.isVisible() and not plots_dock.isFloating()
     xy = scatter.xy()
     ok = np.isfinite(xy).all(1)
     lo, hi = np.nanmin(xy, 0), np.nanmax(xy, 0)
@@ -207,8 +220,6 @@ def test_subimages_train_encode_colour_animate(make_napari_viewer, qtbot, movie,
         assert plots["manifold"].canvas.wait_drawn()  # rendered off the main thread
     again = latent.show_plots()  # Show plots twice: one plots dock, replaced
     assert again["tabs"] is not plots["tabs"] or again is plots
-    from qtpy.QtWidgets import QDockWidget
-
     titles = [
         d.windowTitle()
         for d in viewer.window._qt_window.findChildren(QDockWidget)
