@@ -1,12 +1,20 @@
-"""Cross-validate the Si-neighbour search threshold on the LibraryNet patches; prints JSON.
+"""Cross-validate the Si-neighbour search settings on the LibraryNet patches; prints JSON.
 
 Each of the 79 patches (../shared/data/real/librarynet_dev) is detected once with the
 ring search off, at the pixel size of AtomLens' own calibration; the search
-(:func:`atomlens.atoms.halo.add_si_neighbours`) is then applied with each ``min_ratio``
-of a grid. Folds: 5 folds by file, stratified by motif (files of each motif shuffled with
-seed 0 and dealt round-robin). For each fold the ratio that maximises (patches with every
-labelled atom found + Si1C3/Si1C4 patches with the coordination right) on the other 4
-folds is chosen (ties: the largest ratio) and scored on the held-out fold.
+(:func:`atomlens.atoms.halo.add_si_neighbours`) is then applied with each setting of a
+grid: ``min_ratio`` x ``position`` (final C position: Gaussian refit or centroid) x
+``radius_prior`` (weight of the Si's found bond length in the C's distance: 0, 0.5, 1) x
+``search`` (ring profile or 2-D maxima).
+
+Folds: 5 folds by *site*, stratified by motif. Some patches are crops of the same frame
+around the same Si (identical labelled Si-C offsets, or one image a shifted copy of the
+other: 229/230, 437/440, 456/458, 477/478, 195/196/382); such patches form one group
+and go to one fold, so a site is never both trained and scored on. Groups of each motif
+are shuffled with seed 0 and dealt round-robin. For each fold the setting that maximises
+(patches with every labelled atom found + Si1C3/Si1C4 patches with the coordination
+right) on the other 4 folds is chosen (ties: the first in grid order: ``profile``, then
+``fit``, then no prior, then the largest ratio) and scored on the held-out fold.
 
 Usage: .venv/bin/python bench/librarynet_cv.py [--threads 1] [--folds 5]
 """
@@ -24,21 +32,84 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from detect import LIBRARYNET, calibrated_pixel_size, score_librarynet_patch  # noqa: E402
 
-GRID = np.round(np.arange(0.15, 1.01, 0.05), 2)
+RATIOS = np.round(np.arange(1.0, 0.149, -0.05), 2)
+GRID = [
+    {"min_ratio": float(r), "position": pos, "search": srch, "radius_prior": w}
+    for srch in ("profile", "2d")
+    for pos in ("fit", "centroid")
+    for w in (0.0, 0.5, 1.0)
+    for r in RATIOS
+]
 
 
-def folds_by_file(files: list[Path], k: int, seed: int = 0) -> dict[str, int]:
-    """File name -> fold, stratified by the motif in the name (Si1C3_187 -> Si1C3)."""
-    rng = np.random.default_rng(seed)
-    kinds = sorted({f.stem.split("_")[0] for f in files})
-    out, start = {}, 0
-    for kind in kinds:
-        names = sorted(f.name for f in files if f.stem.split("_")[0] == kind)
-        rng.shuffle(names)
-        for j, n in enumerate(names):
-            out[n] = (start + j) % k
-        start += len(names)  # small motifs do not all land in fold 0
+def _site_vectors(path: Path) -> list[np.ndarray]:
+    """Per labelled Si of a patch: the offsets (px, sorted) of the labelled atoms within
+    1.3x its nearest labelled neighbour's distance (its bonded C, in pixels: no pixel
+    size needed)."""
+    d = np.load(path, allow_pickle=True)
+    ref = np.c_[d["atom_row"], d["atom_col"]].astype(float)
+    el = np.asarray(d["atom_element"]).astype(str)
+    out = []
+    for si in ref[el == "Si"]:
+        v = ref - si
+        r = np.hypot(*v.T)
+        if not (r > 0).any():
+            continue
+        v = v[(r > 0) & (r <= 1.3 * r[r > 0].min())]
+        out.append(v[np.lexsort(v.T[::-1])])
     return out
+
+
+def site_groups(files: list[Path]) -> dict[str, str]:
+    """File name -> group name (the group's first file): patches sharing a labelled Si
+    site (the same Si-neighbour offsets within 0.3 px) or showing the same image
+    (correlation > 0.95 after the best integer shift) are one group."""
+    from skimage.registration import phase_cross_correlation
+
+    names = [f.name for f in files]
+    parent = {n: n for n in names}
+
+    def root(n: str) -> str:
+        while parent[n] != n:
+            n = parent[n]
+        return n
+
+    vec = {f.name: _site_vectors(f) for f in files}
+    img = {f.name: np.load(f)["image"].astype(float) for f in files}
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            same = any(
+                va.shape == vb.shape and np.abs(va - vb).max() < 0.3
+                for va in vec[a]
+                for vb in vec[b]
+            )
+            if not same and img[a].shape == img[b].shape:
+                sh, _, _ = phase_cross_correlation(img[a], img[b], normalization=None)
+                sy, sx = (int(v) for v in sh)
+                h, w = img[a].shape
+                pa = img[a][max(sy, 0) : h + min(sy, 0), max(sx, 0) : w + min(sx, 0)]
+                pb = img[b][max(-sy, 0) : h + min(-sy, 0), max(-sx, 0) : w + min(-sx, 0)]
+                same = pa.size > 0.2 * h * w and np.corrcoef(pa.ravel(), pb.ravel())[0, 1] > 0.95
+            if same:
+                parent[root(b)] = root(a)
+    return {n: root(n) for n in names}
+
+
+def folds_by_site(files: list[Path], k: int, seed: int = 0) -> dict[str, int]:
+    """File name -> fold: groups of :func:`site_groups` dealt round-robin, stratified by
+    the motif in the group's first name (Si1C3_187 -> Si1C3)."""
+    rng = np.random.default_rng(seed)
+    group = site_groups(files)
+    heads = sorted(set(group.values()))
+    kinds = sorted({h.split("_")[0] for h in heads})
+    fold_of, start = {}, 0
+    for kind in kinds:
+        mine = [h for h in heads if h.split("_")[0] == kind]
+        rng.shuffle(mine)
+        for j, h in enumerate(mine):
+            fold_of[h] = (start + j) % k
+        start += len(mine)  # small motifs do not all land in fold 0
+    return {n: fold_of[g] for n, g in group.items()}
 
 
 def main() -> None:
@@ -54,6 +125,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     det = load_detector(None)
+    base = RingSettings()
     files = sorted(LIBRARYNET.glob("*.npz"))
     if not files:
         raise SystemExit(f"no LibraryNet patches in {LIBRARYNET}")
@@ -64,19 +136,14 @@ def main() -> None:
         a = detect(img, det, pixel_size=ps, si_neighbours="off").atoms
         row = []
         for t in [None, *GRID]:
-            b = (
-                a
-                if t is None
-                else add_si_neighbours(
-                    a, img, ps, settings=replace(RingSettings(), min_ratio=float(t))
-                )
-            )
+            b = a if t is None else add_si_neighbours(a, img, ps, settings=replace(base, **t))
             sc = score_librarynet_patch(
                 f, b[["y", "x"]].to_numpy(float), b["cls"].astype(str).to_numpy(), ps
             )
             row.append((sc["all_found"], sc.get("coordination_right")))
         table[f.name] = row
-    fold = folds_by_file(files, args.folds)
+    fold = folds_by_site(files, args.folds)
+    groups = site_groups(files)
 
     def score(names: list[str], i: int) -> tuple[int, int, int]:
         af = sum(table[n][i][0] for n in names)
@@ -86,10 +153,18 @@ def main() -> None:
     names = sorted(table)
     out: dict = {
         "patches": len(names),
-        "split": f"{args.folds} folds by file, stratified by motif (seed 0)",
+        "split": f"{args.folds} folds by site (crops of one Si site in one fold), "
+        "stratified by motif (seed 0)",
+        "site_groups": sorted(
+            sorted(n for n in names if groups[n] == g)
+            for g in set(groups.values())
+            if sum(groups[n] == g for n in names) > 1
+        ),
         "off": dict(zip(("all_found", "coord_right", "n_coord"), score(names, 0))),
         "grid_all_patches": {
-            str(t): dict(zip(("all_found", "coord_right", "n_coord"), score(names, i + 1)))
+            f"{t['search']}/{t['position']}/prior{t['radius_prior']}/{t['min_ratio']}": dict(
+                zip(("all_found", "coord_right", "n_coord"), score(names, i + 1))
+            )
             for i, t in enumerate(GRID)
         },
         "folds": [],
@@ -98,14 +173,14 @@ def main() -> None:
         train = [n for n in names if fold[n] != k]
         test = [n for n in names if fold[n] == k]
         tot = [sum(score(train, i + 1)[:2]) for i in range(len(GRID))]
-        best = max(i for i, v in enumerate(tot) if v == max(tot))
+        best = tot.index(max(tot))
         af, cr, nc = score(test, best + 1)
         af0, cr0, _ = score(test, 0)
         out["folds"].append(
             {
                 "fold": k,
                 "test_files": len(test),
-                "min_ratio": float(GRID[best]),
+                "setting": GRID[best],
                 "all_found": f"{af}/{len(test)}",
                 "coord_right": f"{cr}/{nc}",
                 "off_all_found": f"{af0}/{len(test)}",
@@ -118,6 +193,12 @@ def main() -> None:
     cr = np.array([f.pop("_cr") for f in out["folds"]])
     out["cv_all_found_pct"] = {"mean": round(100 * af.mean(), 1), "sd": round(100 * af.std(), 1)}
     out["cv_coord_right_pct"] = {"mean": round(100 * cr.mean(), 1), "sd": round(100 * cr.std(), 1)}
+    pooled = [int(f["all_found"].split("/")[0]) for f in out["folds"]]
+    pooled_c = [tuple(map(int, f["coord_right"].split("/"))) for f in out["folds"]]
+    out["cv_pooled"] = {
+        "all_found": f"{sum(pooled)}/{len(names)}",
+        "coord_right": f"{sum(c for c, _ in pooled_c)}/{sum(n for _, n in pooled_c)}",
+    }
     print(json.dumps(out, indent=1))
 
 

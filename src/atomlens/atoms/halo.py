@@ -34,6 +34,15 @@ from scipy import ndimage as ndi
 #: in one; 0.15-0.35 score the same on all 79, the largest is kept).
 DEFAULT_MIN_RATIO = 0.35
 
+#: Final position of an accepted C (see :class:`RingSettings`).
+DEFAULT_POSITION = "fit"
+
+#: How candidates are found (see :class:`RingSettings`).
+DEFAULT_SEARCH = "2d"
+
+#: Weight of the Si's found bond length in a recovered C's distance (see RingSettings).
+DEFAULT_RADIUS_PRIOR = 0.5
+
 
 @dataclass(frozen=True)
 class RingSettings:
@@ -47,6 +56,15 @@ class RingSettings:
     step_deg: float = 3.0  # azimuthal sampling
     max_coordination: int = 4  # Si in graphene: 3-fold or 4-fold
     min_ratio: float = DEFAULT_MIN_RATIO
+    # final position of an accepted C: "centroid" (the candidate's centroid on the smoothed
+    # halo-free window) or "fit" (a Gaussian refit on the halo-free raw frame)
+    position: str = DEFAULT_POSITION
+    # candidates: "profile" (maxima of the ring's azimuthal profile, averaged over the
+    # band's radii) or "2d" (local maxima of the halo-free window inside the band)
+    search: str = DEFAULT_SEARCH
+    # weight of the Si's own bond length (median distance of its found neighbours) in the
+    # accepted C's final distance from the Si (0: the bump's distance alone)
+    radius_prior: float = DEFAULT_RADIUS_PRIOR
 
 
 @dataclass
@@ -187,6 +205,9 @@ def ring_candidates(
         nb_ang = np.rad2deg(np.arctan2(yx[nb, 0] - c0[0] - c[0], yx[nb, 1] - c0[1] - c[1])) % 360.0
         nb_h = np.interp(nb_ang, th_deg, prof, period=360.0)
         ref = float(np.median(nb_h)) if len(nb) else np.nan
+        if s.search == "2d":
+            out += _candidates_2d(img, c, c0, int(i), yx, nb, nb_ang, pixel_size, s)
+            continue
         peaks = np.flatnonzero((prof > np.roll(prof, 1)) & (prof >= np.roll(prof, -1)))
         res2d = origin = None
         for p in peaks:
@@ -209,6 +230,52 @@ def ring_candidates(
                     float(prof[p] / ref) if ref and ref > 0 else np.nan,
                 )
             )
+    return out
+
+
+def _candidates_2d(
+    img: np.ndarray,
+    c: np.ndarray,
+    c0: np.ndarray,
+    i: int,
+    yx: np.ndarray,
+    nb: np.ndarray,
+    nb_ang: np.ndarray,
+    pixel_size: float,
+    s: RingSettings,
+) -> list[Candidate]:
+    """Candidates of one Si from the 2-D halo-free window: local maxima (within
+    ``refit_A``) inside the band ``ring_A``, ``min_sep_deg`` from each found neighbour;
+    ``img`` is the smoothed window, ``c`` the Si in it, ``c0`` the window's origin in the
+    frame; heights relative to the median of the found neighbours' heights."""
+    lo, hi = s.ring_A[0] / pixel_size, s.ring_A[1] / pixel_size
+    res2d, origin = halo_free(img, c, hi + 1.0 / pixel_size)
+    yy, xx = np.mgrid[: res2d.shape[0], : res2d.shape[1]]
+    yy, xx = yy + origin[0] - c[0], xx + origin[1] - c[1]
+    r = np.hypot(yy, xx)
+    size = max(3, 2 * int(round(s.refit_A / pixel_size)) + 1)
+    peak = (res2d == ndi.maximum_filter(res2d, size=size)) & (r >= lo) & (r <= hi)
+    nb_yx = yx[nb] - c0 - origin
+    nb_h = ndi.map_coordinates(res2d, nb_yx.T, order=1, mode="nearest") if len(nb) else []
+    ref = float(np.median(nb_h)) if len(nb) else np.nan
+    out = []
+    for py, px in zip(*np.nonzero(peak)):
+        a = float(np.rad2deg(np.arctan2(yy[py, px], xx[py, px])) % 360.0)
+        if len(nb) and _circ_dist(nb_ang, a).min() < s.min_sep_deg:
+            continue
+        hgt = float(res2d[py, px])
+        y, x = _centroid(res2d, origin, np.array([py, px], float) + origin, s.refit_A / pixel_size)
+        out.append(
+            Candidate(
+                i,
+                float(y + c0[0]),
+                float(x + c0[1]),
+                a,
+                float(np.hypot(y - c[0], x - c[1]) * pixel_size),
+                hgt,
+                hgt / ref if ref and ref > 0 else np.nan,
+            )
+        )
     return out
 
 
@@ -254,21 +321,43 @@ def recover_neighbours(
             taken.append(c)
         accepted += taken
     new = np.array([[c.y, c.x] for c in accepted], float).reshape(-1, 2)
-    if len(new):  # final position: Gaussian fit on the frame with every Si halo removed
+    if len(new):  # Gaussian fit on the frame with every Si halo removed: σ, and the
+        # position when ``position == "fit"``
         from atomlens.atoms.refine import refine_gaussian
-
-        free = halo_free_frame(image, yx[np.asarray(cls).astype(str) == bright], pixel_size)
         from atomlens.atoms.uncertainty import sigma_from_cov
 
-        new, _, _, cov = refine_gaussian(
+        if s.position not in ("fit", "centroid"):
+            raise ValueError(f"position must be 'fit' or 'centroid', got {s.position!r}")
+        free = halo_free_frame(image, yx[np.asarray(cls).astype(str) == bright], pixel_size)
+        fit, _, _, cov = refine_gaussian(
             free,
             new,
             max(2.0, 0.65 / pixel_size),
             max_shift_px=max(1.0, 0.3 / pixel_size),
             return_cov=True,
         )
+        if s.position == "fit":
+            new = fit
         for c, p, sg in zip(accepted, new, sigma_from_cov(cov)):
             c.y, c.x, c.sigma_px = float(p[0]), float(p[1]), float(sg)
+            c.radius_A = float(np.hypot(*(p - yx[c.si])) * pixel_size)
+        # a bump outside the Si-C band is no bonded neighbour
+        keep = [s.ring_A[0] <= c.radius_A <= s.ring_A[1] for c in accepted]
+        accepted = [c for c, k in zip(accepted, keep) if k]
+        new = new[np.asarray(keep, bool)].reshape(-1, 2)
+        if s.radius_prior > 0:  # pull the distance toward this Si's found bond length
+            new = new.copy()
+            for k, c in enumerate(accepted):
+                d = np.hypot(*(yx - yx[c.si]).T) * pixel_size
+                nb_r = d[(d >= s.search_A[0]) & (d <= s.search_A[1])]
+                if len(nb_r) >= 2:
+                    v = new[k] - yx[c.si]
+                    r = float(np.hypot(*v))
+                    r_new = s.radius_prior * np.median(nb_r) / pixel_size + (1 - s.radius_prior) * r
+                    new[k] = yx[c.si] + v * (r_new / max(r, 1e-9))
+            for c, p in zip(accepted, new):
+                c.y, c.x = float(p[0]), float(p[1])
+                c.radius_A = float(np.hypot(*(p - yx[c.si])) * pixel_size)
     return new, accepted
 
 
