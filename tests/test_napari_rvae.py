@@ -198,6 +198,7 @@ def test_subimages_train_encode_colour_animate(make_napari_viewer, qtbot, movie,
     main = latent_dock.parentWidget()
     assert plots_dock in main.tabifiedDockWidgets(latent_dock)
     assert plots_dock.isVisible() and not plots_dock.isFloating()
+    assert plots_dock.widget() is plots["tabs"]  # napari finds the dock by its widget
     xy = scatter.xy()
     ok = np.isfinite(xy).all(1)
     lo, hi = np.nanmin(xy, 0), np.nanmax(xy, 0)

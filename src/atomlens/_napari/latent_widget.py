@@ -422,7 +422,10 @@ class LatentWidget(ViewerWidget):
         tabs = QTabWidget()
         tabs.setMinimumHeight(170)
         dock = window.add_dock_widget(tabs, name="AtomLens plots", area="right")
-        tabify_with_atomlens(tabs)  # joins this dock's tab group (no canvas resize)
+        # joins this dock's tab group (no canvas resize); marked first, so the tabs stay
+        # the dock's own widget (not put in a scroll area): remove_dock_widget(tabs) works
+        dock.setProperty("atomlens_dock", True)
+        tabify_with_atomlens(tabs)
         if hidden:
             dock.hide()
         self.plots["tabs"], self.plots["dock"] = tabs, dock
