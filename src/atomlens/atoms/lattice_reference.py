@@ -219,6 +219,28 @@ def bragg_phasors(image: np.ndarray, spots: np.ndarray, width_cells: float = 3.0
     return np.stack(out)
 
 
+def refine_spots(
+    image: np.ndarray, spots: np.ndarray, iters: int = 2, max_shift: float | None = None
+) -> np.ndarray:
+    """Reciprocal vectors (rows, cycles/px) refined to the image's mean lattice: each
+    Bragg phasor's mean phase gradient (amplitude-weighted, pixel to pixel) is the error
+    of its ``g`` (an FFT bin is ~1/1024 cycle/px: a lattice that drifts by a period over
+    the frame). A vector whose total correction would exceed ``max_shift`` (cycles/px)
+    is left as given: its spot is too weak for a clean phase. Returns the corrected
+    vectors, same shape."""
+    g0 = np.asarray(spots, float)
+    g = g0.copy()
+    for _ in range(iters):
+        for k, f in enumerate(bragg_phasors(image, g)):
+            dy = np.angle(np.sum(f[1:, :] * np.conj(f[:-1, :])))
+            dx = np.angle(np.sum(f[:, 1:] * np.conj(f[:, :-1])))
+            g[k] += np.array([dy, dx]) / (2 * np.pi)
+    if max_shift is not None:
+        far = np.linalg.norm(g - g0, axis=1) > max_shift
+        g[far] = g0[far]
+    return g
+
+
 def displacement_at(phasors: np.ndarray, spots: np.ndarray, yx: np.ndarray) -> np.ndarray:
     """Lattice displacement (pixels, (N, 2)) at points ``yx``: ``u = -inv(G) P / 2 pi``.
 
@@ -245,8 +267,13 @@ def snap_to_sites(
     origin: np.ndarray,
     yx: np.ndarray,
     iters: int = 6,
+    lattice: np.ndarray | None = None,
 ) -> np.ndarray:
     """Move points (N, 2), pixels, to the nearest site of the distortion-following lattice.
+
+    ``lattice``: the reciprocal basis (rows, cycles/px) whose lattice points are sites
+    when ``spots`` (the phasors' vectors, integer combinations of it) are others, e.g.
+    strong spots measured where a basis spot is too weak for a clean phase.
 
     A site is a point ``r`` whose local Bragg phases put it on a lattice point:
     ``g . (r - origin) + P_g(r) / 2 pi`` an integer for both ``g`` of ``spots`` (``P_g``
@@ -256,7 +283,8 @@ def snap_to_sites(
     a period across the image) evaluating ``u`` at the undistorted point sends two cells
     to one site and leaves a row of columns without a site; snapping cannot.
     """
-    g = np.asarray(spots, float)
+    hs = np.asarray(spots, float)
+    g = hs if lattice is None else np.asarray(lattice, float)
     ginv = np.linalg.inv(g)
     r = np.asarray(yx, float).copy()
     if len(r) == 0:
@@ -274,7 +302,8 @@ def snap_to_sites(
             ],
             1,
         )
-        phi = (r - origin) @ g.T + ph / (2 * np.pi)
+        u = -ph @ np.linalg.inv(hs).T / (2 * np.pi)  # displacement (pixels) at r
+        phi = (r - origin - u) @ g.T
         r = r - (phi - np.round(phi)) @ ginv.T
     return r
 
@@ -288,6 +317,7 @@ def fill_site_gaps(
     shape: tuple[int, int],
     border_px: float,
     rounds: int = 4,
+    lattice: np.ndarray | None = None,
 ) -> np.ndarray:
     """Add the sites of one sublattice that no cell reached (``sites`` (N, 2), pixels).
 
@@ -298,6 +328,7 @@ def fill_site_gaps(
     rows, pixels) are snapped (:func:`snap_to_sites`) and kept when no site lies within
     half the shortest vector and they are at least ``border_px`` inside ``shape``;
     repeated ``rounds`` times (a gap several rows wide fills from both sides).
+    ``lattice``: as in :func:`snap_to_sites`.
     """
     from scipy.spatial import cKDTree
 
@@ -315,7 +346,7 @@ def fill_site_gaps(
             cand = cand[cKDTree(sites).query(cand)[0] > dmin]
         if len(cand) == 0:
             break
-        cand = snap_to_sites(phasors, spots, origin, cand)
+        cand = snap_to_sites(phasors, spots, origin, cand, lattice=lattice)
         cand = cand[np.all((cand >= lo) & (cand <= hi), axis=1)]
         cand = cand[cKDTree(sites).query(cand)[0] > dmin] if len(cand) else cand
         if len(cand) == 0:
@@ -656,6 +687,7 @@ __all__ = [
     "first_order_spots",
     "fit_lattice",
     "lattice_reference",
+    "refine_spots",
     "score_tiles",
     "snap_to_sites",
     "tiles",
