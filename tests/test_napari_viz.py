@@ -70,6 +70,24 @@ def test_atoms_tuple_and_probability_tuples() -> None:
         probability_layer_tuples(maps, ("C", "Si"), 0.1)
 
 
+def test_atoms_points_data_is_column_major_and_napari_keeps_it() -> None:
+    """napari takes a min and a max over axis 0 of a Points layer's data twice on every
+    move of the time slider: 45x faster on column-major data (docs/napari.md)."""
+    from napari.layers import Layer
+
+    rng = np.random.default_rng(0)
+    atoms = pd.DataFrame(
+        {"frame": np.repeat([0, 1], 50), "y": rng.random(100), "x": rng.random(100)}
+    )
+    data, kw, kind = atoms_layer_tuple(atoms, 0.1, "atoms")
+    assert data.flags.f_contiguous and data.shape == (100, 3)
+    np.testing.assert_array_equal(data, atoms[["frame", "y", "x"]].to_numpy(float))
+    layer = Layer.create(data, kw, kind)
+    assert layer.data.flags.f_contiguous
+    layer.add([[1.0, 0.5, 0.5]])  # a point the user adds keeps it so
+    assert layer.data.flags.f_contiguous and len(layer.data) == 101
+
+
 def test_write_gif(tmp_path) -> None:
     import imageio.v2 as imageio
 
