@@ -49,6 +49,7 @@ class DetectionResult:
     classes: tuple[str, ...]
     pixel_size: float
     model_card: dict = field(default_factory=dict)
+    spot_scale: dict = field(default_factory=dict)  # spot-width resampling record
 
 
 def empty_table(classes: Sequence[str] = ("C", "Si")) -> pd.DataFrame:
@@ -77,26 +78,32 @@ def atoms_in_frame(
     method: str = "components",
     border_A: float = 1.0,
     si_neighbours: str | bool = "auto",
+    spot_factor: float = 1.0,
 ) -> pd.DataFrame:
     """Atoms of one frame from its model-grid maps, refined on the raw (Y, X) frame.
 
     ``si_neighbours``: ``"auto"`` (on for a model with C and Si classes), ``"on"`` or
     ``"off"``: add the dim C beside each Si that the maps miss on the Si's probe halo
-    (:mod:`atomlens.atoms.halo`)."""
+    (:mod:`atomlens.atoms.halo`). ``spot_factor``: the spots are this many times wider
+    than the model's (spot-width resampling): the refinement window grows with them."""
     found = find_atoms(maps_model, det.classes, threshold, method=method)
     yx = to_input_coords(np.column_stack([found["y"], found["x"]]), raw.shape, maps_model.shape)
     sigma_px = np.full(len(yx), np.nan)  # per-axis position standard error (Gaussian fit only)
     if len(yx) and refine != "none":
         # window: ~half a C-C bond (0.65 Å) but at least 2 px
-        radius = max(2.0, 0.65 / pixel_size)
+        radius = max(2.0, 0.65 * spot_factor / pixel_size)
         if refine == "gaussian":
             yx, _, _, cov = refine_gaussian(
-                raw, yx, radius, max_shift_px=max(1.0, 0.3 / pixel_size), return_cov=True
+                raw,
+                yx,
+                radius,
+                max_shift_px=max(1.0, 0.3 * spot_factor / pixel_size),
+                return_cov=True,
             )
             sigma_px = sigma_from_cov(cov)
         elif refine == "com":
             new = refine_com(raw, yx, radius)
-            far = np.hypot(*(new - yx).T) > max(1.0, 0.3 / pixel_size)
+            far = np.hypot(*(new - yx).T) > max(1.0, 0.3 * spot_factor / pixel_size)
             yx = np.where(far[:, None], yx, new)
         else:
             raise ValueError(f"refine must be 'gaussian', 'com' or 'none', got {refine!r}")
@@ -144,21 +151,32 @@ def iter_detect(
     device: str = "auto",
     invert: bool = False,
     si_neighbours: str | bool = "auto",
+    spot_scale: str | float = "auto",
+    scale_record: dict | None = None,
 ) -> Iterator[FrameResult]:
     """Yield a :class:`FrameResult` per frame (see :func:`detect` for the arguments).
 
     ``invert``: negate every frame before the network and the refinement (dark atoms,
     ABF/BF contrast, for a model trained on bright atoms; see
-    :func:`atomlens.atoms.suitability.detection_setup`).
+    :func:`atomlens.atoms.suitability.detection_setup`). ``scale_record``: a dict that
+    receives the spot-width resampling record
+    (:func:`atomlens.atoms.spot_scale.network_pixel_size`).
     """
+    from atomlens.atoms.spot_scale import network_pixel_size
+
     det = model if isinstance(model, Detector) else load_detector(model)
     ps = resolve_pixel_size(stack, pixel_size)
     if invert:
         stack = Negated(stack, ps)
     n_total = _n_frames(stack)
     idx = _frame_list(frames, n_total)
+    ps_net, rec = network_pixel_size(stack, ps, det.card, spot_scale, idx)
+    if scale_record is not None:
+        scale_record.update(rec)
     for i, (t, raw, m) in enumerate(
-        iter_model_maps(stack, det, pixel_size=ps, frames=idx, batch_size=batch_size, device=device)
+        iter_model_maps(
+            stack, det, pixel_size=ps_net, frames=idx, batch_size=batch_size, device=device
+        )
     ):
         atoms = atoms_in_frame(
             raw,
@@ -171,6 +189,7 @@ def iter_detect(
             method=method,
             border_A=border_A,
             si_neighbours=si_neighbours,
+            spot_factor=ps / ps_net,
         )
         yield FrameResult(
             t, i, len(idx), atoms, upsample_maps(m, raw.shape) if return_maps else None
@@ -219,6 +238,7 @@ def detect(
     batch_size: int = 4,
     device: str = "auto",
     si_neighbours: str | bool = "auto",
+    spot_scale: str | float = "auto",
 ) -> DetectionResult:
     """Find atoms in a stack with the shipped (or a given) model.
 
@@ -235,6 +255,10 @@ def detect(
     border_A : atoms closer than this to the frame edge (Å) get ``border=True``.
     si_neighbours : ``"auto"`` (on for models with C and Si classes), ``"on"``, ``"off"``:
         add the dim C beside each Si missed on its probe halo (:mod:`atomlens.atoms.halo`).
+    spot_scale : ``"auto"`` (models whose card asks for it, e.g. ``general``: spots much
+        broader than trained are measured and the image shown to the network at a smaller
+        stated pixel size, :mod:`atomlens.atoms.spot_scale`), ``"off"``, or the spot FWHM
+        in Å; the choice is in ``DetectionResult.spot_scale``.
 
     Returns
     -------
@@ -242,6 +266,7 @@ def detect(
     """
     det = model if isinstance(model, Detector) else load_detector(model)
     tables, maps = [], []
+    rec: dict = {}
     for fr in iter_detect(
         stack,
         det,
@@ -255,6 +280,8 @@ def detect(
         batch_size=batch_size,
         device=device,
         si_neighbours=si_neighbours,
+        spot_scale=spot_scale,
+        scale_record=rec,
     ):
         tables.append(fr.atoms)
         if return_maps:
@@ -269,6 +296,7 @@ def detect(
         det.classes,
         resolve_pixel_size(stack, pixel_size),
         det.card,
+        rec,
     )
 
 

@@ -86,6 +86,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="search each Si's ring for dim C neighbours on its probe halo "
         "(auto: on for models with C and Si classes)",
     )
+    p.add_argument(
+        "--spot-scale",
+        default="auto",
+        help="spot-width resampling before the network: auto (default; the general model "
+        "measures the spots and shrinks broad ones, e.g. defocused single atoms), off, "
+        "or the spots' FWHM in Å",
+    )
     p.set_defaults(func=run)
 
 
@@ -105,6 +112,7 @@ def recipe_from_args(args: argparse.Namespace) -> Any:
         contrast_classes=args.classes,
         class_names=args.names,
         si_neighbours=args.si_neighbours,
+        spot_scale=args.spot_scale,
     )
 
 
@@ -166,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
 
         res = drain(detect.run(stack, recipe, frames, maps=False, on_maps=on_maps), show)
     print(file=sys.stderr)
+    if res.spot_scale.get("factor", 1.0) != 1.0:  # broad spots shrunk for the network
+        print(f"spot scale: {res.spot_scale['why']}", file=sys.stderr, flush=True)
     for warning in res.warnings:  # the model may not fit this image: the next step is named
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     atoms = res.atoms

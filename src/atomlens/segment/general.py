@@ -37,6 +37,11 @@ from atomlens.simulate.training import label_mask
 CLASSES = ("background", "atom")
 PIXEL_RANGE_A = (0.05, 0.5)
 CONTRAST = ("HAADF", "ABF")
+# spot-width resampling at detection (atomlens.atoms.spot_scale): images whose spots
+# measure more than trigger_fwhm_A are shown to the network at a smaller stated pixel
+# size so that the spots are ~target_fwhm_A wide on the model grid (where the simulator's
+# single atoms are found best); crystals (spots <= ~1.7 Å) are never resampled
+SPOT_SCALE = {"target_fwhm_A": 1.2, "trigger_fwhm_A": 2.0, "max_factor": 4.0}
 
 
 def general_config(**overrides) -> TrainConfig:
@@ -105,6 +110,46 @@ def render_general(
     over the field) is drawn by :func:`random_structure` when None; ``probe_override`` replaces the
     drawn probe (the draws are made all the same, so a seed gives the same rest).
     """
+    noisy, yx, info = render_native(
+        cfg,
+        rng,
+        cols,
+        pixel_size_A=pixel_size_A,
+        z_exponent=z_exponent,
+        snr=snr,
+        probe_override=probe_override,
+    )
+    crop, n = cfg.crop, noisy.shape[0]
+    x = resample(torch.from_numpy(noisy.astype(np.float32))[None], (crop, crop))[0].numpy()
+    x = normalise(x)
+    # labels on the model grid, one per visible column
+    yx = (yx + 0.5) * (crop / n) - 0.5
+    inside = np.all((yx > -0.5) & (yx < crop - 0.5), axis=1)
+    yx = yx[inside]
+    # a broad spot's centre is uncertain by more than a 0.4 Å disk in noise: a label that
+    # small is unlearnable (the network hedges below 0.5 and finds nothing), so isolated
+    # atoms get a disk of 0.35 x the spot FWHM (crystals: FWHM < 0.85 x spacing, no change)
+    single = "single atoms" in info["structure"]
+    radius_A = max(cfg.radius_A, 0.35 * info["probe_fwhm_A"]) if single else cfg.radius_A
+    mask = label_mask(yx, np.ones(len(yx), np.int64), (crop, crop), radius_A / cfg.pixel_size)
+    info["label_radius_A"] = radius_A
+    return x.astype(np.float32), mask, yx, info
+
+
+def render_native(
+    cfg: TrainConfig,
+    rng: np.random.Generator,
+    cols: Columns | None = None,
+    *,
+    pixel_size_A: float | None = None,
+    z_exponent: float | None = None,
+    snr: float | None = None,
+    probe_override: Probe | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """One sample as the microscope gives it: (image (n, n) float64 on the native grid
+    of ``info["pixel_size_A"]`` nominal Å/px, n = crop x model pixel / nominal pixel,
+    visible column positions (N, 2) in native pixels, imaging dict). Same draws and
+    arguments as :func:`render_general` (which resamples this to the model grid)."""
     crop = cfg.crop
     p_nom = pixel_size_A or _log_uniform(rng, *cfg.native_pixel_range)
     true = p_nom * rng.uniform(*cfg.zoom_range)
@@ -122,11 +167,13 @@ def render_general(
                 # keep the field: the structure was built for size_A; crop a part of it
     dmin = cols.min_spacing_A if (len(cols) and not cols.support.all()) else 2.5
     single = "single atoms" in cols.name
-    if single:  # isolated atoms: also defocused or beam-broadened in a thick support
-        fwhm = _log_uniform(rng, 0.7, 4.0)
+    if single:  # isolated atoms: also defocused or beam-broadened in a thick support; spots
+        # broader than SPOT_SCALE's trigger are resampled to its target before the network
+        # at detection (atomlens.atoms.spot_scale), so training spends its steps up to 2.6 Å
+        fwhm = _log_uniform(rng, 0.7, 2.6)
     else:
         fwhm = min(rng.uniform(0.6, 1.8), 0.85 * dmin)
-    if single and rng.random() < 0.6:
+    if single and rng.random() < 0.35:
         probe = defocused_probe(rng)
         fwhm = probe.fwhm_A(0.04)
     elif rng.random() < 0.3:
@@ -165,7 +212,12 @@ def render_general(
         f /= f.std() + 1e-12
         bg = bg + peak * rng.uniform(0.2, 1.0) * np.clip(f - 0.8, 0, None)
     clean = np.clip(img + bg, 0, None)
-    s = (snr if snr is not None else _log_uniform(rng, 1.0, 30.0)) * (p_nom / 0.1)
+    if snr is None:
+        # single atoms on thick supports are often imaged at a low dose (pt_single_atoms:
+        # peak / pixel noise ~2 at 0.29 Å/px): half of them from SNR 0.6-4
+        low = single and rng.random() < 0.5
+        snr = _log_uniform(rng, 0.6, 4.0) if low else _log_uniform(rng, 1.0, 30.0)
+    s = snr * (p_nom / 0.1)
     k = s**2 / max(peak, 1e-6)  # counts per unit intensity: the peak has SNR s
     noisy = rng.poisson(clean * k) / k
     if rng.random() < 0.2:
@@ -177,20 +229,9 @@ def render_general(
         noisy = noisy + rng.normal(0, rng.uniform(0, 0.1) * peak, noisy.shape)
     if rng.random() < 0.15:
         noisy = noisy * (1 + rng.normal(0, rng.uniform(0, 0.05), (n, 1)))
-    x = resample(torch.from_numpy(noisy.astype(np.float32))[None], (crop, crop))[0].numpy()
-    x = normalise(x)
-    # labels on the model grid, one per visible column
-    yx = app[vis]
+    # one position per visible column, native pixels
     col = cols.column[vis]
     _, first = np.unique(col, return_index=True)
-    yx = (yx[first] + 0.5) * (crop / n) - 0.5
-    inside = np.all((yx > -0.5) & (yx < crop - 0.5), axis=1)
-    yx = yx[inside]
-    # a broad spot's centre is uncertain by more than a 0.4 Å disk in noise: a label that
-    # small is unlearnable (the network hedges below 0.5 and finds nothing), so isolated
-    # atoms get a disk of 0.35 x the spot FWHM (crystals: FWHM < 0.85 x spacing, no change)
-    radius_A = max(cfg.radius_A, 0.35 * fwhm) if single else cfg.radius_A
-    mask = label_mask(yx, np.ones(len(yx), np.int64), (crop, crop), radius_A / cfg.pixel_size)
     info = {
         "structure": cols.name,
         "pixel_size_A": p_nom,
@@ -198,9 +239,8 @@ def render_general(
         "z_exponent": nexp,
         "snr": s,
         "probe_fwhm_A": fwhm,
-        "label_radius_A": radius_A,
     }
-    return x.astype(np.float32), mask, yx, info
+    return noisy, app[vis][first], info
 
 
 def make_batch(cfg: TrainConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -244,9 +284,11 @@ def card_fields(cfg: TrainConfig) -> dict:
         "expected_pixel_size_A": [lo, hi],
         "training_data": (
             "simulated (atomlens.simulate.materials + simulate.image.render_image, real probe "
-            "60-300 kV, FWHM 0.6-1.8 Å; isolated atoms 0.5-4 Å: defocused aberrated probes "
+            "60-300 kV, FWHM 0.6-1.8 Å; isolated atoms 0.5-3 Å, mostly 0.7-2.6 Å (broader "
+            "spots are resampled to 1.2 Å at detection): defocused aberrated probes "
             "(|defocus| 0-90 Å) or source-broadened ones): heavy single atoms and clusters (Pt, "
-            "Au, Ir, W, Pd, Mo; 45 % of samples; out-of-focus weaker) on amorphous carbon "
+            "Au, Ir, W, Pd, Mo; ~56 % of samples, half of them at SNR 0.6-4; out-of-focus "
+            "weaker) on amorphous carbon "
             "0.05-6 x their peak with lumps 0.03-1 x that peak (<= 50 % of the film), with "
             "vacuum edges; 2H MoS2/WS2/MoSe2/WSe2; SrTiO3/BaTiO3/LaMnO3/PbTiO3/LaFeO3 [001] and [110]; "
             "Au/Pt/Pd/Ag/Cu/Ni/Al [001], [110], [111]; graphene, hBN; vacancies, edges, holes, "
@@ -258,6 +300,7 @@ def card_fields(cfg: TrainConfig) -> dict:
             "every step"
         ),
         "inversion": "dark-atom (ABF/BF) images are inverted before the network",
+        "spot_scale": dict(SPOT_SCALE),
         "budget": "CPU only: 2 cores shared with up to 6 other jobs, no GPU",
     }
 
@@ -318,11 +361,13 @@ def run_cli(args, validate: Validator | None = None) -> int:
 
 __all__ = [
     "CLASSES",
+    "SPOT_SCALE",
     "card_fields",
     "defocused_probe",
     "general_config",
     "make_batch",
     "render_general",
+    "render_native",
     "run_cli",
     "validation_set",
 ]

@@ -60,6 +60,12 @@ class DetectRecipe(Recipe):
         doc="add the dim C beside each Si missed on its probe halo (ring search at bond "
         "distance on the halo-free image); auto: on for models with C and Si classes",
     )
+    spot_scale: str = setting(
+        "auto",
+        doc="spot-width resampling before the network: auto (models that ask for it, "
+        "e.g. general: spots broader than trained are measured and shrunk), off, or "
+        "the spots' FWHM in Å",
+    )
 
 
 @dataclass
@@ -79,6 +85,7 @@ class DetectResult:
     model_choice: str = ""  # which model and why (e.g. "general (auto: ...)")
     warnings: list[str] = field(default_factory=list)  # the model may not fit the image
     species_model: dict = field(default_factory=dict)  # contrast classes (species='contrast')
+    spot_scale: dict = field(default_factory=dict)  # spot-width resampling: measured, applied
 
 
 _DETECTORS: dict[str | None, Any] = {}
@@ -135,6 +142,7 @@ def run(
     from atomlens.io.frames import parse_frames
 
     recipe = (recipe or DetectRecipe()).validate()
+    _check_spot_scale(recipe.spot_scale)
     if recipe.species == "contrast":  # a bad class count or names fail now, not after detecting
         from atomlens.atoms.contrast import check_classes_setting
 
@@ -157,6 +165,7 @@ def run(
     keep_maps = recipe.save_maps if maps is None else bool(maps)
     want_maps = keep_maps or on_maps is not None
     tables, map_list, stopped = [], [], False
+    scale_rec: dict = {}
     gen = iter_detect(
         stack,
         det,
@@ -169,6 +178,8 @@ def run(
         device=recipe.device,
         invert=setup.invert,
         si_neighbours=recipe.si_neighbours,
+        spot_scale=recipe.spot_scale,
+        scale_record=scale_rec,
     )
     try:
         for fr in gen:
@@ -216,7 +227,24 @@ def run(
         model_choice=f"{setup.name} ({setup.reason})",
         warnings=list(setup.warnings) + _masked(stack, idx[: len(tables)]),
         species_model=species_model,
+        spot_scale=scale_rec,
     )
+
+
+def _check_spot_scale(value: str) -> None:
+    """A bad ``spot_scale`` setting fails before any frame is read."""
+    v = str(value).strip().lower()
+    if v in ("auto", "off"):
+        return
+    try:
+        ok = float(v) > 0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"spot_scale must be 'auto', 'off' or the spots' FWHM in Å (a positive "
+            f"number), got {value!r}"
+        )
 
 
 def _masked(stack: Any, frames: list[int]) -> list[str]:
