@@ -5,7 +5,8 @@ ring search off, at the pixel size of AtomLens' own calibration; the search
 (:func:`atomlens.atoms.halo.add_si_neighbours`) is then applied with each setting of a
 grid: ``min_ratio`` x ``position`` (final C position: Gaussian refit or centroid) x
 ``radius_prior`` (weight of the Si's found bond length in the C's distance: 0, 0.5, 1) x
-``search`` (ring profile or 2-D maxima).
+``min_sep_deg`` (smallest angle between two Si-C bonds: 60° or 75°) x ``search`` (ring
+profile or 2-D maxima).
 
 Folds: 5 folds by *site*, stratified by motif. Some patches are crops of the same frame
 around the same Si (identical labelled Si-C offsets, or one image a shifted copy of the
@@ -14,7 +15,7 @@ and go to one fold, so a site is never both trained and scored on. Groups of eac
 are shuffled with seed 0 and dealt round-robin. For each fold the setting that maximises
 (patches with every labelled atom found + Si1C3/Si1C4 patches with the coordination
 right) on the other 4 folds is chosen (ties: the first in grid order: ``profile``, then
-``fit``, then no prior, then the largest ratio) and scored on the held-out fold.
+``fit``, then no prior, then 60°, then the largest ratio) and scored on the held-out fold.
 
 Usage: .venv/bin/python bench/librarynet_cv.py [--threads 1] [--folds 5]
 """
@@ -34,10 +35,11 @@ from detect import LIBRARYNET, calibrated_pixel_size, score_librarynet_patch  # 
 
 RATIOS = np.round(np.arange(1.0, 0.149, -0.05), 2)
 GRID = [
-    {"min_ratio": float(r), "position": pos, "search": srch, "radius_prior": w}
+    {"min_ratio": float(r), "position": pos, "search": srch, "radius_prior": w, "min_sep_deg": m}
     for srch in ("profile", "2d")
     for pos in ("fit", "centroid")
     for w in (0.0, 0.5, 1.0)
+    for m in (60.0, 75.0)
     for r in RATIOS
 ]
 
@@ -162,7 +164,8 @@ def main() -> None:
         ),
         "off": dict(zip(("all_found", "coord_right", "n_coord"), score(names, 0))),
         "grid_all_patches": {
-            f"{t['search']}/{t['position']}/prior{t['radius_prior']}/{t['min_ratio']}": dict(
+            f"{t['search']}/{t['position']}/prior{t['radius_prior']}/sep{t['min_sep_deg']:.0f}/"
+            f"{t['min_ratio']}": dict(
                 zip(("all_found", "coord_right", "n_coord"), score(names, i + 1))
             )
             for i, t in enumerate(GRID)

@@ -10,11 +10,23 @@ Physics used here: the probe is (to first order) rotationally symmetric, so the 
 Si is constant along any circle around the Si. Sampling the smoothed image on a polar
 grid around each detected Si and subtracting, radius by radius, the median over angle
 removes the halo (and the mean background) exactly, whatever the probe's shape; what is
-left on the ring are the neighbours as azimuthal bumps. Bumps far (in angle) from every
-neighbour the network already found are candidates; one is accepted as C when its
-height is at least ``min_ratio`` x the median height of the already-found neighbours on
-the same ring (the image's own C contrast next to this Si, so no absolute intensity
-scale is needed) and the Si is not yet 4-fold.
+left on the ring are the neighbours as bumps. Local maxima of that halo-free window
+inside the Si-C band (1.2-2.1 Å; ``search="2d"``, or maxima of the azimuthal profile
+averaged over the band, ``search="profile"``) far (in angle) from every neighbour the
+network already found are candidates; one is accepted as C when its height is at least
+``min_ratio`` x the median height of the already-found neighbours (the image's own C
+contrast next to this Si, so no absolute intensity scale is needed) and the Si is not
+yet 4-fold. A bump whose position ends outside the band is no bonded neighbour and is
+dropped. The recovered C's distance from the Si is then pulled half-way
+(``radius_prior``) to the Si's own bond length, the median distance of its found
+neighbours in pixels (no calibration involved): on the 128-px LibraryNet patches the
+bump's own distance scatters by ~0.3 Å, the bond lengths of one Si by ~6 %.
+
+Measured (bench/librarynet_cv.py, 79 real LibraryNet patches, 5 folds by site): see the
+constants below and docs; the failures left are on the noisy 128-px patches at
+~0.155 Å/px (0.5 Å = 3.2 px): network C placed 0.5-0.6 Å from the label, a network C at
+the wrong angle occupying the gap, and sites whose calibration differs by 4-9 % between
+two crops of the same Si.
 
 Units: positions in pixels (row, column) of the raw frame; distances in Å via
 ``pixel_size`` (Å/px); angles in degrees.
@@ -29,18 +41,26 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 #: Smallest bump height, relative to the Si's found neighbours, accepted as a C.
-#: Chosen by 5-fold cross-validation by file on the 79 LibraryNet patches
-#: (bench/librarynet_cv.py: chosen on 4 folds, scored on the 5th; 0.35 in 4 folds, 0.5
-#: in one; 0.15-0.35 score the same on all 79, the largest is kept).
+#: bench/librarynet_cv.py (79 LibraryNet patches, 5 folds by site, grid of ratio x
+#: search x position x radius_prior x min_sep): every ratio from 0.15 to 0.5 scores the
+#: same on all 79 with the defaults below (70/79 all found, 38/44 coordination right);
+#: the folds chose 0.35-0.7.
 DEFAULT_MIN_RATIO = 0.35
 
-#: Final position of an accepted C (see :class:`RingSettings`).
+#: Final position of an accepted C (see :class:`RingSettings`): "fit" and "centroid"
+#: score within one patch of each other on LibraryNet (fit: 70/79, centroid: 70/79 with
+#: the 2-D search and the prior; 69 vs 68 with the profile search; ties go to fit).
 DEFAULT_POSITION = "fit"
 
-#: How candidates are found (see :class:`RingSettings`).
+#: How candidates are found (see :class:`RingSettings`): "2d" finds a C for which the
+#: band-averaged profile has no maximum (LibraryNet Si1C3_344: 70 vs 69/79 all found) but
+#: adds a false 4th C at Si1C3_237 (coordination 38/44 either way); chosen in 4 of 5
+#: folds; on the simulator (84 dropped C, seeds 301-306) it recovers 82 vs 81 within 0.5 Å.
 DEFAULT_SEARCH = "2d"
 
-#: Weight of the Si's found bond length in a recovered C's distance (see RingSettings).
+#: Weight of the Si's found bond length in a recovered C's distance (see RingSettings):
+#: simulator (84 drops) mean |radial error| 0.070 Å with 0.5, 0.105 Å without, 0.095 Å
+#: with 1.0; LibraryNet all found 70 (0.5 or 1.0) vs 69/79 (0); chosen in 4 of 5 folds.
 DEFAULT_RADIUS_PRIOR = 0.5
 
 
@@ -51,7 +71,10 @@ class RingSettings:
     ring_A: tuple[float, float] = (1.2, 2.1)  # radial band where a Si-C neighbour sits
     search_A: tuple[float, float] = (1.1, 2.2)  # atoms in this band count as found neighbours
     refit_A: float = 0.45  # centroid radius of a candidate's first position (halo-free image)
-    min_sep_deg: float = 60.0  # a candidate this far in angle from every found neighbour
+    # a candidate this far in angle from every found neighbour; 75° (the labels' smallest
+    # Si-C bond angle is 82°) gains one LibraryNet patch (39 vs 38/44 coordination) but
+    # recovers 79 vs 82 of 84 dropped C on the simulator, so 60° is kept
+    min_sep_deg: float = 60.0
     smooth_A: float = 0.25  # Gaussian smoothing of the image (shot noise)
     step_deg: float = 3.0  # azimuthal sampling
     max_coordination: int = 4  # Si in graphene: 3-fold or 4-fold
@@ -172,6 +195,8 @@ def ring_candidates(
     :func:`recover_neighbours`), with its ``ratio`` to the found neighbours' height.
     """
     s = settings or RingSettings()
+    if s.search not in ("2d", "profile"):
+        raise ValueError(f"search must be '2d' or 'profile', got {s.search!r}")
     yx = np.asarray(yx, float).reshape(-1, 2)
     cls = np.asarray(cls).astype(str)
     centres = np.flatnonzero(cls == bright)
