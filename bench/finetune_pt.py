@@ -53,11 +53,12 @@ def score(det, images: np.ndarray, labels: list[pd.DataFrame], idx: list[int]) -
     from atomlens.atoms.match import match_atoms
     from atomlens.io import Stack
 
-    found = detect(Stack(images[idx], PIXEL_SIZE), det).atoms
     tp = n_f = n_t = 0
-    per = []
-    for k, i in enumerate(idx):
-        f = found[found["frame"] == k][["y", "x"]].to_numpy(float)
+    per, factors = [], []
+    for i in idx:  # one image at a time: each gets its own spot-width measure
+        res = detect(Stack(images[i : i + 1], PIXEL_SIZE), det)
+        factors.append(res.spot_scale.get("factor", 1.0))
+        f = res.atoms[["y", "x"]].to_numpy(float)
         t = labels[i][["y", "x"]].to_numpy(float)
         m = len(match_atoms(f, t, MATCH_PX)[0])
         tp, n_f, n_t = tp + m, n_f + len(f), n_t + len(t)
@@ -69,6 +70,7 @@ def score(det, images: np.ndarray, labels: list[pd.DataFrame], idx: list[int]) -
         "n_true": n_t,
         "n_found": n_f,
         "per_image_f1": per,
+        "spot_factor_per_image": factors,
     }
 
 

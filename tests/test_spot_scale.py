@@ -86,6 +86,7 @@ def test_network_pixel_size_rule() -> None:
     """Resampled only for a model with a rule and spots above its trigger; the stated
     pixel shrinks by FWHM / target (capped); 'off' and rule-less models leave it."""
     assert card_rule({}) is None and card_rule({"spot_scale": {"target_fwhm_A": 1}}) is None
+    assert card_rule({"spot_scale": {**RULE["spot_scale"], "threshold_factor": 2.0}}) is None
     img = np.zeros((64, 64))
     assert network_pixel_size(img, 0.3, {}, 3.0)[0] == 0.3
     assert network_pixel_size(img, 0.3, RULE, "off")[0] == 0.3
@@ -117,6 +118,11 @@ def test_general_model_finds_broad_atoms_after_resampling() -> None:
     on = detect(img.astype(np.float32), det, pixel_size=px)
     off = detect(img.astype(np.float32), det, pixel_size=px, spot_scale="off")
     assert on.spot_scale["factor"] > 2.0 and off.spot_scale["factor"] == 1.0
+    # the card's threshold factor applies on resampled images only
+    assert on.spot_scale["threshold"] == pytest.approx(
+        0.5 * det.card["spot_scale"]["threshold_factor"]
+    )
+    assert "threshold" not in off.spot_scale
 
     def recall(res) -> float:
         pred = res.atoms[["y", "x"]].to_numpy(float)
@@ -136,3 +142,29 @@ def test_workflow_records_and_validates_spot_scale() -> None:
         drain(wf.run(img, wf.DetectRecipe(model="general", spot_scale="big"), pixel_size=0.2))
     res = drain(wf.run(img, wf.DetectRecipe(model="general", spot_scale="off"), pixel_size=0.2))
     assert res.spot_scale["why"] == "off"
+
+
+def test_finetune_from_general_keeps_the_resampling() -> None:
+    """Fine-tuning the general model on broad atoms trains on the frames as detection
+    will show them (the measured factor) and keeps the rule in the new card, so detection
+    with the fine-tuned model resamples the same way."""
+    import pandas as pd
+
+    from atomlens.atoms import detect
+    from atomlens.atoms.finetune import finetune
+    from atomlens.segment.registry import load_model
+
+    rng = np.random.default_rng(6)
+    px = 0.3
+    yx = _sparse(rng, 25, 256, 16)
+    img = 3.0 + _spots(yx, 3.0 / px, (256, 256)) + rng.normal(0, 0.1, (256, 256))
+    labels = pd.DataFrame({"frame": 0, "y": yx[:, 0], "x": yx[:, 1], "cls": "Pt"})
+    res = finetune(
+        img[None].astype(np.float32), labels, [0], load_model("general"), pixel_size=px, steps=2
+    )
+    rec = res.card["finetune"]["spot_scale"]
+    assert rec["factor"] > 2.0 and res.card["spot_scale"]["target_fwhm_A"] == 1.2
+    assert res.detector.pixel_size == pytest.approx(0.2, rel=0.3)  # no second rescale
+    assert "threshold_factor" not in res.card["spot_scale"]  # its own threshold
+    out = detect(img.astype(np.float32), res.detector, pixel_size=px)
+    assert out.spot_scale["factor"] == pytest.approx(rec["factor"], rel=0.05)

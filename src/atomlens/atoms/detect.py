@@ -171,6 +171,9 @@ def iter_detect(
     n_total = _n_frames(stack)
     idx = _frame_list(frames, n_total)
     ps_net, rec = network_pixel_size(stack, ps, det.card, spot_scale, idx)
+    if ps_net != ps:  # resampled: the probability scale of broad faint spots (model card)
+        threshold = threshold * rec.get("threshold_factor", 1.0)
+        rec["threshold"] = threshold
     if scale_record is not None:
         scale_record.update(rec)
     for i, (t, raw, m) in enumerate(

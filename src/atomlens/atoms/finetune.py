@@ -907,6 +907,10 @@ def iter_finetune(
             frame=ignore["frame"].astype(int).map({f: k for k, f in enumerate(frames)})
         )
     )
+    # a base that resamples broad spots at detection (its card's spot_scale rule) is
+    # fine-tuned on the frames as it will see them: the stated pixel size it will use
+    ps_stack = ps
+    ps, spot_rec = _spot_scale(raw, ps, base, cfg)
     fwhm, refined = measure_atom_fwhm(raw, local, ps, _nn_distance_px(local))
     if cfg.refine_labels:
         local = refined
@@ -1058,14 +1062,31 @@ def iter_finetune(
         ema,
         elapsed,
         stack_path or getattr(stack, "path", None),
-        ps,
+        ps_stack,
         out,
         plan,
         scores,
     )
+    if spot_rec:  # detection resamples this model's input as the fine-tuning did (its
+        # threshold is its own: the base's threshold factor is not carried over)
+        rule = {k: v for k, v in base.card["spot_scale"].items() if k != "threshold_factor"}
+        card["spot_scale"] = rule
+        card["finetune"]["spot_scale"] = spot_rec
     det = Detector(net, det0.net_config, plan.model_pixel_size, plan.radius_A, base.tile, card)
     path = save_detector(det, out) if out is not None else None
     yield FinetuneFinished(FinetuneResult(det, path, card, reason, labels, scores), reason, elapsed)
+
+
+def _spot_scale(
+    raw: np.ndarray, ps: float, base: Detector, cfg: FinetuneConfig
+) -> tuple[float, dict]:
+    """(stated pixel size Å, record) of :func:`atomlens.atoms.spot_scale.network_pixel_size`
+    on the labelled frames when the base's card has a spot_scale rule (else ``(ps, {})``)."""
+    from atomlens.atoms.spot_scale import card_rule, network_pixel_size
+
+    if not cfg.rescale or card_rule(base.card) is None:
+        return ps, {}
+    return network_pixel_size(raw, ps, base.card, "auto")
 
 
 def _card(

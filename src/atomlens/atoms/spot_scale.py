@@ -189,7 +189,9 @@ def estimate_spot_fwhm(
 
 def card_rule(card: dict | None) -> dict | None:
     """The model card's ``spot_scale`` rule (``target_fwhm_A``, ``trigger_fwhm_A``,
-    ``max_factor``), or None for a model that does not ask for spot-width resampling."""
+    ``max_factor``; optional ``threshold_factor``, default 1: the detection threshold is
+    multiplied by it on resampled images), or None for a model that does not ask for
+    spot-width resampling."""
     rule = (card or {}).get("spot_scale")
     if not isinstance(rule, dict):
         return None
@@ -198,10 +200,11 @@ def card_rule(card: dict | None) -> dict | None:
             "target_fwhm_A": float(rule["target_fwhm_A"]),
             "trigger_fwhm_A": float(rule["trigger_fwhm_A"]),
             "max_factor": float(rule.get("max_factor", 4.0)),
+            "threshold_factor": float(rule.get("threshold_factor", 1.0)),
         }
     except (KeyError, TypeError, ValueError):
         return None
-    ok = all(np.isfinite(v) and v > 0 for v in out.values())
+    ok = all(np.isfinite(v) and v > 0 for v in out.values()) and out["threshold_factor"] <= 1
     return out if ok and out["trigger_fwhm_A"] >= out["target_fwhm_A"] else None
 
 
@@ -230,7 +233,8 @@ def network_pixel_size(
     ``trigger_fwhm_A``: then the stated pixel is ``pixel_size_A x target / FWHM`` (the
     spots shrink to ``target_fwhm_A`` on the model grid; at most ``max_factor`` x).
     ``invert``: the atoms are dark (measure on the negated frames).
-    Returns ``(pixel_size_A, record)`` unchanged when nothing applies.
+    Returns ``(pixel_size_A, record)`` unchanged when nothing applies; when resampled,
+    ``record["threshold_factor"]`` is the rule's factor for the detection threshold.
     """
     rec: dict = {"mode": str(mode), "factor": 1.0}
     rule = card_rule(card)
@@ -276,10 +280,11 @@ def network_pixel_size(
         return pixel_size_A, rec
     factor = float(min(fwhm / rule["target_fwhm_A"], rule["max_factor"]))
     rec["factor"] = round(factor, 3)
+    tf = rule["threshold_factor"]
     rec["why"] = (
         f"spots {fwhm:.2f} Å FWHM, broader than the model was trained on: the image is "
         f"shown to it at {pixel_size_A / factor:.4g} Å/px instead of {pixel_size_A:.4g} "
-        f"(spots ~{fwhm / factor:.2f} Å)"
+        f"(spots ~{fwhm / factor:.2f} Å)" + (f"; detection threshold x {tf:g}" if tf != 1 else "")
     )
     return pixel_size_A / factor, rec
 

@@ -426,8 +426,6 @@ def random_structure(size_A: float, rng: np.random.Generator) -> Columns:
     r = rng.random()
     if r < 0.45:
         return single_atoms(size_A, rng)
-    if rng.random() < 0.2:  # 55 % single atoms in all (the hardest family)
-        return single_atoms(size_A, rng)
     if r < 0.58:
         cols = tmd_2h(size_A, rng)
     elif r < 0.73:
