@@ -166,5 +166,6 @@ def test_finetune_from_general_keeps_the_resampling() -> None:
     assert rec["factor"] > 2.0 and res.card["spot_scale"]["target_fwhm_A"] == 1.2
     assert res.detector.pixel_size == pytest.approx(0.2, rel=0.3)  # no second rescale
     assert "threshold_factor" not in res.card["spot_scale"]  # its own threshold
+    assert res.card["spot_scale"]["fixed_fwhm_A"] == rec["fwhm_A"]  # its training scale
     out = detect(img.astype(np.float32), res.detector, pixel_size=px)
     assert out.spot_scale["factor"] == pytest.approx(rec["factor"], rel=0.05)

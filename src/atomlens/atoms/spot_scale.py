@@ -190,8 +190,9 @@ def estimate_spot_fwhm(
 def card_rule(card: dict | None) -> dict | None:
     """The model card's ``spot_scale`` rule (``target_fwhm_A``, ``trigger_fwhm_A``,
     ``max_factor``; optional ``threshold_factor``, default 1: the detection threshold is
-    multiplied by it on resampled images), or None for a model that does not ask for
-    spot-width resampling."""
+    multiplied by it on resampled images; optional ``fixed_fwhm_A``: a fine-tuned model's
+    training width, used instead of a measure), or None for a model that does not ask
+    for spot-width resampling."""
     rule = (card or {}).get("spot_scale")
     if not isinstance(rule, dict):
         return None
@@ -202,6 +203,8 @@ def card_rule(card: dict | None) -> dict | None:
             "max_factor": float(rule.get("max_factor", 4.0)),
             "threshold_factor": float(rule.get("threshold_factor", 1.0)),
         }
+        if rule.get("fixed_fwhm_A") is not None:
+            out["fixed_fwhm_A"] = float(rule["fixed_fwhm_A"])
     except (KeyError, TypeError, ValueError):
         return None
     ok = all(np.isfinite(v) and v > 0 for v in out.values()) and out["threshold_factor"] <= 1
@@ -252,7 +255,10 @@ def network_pixel_size(
             raise ValueError(
                 f"spot_scale must be 'auto', 'off' or the spot FWHM in Å, got {mode!r}"
             ) from None
-    if isinstance(mode, str):
+    if isinstance(mode, str) and "fixed_fwhm_A" in rule:
+        # a fine-tuned model: every image at the scale it was fine-tuned at
+        fwhm = rule["fixed_fwhm_A"]
+    elif isinstance(mode, str):
         data = _frames(stack)
         idx = list(range(data.shape[0])) if frames is None else [int(t) for t in frames]
         pick = [idx[int(round(k))] for k in np.linspace(0, len(idx) - 1, min(3, len(idx)))]
