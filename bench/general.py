@@ -424,7 +424,11 @@ def sim_sets(n: int = 24, seed: int = 2024) -> dict[str, list]:
             cols = single_atoms(cfg.crop * cfg.pixel_size, rng, element=el)
             snr = float(np.exp(rng.uniform(np.log(0.5), np.log(3.0))))
             img, yx, info = render_native(
-                cfg, rng, cols, pixel_size_A=px, snr=snr,
+                cfg,
+                rng,
+                cols,
+                pixel_size_A=px,
+                snr=snr,
                 probe_override=Probe.with_fwhm(fw, 200.0, 25.0),
             )
             out[kind].append((img, yx, px, max(0.6, 0.6 * info["probe_fwhm_A"])))
@@ -446,7 +450,9 @@ def bench_ptsim(model: str, thresholds: tuple[float, ...] = (0.5, 0.3)) -> dict:
     out: dict = {}
     for name, sims in sets.items():
         out[name] = {
-            f"{mode}@{t}": _sim_f1(det, sims, t, mode) for mode in ("off", "auto") for t in thresholds
+            f"{mode}@{t}": _sim_f1(det, sims, t, mode)
+            for mode in ("off", "auto")
+            for t in thresholds
         }
     out["split"] = "held-out simulations (seed 2024, never used in training); no real data"
     return out
