@@ -18,6 +18,7 @@ from atomlens.atoms.find import find_atoms
 from atomlens.atoms.halo import add_si_neighbours, wants_neighbours
 from atomlens.atoms.refine import refine_com, refine_gaussian
 from atomlens.atoms.uncertainty import sigma_from_cov
+from atomlens.io.stack import stack_frames
 from atomlens.segment.model_file import Detector, load_detector
 from atomlens.segment.predict import (
     iter_model_maps,
@@ -204,10 +205,7 @@ class Negated:
     atoms become bright without copying the movie. ``data`` is always (T, Y, X)."""
 
     def __init__(self, stack: Any, pixel_size: float) -> None:
-        data = stack.data if hasattr(stack, "pixel_size") and hasattr(stack, "data") else stack
-        if not hasattr(data, "ndim"):
-            data = np.asarray(data)
-        self._data = data[None] if data.ndim == 2 else data
+        self._data = stack_frames(stack)
         self.pixel_size = pixel_size
         self.data = self
 

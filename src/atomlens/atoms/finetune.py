@@ -49,6 +49,7 @@ import pandas as pd
 import torch
 
 from atomlens.errors import SettingsError
+from atomlens.io.stack import stack_frames
 from atomlens.segment.augment import AugmentConfig, augment_pair
 from atomlens.segment.model_file import Detector, load_detector, save_detector
 from atomlens.segment.predict import (
@@ -256,7 +257,7 @@ def self_training_labels(
 
     frames = sorted({int(f) for f in frames})
     ps = resolve_pixel_size(stack, pixel_size)
-    data = _frames_array(stack)
+    data = stack_frames(stack)
     have = set() if atoms is None or len(atoms) == 0 else set(atoms["frame"].astype(int))
     missing = [f for f in frames if f not in have]
     parts = []
@@ -337,7 +338,7 @@ def label_frames(
     labels). Raises :class:`FinetuneError` for a species the model does not predict.
     """
     ps = resolve_pixel_size(stack, pixel_size)
-    data = _frames_array(stack)
+    data = stack_frames(stack)
     frames = sorted({int(f) for f in frames})
     size = model_grid_shape(data.shape, ps, det.pixel_size)
     raw = np.stack([np.asarray(data[f], np.float32) for f in frames])
@@ -372,13 +373,6 @@ def label_frames(
             )
             masks[k][(ring > 0) & (masks[k] == 0)] = IGNORE
     return images.astype(np.float32), masks
-
-
-def _frames_array(stack: Any) -> Any:
-    data = stack.data if hasattr(stack, "pixel_size") and hasattr(stack, "data") else stack
-    if not hasattr(data, "ndim"):
-        data = np.asarray(data)
-    return data[None] if data.ndim == 2 else data
 
 
 def _sample_batch(
@@ -861,7 +855,7 @@ def iter_finetune(
     base_path = None if isinstance(base_model, Detector) else base_model
     base = base_model if isinstance(base_model, Detector) else load_detector(base_model)
     ps = resolve_pixel_size(stack, pixel_size)
-    data = _frames_array(stack)
+    data = stack_frames(stack)
     frames = sorted({int(f) for f in frames})
     if not frames:
         raise FinetuneError("no frames to fine-tune on: correct (or select) at least one frame")

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from atomlens.io.stack import stack_frames
+
 FWHM_PER_SIGMA = 2.3548
 MAX_SIDE = 768  # the estimate runs on a central crop of at most this many pixels per side
 
@@ -217,13 +219,6 @@ def card_rule(card: dict | None) -> dict | None:
     return out if ok and out["trigger_fwhm_A"] >= out["target_fwhm_A"] else None
 
 
-def _frames(stack: Any) -> Any:
-    data = stack.data if hasattr(stack, "pixel_size") and hasattr(stack, "data") else stack
-    if not hasattr(data, "ndim"):
-        data = np.asarray(data)
-    return data[None] if data.ndim == 2 else data
-
-
 def network_pixel_size(
     stack: Any,
     pixel_size_A: float,
@@ -265,7 +260,7 @@ def network_pixel_size(
         # a fine-tuned model: every image at the scale it was fine-tuned at
         fwhm = rule["fixed_fwhm_A"]
     elif isinstance(mode, str):
-        data = _frames(stack)
+        data = stack_frames(stack)
         idx = list(range(data.shape[0])) if frames is None else [int(t) for t in frames]
         pick = [idx[int(round(k))] for k in np.linspace(0, len(idx) - 1, min(3, len(idx)))]
         ests = []

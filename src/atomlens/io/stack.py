@@ -80,6 +80,20 @@ def nonfinite_note(stack: Any, frames: Any = None) -> str | None:
     )
 
 
+def stack_frames(stack: Any) -> Any:
+    """The pixels of a Stack (its ``data``) or of an array as (T, Y, X): a 2-D image
+    becomes T = 1; lazy arrays stay lazy. Raises ValueError for other dimensions.
+    (Numpy arrays have a ``.data`` memoryview too, hence the ``pixel_size`` test.)"""
+    data = stack.data if hasattr(stack, "pixel_size") and hasattr(stack, "data") else stack
+    if not hasattr(data, "ndim"):
+        data = np.asarray(data)
+    if data.ndim == 2:
+        data = data[None]
+    if data.ndim != 3:
+        raise ValueError(f"expected a (Y, X) image or (T, Y, X) movie, got shape {data.shape}")
+    return data
+
+
 def as_stack_array(data: Any) -> Any:
     """Check and coerce an image or movie to a (T, Y, X) float32 array.
 

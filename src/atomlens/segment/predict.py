@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from atomlens.errors import SettingsError
+from atomlens.io.stack import stack_frames
 from atomlens.segment.model_file import Detector, load_detector
 
 
@@ -194,18 +195,6 @@ def resolve_pixel_size(stack: Any, pixel_size: float | None) -> float:
     return float(ps)
 
 
-def _frames_of(stack: Any) -> Any:
-    # a Stack (or anything with .data and .pixel_size); note numpy arrays have a .data too
-    data = stack.data if hasattr(stack, "pixel_size") and hasattr(stack, "data") else stack
-    if not hasattr(data, "ndim"):
-        data = np.asarray(data)
-    if data.ndim == 2:
-        data = data[None]
-    if data.ndim != 3:
-        raise ValueError(f"expected a (Y, X) image or (T, Y, X) movie, got shape {data.shape}")
-    return data
-
-
 def iter_model_maps(
     stack: Any,
     model: Detector | str | None = None,
@@ -221,7 +210,7 @@ def iter_model_maps(
     """
     det = model if isinstance(model, Detector) else load_detector(model)
     ps = resolve_pixel_size(stack, pixel_size)
-    data = _frames_of(stack)
+    data = stack_frames(stack)
     idx = list(range(data.shape[0])) if frames is None else [int(t) for t in frames]
     for t in idx:
         if not -data.shape[0] <= t < data.shape[0]:
