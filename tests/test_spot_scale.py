@@ -169,3 +169,31 @@ def test_finetune_from_general_keeps_the_resampling() -> None:
     assert res.card["spot_scale"]["fixed_fwhm_A"] == rec["fwhm_A"]  # its training scale
     out = detect(img.astype(np.float32), res.detector, pixel_size=px)
     assert out.spot_scale["factor"] == pytest.approx(rec["factor"], rel=0.05)
+
+
+def test_fit_warning_judges_the_model_at_the_resampled_scale() -> None:
+    """Broad atoms the general model finds after resampling: at the stated pixel size
+    its probabilities sit below the threshold (the warning fires), but detection resamples,
+    so the workflow judges the model as detection runs it (no warning) and measures the
+    spot width once, recording the same choice it detected with."""
+    from atomlens.atoms.match import match_atoms
+    from atomlens.atoms.suitability import model_fit_warnings
+    from atomlens.segment.registry import load_model
+    from atomlens.workflows import detect as wf
+    from atomlens.workflows.events import drain
+
+    det = load_model("general")
+    rng = np.random.default_rng(5)
+    px = 0.3
+    yx = _sparse(rng, 25, 256, 16)
+    img = (3.0 + _spots(yx, 3.0 / px, (256, 256)) + rng.normal(0, 0.1, (256, 256))).astype(
+        np.float32
+    )
+    nominal = model_fit_warnings(img, px, det)
+    assert any("below the threshold" in w for w in nominal)
+    res = drain(wf.run(img[None], wf.DetectRecipe(model="general"), pixel_size=px))
+    assert not any("below the threshold" in w for w in res.warnings)
+    ps_net, rec = network_pixel_size(img[None], px, det.card, "auto", [0])
+    assert res.spot_scale["factor"] == rec["factor"] > 2.0
+    pred = res.atoms[["y", "x"]].to_numpy(float)
+    assert len(match_atoms(pred, yx, 6.0)[0]) >= 0.8 * len(yx)

@@ -154,6 +154,7 @@ def iter_detect(
     si_neighbours: str | bool = "auto",
     spot_scale: str | float = "auto",
     scale_record: dict | None = None,
+    spot_choice: tuple[float, dict] | None = None,
 ) -> Iterator[FrameResult]:
     """Yield a :class:`FrameResult` per frame (see :func:`detect` for the arguments).
 
@@ -161,7 +162,9 @@ def iter_detect(
     ABF/BF contrast, for a model trained on bright atoms; see
     :func:`atomlens.atoms.suitability.detection_setup`). ``scale_record``: a dict that
     receives the spot-width resampling record
-    (:func:`atomlens.atoms.spot_scale.network_pixel_size`).
+    (:func:`atomlens.atoms.spot_scale.network_pixel_size`); ``spot_choice``: that
+    function's ``(pixel size, record)`` already made for these frames (e.g. by
+    :func:`atomlens.atoms.suitability.detection_setup`), used instead of measuring again.
     """
     from atomlens.atoms.spot_scale import network_pixel_size
 
@@ -171,7 +174,10 @@ def iter_detect(
         stack = Negated(stack, ps)
     n_total = _n_frames(stack)
     idx = _frame_list(frames, n_total)
-    ps_net, rec = network_pixel_size(stack, ps, det.card, spot_scale, idx)
+    if spot_choice is not None:
+        ps_net, rec = spot_choice[0], dict(spot_choice[1])
+    else:
+        ps_net, rec = network_pixel_size(stack, ps, det.card, spot_scale, idx)
     if ps_net != ps:  # resampled: the probability scale of broad faint spots (model card)
         threshold = threshold * rec.get("threshold_factor", 1.0)
         rec["threshold"] = threshold

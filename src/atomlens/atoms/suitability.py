@@ -183,13 +183,17 @@ def model_fit_warnings(
     threshold: float = 0.5,
     invert: bool | None = None,
     traits: ImageTraits | None = None,
+    network_pixel_size_A: float | None = None,
 ) -> list[str]:
     """One-line warnings when ``det`` (a :class:`~atomlens.segment.Detector`) looks unfit
     for the (Y, X) frame ``image`` at ``pixel_size_A`` Å/px; empty when all is well.
 
     ``invert``: whether detection inverts the frame (dark atoms; None: decide as
-    :func:`detect` does). Each warning names the next step (try the general model,
-    check the pixel size, correct a frame and retrain).
+    :func:`detect` does). ``network_pixel_size_A``: the pixel size detection states to
+    the network (spot-width resampling, :mod:`atomlens.atoms.spot_scale`; default
+    ``pixel_size_A``): the probabilities are judged as detection will see them, with
+    ``threshold`` the one detection uses. Each warning names the next step (try the
+    general model, check the pixel size, correct a frame and retrain).
     """
     name = det.card.get("registry_name") or det.card.get("name") or "this"
     general = name == "general"
@@ -222,7 +226,7 @@ def model_fit_warnings(
             f"{rng[0]}-{rng[1]} Å/px, so atoms are far from the trained size: check "
             f"--pixel-size, or {other}{retrain}"
         )
-    fg = _probabilities(image, pixel_size_A, det, bool(invert))
+    fg = _probabilities(image, network_pixel_size_A or pixel_size_A, det, bool(invert))
     sure = int((fg >= threshold).sum())
     unsure = int(((fg > 0.2) & (fg < threshold)).sum())
     if unsure > sure:
@@ -256,6 +260,9 @@ class DetectionSetup:
     reason : one sentence on the choice ("auto": from the image; else "as asked").
     invert : frames are negated before the network (dark atoms, a model that handles them).
     warnings : one-line warnings from :func:`model_fit_warnings` on the first frame.
+    spot : ``(network pixel size Å/px, record)`` from
+        :func:`atomlens.atoms.spot_scale.network_pixel_size` when measured (pass it on to
+        :func:`atomlens.atoms.detect.iter_detect` as ``spot_choice``), else None.
     """
 
     detector: object
@@ -263,6 +270,7 @@ class DetectionSetup:
     reason: str
     invert: bool
     warnings: list[str]
+    spot: tuple[float, dict] | None = None
 
 
 def first_frame(stack, frames: list[int] | None = None) -> np.ndarray:
@@ -286,6 +294,7 @@ def detection_setup(
     contrast: str = "auto",
     warn: bool = True,
     load=None,
+    spot_scale: str | float | None = None,
 ) -> DetectionSetup:
     """Resolve ``model`` (``"auto"``, a shipped name, a path, None = graphene, or a
     Detector) for ``stack`` at ``pixel_size_A`` Å/px, decide whether frames are inverted
@@ -294,7 +303,10 @@ def detection_setup(
     ``contrast``: ``"auto"`` (invert when the atoms look dark and the model handles dark
     atoms), ``"bright"`` (never invert) or ``"dark"`` (always invert: the user says the
     atoms are dark). ``load``: a loader for names/paths (default
-    :func:`atomlens.segment.registry.load_model`), e.g. a cached one.
+    :func:`atomlens.segment.registry.load_model`), e.g. a cached one. ``spot_scale``:
+    when given (``"auto"``, ``"off"`` or a FWHM in Å), the spot-width resampling is
+    decided here, once (``DetectionSetup.spot``), and the fit warnings judge the model at
+    the pixel size and threshold detection will use.
     """
     if contrast not in ("auto", "bright", "dark"):
         raise ValueError(f"contrast must be 'auto', 'bright' or 'dark', got {contrast!r}")
@@ -319,14 +331,26 @@ def detection_setup(
         invert = False
     else:
         invert = tr.polarity == "dark" and model_handles_dark(det)
+    spot = None
+    if spot_scale is not None:
+        from atomlens.atoms.spot_scale import network_pixel_size
+
+        spot = network_pixel_size(
+            stack, pixel_size_A, det.card, spot_scale, frames, invert=bool(invert)
+        )
+    ps_net, thr = pixel_size_A, threshold
+    if spot is not None and spot[0] != pixel_size_A:
+        ps_net, thr = spot[0], threshold * spot[1].get("threshold_factor", 1.0)
     warnings = (
-        model_fit_warnings(frame, pixel_size_A, det, threshold=threshold, invert=invert)
+        model_fit_warnings(
+            frame, pixel_size_A, det, threshold=thr, invert=invert, network_pixel_size_A=ps_net
+        )
         if warn
         else []
     )
     if invert and contrast == "auto":
         reason += "; atoms look dark (ABF/BF): frames inverted before the network"
-    return DetectionSetup(det, name, reason, invert, warnings)
+    return DetectionSetup(det, name, reason, invert, warnings, spot)
 
 
 __all__ = [

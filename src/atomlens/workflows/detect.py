@@ -160,6 +160,7 @@ def run(
         contrast=recipe.contrast,
         warn=check_fit,
         load=_load,
+        spot_scale=recipe.spot_scale,
     )
     det = setup.detector
     keep_maps = recipe.save_maps if maps is None else bool(maps)
@@ -180,6 +181,7 @@ def run(
         si_neighbours=recipe.si_neighbours,
         spot_scale=recipe.spot_scale,
         scale_record=scale_rec,
+        spot_choice=setup.spot,
     )
     try:
         for fr in gen:
