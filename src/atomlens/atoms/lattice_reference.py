@@ -289,20 +289,8 @@ def snap_to_sites(
     r = np.asarray(yx, float).copy()
     if len(r) == 0:
         return r
-    h, w = phasors.shape[1:]
     for _ in range(iters):
-        q = np.column_stack([np.clip(r[:, 0], 0, h - 1), np.clip(r[:, 1], 0, w - 1)]).T
-        ph = np.stack(
-            [
-                np.angle(
-                    ndi.map_coordinates(f.real, q, order=1)
-                    + 1j * ndi.map_coordinates(f.imag, q, order=1)
-                )
-                for f in phasors
-            ],
-            1,
-        )
-        u = -ph @ np.linalg.inv(hs).T / (2 * np.pi)  # displacement (pixels) at r
+        u = displacement_at(phasors, hs, r)  # displacement (pixels) at r
         phi = (r - origin - u) @ g.T
         r = r - (phi - np.round(phi)) @ ginv.T
     return r
