@@ -134,3 +134,28 @@ def test_detect_error_becomes_notification(make_napari_viewer, qtbot, movie, tmp
     assert any("bad.pt" in m for m in messages), messages
     assert [lay.name for lay in viewer.layers] == ["movie"]
     assert widget.run_button.enabled and widget.status.value == "failed"
+
+
+def test_detect_says_when_broad_spots_are_resampled(make_napari_viewer, qtbot) -> None:
+    """Broad (3 Å FWHM) isolated atoms with the general model: 'spot scale' auto measures
+    them, resamples and says so (status and tooltip); 'off' detects at the stated scale."""
+    rng = np.random.default_rng(5)
+    px, size, fwhm_px = 0.3, 256, 3.0 / 0.3
+    yy, xx = np.indices((size, size), dtype=float)
+    img = 3.0 + rng.normal(0, 0.1, (size, size))
+    for y, x in rng.uniform(16, size - 16, (20, 2)):
+        img += np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * (fwhm_px / 2.3548) ** 2))
+    viewer = make_napari_viewer()
+    add_tuple(viewer, image_layer_tuple(img[None].astype(np.float32), px, "broad"))
+    widget = DetectWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.model.value = "general"
+    assert widget.spot_scale.value == "auto"
+    for mode, said in (("auto", True), ("off", False)):
+        widget.spot_scale.value = mode
+        worker = widget.run()
+        with qtbot.waitSignal(worker.finished, timeout=60_000):
+            pass
+        qtbot.waitUntil(lambda: "atoms in" in widget.status.value, timeout=10_000)
+        assert ("spots resampled" in widget.status.value) is said, widget.status.value
+        assert ("broader than the model was trained on" in widget.status.tooltip) is said

@@ -27,7 +27,7 @@ from magicgui.widgets import (
     ProgressBar,
     PushButton,
 )
-from napari.utils.notifications import show_warning
+from napari.utils.notifications import show_info, show_warning
 
 from atomlens._napari._base import ViewerWidget, status_label
 from atomlens._napari._layers import (
@@ -54,6 +54,7 @@ def detection_events(
     class_names: str = "",
     place: LayerPlace | None = None,
     maps: bool = True,
+    spot_scale: str = "auto",
 ) -> Generator:
     """The headless detect workflow (:func:`atomlens.workflows.detect.run`, maps kept),
     yielding its :class:`~atomlens.workflows.Progress` per frame; returns the
@@ -63,7 +64,9 @@ def detection_events(
     ``stop`` is set, detection ends after the current frame and the frames done are kept.
     ``species='contrast'``: atoms are named by their integrated intensity
     (``contrast_classes``: a number or 'auto'; ``class_names``: 'S2,Mo', dimmest first).
-    ``maps``: keep the probability maps (``(T, C, Y, X)`` float32) and make their layers."""
+    ``maps``: keep the probability maps (``(T, C, Y, X)`` float32) and make their layers.
+    ``spot_scale``: ``"auto"`` or ``"off"`` (spot-width resampling for models that ask for
+    it, :mod:`atomlens.atoms.spot_scale`)."""
     from atomlens.workflows import detect
 
     recipe = detect.DetectRecipe(
@@ -72,6 +75,7 @@ def detection_events(
         species=species,
         contrast_classes=str(contrast_classes),
         class_names=str(class_names or ""),
+        spot_scale=str(spot_scale),
     )
     result = yield from detect.run(
         stack, recipe, frames, pixel_size=pixel_size, stop=stop, maps=bool(maps)
@@ -181,6 +185,12 @@ class DetectWidget(ViewerWidget):
         self.n_classes.tooltip = "how many species; auto: chosen by ICL (atom-counting style)"
         self.class_names = LineEdit(label="class names", value="")
         self.class_names.tooltip = "names from dimmest to brightest, e.g. S2,Mo"
+        self.spot_scale = ComboBox(label="spot scale", choices=["auto", "off"], value="auto")
+        self.spot_scale.tooltip = (
+            "auto: for the general model, measure how wide the atoms' spots are and, when "
+            "they are much broader than it was trained on (defocus, low resolution), show "
+            "it the image at a scale where they are not (said after detection); off: never"
+        )
         self.show_maps = CheckBox(text="show probability maps", value=False)
         self.show_maps.tooltip = (
             "also add one probability-map image per class (P(C), P(Si), ...); off: only "
@@ -198,6 +208,7 @@ class DetectWidget(ViewerWidget):
                 self.model_file,
                 self.frames,
                 self.threshold,
+                self.spot_scale,
                 self.pixel_size,
                 self.species,
                 self.n_classes,
@@ -280,6 +291,7 @@ class DetectWidget(ViewerWidget):
             class_names=str(self.class_names.value or ""),
             place=place,
             maps=bool(self.show_maps.value),
+            spot_scale=str(self.spot_scale.value),
             on_yield=self._on_progress,
             on_return=self._on_result,
             on_error=lambda exc: setattr(self.status, "value", "failed"),
@@ -326,7 +338,11 @@ class DetectWidget(ViewerWidget):
         self.status.value = f"{len(atoms)} atoms in {len(frames)} frame(s){stopped}" + (
             f"; model {choice.split(' (')[0]}" if choice else ""
         )
-        self.status.tooltip = choice
+        spot = getattr(result, "spot_scale", None) or {}
+        if float(spot.get("factor", 1.0)) != 1.0:  # the image was shown at another scale
+            self.status.value += f"; spots resampled x{float(spot['factor']):.2g}"
+            show_info(f"Detect atoms: {spot.get('why', '')}")
+        self.status.tooltip = choice + (f"\n{spot['why']}" if spot.get("why") else "")
         for warning in getattr(result, "warnings", []):  # the model may not fit this image
             show_warning(f"Detect atoms: {warning}")
         if points in self.viewer.layers:  # (not replaced or removed meanwhile)
