@@ -166,7 +166,7 @@ def iter_detect(
     function's ``(pixel size, record)`` already made for these frames (e.g. by
     :func:`atomlens.atoms.suitability.detection_setup`), used instead of measuring again.
     """
-    from atomlens.atoms.spot_scale import network_pixel_size
+    from atomlens.atoms.spot_scale import detection_threshold, network_pixel_size
 
     det = model if isinstance(model, Detector) else load_detector(model)
     ps = resolve_pixel_size(stack, pixel_size)
@@ -179,7 +179,7 @@ def iter_detect(
     else:
         ps_net, rec = network_pixel_size(stack, ps, det.card, spot_scale, idx)
     if ps_net != ps:  # resampled: the probability scale of broad faint spots (model card)
-        threshold = threshold * rec.get("threshold_factor", 1.0)
+        threshold = detection_threshold(threshold, ps, (ps_net, rec))
         rec["threshold"] = threshold
     if scale_record is not None:
         scale_record.update(rec)

@@ -219,6 +219,31 @@ def card_rule(card: dict | None) -> dict | None:
     return out if ok and out["trigger_fwhm_A"] >= out["target_fwhm_A"] else None
 
 
+def parse_spot_scale(mode: str | float) -> str | float:
+    """A ``spot_scale`` setting as ``"auto"``, ``"off"`` or the spots' FWHM in Å (a finite
+    positive float); anything else raises ValueError naming the three choices."""
+    if isinstance(mode, str) and mode.strip().lower() in ("auto", "off"):
+        return mode.strip().lower()
+    try:
+        fwhm = float(mode)
+    except (TypeError, ValueError):
+        fwhm = float("nan")
+    if not (np.isfinite(fwhm) and fwhm > 0):
+        raise ValueError(
+            f"spot_scale must be 'auto', 'off' or the spots' FWHM in Å (a positive "
+            f"number), got {mode!r}"
+        )
+    return fwhm
+
+
+def detection_threshold(threshold: float, pixel_size_A: float, choice: tuple[float, dict]) -> float:
+    """The probability threshold detection uses with the ``(network pixel size, record)``
+    of :func:`network_pixel_size`: ``threshold`` x the rule's ``threshold_factor`` when the
+    image is resampled (broad faint spots score lower), else ``threshold``."""
+    ps_net, rec = choice
+    return threshold * rec.get("threshold_factor", 1.0) if ps_net != pixel_size_A else threshold
+
+
 def network_pixel_size(
     stack: Any,
     pixel_size_A: float,
@@ -249,17 +274,11 @@ def network_pixel_size(
         rec["why"] = "the model asks for no spot-width resampling"
         return pixel_size_A, rec
     rec.update(rule)
-    if isinstance(mode, str) and mode.strip().lower() != "auto":
-        try:
-            mode = float(mode)
-        except ValueError:
-            raise ValueError(
-                f"spot_scale must be 'auto', 'off' or the spot FWHM in Å, got {mode!r}"
-            ) from None
-    if isinstance(mode, str) and "fixed_fwhm_A" in rule:
+    mode = parse_spot_scale(mode)
+    if mode == "auto" and "fixed_fwhm_A" in rule:
         # a fine-tuned model: every image at the scale it was fine-tuned at
         fwhm = rule["fixed_fwhm_A"]
-    elif isinstance(mode, str):
+    elif mode == "auto":
         data = stack_frames(stack)
         idx = list(range(data.shape[0])) if frames is None else [int(t) for t in frames]
         pick = [idx[int(round(k))] for k in np.linspace(0, len(idx) - 1, min(3, len(idx)))]
@@ -276,8 +295,6 @@ def network_pixel_size(
         rec["measured"] = [e.to_dict() for e in ests]
     else:
         fwhm = float(mode)
-        if not (np.isfinite(fwhm) and fwhm > 0):
-            raise ValueError(f"spot_scale FWHM must be a positive number of Å, got {mode!r}")
     rec["fwhm_A"] = round(fwhm, 3)
     if fwhm <= rule["trigger_fwhm_A"]:
         rec["why"] = (
@@ -299,7 +316,9 @@ def network_pixel_size(
 __all__ = [
     "SpotScale",
     "card_rule",
+    "detection_threshold",
     "estimate_spot_fwhm",
     "network_pixel_size",
+    "parse_spot_scale",
     "pixel_noise",
 ]

@@ -332,15 +332,14 @@ def detection_setup(
     else:
         invert = tr.polarity == "dark" and model_handles_dark(det)
     spot = None
+    ps_net, thr = pixel_size_A, threshold
     if spot_scale is not None:
-        from atomlens.atoms.spot_scale import network_pixel_size
+        from atomlens.atoms.spot_scale import detection_threshold, network_pixel_size
 
         spot = network_pixel_size(
             stack, pixel_size_A, det.card, spot_scale, frames, invert=bool(invert)
         )
-    ps_net, thr = pixel_size_A, threshold
-    if spot is not None and spot[0] != pixel_size_A:
-        ps_net, thr = spot[0], threshold * spot[1].get("threshold_factor", 1.0)
+        ps_net, thr = spot[0], detection_threshold(threshold, pixel_size_A, spot)
     warnings = (
         model_fit_warnings(
             frame, pixel_size_A, det, threshold=thr, invert=invert, network_pixel_size_A=ps_net

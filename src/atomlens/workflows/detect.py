@@ -137,12 +137,13 @@ def run(
     Returns (as the generator's value) a :class:`DetectResult`.
     """
     from atomlens.atoms.detect import empty_table, iter_detect
+    from atomlens.atoms.spot_scale import parse_spot_scale
     from atomlens.atoms.suitability import detection_setup
     from atomlens.io.atoms_table import with_atom_ids
     from atomlens.io.frames import parse_frames
 
     recipe = (recipe or DetectRecipe()).validate()
-    _check_spot_scale(recipe.spot_scale)
+    parse_spot_scale(recipe.spot_scale)  # a bad setting fails before any frame is read
     if recipe.species == "contrast":  # a bad class count or names fail now, not after detecting
         from atomlens.atoms.contrast import check_classes_setting
 
@@ -231,22 +232,6 @@ def run(
         species_model=species_model,
         spot_scale=scale_rec,
     )
-
-
-def _check_spot_scale(value: str) -> None:
-    """A bad ``spot_scale`` setting fails before any frame is read."""
-    v = str(value).strip().lower()
-    if v in ("auto", "off"):
-        return
-    try:
-        ok = float(v) > 0
-    except ValueError:
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"spot_scale must be 'auto', 'off' or the spots' FWHM in Å (a positive "
-            f"number), got {value!r}"
-        )
 
 
 def _masked(stack: Any, frames: list[int]) -> list[str]:
