@@ -16,7 +16,7 @@ import pandas as pd
 
 from atomlens.atoms.find import find_atoms
 from atomlens.atoms.halo import add_si_neighbours, wants_neighbours
-from atomlens.atoms.refine import refine_com, refine_gaussian
+from atomlens.atoms.refine import refine_com, refine_gaussian, refine_window
 from atomlens.atoms.uncertainty import sigma_from_cov
 from atomlens.io.stack import stack_frames
 from atomlens.segment.model_file import Detector, load_detector
@@ -91,20 +91,15 @@ def atoms_in_frame(
     yx = to_input_coords(np.column_stack([found["y"], found["x"]]), raw.shape, maps_model.shape)
     sigma_px = np.full(len(yx), np.nan)  # per-axis position standard error (Gaussian fit only)
     if len(yx) and refine != "none":
-        # window: ~half a C-C bond (0.65 Å) but at least 2 px
-        radius = max(2.0, 0.65 * spot_factor / pixel_size)
+        radius, max_shift = refine_window(pixel_size, spot_factor)
         if refine == "gaussian":
             yx, _, _, cov = refine_gaussian(
-                raw,
-                yx,
-                radius,
-                max_shift_px=max(1.0, 0.3 * spot_factor / pixel_size),
-                return_cov=True,
+                raw, yx, radius, max_shift_px=max_shift, return_cov=True
             )
             sigma_px = sigma_from_cov(cov)
         elif refine == "com":
             new = refine_com(raw, yx, radius)
-            far = np.hypot(*(new - yx).T) > max(1.0, 0.3 * spot_factor / pixel_size)
+            far = np.hypot(*(new - yx).T) > max_shift
             yx = np.where(far[:, None], yx, new)
         else:
             raise ValueError(f"refine must be 'gaussian', 'com' or 'none', got {refine!r}")

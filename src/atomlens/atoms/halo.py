@@ -325,13 +325,15 @@ def recover_neighbours(
     yx = np.asarray(yx, float).reshape(-1, 2)
     cand = ring_candidates(image, yx, cls, pixel_size, s, bright=bright)
     accepted: list[Candidate] = []
+    found_r: dict[int, np.ndarray] = {}  # per Si: distances (Å) of its found neighbours
     for i in sorted({c.si for c in cand}):
         mine = sorted(
             (c for c in cand if c.si == i and np.isfinite(c.ratio) and c.ratio >= s.min_ratio),
             key=lambda c: -c.ratio,
         )
         d = np.hypot(*(yx - yx[i]).T) * pixel_size
-        n_found = int(((d >= s.search_A[0]) & (d <= s.search_A[1])).sum())
+        found_r[i] = d[(d >= s.search_A[0]) & (d <= s.search_A[1])]
+        n_found = len(found_r[i])
         taken: list[Candidate] = []
         for c in mine:
             if n_found + len(taken) >= s.max_coordination:
@@ -348,19 +350,14 @@ def recover_neighbours(
     new = np.array([[c.y, c.x] for c in accepted], float).reshape(-1, 2)
     if len(new):  # Gaussian fit on the frame with every Si halo removed: σ, and the
         # position when ``position == "fit"``
-        from atomlens.atoms.refine import refine_gaussian
+        from atomlens.atoms.refine import refine_gaussian, refine_window
         from atomlens.atoms.uncertainty import sigma_from_cov
 
         if s.position not in ("fit", "centroid"):
             raise ValueError(f"position must be 'fit' or 'centroid', got {s.position!r}")
         free = halo_free_frame(image, yx[np.asarray(cls).astype(str) == bright], pixel_size)
-        fit, _, _, cov = refine_gaussian(
-            free,
-            new,
-            max(2.0, 0.65 / pixel_size),
-            max_shift_px=max(1.0, 0.3 / pixel_size),
-            return_cov=True,
-        )
+        radius, max_shift = refine_window(pixel_size)
+        fit, _, _, cov = refine_gaussian(free, new, radius, max_shift_px=max_shift, return_cov=True)
         if s.position == "fit":
             new = fit
         for c, p, sg in zip(accepted, new, sigma_from_cov(cov)):
@@ -373,8 +370,7 @@ def recover_neighbours(
         if s.radius_prior > 0:  # pull the distance toward this Si's found bond length
             new = new.copy()
             for k, c in enumerate(accepted):
-                d = np.hypot(*(yx - yx[c.si]).T) * pixel_size
-                nb_r = d[(d >= s.search_A[0]) & (d <= s.search_A[1])]
+                nb_r = found_r[c.si]
                 if len(nb_r) >= 2:
                     v = new[k] - yx[c.si]
                     r = float(np.hypot(*v))

@@ -30,6 +30,14 @@ def _patches(
     return image[py, px].astype(np.float64), off.astype(np.float64), c.astype(np.float64)
 
 
+def refine_window(pixel_size: float, spot_factor: float = 1.0) -> tuple[float, float]:
+    """The refinement window radius and largest allowed move (pixels) for atoms imaged
+    at ``pixel_size`` Å/px: about half a C-C bond (0.65 Å, at least 2 px) and 0.3 Å (at
+    least 1 px), both ``spot_factor`` times larger for spots that much broader than
+    the detector's (spot-width resampling)."""
+    return max(2.0, 0.65 * spot_factor / pixel_size), max(1.0, 0.3 * spot_factor / pixel_size)
+
+
 def refine_com(image: np.ndarray, yx: np.ndarray, radius_px: float, iters: int = 3) -> np.ndarray:
     """Centre-of-mass refinement within ``radius_px`` (background = patch minimum); (N, 2)."""
     yx = np.asarray(yx, float).copy()
