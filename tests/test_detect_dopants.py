@@ -26,13 +26,27 @@ def _site(kind: str, seed: int) -> Patch:
     return Patch(yx[keep], sp[keep].astype(str), 24.0, np.zeros((0, 2)), np.zeros(0), (kind,))
 
 
+def render_site(kind: str, seed: int, pixel_size: float, size_A: float, imaging: Imaging):
+    """A ``size_A`` Å frame of one probe-rendered ``kind`` site (seed ``seed``) at
+    ``pixel_size`` Å/px: ``(img, yx px, species)``."""
+    n = int(round(size_A / pixel_size))
+    img, _, yx, sp = render_sample(
+        _site(kind, seed),
+        (n, n),
+        pixel_size,
+        classes=("background", "C", "Si"),
+        radius_A=0.35,
+        rng=np.random.default_rng(seed),
+        imaging=imaging,
+    )
+    return img, yx, np.asarray(sp).astype(str)
+
+
 @pytest.mark.parametrize("pixel_size", [0.05, 0.1, 0.16, 0.2])
 @pytest.mark.parametrize("kind,want", [("Si1C3", 3), ("Si1C4", 4)])
 def test_si_coordination_on_probe_rendered_sites(kind, want, pixel_size):
     hits = 0
     for seed in (101, 102, 103):
-        rng = np.random.default_rng(seed)
-        n = int(round(20.0 / pixel_size))
         im = Imaging(
             probe=Probe(alpha_mrad=31, defocus_A=5, Cs_A=1e4, source_fwhm_A=0.5),
             si_ratio=4.5,
@@ -40,15 +54,7 @@ def test_si_coordination_on_probe_rendered_sites(kind, want, pixel_size):
             film_bg=0.5,
             offset=0.3,
         )
-        img, _, yx, sp = render_sample(
-            _site(kind, seed),
-            (n, n),
-            pixel_size,
-            classes=("background", "C", "Si"),
-            radius_A=0.35,
-            rng=rng,
-            imaging=im,
-        )
+        img, yx, sp = render_site(kind, seed, pixel_size, 20.0, im)
         atoms = detect(img, pixel_size=pixel_size).atoms.reset_index(drop=True)
         si_true = yx[sp == "Si"][0]
         d = np.hypot(*(atoms[["y", "x"]].to_numpy() - si_true).T)

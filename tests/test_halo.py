@@ -16,8 +16,8 @@ from atomlens.atoms.halo import (
     wants_neighbours,
 )
 from atomlens.simulate import Probe
-from atomlens.simulate.training import Imaging, render_sample
-from tests.test_detect_dopants import _site
+from atomlens.simulate.training import Imaging
+from tests.test_detect_dopants import render_site
 
 LIBRARYNET = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "librarynet_dev"
 
@@ -25,23 +25,12 @@ LIBRARYNET = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / 
 def _render(kind: str, seed: int, pixel_size: float):
     """A 16 Å probe-rendered Si site with a strong halo: Si 8x a C, long probe tails
     (C3 = 3 µm, 0.7 Å source), C-peak SNR 3: truth ``(img, yx px, species)``."""
-    rng = np.random.default_rng(seed)
-    n = int(round(16.0 / pixel_size))
     im = Imaging(
         probe=Probe(alpha_mrad=31, defocus_A=5, Cs_A=3e4, source_fwhm_A=0.7),
         si_ratio=8.0,
         snr=3.0,
     )
-    img, _, yx, sp = render_sample(
-        _site(kind, seed),
-        (n, n),
-        pixel_size,
-        classes=("background", "C", "Si"),
-        radius_A=0.35,
-        rng=rng,
-        imaging=im,
-    )
-    return img, yx, np.asarray(sp).astype(str)
+    return render_site(kind, seed, pixel_size, 16.0, im)
 
 
 def _neighbours(yx, sp, pixel_size):
