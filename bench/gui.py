@@ -297,9 +297,14 @@ def layout_figures(viewer, app) -> dict:
     }
 
 
-def bench_actions(viewer, app, docks: dict, movie_path: Path, epochs: int) -> list[dict]:
-    """Each dock action on the real movie; the stall of each."""
+def bench_actions(
+    viewer, app, docks: dict, movie_path: Path, epochs: int, only: set[str] | None = None
+) -> list[dict]:
+    """Each dock action on the real movie; the stall of each. ``only``: run just these
+    actions ('detect', 'pfm'; the Si actions after detect need detect and are skipped)."""
     results = []
+    if only is not None and "detect" not in only:
+        return results + bench_pfm(viewer, app, docks, epochs, only) if "pfm" in only else results
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         [img] = viewer.open(str(movie_path), plugin="atomlens")
@@ -319,6 +324,17 @@ def bench_actions(viewer, app, docks: dict, movie_path: Path, epochs: int) -> li
         )
     )
     atoms = viewer.layers[f"atoms {img.name}"]
+    if only is not None:
+        if "redetect" in only:  # a second run on the same image: the atoms layer is reused
+            results.append(
+                measure(
+                    app,
+                    "re-detect (48 frames)",
+                    det.run,
+                    until=lambda: det.results_shown,
+                )
+            )
+        return results + (bench_pfm(viewer, app, docks, epochs, only) if "pfm" in only else [])
 
     defects = docks["Defects"]
     defects.atoms.value = atoms
@@ -364,7 +380,12 @@ def bench_actions(viewer, app, docks: dict, movie_path: Path, epochs: int) -> li
             traj.show_selected()
 
         results.append(measure(app, "trajectory of one atom", _traj))
+    return results + bench_pfm(viewer, app, docks, epochs, only)
 
+
+def bench_pfm(viewer, app, docks: dict, epochs: int, only: set[str] | None = None) -> list[dict]:
+    """PFM on its sample, in a viewer cleared of the Si movie."""
+    results = []
     # the PFM sample is another data set (phase in pixels): as a user would, it is opened
     # without the Si movie's layers (Å), or napari warns "Inconsistent units across
     # layers" with a notification on every layer added (measured: 4 of them in one stall)
@@ -384,6 +405,10 @@ def bench_actions(viewer, app, docks: dict, movie_path: Path, epochs: int) -> li
             until=lambda: "PFM windows" in viewer.layers and viewer.layers["PFM windows"].visible,
         )
     )
+    if only is not None and "repfm" in only:  # a second run: its layers are reused
+        results.append(
+            measure(app, "re-run PFM (sample, 20 frames)", pfm.run, until=lambda: pfm.results_shown)
+        )
     return results
 
 
@@ -462,7 +487,19 @@ def main() -> None:
         action="store_true",
         help="sample the main thread's stack: name the code behind each worst stall",
     )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated actions to run alone: detect, redetect (detect twice), pfm, "
+        "repfm (PFM twice); "
+        "no layout, idle control or frame switch",
+    )
     args = parser.parse_args()
+    only = {a.strip() for a in args.only.split(",") if a.strip()} or None
+    if only and "redetect" in only:
+        only.add("detect")
+    if only and "repfm" in only:
+        only.add("pfm")
     global TRACER, GC
     GC = GCMeter()
     if args.trace:
@@ -484,12 +521,15 @@ def main() -> None:
     docks = open_docks(viewer)
     _process(app, 1.0)
     out["layout_docks_open"] = layout_figures(viewer, app)
-    out["idle_control"] = idle_control(app, 5.0 if args.quick else 10.0)
+    out["idle_control"] = idle_control(app, 2.0 if only else 5.0 if args.quick else 10.0)
     out["actions"] = bench_actions(
-        viewer, app, docks, movie, args.epochs or (2 if args.quick else 5)
+        viewer, app, docks, movie, args.epochs or (2 if args.quick else 5), only
     )
-    out["layout_after_actions"] = layout_figures(viewer, app)
-    out["frame_switch"] = bench_frame_switch(viewer, app, 80_000, 50, 10 if args.quick else 50)
+    if only is None:
+        out["layout_after_actions"] = layout_figures(viewer, app)
+        out["frame_switch"] = bench_frame_switch(
+            viewer, app, 80_000, 50, 10 if args.quick else 50
+        )
     out["load_average_1min_end"] = round(os.getloadavg()[0], 2)
     out["all_stalls_below_100ms"] = all(a["max_stall_ms"] < 100 for a in out["actions"])
     out["all_stalls_below_100ms_cpu"] = all(a["max_stall_cpu_ms"] < 100 for a in out["actions"])

@@ -15,6 +15,7 @@ from atomlens._napari.correction import CorrectionWidget
 from atomlens.io.project import load_project
 from atomlens.segment.model_file import Detector, save_detector
 from atomlens.segment.nets import NetConfig, build_net
+from atomlens.viz.colours import SPECIES_COLOURS
 from atomlens.viz.layers import atoms_layer_tuple, image_layer_tuple
 
 pytestmark = pytest.mark.gui
@@ -161,3 +162,55 @@ def test_correct_save_retrain_redetect(make_napari_viewer, qtbot, tmp_path, movi
     assert w2.session.corrected_frames == [0, 1, 2]
     assert int(layer.features["edited"].sum()) == 2
     assert (layer.features["source"] == "manual").sum() == 1
+
+
+def test_result_written_into_bound_layer_is_a_new_baseline(make_napari_viewer, qtbot, movie):
+    """A re-run that writes new atoms into the layer the dock edits (same number of atoms,
+    every one at a new place: napari reports that as a change of every point) restarts
+    the correction session from the new table: no move recorded, undo history cleared."""
+    from atomlens._napari._workers import add_layers_in_turns, make_layers
+
+    frames, atoms = movie
+    viewer = make_napari_viewer()
+    add_tuple(viewer, image_layer_tuple(frames, PX, "movie"))
+    layer = add_tuple(viewer, atoms_layer_tuple(atoms, PX, "atoms movie"))
+    widget = CorrectionWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.bind_layer(layer)
+    first = int(widget.session.atoms["atom_id"].iloc[0])
+    widget.session.delete([first])  # a user edit: undoable, the dock's layer follows
+    widget.mark_frames([0])
+    assert widget.session.can_undo and len(layer.data) == len(atoms) - 1
+    old_session, old_y = widget.session, widget.session.atoms["y"].to_numpy().copy()
+
+    new = atoms.copy()
+    new["y"] = new["y"] + 1.5  # the re-run found every atom elsewhere (and all of them)
+    new.loc[new.index[:3], "cls"] = "Si"
+    done = []
+    add_layers_in_turns(
+        viewer, make_layers([atoms_layer_tuple(new, PX, "atoms movie")]), done.append
+    )
+    qtbot.waitUntil(lambda: bool(done), timeout=5_000)
+    assert done[0] == [layer] and viewer.layers["atoms movie"] is layer  # reused
+    assert [lay.name for lay in viewer.layers] == ["movie", "atoms movie"]
+    session = widget.session
+    assert session is not old_session
+    # the writes were not taken for edits of the old session (no move of every atom)
+    np.testing.assert_array_equal(old_session.atoms["y"].to_numpy(), old_y)
+    assert not session.can_undo and not session.can_redo  # a new baseline, not a move
+    assert session.corrected_frames == []
+    assert len(session.atoms) == len(layer.data) == len(new)
+    np.testing.assert_allclose(session.atoms["y"].to_numpy(), new["y"].to_numpy())
+    assert not session.atoms["edited"].astype(bool).any()
+    np.testing.assert_allclose(layer.data[:, 1], new["y"].to_numpy())
+    # species colours from the new table (the three new Si in the Si colour)
+    si = layer.features["cls"].astype(str).to_numpy() == "Si"
+    assert si.sum() == 3
+    for name, rows in (("Si", si), ("C", ~si)):
+        want = [int(SPECIES_COLOURS[name][i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        np.testing.assert_allclose(layer.face_color[rows, :3], [want] * int(rows.sum()), atol=1e-6)
+    # a drag after the re-run is an edit again
+    data = layer.data.copy()
+    data[5, 1] += 2.0
+    layer.data = data
+    assert session is widget.session and widget.session.can_undo

@@ -73,7 +73,10 @@ def test_detect_current_frame_adds_maps_and_atoms(
     assert widget.progress.value == widget.progress.max == 1
     names = [lay.name for lay in viewer.layers]
     assert names[0] == "movie" and "P(C) movie" in names and "P(Si) movie" in names
-    assert names.count("atoms movie") == 1  # the re-run replaced the atoms layer
+    assert names.count("atoms movie") == 1
+    # the re-run wrote into the atoms layer of the first (no new layer to add and draw),
+    # and it stays above the maps the re-run added
+    assert viewer.layers["atoms movie"] is first and names[-1] == "atoms movie"
     assert len(viewer.layers["atoms movie"].data) == n_first
     pc, psi, pbg = (
         viewer.layers["P(C) movie"],

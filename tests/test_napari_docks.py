@@ -89,6 +89,21 @@ def test_pfm_dock_runs_on_a_worker_with_a_colour_key(make_napari_viewer, qtbot) 
 
     assert not any("Inconsistent units" in str(r.message) for r in nm.records[first:])
 
+    # a re-run writes into the same layers (no layer added, none drawn for the first time)
+    walls_layer = viewer.layers["PFM walls (Canny)"]
+    n_layers = len(viewer.layers)
+    widget.per_frame.value = 10
+    worker = widget.run()
+    with qtbot.waitSignal(worker.finished, timeout=300_000):
+        pass
+    qtbot.waitUntil(lambda: len(pts.data) == len(widget.result.table), timeout=10_000)
+    assert viewer.layers["PFM windows"] is pts and viewer.layers["PFM walls (Canny)"] is walls_layer
+    assert len(viewer.layers) == n_layers and len(pts.features) == len(pts.data)
+    np.testing.assert_allclose(pts.features["D"], widget.result.table["D"])
+    qtbot.waitUntil(lambda: pts.face_color_mode == "colormap", timeout=5_000)
+    lo2, hi2 = pts.metadata["atomlens"]["colour_key"]["limits"]
+    assert tuple(pts.face_contrast_limits) == pytest.approx((lo2, hi2))
+
     # bad input: a single image with a time delay -> the message names the dock field
     from napari.utils.notifications import notification_manager
 

@@ -101,13 +101,17 @@ def make_layers(tuples: list[Any]) -> list[Any]:
 
     from napari.layers import Layer
 
+    from atomlens._napari._reuse import MADE_WITH
+
     out = []
     for data, kwargs, kind in tuples:
         with warnings.catch_warnings():  # integer features coloured as categories on purpose
             warnings.filterwarnings(
                 "ignore", message=".*looks like categorical data", category=RuntimeWarning
             )
-            out.append(Layer.create(data, dict(kwargs), kind))
+            layer = Layer.create(data, dict(kwargs), kind)
+        MADE_WITH[layer] = dict(kwargs)  # how a re-run colours the layer it reuses
+        out.append(layer)
     return out
 
 
@@ -120,14 +124,24 @@ TURN_GAP_MS = 20
 def add_layers_in_turns(
     viewer: Any, layers: list[Any], then: Callable[[list[Any]], None] | None = None
 ) -> None:
-    """Add ready-made layers (replacing a layer of the same name and type) in short turns
-    of the Qt event loop, :data:`TURN_GAP_MS` apart: a replaced layer is removed on one
-    turn, a layer meant to be visible is added hidden on the next (layer list, controls,
-    vispy visual, first slice) and shown on the one after (its first draw: vispy builds
-    and Mesa compiles its shaders, ~50-90 ms under software OpenGL), so no two of these
-    napari tasks run back to back. ``then(layers)`` runs on the turn after the last."""
+    """Put ready-made layers into the viewer in short turns of the Qt event loop,
+    :data:`TURN_GAP_MS` apart, so no two long napari tasks run back to back.
+
+    A layer whose name is already a layer of the same kind (a re-run) is **reused**: the
+    new data, features, colours and place are written into the existing layer
+    (:mod:`atomlens._napari._reuse`, a few turns of tens of ms; docks bound to it stay
+    bound). Otherwise the layer is added hidden on one turn (layer list, controls, vispy
+    visual, first slice: ~85 ms) and shown on the one after (its first draw: vispy builds
+    and Mesa compiles its shaders, ~80-110 ms under software OpenGL); a layer of the same
+    name but another kind is removed on a turn before. When a batch both reuses and adds
+    layers, the batch is moved back on top in its own order at the end (new probability
+    maps must not cover reused atoms). ``then(layers)`` runs on the turn after the last,
+    with the batch's layers as they are in the viewer."""
+    from atomlens._napari._reuse import can_reuse, reuse_steps
+
     steps: list[Callable[[], None]] = []
     added: list[Any] = []
+    mixed = [False, False]  # (a layer reused, a layer added)
 
     def _remove_old(layer: Any) -> None:
         old = viewer.layers[layer.name] if layer.name in viewer.layers else None
@@ -136,13 +150,29 @@ def add_layers_in_turns(
 
     def _add(layer: Any, visible: bool) -> None:
         layer.visible = False
-        added.append(viewer.add_layer(layer))
+        viewer.add_layer(layer)
         if visible:
             steps.insert(0, lambda: setattr(layer, "visible", True))
 
+    def _order() -> None:
+        if not all(mixed):
+            return
+        for layer in added:
+            if layer in viewer.layers:
+                viewer.layers.move(viewer.layers.index(layer), len(viewer.layers))
+
     for layer in layers:
+        old = viewer.layers[layer.name] if layer.name in viewer.layers else None
+        if old is not None and can_reuse(old, layer):
+            added.append(old)
+            mixed[0] = True
+            steps.extend(reuse_steps(old, layer))
+            continue
+        added.append(layer)
+        mixed[1] = True
         steps.append(lambda layer=layer: _remove_old(layer))
         steps.append(lambda layer=layer, visible=bool(layer.visible): _add(layer, visible))
+    steps.append(_order)
 
     def _step() -> None:
         try:

@@ -45,6 +45,7 @@ from qtpy.QtCore import QTimer
 
 from atomlens._napari._base import ViewerWidget
 from atomlens._napari._layers import add_tuple, current_frame, layer_atoms, layer_stack, set_frame
+from atomlens._napari._reuse import REPLACED, is_replacing
 from atomlens._napari._workers import notify_error, start_generator
 from atomlens.errors import SettingsError
 from atomlens.io.frames import format_frames
@@ -172,6 +173,8 @@ class CorrectionWidget(ViewerWidget):
         self.timer = QTimer()
         self.timer.timeout.connect(self.autosave_now)
         self.session.connect(self._on_session)
+        # a re-run of Detect (or any AtomLens result) written into the bound layer
+        REPLACED.replaced.connect(self._on_replaced)
         if self.points.value is not None:
             self.bind_layer(self.points.value)
 
@@ -283,8 +286,20 @@ class CorrectionWidget(ViewerWidget):
 
     # --- napari events -> session ---------------------------------------------------------
 
+    def _on_replaced(self, layer: Any) -> None:
+        """AtomLens wrote a new result (e.g. a re-detection) into the bound layer: a new
+        baseline, not an edit. The correction session restarts from the layer's table
+        (corrected frames, edit flags and the undo history of the old one are dropped)."""
+        if layer is None or layer is not self.layer:
+            return
+        self.bind_layer(layer)
+        self.status.value = (
+            f"new detections in '{layer.name}': correcting them from scratch "
+            "(earlier corrections and undo history cleared)"
+        )
+
     def _on_data(self, event: Any) -> None:
-        if self._syncing or self.layer is None:
+        if self._syncing or self.layer is None or is_replacing(self.layer):
             return
         try:
             self._map_data_event(event)

@@ -228,6 +228,7 @@ class DetectWidget(ViewerWidget):
         self.worker: Any = None
         self._source = None
         self._typed_px: float | None = None  # the pixel size typed for the running job
+        self.results_shown = False  # the last run's layers are in the viewer
 
     def _model_path(self) -> str | None:
         """The model to run: a chosen .pt file, else the registry name ('auto', ...)."""
@@ -275,6 +276,7 @@ class DetectWidget(ViewerWidget):
         self.status.value = "running..."
         self.run_button.enabled, self.stop_button.enabled = False, True
         self._source = layer
+        self.results_shown = False
         place = LayerPlace.of(layer, typed=self._typed_px is not None)
         self._stop = threading.Event()
         self._t0 = time.perf_counter()
@@ -348,3 +350,4 @@ class DetectWidget(ViewerWidget):
         if points in self.viewer.layers:  # (not replaced or removed meanwhile)
             self.viewer.layers.selection.active = points
         ensure_key_dock(self.viewer)
+        self.results_shown = True

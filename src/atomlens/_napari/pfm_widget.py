@@ -123,6 +123,7 @@ class PFMWidget(ViewerWidget):
         self.result: PFMResult | None = None
         self._stop = threading.Event()
         self._t0 = 0.0
+        self.results_shown = False  # the last run's layers are in the viewer
         from qtpy.QtCore import QTimer
 
         self._timer = QTimer(self.native)
@@ -159,6 +160,7 @@ class PFMWidget(ViewerWidget):
         self.run_button.enabled, self.stop_button.enabled = False, True
         self._stop = threading.Event()
         self._t0 = time.perf_counter()
+        self.results_shown = False
         self._timer.start()
         self.progress.max, self.progress.value = int(recipe.epochs), 0
         self.status.value = "starting"
@@ -201,7 +203,11 @@ class PFMWidget(ViewerWidget):
         self.status.value = f"{len(result.table)} windows" + (
             f" (stopped: model of {result.epochs_done}/{n_ep} epochs)" if result.stopped else ""
         )
-        add_layers_in_turns(self.viewer, layers, lambda _layers: ensure_key_dock(self.viewer))
+        def _shown(_layers: list) -> None:
+            ensure_key_dock(self.viewer)
+            self.results_shown = True
+
+        add_layers_in_turns(self.viewer, layers, _shown)
 
     def _finish(self) -> None:
         self._timer.stop()
