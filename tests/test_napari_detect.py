@@ -162,3 +162,41 @@ def test_detect_says_when_broad_spots_are_resampled(make_napari_viewer, qtbot) -
         qtbot.waitUntil(lambda: "atoms in" in widget.status.value, timeout=10_000)
         assert ("spots resampled" in widget.status.value) is said, widget.status.value
         assert ("broader than the model was trained on" in widget.status.tooltip) is said
+
+
+def test_redetect_from_the_plugins_menu_reuses_the_atoms_layer(
+    make_napari_viewer, qtbot, movie, detector_file
+) -> None:
+    """Opened from the Plugins menu, a dock sees napari's public-only proxy of the viewer
+    (``viewer.layers[name]`` is a proxy): a re-run still finds the previous atoms layer,
+    writes the new detections into it (no second 'atoms movie [1]' layer) and keeps the
+    species colouring."""
+    path, shipped = detector_file
+    viewer = make_napari_viewer()
+    add_tuple(viewer, image_layer_tuple(movie.frames, movie.pixel_size, "movie"))
+    _, widget = viewer.window.add_plugin_dock_widget("atomlens", "Detect atoms")
+    assert type(widget.viewer).__name__ == "PublicOnlyProxy"
+    widget.model_file.value = path
+    widget.threshold.value = 0.5 if shipped else 0.3
+    widget.frames.value = "all"
+    counts = []
+    for threshold in (widget.threshold.value, 0.8):
+        widget.threshold.value = threshold
+        worker = widget.run()
+        worker.returned.connect(lambda out: counts.append(len(out[0].atoms)))
+        with qtbot.waitSignal(worker.finished, timeout=60_000):
+            pass
+        qtbot.waitUntil(lambda: widget.results_shown, timeout=10_000)
+        if len(counts) == 1:
+            first = next(lay for lay in viewer.layers if lay.name == "atoms movie")
+    assert [lay.name for lay in viewer.layers] == ["movie", "atoms movie"]
+    atoms = next(lay for lay in viewer.layers if lay.name == "atoms movie")
+    assert atoms is first  # the same layer, written into
+    assert len(atoms.data) == len(atoms.features) == counts[1]
+    if shipped:  # a higher threshold keeps fewer atoms
+        assert counts[1] < counts[0]
+    assert atoms.face_color_mode == "cycle"
+    for name in set(atoms.features["cls"].astype(str)):
+        rows = atoms.features["cls"].astype(str).to_numpy() == name
+        want = [int(SPECIES_COLOURS[name][i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        np.testing.assert_allclose(atoms.face_color[rows, :3], [want] * int(rows.sum()), atol=1e-6)

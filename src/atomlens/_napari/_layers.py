@@ -146,12 +146,20 @@ def _intended_categories() -> Iterator[None]:
         yield
 
 
+def layer_named(viewer: napari.Viewer, name: str | None) -> Layer | None:
+    """The viewer's layer called ``name`` (None if none), as the layer itself: a dock
+    opened from the Plugins menu gets napari's public-only proxy of the viewer, whose
+    ``viewer.layers[name]`` is a proxy (its ``type`` is the proxy's, and a new proxy per
+    look-up), while iterating the layer list gives the layers."""
+    return next((lay for lay in viewer.layers if lay.name == name), None)
+
+
 def replace_or_add(viewer: napari.Viewer, layer_tuple: LayerTuple) -> Layer:
     """Replace the data of the layer with the same name and kind, else add a new one."""
     data, kwargs, kind = layer_tuple
-    name = kwargs.get("name")
-    if name in viewer.layers and type(viewer.layers[name]).__name__.lower() == kind:
-        viewer.layers.remove(name)
+    old = layer_named(viewer, kwargs.get("name"))
+    if old is not None and type(old).__name__.lower() == kind:
+        viewer.layers.remove(old)
     return add_tuple(viewer, layer_tuple)
 
 

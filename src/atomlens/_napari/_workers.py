@@ -137,6 +137,7 @@ def add_layers_in_turns(
     layers, the batch is moved back on top in its own order at the end (new probability
     maps must not cover reused atoms). ``then(layers)`` runs on the turn after the last,
     with the batch's layers as they are in the viewer."""
+    from atomlens._napari._layers import layer_named
     from atomlens._napari._reuse import can_reuse, reuse_steps
 
     steps: list[Callable[[], None]] = []
@@ -144,7 +145,7 @@ def add_layers_in_turns(
     mixed = [False, False]  # (a layer reused, a layer added)
 
     def _remove_old(layer: Any) -> None:
-        old = viewer.layers[layer.name] if layer.name in viewer.layers else None
+        old = layer_named(viewer, layer.name)  # (not viewer.layers[name]: a proxy in plugins)
         if old is not None and type(old) is type(layer):
             viewer.layers.remove(old)
 
@@ -162,7 +163,7 @@ def add_layers_in_turns(
                 viewer.layers.move(viewer.layers.index(layer), len(viewer.layers))
 
     for layer in layers:
-        old = viewer.layers[layer.name] if layer.name in viewer.layers else None
+        old = layer_named(viewer, layer.name)
         if old is not None and can_reuse(old, layer):
             added.append(old)
             mixed[0] = True
