@@ -186,6 +186,9 @@ def test_result_written_into_bound_layer_is_a_new_baseline(make_napari_viewer, q
     new = atoms.copy()
     new["y"] = new["y"] + 1.5  # the re-run found every atom elsewhere (and all of them)
     new.loc[new.index[:3], "cls"] = "Si"
+    from napari.utils.notifications import notification_manager
+
+    seen = len(notification_manager.records)
     done = []
     add_layers_in_turns(
         viewer, make_layers([atoms_layer_tuple(new, PX, "atoms movie")]), done.append
@@ -198,6 +201,8 @@ def test_result_written_into_bound_layer_is_a_new_baseline(make_napari_viewer, q
     # the writes were not taken for edits of the old session (no move of every atom)
     np.testing.assert_array_equal(old_session.atoms["y"].to_numpy(), old_y)
     assert not session.can_undo and not session.can_redo  # a new baseline, not a move
+    msgs = [str(r.message) for r in notification_manager.records[seen:]]
+    assert any("new detections" in m and "not applied" in m for m in msgs), msgs
     assert session.corrected_frames == []
     assert len(session.atoms) == len(layer.data) == len(new)
     np.testing.assert_allclose(session.atoms["y"].to_numpy(), new["y"].to_numpy())

@@ -292,11 +292,16 @@ class CorrectionWidget(ViewerWidget):
         (corrected frames, edit flags and the undo history of the old one are dropped)."""
         if layer is None or layer is not self.layer:
             return
+        old = self.session
+        had_work = old.can_undo or bool(old.corrected_frames)
         self.bind_layer(layer)
-        self.status.value = (
-            f"new detections in '{layer.name}': correcting them from scratch "
-            "(earlier corrections and undo history cleared)"
-        )
+        self.status.value = f"new detections in '{layer.name}': a new correction session"
+        if had_work:  # the user may be on another tab: say what happened to their edits
+            kept = f" (the project {old.project_path} keeps them)" if old.project_path else ""
+            show_info(
+                f"Correct atoms: '{layer.name}' holds new detections; the earlier corrections, "
+                f"corrected frames and undo history are not applied to them{kept}"
+            )
 
     def _on_data(self, event: Any) -> None:
         if self._syncing or self.layer is None or is_replacing(self.layer):
