@@ -295,3 +295,32 @@ def test_column_lattice_reference_finds_the_visible_columns():
         )
         sc = lattice_scores(true, fit, image.shape)
         assert sc["on_lattice"] >= 0.95 and sc["sites_found"] >= 0.95, sc
+
+
+def test_spot_scaled_samples_look_as_detection_shows_broad_atoms():
+    """render_spot_scaled: broad (2-4.5 Å) single atoms stated factor x smaller, so that
+    on the model grid their spots measure about the spot-scale rule's target width (as
+    after detection's resampling), with a label under every visible atom's spot."""
+    from atomlens.atoms.spot_scale import estimate_spot_fwhm
+    from atomlens.segment.general import SPOT_SCALE, general_config, render_spot_scaled
+
+    cfg = general_config(crop=96)
+    rng = np.random.default_rng(21)
+    widths, n_on = [], 0
+    for _ in range(3):
+        x, mask, yx, info = render_spot_scaled(cfg, rng, z_exponent=1.7, snr=300.0)
+        assert x.shape == mask.shape == (96, 96)
+        factor = info["spot_factor"]
+        ratio = info["probe_fwhm_A"] / SPOT_SCALE["target_fwhm_A"]
+        assert 2.0 <= info["probe_fwhm_A"] <= 4.5 + 1e-6
+        assert np.clip(ratio * 0.85, 1, 4) - 1e-6 <= factor <= np.clip(ratio * 1.2, 1, 4) + 1e-6
+        iy, ix = np.round(yx).astype(int).T
+        ok = (iy >= 0) & (iy < 96) & (ix >= 0) & (ix < 96)
+        assert np.all(mask[iy[ok], ix[ok]] == 1)
+        n_on += int(ok.sum())
+        est = estimate_spot_fwhm(x, cfg.pixel_size, min_significance=3.0)
+        if est.fwhm_A is not None:
+            widths.append(est.fwhm_A)  # model-grid Å = the stated scale
+    assert n_on >= 5
+    # stated FWHM on the model grid: fwhm / factor = target / (0.85-1.2) = 1.0-1.4 Å
+    assert widths and 0.7 <= float(np.median(widths)) <= 2.0, widths
