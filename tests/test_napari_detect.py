@@ -200,3 +200,48 @@ def test_redetect_from_the_plugins_menu_reuses_the_atoms_layer(
         rows = atoms.features["cls"].astype(str).to_numpy() == name
         want = [int(SPECIES_COLOURS[name][i : i + 2], 16) / 255 for i in (1, 3, 5)]
         np.testing.assert_allclose(atoms.face_color[rows, :3], [want] * int(rows.sum()), atol=1e-6)
+
+
+def test_rerun_into_the_same_layer_with_no_atoms_and_back(make_napari_viewer, qtbot) -> None:
+    """A re-run that finds no atom empties the reused layer (no error, no stale rows),
+    and the next one fills it again with species colours; a latent colouring of the old
+    table (its column gone from the new one) does not survive into the new table."""
+    import pandas as pd
+
+    from atomlens._napari._layers import apply_colour
+    from atomlens._napari._workers import add_layers_in_turns, make_layers
+    from atomlens.viz.colours import colour_spec
+    from atomlens.viz.layers import atoms_layer_tuple
+
+    viewer = make_napari_viewer()
+    add_tuple(viewer, image_layer_tuple(np.zeros((3, 32, 32), np.float32), 0.1, "movie"))
+    rng = np.random.default_rng(1)
+
+    def table(n: int) -> pd.DataFrame:
+        return pd.DataFrame({
+            "frame": rng.integers(0, 3, n), "y": rng.uniform(0, 32, n),
+            "x": rng.uniform(0, 32, n), "cls": rng.choice(["C", "Si"], n),
+        })  # fmt: skip
+
+    def run(atoms: pd.DataFrame) -> list:
+        done: list = []
+        layers = make_layers([atoms_layer_tuple(atoms, 0.1, "atoms movie")])
+        add_layers_in_turns(viewer, layers, done.append)
+        qtbot.waitUntil(lambda: bool(done), timeout=5_000)
+        return done[0]
+
+    [layer] = run(table(20))
+    layer.features = layer.features.assign(z1=np.linspace(0, 1, 20))
+    apply_colour(layer, colour_spec("z1", layer.features["z1"]))  # coloured by a latent
+    assert layer.face_color_mode == "colormap"
+    assert run(table(0)) == [layer]
+    assert len(layer.data) == len(layer.features) == 0
+    again = table(15)
+    assert run(again) == [layer]
+    assert [lay.name for lay in viewer.layers] == ["movie", "atoms movie"]
+    assert len(layer.data) == len(layer.features) == 15 and "z1" not in layer.features
+    assert layer.face_color_mode == "cycle" and layer.visible
+    for name in ("C", "Si"):
+        rows = layer.features["cls"].astype(str).to_numpy() == name
+        want = [int(SPECIES_COLOURS[name][i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        np.testing.assert_allclose(layer.face_color[rows, :3], [want] * int(rows.sum()), atol=1e-6)

@@ -17,6 +17,7 @@ a new baseline, its undo history cleared).
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -102,7 +103,9 @@ def _points_table(old: Any, new: Any) -> None:
         # may not be in the new table
         old.face_color = "white"
         old.data = new.data
-        old.features = new.features.reset_index(drop=True)
+        with warnings.catch_warnings():  # the colour column goes with the old table: wanted
+            warnings.filterwarnings("ignore", message="property used for", category=RuntimeWarning)
+            old.features = new.features.reset_index(drop=True)
         old.size = new.size
         _place(old, new)
 
@@ -129,7 +132,9 @@ def _points_colour(old: Any, new: Any) -> None:
                     old.face_color_mode = "colormap"
                 if "face_contrast_limits" in kw:
                     old.face_contrast_limits = kw["face_contrast_limits"]
-        else:
+        elif isinstance(column, str):  # one colour for all (e.g. an empty result's grey)
+            old.face_color = column
+        elif len(new.data):
             old.face_color = new.face_color
     from atomlens._napari.state import COLOUR_KEYS
 
