@@ -1,12 +1,16 @@
 """Cross-validate the Si-neighbour search settings on the LibraryNet patches; prints JSON.
 
 Each of the 79 patches (../shared/data/real/librarynet_dev) is detected once with the
-ring search off, at the pixel size of AtomLens' own calibration; the search
-(:func:`atomlens.atoms.halo.add_si_neighbours`) is then applied with each setting of a
-grid: ``min_ratio`` x ``position`` (final C position: Gaussian refit or centroid) x
+neighbour search off, at the pixel size of AtomLens' own calibration; then the local
+test-time-augmented pass around each Si (:mod:`atomlens.atoms.site_tta`, its default
+settings but the threshold on the averaged map: off, or each of ``TTA_THRESHOLDS``;
+the maps are computed once per patch) and the ring search
+(:func:`atomlens.atoms.halo.add_si_neighbours`) are applied with each setting of a grid:
+``tta`` x ``min_ratio`` x ``position`` (final C position: Gaussian refit or centroid) x
 ``radius_prior`` (weight of the Si's found bond length in the C's distance: 0, 0.5, 1) x
 ``min_sep_deg`` (smallest angle between two Si-C bonds: 60° or 75°) x ``search`` (ring
-profile or 2-D maxima).
+profile or 2-D maxima). ``local_pass_off`` in the output: the same folds choosing among
+the ring settings alone (the figures before the local pass).
 
 Folds: 5 folds by *site*, stratified by motif. Some patches are crops of the same frame
 around the same Si (identical labelled Si-C offsets, or one image a shifted copy of the
@@ -14,10 +18,11 @@ other: 229/230, 437/440, 456/458, 477/478, 195/196/382); such patches form one g
 and go to one fold, so a site is never both trained and scored on. Groups of each motif
 are shuffled with seed 0 and dealt round-robin. For each fold the setting that maximises
 (patches with every labelled atom found + Si1C3/Si1C4 patches with the coordination
-right) on the other 4 folds is chosen (ties: the first in grid order: ``profile``, then
-``fit``, then no prior, then 60°, then the largest ratio) and scored on the held-out fold.
+right) on the other 4 folds is chosen (ties: the first in grid order: the local pass
+off, then the highest threshold, ``profile``, ``fit``, no prior, 60°, the largest
+ratio) and scored on the held-out fold.
 
-Usage: .venv/bin/python bench/librarynet_cv.py [--threads 1] [--folds 5]
+Usage: .venv/bin/python bench/librarynet_cv.py [--threads 1] [--folds 5] [--tta off,0.5,0.4,0.3]
 """
 
 from __future__ import annotations
@@ -34,7 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from detect import LIBRARYNET, calibrated_pixel_size, score_librarynet_patch  # noqa: E402
 
 RATIOS = np.round(np.arange(1.0, 0.149, -0.05), 2)
-GRID = [
+#: Thresholds of the local test-time-augmented pass (None: off) on the averaged maps.
+TTA_THRESHOLDS: tuple[float | None, ...] = (None, 0.5, 0.4, 0.3)
+RING_GRID = [
     {"min_ratio": float(r), "position": pos, "search": srch, "radius_prior": w, "min_sep_deg": m}
     for srch in ("profile", "2d")
     for pos in ("fit", "centroid")
@@ -42,6 +49,19 @@ GRID = [
     for m in (60.0, 75.0)
     for r in RATIOS
 ]
+
+
+def grid(tta: tuple[float | None, ...] = TTA_THRESHOLDS) -> list[dict]:
+    """Every (local pass threshold, ring setting) pair, the local pass outermost."""
+    return [{"tta": t, **g} for t in tta for g in RING_GRID]
+
+
+def _label(t: dict) -> str:
+    tta = "off" if t["tta"] is None else f"{t['tta']}"
+    return (
+        f"tta{tta}/{t['search']}/{t['position']}/prior{t['radius_prior']}/"
+        f"sep{t['min_sep_deg']:.0f}/{t['min_ratio']}"
+    )
 
 
 def _site_vectors(path: Path) -> list[np.ndarray]:
@@ -118,11 +138,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--folds", type=int, default=5)
+    p.add_argument(
+        "--tta",
+        default=",".join("off" if t is None else str(t) for t in TTA_THRESHOLDS),
+        help="thresholds of the local test-time-augmented pass to include ('off': none)",
+    )
     args = p.parse_args()
+    ttas = tuple(None if v == "off" else float(v) for v in args.tta.split(","))
+    GRID = grid(ttas)
     import torch
 
     from atomlens.atoms import detect
     from atomlens.atoms.halo import RingSettings, add_si_neighbours
+    from atomlens.atoms.site_tta import DEFAULT_TTA, refind_si_sites, site_maps
     from atomlens.segment.model_file import load_detector
 
     torch.set_num_threads(args.threads)
@@ -136,13 +164,27 @@ def main() -> None:
         img = np.load(f)["image"]
         ps, _ = calibrated_pixel_size(img)
         a = detect(img, det, pixel_size=ps, si_neighbours="off").atoms
-        row = []
+        si = a[a["cls"].astype(str) == "Si"][["y", "x"]].to_numpy(float)
+        maps = site_maps(img, si, det, ps, DEFAULT_TTA) if any(ttas) else None
+        local = {
+            th: a
+            if th is None
+            else refind_si_sites(a, img, det, ps, replace(DEFAULT_TTA, threshold=th), maps=maps)
+            for th in ttas
+        }
+        row, scores = [], {}
         for t in [None, *GRID]:
-            b = a if t is None else add_si_neighbours(a, img, ps, settings=replace(base, **t))
-            sc = score_librarynet_patch(
-                f, b[["y", "x"]].to_numpy(float), b["cls"].astype(str).to_numpy(), ps
-            )
-            row.append((sc["all_found"], sc.get("coordination_right")))
+            if t is None:
+                b = a
+            else:
+                ring = {k: v for k, v in t.items() if k != "tta"}
+                b = add_si_neighbours(local[t["tta"]], img, ps, settings=replace(base, **ring))
+            yx, cls = b[["y", "x"]].to_numpy(float), b["cls"].astype(str).to_numpy()
+            key = (yx.tobytes(), "/".join(cls))  # many settings give the same table
+            if key not in scores:
+                sc = score_librarynet_patch(f, yx, cls, ps)
+                scores[key] = (sc["all_found"], sc.get("coordination_right"))
+            row.append(scores[key])
         table[f.name] = row
     fold = folds_by_site(files, args.folds)
     groups = site_groups(files)
@@ -164,44 +206,55 @@ def main() -> None:
         ),
         "off": dict(zip(("all_found", "coord_right", "n_coord"), score(names, 0))),
         "grid_all_patches": {
-            f"{t['search']}/{t['position']}/prior{t['radius_prior']}/sep{t['min_sep_deg']:.0f}/"
-            f"{t['min_ratio']}": dict(
-                zip(("all_found", "coord_right", "n_coord"), score(names, i + 1))
-            )
+            _label(t): dict(zip(("all_found", "coord_right", "n_coord"), score(names, i + 1)))
             for i, t in enumerate(GRID)
         },
-        "folds": [],
     }
-    for k in range(args.folds):
-        train = [n for n in names if fold[n] != k]
-        test = [n for n in names if fold[n] == k]
-        tot = [sum(score(train, i + 1)[:2]) for i in range(len(GRID))]
-        best = tot.index(max(tot))
-        af, cr, nc = score(test, best + 1)
-        af0, cr0, _ = score(test, 0)
-        out["folds"].append(
-            {
-                "fold": k,
-                "test_files": len(test),
-                "setting": GRID[best],
-                "all_found": f"{af}/{len(test)}",
-                "coord_right": f"{cr}/{nc}",
-                "off_all_found": f"{af0}/{len(test)}",
-                "off_coord_right": f"{cr0}/{nc}",
-                "_af": af / len(test),
-                "_cr": cr / max(nc, 1),
-            }
-        )
-    af = np.array([f.pop("_af") for f in out["folds"]])
-    cr = np.array([f.pop("_cr") for f in out["folds"]])
-    out["cv_all_found_pct"] = {"mean": round(100 * af.mean(), 1), "sd": round(100 * af.std(), 1)}
-    out["cv_coord_right_pct"] = {"mean": round(100 * cr.mean(), 1), "sd": round(100 * cr.std(), 1)}
-    pooled = [int(f["all_found"].split("/")[0]) for f in out["folds"]]
-    pooled_c = [tuple(map(int, f["coord_right"].split("/"))) for f in out["folds"]]
-    out["cv_pooled"] = {
-        "all_found": f"{sum(pooled)}/{len(names)}",
-        "coord_right": f"{sum(c for c, _ in pooled_c)}/{sum(n for _, n in pooled_c)}",
-    }
+
+    def cross_validate(idx: list[int]) -> dict:
+        """Held-out figures when each fold picks its setting among grid rows ``idx``."""
+        res: dict = {"folds": []}
+        for k in range(args.folds):
+            train = [n for n in names if fold[n] != k]
+            test = [n for n in names if fold[n] == k]
+            tot = [sum(score(train, i + 1)[:2]) for i in idx]
+            best = idx[tot.index(max(tot))]
+            af, cr, nc = score(test, best + 1)
+            af0, cr0, _ = score(test, 0)
+            res["folds"].append(
+                {
+                    "fold": k,
+                    "test_files": len(test),
+                    "setting": GRID[best],
+                    "all_found": f"{af}/{len(test)}",
+                    "coord_right": f"{cr}/{nc}",
+                    "off_all_found": f"{af0}/{len(test)}",
+                    "off_coord_right": f"{cr0}/{nc}",
+                    "_af": af / len(test),
+                    "_cr": cr / max(nc, 1),
+                }
+            )
+        af = np.array([f.pop("_af") for f in res["folds"]])
+        cr = np.array([f.pop("_cr") for f in res["folds"]])
+        res["cv_all_found_pct"] = {
+            "mean": round(100 * af.mean(), 1),
+            "sd": round(100 * af.std(), 1),
+        }
+        res["cv_coord_right_pct"] = {
+            "mean": round(100 * cr.mean(), 1),
+            "sd": round(100 * cr.std(), 1),
+        }
+        pooled = [int(f["all_found"].split("/")[0]) for f in res["folds"]]
+        pooled_c = [tuple(map(int, f["coord_right"].split("/"))) for f in res["folds"]]
+        res["cv_pooled"] = {
+            "all_found": f"{sum(pooled)}/{len(names)}",
+            "coord_right": f"{sum(c for c, _ in pooled_c)}/{sum(n for _, n in pooled_c)}",
+        }
+        return res
+
+    out.update(cross_validate(list(range(len(GRID)))))
+    if None in ttas and len(ttas) > 1:  # the same folds choosing among ring settings only
+        out["local_pass_off"] = cross_validate([i for i, t in enumerate(GRID) if t["tta"] is None])
     print(json.dumps(out, indent=1))
 
 

@@ -1,0 +1,383 @@
+"""Test-time augmentation around each Si: re-find its neighbours on an averaged map.
+
+The whole-frame pass runs the network once per frame. Its output next to a bright Si is
+unstable: a quarter turn, a mirror image or a one-pixel shift of a real LibraryNet
+patch changes the C probability near the Si by up to ~0.4, so a C can come out 0.5 Å
+off its column, at the wrong angle on the Si's probe halo, or not at all. Around each
+detected Si, this module runs the network again on a square crop (``half_A``) under the
+8 symmetries of the square (the dihedral group D4: 4 quarter turns, each with and
+without a mirror; optionally also a few pixel-size scales and crop offsets), maps every
+probability map back to the crop's frame and averages them: the averaged map is exactly
+equivariant under those 8 symmetries. Atoms within ``radius_A`` of the Si are found
+again on that average (components above ``threshold``, then the Gaussian refinement on
+the raw frame that the whole-frame pass uses).
+
+``mode="merge"`` (the default): a whole-frame atom within ``match_A`` of a re-found one
+moves to the re-found position, re-found atoms matching nothing are added, and no
+whole-frame atom is removed. ``mode="replace"``: the re-found atoms replace the
+whole-frame ones within ``radius_A`` (the Si itself stays). On the 79 LibraryNet
+patches "replace" lost C that the whole-frame pass had (64-72/79 all found with the
+ring search, vs 70/79 without the local pass), "merge" did not (72-74/79); the
+threshold is cross-validated by bench/librarynet_cv.py.
+
+Cost: one batch of 8 crops of ~80 model pixels per Si (0.2 s on one loaded CPU core,
+a third of a 1024² frame's whole pass), hence :data:`MAX_AUTO_SITES`.
+
+Units: positions in pixels (row, column) of the raw frame; ``pixel_size`` in Å/px;
+radii and crop sizes in Å.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+#: 4 rotations x (no mirror, mirror): the 8 symmetries of the square.
+DIHEDRAL = tuple((k, m) for m in (False, True) for k in range(4))
+
+
+@dataclass(frozen=True)
+class TTASettings:
+    """What the local pass averages over and where it replaces atoms (Å, fractions)."""
+
+    half_A: float = 8.0  # half-width of the crop around the Si fed to the network
+    radius_A: float = 2.2  # atoms this close to a Si are re-found
+    scales: tuple[float, ...] = (1.0,)  # pixel-size factors shown to the network
+    transforms: int = 8  # the first n of DIHEDRAL (1: the crop alone, no augmentation)
+    threshold: float = 0.4  # foreground probability of an atom pixel on the average
+    # integer offsets (raw pixels) of the crop's centre from the Si: each changes the
+    # phase of the resampling to the model grid
+    shifts: tuple[tuple[int, int], ...] = ((0, 0),)
+    # "replace": the re-found atoms replace the whole-frame ones within radius_A;
+    # "merge": a whole-frame atom within match_A of a re-found one moves to it, other
+    # re-found atoms are added, no whole-frame atom is removed
+    mode: str = "merge"
+    match_A: float = 0.8
+
+
+#: The local pass used by detection (see bench/librarynet_cv.py for its threshold).
+DEFAULT_TTA = TTASettings()
+
+#: ``si_neighbours="auto"`` runs the local pass on frames with at most this many Si:
+#: it costs 8 network passes on a ~16 Å crop per Si (about a third of a 1024² frame's
+#: whole pass each on the CPU), so a frame dense in Si (the speed benchmark's simulated
+#: frames hold ~65) keeps the whole-frame atoms; ``"on"`` runs it whatever the count.
+MAX_AUTO_SITES = 16
+
+
+def _forward(x: torch.Tensor, k: int, mirror: bool) -> torch.Tensor:
+    """Transform (..., y, x) by mirror (flip x) then rotate by k x 90°."""
+    if mirror:
+        x = torch.flip(x, (-1,))
+    return torch.rot90(x, k, (-2, -1))
+
+
+def _inverse(x: torch.Tensor, k: int, mirror: bool) -> torch.Tensor:
+    """Undo :func:`_forward` on (..., y, x)."""
+    x = torch.rot90(x, -k, (-2, -1))
+    if mirror:
+        x = torch.flip(x, (-1,))
+    return x
+
+
+def frame_normalisation(
+    raw: np.ndarray, pixel_size: float, model_pixel: float
+) -> tuple[float, float]:
+    """The whole-frame pass' robust normalisation (median, p99 - p1) of ``raw`` resampled
+    from ``pixel_size`` to the model's ``model_pixel`` Å/px (as
+    :func:`atomlens.segment.predict.normalise` computes it), so that crops are scaled
+    exactly as the whole frame is."""
+    from atomlens.segment.predict import model_grid_shape, resample
+
+    x = torch.from_numpy(np.asarray(raw, np.float32))[None]
+    x = resample(x, model_grid_shape(raw.shape, pixel_size, model_pixel))
+    lo, med, hi = np.percentile(x.numpy(), [1, 50, 99])
+    return float(med), float(max(hi - lo, 1e-12))
+
+
+def crop_maps(
+    raw: np.ndarray,
+    centre: np.ndarray,
+    det,
+    pixel_size: float,
+    settings: TTASettings | None = None,
+    *,
+    norms: Sequence[tuple[float, float]] | None = None,
+    net: torch.nn.Module | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Averaged class probabilities on the raw grid of a square crop around ``centre``.
+
+    Parameters
+    ----------
+    raw : (Y, X) frame, atoms bright. ``centre`` : (2,) pixels.
+    det : :class:`atomlens.segment.model_file.Detector`.
+    pixel_size : Å/px of ``raw`` (as the network should see it: the spot-width
+        resampled size when detection resampled).
+    norms : per scale, the frame's (median, range) at that scale
+        (:func:`frame_normalisation`); default: computed from ``raw``.
+    net : the module to run (default ``det.net``).
+
+    Returns ``(maps (C, h, w), origin (2,))``: ``origin`` is the crop's top-left pixel in
+    ``raw``; rows/columns outside the frame were reflected in and are cut off again.
+    """
+    from atomlens.segment.predict import _run_net, resample, upsample_maps
+
+    s = settings or TTASettings()
+    net = det.net if net is None else net
+    if norms is None:
+        norms = [frame_normalisation(raw, pixel_size * f, det.pixel_size) for f in s.scales]
+    half = int(np.ceil(s.half_A / pixel_size))
+    c = np.round(np.asarray(centre, float)).astype(int)
+    lo, hi = c - half, c + half + 1
+    clo = np.maximum(lo, 0)
+    chi = np.minimum(hi, raw.shape)
+    crop = np.asarray(raw[clo[0] : chi[0], clo[1] : chi[1]], np.float32)
+    pad = [(int(clo[0] - lo[0]), int(hi[0] - chi[0])), (int(clo[1] - lo[1]), int(hi[1] - chi[1]))]
+    if any(a or b for a, b in pad):  # square crop: rotations keep the batch's shape
+        mode = "reflect" if all(max(a, b) < n for (a, b), n in zip(pad, crop.shape)) else "edge"
+        crop = np.pad(crop, pad, mode=mode)
+    n = crop.shape[0]
+    x0 = torch.from_numpy(crop)[None]  # (1, n, n)
+    dev = next(net.parameters()).device
+    acc = None
+    for f, (med, rng) in zip(s.scales, norms):
+        m = max(8, int(round(n * pixel_size * f / det.pixel_size)))
+        x = (resample(x0, (m, m))[0] - med) / rng
+        batch = torch.stack([_forward(x, k, mi) for k, mi in DIHEDRAL[: s.transforms]])
+        with torch.inference_mode():
+            p = _run_net(net, batch[:, None].to(dev), det.net_config.multiple, False).cpu()
+        p = torch.stack(
+            [_inverse(p[i], k, mi) for i, (k, mi) in enumerate(DIHEDRAL[: s.transforms])]
+        ).mean(0)
+        up = upsample_maps(p.numpy(), (n, n))
+        acc = up if acc is None else acc + up
+    maps = acc / len(s.scales)
+    (a0, _), (b0, _) = pad
+    h, w = chi - clo
+    return maps[:, a0 : a0 + h, b0 : b0 + w], clo
+
+
+def site_maps(
+    raw: np.ndarray,
+    centres: np.ndarray,
+    det,
+    pixel_size: float,
+    settings: TTASettings | None = None,
+    *,
+    net_pixel_size: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The augmented maps of every crop (each centre, each crop offset in ``shifts``)
+    averaged on the frame's grid where they overlap: ``(maps (C, Y, X), covered (Y, X))``,
+    ``covered`` where at least one crop reached (elsewhere ``maps`` is zero).
+    ``net_pixel_size``: the pixel size shown to the network (default ``pixel_size``)."""
+    from atomlens.segment.predict import fold_batchnorm
+
+    s = settings or TTASettings()
+    centres = np.asarray(centres, float).reshape(-1, 2)
+    ps_net = pixel_size if net_pixel_size is None else net_pixel_size
+    net = fold_batchnorm(det.net)
+    norms = [frame_normalisation(raw, ps_net * f, det.pixel_size) for f in s.scales]
+    acc = np.zeros((len(det.classes), *raw.shape), np.float32)
+    wt = np.zeros(raw.shape, np.float32)
+    for c in centres:
+        for off in s.shifts:
+            maps, o = crop_maps(raw, c + np.asarray(off), det, ps_net, s, norms=norms, net=net)
+            sl = (slice(o[0], o[0] + maps.shape[1]), slice(o[1], o[1] + maps.shape[2]))
+            acc[(slice(None), *sl)] += maps
+            wt[sl] += 1.0
+    covered = wt > 0
+    return acc / np.maximum(wt, 1.0), covered
+
+
+def site_atoms(
+    raw: np.ndarray,
+    centres: np.ndarray,
+    det,
+    pixel_size: float,
+    settings: TTASettings | None = None,
+    *,
+    net_pixel_size: float | None = None,
+    spot_factor: float = 1.0,
+    maps: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Atoms within ``radius_A`` of each centre (the Si), found on the averaged maps.
+
+    Atoms are the connected components above ``threshold`` of the averaged maps
+    (:func:`site_maps`, or ``maps`` when given) within ``radius_A`` + 1 Å of a centre
+    (probability-weighted centroids, species by the mean class probability), refined by
+    the whole-frame pass' Gaussian fit on ``raw``; those within ``radius_A`` + 0.3 Å of
+    a centre are returned. ``spot_factor``: the refinement window's factor (see
+    :func:`atomlens.atoms.refine.refine_window`).
+
+    Returns ``(yx (M, 2) px, cls (M,) str, prob (M,), sigma_px (M,))``.
+    """
+    from atomlens.atoms.find import find_atoms
+    from atomlens.atoms.refine import refine_gaussian, refine_window
+    from atomlens.atoms.uncertainty import sigma_from_cov
+
+    s = settings or TTASettings()
+    centres = np.asarray(centres, float).reshape(-1, 2)
+    empty = (np.zeros((0, 2)), np.zeros(0, str), np.zeros(0), np.zeros(0))
+    if len(centres) == 0:
+        return empty
+    avg, covered = (
+        maps
+        if maps is not None
+        else site_maps(raw, centres, det, pixel_size, s, net_pixel_size=net_pixel_size)
+    )
+    yy, xx = np.indices(raw.shape)
+    near = np.zeros(raw.shape, bool)
+    for c in centres:
+        near |= np.hypot(yy - c[0], xx - c[1]) * pixel_size <= s.radius_A + 1.0
+    covered = covered & near
+    avg = np.where(covered, avg, 0.0)
+    avg[0][~covered] = 1.0  # background outside the averaged discs
+    found = find_atoms(avg, det.classes, s.threshold)
+    yx = np.column_stack([found["y"], found["x"]])
+    if len(yx) == 0:
+        return empty
+    cls, prob = found["cls"].astype(str), found["prob"].astype(float)
+    radius, max_shift = refine_window(pixel_size, spot_factor)
+    yx, _, _, cov = refine_gaussian(raw, yx, radius, max_shift_px=max_shift, return_cov=True)
+    d = np.hypot(*(yx[:, None] - centres[None]).transpose(2, 0, 1)).min(1) * pixel_size
+    keep = d <= s.radius_A + 0.3
+    return yx[keep], cls[keep], prob[keep], sigma_from_cov(cov)[keep]
+
+
+def refind_si_sites(
+    table: pd.DataFrame,
+    raw: np.ndarray,
+    det,
+    pixel_size: float,
+    settings: TTASettings | None = None,
+    *,
+    net_pixel_size: float | None = None,
+    spot_factor: float = 1.0,
+    bright: str = "Si",
+    centres: Sequence[int] | None = None,
+    maps: tuple[np.ndarray, np.ndarray] | None = None,
+    border_A: float = 1.0,
+) -> pd.DataFrame:
+    """One frame's atom table corrected within ``radius_A`` of each ``bright`` atom by
+    the atoms found on the test-time-augmented maps (:func:`site_atoms`).
+
+    ``mode="merge"``: a table atom (not a ``bright`` one) within ``match_A`` of a
+    re-found atom takes its position (closest pairs first, each atom once); the other
+    re-found atoms are added unless within 1 Å of a table atom. ``mode="replace"``: the
+    table atoms within ``radius_A`` (but the ``bright`` ones) are dropped and the
+    re-found ones added unless within 0.7 Å of an atom that stays. ``centres``: rows of
+    the bright atoms to work around (default: every ``bright`` row); ``maps``: the
+    :func:`site_maps` output when already computed. New rows copy the frame's constant
+    columns and get ``prob``, ``sigma_px``/``sigma_A`` (when those columns exist) and
+    ``border`` (within ``border_A`` Å of the frame's edge).
+    """
+    s = settings or TTASettings()
+    if len(table) == 0:
+        return table
+    yx = table[["y", "x"]].to_numpy(float)
+    cls = table["cls"].astype(str).to_numpy()
+    si = np.flatnonzero(cls == bright) if centres is None else np.asarray(centres, int)
+    if len(si) == 0:
+        return table
+    new, ncls, prob, sig = site_atoms(
+        raw,
+        yx[si],
+        det,
+        pixel_size,
+        s,
+        net_pixel_size=net_pixel_size,
+        spot_factor=spot_factor,
+        maps=maps,
+    )
+    d_old = np.hypot(*(yx[:, None] - yx[si][None]).transpose(2, 0, 1)).min(1) * pixel_size
+    if s.mode == "replace":
+        drop = (d_old <= s.radius_A) & ~np.isin(np.arange(len(yx)), si)
+    elif s.mode == "merge":
+        drop = np.zeros(len(yx), bool)
+        table = table.copy()
+        movable = np.flatnonzero((d_old <= s.radius_A + 0.3) & ~np.isin(np.arange(len(yx)), si))
+        used = np.zeros(len(new), bool)
+        moved = np.zeros(len(movable), bool)
+        if len(new) and len(movable):
+            dd = np.hypot(*(yx[movable][:, None] - new[None]).transpose(2, 0, 1)) * pixel_size
+            for i, j in zip(*np.unravel_index(np.argsort(dd, axis=None), dd.shape)):
+                if dd[i, j] > s.match_A:
+                    break
+                if used[j] or moved[i]:  # each atom matched once
+                    continue
+                used[j] = moved[i] = True
+                table.loc[table.index[movable[i]], ["y", "x"]] = new[j]
+        yx = table[["y", "x"]].to_numpy(float)
+        new, ncls, prob, sig = new[~used], ncls[~used], prob[~used], sig[~used]
+    else:
+        raise ValueError(f"mode must be 'replace' or 'merge', got {s.mode!r}")
+    if len(new):  # not an atom that stays (a Si, or one beyond radius_A)
+        stay = yx[~drop]
+        d_new = np.hypot(*(new[:, None] - stay[None]).transpose(2, 0, 1)).min(1) * pixel_size
+        k = d_new > (0.7 if s.mode == "replace" else 1.0)
+        new, ncls, prob, sig = new[k], ncls[k], prob[k], sig[k]
+    kept = table[~drop]
+    if len(new) == 0:
+        return kept.reset_index(drop=True)
+    rows = pd.DataFrame({c: [table[c].iloc[0]] * len(new) for c in table.columns})
+    rows["y"], rows["x"] = new[:, 0], new[:, 1]
+    rows["cls"] = ncls
+    rows["prob"] = prob
+    if "sigma_px" in rows:
+        rows["sigma_px"] = sig
+        rows["sigma_A"] = sig * pixel_size
+    if "border" in rows:  # as the whole-frame pass marks it (border_A from the edge)
+        m = border_A / pixel_size
+        h, w = raw.shape
+        rows["border"] = (
+            (new[:, 0] < m) | (new[:, 1] < m) | (new[:, 0] > h - 1 - m) | (new[:, 1] > w - 1 - m)
+        )
+    out = pd.concat([kept, rows], ignore_index=True)
+    if isinstance(table["cls"].dtype, pd.CategoricalDtype):
+        out["cls"] = pd.Categorical(out["cls"].astype(str), categories=table["cls"].cat.categories)
+    return out
+
+
+def local_pass(
+    table: pd.DataFrame,
+    raw: np.ndarray,
+    det,
+    pixel_size: float,
+    setting: str | bool = "auto",
+    spot_factor: float = 1.0,
+) -> pd.DataFrame:
+    """Detection's use of :func:`refind_si_sites` (``settings`` :data:`DEFAULT_TTA`):
+    ``setting`` is detection's ``si_neighbours`` (already checked to want the neighbour
+    search): ``"on"``/True always, ``"auto"`` when the frame has at most
+    :data:`MAX_AUTO_SITES` Si. ``spot_factor``: spots this many times broader than the
+    model's (the network saw ``pixel_size / spot_factor``)."""
+    n_si = int((table["cls"].astype(str) == "Si").sum()) if len(table) else 0
+    if n_si == 0 or (setting == "auto" and n_si > MAX_AUTO_SITES):
+        return table
+    return refind_si_sites(
+        table,
+        raw,
+        det,
+        pixel_size,
+        DEFAULT_TTA,
+        net_pixel_size=pixel_size / spot_factor,
+        spot_factor=spot_factor,
+    )
+
+
+__all__ = [
+    "DEFAULT_TTA",
+    "DIHEDRAL",
+    "MAX_AUTO_SITES",
+    "TTASettings",
+    "crop_maps",
+    "frame_normalisation",
+    "local_pass",
+    "refind_si_sites",
+    "site_atoms",
+    "site_maps",
+]
