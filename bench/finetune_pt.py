@@ -74,6 +74,30 @@ def score(det, images: np.ndarray, labels: list[pd.DataFrame], idx: list[int]) -
     }
 
 
+def parse_settings(items: list[str]):
+    """A :class:`FinetuneConfig` from ``KEY=VALUE`` strings (``augment.KEY`` sets an
+    :class:`AugmentConfig` field); values are read as JSON (lists become tuples)."""
+    import dataclasses
+
+    from atomlens.atoms.finetune import FinetuneConfig
+
+    cfg = FinetuneConfig()
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set needs KEY=VALUE, got {item!r}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        value = tuple(value) if isinstance(value, list) else value
+        obj, name = (cfg.augment, key[8:]) if key.startswith("augment.") else (cfg, key)
+        if name not in {f.name for f in dataclasses.fields(obj)}:
+            raise SystemExit(f"--set: {type(obj).__name__} has no field {name!r}")
+        setattr(obj, name, value)
+    return cfg
+
+
 def _progress(ev) -> None:
     """One line per planning / validation event (stderr)."""
     from atomlens.atoms.finetune import FinetuneStarted, FinetuneValidation
@@ -105,6 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="also write the summary here")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a FinetuneConfig field (value as JSON, else a string); augment.FIELD for "
+        "an augmentation range, e.g. --set lr=3e-4 --set augment.p_gauss=0",
+    )
     ap.add_argument("--save", default=None, help="write each split's model to DIR/splitK.pt")
     ap.add_argument(
         "--no-base-score", action="store_true", help="skip scoring the base model on all 11 images"
@@ -120,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     from atomlens.segment.registry import load_model
 
     torch.set_num_threads(args.threads)
+    config = parse_settings(args.set)
     names, images, labels = load_pt()
     base = load_model(args.base)
     summary: dict = {
@@ -127,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "pixel_size_A": PIXEL_SIZE,
         "match_px": MATCH_PX,
         "base": args.base or "shipped",
+        "settings": args.set,
         "splits": [],
     }
     if not args.no_base_score:
@@ -154,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             threads=args.threads,
             progress=_progress,
+            config=config,
             out=Path(args.save) / f"split{k}.pt" if args.save else None,
         )
         t_ft = time.perf_counter() - t0

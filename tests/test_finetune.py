@@ -344,6 +344,26 @@ def test_plan_chooses_classes_grid_and_balance_from_the_data():
         plan_finetune(truth, frames.shape[1:], base, FinetuneConfig(classes=("Au",)), 0.2, 2.0)
 
 
+def test_validation_match_radius_is_capped_in_sample_angstrom():
+    """Sparse atoms (neighbours ~20 px apart): the validation strip matches within 0.4
+    neighbour distances, at most 1.5 Å of the sample; when broad spots are shown to the
+    network at a smaller stated pixel size, the cap is 1.5 Å at the microscope's pixel
+    size (the same pixels), not 1.5 stated Å (2.5x more pixels on pt_single_atoms)."""
+    from atomlens.atoms.finetune import FinetuneConfig, plan_finetune
+
+    base = _tiny_detector()
+    frames, truth = _sparse_frames(2, shape=(160, 320), n_atoms=40)
+    cfg = FinetuneConfig(rescale=False)
+    nn_px = plan_finetune(truth, frames.shape[1:], base, cfg, 1.0, None).neighbour_A
+    assert nn_px > 4.0  # at 1 Å/px: 0.4 neighbour distances > 1.5 Å, the cap applies
+    plain = plan_finetune(truth, frames.shape[1:], base, cfg, 0.3, None)
+    assert plain.score_radius_A == pytest.approx(1.5)  # 5 px at 0.3 Å/px
+    stated = plan_finetune(truth, frames.shape[1:], base, cfg, 0.1, None, stack_pixel_size=0.3)
+    assert stated.score_radius_A / 0.1 == pytest.approx(1.5 / 0.3)  # still 5 px
+    near = plan_finetune(truth, frames.shape[1:], base, cfg, 0.02, None)  # 0.4 nn < 1.5 Å
+    assert near.score_radius_A == pytest.approx(0.4 * near.neighbour_A)
+
+
 def test_resize_head_keeps_known_rows_and_starts_new_ones_from_the_atom_rows():
     from atomlens.atoms.finetune import resize_head
 

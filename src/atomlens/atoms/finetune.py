@@ -523,10 +523,15 @@ def plan_finetune(
     pixel_size: float,
     atom_fwhm_A: float | None,
     before_f1: float | None = None,
+    stack_pixel_size: float | None = None,
 ) -> FinetunePlan:
     """Choose classes, sampling, crop, steps, learning rate, crop centring and class
     weights from the labels (positions in input pixels of ``frame_shape`` frames at
-    ``pixel_size`` Å/px) and the base model; every choice is explained in ``notes``."""
+    ``pixel_size`` Å/px) and the base model; every choice is explained in ``notes``.
+
+    ``stack_pixel_size``: the microscope's Å/px when ``pixel_size`` is the smaller one
+    stated to the network for broad spots (spot-width resampling); the validation match
+    radius is capped at 1.5 Å of the *sample* (None: ``pixel_size`` is the sample's)."""
     notes: list[str] = []
     species = _species(labels, cfg.class_map)
     base_sp = list(base.classes[1:])
@@ -623,7 +628,10 @@ def plan_finetune(
             )
         )
     eval_every = int(cfg.eval_every) if cfg.eval_every else max(10, steps // 12)
-    score_A = float(min(0.4 * nn_A, 1.5)) if nn_A else 0.5
+    # validation match radius (Å at ``pixel_size``): 0.4 neighbour distances, at most
+    # 1.5 Å of the sample (a resampled stack states a smaller pixel: the cap shrinks with it)
+    cap_A = 1.5 * pixel_size / (stack_pixel_size or pixel_size)
+    score_A = float(min(0.4 * nn_A, cap_A)) if nn_A else 0.5
     return FinetunePlan(
         classes=tuple(classes),
         new_classes=new_classes,
@@ -908,7 +916,7 @@ def iter_finetune(
     fwhm, refined = measure_atom_fwhm(raw, local, ps, _nn_distance_px(local))
     if cfg.refine_labels:
         local = refined
-    plan = plan_finetune(local, raw.shape[1:], base, cfg, ps, fwhm)
+    plan = plan_finetune(local, raw.shape[1:], base, cfg, ps, fwhm, stack_pixel_size=ps_stack)
     det0 = resize_head(base, plan.classes, plan.model_pixel_size, plan.radius_A)
     # validation strips: the right (1 - val_cut) of each frame, with context to the left
     w = raw.shape[-1]
@@ -924,7 +932,9 @@ def iter_finetune(
     before = None
     if score is not None:
         before = score(base)
-        plan = plan_finetune(local, raw.shape[1:], base, cfg, ps, fwhm, before["f1"])
+        plan = plan_finetune(
+            local, raw.shape[1:], base, cfg, ps, fwhm, before["f1"], stack_pixel_size=ps_stack
+        )
     # training part: frames cut at the validation strip (labels whose disk reaches in)
     cut = int(np.floor(x_score)) if strips is not None else w
     r_in = plan.radius_A / ps
