@@ -245,3 +245,27 @@ def test_rerun_into_the_same_layer_with_no_atoms_and_back(make_napari_viewer, qt
         rows = layer.features["cls"].astype(str).to_numpy() == name
         want = [int(SPECIES_COLOURS[name][i : i + 2], 16) / 255 for i in (1, 3, 5)]
         np.testing.assert_allclose(layer.face_color[rows, :3], [want] * int(rows.sum()), atol=1e-6)
+
+
+def test_layer_pickers_refresh_a_turn_after_layers_added_in_turns(
+    make_napari_viewer, qtbot
+) -> None:
+    """Inside AtomLens's in-turn adds the docks' layer pickers refresh on the next turn
+    (not inside napari's add_layer turn); a layer added by the user or a script is in
+    the pickers at once."""
+    from atomlens._napari._base import pickers_deferred
+    from atomlens._napari._workers import add_layers_in_turns, make_layers
+
+    viewer = make_napari_viewer()
+    widget = DetectWidget(viewer)
+    frames = np.zeros((2, 16, 16), np.float32)
+    first = viewer.add_image(frames, name="typed")  # at once
+    assert first in widget.image.choices
+    with pickers_deferred():
+        late = viewer.add_image(frames, name="late")
+        assert late not in widget.image.choices  # waits for the next turn
+    qtbot.waitUntil(lambda: late in widget.image.choices, timeout=2_000)
+    done: list = []
+    add_layers_in_turns(viewer, make_layers([image_layer_tuple(frames, 0.1, "in turns")]), done.append)
+    qtbot.waitUntil(lambda: bool(done), timeout=5_000)
+    assert done[0][0] in widget.image.choices

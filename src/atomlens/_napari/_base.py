@@ -4,7 +4,9 @@ fills in as soon as encoding adds them)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from magicgui.widgets import ComboBox, Container, Label
@@ -35,6 +37,35 @@ def show_scale_bar(viewer: napari.Viewer) -> None:
         viewer.scale_bar.visible = True
     except (RuntimeError, AttributeError):  # the viewer closed meanwhile
         pass
+
+
+_DEFER = [0]  # > 0 inside pickers_deferred()
+_PENDING: dict[int, weakref.ref] = {}  # docks whose pickers wait for the next turn
+
+
+@contextmanager
+def pickers_deferred() -> Iterator[None]:
+    """Layer-list and layer changes made inside this block refresh the AtomLens docks'
+    layer pickers once, on the next turn of the Qt event loop, instead of inside the
+    change. Used where AtomLens adds, removes or rewrites result layers in turns
+    (:func:`~atomlens._napari._workers.add_layers_in_turns`): the ~10 pickers of the
+    open docks (and the relayout of the visible one) no longer add to napari's own
+    ~70-100 ms ``add_layer`` turn. Changes made by the user or by scripts refresh the
+    pickers at once, as before."""
+    _DEFER[0] += 1
+    try:
+        yield
+    finally:
+        _DEFER[0] -= 1
+
+
+def _flush_pickers() -> None:
+    pending = list(_PENDING.values())
+    _PENDING.clear()
+    for ref in pending:
+        widget = ref()
+        if widget is not None:
+            widget._refresh_choices()
 
 
 class ViewerWidget(Container):
@@ -71,6 +102,13 @@ class ViewerWidget(Container):
                 emitter.connect(self._refresh_choices)
 
     def _refresh_choices(self, event=None) -> None:
+        if _DEFER[0]:
+            from qtpy.QtCore import QTimer
+
+            if not _PENDING:
+                QTimer.singleShot(0, _flush_pickers)
+            _PENDING[id(self)] = weakref.ref(self)
+            return
         try:
             self.reset_choices()
         except RuntimeError:  # the dock's Qt widgets are already deleted (viewer closing)

@@ -176,9 +176,12 @@ def add_layers_in_turns(
     steps.append(_order)
 
     def _step() -> None:
+        from atomlens._napari._base import pickers_deferred
+
         try:
             if steps:
-                steps.pop(0)()
+                with pickers_deferred():  # the docks' layer pickers: on the next turn
+                    steps.pop(0)()
                 # the next step after a pause; ``then`` on the very next turn
                 QTimer.singleShot(TURN_GAP_MS if steps else 0, _step)
             elif then is not None:
