@@ -23,6 +23,7 @@ off, then the highest threshold, ``profile``, ``fit``, no prior, 60°, the large
 ratio) and scored on the held-out fold.
 
 Usage: .venv/bin/python bench/librarynet_cv.py [--threads 1] [--folds 5] [--tta off,0.5,0.4,0.3]
+       [--ratios 1.0,0.8,0.6,0.5,0.35,0.25,0.15]
 """
 
 from __future__ import annotations
@@ -41,19 +42,29 @@ from detect import LIBRARYNET, calibrated_pixel_size, score_librarynet_patch  # 
 RATIOS = np.round(np.arange(1.0, 0.149, -0.05), 2)
 #: Thresholds of the local test-time-augmented pass (None: off) on the averaged maps.
 TTA_THRESHOLDS: tuple[float | None, ...] = (None, 0.5, 0.4, 0.3)
-RING_GRID = [
-    {"min_ratio": float(r), "position": pos, "search": srch, "radius_prior": w, "min_sep_deg": m}
-    for srch in ("profile", "2d")
-    for pos in ("fit", "centroid")
-    for w in (0.0, 0.5, 1.0)
-    for m in (60.0, 75.0)
-    for r in RATIOS
-]
 
 
-def grid(tta: tuple[float | None, ...] = TTA_THRESHOLDS) -> list[dict]:
+def ring_grid(ratios: np.ndarray = RATIOS) -> list[dict]:
+    """The ring-search settings: search x position x prior x min angle x ratio."""
+    return [
+        {
+            "min_ratio": float(r),
+            "position": pos,
+            "search": srch,
+            "radius_prior": w,
+            "min_sep_deg": m,
+        }
+        for srch in ("profile", "2d")
+        for pos in ("fit", "centroid")
+        for w in (0.0, 0.5, 1.0)
+        for m in (60.0, 75.0)
+        for r in ratios
+    ]
+
+
+def grid(tta: tuple[float | None, ...] = TTA_THRESHOLDS, ratios: np.ndarray = RATIOS) -> list[dict]:
     """Every (local pass threshold, ring setting) pair, the local pass outermost."""
-    return [{"tta": t, **g} for t in tta for g in RING_GRID]
+    return [{"tta": t, **g} for t in tta for g in ring_grid(ratios)]
 
 
 def _label(t: dict) -> str:
@@ -143,9 +154,16 @@ def main() -> None:
         default=",".join("off" if t is None else str(t) for t in TTA_THRESHOLDS),
         help="thresholds of the local test-time-augmented pass to include ('off': none)",
     )
+    p.add_argument(
+        "--ratios",
+        default="",
+        help="min_ratio values of the ring grid, comma-separated (default: 1.0 to 0.15 "
+        "in steps of 0.05; fewer values run faster)",
+    )
     args = p.parse_args()
     ttas = tuple(None if v == "off" else float(v) for v in args.tta.split(","))
-    GRID = grid(ttas)
+    ratios = np.array([float(v) for v in args.ratios.split(",")]) if args.ratios else RATIOS
+    GRID = grid(ttas, ratios)
     import torch
 
     from atomlens.atoms import detect
@@ -197,6 +215,8 @@ def main() -> None:
     names = sorted(table)
     out: dict = {
         "patches": len(names),
+        "tta_thresholds": list(ttas),
+        "ratios": [float(r) for r in ratios],
         "split": f"{args.folds} folds by site (crops of one Si site in one fold), "
         "stratified by motif (seed 0)",
         "site_groups": sorted(

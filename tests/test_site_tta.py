@@ -16,6 +16,7 @@ from atomlens.atoms.site_tta import (
     DIHEDRAL,
     TTASettings,
     _forward,
+    _groups,
     _inverse,
     crop_maps,
     refind_si_sites,
@@ -40,6 +41,12 @@ def test_dihedral_transforms_are_the_8_symmetries_and_invert():
     assert len(seen) == 8
     for k, m in DIHEDRAL:
         assert torch.equal(_inverse(_forward(x, k, m), k, m), x)
+
+
+def test_sites_with_overlapping_crops_share_one_box_and_far_ones_do_not():
+    c = np.array([[10.0, 10.0], [12.0, 40.0], [300.0, 300.0], [10.0, 700.0]])
+    got = sorted(g.tolist() for g in _groups(c, 20.0))
+    assert got == [[0, 1], [2], [3]]
 
 
 def _site(kind: str, seed: int, pixel_size: float):

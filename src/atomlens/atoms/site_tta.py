@@ -161,6 +161,25 @@ def crop_maps(
     return maps[:, a0 : a0 + h, b0 : b0 + w], clo
 
 
+def _groups(centres: np.ndarray, reach_px: float) -> list[np.ndarray]:
+    """Indices of ``centres`` (N, 2) in groups whose crops (half-width ``reach_px``) may
+    overlap (single linkage at 2 x ``reach_px``)."""
+    n = len(centres)
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i in range(n):
+        for j in range(i + 1, n):
+            if np.abs(centres[i] - centres[j]).max() <= 2 * reach_px + 2:
+                parent[root(j)] = root(i)
+    roots = np.array([root(i) for i in range(n)])
+    return [np.flatnonzero(roots == r) for r in np.unique(roots)]
+
+
 def site_maps(
     raw: np.ndarray,
     centres: np.ndarray,
@@ -169,11 +188,14 @@ def site_maps(
     settings: TTASettings | None = None,
     *,
     net_pixel_size: float | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """The augmented maps of every crop (each centre, each crop offset in ``shifts``)
-    averaged on the frame's grid where they overlap: ``(maps (C, Y, X), covered (Y, X))``,
-    ``covered`` where at least one crop reached (elsewhere ``maps`` is zero).
-    ``net_pixel_size``: the pixel size shown to the network (default ``pixel_size``)."""
+    averaged where crops overlap, per group of centres with overlapping crops (memory:
+    the groups' bounding boxes, not the frame): a list of ``(rows (k,) of centres,
+    maps (C, h, w), covered (h, w), origin (2,))``, ``origin`` the box's top-left pixel
+    in ``raw`` and ``covered`` where at least one crop reached (elsewhere ``maps`` is
+    zero). ``net_pixel_size``: the pixel size shown to the network (default
+    ``pixel_size``)."""
     from atomlens.segment.predict import fold_batchnorm
 
     s = settings or TTASettings()
@@ -181,16 +203,27 @@ def site_maps(
     ps_net = pixel_size if net_pixel_size is None else net_pixel_size
     net = fold_batchnorm(det.net)
     norms = [frame_normalisation(raw, ps_net * f, det.pixel_size) for f in s.scales]
-    acc = np.zeros((len(det.classes), *raw.shape), np.float32)
-    wt = np.zeros(raw.shape, np.float32)
-    for c in centres:
-        for off in s.shifts:
-            maps, o = crop_maps(raw, c + np.asarray(off), det, ps_net, s, norms=norms, net=net)
-            sl = (slice(o[0], o[0] + maps.shape[1]), slice(o[1], o[1] + maps.shape[2]))
-            acc[(slice(None), *sl)] += maps
+    reach = np.ceil(s.half_A / pixel_size) + max((max(map(abs, o)) for o in s.shifts), default=0)
+    out = []
+    for rows in _groups(centres, float(reach)):
+        crops = [
+            crop_maps(raw, centres[i] + np.asarray(off), det, ps_net, s, norms=norms, net=net)
+            for i in rows
+            for off in s.shifts
+        ]
+        lo = np.min([o for _, o in crops], axis=0)
+        hi = np.max([o + m.shape[1:] for m, o in crops], axis=0)
+        acc = np.zeros((len(det.classes), *(hi - lo)), np.float32)
+        wt = np.zeros(tuple(hi - lo), np.float32)
+        for m, o in crops:
+            sl = (
+                slice(o[0] - lo[0], o[0] - lo[0] + m.shape[1]),
+                slice(o[1] - lo[1], o[1] - lo[1] + m.shape[2]),
+            )
+            acc[(slice(None), *sl)] += m
             wt[sl] += 1.0
-    covered = wt > 0
-    return acc / np.maximum(wt, 1.0), covered
+        out.append((rows, acc / np.maximum(wt, 1.0), wt > 0, lo))
+    return out
 
 
 def site_atoms(
@@ -202,16 +235,16 @@ def site_atoms(
     *,
     net_pixel_size: float | None = None,
     spot_factor: float = 1.0,
-    maps: tuple[np.ndarray, np.ndarray] | None = None,
+    maps: list | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Atoms within ``radius_A`` of each centre (the Si), found on the averaged maps.
 
     Atoms are the connected components above ``threshold`` of the averaged maps
-    (:func:`site_maps`, or ``maps`` when given) within ``radius_A`` + 1 Å of a centre
-    (probability-weighted centroids, species by the mean class probability), refined by
-    the whole-frame pass' Gaussian fit on ``raw``; those within ``radius_A`` + 0.3 Å of
-    a centre are returned. ``spot_factor``: the refinement window's factor (see
-    :func:`atomlens.atoms.refine.refine_window`).
+    (:func:`site_maps`, or ``maps``, its output, when given) within ``radius_A`` + 1 Å
+    of a centre (probability-weighted centroids, species by the mean class
+    probability), refined by the whole-frame pass' Gaussian fit on ``raw``; those
+    within ``radius_A`` + 0.3 Å of a centre are returned. ``spot_factor``: the
+    refinement window's factor (see :func:`atomlens.atoms.refine.refine_window`).
 
     Returns ``(yx (M, 2) px, cls (M,) str, prob (M,), sigma_px (M,))``.
     """
@@ -224,23 +257,24 @@ def site_atoms(
     empty = (np.zeros((0, 2)), np.zeros(0, str), np.zeros(0), np.zeros(0))
     if len(centres) == 0:
         return empty
-    avg, covered = (
-        maps
-        if maps is not None
-        else site_maps(raw, centres, det, pixel_size, s, net_pixel_size=net_pixel_size)
-    )
-    yy, xx = np.indices(raw.shape)
-    near = np.zeros(raw.shape, bool)
-    for c in centres:
-        near |= np.hypot(yy - c[0], xx - c[1]) * pixel_size <= s.radius_A + 1.0
-    covered = covered & near
-    avg = np.where(covered, avg, 0.0)
-    avg[0][~covered] = 1.0  # background outside the averaged discs
-    found = find_atoms(avg, det.classes, s.threshold)
-    yx = np.column_stack([found["y"], found["x"]])
+    if maps is None:
+        maps = site_maps(raw, centres, det, pixel_size, s, net_pixel_size=net_pixel_size)
+    yx, cls, prob = [np.zeros((0, 2))], [np.zeros(0, str)], [np.zeros(0)]
+    for rows, avg, covered, lo in maps:
+        yy, xx = np.indices(covered.shape)
+        near = np.zeros(covered.shape, bool)
+        for c in centres[rows] - lo:
+            near |= np.hypot(yy - c[0], xx - c[1]) * pixel_size <= s.radius_A + 1.0
+        covered = covered & near
+        avg = np.where(covered, avg, 0.0)
+        avg[0][~covered] = 1.0  # background outside the averaged discs
+        found = find_atoms(avg, det.classes, s.threshold)
+        yx.append(np.column_stack([found["y"], found["x"]]).reshape(-1, 2) + lo)
+        cls.append(found["cls"].astype(str))
+        prob.append(found["prob"].astype(float))
+    yx, cls, prob = np.concatenate(yx), np.concatenate(cls), np.concatenate(prob)
     if len(yx) == 0:
         return empty
-    cls, prob = found["cls"].astype(str), found["prob"].astype(float)
     radius, max_shift = refine_window(pixel_size, spot_factor)
     yx, _, _, cov = refine_gaussian(raw, yx, radius, max_shift_px=max_shift, return_cov=True)
     d = np.hypot(*(yx[:, None] - centres[None]).transpose(2, 0, 1)).min(1) * pixel_size
@@ -259,7 +293,7 @@ def refind_si_sites(
     spot_factor: float = 1.0,
     bright: str = "Si",
     centres: Sequence[int] | None = None,
-    maps: tuple[np.ndarray, np.ndarray] | None = None,
+    maps: list | None = None,
     border_A: float = 1.0,
 ) -> pd.DataFrame:
     """One frame's atom table corrected within ``radius_A`` of each ``bright`` atom by
