@@ -189,10 +189,18 @@ def test_redetect_from_the_plugins_menu_reuses_the_atoms_layer(
         qtbot.waitUntil(lambda: widget.results_shown, timeout=10_000)
         if len(counts) == 1:
             first = next(lay for lay in viewer.layers if lay.name == "atoms movie")
+            # the Correct atoms dock (also from the menu) edits it, bound through the
+            # proxy's viewer.layers[name]
+            _, corr = viewer.window.add_plugin_dock_widget("atomlens", "Correct atoms")
+            corr.bind_layer(corr.viewer.layers["atoms movie"])
+            corr.session.delete([int(corr.session.atoms["atom_id"].iloc[0])])
+            assert corr.session.can_undo
     assert [lay.name for lay in viewer.layers] == ["movie", "atoms movie"]
     atoms = next(lay for lay in viewer.layers if lay.name == "atoms movie")
     assert atoms is first  # the same layer, written into
     assert len(atoms.data) == len(atoms.features) == counts[1]
+    # the correction restarted from the new detections: nothing to undo, nothing moved
+    assert not corr.session.can_undo and len(corr.session.atoms) == counts[1]
     if shipped:  # a higher threshold keeps fewer atoms
         assert counts[1] < counts[0]
     assert atoms.face_color_mode == "cycle"

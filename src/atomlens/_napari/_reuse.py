@@ -42,19 +42,27 @@ class _ReplacedBus:
 REPLACED = _ReplacedBus()
 
 
+def unwrapped(layer: Any) -> Any:
+    """The layer itself: a layer reached through a dock opened in the Plugins menu may be
+    napari's public-only proxy of it (a new proxy per look-up; ``__wrapped__`` is the
+    proxy's public attribute for the layer)."""
+    return getattr(layer, "__wrapped__", layer)
+
+
 def is_replacing(layer: Any) -> bool:
     """Whether AtomLens is writing a new result into ``layer`` right now."""
-    return layer is not None and layer in _REPLACING
+    return layer is not None and unwrapped(layer) in _REPLACING
 
 
 @contextmanager
 def replacing(layer: Any) -> Iterator[None]:
     """Mark ``layer`` as being replaced (its data events are not user edits)."""
-    _REPLACING.add(layer)
+    real = unwrapped(layer)
+    _REPLACING.add(real)
     try:
         yield
     finally:
-        _REPLACING.discard(layer)
+        _REPLACING.discard(real)
 
 
 def can_reuse(old: Any, new: Any) -> bool:

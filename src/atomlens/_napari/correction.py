@@ -45,7 +45,7 @@ from qtpy.QtCore import QTimer
 
 from atomlens._napari._base import ViewerWidget
 from atomlens._napari._layers import add_tuple, current_frame, layer_atoms, layer_stack, set_frame
-from atomlens._napari._reuse import REPLACED, is_replacing
+from atomlens._napari._reuse import REPLACED, is_replacing, unwrapped
 from atomlens._napari._workers import notify_error, start_generator
 from atomlens.errors import SettingsError
 from atomlens.io.frames import format_frames
@@ -290,7 +290,7 @@ class CorrectionWidget(ViewerWidget):
         """AtomLens wrote a new result (e.g. a re-detection) into the bound layer: a new
         baseline, not an edit. The correction session restarts from the layer's table
         (corrected frames, edit flags and the undo history of the old one are dropped)."""
-        if layer is None or layer is not self.layer:
+        if layer is None or self.layer is None or unwrapped(layer) is not unwrapped(self.layer):
             return
         old = self.session
         had_work = old.can_undo or bool(old.corrected_frames)
