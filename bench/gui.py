@@ -28,7 +28,9 @@ Run under a 1280x800 X display:
 Detect runs as the dock's defaults do: atoms only (``show probability maps`` off).
 
 Options: ``--quick`` (fewer epochs and switches), ``--movie PATH``, ``--trace`` (name the
-code behind each worst stall), ``--only detect,redetect,pfm,repfm`` (just those actions).
+code behind each worst stall), ``--only detect,redetect,pfm,repfm`` (just those actions),
+``--first-draw N`` (only: the add and first-draw turns of N new atoms layers, part by
+part; with ``MESA_SHADER_CACHE_DIR`` set to an empty folder, Mesa's cold start).
 """
 
 from __future__ import annotations
@@ -490,6 +492,124 @@ def bench_frame_switch(viewer, app, n_atoms: int, n_frames: int, switches: int) 
     }  # fmt: skip
 
 
+class PartTimer:
+    """Main-thread CPU (ms) spent in named functions of napari, vispy and Qt while it is
+    installed: wraps them for the measurement only (``--first-draw``) and puts them back
+    on ``close``. Nested parts are counted in each (the regex is inside the build)."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+        self._undo: list = []
+
+    def wrap(self, owner, name: str, key: str) -> None:
+        original = getattr(owner, name)
+        ms = self.ms
+
+        def timed(*args, **kwargs):
+            c0 = time.thread_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                ms[key] = ms.get(key, 0.0) + (time.thread_time() - c0) * 1e3
+
+        setattr(owner, name, timed)
+        self._undo.append((owner, name, original))
+
+    def take(self) -> dict:
+        out = {k: round(v, 1) for k, v in self.ms.items()}
+        self.ms.clear()
+        return out
+
+    def close(self) -> None:
+        for owner, name, original in reversed(self._undo):
+            setattr(owner, name, original)
+        self._undo.clear()
+
+
+def first_draw_parts(n_layers: int, n_atoms: int = 7000) -> dict:
+    """The two turns of a new atoms Points layer, part by part, in main-thread CPU: add it
+    hidden (``viewer.add_layer`` and the events Qt runs right after), then show it (the
+    ``visible`` setter and the paint: vispy's Python program build, its comment regex,
+    Mesa's compile and link, the draws). Every AtomLens dock open, 1280x800, a 48-frame
+    512² image (0.078 Å/px) under ``n_atoms`` atoms, the scale bar on."""
+    import types
+
+    import napari
+    import vispy.gloo.glir as glir
+    import vispy.gloo.program as gloo_program
+    import vispy.visuals.shaders.program as shader_program
+    from napari._qt.layer_controls import qt_layer_controls_container as controls
+    from napari._qt.qt_viewer import QtViewer
+    from qtpy.QtWidgets import QApplication
+    from vispy.app.backends import _qt as vispy_qt
+
+    from atomlens._napari._workers import make_layers
+    from atomlens.viz.layers import atoms_layer_tuple, image_layer_tuple
+
+    parts = PartTimer()
+    parts.wrap(QtViewer, "_add_layer", "napari_vispy_visual_and_node")
+    parts.wrap(controls.QtLayerControlsContainer, "_add", "napari_layer_controls")
+    parts.wrap(shader_program.ModularProgram, "_build", "vispy_program_build_py")
+    regex = types.SimpleNamespace(**{k: getattr(gloo_program.re, k) for k in ("sub", "M", "compile", "findall", "finditer", "search", "match", "split", "escape", "S", "X", "MULTILINE", "DOTALL")})  # fmt: skip
+    parts.wrap(regex, "sub", "vispy_comment_regex")
+    original_re, gloo_program.re = gloo_program.re, regex
+    parts.wrap(glir.GlirShader, "set_data", "gl_compile")
+    parts.wrap(glir.GlirProgram, "link_program", "gl_link")
+    parts.wrap(glir.GlirProgram, "draw", "gl_draw")
+    parts.wrap(vispy_qt.CanvasBackendDesktop, "paintGL", "canvas_paint")
+    try:
+        viewer = napari.Viewer(show=True)
+        app = QApplication.instance()
+        viewer.window._qt_window.resize(1280, 800)
+        open_docks(viewer)
+        rng = np.random.default_rng(0)
+        frames = rng.random((48, 512, 512), dtype=np.float32)
+        from atomlens._napari._layers import add_tuple
+
+        add_tuple(viewer, image_layer_tuple(frames, REAL_PIXEL_SIZE_A, "movie"))
+        from atomlens._napari._base import scale_bar_of
+
+        scale_bar_of(viewer).visible = True
+        _process(app, 1.5)
+        atoms = pd.DataFrame({
+            "frame": rng.integers(0, 48, n_atoms), "y": rng.uniform(0, 511, n_atoms),
+            "x": rng.uniform(0, 511, n_atoms), "cls": rng.choice(["C", "Si"], n_atoms),
+        })  # fmt: skip
+        layers = []
+        for i in range(n_layers):
+            [pts] = make_layers([atoms_layer_tuple(atoms, REAL_PIXEL_SIZE_A, f"atoms {i}")])
+            pts.visible = False
+            rec = {}
+            for turn in ("add", "show"):
+                parts.take()
+                c0 = time.thread_time()
+                if turn == "add":
+                    viewer.add_layer(pts)
+                else:
+                    pts.visible = True
+                c1 = time.thread_time()
+                app.processEvents()
+                c2 = time.thread_time()
+                rec[turn] = {
+                    "call_ms": round((c1 - c0) * 1e3, 1),
+                    "events_after_ms": round((c2 - c1) * 1e3, 1),
+                    "total_ms": round((c2 - c0) * 1e3, 1),
+                    **parts.take(),
+                }
+                _process(app, 0.5)
+            layers.append(rec)
+        _clear(viewer)
+        viewer.close()
+    finally:
+        gloo_program.re = original_re
+        parts.close()
+    return {
+        "atoms": n_atoms,
+        "mesa_shader_cache_dir": os.environ.get("MESA_SHADER_CACHE_DIR", "~/.cache/mesa_shader_cache"),
+        "layers": layers,
+    }
+
+
 def _clear(viewer) -> None:
     """Remove every layer, Points first: napari/vispy under software OpenGL can crash when
     a Points layer is left as the only layer (docs/napari.md, the known crash)."""
@@ -515,7 +635,18 @@ def main() -> None:
         "repfm (PFM twice); "
         "no layout, idle control or frame switch",
     )
+    parser.add_argument(
+        "--first-draw",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only: add and show N new atoms Points layers, each turn's main-thread CPU "
+        "split into napari's, vispy's and Mesa's parts",
+    )
     args = parser.parse_args()
+    if args.first_draw:
+        print(json.dumps(first_draw_parts(args.first_draw), indent=1))
+        return
     only = {a.strip() for a in args.only.split(",") if a.strip()} or None
     if only and "redetect" in only:
         only.add("detect")

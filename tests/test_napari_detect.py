@@ -277,3 +277,21 @@ def test_layer_pickers_refresh_a_turn_after_layers_added_in_turns(
     add_layers_in_turns(viewer, make_layers([image_layer_tuple(frames, 0.1, "in turns")]), done.append)
     qtbot.waitUntil(lambda: bool(done), timeout=5_000)
     assert done[0][0] in widget.image.choices
+
+
+def test_scale_bar_shown_after_a_dock_opens_without_deprecated_api(
+    make_napari_viewer, qtbot
+) -> None:
+    """The first AtomLens dock turns napari's scale bar on (an idle turn later), through
+    the overlay napari 0.9 documents, not the deprecated ``viewer.scale_bar``."""
+    from atomlens._napari._base import SCALE_BAR_MS, scale_bar_of
+
+    viewer = make_napari_viewer()
+    bar = scale_bar_of(viewer)
+    assert not bar.visible
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", DeprecationWarning)
+        DetectWidget(viewer)
+        qtbot.wait(SCALE_BAR_MS + 200)
+    assert bar.visible
+    assert not [w for w in seen if "scale_bar is a deprecated" in str(w.message)]

@@ -34,7 +34,7 @@ def show_scale_bar(viewer: napari.Viewer) -> None:
         if session.scale_bar_shown:
             return
         session.scale_bar_shown = True
-        viewer.scale_bar.visible = True
+        scale_bar_of(viewer).visible = True
     except (RuntimeError, AttributeError):  # the viewer closed meanwhile
         pass
 
@@ -66,6 +66,15 @@ def _flush_pickers() -> None:
         widget = ref()
         if widget is not None:
             widget._refresh_choices()
+
+
+def scale_bar_of(viewer: napari.Viewer):
+    """The viewer's scale-bar overlay: ``viewer.canvas.overlays.scale_bar`` (napari 0.9;
+    ``viewer.scale_bar`` is deprecated there), else ``viewer.scale_bar`` (older napari)."""
+    canvas = getattr(viewer, "canvas", None)
+    overlays = getattr(canvas, "overlays", None)
+    bar = getattr(overlays, "scale_bar", None)
+    return bar if bar is not None else viewer.scale_bar
 
 
 class ViewerWidget(Container):
