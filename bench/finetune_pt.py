@@ -15,10 +15,13 @@ message) when ``../shared/data/real/pt_single_atoms`` is absent. ``--set KEY=VAL
 (repeatable) runs a :class:`~atomlens.atoms.finetune.FinetuneConfig` variant.
 
 Measured 2026-12-05 (base ``general``, ``--threads 1``; held-out 8, F1 per split 0/1/2):
-defaults 0.619/0.533/0.618 (seeds 1, 2: 0.557/0.514/0.625, 0.569/0.507/0.612); 600
-steps, patience 8: 0.622/0.547/0.624; no noise augmentation: 0.559/0.533/0.626;
-``calibrate_threshold``: 0.619/0.449/0.624; without the spot-width resampling (the
-planner's own 0.39 Å/px grid) 0.509/0.499/0.638, with no rescaling at all 0.217/0/0.
+defaults 0.619/0.533/0.618 (seeds 1, 2: 0.557/0.514/0.625, 0.569/0.507/0.612); all
+labels, no strip, 150 steps 0.607/0.551/0.609; half the crops centred on atoms
+0.589/0.501/0.595; lr 3e-4, weight decay 1e-3: 0.567/0.533/0.583; without the
+spot-width resampling (the planner's own 0.39 Å/px grid) 0.509/0.499/0.638, with no
+rescaling at all 0.217/0/0. Before the strips' sample-Å match radius (commit fc9db76):
+0.619/0.505/0.620; 600 steps, patience 8: 0.622/0.547/0.624; no noise augmentation
+0.559/0.533/0.626; ``calibrate_threshold`` 0.619/0.449/0.624.
 The best threshold *on the scored images* (diagnostic only) gives 0.619/0.547/0.624, a
 LoG-at-3-Å threshold picked on the 3 training images 0.570/0.604/0.630, and the network
 fine-tuned on all 11 images and scored on the same 11 (600 steps) only 0.681: of its misses
