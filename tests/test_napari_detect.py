@@ -119,6 +119,18 @@ def test_detect_current_frame_adds_maps_and_atoms(
     assert viewer.layers["atoms single"].metadata["atomlens"]["pixel_size"] == pytest.approx(0.2)
     assert np.all(viewer.layers["atoms single"].data[:, 0] == 0)
 
+    # maps off again on the movie: its earlier maps no longer match the new atoms and go;
+    # the other image's maps stay
+    widget.image.value = img
+    widget.show_maps.value = False
+    worker = widget.run()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: widget.results_shown, timeout=10_000)
+    names = [lay.name for lay in viewer.layers]
+    assert not [n for n in names if n.startswith("P(") and n.endswith(" movie")], names
+    assert "P(C) single" in names and "atoms movie" in names
+
 
 def test_detect_error_becomes_notification(make_napari_viewer, qtbot, movie, tmp_path) -> None:
     from napari.utils.notifications import notification_manager
@@ -274,7 +286,9 @@ def test_layer_pickers_refresh_a_turn_after_layers_added_in_turns(
         assert late not in widget.image.choices  # waits for the next turn
     qtbot.waitUntil(lambda: late in widget.image.choices, timeout=2_000)
     done: list = []
-    add_layers_in_turns(viewer, make_layers([image_layer_tuple(frames, 0.1, "in turns")]), done.append)
+    add_layers_in_turns(
+        viewer, make_layers([image_layer_tuple(frames, 0.1, "in turns")]), done.append
+    )
     qtbot.waitUntil(lambda: bool(done), timeout=5_000)
     assert done[0][0] in widget.image.choices
 

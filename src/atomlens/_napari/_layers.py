@@ -36,7 +36,8 @@ def layer_pixel_size(layer: Layer) -> float | None:
     return float(layer.scale[-1]) * factor
 
 
-def _meta(layer: Layer | None) -> dict:
+def atomlens_meta(layer: Layer | None) -> dict:
+    """The ``metadata["atomlens"]`` dict of a layer ({} when it has none)."""
     meta = getattr(layer, "metadata", None)
     inner = meta.get(META_KEY) if isinstance(meta, dict) else None
     return inner if isinstance(inner, dict) else {}
@@ -52,11 +53,11 @@ def resolve_layer_pixel_size(*layers: Layer | None) -> PixelSize | None:
     file's calibration, or the value detection used), then the next layer's."""
     present = [lay for lay in layers if lay is not None]
     for lay in present:
-        meta = _meta(lay)
+        meta = atomlens_meta(lay)
         if meta.get("pixel_size_source") == "user" and meta.get("pixel_size"):
             return resolve_pixel_size(user=meta["pixel_size"])
     for lay in present:
-        meta = _meta(lay)
+        meta = atomlens_meta(lay)
         known = layer_pixel_size(lay) or meta.get("pixel_size")
         px = resolve_pixel_size(metadata=known, required=False)
         if px is not None:
@@ -88,7 +89,7 @@ def layer_stack(layer: Layer, *others: Layer | None) -> Stack:
     with the pixel size of :func:`resolve_layer_pixel_size` (``layer`` first, then
     ``others``) and the movie's file when the layer records one."""
     px = resolve_layer_pixel_size(layer, *others)
-    meta = _meta(layer)
+    meta = atomlens_meta(layer)
     path = meta.get("path") or getattr(getattr(layer, "source", None), "path", None)
     return Stack(
         layer.data,

@@ -122,7 +122,10 @@ TURN_GAP_MS = 20
 
 
 def add_layers_in_turns(
-    viewer: Any, layers: list[Any], then: Callable[[list[Any]], None] | None = None
+    viewer: Any,
+    layers: list[Any],
+    then: Callable[[list[Any]], None] | None = None,
+    stale: list[Any] = (),
 ) -> None:
     """Put ready-made layers into the viewer in short turns of the Qt event loop,
     :data:`TURN_GAP_MS` apart, so no two long napari tasks run back to back.
@@ -136,13 +139,17 @@ def add_layers_in_turns(
     name but another kind is removed on a turn before. When a batch both reuses and adds
     layers, the batch is moved back on top in its own order at the end (new probability
     maps must not cover reused atoms). ``then(layers)`` runs on the turn after the last,
-    with the batch's layers as they are in the viewer."""
+    with the batch's layers as they are in the viewer. ``stale`` layers (e.g. the
+    previous run's probability maps when this run made none) are removed, one per turn,
+    before the batch."""
     from atomlens._napari._layers import layer_named
     from atomlens._napari._reuse import can_reuse, reuse_steps
 
     steps: list[Callable[[], None]] = []
     added: list[Any] = []
     mixed = [False, False]  # (a layer reused, a layer added)
+    for old in stale:
+        steps.append(lambda old=old: old in viewer.layers and viewer.layers.remove(old))
 
     def _remove_old(layer: Any) -> None:
         old = layer_named(viewer, layer.name)  # (not viewer.layers[name]: a proxy in plugins)

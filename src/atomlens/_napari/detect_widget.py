@@ -31,6 +31,8 @@ from napari.utils.notifications import show_info, show_warning
 
 from atomlens._napari._base import ViewerWidget, status_label
 from atomlens._napari._layers import (
+    atomlens_kind,
+    atomlens_meta,
     current_frame,
     layer_pixel_size,
     layer_stack,
@@ -112,6 +114,21 @@ class LayerPlace:
             return cls(layer.name, px, (t_off, y_off, x_off), float(layer.scale[0]), typed)
         y_off, x_off = (float(v) for v in layer.translate[-2:])
         return cls(layer.name, px, (0.0, y_off, x_off), 1.0, typed)
+
+
+def stale_maps(viewer: Any, layers: list[Any]) -> list[Any]:
+    """Probability maps of an earlier run on the same image that this run does not
+    replace (maps not asked for this time, or another model's classes): they no longer
+    match the new atoms, so they go."""
+    names = {layer.name for layer in layers}
+    sources = {atomlens_meta(layer).get("source") for layer in layers} - {None}
+    return [
+        layer
+        for layer in list(viewer.layers)
+        if atomlens_kind(layer) == "probability"
+        and atomlens_meta(layer).get("source") in sources
+        and layer.name not in names
+    ]
 
 
 def result_layer_tuples(result: Any, frames: list[int], place: LayerPlace) -> list[Any]:
@@ -328,7 +345,10 @@ class DetectWidget(ViewerWidget):
         # the layers were made on the worker; one per turn of the event loop: no single
         # long main-thread stall
         add_layers_in_turns(
-            self.viewer, layers, lambda added: self._shown(result, frames, added[-1])
+            self.viewer,
+            layers,
+            lambda added: self._shown(result, frames, added[-1]),
+            stale=stale_maps(self.viewer, layers),
         )
 
     def _shown(self, result: Any, frames: list[int], points: Any) -> None:

@@ -203,6 +203,7 @@ class PFMWidget(ViewerWidget):
         self.status.value = f"{len(result.table)} windows" + (
             f" (stopped: model of {result.epochs_done}/{n_ep} epochs)" if result.stopped else ""
         )
+
         def _shown(_layers: list) -> None:
             ensure_key_dock(self.viewer)
             self.results_shown = True

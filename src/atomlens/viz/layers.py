@@ -51,7 +51,9 @@ def image_layer_tuple(
     if getattr(data, "ndim", 0) != 3:
         raise ValueError(f"expected a (T, Y, X) stack, got shape {getattr(data, 'shape', None)}")
     meta = dict(metadata or {})
-    meta.setdefault(META_KEY, {}).update({"kind": "stack", "pixel_size": pixel_size})
+    inner = meta.setdefault(META_KEY, {})
+    inner.setdefault("kind", "stack")  # (a derived image, e.g. a probability map, keeps its own)
+    inner["pixel_size"] = pixel_size
     kw = {
         "name": name,
         "scale": _scale(pixel_size),
