@@ -24,7 +24,8 @@ rescaling at all 0.217/0/0. Before the strips' sample-Å match radius (commit fc
 0.559/0.533/0.626; ``calibrate_threshold`` 0.619/0.449/0.624.
 The best threshold *on the scored images* (diagnostic only) gives 0.619/0.547/0.624, a
 LoG-at-3-Å threshold picked on the 3 training images 0.570/0.604/0.630, and the network
-fine-tuned on all 11 images and scored on the same 11 (600 steps) only 0.681: of its misses
+fine-tuned on all 11 images and scored on the same 11 (600 steps, no noise
+augmentation) only 0.681: of its misses
 a quarter are labels fainter (smoothed contrast over the support's texture) than 90 % of
 the labels it finds, and a quarter of its unlabelled detections are brighter than the
 median found label; F1 ~0.65 is what these labels allow a spot detector at 6 px, short
