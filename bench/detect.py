@@ -10,7 +10,8 @@
             patches with every labelled atom found within 0.5 Å, Si coordination right in
             the Si1C3/Si1C4 patches, patches with no extra Si within 3 Å of a labelled Si;
             the same per frame of the 48-frame Si1C3 movie with the Si-neighbour search
-            on and off (bench/librarynet_cv.py cross-validates its threshold)
+            (local test-time-augmented pass + ring search) on and off; ms per Si of each
+            (bench/librarynet_cv.py cross-validates their thresholds)
   general   the shipped general model and model choice (bench/general.py: pt_single_atoms
             F1 within 6 px, MoS2 vs the lattice fit, SrTiO3 HAADF/ABF on the column lattice,
             auto choice and warnings on every real file)
@@ -254,21 +255,28 @@ def calibrated_pixel_size(image: np.ndarray) -> tuple[float, str]:
 
 def librarynet_patch(path: Path, det, pixel_size: float) -> dict:
     """Scores of one LibraryNet patch detected at ``pixel_size`` (Å/px), with the time
-    the Si-neighbour search took (``ring_s``) and the Si it searched around (``n_Si_det``):
-    the network's atoms, then :func:`atomlens.atoms.halo.add_si_neighbours` as ``detect``'s
+    the local test-time-augmented pass (``tta_s``) and the Si-neighbour ring search
+    (``ring_s``) took and the Si they worked around (``n_Si_det``): the network's atoms,
+    then :func:`atomlens.atoms.site_tta.local_pass` and
+    :func:`atomlens.atoms.halo.add_si_neighbours` as ``detect``'s
     ``si_neighbours="auto"`` does for the graphene model."""
     from atomlens.atoms import detect
     from atomlens.atoms.halo import add_si_neighbours
+    from atomlens.atoms.site_tta import local_pass
 
     d = np.load(path, allow_pickle=True)
     a = detect(d["image"], det, pixel_size=pixel_size, si_neighbours="off").atoms
+    n_si = int((a["cls"] == "Si").sum())
+    t = time.perf_counter()
+    a = local_pass(a, d["image"], det, pixel_size, "auto")
+    tta_s = time.perf_counter() - t
     t = time.perf_counter()
     a = add_si_neighbours(a, d["image"], pixel_size).reset_index(drop=True)
     ring_s = time.perf_counter() - t
     out = score_librarynet_patch(
         path, a[["y", "x"]].to_numpy(float), a["cls"].astype(str).to_numpy(), pixel_size
     )
-    return {**out, "ring_s": ring_s, "n_Si_det": int((a["cls"] == "Si").sum())}
+    return {**out, "tta_s": tta_s, "ring_s": ring_s, "n_Si_det": n_si}
 
 
 def score_librarynet_patch(path: Path, yx: np.ndarray, cls: np.ndarray, pixel_size: float) -> dict:
@@ -397,6 +405,9 @@ def librarynet_scores(model: str | None = None, files: list[Path] | None = None)
         ),
         "no_extra_Si_3A": f"{sum(r['extra_Si'] == 0 for r in ok)}/{n}",
         "no_extra_Si_3A_pct": round(100 * sum(r["extra_Si"] == 0 for r in ok) / max(n, 1), 1),
+        "local_pass_ms_per_Si": round(
+            1000 * sum(r["tta_s"] for r in ok) / max(sum(r["n_Si_det"] for r in ok), 1), 1
+        ),
         "ring_search_ms_per_Si": round(
             1000 * sum(r["ring_s"] for r in ok) / max(sum(r["n_Si_det"] for r in ok), 1), 2
         ),

@@ -159,9 +159,11 @@ def test_setting_is_checked():
     assert wants_neighbours("auto", ("background", "C", "Si"))
     assert not wants_neighbours("auto", ("background", "atom"))
     assert not wants_neighbours("off", ("background", "C", "Si"))
+    assert wants_neighbours("ring", ("background", "C", "Si"))  # ring search, no local pass
+    assert not wants_neighbours("ring", ("background", "atom"))
     with pytest.raises(ValueError, match="C and Si classes"):
         wants_neighbours("on", ("background", "atom"))
-    with pytest.raises(ValueError, match="'auto', 'on' or 'off'"):
+    with pytest.raises(ValueError, match="'auto', 'on', 'off' or 'ring'"):
         wants_neighbours("yes", ("background", "C", "Si"))
 
 

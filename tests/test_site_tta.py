@@ -14,11 +14,13 @@ from atomlens.atoms import detect
 from atomlens.atoms.site_tta import (
     DEFAULT_TTA,
     DIHEDRAL,
+    MAX_AUTO_SITES,
     TTASettings,
     _forward,
     _groups,
     _inverse,
     crop_maps,
+    local_pass,
     refind_si_sites,
 )
 from atomlens.segment.model_file import load_detector
@@ -127,6 +129,19 @@ def test_frame_without_si_is_unchanged(det):
     a = detect(img, det, pixel_size=0.15, si_neighbours="off").atoms
     c_only = a[a["cls"].astype(str) == "C"].reset_index(drop=True)
     assert refind_si_sites(c_only, img, det, 0.15).equals(c_only)
+
+
+def test_local_pass_setting(det):
+    """Detection's switch: "ring" never runs the pass, "auto" skips frames with more
+    than MAX_AUTO_SITES Si (the whole-frame atoms stay), "on" runs it."""
+    img, yx, sp = _site("Si1C3", 401, 0.15)
+    a = detect(img, det, pixel_size=0.15, si_neighbours="off").atoms
+    assert local_pass(a, img, det, 0.15, "ring").equals(a)
+    assert not local_pass(a, img, det, 0.15, "on").equals(a)
+    many = a.copy()
+    many["cls"] = "Si"  # every atom a Si: far more than the limit
+    assert len(many) > MAX_AUTO_SITES
+    assert local_pass(many, img, det, 0.15, "auto").equals(many)
 
 
 # the first 12 Si1C3/Si1C4 patches by name (no selection by outcome)

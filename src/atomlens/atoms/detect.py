@@ -84,9 +84,12 @@ def atoms_in_frame(
     """Atoms of one frame from its model-grid maps, refined on the raw (Y, X) frame.
 
     ``si_neighbours``: ``"auto"`` (on for a model with C and Si classes), ``"on"`` or
-    ``"off"``: add the dim C beside each Si that the maps miss on the Si's probe halo
-    (:mod:`atomlens.atoms.halo`). ``spot_factor``: the spots are this many times wider
-    than the model's (spot-width resampling): the refinement window grows with them."""
+    ``"off"``: re-find each Si's neighbours on test-time-augmented maps
+    (:mod:`atomlens.atoms.site_tta`; ``"auto"``: frames with at most
+    ``MAX_AUTO_SITES`` Si) and add the dim C beside each Si that the maps miss on the
+    Si's probe halo (:mod:`atomlens.atoms.halo`). ``spot_factor``: the spots are this
+    many times wider than the model's (spot-width resampling): the refinement window
+    grows with them."""
     found = find_atoms(maps_model, det.classes, threshold, method=method)
     yx = to_input_coords(np.column_stack([found["y"], found["x"]]), raw.shape, maps_model.shape)
     sigma_px = np.full(len(yx), np.nan)  # per-axis position standard error (Gaussian fit only)
@@ -128,6 +131,10 @@ def atoms_in_frame(
         }
     )
     if wants_neighbours(si_neighbours, det.classes):
+        from atomlens.atoms.site_tta import local_pass
+
+        # the Si's neighbours re-found on test-time-augmented maps, then the ring search
+        table = local_pass(table, raw, det, pixel_size, si_neighbours, spot_factor)
         table = add_si_neighbours(table, raw, pixel_size, fg=1.0 - maps_model[0])
     return table
 
@@ -256,7 +263,9 @@ def detect(
     pixel_size : Å/px override of the stack's pixel size.
     border_A : atoms closer than this to the frame edge (Å) get ``border=True``.
     si_neighbours : ``"auto"`` (on for models with C and Si classes), ``"on"``, ``"off"``:
-        add the dim C beside each Si missed on its probe halo (:mod:`atomlens.atoms.halo`).
+        re-find each Si's neighbours on test-time-augmented maps
+        (:mod:`atomlens.atoms.site_tta`; ``"auto"``: frames with at most 16 Si) and add
+        the dim C beside each Si missed on its probe halo (:mod:`atomlens.atoms.halo`).
     spot_scale : ``"auto"`` (models whose card asks for it, e.g. ``general``: spots much
         broader than trained are measured and the image shown to the network at a smaller
         stated pixel size, :mod:`atomlens.atoms.spot_scale`), ``"off"``, or the spot FWHM

@@ -384,7 +384,9 @@ def recover_neighbours(
 
 def wants_neighbours(setting: str | bool, classes: tuple[str, ...] | list[str]) -> bool:
     """Whether the ring search runs: ``"auto"`` = for a model with both C and Si classes
-    (the graphene model), ``"on"``/True always (needs those classes), ``"off"``/False never."""
+    (the graphene model), ``"on"``/True always (needs those classes), ``"off"``/False never;
+    ``"ring"`` = as ``"auto"`` but without detection's local test-time-augmented pass
+    (:func:`atomlens.atoms.site_tta.local_pass`; e.g. the calibration's trial detections)."""
     if setting in (False, "off"):
         return False
     has = "C" in classes and "Si" in classes
@@ -395,9 +397,9 @@ def wants_neighbours(setting: str | bool, classes: tuple[str, ...] | list[str]) 
                 f"{list(classes)}: use si_neighbours='auto' or 'off'"
             )
         return True
-    if setting == "auto":
+    if setting in ("auto", "ring"):
         return has
-    raise ValueError(f"si_neighbours must be 'auto', 'on' or 'off', got {setting!r}")
+    raise ValueError(f"si_neighbours must be 'auto', 'on', 'off' or 'ring', got {setting!r}")
 
 
 def add_si_neighbours(

@@ -384,13 +384,15 @@ def local_pass(
     setting: str | bool = "auto",
     spot_factor: float = 1.0,
 ) -> pd.DataFrame:
-    """Detection's use of :func:`refind_si_sites` (``settings`` :data:`DEFAULT_TTA`):
+    """Detection's use of :func:`refind_si_sites` (``settings`` :data:`DEFAULT_TTA`).
+
     ``setting`` is detection's ``si_neighbours`` (already checked to want the neighbour
     search): ``"on"``/True always, ``"auto"`` when the frame has at most
-    :data:`MAX_AUTO_SITES` Si. ``spot_factor``: spots this many times broader than the
-    model's (the network saw ``pixel_size / spot_factor``)."""
+    :data:`MAX_AUTO_SITES` Si, ``"ring"`` never (the ring search alone).
+    ``spot_factor``: spots this many times broader than the model's (the network saw
+    ``pixel_size / spot_factor``)."""
     n_si = int((table["cls"].astype(str) == "Si").sum()) if len(table) else 0
-    if n_si == 0 or (setting == "auto" and n_si > MAX_AUTO_SITES):
+    if n_si == 0 or setting == "ring" or (setting == "auto" and n_si > MAX_AUTO_SITES):
         return table
     return refind_si_sites(
         table,

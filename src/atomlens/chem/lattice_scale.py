@@ -105,8 +105,12 @@ def unet_detector(model=None) -> Detector:
     det = model if isinstance(model, _Det) else load_detector(model)
 
     def run(image: np.ndarray, pixel_size: float) -> np.ndarray:
-        atoms = detect(
-            np.asarray(image, np.float32), det, pixel_size=pixel_size, refine="com"
+        atoms = detect(  # trial scales: the ring search, not the costly local Si pass
+            np.asarray(image, np.float32),
+            det,
+            pixel_size=pixel_size,
+            refine="com",
+            si_neighbours="ring",
         ).atoms
         return atoms[["y", "x"]].to_numpy(dtype=np.float64)
 

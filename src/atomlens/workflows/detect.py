@@ -57,8 +57,10 @@ class DetectRecipe(Recipe):
     si_neighbours: str = setting(
         "auto",
         choices=("auto", "on", "off"),
-        doc="add the dim C beside each Si missed on its probe halo (ring search at bond "
-        "distance on the halo-free image); auto: on for models with C and Si classes",
+        doc="re-find each Si's neighbours on test-time-augmented maps (auto: frames with "
+        "at most 16 Si) and add the dim C beside each Si missed on its probe halo (ring "
+        "search at bond distance on the halo-free image); auto: on for models with C and "
+        "Si classes",
     )
     spot_scale: str = setting(
         "auto",
