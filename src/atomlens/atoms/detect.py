@@ -80,6 +80,7 @@ def atoms_in_frame(
     border_A: float = 1.0,
     si_neighbours: str | bool = "auto",
     spot_factor: float = 1.0,
+    bad: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Atoms of one frame from its model-grid maps, refined on the raw (Y, X) frame.
 
@@ -89,7 +90,9 @@ def atoms_in_frame(
     ``MAX_AUTO_SITES`` Si) and add the dim C beside each Si that the maps miss on the
     Si's probe halo (:mod:`atomlens.atoms.halo`). ``spot_factor``: the spots are this
     many times wider than the model's (spot-width resampling): the refinement window
-    grows with them."""
+    grows with them. ``bad``: (Y, X) bool, the frame's NaN/inf pixels (filled in ``raw``);
+    no atom is kept within a pixel of them (the maps are masked there already; the
+    neighbour passes run the network again on ``raw``)."""
     found = find_atoms(maps_model, det.classes, threshold, method=method)
     yx = to_input_coords(np.column_stack([found["y"], found["x"]]), raw.shape, maps_model.shape)
     sigma_px = np.full(len(yx), np.nan)  # per-axis position standard error (Gaussian fit only)
@@ -136,7 +139,20 @@ def atoms_in_frame(
         # the Si's neighbours re-found on test-time-augmented maps, then the ring search
         table = local_pass(table, raw, det, pixel_size, si_neighbours, spot_factor)
         table = add_si_neighbours(table, raw, pixel_size, fg=1.0 - maps_model[0])
+        table = _off_masked(table, bad)
     return table
+
+
+def _off_masked(table: pd.DataFrame, bad: np.ndarray | None) -> pd.DataFrame:
+    """``table`` without atoms within one pixel of a ``bad`` (Y, X) pixel."""
+    if bad is None or not len(table) or not bad.any():
+        return table
+    from scipy import ndimage as ndi
+
+    grown = ndi.binary_dilation(bad, iterations=1)
+    iy = np.clip(np.round(table["y"].to_numpy()).astype(int), 0, bad.shape[0] - 1)
+    ix = np.clip(np.round(table["x"].to_numpy()).astype(int), 0, bad.shape[1] - 1)
+    return table[~grown[iy, ix]].reset_index(drop=True)
 
 
 def iter_detect(
@@ -185,6 +201,8 @@ def iter_detect(
         rec["threshold"] = threshold
     if scale_record is not None:
         scale_record.update(rec)
+    # the neighbour passes see the filled frame: they need its NaN/inf pixels
+    frames_in = stack_frames(stack) if wants_neighbours(si_neighbours, det.classes) else None
     for i, (t, raw, m) in enumerate(
         iter_model_maps(
             stack, det, pixel_size=ps_net, frames=idx, batch_size=batch_size, device=device
@@ -202,6 +220,7 @@ def iter_detect(
             border_A=border_A,
             si_neighbours=si_neighbours,
             spot_factor=ps / ps_net,
+            bad=None if frames_in is None else ~np.isfinite(np.asarray(frames_in[t])),
         )
         yield FrameResult(
             t, i, len(idx), atoms, upsample_maps(m, raw.shape) if return_maps else None
