@@ -59,7 +59,10 @@ class TTASettings:
     match_A: float = 0.8
 
 
-#: The local pass used by detection (see bench/librarynet_cv.py for its threshold).
+#: The local pass used by detection. bench/librarynet_cv.py (79 LibraryNet patches, 5
+#: folds by site, threshold off/0.5/0.4/0.3 x the ring grid): every fold chose 0.4;
+#: held out, all labelled atoms found 92.3 ± 7.4 % (73/79) and coordination right
+#: 93.2 ± 9.7 % (41/44), vs 84.6 ± 10.9 % (67/79) and 84.3 ± 9.6 % (37/44) without it.
 DEFAULT_TTA = TTASettings()
 
 #: ``si_neighbours="auto"`` runs the local pass on frames with at most this many Si:
