@@ -20,8 +20,9 @@ patches "replace" lost C that the whole-frame pass had (64-72/79 all found with 
 ring search, vs 70/79 without the local pass), "merge" did not (72-74/79); the
 threshold is cross-validated by bench/librarynet_cv.py.
 
-Cost: one batch of 8 crops of ~80 model pixels per Si (0.2 s on one loaded CPU core,
-a third of a 1024² frame's whole pass), hence :data:`MAX_AUTO_SITES`.
+Cost: one batch of 8 crops of ~80 model pixels per Si: 62-72 ms on one quiet CPU core
+(0.1-0.2 s loaded; the whole pass of a 1024² frame at 0.1 Å/px: 331 ms), hence
+:data:`MAX_AUTO_SITES`.
 
 Units: positions in pixels (row, column) of the raw frame; ``pixel_size`` in Å/px;
 radii and crop sizes in Å.
@@ -66,7 +67,7 @@ class TTASettings:
 DEFAULT_TTA = TTASettings()
 
 #: ``si_neighbours="auto"`` runs the local pass on frames with at most this many Si:
-#: it costs 8 network passes on a ~16 Å crop per Si (about a third of a 1024² frame's
+#: it costs 8 network passes on a ~16 Å crop per Si (about a fifth of a 1024² frame's
 #: whole pass each on the CPU), so a frame dense in Si (the speed benchmark's simulated
 #: frames hold ~65) keeps the whole-frame atoms; ``"on"`` runs it whatever the count.
 MAX_AUTO_SITES = 16
