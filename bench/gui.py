@@ -605,7 +605,9 @@ def first_draw_parts(n_layers: int, n_atoms: int = 7000) -> dict:
         parts.close()
     return {
         "atoms": n_atoms,
-        "mesa_shader_cache_dir": os.environ.get("MESA_SHADER_CACHE_DIR", "~/.cache/mesa_shader_cache"),
+        "mesa_shader_cache_dir": os.environ.get(
+            "MESA_SHADER_CACHE_DIR", "~/.cache/mesa_shader_cache"
+        ),
         "layers": layers,
     }
 
@@ -679,9 +681,7 @@ def main() -> None:
     )
     if only is None:
         out["layout_after_actions"] = layout_figures(viewer, app)
-        out["frame_switch"] = bench_frame_switch(
-            viewer, app, 80_000, 50, 10 if args.quick else 50
-        )
+        out["frame_switch"] = bench_frame_switch(viewer, app, 80_000, 50, 10 if args.quick else 50)
     out["load_average_1min_end"] = round(os.getloadavg()[0], 2)
     out["all_stalls_below_100ms"] = all(a["max_stall_ms"] < 100 for a in out["actions"])
     out["all_stalls_below_100ms_cpu"] = all(a["max_stall_cpu_ms"] < 100 for a in out["actions"])
