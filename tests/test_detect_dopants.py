@@ -26,6 +26,16 @@ def _site(kind: str, seed: int) -> Patch:
     return Patch(yx[keep], sp[keep].astype(str), 24.0, np.zeros((0, 2)), np.zeros(0), (kind,))
 
 
+#: A Si site as an aberration-corrected HAADF shows it (probe tails, film, noise).
+SITE_IMAGING = Imaging(
+    probe=Probe(alpha_mrad=31, defocus_A=5, Cs_A=1e4, source_fwhm_A=0.5),
+    si_ratio=4.5,
+    snr=6.0,
+    film_bg=0.5,
+    offset=0.3,
+)
+
+
 def render_site(kind: str, seed: int, pixel_size: float, size_A: float, imaging: Imaging):
     """A ``size_A`` Å frame of one probe-rendered ``kind`` site (seed ``seed``) at
     ``pixel_size`` Å/px: ``(img, yx px, species)``."""
@@ -47,14 +57,7 @@ def render_site(kind: str, seed: int, pixel_size: float, size_A: float, imaging:
 def test_si_coordination_on_probe_rendered_sites(kind, want, pixel_size):
     hits = 0
     for seed in (101, 102, 103):
-        im = Imaging(
-            probe=Probe(alpha_mrad=31, defocus_A=5, Cs_A=1e4, source_fwhm_A=0.5),
-            si_ratio=4.5,
-            snr=6.0,
-            film_bg=0.5,
-            offset=0.3,
-        )
-        img, yx, sp = render_site(kind, seed, pixel_size, 20.0, im)
+        img, yx, sp = render_site(kind, seed, pixel_size, 20.0, SITE_IMAGING)
         atoms = detect(img, pixel_size=pixel_size).atoms.reset_index(drop=True)
         si_true = yx[sp == "Si"][0]
         d = np.hypot(*(atoms[["y", "x"]].to_numpy() - si_true).T)

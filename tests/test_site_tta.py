@@ -24,9 +24,7 @@ from atomlens.atoms.site_tta import (
     refind_si_sites,
 )
 from atomlens.segment.model_file import load_detector
-from atomlens.simulate import Probe
-from atomlens.simulate.training import Imaging
-from tests.test_detect_dopants import render_site
+from tests.test_detect_dopants import SITE_IMAGING, render_site
 
 LIBRARYNET = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "librarynet_dev"
 
@@ -52,14 +50,7 @@ def test_sites_with_overlapping_crops_share_one_box_and_far_ones_do_not():
 
 
 def _site(kind: str, seed: int, pixel_size: float):
-    im = Imaging(
-        probe=Probe(alpha_mrad=31, defocus_A=5, Cs_A=1e4, source_fwhm_A=0.5),
-        si_ratio=4.5,
-        snr=6.0,
-        film_bg=0.5,
-        offset=0.3,
-    )
-    return render_site(kind, seed, pixel_size, 20.0, im)
+    return render_site(kind, seed, pixel_size, 20.0, SITE_IMAGING)
 
 
 def test_averaged_map_is_equivariant_under_a_quarter_turn(det):
