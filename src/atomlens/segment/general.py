@@ -211,7 +211,7 @@ def render_spot_scaled(
     x, mask, yx, info = render_general(
         big,
         rng,
-        _SingleAtomsField(single_atoms),
+        single_atoms,  # drawn by render_native once the field's size is known
         pixel_size_A=p_nom,
         z_exponent=z_exponent,
         snr=snr,
@@ -220,16 +220,6 @@ def render_spot_scaled(
     info["spot_factor"] = factor
     info["label_radius_A"] = info["label_radius_A"] / factor
     return x, mask, yx, info
-
-
-class _SingleAtomsField:
-    """A structure drawn once the field's size is known (``render_native`` calls it)."""
-
-    def __init__(self, make) -> None:
-        self.make = make
-
-    def __call__(self, size_A: float, rng: np.random.Generator) -> Columns:
-        return self.make(size_A, rng)
 
 
 def render_native(
