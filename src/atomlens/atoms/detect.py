@@ -201,9 +201,7 @@ def iter_detect(
         rec["threshold"] = threshold
     if scale_record is not None:
         scale_record.update(rec)
-    # the neighbour passes see the filled frame: they need its NaN/inf pixels
-    frames_in = stack_frames(stack) if wants_neighbours(si_neighbours, det.classes) else None
-    for i, (t, raw, m) in enumerate(
+    for i, (t, raw, m, bad) in enumerate(
         iter_model_maps(
             stack, det, pixel_size=ps_net, frames=idx, batch_size=batch_size, device=device
         )
@@ -220,7 +218,7 @@ def iter_detect(
             border_A=border_A,
             si_neighbours=si_neighbours,
             spot_factor=ps / ps_net,
-            bad=None if frames_in is None else ~np.isfinite(np.asarray(frames_in[t])),
+            bad=bad,
         )
         yield FrameResult(
             t, i, len(idx), atoms, upsample_maps(m, raw.shape) if return_maps else None

@@ -701,7 +701,7 @@ def _strip_detections(
 
     thresholds = [float(t) for t in thresholds]
     out: dict[float, list] = {t: [] for t in thresholds}
-    for k, raw, m in iter_model_maps(strips, det, pixel_size=pixel_size):
+    for k, raw, m, _ in iter_model_maps(strips, det, pixel_size=pixel_size):
         for t in thresholds:
             out[t].append(atoms_in_frame(raw, m, det, pixel_size, k, threshold=t, refine="none"))
     return {t: pd.concat(v, ignore_index=True) for t, v in out.items()}

@@ -203,8 +203,11 @@ def iter_model_maps(
     frames: Sequence[int] | None = None,
     batch_size: int = 4,
     device: str = "auto",
-) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """Yield ``(t, raw_frame (Y, X), maps_model (C, y, x))`` per frame, on the model grid.
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray | None]]:
+    """Yield ``(t, raw_frame (Y, X), maps_model (C, y, x), bad)`` per frame, on the model
+    grid. ``raw_frame`` has its NaN/inf pixels filled (:func:`fill_nonfinite`); ``bad`` is
+    (Y, X) bool of those pixels, or None when the frame had none (the maps are masked
+    there already).
 
     The building block of :func:`predict_maps` and of :func:`atomlens.atoms.detect`.
     """
@@ -233,7 +236,7 @@ def iter_model_maps(
             if bad is not None:
                 mask_maps(maps, bad, size)
             for k, t in enumerate(ts):
-                yield t, raw[k], maps[k]
+                yield t, raw[k], maps[k], None if bad is None or not bad[k].any() else bad[k]
     if idx and empty == len(idx):
         from atomlens.io.stack import StackError
 
@@ -308,7 +311,7 @@ def predict_maps(
     ``pixel_size`` in Å is required). ``model``: a :class:`Detector`, a path, or ``None``
     for the shipped model. Only ``batch_size`` frames are in memory at once.
     """
-    for t, raw, m in iter_model_maps(
+    for t, raw, m, _ in iter_model_maps(
         stack_or_array,
         model,
         pixel_size=pixel_size,
