@@ -80,3 +80,52 @@ def test_score_tiles_counts_near_the_tile_edge_once():
     tot = sc[["ref", "det", "matched"]].sum()
     # 63.5 and 64.5 lie within 0.5 Å (5 px) of the line: neither is scored
     assert tot["ref"] == 2 and tot["matched"] == 1 and tot["det"] == 2
+
+
+def _simulated_mos2(shift_A: tuple[float, float], seed: int, px: float = 0.13, size: int = 320):
+    """2H MoS2 from the simulator (atomlens.simulate: Mo at the lattice points, the S2
+    column at (1/3, 2/3), 1.1 Å probe, shot noise) with every S2 column moved by
+    ``shift_A`` (Å, (y, x)): the image of a slightly tilted crystal or a comatic probe.
+    Returns the image and the true columns (pixels) with their species."""
+    from atomlens.simulate.materials import tmd_2h
+    from atomlens.simulate.render import render
+
+    rng = np.random.default_rng(seed)
+    cols = tmd_2h(size * px, rng, "MoS2")
+    yx = cols.yx_A.copy()
+    yx[cols.z == 16] += np.asarray(shift_A)
+    img = render(yx / px, cols.z, (size, size), px, 1.1, dose=2e5, rng=rng, weights=cols.count)
+    yx = yx / px
+    inner = np.all((yx >= 1.0 / px) & (yx <= size - 1 - 1.0 / px), axis=1)  # 1 Å border
+    return img, yx[inner], np.where(cols.z == 42, "Mo", "S")[inner]
+
+
+def _errors(ref: pd.DataFrame, truth: np.ndarray, cls: np.ndarray, sp: str, px: float):
+    r = ref[ref.cls == sp][["y", "x"]].to_numpy()
+    t = truth[cls == sp]
+    ip, it = match_atoms(r, t, 0.6 / px)
+    return (r[ip] - t[it]) * px, len(it) / len(t)
+
+
+def test_reference_places_s2_where_the_image_shows_it():
+    """The S2 sites follow a constant shift of the S2 column images (0.2 Å, two
+    directions) to within 0.05 Å, stay put without one, and the Mo sites do not move."""
+    px = 0.13
+    for shift, seed in (((0.0, 0.0), 0), ((0.2, 0.0), 1), ((-0.1, 0.17), 0)):
+        img, truth, cls = _simulated_mos2(shift, seed, px)
+        new, fit = lattice_reference(img, px)
+        old, _ = lattice_reference(img, px, measure_offsets=False)
+        d_new, found = _errors(new, truth, cls, "S", px)
+        d_old, _ = _errors(old, truth, cls, "S", px)
+        assert found > 0.97
+        assert np.hypot(*d_new.mean(0)) < 0.05, (shift, d_new.mean(0))
+        assert np.median(np.hypot(*d_new.T)) < 0.05
+        # the geometric sites are off by the shift
+        assert abs(np.hypot(*d_old.mean(0)) - np.hypot(*shift)) < 0.05
+        measured = fit.details["site_offsets"]["S"]
+        assert measured["applied"] and np.allclose(measured["shift_A"], shift, atol=0.05)
+        mo_new = new[new.cls == "Mo"][["y", "x"]].to_numpy()
+        mo_old = old[old.cls == "Mo"][["y", "x"]].to_numpy()
+        assert np.array_equal(mo_new, mo_old)
+        d_mo, _ = _errors(new, truth, cls, "Mo", px)
+        assert np.median(np.hypot(*d_mo.T)) < 0.05
