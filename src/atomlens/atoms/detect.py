@@ -173,6 +173,7 @@ def iter_detect(
     spot_scale: str | float = "auto",
     scale_record: dict | None = None,
     spot_choice: tuple[float, dict] | None = None,
+    tta: int = 1,
 ) -> Iterator[FrameResult]:
     """Yield a :class:`FrameResult` per frame (see :func:`detect` for the arguments).
 
@@ -183,6 +184,7 @@ def iter_detect(
     (:func:`atomlens.atoms.spot_scale.network_pixel_size`); ``spot_choice``: that
     function's ``(pixel size, record)`` already made for these frames (e.g. by
     :func:`atomlens.atoms.suitability.detection_setup`), used instead of measuring again.
+    ``tta``: see :func:`detect`.
     """
     from atomlens.atoms.spot_scale import detection_threshold, network_pixel_size
 
@@ -203,7 +205,13 @@ def iter_detect(
         scale_record.update(rec)
     for i, (t, raw, m, bad) in enumerate(
         iter_model_maps(
-            stack, det, pixel_size=ps_net, frames=idx, batch_size=batch_size, device=device
+            stack,
+            det,
+            pixel_size=ps_net,
+            frames=idx,
+            batch_size=batch_size,
+            device=device,
+            tta=tta,
         )
     ):
         atoms = atoms_in_frame(
@@ -265,6 +273,7 @@ def detect(
     device: str = "auto",
     si_neighbours: str | bool = "auto",
     spot_scale: str | float = "auto",
+    tta: int = 1,
 ) -> DetectionResult:
     """Find atoms in a stack with the shipped (or a given) model.
 
@@ -287,6 +296,10 @@ def detect(
         broader than trained are measured and the image shown to the network at a smaller
         stated pixel size, :mod:`atomlens.atoms.spot_scale`), ``"off"``, or the spot FWHM
         in Å; the choice is in ``DetectionResult.spot_scale``.
+    tta : test-time augmentation of the whole frame's maps: the mean over 1 (off), 2, 4
+        or 8 symmetries of the square (:mod:`atomlens.atoms.tta`; ``tta`` x the network
+        time). The general model's card (``"tta"``) gives the cross-validated setting
+        to use it with (tta 8, refine none, threshold 0.4).
 
     Returns
     -------
@@ -310,6 +323,7 @@ def detect(
         si_neighbours=si_neighbours,
         spot_scale=spot_scale,
         scale_record=rec,
+        tta=tta,
     ):
         tables.append(fr.atoms)
         if return_maps:

@@ -203,14 +203,21 @@ def iter_model_maps(
     frames: Sequence[int] | None = None,
     batch_size: int = 4,
     device: str = "auto",
+    tta: int = 1,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray | None]]:
     """Yield ``(t, raw_frame (Y, X), maps_model (C, y, x), bad)`` per frame, on the model
     grid. ``raw_frame`` has its NaN/inf pixels filled (:func:`fill_nonfinite`); ``bad`` is
     (Y, X) bool of those pixels, or None when the frame had none (the maps are masked
-    there already).
+    there already). ``tta``: the maps are the mean over that many symmetries of the
+    square (1, 2, 4 or 8; :func:`atomlens.atoms.tta.symmetrised`, ``tta`` x the network
+    time).
 
     The building block of :func:`predict_maps` and of :func:`atomlens.atoms.detect`.
     """
+    from atomlens.atoms.tta import SYMMETRIES
+
+    if tta not in SYMMETRIES:
+        raise ValueError(f"tta must be one of {sorted(SYMMETRIES)} symmetries, got {tta!r}")
     det = model if isinstance(model, Detector) else load_detector(model)
     ps = resolve_pixel_size(stack, pixel_size)
     data = stack_frames(stack)
@@ -232,7 +239,12 @@ def iter_model_maps(
                 empty += int(bad.reshape(len(ts), -1).all(axis=1).sum())
             x = resample(torch.from_numpy(raw), size)
             x = normalise(x)
-            maps = predict_model_grid(det, x, net=net).numpy()
+            if tta == 1:
+                maps = predict_model_grid(det, x, net=net).numpy()
+            else:
+                from atomlens.atoms.tta import symmetrised
+
+                maps = symmetrised(predict_model_grid, det, x, tta, net=net).numpy()
             if bad is not None:
                 mask_maps(maps, bad, size)
             for k, t in enumerate(ts):

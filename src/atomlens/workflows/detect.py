@@ -68,6 +68,13 @@ class DetectRecipe(Recipe):
         "e.g. general: spots broader than trained are measured and shrunk), off, or "
         "the spots' FWHM in Å",
     )
+    tta: int = setting(
+        1,
+        choices=(1, 2, 4, 8),
+        doc="test-time augmentation: the mean probability map over this many symmetries "
+        "of the square (1 = off; 8 x the network time); the general model's card gives "
+        "the cross-validated setting (tta 8, refine none, threshold 0.4)",
+    )
 
 
 @dataclass
@@ -185,6 +192,7 @@ def run(
         spot_scale=recipe.spot_scale,
         scale_record=scale_rec,
         spot_choice=setup.spot,
+        tta=recipe.tta,
     )
     try:
         for fr in gen:
