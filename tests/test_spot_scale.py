@@ -118,10 +118,13 @@ def test_general_model_finds_broad_atoms_after_resampling() -> None:
     on = detect(img.astype(np.float32), det, pixel_size=px)
     off = detect(img.astype(np.float32), det, pixel_size=px, spot_scale="off")
     assert on.spot_scale["factor"] > 2.0 and off.spot_scale["factor"] == 1.0
-    # the card's threshold factor applies on resampled images only
+    # the card's threshold factor (and contrast verification's candidate factor, when
+    # the card has that rule) apply on resampled images only
+    verify = det.card.get("spot_verify", {}).get("candidate_factor", 1.0)
     assert on.spot_scale["threshold"] == pytest.approx(
-        0.5 * det.card["spot_scale"]["threshold_factor"]
+        0.5 * det.card["spot_scale"]["threshold_factor"] * verify
     )
+    assert ("verify" in on.spot_scale) == ("spot_verify" in det.card)
     assert "threshold" not in off.spot_scale
 
     def recall(res) -> float:

@@ -81,6 +81,7 @@ def atoms_in_frame(
     si_neighbours: str | bool = "auto",
     spot_factor: float = 1.0,
     bad: np.ndarray | None = None,
+    verify: tuple[Any, float] | None = None,
 ) -> pd.DataFrame:
     """Atoms of one frame from its model-grid maps, refined on the raw (Y, X) frame.
 
@@ -92,7 +93,10 @@ def atoms_in_frame(
     many times wider than the model's (spot-width resampling): the refinement window
     grows with them. ``bad``: (Y, X) bool, the frame's NaN/inf pixels (filled in ``raw``);
     no atom is kept within a pixel of them (the maps are masked there already; the
-    neighbour passes run the network again on ``raw``)."""
+    neighbour passes run the network again on ``raw``). ``verify``: ``(VerifyRule, spot
+    FWHM in pixels)``: keep only the atoms whose contrast above the local support stands
+    out of the pixel noise and of this frame's support (:mod:`atomlens.atoms.spot_verify`;
+    used on spot-resampled frames of sparse atoms)."""
     found = find_atoms(maps_model, det.classes, threshold, method=method)
     yx = to_input_coords(np.column_stack([found["y"], found["x"]]), raw.shape, maps_model.shape)
     sigma_px = np.full(len(yx), np.nan)  # per-axis position standard error (Gaussian fit only)
@@ -133,6 +137,11 @@ def atoms_in_frame(
             "sigma_A": sigma_px * pixel_size,
         }
     )
+    if verify is not None and len(table):
+        from atomlens.atoms.spot_verify import verify_spots
+
+        _, keep = verify_spots(raw, table, verify[1], verify[0])
+        table = table[keep].reset_index(drop=True)
     if wants_neighbours(si_neighbours, det.classes):
         from atomlens.atoms.site_tta import local_pass
 
@@ -198,8 +207,13 @@ def iter_detect(
         ps_net, rec = spot_choice[0], dict(spot_choice[1])
     else:
         ps_net, rec = network_pixel_size(stack, ps, det.card, spot_scale, idx)
+    verify = None
     if ps_net != ps:  # resampled: the probability scale of broad faint spots (model card)
         threshold = detection_threshold(threshold, ps, (ps_net, rec))
+        verify = _verify_rule(det, rec, ps)
+        if verify is not None:  # liberal candidates, then contrast verification
+            threshold *= verify[0].candidate_factor
+            rec["verify"] = verify[0].to_dict()
         rec["threshold"] = threshold
     if scale_record is not None:
         scale_record.update(rec)
@@ -227,10 +241,23 @@ def iter_detect(
             si_neighbours=si_neighbours,
             spot_factor=ps / ps_net,
             bad=bad,
+            verify=verify,
         )
         yield FrameResult(
             t, i, len(idx), atoms, upsample_maps(m, raw.shape) if return_maps else None
         )
+
+
+def _verify_rule(det: Detector, rec: dict, pixel_size: float) -> tuple[Any, float] | None:
+    """``(VerifyRule, spot FWHM in pixels)`` when the model card has a ``spot_verify``
+    rule (contrast verification) and the spots' width is known, else None."""
+    from atomlens.atoms.spot_verify import VerifyRule
+
+    rule = VerifyRule.from_card(det.card)
+    fwhm = rec.get("fwhm_A")
+    if rule is None or fwhm is None or not float(fwhm) > 0:
+        return None
+    return rule, float(fwhm) / pixel_size
 
 
 class Negated:

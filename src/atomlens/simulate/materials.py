@@ -283,12 +283,16 @@ def single_atoms(
     rng: np.random.Generator,
     element: str | None = None,
     density: float | None = None,
+    *,
+    support_ratio: float | None = None,
+    lumps: float | None = None,
 ) -> Columns:
     """Sparse heavy atoms (``density`` per Å², default 0.002-0.03; at least 2 Å apart,
     a third in pairs or small clusters) on an amorphous carbon support whose mean level
-    is 0.05-6 x a heavy atom's peak (thin film to thick catalyst support) and whose
-    lumps are 0.03-1 x that peak (at most 50 % of the film); a support edge (vacuum
-    beyond) in 40 % of draws."""
+    is 0.05-6 x a heavy atom's peak (thin film to thick catalyst support; or
+    ``support_ratio``) and whose lumps are 0.03-1 x that peak (at most 50 % of the film;
+    or ``lumps``); a support edge (vacuum beyond) in 40 % of draws. Giving
+    ``support_ratio`` / ``lumps`` leaves every other draw unchanged."""
     element = element or str(rng.choice(HEAVY))
     rho = float(
         density if density is not None else np.exp(rng.uniform(np.log(0.002), np.log(0.03)))
@@ -310,9 +314,11 @@ def single_atoms(
     # support level relative to one heavy atom's peak (HAADF, n = 1.7, ~2 Å² probe area):
     # from a thin film (0.05) to the thick supports of catalysts (6: the atom ~15 % above it)
     ratio = float(np.exp(rng.uniform(np.log(0.05), np.log(6.0))))
+    ratio = float(support_ratio) if support_ratio is not None else ratio
     # the film's lumps relative to one atom's peak (pt_single_atoms: ~0.25): lumps as bright
     # as the atoms (a thick film with a strong texture) would make broad atoms ambiguous
-    lumps = _log_uniform(rng, 0.03, 1.0)
+    drawn = _log_uniform(rng, 0.03, 1.0)
+    lumps = float(lumps) if lumps is not None else drawn
     support = amorphous_support(
         size_A,
         rng,
