@@ -13,8 +13,18 @@ general model: simulations with known truth and the real pt_single_atoms; one JS
   pt        the 11 real images (all test images: nothing tuned on them), pooled and per
             image, and the leave-one-image-out choice of the same grid (for comparison).
 
+  labels    what the hand labels allow (no model): local maxima of each image smoothed at
+            the measured spot width, each maximum's and each label's contrast evidence
+            (spot_verify.spot_evidence: z = I / sigma_I, support_t); labels matched one-to-
+            one to maxima within 6 px; the best in-sample F1 of one threshold on z /
+            support_t (global and per image); labels with no visible spot (z < 3 or
+            support_t < 1.5 at the label and at every maximum within 6 px) and unlabelled
+            maxima brighter (support_t) than the median labelled one of their image, with
+            figures under --out (per image, and a montage of 14 Å patches).
+
 Each set is scored with the verification off (the card's spot_verify removed) and on.
-Usage: .venv/bin/python bench/pt_verify.py [--what ptlike,simsets,pt] [--grid]
+Usage: .venv/bin/python bench/pt_verify.py [--what ptlike,simsets,pt,labels] [--grid]
+       [--out /tmp/h14pt]
 """
 
 from __future__ import annotations
@@ -178,10 +188,214 @@ def bench_pt_loio(recs) -> dict:
     return {"pooled": _f1(tp, n_p, n_t), "per_image": per}  # keyed by image position
 
 
+def _best_threshold(v: np.ndarray, hit: np.ndarray, n_true: int) -> tuple[float, int, int, float]:
+    """(F1, matched, kept, threshold) of the best 'keep v >= threshold' (in-sample)."""
+    v = np.nan_to_num(np.asarray(v, float), nan=-1e9)
+    o = np.argsort(-v)
+    c = np.cumsum(hit[o])
+    k = np.arange(1, len(v) + 1)
+    f = 2 * c / (k + n_true)
+    i = int(f.argmax())
+    return float(f[i]), int(c[i]), int(k[i]), float(v[o][i])
+
+
+def bench_labels(out_dir: Path | None) -> dict:
+    """What the pt_single_atoms labels allow a spot detector (see the module docstring)."""
+    import pandas as pd
+    from scipy import ndimage as ndi
+    from skimage.feature import peak_local_max
+
+    from atomlens.atoms.match import match_atoms
+    from atomlens.atoms.spot_scale import estimate_spot_fwhm
+    from atomlens.atoms.spot_verify import spot_evidence
+    from atomlens.io import read_stack
+
+    rows, labs, imgs = [], [], {}
+    for key, tif, csv in pt_images():
+        st = read_stack(tif)
+        img, px = np.asarray(st.data[0], float), float(st.pixel_size)
+        fw = estimate_spot_fwhm(img, px).fwhm_A / px
+        sm = ndi.gaussian_filter(img, fw / 2.3548)
+        pk = peak_local_max(sm, min_distance=max(2, int(round(fw / 2))), exclude_border=False)
+        pk = pk.astype(float)
+        true = pt_labels(csv)
+        ev, evl = spot_evidence(img, pk, fw), spot_evidence(img, true, fw)
+        ip, it = match_atoms(pk, true, 6.0)
+        lab = np.zeros(len(pk), bool)
+        lab[ip] = True
+        zmax, tmax = np.full(len(true), np.nan), np.full(len(true), np.nan)
+        zmax[it], tmax[it] = ev["z"].to_numpy()[ip], ev["support_t"].to_numpy()[ip]
+        rows.append(
+            pd.DataFrame(
+                {
+                    "img": key,
+                    "y": pk[:, 0],
+                    "x": pk[:, 1],
+                    "z": ev["z"],
+                    "t": ev["support_t"],
+                    "labelled": lab,
+                }
+            )
+        )
+        labs.append(
+            pd.DataFrame(
+                {
+                    "img": key,
+                    "y": true[:, 0],
+                    "x": true[:, 1],
+                    "z": evl["z"],
+                    "t": evl["support_t"],
+                    "z_max": zmax,
+                    "t_max": tmax,
+                }
+            )
+        )
+        imgs[key] = (img, fw)
+    m, lb = pd.concat(rows, ignore_index=True), pd.concat(labs, ignore_index=True)
+    n = len(lb)
+
+    def vis(z, t):
+        return (z >= 3) & (t >= 1.5)
+
+    invisible = ~vis(lb.z, lb.t) & ~vis(lb.z_max, lb.t_max)
+    t_med = m[m.labelled].groupby("img").t.median()
+    bright = (~m.labelled) & (m.t >= m.img.map(t_med)) & (m.z >= 3)
+
+    def q(v):
+        return [round(float(x), 2) for x in np.nanpercentile(v, [10, 25, 50, 75, 90])]
+
+    out: dict = {
+        "labels": n,
+        "local_maxima": len(m),
+        "labels_with_a_maximum_within_6px": int(m.labelled.sum()),
+        "z_q10_25_50_75_90": {
+            "at_labels": q(lb.z),
+            "labelled_maxima": q(m.z[m.labelled]),
+            "unlabelled_maxima": q(m.z[~m.labelled]),
+        },
+        "support_t_q10_25_50_75_90": {
+            "at_labels": q(lb.t),
+            "labelled_maxima": q(m.t[m.labelled]),
+            "unlabelled_maxima": q(m.t[~m.labelled]),
+        },
+        "visible_spot": "z >= 3 and support_t >= 1.5 at the label or its maximum within 6 px",
+        "labels_no_visible_spot": int(invisible.sum()),
+        "unlabelled_maxima_brighter_than_median_labelled_same_image": int(bright.sum()),
+        "per_image_no_visible_bright_unlabelled": {
+            k: [int(invisible[lb.img == k].sum()), int(bright[m.img == k].sum())] for k in imgs
+        },
+    }
+    for c in ("z", "t"):
+        f, hit, kept, thr = _best_threshold(m[c].to_numpy(), m.labelled.to_numpy(), n)
+        tot = np.zeros(3)
+        for k, g in m.groupby("img"):
+            nk = int((lb.img == k).sum())
+            _, hk, kk, _ = _best_threshold(g[c].to_numpy(), g.labelled.to_numpy(), nk)
+            tot += (hk, kk, nk)
+        out[f"best_in_sample_f1_threshold_on_{c}"] = {
+            "global": round(f, 3),
+            "matched": hit,
+            "kept": kept,
+            "threshold": round(thr, 2),
+            "per_image_thresholds": round(2 * tot[0] / (tot[1] + tot[2]), 3),
+        }
+    if out_dir is not None:
+        _label_figures(out_dir, imgs, m, lb, invisible, bright)
+        out["figures"] = (
+            str(out_dir / "labels_<image>.png") + ", " + str(out_dir / "labels_montage.png")
+        )
+    return out
+
+
+def _label_figures(out_dir: Path, imgs, m, lb, invisible, bright) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy import ndimage as ndi
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for key, (img, fw) in imgs.items():
+        fig, ax = plt.subplots(1, 2, figsize=(14, 7.4))
+        sm = ndi.gaussian_filter(img, fw / 2.3548 / 2)
+        for a, im, t in zip(ax, (img, sm), ("raw", "smoothed (half the spot sigma)")):
+            a.imshow(im, cmap="gray", vmin=np.percentile(im, 0.5), vmax=np.percentile(im, 99.9))
+            a.set_title(f"{key} {t}")
+            a.axis("off")
+        sel = lb.img == key
+        ok, bad = lb[sel & ~invisible], lb[sel & invisible]
+        b = m[(m.img == key) & bright]
+        ax[1].scatter(
+            ok.x,
+            ok.y,
+            s=200,
+            facecolors="none",
+            edgecolors="lime",
+            label=f"label with a spot ({len(ok)})",
+        )
+        ax[1].scatter(
+            bad.x,
+            bad.y,
+            s=200,
+            facecolors="none",
+            edgecolors="magenta",
+            lw=2,
+            label=f"label, no visible spot ({len(bad)})",
+        )
+        ax[1].scatter(
+            b.x,
+            b.y,
+            s=200,
+            marker="s",
+            facecolors="none",
+            edgecolors="red",
+            label=f"unlabelled spot brighter than the median label ({len(b)})",
+        )
+        ax[1].legend(loc="lower left", fontsize=8)
+        plt.tight_layout()
+        plt.savefig(out_dir / f"labels_{key}.png", dpi=70)
+        plt.close(fig)
+    rng = np.random.default_rng(0)
+    good = lb[~invisible]
+    sets = [
+        ("labelled atom with a spot", good),
+        ("label, no visible spot", lb[invisible]),
+        ("unlabelled, brighter than median label", m[bright]),
+    ]
+    fig, ax = plt.subplots(3, 10, figsize=(20, 6.6))
+    h = 24
+    for i, (name, df) in enumerate(sets):
+        pick = df.iloc[rng.choice(len(df), min(10, len(df)), replace=False)]
+        for j, (_, r) in enumerate(pick.iterrows()):
+            im = ndi.gaussian_filter(imgs[r.img][0], 1.5)
+            y, x = int(r.y), int(r.x)
+            p = np.pad(im, h, mode="reflect")[y : y + 2 * h + 1, x : x + 2 * h + 1]
+            ax[i, j].imshow(p, cmap="gray")
+            ax[i, j].plot(h, h, "+", c=("lime", "magenta", "red")[i], ms=14)
+            ax[i, j].set_title(f"{r.img} z{r.z:.1f} t{r.t:.1f}", fontsize=8)
+        for a in ax[i]:
+            a.axis("off")
+        ax[i, 0].text(
+            -0.1,
+            0.5,
+            name,
+            transform=ax[i, 0].transAxes,
+            rotation=90,
+            va="center",
+            ha="right",
+            fontsize=9,
+        )
+    plt.suptitle("pt_single_atoms: 49 x 49 px patches (14 Å), Gaussian 1.5 px, each stretched")
+    plt.tight_layout()
+    plt.savefig(out_dir / "labels_montage.png", dpi=65)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--what", default="ptlike,simsets,pt")
     ap.add_argument("--grid", action="store_true", help="also print the best grid rules")
+    ap.add_argument("--out", type=Path, default=None, help="folder for the labels figures")
     args = ap.parse_args(argv)
     import torch
 
@@ -197,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     out: dict = {"card_rule_cf_zmin_tmin": list(_card_rule())}
     for what in args.what.split(","):
         t0 = time.perf_counter()
-        if what == "ptlike":
+        if what == "labels":
+            out["labels"] = bench_labels(args.out)
+        elif what == "ptlike":
             out["ptlike"] = _summary(_records(det, ptlike_sims()), what, args.grid)
         elif what == "simsets":
             for name, sims in sim_sets().items():

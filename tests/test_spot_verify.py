@@ -27,9 +27,7 @@ def _pt_on_carbon(seed: int, crop: int = 384):
     img, yx, _ = render_native(
         general_config(crop=crop),
         rng,
-        lambda s, r: single_atoms(
-            s, r, element="Pt", density=0.004, support_ratio=1.0, lumps=0.05
-        ),
+        lambda s, r: single_atoms(s, r, element="Pt", density=0.004, support_ratio=1.0, lumps=0.05),
         pixel_size_A=PX,
         snr=6.0 * np.sqrt(2) / 3,
         z_exponent=1.7,
