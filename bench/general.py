@@ -121,29 +121,37 @@ def bench_pt(
 def bench_mos2(model: str) -> dict:
     """General model on the MoS2 images against the lattice-fit reference: the measured
     one (S2 sites where the unit-cell average shows them) and the geometric one (S2 at
-    the ideal (1/3, 2/3) offset: ``measure_offsets=False``, the reference before)."""
+    the ideal (1/3, 2/3) offset: ``measure_offsets=False``, the reference before).
+    ``nominal`` / ``lattice_fit``: the default detection at either pixel size;
+    ``tta_setting``: the card's cross-validated test-time augmentation setting (tta 8,
+    refine none, threshold 0.4; bench/general_options.py) at the lattice-fit one."""
     from atomlens.atoms import detect
     from atomlens.atoms.lattice_reference import lattice_reference, score_tiles
     from atomlens.io import Stack, read_stack
     from atomlens.segment.registry import load_model
 
     det = load_model(model)
+    card = json.loads((REPO / "src/atomlens/segment/weights/general_card.json").read_text())
+    tta_kw = dict(card.get("tta", {}).get("cross_validated", {}))
     out: dict = {}
-    for px_kind in ("nominal", "lattice_fit"):
+    refs_of: dict = {}
+    for name in MOS2_IMAGES:
+        st = read_stack(REAL / f"{name}.npy")
+        frame = np.asarray(st.data[0], np.float32)
+        refs = {}
+        for kind, meas in (("measured", True), ("geometric", False)):
+            refs[kind], fit = lattice_reference(frame, float(st.pixel_size), measure_offsets=meas)
+            if meas:
+                offsets = fit.details["site_offsets"]
+        refs_of[name] = (st, frame, refs, fit, offsets)
+    runs = [("nominal", {}), ("lattice_fit", {})] + ([("tta_setting", tta_kw)] if tta_kw else [])
+    for run, kw in runs:
         parts = {}
         tot = {"measured": np.zeros(3, int), "geometric": np.zeros(3, int)}
         for name in MOS2_IMAGES:
-            st = read_stack(REAL / f"{name}.npy")
-            frame = np.asarray(st.data[0], np.float32)
-            refs = {}
-            for kind, meas in (("measured", True), ("geometric", False)):
-                refs[kind], fit = lattice_reference(
-                    frame, float(st.pixel_size), measure_offsets=meas
-                )
-                if meas:
-                    offsets = fit.details["site_offsets"]
-            px = float(st.pixel_size) if px_kind == "nominal" else fit.pixel_size
-            pred = detect(Stack(frame[None], px, px_kind), det).atoms
+            st, frame, refs, fit, offsets = refs_of[name]
+            px = float(st.pixel_size) if run == "nominal" else fit.pixel_size
+            pred = detect(Stack(frame[None], px, run), det, **kw).atoms
             row: dict = {"pixel_size_A": round(px, 4)}
             for kind, ref in refs.items():
                 sc = score_tiles(pred, ref, fit.pixel_size, [(0, 0, *frame.shape)])
@@ -154,12 +162,13 @@ def bench_mos2(model: str) -> dict:
                     row.update(f)
                 else:
                     row["geometric_reference"] = f
-            if px_kind == "lattice_fit":
+            if run != "nominal":
                 row["species_from_contrast"] = _mos2_species(frame, pred, refs["measured"], px)
                 row["reference_site_offsets"] = offsets
             parts[name] = row
         t, g = tot["measured"], tot["geometric"]
-        out[px_kind] = {
+        out[run] = {
+            "setting": kw or "default (tta 1, refine gaussian, threshold 0.5)",
             "pooled": _f1(t[2], t[1], t[0]),
             "pooled_geometric_reference": _f1(g[2], g[1], g[0]),
             "per_image": parts,

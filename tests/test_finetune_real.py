@@ -110,8 +110,10 @@ def test_finetune_on_one_tile_raises_f1_on_held_out_tiles(mos2):
     b, a = scores["base"], scores["finetuned"]
     print({k: {kk: np.round(vv, 3) for kk, vv in v.items()} for k, v in scores.items()})
     # the shipped graphene model misses many dim S2 columns (recall ~0.8); one corrected
-    # tile and 20 steps bring held-out F1 up by over 0.1 (0.88 -> 0.99 at 13118cf)
-    assert a["f1"] > b["f1"] + 0.1
+    # tile and 20 steps bring held-out F1 up to ~0.99 (0.88 -> 0.99 at 13118cf against
+    # the geometric S2 sites; 0.91 -> 0.99 against the measured-offset reference of
+    # cc0bd13, whose S2 sites the base model's detections meet more often)
+    assert a["f1"] > b["f1"] + 0.06 and a["f1"] > 0.97
     assert a["recall"] > b["recall"] + 0.1 and a["precision"] > 0.85
     assert (a["tile_f1"] > b["tile_f1"]).all()
 

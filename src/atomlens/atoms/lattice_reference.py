@@ -40,7 +40,7 @@ set without a detector:
    1.1 Å probe, shot noise) with every S2 column moved 0.2 Å, the S2 sites land 0.01-0.02
    Å (median) from the truth, against 0.20-0.21 Å without this step; with no shift it
    measures < 0.01 Å and the Mo sites do not move (tests/test_lattice_reference.py). On
-   the three 60 kV MoS2 images it measures S2 shifts of 0.14, 0.21 and 0.24 Å
+   the three 60 kV MoS2 images it measures S2 shifts of 0.14, 0.24 and 0.28 Å
    (``fit.details["site_offsets"]``; ``measure_offsets=False`` gives the geometric
    sites, the reference before this step).
 
