@@ -279,20 +279,37 @@ def librarynet_patch(path: Path, det, pixel_size: float) -> dict:
     return {**out, "tta_s": tta_s, "ring_s": ring_s, "n_Si_det": n_si}
 
 
-def score_librarynet_patch(path: Path, yx: np.ndarray, cls: np.ndarray, pixel_size: float) -> dict:
+def score_librarynet_patch(
+    path: Path,
+    yx: np.ndarray,
+    cls: np.ndarray,
+    pixel_size: float,
+    bond_pixel_size: float | None = None,
+) -> dict:
     """Scores of detections ``yx`` (N, 2) px, ``cls`` (N,) against the labels of one
     LibraryNet patch (see :func:`score_against_labels`)."""
     d = np.load(path, allow_pickle=True)
     ref = np.c_[d["atom_row"], d["atom_col"]].astype(float)
     el = np.asarray(d["atom_element"]).astype(str)
-    return score_against_labels(ref, el, path.stem.split("_")[0], yx, cls, pixel_size)
+    return score_against_labels(
+        ref, el, path.stem.split("_")[0], yx, cls, pixel_size, bond_pixel_size
+    )
 
 
 def score_against_labels(
-    ref: np.ndarray, el: np.ndarray, kind: str, yx: np.ndarray, cls: np.ndarray, pixel_size: float
+    ref: np.ndarray,
+    el: np.ndarray,
+    kind: str,
+    yx: np.ndarray,
+    cls: np.ndarray,
+    pixel_size: float,
+    bond_pixel_size: float | None = None,
 ) -> dict:
     """Every labelled atom (``ref`` (M, 2) px, ``el`` (M,)) found within 0.5 Å, the Si
-    coordination (``kind`` Si1C3 or Si1C4), extra Si within 3 Å of a labelled Si."""
+    coordination (``kind`` Si1C3 or Si1C4), extra Si within 3 Å of a labelled Si.
+    Bonds (:func:`atomlens.chem.bonds.find_bonds`) are found at ``bond_pixel_size``
+    (default ``pixel_size``; bench/librarynet_cv.py tries the pixel size implied by the
+    patch's own C-C bonds, :mod:`atomlens.chem.bond_scale`)."""
     import pandas as pd
 
     from atomlens.chem.bonds import coordination, find_bonds
@@ -334,7 +351,8 @@ def score_against_labels(
             if len(yx)
             else None
         )
-        coord = coordination(len(yx), find_bonds(atoms, pixel_size)) if atoms is not None else []
+        bps = pixel_size if bond_pixel_size is None else bond_pixel_size
+        coord = coordination(len(yx), find_bonds(atoms, bps)) if atoms is not None else []
         got = []
         for r in si_ref:
             j = int(np.argmin(np.hypot(*(yx - r).T))) if len(yx) else -1

@@ -12,18 +12,35 @@ the maps are computed once per patch) and the ring search
 profile or 2-D maxima). ``local_pass_off`` in the output: the same folds choosing among
 the ring settings alone (the figures before the local pass).
 
+Optional outer dimensions (each listed value joins the grid; the first is the default):
+``--calib lattice,bond`` (the pixel size rescaled so that the detected C-C bonds away
+from the Si are 1.42 Å, :mod:`atomlens.chem.bond_scale`, then everything detected and
+scored again at it), ``--bonds A,local`` (the Si coordination counted with the bond
+cutoffs at the pixel size implied by the patch's own C-C bonds: cutoffs in bond units)
+and ``--pairs off,0.8,0.9,1.0`` (after the ring search, of two C closer than that many
+Å beside a Si the one the test-time-averaged map prefers stays,
+:func:`atomlens.atoms.site_tta.resolve_close_pairs`; only with the local pass on).
+``fixed_<dimension>_<value>``: the same folds with that dimension held at one value.
+Measured 2026-12-05 (``--calib lattice,bond --bonds A,local --pairs off,0.8,0.9,1.0``,
+ratios 1.0,0.8,0.6,0.5,0.35,0.25,0.15), held-out pooled all found / coordination right:
+lattice, Å bonds, no pair check 73/79, 41/44 (92.3 ± 7.4 %, 93.2 ± 9.7 %); the whole
+grid 72/79, 41/44 (one fold took the bond calibration); bond calibration alone
+71/79, 41/44; bonds in local bond units 70/79, 40/44; pair check 1.0 Å 73/79, 41/44,
+0.8 or 0.9 Å 72/79, 41/44. None of them is used by detection.
+
 Folds: 5 folds by *site*, stratified by motif. Some patches are crops of the same frame
 around the same Si (identical labelled Si-C offsets, or one image a shifted copy of the
 other: 229/230, 437/440, 456/458, 477/478, 195/196/382); such patches form one group
 and go to one fold, so a site is never both trained and scored on. Groups of each motif
 are shuffled with seed 0 and dealt round-robin. For each fold the setting that maximises
 (patches with every labelled atom found + Si1C3/Si1C4 patches with the coordination
-right) on the other 4 folds is chosen (ties: the first in grid order: the local pass
-off, then the highest threshold, ``profile``, ``fit``, no prior, 60°, the largest
-ratio) and scored on the held-out fold.
+right) on the other 4 folds is chosen (ties: the first in grid order: the lattice
+calibration, bonds in Å, no pair check, the local pass off, then the highest threshold,
+``profile``, ``fit``, no prior, 60°, the largest ratio) and scored on the held-out fold.
 
 Usage: .venv/bin/python bench/librarynet_cv.py [--threads 1] [--folds 5] [--tta off,0.5,0.4,0.3]
-       [--ratios 1.0,0.8,0.6,0.5,0.35,0.25,0.15]
+       [--ratios 1.0,0.8,0.6,0.5,0.35,0.25,0.15] [--calib lattice,bond] [--bonds A,local]
+       [--pairs off,0.8,0.9,1.0]
 """
 
 from __future__ import annotations
@@ -62,15 +79,41 @@ def ring_grid(ratios: np.ndarray = RATIOS) -> list[dict]:
     ]
 
 
-def grid(tta: tuple[float | None, ...] = TTA_THRESHOLDS, ratios: np.ndarray = RATIOS) -> list[dict]:
-    """Every (local pass threshold, ring setting) pair, the local pass outermost."""
-    return [{"tta": t, **g} for t in tta for g in ring_grid(ratios)]
+#: Pixel size of a patch: "lattice" (AtomLens' calibration alone) or "bond" (then
+#: rescaled so that the detected C-C bonds away from the Si are 1.42 Å, and detected
+#: again: :mod:`atomlens.chem.bond_scale`).
+CALIBS: tuple[str, ...] = ("lattice", "bond")
+#: Pixel size of the bond rule (the Si coordination): "A" (the patch's pixel size) or
+#: "local" (the one implied by the patch's own C-C bonds: a cutoff in bond units).
+BOND_RULES: tuple[str, ...] = ("A", "local")
+#: Close-pair check after the ring search (atoms.site_tta.resolve_close_pairs): two C
+#: closer than this (Å) beside a Si, the one the averaged map prefers stays (None: off).
+PAIR_SEPS: tuple[float | None, ...] = (None, 0.8, 0.9, 1.0)
+
+
+def grid(
+    tta: tuple[float | None, ...] = TTA_THRESHOLDS,
+    ratios: np.ndarray = RATIOS,
+    calibs: tuple[str, ...] = ("lattice",),
+    bonds: tuple[str, ...] = ("A",),
+    pairs: tuple[float | None, ...] = (None,),
+) -> list[dict]:
+    """Every (calibration, bond rule, close-pair check, local pass threshold, ring
+    setting), outermost first."""
+    return [
+        {"calib": c, "bonds": b, "pairs": q, "tta": t, **g}
+        for c in calibs
+        for b in bonds
+        for q in pairs
+        for t in tta
+        for g in ring_grid(ratios)
+    ]
 
 
 def _label(t: dict) -> str:
     tta = "off" if t["tta"] is None else f"{t['tta']}"
     return (
-        f"tta{tta}/{t['search']}/{t['position']}/prior{t['radius_prior']}/"
+        f"{t['calib']}/bonds{t['bonds']}/pairs{t['pairs']}/tta{tta}/{t['search']}/{t['position']}/prior{t['radius_prior']}/"
         f"sep{t['min_sep_deg']:.0f}/{t['min_ratio']}"
     )
 
@@ -155,6 +198,23 @@ def main() -> None:
         help="thresholds of the local test-time-augmented pass to include ('off': none)",
     )
     p.add_argument(
+        "--calib",
+        default="lattice",
+        help="pixel sizes to include: 'lattice' (calibration) and/or 'bond' (rescaled to "
+        "1.42 Å C-C bonds, then detected again), comma-separated",
+    )
+    p.add_argument(
+        "--bonds",
+        default="A",
+        help="bond rules to include: 'A' (cutoffs in Å at the patch's pixel size) and/or "
+        "'local' (at the pixel size implied by the patch's C-C bonds)",
+    )
+    p.add_argument(
+        "--pairs",
+        default="off",
+        help="close-pair check separations (Å) to include ('off': none), comma-separated",
+    )
+    p.add_argument(
         "--ratios",
         default="",
         help="min_ratio values of the ring grid, comma-separated (default: 1.0 to 0.15 "
@@ -163,12 +223,23 @@ def main() -> None:
     args = p.parse_args()
     ttas = tuple(None if v == "off" else float(v) for v in args.tta.split(","))
     ratios = np.array([float(v) for v in args.ratios.split(",")]) if args.ratios else RATIOS
-    GRID = grid(ttas, ratios)
+    calibs = tuple(args.calib.split(","))
+    bond_rules = tuple(args.bonds.split(","))
+    if set(calibs) - set(CALIBS) or set(bond_rules) - set(BOND_RULES):
+        raise SystemExit(f"--calib takes {CALIBS}, --bonds {BOND_RULES}")
+    pair_seps = tuple(None if v == "off" else float(v) for v in args.pairs.split(","))
+    GRID = grid(ttas, ratios, calibs, bond_rules, pair_seps)
     import torch
 
     from atomlens.atoms import detect
     from atomlens.atoms.halo import RingSettings, add_si_neighbours
-    from atomlens.atoms.site_tta import DEFAULT_TTA, refind_si_sites, site_maps
+    from atomlens.atoms.site_tta import (
+        DEFAULT_TTA,
+        refind_si_sites,
+        resolve_close_pairs,
+        site_maps,
+    )
+    from atomlens.chem.bond_scale import table_bond_scale
     from atomlens.segment.model_file import load_detector
 
     torch.set_num_threads(args.threads)
@@ -178,29 +249,57 @@ def main() -> None:
     if not files:
         raise SystemExit(f"no LibraryNet patches in {LIBRARYNET}")
     table: dict[str, list[tuple[bool, bool | None]]] = {}
+    pixel_sizes: dict[str, dict[str, float]] = {}
     for f in files:
         img = np.load(f)["image"]
-        ps, _ = calibrated_pixel_size(img)
-        a = detect(img, det, pixel_size=ps, si_neighbours="off").atoms
-        si = a[a["cls"].astype(str) == "Si"][["y", "x"]].to_numpy(float)
-        maps = site_maps(img, si, det, ps, DEFAULT_TTA) if any(ttas) else None
-        local = {
-            th: a
-            if th is None
-            else refind_si_sites(a, img, det, ps, replace(DEFAULT_TTA, threshold=th), maps=maps)
-            for th in ttas
-        }
-        row, scores = [], {}
+        ps0, _ = calibrated_pixel_size(img)
+        per_calib = {}
+        for calib in calibs:
+            ps = ps0
+            if calib == "bond":
+                a0 = detect(img, det, pixel_size=ps0, si_neighbours="off").atoms
+                bs = table_bond_scale(a0, ps0, img.shape)
+                if np.isfinite(bs.pixel_size) and abs(bs.pixel_size / ps0 - 1) <= 0.15:
+                    ps = bs.pixel_size
+            a = detect(img, det, pixel_size=ps, si_neighbours="off").atoms
+            si = a[a["cls"].astype(str) == "Si"][["y", "x"]].to_numpy(float)
+            maps = site_maps(img, si, det, ps, DEFAULT_TTA) if any(ttas) else None
+            local = {
+                th: a
+                if th is None
+                else refind_si_sites(a, img, det, ps, replace(DEFAULT_TTA, threshold=th), maps=maps)
+                for th in ttas
+            }
+            per_calib[calib] = (ps, a, local, maps)
+        pixel_sizes[f.name] = {c: round(v[0], 5) for c, v in per_calib.items()}
+        row, scores, rings = [], {}, {}
         for t in [None, *GRID]:
+            calib = calibs[0] if t is None else t["calib"]
+            ps, a, local, maps = per_calib[calib]
             if t is None:
                 b = a
             else:
-                ring = {k: v for k, v in t.items() if k != "tta"}
-                b = add_si_neighbours(local[t["tta"]], img, ps, settings=replace(base, **ring))
+                ring = {k: v for k, v in t.items() if k not in ("tta", "calib", "bonds", "pairs")}
+                rk = (calib, t["tta"], *ring.items())  # the bond rule does not change it
+                if rk not in rings:
+                    rings[rk] = add_si_neighbours(
+                        local[t["tta"]], img, ps, settings=replace(base, **ring)
+                    )
+                b = rings[rk]
+                if t["pairs"] is not None and t["tta"] is not None:  # needs the pass' maps
+                    pk = (*rk, t["pairs"])
+                    if pk not in rings:
+                        rings[pk] = resolve_close_pairs(b, maps, ps, t["pairs"])
+                    b = rings[pk]
             yx, cls = b[["y", "x"]].to_numpy(float), b["cls"].astype(str).to_numpy()
-            key = (yx.tobytes(), "/".join(cls))  # many settings give the same table
+            rule = "A" if t is None else t["bonds"]
+            key = (calib, rule, yx.tobytes(), "/".join(cls))  # many settings: the same table
             if key not in scores:
-                sc = score_librarynet_patch(f, yx, cls, ps)
+                bps = None
+                if rule == "local":
+                    bps = table_bond_scale(b, ps, img.shape).pixel_size
+                    bps = bps if np.isfinite(bps) else None
+                sc = score_librarynet_patch(f, yx, cls, ps, bps)
                 scores[key] = (sc["all_found"], sc.get("coordination_right"))
             row.append(scores[key])
         table[f.name] = row
@@ -216,6 +315,9 @@ def main() -> None:
     out: dict = {
         "patches": len(names),
         "tta_thresholds": list(ttas),
+        "calibs": list(calibs),
+        "bond_rules": list(bond_rules),
+        "pair_seps": list(pair_seps),
         "ratios": [float(r) for r in ratios],
         "split": f"{args.folds} folds by site (crops of one Si site in one fold), "
         "stratified by motif (seed 0)",
@@ -274,7 +376,25 @@ def main() -> None:
 
     out.update(cross_validate(list(range(len(GRID)))))
     if None in ttas and len(ttas) > 1:  # the same folds choosing among ring settings only
-        out["local_pass_off"] = cross_validate([i for i, t in enumerate(GRID) if t["tta"] is None])
+        out["local_pass_off"] = cross_validate(
+            [i for i, t in enumerate(GRID) if t["tta"] is None and t["calib"] == calibs[0]]
+        )
+    if len(calibs) > 1 or len(bond_rules) > 1 or len(pair_seps) > 1:
+        # the same folds with each new dimension held at one value
+        out["lattice_calibration_bonds_A_no_pair_check"] = cross_validate(
+            [
+                i
+                for i, t in enumerate(GRID)
+                if t["calib"] == "lattice" and t["bonds"] == "A" and t["pairs"] is None
+            ]
+        )
+        for key, values in (("calib", calibs), ("bonds", bond_rules), ("pairs", pair_seps)):
+            if len(values) > 1:
+                for v in values:
+                    out[f"fixed_{key}_{v}"] = cross_validate(
+                        [i for i, t in enumerate(GRID) if t[key] == v]
+                    )
+    out["pixel_sizes"] = pixel_sizes
     print(json.dumps(out, indent=1))
 
 

@@ -72,8 +72,10 @@ class RingSettings:
     search_A: tuple[float, float] = (1.1, 2.2)  # atoms in this band count as found neighbours
     refit_A: float = 0.45  # centroid radius of a candidate's first position (halo-free image)
     # a candidate this far in angle from every found neighbour; 75° (the labels' smallest
-    # Si-C bond angle is 82°) gains one LibraryNet patch (39 vs 38/44 coordination) but
-    # recovers 79 vs 82 of 84 dropped C on the simulator, so 60° is kept
+    # Si-C bond angle is 82°) gains one LibraryNet patch (39 vs 38/44 coordination; with
+    # the local pass 42 vs 41/44, Si1C3_237, and 4 of 5 folds choose it) but recovers
+    # 79 vs 82 of 84 dropped C on the simulator (tests/test_halo.py fails for Si1C4 at
+    # 0.15 Å/px: a 4-fold Si's bonds are ~90° apart), so 60° is kept
     min_sep_deg: float = 60.0
     smooth_A: float = 0.25  # Gaussian smoothing of the image (shot noise)
     step_deg: float = 3.0  # azimuthal sampling
