@@ -1,13 +1,15 @@
 """Leave-one-file-out cross-validation of the general model's cheap detection options.
 
 Options: test-time augmentation of the probability map (``tta`` 1 = off, 8 = the mean
-over the 8 symmetries of the square, :mod:`atomlens.segment.predict`; 8 x the network
-time), the refinement (``gaussian``, ``com``, ``none``) and the threshold. The network
-maps of every file are computed once per ``tta`` (the same path as the Detect workflow:
-contrast auto, spot-width resampling auto) and every option is scored on them.
+over the 8 symmetries of the square, :mod:`atomlens.atoms.tta`; ~6 x the network time),
+a factor on the pixel size stated to the network (``scale`` < 1: the image shown
+smaller, spots and spacings narrower), the refinement (``gaussian``, ``com``, ``none``)
+and the threshold. The network maps of every file are computed once per (tta, scale)
+(the same path as the Detect workflow: contrast auto, spot-width resampling auto) and
+every option is scored on them.
 
 Files (units of the cross-validation; each held out in turn, the option chosen on the
-mean score of all the others, then scored on the held-out one):
+other files, then scored on the held-out one; rules in :func:`analyse`):
 
   mos2      the three MoS2 HAADF images at the lattice-fit pixel size: F1 against the
             lattice-fit reference (measured S2 offsets), match 0.5 Å, border 1 Å
@@ -21,10 +23,30 @@ mean score of all the others, then scored on the held-out one):
   sim       held-out simulations drawn as in training (bench/general.py sim_sets
             "training", 12 frames): F1 (crystals 0.6 Å, single atoms 0.6 x FWHM)
 
-Usage: .venv/bin/python bench/general_options.py [--tta 1,8] [--threads 1] [--out FILE]
-       [--groups mos2,srtio3,graphene,sim] [--model general]
-Prints one JSON: per option and file the score, the LOFO choice per held-out file and
-its score beside the default's (tta 1, gaussian, 0.5), and network seconds per tta.
+Measured (v2 weights, 2026-12-05; ``--tta 1,8 --scales 0.7,0.85,1.0 --refines
+gaussian,none --thresholds 0.2,0.3,0.4,0.5``, and ``--tta 1,8`` with all three refines
+and thresholds 0.1-0.5): the guarded rule picks tta 8, scale 1, refine none, threshold
+0.4 for every real held-out file (sims: 0.3-0.4). Held out vs the default: MoS2 F1
+0.911 / 0.922 / 0.906 vs 0.802 / 0.900 / 0.884; SrTiO3 .emd 98.9 / 99.9 % vs 97.1 /
+99.6 % (on a column / found), .ser 100 / 100 both, .hspy 98.5 / 99.0 vs 98.5 / 98.9;
+graphene si-2nm 0.938 vs 0.913, grain boundary 0.987 vs 0.960, movie 111 vs 97 of
+192; sims mean 0.577 vs 0.575. With tta 1 alone (the default path's cost) the guarded
+rule picks refine com at 0.5 (0.4 with .emd held out): MoS2 +0.002 to +0.010 and .emd
+held out 95.9 vs 97.1 % on a column, so nothing is adopted for the default path. A
+smaller stated pixel size lifts MoS2 to 0.95-0.96
+(scale 0.85 or 0.7) but fails .emd (82-96 % on a column), the ABF movie at 0.7 (74 %
+found), graphene and the sims (0.49-0.54): it is not adopted; the spot FWHM measured by
+atomlens.atoms.spot_scale does not single MoS2 out (1.14-1.23 Å vs .emd 1.17, .hspy
+1.12), so no spot-width rule would either. The "mean" rule (no guard) picks
+thresholds 0.2-0.3 that fail the .emd target (84-90 % on a column).
+
+Usage: .venv/bin/python bench/general_options.py [--tta 1,8] [--scales 1.0]
+       [--refines gaussian,com,none] [--thresholds 0.1,...,0.5] [--threads 1]
+       [--groups mos2,srtio3,graphene,sim] [--model general] [--out FILE]
+       .venv/bin/python bench/general_options.py --analyse run1.json,run2.json [--slack 0]
+Prints one JSON: per option and file the score and details, the LOFO choice per
+held-out file under each rule beside the default's (tta 1, scale 1, gaussian, 0.5),
+network seconds per (tta, scale) and the spot FWHM measured per file.
 """
 
 from __future__ import annotations
@@ -45,7 +67,7 @@ import general as G  # noqa: E402
 
 THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
 REFINES = ("gaussian", "com", "none")
-DEFAULT = (1, "gaussian", 0.5)
+DEFAULT = (1, 1.0, "gaussian", 0.5)  # (tta, scale, refine, threshold)
 
 
 @contextlib.contextmanager
@@ -189,9 +211,12 @@ def _units() -> list[dict]:
     return units
 
 
-def unit_maps(unit: dict, det, tta: int) -> tuple[list, float, dict]:
+def unit_maps(unit: dict, det, tta: int, scale: float = 1.0) -> tuple[list, float, dict]:
     """The network maps of one file as the Detect workflow makes them (contrast and
-    spot-width resampling auto): ``([(t, raw, maps, bad)], ps_net, setup record)``."""
+    spot-width resampling auto): ``([(t, raw, maps, bad)], ps_net, setup record)``.
+    ``scale``: the pixel size stated to the network is that many times the workflow's
+    (< 1: the image is shown larger, its spots narrower); the record keeps the
+    workflow's own as ``ps_net0`` (the threshold factor of resampled frames follows it)."""
     from atomlens.atoms.detect import Negated
     from atomlens.atoms.suitability import detection_setup
     from atomlens.segment.predict import iter_model_maps
@@ -200,11 +225,13 @@ def unit_maps(unit: dict, det, tta: int) -> tuple[list, float, dict]:
     ps = float(st.pixel_size)
     setup = detection_setup(st, det, None, ps, threshold=0.5, spot_scale="auto", warn=False)
     stack = Negated(st, ps) if setup.invert else st
-    ps_net, rec = setup.spot
+    ps_net0, rec = setup.spot
+    ps_net = ps_net0 * scale
     t0 = time.perf_counter()
     with tta_maps(tta):
         maps = list(iter_model_maps(stack, det, pixel_size=ps_net))
-    return maps, ps_net, {"invert": bool(setup.invert), "net_s": time.perf_counter() - t0, **rec}
+    net_s = time.perf_counter() - t0
+    return maps, ps_net, {"invert": bool(setup.invert), "net_s": net_s, "ps_net0": ps_net0, **rec}
 
 
 def atoms_for(unit, maps, ps_net, rec, det, refine: str, threshold: float):
@@ -214,7 +241,8 @@ def atoms_for(unit, maps, ps_net, rec, det, refine: str, threshold: float):
     from atomlens.atoms.spot_scale import detection_threshold
 
     ps = float(unit["stack"].pixel_size)
-    thr = detection_threshold(threshold, ps, (ps_net, rec)) if ps_net != ps else threshold
+    ps_net0 = rec.get("ps_net0", ps_net)
+    thr = detection_threshold(threshold, ps, (ps_net0, rec)) if ps_net0 != ps else threshold
     tabs = [
         atoms_in_frame(
             raw, m, det, ps, t, threshold=thr, refine=refine, spot_factor=ps / ps_net, bad=bad
@@ -222,6 +250,10 @@ def atoms_for(unit, maps, ps_net, rec, det, refine: str, threshold: float):
         for t, raw, m, bad in maps
     ]
     return pd.concat(tabs, ignore_index=True)
+
+
+def _key(o: tuple) -> str:
+    return f"tta{o[0]}_s{o[1]}_{o[2]}_{o[3]}"
 
 
 def _sto_ok(d: dict) -> bool:
@@ -292,6 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tta", default="1,8")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--scales",
+        default="1.0",
+        help="factors on the pixel size stated to the network (< 1: spots narrower)",
+    )
+    ap.add_argument("--refines", default=",".join(REFINES))
+    ap.add_argument("--thresholds", default=",".join(map(str, THRESHOLDS)))
     ap.add_argument("--groups", default="mos2,srtio3,graphene,sim")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     ap.add_argument("--model", default="general", help="registry name or .pt path")
@@ -313,8 +352,11 @@ def main(argv: list[str] | None = None) -> int:
         for path in args.analyse.split(","):
             d = json.loads(Path(path).read_text())
             for key, per in d["scores"].items():
-                t, refine, thr = key[3:].split("_")
-                opt = (int(t), refine, float(thr))
+                parts = key[3:].split("_")
+                if len(parts) == 3:  # runs before the scale option: scale 1
+                    parts.insert(1, "s1.0")
+                t, sc, refine, thr = parts
+                opt = (int(t), float(sc[1:]), refine, float(thr))
                 for n, v in per.items():
                     scores.setdefault(opt, {})[n] = (v, d["details"][key][n])
                     group_of[n] = d["groups"][n]
@@ -333,27 +375,30 @@ def main(argv: list[str] | None = None) -> int:
     units = [u for u in _units() if u["group"] in groups]
     ttas = [int(v) for v in args.tta.split(",")]
     scores: dict = {}  # option -> unit -> (score, details)
-    net_s: dict = {t: 0.0 for t in ttas}
+    scales = [float(v) for v in args.scales.split(",")]
+    refines = args.refines.split(",")
+    thresholds = [float(v) for v in args.thresholds.split(",")]
+    net_s: dict = {}
+    fwhm: dict = {}
     for u in units:
-        for tta in ttas:
-            maps, ps_net, rec = unit_maps(u, det, tta)
-            net_s[tta] += rec["net_s"]
-            for refine, thr in itertools.product(REFINES, THRESHOLDS):
+        for tta, scale in itertools.product(ttas, scales):
+            maps, ps_net, rec = unit_maps(u, det, tta, scale)
+            net_s[f"tta{tta}_s{scale}"] = net_s.get(f"tta{tta}_s{scale}", 0.0) + rec["net_s"]
+            fwhm[u["name"]] = rec.get("fwhm_A")
+            for refine, thr in itertools.product(refines, thresholds):
                 a = atoms_for(u, maps, ps_net, rec, det, refine, thr)
+                opt = (tta, scale, refine, thr)
                 s, d = u["score"](a)
-                scores.setdefault((tta, refine, thr), {})[u["name"]] = (round(s, 4), d)
+                scores.setdefault(opt, {})[u["name"]] = (round(s, 4), d)
         print(u["name"], {t: round(v, 1) for t, v in net_s.items()}, file=sys.stderr, flush=True)
     group_of = {u["name"]: u["group"] for u in units}
     out = {
-        "network_seconds_total_by_tta": {str(t): round(v, 1) for t, v in net_s.items()},
+        "network_seconds_total": {k: round(v, 1) for k, v in net_s.items()},
+        "spot_fwhm_A_measured": fwhm,
         **analyse(scores, group_of, args.slack),
         "groups": group_of,
-        "scores": {
-            f"tta{o[0]}_{o[1]}_{o[2]}": {n: v[0] for n, v in s.items()} for o, s in scores.items()
-        },
-        "details": {
-            f"tta{o[0]}_{o[1]}_{o[2]}": {n: v[1] for n, v in s.items()} for o, s in scores.items()
-        },
+        "scores": {_key(o): {n: v[0] for n, v in s.items()} for o, s in scores.items()},
+        "details": {_key(o): {n: v[1] for n, v in s.items()} for o, s in scores.items()},
     }
     text = json.dumps(out, indent=1, default=str)
     if args.out:
