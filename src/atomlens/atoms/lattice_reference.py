@@ -618,8 +618,9 @@ def _measured_site_shifts(
     """Move the sites of every basis site that was not centred on its own column by the
     shift of that site in the unit-cell average (:mod:`atomlens.atoms.cell_average`,
     registered on the centred sites of the first basis site). Returns the moved
-    positions (N, 2), pixels, and per species the measured shift (Å), the number of
-    cells averaged and whether it was applied (not when fewer than ``min_cells`` cells
+    positions (N, 2), pixels, and per species the measured shift (Å), the Gaussian width
+    (Å) and peak relative to the first site's, the number of cells averaged and whether
+    it was applied (not when fewer than ``min_cells`` cells
     or a shift beyond a third of the bond, which is no column of that site)."""
     from atomlens.atoms.cell_average import cell_average, fit_basis_offsets, mean_basis
 
@@ -649,6 +650,7 @@ def _measured_site_shifts(
             "sigma_A": round(res["sigmas_px"][k] * px, 3),
             "amplitude_rel": round(res["amplitudes"][k] / max(res["amplitudes"][0], 1e-12), 3),
         }
+    out[species[0]] = {"sigma_A": round(res["sigmas_px"][0] * px, 3)}
     out["fit_rms_rel"] = round(res["rms_rel"], 4)
     return ref, out
 
