@@ -309,3 +309,42 @@ def test_scale_bar_shown_after_a_dock_opens_without_deprecated_api(
         qtbot.wait(SCALE_BAR_MS + 200)
     assert bar.visible
     assert not [w for w in seen if "scale_bar is a deprecated" in str(w.message)]
+
+
+def test_eight_orientations_take_the_cards_setting_and_match_the_headless_run(
+    make_napari_viewer, qtbot, movie
+) -> None:
+    """Ticking 'average 8 orientations' with the general model sets the card's
+    cross-validated threshold and position; the dock's atoms equal the headless recipe's."""
+    from atomlens.io import Stack
+    from atomlens.segment.registry import model_card
+    from atomlens.workflows import detect as wf
+    from atomlens.workflows.events import drain
+
+    setting = model_card("general")["tta"]["cross_validated"]
+    viewer = make_napari_viewer()
+    add_tuple(viewer, image_layer_tuple(movie.frames[:1], movie.pixel_size, "m"))
+    widget = DetectWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.model.value = "general"
+    widget.tta.value = True
+    assert widget.threshold.value == pytest.approx(setting["threshold"])
+    assert widget.refine.value == setting["refine"]
+    assert "cross-validated" in widget.status.value
+    worker = widget.run()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: "atoms in" in widget.status.value, timeout=10_000)
+    shown = viewer.layers["atoms m"].data[:, 1:]  # (t, y, x) pixels
+    recipe = wf.DetectRecipe(
+        model="general", threshold=setting["threshold"], refine=setting["refine"], tta=8
+    )
+    stack = Stack(movie.frames[:1], movie.pixel_size, "metadata")
+    headless = drain(wf.run(stack, recipe, [0]))
+    want = headless.atoms[["y", "x"]].to_numpy(float)
+    assert len(want) > 0 and shown.shape == want.shape
+    np.testing.assert_allclose(np.sort(shown, 0), np.sort(want, 0), atol=1e-4)
+    # unticked: the user's values stay
+    widget.threshold.value = 0.5
+    widget.tta.value = False
+    assert widget.threshold.value == 0.5

@@ -57,6 +57,8 @@ def detection_events(
     place: LayerPlace | None = None,
     maps: bool = True,
     spot_scale: str = "auto",
+    refine: str = "gaussian",
+    tta: int = 1,
 ) -> Generator:
     """The headless detect workflow (:func:`atomlens.workflows.detect.run`, maps kept),
     yielding its :class:`~atomlens.workflows.Progress` per frame; returns the
@@ -68,7 +70,9 @@ def detection_events(
     (``contrast_classes``: a number or 'auto'; ``class_names``: 'S2,Mo', dimmest first).
     ``maps``: keep the probability maps (``(T, C, Y, X)`` float32) and make their layers.
     ``spot_scale``: ``"auto"`` or ``"off"`` (spot-width resampling for models that ask for
-    it, :mod:`atomlens.atoms.spot_scale`)."""
+    it, :mod:`atomlens.atoms.spot_scale`). ``refine``: sub-pixel position refinement
+    (gaussian, com, none); ``tta``: probability maps averaged over this many orientations
+    (1 or 8)."""
     from atomlens.workflows import detect
 
     recipe = detect.DetectRecipe(
@@ -78,6 +82,8 @@ def detection_events(
         contrast_classes=str(contrast_classes),
         class_names=str(class_names or ""),
         spot_scale=str(spot_scale),
+        refine=str(refine),
+        tta=int(tta),
     )
     result = yield from detect.run(
         stack, recipe, frames, pixel_size=pixel_size, stop=stop, maps=bool(maps)
@@ -159,6 +165,17 @@ def result_layer_tuples(result: Any, frames: list[int], place: LayerPlace) -> li
     return tuples
 
 
+def tta_setting(model: str) -> dict:
+    """The cross-validated companions of 8-orientation averaging in shipped model
+    ``model``'s card (``{"tta": 8, "refine": ..., "threshold": ...}``), or ``{}`` (also
+    for 'auto' and 'file': which model runs is only known then)."""
+    from atomlens.segment.registry import model_card
+
+    card = model_card(model)
+    setting = (card.get("tta") or {}).get("cross_validated") or {}
+    return dict(setting) if isinstance(setting, dict) else {}
+
+
 def model_choices() -> list[str]:
     """'auto', the shipped models present (graphene, general), and 'file'."""
     from atomlens.segment.registry import model_names
@@ -208,6 +225,20 @@ class DetectWidget(ViewerWidget):
             "they are much broader than it was trained on (defocus, low resolution), show "
             "it the image at a scale where they are not (said after detection); off: never"
         )
+        self.refine = ComboBox(
+            label="position", choices=["gaussian", "com", "none"], value="gaussian"
+        )
+        self.refine.tooltip = (
+            "sub-pixel position of each atom on the raw image: gaussian fit (with a "
+            "position uncertainty), centre of mass, or none (the network's peak)"
+        )
+        self.tta = CheckBox(text="average 8 orientations (8x slower)", value=False)
+        self.tta.tooltip = (
+            "run the network on the 8 flips/quarter turns of the image and average its "
+            "maps: steadier on faint columns; ticking it applies the model card's "
+            "cross-validated threshold and position where it has one (general: 0.4, none)"
+        )
+        self.tta.changed.connect(self._tta_toggled)
         self.show_maps = CheckBox(text="show probability maps", value=False)
         self.show_maps.tooltip = (
             "also add one probability-map image per class (P(C), P(Si), ...); off: only "
@@ -226,6 +257,8 @@ class DetectWidget(ViewerWidget):
                 self.frames,
                 self.threshold,
                 self.spot_scale,
+                self.refine,
+                self.tta,
                 self.pixel_size,
                 self.species,
                 self.n_classes,
@@ -246,6 +279,20 @@ class DetectWidget(ViewerWidget):
         self._source = None
         self._typed_px: float | None = None  # the pixel size typed for the running job
         self.results_shown = False  # the last run's layers are in the viewer
+
+    def _tta_toggled(self, on: bool) -> None:
+        """Ticking 'average 8 orientations' takes the chosen model's cross-validated
+        threshold and position refinement from its card (said in the status line)."""
+        if not on:
+            return
+        setting = tta_setting(str(self.model.value))
+        if setting:
+            self.threshold.value = float(setting.get("threshold", self.threshold.value))
+            self.refine.value = str(setting.get("refine", self.refine.value))
+            self.status.value = (
+                f"8 orientations: threshold {self.threshold.value:g}, position "
+                f"{self.refine.value} (the model card's cross-validated setting)"
+            )
 
     def _model_path(self) -> str | None:
         """The model to run: a chosen .pt file, else the registry name ('auto', ...)."""
@@ -311,6 +358,8 @@ class DetectWidget(ViewerWidget):
             place=place,
             maps=bool(self.show_maps.value),
             spot_scale=str(self.spot_scale.value),
+            refine=str(self.refine.value),
+            tta=8 if self.tta.value else 1,
             on_yield=self._on_progress,
             on_return=self._on_result,
             on_error=lambda exc: setattr(self.status, "value", "failed"),

@@ -86,6 +86,12 @@ def _card(name: str) -> dict:
         return {}
 
 
+def model_card(name: str) -> dict:
+    """The card (dict) of shipped model ``name``; ``{}`` for an unknown name or a missing
+    or unreadable card."""
+    return _card(name) if name in _SHIPPED else {}
+
+
 def model_info(name: str) -> ModelInfo:
     """The :class:`ModelInfo` of shipped model ``name`` (``KeyError``-free: raises
     :class:`ModelFileError` naming the choices)."""
