@@ -396,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--what", default="ptlike,simsets,pt")
     ap.add_argument("--grid", action="store_true", help="also print the best grid rules")
     ap.add_argument("--out", type=Path, default=None, help="folder for the labels figures")
+    ap.add_argument("--model", default="general", help="registry name or .pt path")
     args = ap.parse_args(argv)
     import torch
 
@@ -406,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     if not SHARED.exists():
         print(json.dumps({"skipped": f"{SHARED} not found"}))
         return 0
-    det = load_model("general")
+    det = load_model(args.model)
     det.card.pop("spot_verify", None)  # candidates unverified; the rules are applied here
     out: dict = {"card_rule_cf_zmin_tmin": list(_card_rule())}
     for what in args.what.split(","):
