@@ -34,6 +34,7 @@ from atomlens.segment.nets import NetConfig
 from atomlens.segment.predict import normalise, resample
 from atomlens.segment.train import TrainConfig, TrainConfigError, Validator
 from atomlens.simulate.image import render_image
+from atomlens.simulate.column_tilt import column_centroids, tilt_chalcogen_columns
 from atomlens.simulate.materials import Columns, random_structure, visible
 from atomlens.simulate.probe import Probe
 from atomlens.simulate.scan import ScanDistortion
@@ -252,6 +253,7 @@ def render_native(
         cols = cols(size_A, rng)
     elif cols is None:
         cols = random_structure(size_A, rng)
+        cols = tilt_chalcogen_columns(cols, rng)  # 2H-TMD X2 columns as real ones look
         if not cols.support.all() and len(cols):
             # image the structure so that its columns are resolved, as a user would
             limit = cols.min_spacing_A / 3.0 / rng.uniform(0.8, 1.25)
@@ -318,8 +320,9 @@ def render_native(
     if rng.random() < 0.15:
         noisy = noisy * (1 + rng.normal(0, rng.uniform(0, 0.05), (n, 1)))
     # one position per visible column, native pixels
+    # (the intensity-weighted centre of the column's rows: split X2 columns of a TMD)
     col = cols.column[vis]
-    _, first = np.unique(col, return_index=True)
+    centres = column_centroids(app[vis], amp[vis], col)
     info = {
         "structure": cols.name,
         "pixel_size_A": p_nom,
@@ -328,7 +331,7 @@ def render_native(
         "snr": s,
         "probe_fwhm_A": fwhm,
     }
-    return noisy, app[vis][first], info
+    return noisy, centres, info
 
 
 def make_batch(cfg: TrainConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
