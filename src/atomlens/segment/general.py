@@ -33,8 +33,8 @@ import torch
 from atomlens.segment.nets import NetConfig
 from atomlens.segment.predict import normalise, resample
 from atomlens.segment.train import TrainConfig, TrainConfigError, Validator
-from atomlens.simulate.image import render_image
 from atomlens.simulate.column_tilt import column_centroids, tilt_chalcogen_columns
+from atomlens.simulate.image import render_image
 from atomlens.simulate.materials import Columns, random_structure, visible
 from atomlens.simulate.probe import Probe
 from atomlens.simulate.scan import ScanDistortion
