@@ -140,3 +140,18 @@ def test_column_centroids_weights_and_bad_split():
     assert np.allclose(c, [[0.0, 0.25], [5.0, 5.0], [3.0, 2.0]])
     with pytest.raises(ValueError, match="split_A"):
         tilt_chalcogen_columns(_mos2(), np.random.default_rng(0), split_A=-0.1)
+
+
+def test_tmd_sample_and_extra_share_render_tmds(monkeypatch):
+    import atomlens.segment.general as G
+    from atomlens.simulate.column_tilt import tmd_sample
+
+    cols = tmd_sample(30.0, np.random.default_rng(4))
+    assert "2H" in cols.name and chalcogen_rows(cols).any()
+    monkeypatch.setattr(G, "TMD_EXTRA_SHARE", 1.0)
+    cfg = G.general_config()
+    rng = np.random.default_rng(11)
+    for _ in range(3):
+        img, yx, info = G.render_native(cfg, rng)
+        assert "2H" in info["structure"]
+        assert np.isfinite(img).all() and len(yx) > 0

@@ -108,6 +108,18 @@ def tilt_chalcogen_columns(
     )
 
 
+def tmd_sample(size_A: float, rng: np.random.Generator) -> Columns:
+    """A random 2H-TMD training structure in a ``size_A`` (Å) square, drawn as
+    :func:`~atomlens.simulate.materials.random_structure` draws its TMD branch
+    (vacancies, edges, holes, jitter; on an amorphous support 40 % of the time)."""
+    from atomlens.simulate import materials as M
+
+    cols = M._defects(M.tmd_2h(size_A, rng), rng, size_A)
+    if rng.random() < 0.4:
+        cols = M.merge(cols, M.amorphous_support(size_A, rng, density=rng.uniform(0.1, 1.5)))
+    return cols
+
+
 def column_centroids(yx: np.ndarray, weight: np.ndarray, column: np.ndarray) -> np.ndarray:
     """(K, 2) intensity-weighted mean position of each column's rows, columns in sorted
     order of their index (as ``np.unique(column)``); ``yx`` (N, 2) any unit, ``weight``
@@ -124,4 +136,10 @@ def column_centroids(yx: np.ndarray, weight: np.ndarray, column: np.ndarray) -> 
     return out / tot[:, None]
 
 
-__all__ = ["CHALCOGEN_Z", "chalcogen_rows", "column_centroids", "tilt_chalcogen_columns"]
+__all__ = [
+    "CHALCOGEN_Z",
+    "chalcogen_rows",
+    "column_centroids",
+    "tilt_chalcogen_columns",
+    "tmd_sample",
+]
