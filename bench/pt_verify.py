@@ -129,9 +129,16 @@ def _records(det, sims, inner_A: float = 2.0) -> list[dict]:
     return recs
 
 
-def _score(recs, cf, z_min, t_min, images=None) -> dict:
+def _score(recs, cf, z_min, t_min, images=None, min_kept: int | None = None) -> dict:
     """Pooled counts of a rule (verification only on resampled frames; the unverified
-    baseline is cf = 1 with no thresholds)."""
+    baseline is cf = 1 with no thresholds). A resampled frame where fewer than
+    ``min_kept`` (default: the card's) candidates pass is scored with its unverified
+    cf = 1 detections, as detection does."""
+    if min_kept is None:
+        from atomlens.segment.general import SPOT_VERIFY
+
+        min_kept = int(SPOT_VERIFY.get("min_kept", 0))
+    plain = {r["i"]: r for r in recs if r["cf"] == 1.0}
     tp = n_p = n_t = 0
     per = {}
     for r in recs:
@@ -141,6 +148,9 @@ def _score(recs, cf, z_min, t_min, images=None) -> dict:
         if r["resampled"]:
             z, t = r["z"], r["t"]
             keep = ~np.isfinite(z) | ((z >= z_min) & (t >= t_min))
+            if keep.sum() < min_kept:
+                r = plain[r["i"]]
+                keep = np.ones(len(r["tp"]), bool)
         m = int(r["tp"][keep].sum())
         tp, n_p, n_t = tp + m, n_p + int(keep.sum()), n_t + r["n_true"]
         per[r["i"]] = round(2 * m / max(int(keep.sum()) + r["n_true"], 1), 4)

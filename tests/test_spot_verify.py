@@ -128,3 +128,20 @@ def test_detection_verifies_only_resampled_frames():
     c_off = detect(crystal, plain, pixel_size=0.1)
     assert "verify" not in c_on.spot_scale
     assert np.array_equal(c_on.atoms[["y", "x"]].to_numpy(), c_off.atoms[["y", "x"]].to_numpy())
+
+
+def test_frame_where_nothing_passes_keeps_the_unverified_atoms():
+    """A rule no candidate can pass (z_min huge): the frame falls back to the network's
+    atoms at the unverified threshold, the same as without the rule."""
+    from atomlens.atoms import detect
+    from atomlens.segment.registry import load_model
+
+    det = load_model("general")
+    strict, plain = copy.copy(det), copy.copy(det)
+    strict.card = {**det.card, "spot_verify": {"z_min": 1e9, "candidate_factor": 0.6}}
+    plain.card = {k: v for k, v in det.card.items() if k != "spot_verify"}
+    img, _ = _pt_on_carbon(2)
+    a = detect(img, strict, pixel_size=PX)
+    b = detect(img, plain, pixel_size=PX)
+    assert a.spot_scale.get("factor", 1.0) > 1 and len(b.atoms) >= 5
+    assert np.allclose(a.atoms[["y", "x"]].to_numpy(), b.atoms[["y", "x"]].to_numpy())

@@ -141,6 +141,22 @@ def atoms_in_frame(
         from atomlens.atoms.spot_verify import verify_spots
 
         _, keep = verify_spots(raw, table, verify[1], verify[0])
+        if keep.sum() < verify[0].min_kept:  # nothing stands out of the support: the
+            # test cannot judge this frame; the network's atoms at the unverified threshold
+            return atoms_in_frame(
+                raw,
+                maps_model,
+                det,
+                pixel_size,
+                frame,
+                threshold=threshold / verify[0].candidate_factor,
+                refine=refine,
+                method=method,
+                border_A=border_A,
+                si_neighbours=si_neighbours,
+                spot_factor=spot_factor,
+                bad=bad,
+            )
         table = table[keep].reset_index(drop=True)
     if wants_neighbours(si_neighbours, det.classes):
         from atomlens.atoms.site_tta import local_pass

@@ -52,12 +52,16 @@ class VerifyRule:
     candidate_factor : the detection threshold is multiplied by this on verified frames
         (candidates are found liberally, then verified), on top of the spot-scale rule's
         ``threshold_factor``.
+    min_kept : a frame where fewer candidates pass is one whose atoms do not stand out of
+        its support (the test cannot judge them): detection keeps the network's own atoms
+        at the unverified threshold there instead.
     """
 
     z_min: float = 3.0
     t_min: float = 2.5
     radius_factor: float = 0.35
     candidate_factor: float = 0.6
+    min_kept: int = 5
 
     @classmethod
     def from_card(cls, card: dict | None) -> VerifyRule | None:
@@ -72,6 +76,7 @@ class VerifyRule:
                 t_min=float(v.get("t_min", cls.t_min)),
                 radius_factor=float(v.get("radius_factor", cls.radius_factor)),
                 candidate_factor=float(v.get("candidate_factor", cls.candidate_factor)),
+                min_kept=int(v.get("min_kept", cls.min_kept)),
             )
         except (TypeError, ValueError):
             return None
@@ -89,6 +94,7 @@ class VerifyRule:
             "t_min": self.t_min,
             "radius_factor": self.radius_factor,
             "candidate_factor": self.candidate_factor,
+            "min_kept": self.min_kept,
         }
 
 
