@@ -1,7 +1,7 @@
 """Leave-one-file-out cross-validation of the general model's cheap detection options.
 
 Options: test-time augmentation of the probability map (``tta`` 1 = off, 8 = the mean
-over the 8 symmetries of the square, :mod:`atomlens.atoms.tta`; ~6 x the network time),
+over the 8 symmetries of the square, :mod:`atomlens.segment.tta`; ~6 x the network time),
 a factor on the pixel size stated to the network (``scale`` < 1: the image shown
 smaller, spots and spacings narrower), the refinement (``gaussian``, ``com``, ``none``)
 and the threshold. The network maps of every file are computed once per (tta, scale)
@@ -80,7 +80,7 @@ def tta_maps(n: int):
         yield
         return
 
-    from atomlens.atoms.tta import symmetrised
+    from atomlens.segment.tta import symmetrised
 
     def tta(det, frames, **kw):
         return symmetrised(orig, det, frames, n, **kw)

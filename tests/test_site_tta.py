@@ -17,14 +17,13 @@ from atomlens.atoms.site_tta import (
     DIHEDRAL,
     MAX_AUTO_SITES,
     TTASettings,
-    _forward,
     _groups,
-    _inverse,
     crop_maps,
     local_pass,
     refind_si_sites,
 )
 from atomlens.segment.model_file import load_detector
+from atomlens.segment.tta import from_symmetry, to_symmetry
 from tests.test_detect_dopants import SITE_IMAGING, render_site
 
 LIBRARYNET = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "librarynet_dev"
@@ -38,10 +37,10 @@ def det():
 
 def test_dihedral_transforms_are_the_8_symmetries_and_invert():
     x = torch.arange(25.0).reshape(1, 5, 5)
-    seen = {tuple(_forward(x, k, m).flatten().tolist()) for k, m in DIHEDRAL}
+    seen = {tuple(to_symmetry(x, k, m).flatten().tolist()) for k, m in DIHEDRAL}
     assert len(seen) == 8
     for k, m in DIHEDRAL:
-        assert torch.equal(_inverse(_forward(x, k, m), k, m), x)
+        assert torch.equal(from_symmetry(to_symmetry(x, k, m), k, m), x)
 
 
 def test_sites_with_overlapping_crops_share_one_box_and_far_ones_do_not():

@@ -1,4 +1,4 @@
-"""Whole-frame test-time augmentation (atomlens.atoms.tta) and its ``tta`` setting."""
+"""Whole-frame test-time augmentation (atomlens.segment.tta) and its ``tta`` setting."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from atomlens.atoms.tta import SYMMETRIES, symmetrised
+from atomlens.segment.tta import SYMMETRIES, symmetrised
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MOS2 = DATA / "real" / "MoS2_stem_Exp-001-5.npy"

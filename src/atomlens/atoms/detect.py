@@ -340,7 +340,7 @@ def detect(
         stated pixel size, :mod:`atomlens.atoms.spot_scale`), ``"off"``, or the spot FWHM
         in Å; the choice is in ``DetectionResult.spot_scale``.
     tta : test-time augmentation of the whole frame's maps: the mean over 1 (off), 2, 4
-        or 8 symmetries of the square (:mod:`atomlens.atoms.tta`; ``tta`` x the network
+        or 8 symmetries of the square (:mod:`atomlens.segment.tta`; ``tta`` x the network
         time). The general model's card (``"tta"``) gives the cross-validated setting
         to use it with (tta 8, refine none, threshold 0.4).
 

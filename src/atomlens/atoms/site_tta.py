@@ -37,6 +37,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from atomlens.segment.tta import from_symmetry, to_symmetry
+
 #: 4 rotations x (no mirror, mirror): the 8 symmetries of the square.
 DIHEDRAL = tuple((k, m) for m in (False, True) for k in range(4))
 
@@ -71,21 +73,6 @@ DEFAULT_TTA = TTASettings()
 #: whole pass each on the CPU), so a frame dense in Si (the speed benchmark's simulated
 #: frames hold ~65) keeps the whole-frame atoms; ``"on"`` runs it whatever the count.
 MAX_AUTO_SITES = 16
-
-
-def _forward(x: torch.Tensor, k: int, mirror: bool) -> torch.Tensor:
-    """Transform (..., y, x) by mirror (flip x) then rotate by k x 90°."""
-    if mirror:
-        x = torch.flip(x, (-1,))
-    return torch.rot90(x, k, (-2, -1))
-
-
-def _inverse(x: torch.Tensor, k: int, mirror: bool) -> torch.Tensor:
-    """Undo :func:`_forward` on (..., y, x)."""
-    x = torch.rot90(x, -k, (-2, -1))
-    if mirror:
-        x = torch.flip(x, (-1,))
-    return x
 
 
 def frame_normalisation(
@@ -151,11 +138,11 @@ def crop_maps(
     for f, (med, rng) in zip(s.scales, norms):
         m = max(8, int(round(n * pixel_size * f / det.pixel_size)))
         x = (resample(x0, (m, m))[0] - med) / rng
-        batch = torch.stack([_forward(x, k, mi) for k, mi in DIHEDRAL[: s.transforms]])
+        batch = torch.stack([to_symmetry(x, k, mi) for k, mi in DIHEDRAL[: s.transforms]])
         with torch.inference_mode():
             p = _run_net(net, batch[:, None].to(dev), det.net_config.multiple, False).cpu()
         p = torch.stack(
-            [_inverse(p[i], k, mi) for i, (k, mi) in enumerate(DIHEDRAL[: s.transforms])]
+            [from_symmetry(p[i], k, mi) for i, (k, mi) in enumerate(DIHEDRAL[: s.transforms])]
         ).mean(0)
         up = upsample_maps(p.numpy(), (n, n))
         acc = up if acc is None else acc + up

@@ -110,7 +110,11 @@ def table_bond_scale(
 ) -> BondScale:
     """:func:`cc_bond_scale` of one frame's atom table (``y``, ``x`` px, ``cls``)."""
     return cc_bond_scale(
-        atoms[["y", "x"]].to_numpy(float), atoms["cls"].astype(str).to_numpy(), pixel_size, shape, **kw
+        atoms[["y", "x"]].to_numpy(float),
+        atoms["cls"].astype(str).to_numpy(),
+        pixel_size,
+        shape,
+        **kw,
     )
 
 

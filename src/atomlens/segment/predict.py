@@ -209,12 +209,12 @@ def iter_model_maps(
     grid. ``raw_frame`` has its NaN/inf pixels filled (:func:`fill_nonfinite`); ``bad`` is
     (Y, X) bool of those pixels, or None when the frame had none (the maps are masked
     there already). ``tta``: the maps are the mean over that many symmetries of the
-    square (1, 2, 4 or 8; :func:`atomlens.atoms.tta.symmetrised`, ``tta`` x the network
+    square (1, 2, 4 or 8; :func:`atomlens.segment.tta.symmetrised`, ``tta`` x the network
     time).
 
     The building block of :func:`predict_maps` and of :func:`atomlens.atoms.detect`.
     """
-    from atomlens.atoms.tta import SYMMETRIES
+    from atomlens.segment.tta import SYMMETRIES
 
     if tta not in SYMMETRIES:
         raise ValueError(f"tta must be one of {sorted(SYMMETRIES)} symmetries, got {tta!r}")
@@ -242,7 +242,7 @@ def iter_model_maps(
             if tta == 1:
                 maps = predict_model_grid(det, x, net=net).numpy()
             else:
-                from atomlens.atoms.tta import symmetrised
+                from atomlens.segment.tta import symmetrised
 
                 maps = symmetrised(predict_model_grid, det, x, tta, net=net).numpy()
             if bad is not None:

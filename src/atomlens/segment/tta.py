@@ -5,7 +5,7 @@ quarter turns, each with and without a mirror; ``n = 4``: the quarter turns; ``n
 identity and mirror), every map is mapped back to the frame's orientation and the maps
 are averaged, so the mean map is equivariant under those symmetries. It costs ``n``
 times the network time of one pass. (:mod:`atomlens.atoms.site_tta` does the same on
-small crops around each Si.)
+small crops around each Si, with :func:`to_symmetry` / :func:`from_symmetry`.)
 """
 
 from __future__ import annotations
@@ -23,6 +23,21 @@ SYMMETRIES: dict[int, tuple[tuple[int, bool], ...]] = {
 }
 
 
+def to_symmetry(x: torch.Tensor, k: int, mirror: bool) -> torch.Tensor:
+    """Transform (..., y, x) by mirror (flip x) then rotate by k x 90°."""
+    if mirror:
+        x = torch.flip(x, (-1,))
+    return torch.rot90(x, k, (-2, -1))
+
+
+def from_symmetry(x: torch.Tensor, k: int, mirror: bool) -> torch.Tensor:
+    """Undo :func:`to_symmetry` on (..., y, x)."""
+    x = torch.rot90(x, -k, (-2, -1))
+    if mirror:
+        x = torch.flip(x, (-1,))
+    return x
+
+
 def symmetrised(
     predict: Callable[..., torch.Tensor], det, frames: torch.Tensor, n: int = 8, **kw
 ) -> torch.Tensor:
@@ -34,15 +49,10 @@ def symmetrised(
         raise ValueError(f"tta must be one of {sorted(SYMMETRIES)} symmetries, got {n!r}")
     acc = None
     for k, flip in SYMMETRIES[n]:
-        x = torch.rot90(frames, k, (-2, -1))
-        if flip:
-            x = torch.flip(x, (-1,))
-        p = predict(det, x.contiguous(), **kw)
-        if flip:
-            p = torch.flip(p, (-1,))
-        p = torch.rot90(p, -k, (-2, -1))
+        p = predict(det, to_symmetry(frames, k, flip).contiguous(), **kw)
+        p = from_symmetry(p, k, flip)
         acc = p if acc is None else acc + p
     return acc / len(SYMMETRIES[n])
 
 
-__all__ = ["SYMMETRIES", "symmetrised"]
+__all__ = ["SYMMETRIES", "from_symmetry", "symmetrised", "to_symmetry"]
