@@ -190,6 +190,21 @@ def general():
 
 
 @needs_general
+def test_shipped_card_file_is_the_card_inside_the_weights(general):
+    """general_card.json (read by the registry and the Detect dock) and the card inside
+    general.pt (read by detection) are one card."""
+    import json
+
+    from atomlens.segment.registry import WEIGHTS_DIR
+
+    side = json.loads((WEIGHTS_DIR / "general_card.json").read_text())
+    inside = {k: v for k, v in general.card.items() if k != "registry_name"}
+    assert side == inside, sorted(
+        k for k in side.keys() | inside.keys() if side.get(k) != inside.get(k)
+    )
+
+
+@needs_general
 def test_shipped_general_model_on_held_out_simulations(general):
     from atomlens.atoms.evaluate import validate_general
     from atomlens.segment.general import validation_set
