@@ -330,7 +330,7 @@ def test_eight_orientations_take_the_cards_setting_and_match_the_headless_run(
     widget.tta.value = True
     assert widget.threshold.value == pytest.approx(setting["threshold"])
     assert widget.refine.value == setting["refine"]
-    assert "cross-validated" in widget.status.value
+    assert "card" in widget.status.value and "cross-validated" in widget.status.tooltip
     worker = widget.run()
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         pass

@@ -289,9 +289,10 @@ class DetectWidget(ViewerWidget):
         if setting:
             self.threshold.value = float(setting.get("threshold", self.threshold.value))
             self.refine.value = str(setting.get("refine", self.refine.value))
-            self.status.value = (
-                f"8 orientations: threshold {self.threshold.value:g}, position "
-                f"{self.refine.value} (the model card's cross-validated setting)"
+            self.status.value = f"card: threshold {self.threshold.value:g}, {self.refine.value}"
+            self.status.tooltip = (
+                f"8 orientations: threshold {self.threshold.value:g} and position "
+                f"{self.refine.value}, the model card's cross-validated setting"
             )
 
     def _model_path(self) -> str | None:
