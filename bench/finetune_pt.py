@@ -15,7 +15,9 @@ message) when ``../shared/data/real/pt_single_atoms`` is absent. ``--set KEY=VAL
 (repeatable) runs a :class:`~atomlens.atoms.finetune.FinetuneConfig` variant.
 
 Measured 2026-12-05 (base ``general``, ``--threads 1``; held-out 8, F1 per split 0/1/2):
-defaults 0.619/0.533/0.618 (seeds 1, 2: 0.557/0.514/0.625, 0.569/0.507/0.612); all
+defaults 0.632/0.557/0.636 since the fine-tuned card keeps the general card's contrast
+verification (``verify_spots``, session 7; ``--set verify_spots=false``: 0.619/0.533/0.618);
+before it, defaults 0.619/0.533/0.618 (seeds 1, 2: 0.557/0.514/0.625, 0.569/0.507/0.612); all
 labels, no strip, 150 steps 0.607/0.551/0.609; half the crops centred on atoms
 0.589/0.501/0.595; lr 3e-4, weight decay 1e-3: 0.567/0.533/0.583; without the
 spot-width resampling (the planner's own 0.39 Å/px grid) 0.509/0.499/0.638, with no

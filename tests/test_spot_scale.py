@@ -172,6 +172,10 @@ def test_finetune_from_general_keeps_the_resampling() -> None:
     assert res.card["spot_scale"]["fixed_fwhm_A"] == rec["fwhm_A"]  # its training scale
     out = detect(img.astype(np.float32), res.detector, pixel_size=px)
     assert out.spot_scale["factor"] == pytest.approx(rec["factor"], rel=0.05)
+    # the base's contrast verification goes with it (verify_spots, on by default) and
+    # runs at detection
+    assert res.card["spot_verify"] == load_model("general").card["spot_verify"]
+    assert out.spot_scale["verify"] == res.card["spot_verify"]
 
 
 def test_fit_warning_judges_the_model_at_the_resampled_scale() -> None:
