@@ -52,7 +52,6 @@ network seconds per (tta, scale) and the spot FWHM measured per file.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import sys
@@ -68,28 +67,6 @@ import general as G  # noqa: E402
 THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
 REFINES = ("gaussian", "com", "none")
 DEFAULT = (1, 1.0, "gaussian", 0.5)  # (tta, scale, refine, threshold)
-
-
-@contextlib.contextmanager
-def tta_maps(n: int):
-    """Within the block, the network maps are the mean over ``n`` (1 or 8) symmetries."""
-    import atomlens.segment.predict as P
-
-    orig = P.predict_model_grid
-    if n == 1:
-        yield
-        return
-
-    from atomlens.segment.tta import symmetrised
-
-    def tta(det, frames, **kw):
-        return symmetrised(orig, det, frames, n, **kw)
-
-    P.predict_model_grid = tta
-    try:
-        yield
-    finally:
-        P.predict_model_grid = orig
 
 
 def _units() -> list[dict]:
@@ -228,8 +205,7 @@ def unit_maps(unit: dict, det, tta: int, scale: float = 1.0) -> tuple[list, floa
     ps_net0, rec = setup.spot
     ps_net = ps_net0 * scale
     t0 = time.perf_counter()
-    with tta_maps(tta):
-        maps = list(iter_model_maps(stack, det, pixel_size=ps_net))
+    maps = list(iter_model_maps(stack, det, pixel_size=ps_net, tta=tta))
     net_s = time.perf_counter() - t0
     return maps, ps_net, {"invert": bool(setup.invert), "net_s": net_s, "ps_net0": ps_net0, **rec}
 
