@@ -188,10 +188,15 @@ def first_order_spots(
     if best is None:
         raise ValueError("no pair of FFT spots 60° apart: not a hexagonal lattice?")
     g = np.stack([best[1], best[2]]) / pad
-    g3 = g[1] - g[0]
-    radii = np.array([np.linalg.norm(g[0]), np.linalg.norm(g[1]), np.linalg.norm(g3)])
-    ps = float(np.mean(radii) * a_A * np.sqrt(3) / 2)
-    return g, ps
+    return g, spots_pixel_size(g, a_A)
+
+
+def spots_pixel_size(g: np.ndarray, a_A: float) -> float:
+    """Å/px implied by two first-order reciprocal vectors ``g`` (rows, cycles/px) of a
+    hexagonal lattice with constant ``a_A``: the mean length of ``g1``, ``g2`` and
+    ``g2 - g1`` is 1 / (a sqrt(3) / 2) in cycles per Å."""
+    radii = np.linalg.norm(np.stack([g[0], g[1], g[1] - g[0]]), axis=1)
+    return float(np.mean(radii) * a_A * np.sqrt(3) / 2)
 
 
 def _mean_at(smooth: np.ndarray, yx: np.ndarray) -> float:
@@ -394,8 +399,7 @@ def fit_lattice(
     # give the mean lattice itself (< 1 % change on the 512² MoS2 frames)
     gmin = float(np.linalg.norm(g, axis=1).min())
     g = refine_spots(img, g, iters=3, max_shift=0.25 * gmin, margin_px=int(2 / gmin))
-    radii = np.linalg.norm(np.stack([g[0], g[1], g[1] - g[0]]), axis=1)
-    pixel_size = float(np.mean(radii) * a_A * np.sqrt(3) / 2)
+    pixel_size = spots_pixel_size(g, a_A)
     basis = np.linalg.inv(g).T  # rows a1, a2: g_i . a_j = delta_ij
     # a1, a2 at 60° or 120° depending on the spots picked; make them 120° apart (hexagonal
     # convention in which the honeycomb site sits at (1/3, 2/3))
@@ -773,5 +777,6 @@ __all__ = [
     "refine_spots",
     "score_tiles",
     "snap_to_sites",
+    "spots_pixel_size",
     "tiles",
 ]
