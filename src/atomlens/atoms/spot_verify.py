@@ -31,7 +31,7 @@ Positions and radii are in pixels of the raw frame; intensities in image units x
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -65,8 +65,8 @@ class VerifyRule:
 
     @classmethod
     def from_card(cls, card: dict | None) -> VerifyRule | None:
-        """The rule of a model card (its ``spot_verify`` dict), or None (fine-tuned models
-        do not inherit it: their threshold is their own)."""
+        """The rule of a model card (its ``spot_verify`` dict), or None. Fine-tuning keeps
+        the base card's rule (``FinetuneConfig.verify_spots``)."""
         v = (card or {}).get("spot_verify")
         if not isinstance(v, dict):
             return None
@@ -89,13 +89,7 @@ class VerifyRule:
         return out if ok else None
 
     def to_dict(self) -> dict:
-        return {
-            "z_min": self.z_min,
-            "t_min": self.t_min,
-            "radius_factor": self.radius_factor,
-            "candidate_factor": self.candidate_factor,
-            "min_kept": self.min_kept,
-        }
+        return asdict(self)
 
 
 def support_z(
