@@ -32,8 +32,10 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-#: Graphene's C-C bond (Å).
-GRAPHENE_BOND_A = 1.42
+from atomlens.chem.calibrate import BOND_LENGTHS
+
+#: Graphene's C-C bond (Å), as calibration knows it.
+GRAPHENE_BOND_A = BOND_LENGTHS["graphene"]
 
 
 @dataclass(frozen=True)
