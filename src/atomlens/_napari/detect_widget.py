@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +165,14 @@ def result_layer_tuples(result: Any, frames: list[int], place: LayerPlace) -> li
     return tuples
 
 
+def recipe_field(name: str) -> Any:
+    """The :class:`~atomlens.workflows.detect.DetectRecipe` field ``name`` (its default and
+    ``metadata["choices"]``), so the dock offers what the recipe accepts."""
+    from atomlens.workflows.detect import DetectRecipe
+
+    return next(f for f in fields(DetectRecipe) if f.name == name)
+
+
 def tta_setting(model: str) -> dict:
     """The cross-validated companions of 8-orientation averaging in shipped model
     ``model``'s card (``{"tta": 8, "refine": ..., "threshold": ...}``), or ``{}`` (also
@@ -225,8 +233,9 @@ class DetectWidget(ViewerWidget):
             "they are much broader than it was trained on (defocus, low resolution), show "
             "it the image at a scale where they are not (said after detection); off: never"
         )
+        refine = recipe_field("refine")  # the recipe's choices and default
         self.refine = ComboBox(
-            label="position", choices=["gaussian", "com", "none"], value="gaussian"
+            label="position", choices=list(refine.metadata["choices"]), value=refine.default
         )
         self.refine.tooltip = (
             "sub-pixel position of each atom on the raw image: gaussian fit (with a "
