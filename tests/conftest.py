@@ -18,6 +18,18 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def bench_detect():
+    """``bench/detect.py`` loaded as a module (its LibraryNet scoring and calibration
+    helpers), once per session."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_detect", REPO / "bench" / "detect.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def real_file(shared: Path, rel: str) -> Path:
     path = shared / rel
     if not path.exists():

@@ -219,23 +219,18 @@ REAL_FILES = sorted(LIBRARYNET.glob("Si1C*.npz"))[:12]
 
 @pytest.mark.slow
 @pytest.mark.skipif(not REAL_FILES, reason=f"no LibraryNet patches in {LIBRARYNET}")
-def test_real_librarynet_coordination_not_worse_and_mostly_right():
+def test_real_librarynet_coordination_not_worse_and_mostly_right(bench_detect):
     """Real LibraryNet patches never trained on, pixel size from AtomLens' calibration:
     with the ring search the Si coordination is right in at least as many patches as
     without, and in >= 10 of 12 (measured 2026-12-05 with the 2-D search and bond-length
     prior: 11/12 with, 9/12 without; the earlier profile search: 12/12 with); every
     labelled atom within 0.5 Å in more patches with the search than without."""
-    import importlib.util
-
     import torch
 
     from atomlens.atoms import detect
     from atomlens.segment.model_file import load_detector
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "detect.py"
-    spec = importlib.util.spec_from_file_location("bench_detect_halo", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = bench_detect
     torch.set_num_threads(1)
     det = load_detector(None)
     right = {"off": 0, "auto": 0}

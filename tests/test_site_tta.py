@@ -141,19 +141,14 @@ REAL_FILES = sorted(LIBRARYNET.glob("Si1C*.npz"))[:12]
 
 @pytest.mark.slow
 @pytest.mark.skipif(not REAL_FILES, reason=f"no LibraryNet patches in {LIBRARYNET}")
-def test_real_librarynet_local_pass_not_worse(det):
+def test_real_librarynet_local_pass_not_worse(det, bench_detect):
     """Real LibraryNet patches never trained on, pixel size from AtomLens' calibration:
     the local pass before the ring search finds every labelled atom within 0.5 Å in at
     least as many patches as the ring search alone and gets the coordination right in
     at least as many (measured 2026-12-05: 11 vs 10/12 all found, 11 vs 11/12 right)."""
-    import importlib.util
-
     from atomlens.atoms.halo import add_si_neighbours
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "detect.py"
-    spec = importlib.util.spec_from_file_location("bench_detect_tta", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = bench_detect
     right = {"ring": 0, "tta": 0}
     found = {"ring": 0, "tta": 0}
     for f in REAL_FILES:
