@@ -164,9 +164,11 @@ def test_general_cli_warm_start_records_init_and_checks_options(tmp_path, capsys
     args += ["--no-validate", "--checkpoint-every", "0"]
     assert main([*args, "--steps", "1", "--out", str(base)]) == 0
     out = tmp_path / "warm.pt"
-    assert main([*args, "--steps", "1", "--init", str(base), "--out", str(out)]) == 0
+    warm = [*args, "--steps", "1", "--init", str(base), "--out", str(out), "--average-from", "1"]
+    assert main(warm) == 0
     card = load_detector(out).card
     assert f"--init {base}" in card["command"] and card["training"]["init"] == str(base)
+    assert "--average-from 1" in card["command"] and "steps 1-1 (1 steps)" in card["weight_average"]
     w0 = next(iter(load_detector(base).net.state_dict().values()))
     w1 = next(iter(load_detector(out).net.state_dict().values()))
     assert torch.allclose(w0, w1, atol=0.05) and not torch.equal(w0, w1)  # one small step
@@ -339,3 +341,27 @@ def test_spot_scaled_samples_look_as_detection_shows_broad_atoms():
     assert n_on >= 5
     # stated FWHM on the model grid: fwhm / factor = target / (0.85-1.2) = 1.0-1.4 Å
     assert widths and 0.7 <= float(np.median(widths)) <= 2.0, widths
+
+
+def test_haadf_light_columns_beside_heavy_ones_are_rendered_but_not_labelled(monkeypatch):
+    """HAADF_LIGHT_UNLABELLED: SrTiO3 [001] at a low HAADF exponent (O columns 13 % of Sr,
+    over the 10 % rule) labels only the cation columns; ABF-like contrast keeps O; the
+    image is the same either way (the O columns are rendered)."""
+    import atomlens.segment.general as G
+    from atomlens.simulate.materials import perovskite
+
+    cfg = G.general_config(crop=64)
+
+    def labels(flag: bool, n: float) -> tuple[np.ndarray, np.ndarray]:
+        monkeypatch.setattr(G, "HAADF_LIGHT_UNLABELLED", flag)
+        rng = np.random.default_rng(4)
+        cols = perovskite(40.0, np.random.default_rng(1), zone="001", name="SrTiO3")
+        img, yx, _ = G.render_native(cfg, rng, cols, pixel_size_A=0.2, z_exponent=n, snr=30)
+        return img, yx
+
+    img0, all_cols = labels(False, 1.3)
+    img1, cations = labels(True, 1.3)
+    assert np.array_equal(img0, img1)
+    # [001]: per cell one Sr, one TiO and two O columns -> half the labels are O
+    assert 0.4 < len(cations) / len(all_cols) < 0.6
+    assert len(labels(True, 0.7)[1]) == len(labels(False, 0.7)[1]) == len(all_cols)

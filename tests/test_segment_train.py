@@ -190,3 +190,42 @@ def test_init_starts_from_a_model_and_refuses_another_network(tmp_path):
     other = preset("graphene", batch=2, crop=32, steps=1, threads=1, init=str(tmp_path / "a.pt"))
     with pytest.raises(TrainConfigError, match="another network"):
         next(iter_train(other))
+
+
+def test_weight_average_is_the_mean_of_the_late_weights_and_survives_resume(tmp_path):
+    import pytest
+
+    from atomlens.segment.train import TrainConfigError, checkpoint_path
+
+    # without BatchNorm the written weights are exactly the mean of steps 2..4
+    flat = NetConfig(base_filters=4, levels=2, dilations=(1, 2), batchnorm=False)
+    cfg = preset("graphene", batch=2, crop=32, steps=4, net=flat, threads=1, average_from=2)
+    snaps, final = [], None
+    for ev in iter_train(cfg):
+        if "net_ref" in ev and ev["step"] >= 2:
+            snaps.append({k: v.detach().clone() for k, v in ev["net_ref"].state_dict().items()})
+        if ev.get("done"):
+            final = ev
+    assert final["averaged"] == 3 and len(snaps) == 3
+    got = final["net"].state_dict()
+    for k in got:
+        assert torch.allclose(got[k], sum(s[k] for s in snaps) / 3, atol=1e-6), k
+    assert any(not torch.allclose(got[k], snaps[-1][k]) for k in got)  # not the last weights
+    # with BatchNorm: statistics recomputed; an interrupted run resumes with its average
+    net = NetConfig(base_filters=4, levels=2, dilations=(1, 2))
+    cfg = preset("graphene", batch=2, crop=32, steps=4, net=net, threads=1, average_from=2)
+    whole = train_detector(cfg, tmp_path / "whole.pt", log=lambda s: None)
+    assert "steps 2-4 (3 steps)" in whole.card["weight_average"]
+    assert whole.card["training"]["average_from"] == 2
+    out = tmp_path / "part.pt"
+    for ev in iter_train(cfg, checkpoint=checkpoint_path(out), checkpoint_every=3):
+        if ev["step"] == 4 and "net_ref" in ev:
+            break
+    assert torch.load(checkpoint_path(out), weights_only=False)["average"] is not None
+    part = train_detector(cfg, out, log=lambda s: None, resume=True)
+    for k, v in whole.net.state_dict().items():
+        assert torch.allclose(v.float(), part.net.state_dict()[k].float(), atol=1e-5), k
+    bn = [k for k in whole.net.state_dict() if k.endswith("running_var")]
+    assert bn and all(torch.isfinite(whole.net.state_dict()[k]).all() for k in bn)
+    with pytest.raises(TrainConfigError, match="average-from"):
+        next(iter_train(preset("graphene", steps=4, average_from=5)))

@@ -36,6 +36,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="start from this model file's weights (same network), e.g. the shipped one",
     )
     p.add_argument(
+        "--average-from",
+        type=int,
+        default=0,
+        metavar="STEP",
+        help="write the mean of the weights after steps STEP..--steps (BatchNorm statistics "
+        "recomputed on training samples; kept in the checkpoint) instead of the last "
+        "weights (default 0: off)",
+    )
+    p.add_argument(
         "--no-validate", action="store_true", help="skip the held-out validation at the end"
     )
     p.add_argument(
@@ -58,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train and write the model."""
     from atomlens.atoms.evaluate import validate_general, validation_metrics
-    from atomlens.segment.train import preset, train_detector
+    from atomlens.segment.train import check_average, preset, train_detector
 
     def log(line: str) -> None:
         print(line, flush=True)
@@ -88,13 +97,17 @@ def run(args: argparse.Namespace) -> int:
                 "train-detector (e.g. src/atomlens/segment/weights/graphene.pt)"
             )
         over["init"] = str(args.init)
+    if args.average_from:
+        over["average_from"] = args.average_from
     cfg = preset(args.preset, **over)
+    check_average(cfg)
     cmd = (
         f"atomlens train-detector --preset {shlex.quote(args.preset)} --out "
         f"{shlex.quote(str(args.out))} --steps {cfg.steps} --seed {cfg.seed}"
         + (f" --batch {cfg.batch}" if args.batch is not None else "")
         + (f" --lr {cfg.lr}" if args.lr is not None else "")
         + (f" --init {shlex.quote(str(args.init))}" if args.init else "")
+        + (f" --average-from {cfg.average_from}" if cfg.average_from else "")
     )
     if args.checkpoint_every < 0:
         raise ValueError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")

@@ -10,6 +10,11 @@ extra photometric augmentation, then normalised as at prediction.
 Loss: cross-entropy + soft Dice. Seeded: the same seed and steps give the same model
 (on the same torch build and thread count). A run checkpoints (weights, optimiser,
 schedule, random state) and resumes from the checkpoint with the same result.
+Weight averaging (``average_from`` > 0, stochastic weight averaging as
+:mod:`torch.optim.swa_utils` does it): the written weights are the mean of the weights
+after every step from ``average_from`` to the last, with the BatchNorm statistics then
+recomputed on ``average_bn_batches`` fresh training batches; the running average is part
+of the checkpoint.
 
 :func:`iter_train` yields progress events (dicts) so a GUI worker can drive it;
 :func:`train_detector` runs it to the end and writes a model file with its card.
@@ -62,6 +67,10 @@ class TrainConfig:
     native_pixel_range: tuple[float, float] = (0.05, 0.22)  # Å/px of the rendered frames
     init: str | None = None  # start from this model file's weights (same network) if set
     p_extra_aug: float = 0.15  # chance of a further array-level photometric augmentation
+    # weight averaging: mean of the weights after steps average_from..steps (0: off, the
+    # last weights), BatchNorm statistics recomputed on average_bn_batches training batches
+    average_from: int = 0
+    average_bn_batches: int = 32
     seed: int = 0
     threads: int = 2
     tile: int = 512
@@ -206,6 +215,7 @@ def _save_checkpoint(
     sched: Any,
     rng: np.random.Generator,
     elapsed_s: float,
+    average: torch.nn.Module | None = None,
 ) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(
@@ -219,6 +229,7 @@ def _save_checkpoint(
             "rng": rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
             "elapsed_s": elapsed_s,
+            "average": None if average is None else average.state_dict(),
         },
         tmp,
     )
@@ -228,6 +239,32 @@ def _save_checkpoint(
 #: Draws one training batch: ``batches(cfg, rng) -> (images (B, 1, crop, crop) float32,
 #: labels (B, crop, crop) int64)``; a preset's data (default :func:`make_batch`, graphene).
 BatchMaker = Callable[[TrainConfig, np.random.Generator], tuple[torch.Tensor, torch.Tensor]]
+
+
+def check_average(cfg: TrainConfig) -> None:
+    """Raise :class:`TrainConfigError` when the averaging settings cannot run."""
+    if cfg.average_from < 0 or cfg.average_from > cfg.steps:
+        raise TrainConfigError(
+            f"--average-from {cfg.average_from}: must be 0 (off) or a step in 1..{cfg.steps} "
+            "(--steps); e.g. half the steps"
+        )
+    if cfg.average_from and cfg.average_bn_batches < 1:
+        raise TrainConfigError(
+            f"average_bn_batches must be >= 1 with weight averaging, got {cfg.average_bn_batches}"
+        )
+
+
+@torch.no_grad()
+def recompute_batchnorm(
+    net: torch.nn.Module, next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]], n: int
+) -> None:
+    """Replace ``net``'s BatchNorm running statistics by their mean over ``n`` batches
+    from ``next_batch()`` (as :func:`torch.optim.swa_utils.update_bn`); no-op without BN."""
+    from torch.optim.swa_utils import update_bn
+
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+        return
+    update_bn((next_batch()[0] for _ in range(n)), net)
 
 
 def iter_train(
@@ -244,7 +281,12 @@ def iter_train(
     every that many steps; ``resume`` continues from that file when it exists (its
     configuration must match ``cfg``; the run then gives the same model as an
     uninterrupted one). ``batches``: the preset's data (default :func:`make_batch`).
+    ``cfg.average_from`` > 0: the final ``"net"`` holds the averaged weights (module
+    docstring) and the final event says ``"averaged"``: how many steps' weights.
     """
+    from torch.optim.swa_utils import AveragedModel
+
+    check_average(cfg)
     batches = batches or make_batch
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
@@ -262,6 +304,7 @@ def iter_train(
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 1), pct_start=0.1
     )
+    average = AveragedModel(net) if cfg.average_from else None
     start, prior_s = 0, 0.0
     ckpt = Path(checkpoint) if checkpoint else None
     if resume and ckpt is not None and ckpt.exists():
@@ -276,6 +319,8 @@ def iter_train(
         sched.load_state_dict(state["sched"])
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
+        if average is not None and state.get("average") is not None:
+            average.load_state_dict(state["average"])
         start, prior_s = int(state["step"]), float(state.get("elapsed_s", 0.0))
         yield {"step": start, "steps": cfg.steps, "resumed": True, "elapsed_s": prior_s}
     t0 = time.perf_counter()
@@ -286,19 +331,28 @@ def iter_train(
             break
         ema = ev["loss_ema"]
         ev = {**ev, "elapsed_s": prior_s + ev["elapsed_s"]}
+        if average is not None and ev["step"] >= cfg.average_from:
+            average.update_parameters(net)
         if (
             ckpt is not None
             and checkpoint_every
             and ev["step"] % checkpoint_every == 0
             and ev["step"] < cfg.steps
         ):
-            _save_checkpoint(ckpt, cfg, ev["step"], net, opt, sched, rng, ev["elapsed_s"])
+            _save_checkpoint(ckpt, cfg, ev["step"], net, opt, sched, rng, ev["elapsed_s"], average)
         yield {**ev, "net_ref": net}
+    extra: dict = {}
+    if average is not None and int(average.n_averaged) > 0:
+        # the averaged weights, BatchNorm statistics from fresh training batches
+        net.load_state_dict({**net.state_dict(), **dict(average.module.named_parameters())})
+        recompute_batchnorm(net, lambda: batches(cfg, rng), cfg.average_bn_batches)
+        extra["averaged"] = int(average.n_averaged)
     net.eval()
     yield {
         "step": last,
         "steps": cfg.steps,
         "done": True,
+        **extra,
         "net": net,
         "elapsed_s": prior_s + time.perf_counter() - t0,
         "loss_ema": ema,
@@ -378,11 +432,23 @@ def train_detector(
         **(card_fields or {}),
         "training": cfg.to_dict(),
         "steps_done": int(last["step"]),
+        **(
+            {
+                "weight_average": (
+                    f"mean of the weights after steps {cfg.average_from}-{int(last['step'])} "
+                    f"({last['averaged']} steps), BatchNorm statistics recomputed on "
+                    f"{cfg.average_bn_batches} x {cfg.batch} fresh training samples"
+                )
+            }
+            if last.get("averaged")
+            else {}
+        ),
         "training_time_s": round(last["elapsed_s"], 1),
         "final_loss_ema": last.get("loss_ema"),
         "command": command
         or "atomlens train-detector --preset graphene --out model.pt "
-        f"--steps {cfg.steps} --seed {cfg.seed}",
+        f"--steps {cfg.steps} --seed {cfg.seed}"
+        + (f" --average-from {cfg.average_from}" if cfg.average_from else ""),
         "seed": cfg.seed,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "software": {
