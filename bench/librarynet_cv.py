@@ -20,6 +20,10 @@ cutoffs at the pixel size implied by the patch's own C-C bonds: cutoffs in bond 
 and ``--pairs off,0.8,0.9,1.0`` (after the ring search, of two C closer than that many
 Å beside a Si the one the test-time-averaged map prefers stays,
 :func:`atomlens.atoms.site_tta.resolve_close_pairs`; only with the local pass on).
+``--motif off,rigid,flex`` (after the ring search and the close-pair check, the motif
+hypothesis test at each isolated Si, :mod:`atomlens.atoms.si_motif`, mode "count":
+"rigid" the ideal Si1C3 / Si1C4 directions, "flex" each C's direction free under a
+15° Gaussian prior; the decisions are computed once per patch and Si).
 ``fixed_<dimension>_<value>``: the same folds with that dimension held at one value.
 Measured 2026-12-05 (``--calib lattice,bond --bonds A,local --pairs off,0.8,0.9,1.0``,
 ratios 1.0,0.8,0.6,0.5,0.35,0.25,0.15), held-out pooled all found / coordination right:
@@ -40,7 +44,7 @@ calibration, bonds in Å, no pair check, the local pass off, then the highest th
 
 Usage: .venv/bin/python bench/librarynet_cv.py [--threads 1] [--folds 5] [--tta off,0.5,0.4,0.3]
        [--ratios 1.0,0.8,0.6,0.5,0.35,0.25,0.15] [--calib lattice,bond] [--bonds A,local]
-       [--pairs off,0.8,0.9,1.0]
+       [--pairs off,0.8,0.9,1.0] [--motif off,rigid,flex]
 """
 
 from __future__ import annotations
@@ -89,6 +93,19 @@ BOND_RULES: tuple[str, ...] = ("A", "local")
 #: Close-pair check after the ring search (atoms.site_tta.resolve_close_pairs): two C
 #: closer than this (Å) beside a Si, the one the averaged map prefers stays (None: off).
 PAIR_SEPS: tuple[float | None, ...] = (None, 0.8, 0.9, 1.0)
+#: Motif hypothesis test after the ring search (atoms.si_motif.apply_motifs, mode
+#: "count"): "off", "rigid" (ideal directions) or "flex" (15° prior on each direction).
+MOTIFS_CV: tuple[str, ...] = ("off", "rigid", "flex")
+
+
+def motif_settings(name: str):
+    """The :class:`atomlens.atoms.si_motif.MotifSettings` of a ``--motif`` value (None:
+    off)."""
+    from atomlens.atoms.si_motif import MotifSettings
+
+    return {"off": None, "rigid": MotifSettings(), "flex": MotifSettings(angle_sd_deg=15.0)}[
+        name
+    ]
 
 
 def grid(
@@ -97,14 +114,16 @@ def grid(
     calibs: tuple[str, ...] = ("lattice",),
     bonds: tuple[str, ...] = ("A",),
     pairs: tuple[float | None, ...] = (None,),
+    motifs: tuple[str, ...] = ("off",),
 ) -> list[dict]:
-    """Every (calibration, bond rule, close-pair check, local pass threshold, ring
-    setting), outermost first."""
+    """Every (calibration, bond rule, close-pair check, motif test, local pass
+    threshold, ring setting), outermost first."""
     return [
-        {"calib": c, "bonds": b, "pairs": q, "tta": t, **g}
+        {"calib": c, "bonds": b, "pairs": q, "motif": m, "tta": t, **g}
         for c in calibs
         for b in bonds
         for q in pairs
+        for m in motifs
         for t in tta
         for g in ring_grid(ratios)
     ]
@@ -113,7 +132,7 @@ def grid(
 def _label(t: dict) -> str:
     tta = "off" if t["tta"] is None else f"{t['tta']}"
     return (
-        f"{t['calib']}/bonds{t['bonds']}/pairs{t['pairs']}/tta{tta}/{t['search']}/{t['position']}/prior{t['radius_prior']}/"
+        f"{t['calib']}/bonds{t['bonds']}/pairs{t['pairs']}/motif{t['motif']}/tta{tta}/{t['search']}/{t['position']}/prior{t['radius_prior']}/"
         f"sep{t['min_sep_deg']:.0f}/{t['min_ratio']}"
     )
 
@@ -215,6 +234,11 @@ def main() -> None:
         help="close-pair check separations (Å) to include ('off': none), comma-separated",
     )
     p.add_argument(
+        "--motif",
+        default="off",
+        help=f"motif tests to include ({', '.join(MOTIFS_CV)}), comma-separated",
+    )
+    p.add_argument(
         "--ratios",
         default="",
         help="min_ratio values of the ring grid, comma-separated (default: 1.0 to 0.15 "
@@ -228,11 +252,15 @@ def main() -> None:
     if set(calibs) - set(CALIBS) or set(bond_rules) - set(BOND_RULES):
         raise SystemExit(f"--calib takes {CALIBS}, --bonds {BOND_RULES}")
     pair_seps = tuple(None if v == "off" else float(v) for v in args.pairs.split(","))
-    GRID = grid(ttas, ratios, calibs, bond_rules, pair_seps)
+    motifs = tuple(args.motif.split(","))
+    if set(motifs) - set(MOTIFS_CV):
+        raise SystemExit(f"--motif takes {MOTIFS_CV}")
+    GRID = grid(ttas, ratios, calibs, bond_rules, pair_seps, motifs)
     import torch
 
     from atomlens.atoms import detect
     from atomlens.atoms.halo import RingSettings, add_si_neighbours
+    from atomlens.atoms.si_motif import apply_motifs
     from atomlens.atoms.site_tta import (
         DEFAULT_TTA,
         refind_si_sites,
@@ -273,13 +301,18 @@ def main() -> None:
             per_calib[calib] = (ps, a, local, maps)
         pixel_sizes[f.name] = {c: round(v[0], 5) for c, v in per_calib.items()}
         row, scores, rings = [], {}, {}
+        motif_cache: dict[tuple, dict] = {}  # per (calibration, motif): Si decisions
         for t in [None, *GRID]:
             calib = calibs[0] if t is None else t["calib"]
             ps, a, local, maps = per_calib[calib]
             if t is None:
                 b = a
             else:
-                ring = {k: v for k, v in t.items() if k not in ("tta", "calib", "bonds", "pairs")}
+                ring = {
+                    k: v
+                    for k, v in t.items()
+                    if k not in ("tta", "calib", "bonds", "pairs", "motif")
+                }
                 rk = (calib, t["tta"], *ring.items())  # the bond rule does not change it
                 if rk not in rings:
                     rings[rk] = add_si_neighbours(
@@ -291,6 +324,17 @@ def main() -> None:
                     if pk not in rings:
                         rings[pk] = resolve_close_pairs(b, maps, ps, t["pairs"])
                     b = rings[pk]
+                if t["motif"] != "off":
+                    mk = (*rk, t["pairs"], t["motif"])
+                    if mk not in rings:
+                        rings[mk] = apply_motifs(
+                            b,
+                            img,
+                            ps,
+                            motif_settings(t["motif"]),
+                            cache=motif_cache.setdefault((calib, t["motif"]), {}),
+                        )[0]
+                    b = rings[mk]
             yx, cls = b[["y", "x"]].to_numpy(float), b["cls"].astype(str).to_numpy()
             rule = "A" if t is None else t["bonds"]
             key = (calib, rule, yx.tobytes(), "/".join(cls))  # many settings: the same table
@@ -318,6 +362,7 @@ def main() -> None:
         "calibs": list(calibs),
         "bond_rules": list(bond_rules),
         "pair_seps": list(pair_seps),
+        "motifs": list(motifs),
         "ratios": [float(r) for r in ratios],
         "split": f"{args.folds} folds by site (crops of one Si site in one fold), "
         "stratified by motif (seed 0)",
@@ -379,16 +424,24 @@ def main() -> None:
         out["local_pass_off"] = cross_validate(
             [i for i, t in enumerate(GRID) if t["tta"] is None and t["calib"] == calibs[0]]
         )
-    if len(calibs) > 1 or len(bond_rules) > 1 or len(pair_seps) > 1:
+    if len(calibs) > 1 or len(bond_rules) > 1 or len(pair_seps) > 1 or len(motifs) > 1:
         # the same folds with each new dimension held at one value
         out["lattice_calibration_bonds_A_no_pair_check"] = cross_validate(
             [
                 i
                 for i, t in enumerate(GRID)
-                if t["calib"] == "lattice" and t["bonds"] == "A" and t["pairs"] is None
+                if t["calib"] == "lattice"
+                and t["bonds"] == "A"
+                and t["pairs"] is None
+                and t["motif"] == "off"
             ]
         )
-        for key, values in (("calib", calibs), ("bonds", bond_rules), ("pairs", pair_seps)):
+        for key, values in (
+            ("calib", calibs),
+            ("bonds", bond_rules),
+            ("pairs", pair_seps),
+            ("motif", motifs),
+        ):
             if len(values) > 1:
                 for v in values:
                     out[f"fixed_{key}_{v}"] = cross_validate(
