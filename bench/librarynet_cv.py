@@ -20,10 +20,11 @@ cutoffs at the pixel size implied by the patch's own C-C bonds: cutoffs in bond 
 and ``--pairs off,0.8,0.9,1.0`` (after the ring search, of two C closer than that many
 Å beside a Si the one the test-time-averaged map prefers stays,
 :func:`atomlens.atoms.site_tta.resolve_close_pairs`; only with the local pass on).
-``--motif off,rigid,flex`` (after the ring search and the close-pair check, the motif
-hypothesis test at each isolated Si, :mod:`atomlens.atoms.si_motif`, mode "count":
-"rigid" the ideal Si1C3 / Si1C4 directions, "flex" each C's direction free under a
-15° Gaussian prior; the decisions are computed once per patch and Si).
+``--motif off,rigid,flex,lattice`` (after the ring search and the close-pair check, the
+motif hypothesis test at each isolated Si, :mod:`atomlens.atoms.si_motif`, mode
+"count": "rigid" the ideal Si1C3 / Si1C4 directions, "flex" each C's direction free
+under a 15° Gaussian prior, "lattice" as flex with the rotation tied to the patch's
+C-C bond directions; the decisions are computed once per patch and Si).
 ``fixed_<dimension>_<value>``: the same folds with that dimension held at one value.
 Measured 2026-12-05 (``--calib lattice,bond --bonds A,local --pairs off,0.8,0.9,1.0``,
 ratios 1.0,0.8,0.6,0.5,0.35,0.25,0.15), held-out pooled all found / coordination right:
@@ -44,7 +45,7 @@ calibration, bonds in Å, no pair check, the local pass off, then the highest th
 
 Usage: .venv/bin/python bench/librarynet_cv.py [--threads 1] [--folds 5] [--tta off,0.5,0.4,0.3]
        [--ratios 1.0,0.8,0.6,0.5,0.35,0.25,0.15] [--calib lattice,bond] [--bonds A,local]
-       [--pairs off,0.8,0.9,1.0] [--motif off,rigid,flex]
+       [--pairs off,0.8,0.9,1.0] [--motif off,rigid,flex,lattice]
 """
 
 from __future__ import annotations
@@ -94,8 +95,9 @@ BOND_RULES: tuple[str, ...] = ("A", "local")
 #: closer than this (Å) beside a Si, the one the averaged map prefers stays (None: off).
 PAIR_SEPS: tuple[float | None, ...] = (None, 0.8, 0.9, 1.0)
 #: Motif hypothesis test after the ring search (atoms.si_motif.apply_motifs, mode
-#: "count"): "off", "rigid" (ideal directions) or "flex" (15° prior on each direction).
-MOTIFS_CV: tuple[str, ...] = ("off", "rigid", "flex")
+#: "count"): "off", "rigid" (ideal directions), "flex" (15° prior on each direction) or
+#: "lattice" (as flex, the rotation within 5° of the patch's C-C bond directions).
+MOTIFS_CV: tuple[str, ...] = ("off", "rigid", "flex", "lattice")
 
 
 def motif_settings(name: str):
@@ -103,9 +105,12 @@ def motif_settings(name: str):
     off)."""
     from atomlens.atoms.si_motif import MotifSettings
 
-    return {"off": None, "rigid": MotifSettings(), "flex": MotifSettings(angle_sd_deg=15.0)}[
-        name
-    ]
+    return {
+        "off": None,
+        "rigid": MotifSettings(),
+        "flex": MotifSettings(angle_sd_deg=15.0),
+        "lattice": MotifSettings(angle_sd_deg=15.0, lattice_tol_deg=5.0),
+    }[name]
 
 
 def grid(

@@ -12,6 +12,7 @@ from atomlens.atoms.si_motif import (
     _lattice,
     apply_motifs,
     classify_site,
+    lattice_angle,
     pixel_noise,
 )
 from tests.test_detect_dopants import SITE_IMAGING, render_site
@@ -85,3 +86,18 @@ def test_bad_mode_is_refused_and_noise_is_measured():
     yy, xx = np.mgrid[:128, :128]
     img = np.sin(yy / 9.0) + np.cos(xx / 7.0) + rng.normal(0, 0.2, (128, 128))
     assert abs(pixel_noise(img) - 0.2) < 0.02
+
+
+def test_lattice_angle_of_a_rotated_honeycomb():
+    """The bond direction (mod 60°) of a honeycomb rotated by 17° (0.1 Å/px), with a Si
+    whose neighbourhood is left out, comes back within 0.5°."""
+    b, ps, rot = 1.42, 0.1, np.deg2rad(17.0)
+    a1, a2 = b * np.array([1.5, np.sqrt(3) / 2]), b * np.array([1.5, -np.sqrt(3) / 2])
+    n = np.arange(-6, 7)
+    A = (n[:, None, None] * a1 + n[None, :, None] * a2).reshape(-1, 2)
+    xy = np.vstack([A, A + [b, 0.0]])
+    xy = xy @ np.array([[np.cos(rot), -np.sin(rot)], [np.sin(rot), np.cos(rot)]]).T
+    yx = xy[:, ::-1] / ps + 100.0
+    cls = np.full(len(yx), "C")
+    cls[np.argmin(np.hypot(*(yx - 100.0).T))] = "Si"
+    assert abs(lattice_angle(yx, cls, ps) - 17.0) < 0.5
