@@ -36,7 +36,10 @@ averaging the weights of steps 300-500: MoS2 0.912 / 0.954 (000-2 0.915/0.964, 0
 0.974 / 0.990, Si1C3 movie 97 -> 140 of 192, Pt 0.597 -> 0.600, but SrTiO3 .emd 97.1 ->
 95.1 % of detections on a column (step 500 alone: 93.6 %) and Pt-like simulations
 0.408 -> 0.384: not shipped (the shipped weights stay v2; figures in the report of
-helper H14tmd, files under /tmp/h14tmd/).
+helper H14tmd, files under /tmp/h14tmd/). The shipped v3 weights add HAADF perovskite
+hard negatives with unlabelled O columns (``segment.general.PEROVSKITE_EXTRA_SHARE``,
+``HAADF_LIGHT_UNLABELLED``) and a weight average (``--average-from``): MoS2 0.899 default,
+0.944 with the card's tta setting, SrTiO3 .emd 96.6 % (docs/detection.md).
 """
 
 from __future__ import annotations
