@@ -80,8 +80,12 @@ def test_count_mode_adds_a_missing_c_and_drops_a_false_one(kind):
 
 def test_bad_mode_is_refused_and_noise_is_measured():
     with pytest.raises(ValueError, match="mode must be"):
-        apply_motifs(_table(np.zeros((1, 2)), np.array(["Si"])), np.zeros((8, 8)), 0.1,
-                     MotifSettings(mode="nope"))
+        apply_motifs(
+            _table(np.zeros((1, 2)), np.array(["Si"])),
+            np.zeros((8, 8)),
+            0.1,
+            MotifSettings(mode="nope"),
+        )
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:128, :128]
     img = np.sin(yy / 9.0) + np.cos(xx / 7.0) + rng.normal(0, 0.2, (128, 128))

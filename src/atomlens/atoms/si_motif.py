@@ -194,9 +194,7 @@ class _Site:
         return self.y_perp - g_perp @ amp, amp
 
 
-def _geometry(
-    p: np.ndarray, dirs: np.ndarray, outer: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _geometry(p: np.ndarray, dirs: np.ndarray, outer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """First shell and outer atoms (Å, (x, y) from the Si) for parameters ``p`` =
     (angle deg, scale, width Å, radii Å (k), [angle deviations deg (k)])."""
     k = len(dirs)
