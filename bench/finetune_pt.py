@@ -15,7 +15,8 @@ message) when ``../shared/data/real/pt_single_atoms`` is absent. ``--set KEY=VAL
 (repeatable) runs a :class:`~atomlens.atoms.finetune.FinetuneConfig` variant.
 
 Measured 2026-12-05 (base ``general``, ``--threads 1``; held-out 8, F1 per split 0/1/2):
-general v3 (session 8): 0.609/0.598/0.653 (base on all 11: 0.604). General v2:
+general v4 (shipped, session 8): 0.621/0.588/0.643 (base on all 11: 0.601); v3:
+0.609/0.598/0.653 (0.604). General v2:
 defaults 0.632/0.557/0.636 since the fine-tuned card keeps the general card's contrast
 verification (``verify_spots``, session 7; ``--set verify_spots=false``: 0.619/0.533/0.618);
 before it, defaults 0.619/0.533/0.618 (seeds 1, 2: 0.557/0.514/0.625, 0.569/0.507/0.612); all
