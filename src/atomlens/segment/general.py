@@ -417,12 +417,9 @@ def perovskite_sample(size_A: float, rng: np.random.Generator) -> Columns:
     :func:`~atomlens.simulate.materials.random_structure` draws its perovskite branch
     (ABO3 along [001] or [110], vacancies, edges, holes, jitter; on an amorphous support
     40 % of the time)."""
-    from atomlens.simulate import materials as M
+    from atomlens.simulate.materials import perovskite, with_defects_and_support
 
-    cols = M._defects(M.perovskite(size_A, rng), rng, size_A)
-    if rng.random() < 0.4:
-        cols = M.merge(cols, M.amorphous_support(size_A, rng, density=rng.uniform(0.1, 1.5)))
-    return cols
+    return with_defects_and_support(perovskite(size_A, rng), rng, size_A)
 
 
 def make_batch(cfg: TrainConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:

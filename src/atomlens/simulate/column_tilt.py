@@ -129,12 +129,9 @@ def tmd_sample(size_A: float, rng: np.random.Generator) -> Columns:
     """A random 2H-TMD training structure in a ``size_A`` (Å) square, drawn as
     :func:`~atomlens.simulate.materials.random_structure` draws its TMD branch
     (vacancies, edges, holes, jitter; on an amorphous support 40 % of the time)."""
-    from atomlens.simulate import materials as M
+    from atomlens.simulate.materials import tmd_2h, with_defects_and_support
 
-    cols = M._defects(M.tmd_2h(size_A, rng), rng, size_A)
-    if rng.random() < 0.4:
-        cols = M.merge(cols, M.amorphous_support(size_A, rng, density=rng.uniform(0.1, 1.5)))
-    return cols
+    return with_defects_and_support(tmd_2h(size_A, rng), rng, size_A)
 
 
 def column_centroids(yx: np.ndarray, weight: np.ndarray, column: np.ndarray) -> np.ndarray:

@@ -440,6 +440,13 @@ def random_structure(size_A: float, rng: np.random.Generator) -> Columns:
         cols = fcc(size_A, rng)
     else:
         cols = honeycomb_2d(size_A, rng)
+    return with_defects_and_support(cols, rng, size_A)
+
+
+def with_defects_and_support(cols: Columns, rng: np.random.Generator, size_A: float) -> Columns:
+    """A crystal ``cols`` in a ``size_A`` (Å) square as :func:`random_structure` dresses
+    it: vacancies, edges, holes and jitter, then on (or under) an amorphous support 40 %
+    of the time."""
     cols = _defects(cols, rng, size_A)
     if rng.random() < 0.4:  # on (or under) an amorphous support
         cols = merge(cols, amorphous_support(size_A, rng, density=rng.uniform(0.1, 1.5)))
@@ -462,4 +469,5 @@ __all__ = [
     "single_atoms",
     "tmd_2h",
     "visible",
+    "with_defects_and_support",
 ]
