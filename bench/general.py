@@ -132,11 +132,10 @@ def bench_mos2(model: str) -> dict:
     from atomlens.atoms import detect
     from atomlens.atoms.lattice_reference import lattice_reference, score_tiles
     from atomlens.io import Stack, read_stack
-    from atomlens.segment.registry import load_model
+    from atomlens.segment.registry import cross_validated_tta, load_model
 
     det = load_model(model)
-    card = json.loads((REPO / "src/atomlens/segment/weights/general_card.json").read_text())
-    tta_kw = dict(card.get("tta", {}).get("cross_validated", {}))
+    tta_kw = cross_validated_tta("general")
     out: dict = {}
     refs_of: dict = {}
     for name in MOS2_IMAGES:
@@ -198,11 +197,10 @@ def bench_mos2_dm3(model: str) -> dict:
     from atomlens.atoms import detect
     from atomlens.atoms.lattice_reference import lattice_reference, score_tiles
     from atomlens.io import Stack, read_stack
-    from atomlens.segment.registry import load_model
+    from atomlens.segment.registry import cross_validated_tta, load_model
 
     det = load_model(model)
-    card = json.loads((REPO / "src/atomlens/segment/weights/general_card.json").read_text())
-    tta_kw = dict(card.get("tta", {}).get("cross_validated", {}))
+    tta_kw = cross_validated_tta("general")
     st = read_stack(FORMATS / "mos2_se_implanted.dm3")
     frame = np.asarray(st.data[0], np.float32)
     ref, fit = lattice_reference(frame, float(st.pixel_size), measure_offsets=True)

@@ -173,17 +173,6 @@ def recipe_field(name: str) -> Any:
     return next(f for f in fields(DetectRecipe) if f.name == name)
 
 
-def tta_setting(model: str) -> dict:
-    """The cross-validated companions of 8-orientation averaging in shipped model
-    ``model``'s card (``{"tta": 8, "refine": ..., "threshold": ...}``), or ``{}`` (also
-    for 'auto' and 'file': which model runs is only known then)."""
-    from atomlens.segment.registry import model_card
-
-    card = model_card(model)
-    setting = (card.get("tta") or {}).get("cross_validated") or {}
-    return dict(setting) if isinstance(setting, dict) else {}
-
-
 def model_choices() -> list[str]:
     """'auto', the shipped models present (graphene, general), and 'file'."""
     from atomlens.segment.registry import model_names
@@ -294,7 +283,10 @@ class DetectWidget(ViewerWidget):
         threshold and position refinement from its card (said in the status line)."""
         if not on:
             return
-        setting = tta_setting(str(self.model.value))
+        from atomlens.segment.registry import cross_validated_tta
+
+        # {} for 'auto' and 'file': which model runs is only known then
+        setting = cross_validated_tta(str(self.model.value))
         if setting:
             self.threshold.value = float(setting.get("threshold", self.threshold.value))
             self.refine.value = str(setting.get("refine", self.refine.value))

@@ -92,6 +92,15 @@ def model_card(name: str) -> dict:
     return _card(name) if name in _SHIPPED else {}
 
 
+def cross_validated_tta(name: str) -> dict:
+    """The cross-validated companions of 8-orientation averaging in shipped model
+    ``name``'s card (``{"tta": 8, "refine": ..., "threshold": ...}``, chosen by
+    ``bench/general_options.py``), or ``{}`` (an unknown name, e.g. 'auto' or 'file',
+    or a card without them)."""
+    setting = (model_card(name).get("tta") or {}).get("cross_validated") or {}
+    return dict(setting) if isinstance(setting, dict) else {}
+
+
 def model_info(name: str) -> ModelInfo:
     """The :class:`ModelInfo` of shipped model ``name`` (``KeyError``-free: raises
     :class:`ModelFileError` naming the choices)."""
@@ -226,6 +235,7 @@ __all__ = [
     "AUTO",
     "ModelInfo",
     "choose_model_from_traits",
+    "cross_validated_tta",
     "list_models",
     "load_model",
     "model_handles_dark",
