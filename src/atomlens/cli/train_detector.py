@@ -67,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train and write the model."""
     from atomlens.atoms.evaluate import validate_general, validation_metrics
-    from atomlens.segment.train import check_average, preset, train_detector
+    from atomlens.segment.train import preset, train_detector
 
     def log(line: str) -> None:
         print(line, flush=True)
@@ -100,7 +100,6 @@ def run(args: argparse.Namespace) -> int:
     if args.average_from:
         over["average_from"] = args.average_from
     cfg = preset(args.preset, **over)
-    check_average(cfg)
     cmd = (
         f"atomlens train-detector --preset {shlex.quote(args.preset)} --out "
         f"{shlex.quote(str(args.out))} --steps {cfg.steps} --seed {cfg.seed}"

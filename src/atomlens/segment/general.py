@@ -32,12 +32,7 @@ import torch
 
 from atomlens.segment.nets import NetConfig
 from atomlens.segment.predict import normalise, resample
-from atomlens.segment.train import (
-    TrainConfig,
-    TrainConfigError,
-    Validator,
-    check_average,
-)
+from atomlens.segment.train import TrainConfig, TrainConfigError, Validator
 from atomlens.simulate.column_tilt import (
     column_centroids,
     tilt_chalcogen_columns,
@@ -547,7 +542,6 @@ def run_cli(args, validate: Validator | None = None) -> int:
     if avg:
         over["average_from"] = int(avg)
     cfg = general_config(**over)
-    check_average(cfg)
     cmd = (
         f"atomlens train-detector --preset general --out {shlex.quote(str(args.out))} "
         f"--steps {cfg.steps} --seed {cfg.seed} --threads {cfg.threads}"
