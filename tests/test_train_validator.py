@@ -71,17 +71,43 @@ def test_cli_passes_the_atom_level_validator(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("flag", [[], ["--no-validate"]])
 def test_cli_general_preset_passes_validate_general(tmp_path, monkeypatch, flag):
+    """The general preset trains on its own batches and card fields, is validated by
+    validate_general (or not), and its card gets the command that rebuilds it."""
     import atomlens.atoms.evaluate as ev
     import atomlens.segment.general as G
+    import atomlens.segment.train as T
     from atomlens.cli import main
 
     got = {}
 
-    def fake_run_cli(args, validate=None):
-        got["validate"] = validate
-        return 0
+    def fake_train(cfg, out, command=None, validate=None, **kw):
+        got.update(cfg=cfg, command=command, validate=validate, **kw)
 
-    monkeypatch.setattr(G, "run_cli", fake_run_cli)
+    monkeypatch.setattr(T, "train_detector", fake_train)
     out = str(tmp_path / "g.pt")
-    assert main(["train-detector", "--preset", "general", "--out", out, *flag]) == 0
+    argv = ["train-detector", "--preset", "general", "--out", out, "--steps", "7"]
+    assert main([*argv, "--threads", "1", "--average-from", "3", *flag]) == 0
     assert got["validate"] is (None if flag else ev.validate_general)
+    assert got["batches"] is G.make_batch and got["card_fields"]["name"] == "general"
+    assert got["cfg"].steps == 7 and got["cfg"].average_from == 3
+    assert got["command"] == (
+        f"atomlens train-detector --preset general --out {out} --steps 7 --seed 0 "
+        "--threads 1 --average-from 3"
+    )
+
+
+def test_cli_bad_overrides_name_the_flag(tmp_path, capsys):
+    from atomlens.cli import main
+
+    for bad, word in (
+        (["--steps", "0"], "--steps"),
+        (["--lr", "-1"], "--lr"),
+        (["--init", str(tmp_path / "none.pt")], "--init"),
+        (["--checkpoint-every", "-2"], "--checkpoint-every"),
+    ):
+        for name in ("graphene", "general"):
+            out = str(tmp_path / "x.pt")
+            assert main(["train-detector", "--preset", name, "--out", out, *bad]) == 2
+            err = capsys.readouterr().err.strip()
+            assert err.startswith("atomlens train-detector: error: " + word), err
+            assert "\n" not in err and not (tmp_path / "x.pt").exists()

@@ -64,6 +64,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def overrides(args: argparse.Namespace) -> dict:
+    """The training-config overrides given on the command line (seed, threads and any of
+    steps, batch, lr, init, average_from), each checked with a one-line error."""
+    over: dict = {"seed": args.seed, "threads": args.threads}
+    for name in ("steps", "batch"):
+        value = getattr(args, name, None)
+        if value is not None:
+            if value < 1:
+                raise ValueError(f"--{name} must be at least 1, got {value}")
+            over[name] = value
+    if getattr(args, "lr", None) is not None:
+        if not args.lr > 0:
+            raise ValueError(f"--lr must be positive, got {args.lr}")
+        over["lr"] = args.lr
+    if getattr(args, "init", None):
+        if not Path(args.init).is_file():
+            raise ValueError(
+                f"--init {args.init}: no such model file; give a .pt written by "
+                f"train-detector (e.g. src/atomlens/segment/weights/{args.preset}.pt)"
+            )
+        over["init"] = str(args.init)
+    if getattr(args, "average_from", 0):
+        over["average_from"] = int(args.average_from)
+    if getattr(args, "checkpoint_every", 0) < 0:
+        raise ValueError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+    return over
+
+
+def command_line(args: argparse.Namespace, cfg) -> str:
+    """The command that rebuilds this run, for the model card (``cfg``: its TrainConfig)."""
+    return (
+        f"atomlens train-detector --preset {shlex.quote(args.preset)} --out "
+        f"{shlex.quote(str(args.out))} --steps {cfg.steps} --seed {cfg.seed} "
+        f"--threads {cfg.threads}"
+        + (f" --batch {cfg.batch}" if getattr(args, "batch", None) is not None else "")
+        + (f" --lr {cfg.lr}" if getattr(args, "lr", None) is not None else "")
+        + (f" --init {shlex.quote(str(args.init))}" if getattr(args, "init", None) else "")
+        + (f" --average-from {cfg.average_from}" if cfg.average_from else "")
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Train and write the model."""
     from atomlens.atoms.evaluate import validate_general, validation_metrics
@@ -72,52 +113,26 @@ def run(args: argparse.Namespace) -> int:
     def log(line: str) -> None:
         print(line, flush=True)
 
+    over = overrides(args)
+    extra: dict = {}
     if args.preset == "general":
-        from atomlens.segment.general import run_cli
+        from atomlens.segment.general import card_fields, general_config, make_batch
 
-        return run_cli(args, validate=None if args.no_validate else validate_general)
-
-    over = {"seed": args.seed, "threads": args.threads}
-    if args.steps is not None:
-        if args.steps < 1:
-            raise ValueError(f"--steps must be at least 1, got {args.steps}")
-        over["steps"] = args.steps
-    if args.batch is not None:
-        if args.batch < 1:
-            raise ValueError(f"--batch must be at least 1, got {args.batch}")
-        over["batch"] = args.batch
-    if args.lr is not None:
-        if not args.lr > 0:
-            raise ValueError(f"--lr must be positive, got {args.lr}")
-        over["lr"] = args.lr
-    if args.init is not None:
-        if not Path(args.init).is_file():
-            raise ValueError(
-                f"--init {args.init}: no such model file; give a .pt written by "
-                "train-detector (e.g. src/atomlens/segment/weights/graphene.pt)"
-            )
-        over["init"] = str(args.init)
-    if args.average_from:
-        over["average_from"] = args.average_from
-    cfg = preset(args.preset, **over)
-    cmd = (
-        f"atomlens train-detector --preset {shlex.quote(args.preset)} --out "
-        f"{shlex.quote(str(args.out))} --steps {cfg.steps} --seed {cfg.seed}"
-        + (f" --batch {cfg.batch}" if args.batch is not None else "")
-        + (f" --lr {cfg.lr}" if args.lr is not None else "")
-        + (f" --init {shlex.quote(str(args.init))}" if args.init else "")
-        + (f" --average-from {cfg.average_from}" if cfg.average_from else "")
-    )
-    if args.checkpoint_every < 0:
-        raise ValueError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+        cfg = general_config(**over)
+        validate = None if args.no_validate else validate_general
+        extra = {"batches": make_batch, "card_fields": card_fields(cfg)}
+    else:
+        cfg = preset(args.preset, **over)
+        validate = None if args.no_validate else (lambda det: validation_metrics(det, log=log))
     train_detector(
         cfg,
         args.out,
-        command=cmd,
-        validate=None if args.no_validate else (lambda det: validation_metrics(det, log=log)),
+        command=command_line(args, cfg),
+        validate=validate,
         log=log,
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
         notes={"trained_on": args.trained_on} if args.trained_on else None,
+        **extra,
     )
     return 0

@@ -25,14 +25,13 @@ background.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from atomlens.segment.nets import NetConfig
 from atomlens.segment.predict import normalise, resample
-from atomlens.segment.train import TrainConfig, TrainConfigError, Validator
+from atomlens.segment.train import TrainConfig, TrainConfigError
 from atomlens.simulate.column_tilt import (
     column_centroids,
     tilt_chalcogen_columns,
@@ -511,64 +510,6 @@ def card_fields(cfg: TrainConfig) -> dict:
     }
 
 
-def run_cli(args, validate: Validator | None = None) -> int:
-    """``atomlens train-detector --preset general`` (arguments of that subcommand):
-    :func:`atomlens.segment.train.train_detector` with this preset's data
-    (:func:`make_batch`) and card (:func:`card_fields`); ``validate`` scores the trained
-    model for its card (e.g. :func:`atomlens.atoms.evaluate.validate_general`)."""
-    import shlex
-
-    from atomlens.segment.train import train_detector
-
-    over: dict = {"seed": args.seed, "threads": args.threads}
-    for name in ("steps", "batch"):
-        v = getattr(args, name, None)
-        if v is not None:
-            if v < 1:
-                raise ValueError(f"--{name} must be at least 1, got {v}")
-            over[name] = v
-    if getattr(args, "lr", None) is not None:
-        if not args.lr > 0:
-            raise ValueError(f"--lr must be positive, got {args.lr}")
-        over["lr"] = args.lr
-    if getattr(args, "init", None):
-        if not Path(args.init).is_file():
-            raise ValueError(
-                f"--init {args.init}: no such model file; give a general-preset .pt "
-                "(e.g. src/atomlens/segment/weights/general.pt)"
-            )
-        over["init"] = str(args.init)
-    avg = getattr(args, "average_from", None)
-    if avg:
-        over["average_from"] = int(avg)
-    cfg = general_config(**over)
-    cmd = (
-        f"atomlens train-detector --preset general --out {shlex.quote(str(args.out))} "
-        f"--steps {cfg.steps} --seed {cfg.seed} --threads {cfg.threads}"
-        + (f" --batch {cfg.batch}" if getattr(args, "batch", None) is not None else "")
-        + (f" --lr {cfg.lr}" if getattr(args, "lr", None) is not None else "")
-        + (f" --init {shlex.quote(str(args.init))}" if cfg.init else "")
-        + (f" --average-from {cfg.average_from}" if cfg.average_from else "")
-    )
-    every = int(getattr(args, "checkpoint_every", 25) or 0)
-    if every < 0:
-        raise ValueError(f"--checkpoint-every must be >= 0, got {every}")
-    notes = {"trained_on": args.trained_on} if getattr(args, "trained_on", None) else None
-    train_detector(
-        cfg,
-        args.out,
-        command=cmd,
-        validate=validate,
-        log=lambda s: print(s, flush=True),
-        checkpoint_every=every,
-        resume=bool(getattr(args, "resume", False)),
-        notes=notes,
-        batches=make_batch,
-        card_fields=card_fields(cfg),
-    )
-    return 0
-
-
 __all__ = [
     "CLASSES",
     "SPOT_SCALE",
@@ -582,6 +523,5 @@ __all__ = [
     "render_general",
     "render_native",
     "render_spot_scaled",
-    "run_cli",
     "validation_set",
 ]

@@ -389,7 +389,7 @@ def train_detector(
     ``notes`` are added to the card (e.g. the machine it was trained on).
     ``batches`` and ``card_fields``: a preset's data (:data:`BatchMaker`) and card fields that
     replace the graphene ones (name, task, training data...; e.g.
-    :func:`atomlens.segment.general.run_cli`).
+    :func:`atomlens.segment.general.make_batch` and ``card_fields``).
     """
     last: dict = {}
     ckpt = checkpoint_path(out)
