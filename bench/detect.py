@@ -11,7 +11,9 @@
             the Si1C3/Si1C4 patches, patches with no extra Si within 3 Å of a labelled Si;
             the same per frame of the 48-frame Si1C3 movie with the Si-neighbour search
             (local test-time-augmented pass + ring search) on and off; ms per Si of each
-            (bench/librarynet_cv.py cross-validates their thresholds)
+            (bench/librarynet_cv.py cross-validates their thresholds); the coordination
+            again with the simulator-chosen Si bond rules (chem.bonds.SIM_SI_RULES, off
+            by default; bench/si_bond_rules.py)
   general   the shipped general model and model choice (bench/general.py: pt_single_atoms
             F1 within 6 px, MoS2 vs the lattice fit, SrTiO3 HAADF/ABF on the column lattice,
             auto choice and warnings on every real file)
@@ -273,9 +275,14 @@ def librarynet_patch(path: Path, det, pixel_size: float) -> dict:
     t = time.perf_counter()
     a = add_si_neighbours(a, d["image"], pixel_size).reset_index(drop=True)
     ring_s = time.perf_counter() - t
-    out = score_librarynet_patch(
-        path, a[["y", "x"]].to_numpy(float), a["cls"].astype(str).to_numpy(), pixel_size
-    )
+    from atomlens.chem.bonds import SIM_SI_RULES
+
+    yx, cls = a[["y", "x"]].to_numpy(float), a["cls"].astype(str).to_numpy()
+    out = score_librarynet_patch(path, yx, cls, pixel_size)
+    # the same atoms with the simulator-chosen Si bond rules (chem.bonds.SIM_SI_RULES)
+    ruled = score_librarynet_patch(path, yx, cls, pixel_size, si_rules=SIM_SI_RULES)
+    if "coordination_right" in ruled:
+        out["coordination_right_sim_si_rules"] = ruled["coordination_right"]
     return {**out, "tta_s": tta_s, "ring_s": ring_s, "n_Si_det": n_si}
 
 
@@ -285,6 +292,7 @@ def score_librarynet_patch(
     cls: np.ndarray,
     pixel_size: float,
     bond_pixel_size: float | None = None,
+    si_rules=None,
 ) -> dict:
     """Scores of detections ``yx`` (N, 2) px, ``cls`` (N,) against the labels of one
     LibraryNet patch (see :func:`score_against_labels`)."""
@@ -292,7 +300,7 @@ def score_librarynet_patch(
     ref = np.c_[d["atom_row"], d["atom_col"]].astype(float)
     el = np.asarray(d["atom_element"]).astype(str)
     return score_against_labels(
-        ref, el, path.stem.split("_")[0], yx, cls, pixel_size, bond_pixel_size
+        ref, el, path.stem.split("_")[0], yx, cls, pixel_size, bond_pixel_size, si_rules
     )
 
 
@@ -304,12 +312,14 @@ def score_against_labels(
     cls: np.ndarray,
     pixel_size: float,
     bond_pixel_size: float | None = None,
+    si_rules=None,
 ) -> dict:
     """Every labelled atom (``ref`` (M, 2) px, ``el`` (M,)) found within 0.5 Å, the Si
     coordination (``kind`` Si1C3 or Si1C4), extra Si within 3 Å of a labelled Si.
     Bonds (:func:`atomlens.chem.bonds.find_bonds`) are found at ``bond_pixel_size``
     (default ``pixel_size``; bench/librarynet_cv.py tries the pixel size implied by the
-    patch's own C-C bonds, :mod:`atomlens.chem.bond_scale`)."""
+    patch's own C-C bonds, :mod:`atomlens.chem.bond_scale`) with ``si_rules``
+    (:class:`atomlens.chem.bonds.SiRules`; default: find_bonds' default)."""
     import pandas as pd
 
     from atomlens.chem.bonds import coordination, find_bonds
@@ -352,7 +362,11 @@ def score_against_labels(
             else None
         )
         bps = pixel_size if bond_pixel_size is None else bond_pixel_size
-        coord = coordination(len(yx), find_bonds(atoms, bps)) if atoms is not None else []
+        coord = (
+            coordination(len(yx), find_bonds(atoms, bps, si_rules=si_rules))
+            if atoms is not None
+            else []
+        )
         got = []
         for r in si_ref:
             j = int(np.argmin(np.hypot(*(yx - r).T))) if len(yx) else -1
@@ -420,6 +434,9 @@ def librarynet_scores(model: str | None = None, files: list[Path] | None = None)
         "Si_coordination_right": f"{sum(r['coordination_right'] for r in coord)}/{n_coord}",
         "Si_coordination_right_pct": round(
             100 * sum(r["coordination_right"] for r in coord) / max(n_coord, 1), 1
+        ),
+        "Si_coordination_right_sim_si_rules": (
+            f"{sum(r['coordination_right_sim_si_rules'] for r in coord)}/{n_coord}"
         ),
         "no_extra_Si_3A": f"{sum(r['extra_Si'] == 0 for r in ok)}/{n}",
         "no_extra_Si_3A_pct": round(100 * sum(r["extra_Si"] == 0 for r in ok) / max(n, 1), 1),

@@ -101,6 +101,9 @@ BOND_RULES: tuple[str, ...] = ("A", "local")
 #: Close-pair check after the ring search (atoms.site_tta.resolve_close_pairs): two C
 #: closer than this (Å) beside a Si, the one the averaged map prefers stays (None: off).
 PAIR_SEPS: tuple[float | None, ...] = (None, 0.8, 0.9, 1.0)
+#: Si bond rules of the coordination count (chem.bonds.SiRules): "off" (none) or "on"
+#: (chem.bonds.SIM_SI_RULES, every threshold chosen on simulated sites, never here).
+GAPS: tuple[str, ...] = ("off", "on")
 #: Motif hypothesis test after the ring search (atoms.si_motif.apply_motifs, mode
 #: "count"): "off", "rigid" (ideal directions), "flex" (15° prior on each direction) or
 #: "lattice" (as flex, the rotation within 5° of the patch's C-C bond directions).
@@ -127,13 +130,15 @@ def grid(
     bonds: tuple[str, ...] = ("A",),
     pairs: tuple[float | None, ...] = (None,),
     motifs: tuple[str, ...] = ("off",),
+    gaps: tuple[str, ...] = ("off",),
 ) -> list[dict]:
-    """Every (calibration, bond rule, close-pair check, motif test, local pass
-    threshold, ring setting), outermost first."""
+    """Every (calibration, bond rule, Si bond rules, close-pair check, motif test, local
+    pass threshold, ring setting), outermost first."""
     return [
-        {"calib": c, "bonds": b, "pairs": q, "motif": m, "tta": t, **g}
+        {"calib": c, "bonds": b, "gap": s, "pairs": q, "motif": m, "tta": t, **g}
         for c in calibs
         for b in bonds
+        for s in gaps
         for q in pairs
         for m in motifs
         for t in tta
@@ -144,7 +149,7 @@ def grid(
 def _label(t: dict) -> str:
     tta = "off" if t["tta"] is None else f"{t['tta']}"
     return (
-        f"{t['calib']}/bonds{t['bonds']}/pairs{t['pairs']}/motif{t['motif']}/tta{tta}/{t['search']}/{t['position']}/prior{t['radius_prior']}/"
+        f"{t['calib']}/bonds{t['bonds']}/gap{t['gap']}/pairs{t['pairs']}/motif{t['motif']}/tta{tta}/{t['search']}/{t['position']}/prior{t['radius_prior']}/"
         f"sep{t['min_sep_deg']:.0f}/{t['min_ratio']}"
     )
 
@@ -251,6 +256,13 @@ def main() -> None:
         help=f"motif tests to include ({', '.join(MOTIFS_CV)}), comma-separated",
     )
     p.add_argument(
+        "--gap",
+        default="off",
+        help="Si bond rules of the coordination count to include: 'off' and/or 'on' "
+        "(chem.bonds.SIM_SI_RULES: minimum Si-C distance, 4th bond into a divacancy gap, "
+        "4-bond shape check; chosen on the simulator), comma-separated",
+    )
+    p.add_argument(
         "--ratios",
         default="",
         help="min_ratio values of the ring grid, comma-separated (default: 1.0 to 0.15 "
@@ -265,9 +277,12 @@ def main() -> None:
         raise SystemExit(f"--calib takes {CALIBS}, --bonds {BOND_RULES}")
     pair_seps = tuple(None if v == "off" else float(v) for v in args.pairs.split(","))
     motifs = tuple(args.motif.split(","))
+    gaps = tuple(args.gap.split(","))
+    if set(gaps) - set(GAPS):
+        raise SystemExit(f"--gap takes {GAPS}")
     if set(motifs) - set(MOTIFS_CV):
         raise SystemExit(f"--motif takes {MOTIFS_CV}")
-    GRID = grid(ttas, ratios, calibs, bond_rules, pair_seps, motifs)
+    GRID = grid(ttas, ratios, calibs, bond_rules, pair_seps, motifs, gaps)
     import torch
 
     from atomlens.atoms import detect
@@ -280,6 +295,9 @@ def main() -> None:
         site_maps,
     )
     from atomlens.chem.bond_scale import table_bond_scale
+    from atomlens.chem.bonds import SIM_SI_RULES, SiRules
+
+    si_rules = {"off": SiRules(), "on": SIM_SI_RULES}
     from atomlens.segment.model_file import load_detector
 
     torch.set_num_threads(args.threads)
@@ -323,7 +341,7 @@ def main() -> None:
                 ring = {
                     k: v
                     for k, v in t.items()
-                    if k not in ("tta", "calib", "bonds", "pairs", "motif")
+                    if k not in ("tta", "calib", "bonds", "gap", "pairs", "motif")
                 }
                 rk = (calib, t["tta"], *ring.items())  # the bond rule does not change it
                 if rk not in rings:
@@ -349,13 +367,14 @@ def main() -> None:
                     b = rings[mk]
             yx, cls = b[["y", "x"]].to_numpy(float), b["cls"].astype(str).to_numpy()
             rule = "A" if t is None else t["bonds"]
-            key = (calib, rule, yx.tobytes(), "/".join(cls))  # many settings: the same table
+            gap = "off" if t is None else t["gap"]
+            key = (calib, rule, gap, yx.tobytes(), "/".join(cls))  # many settings: the same table
             if key not in scores:
                 bps = None
                 if rule == "local":
                     bps = table_bond_scale(b, ps, img.shape).pixel_size
                     bps = bps if np.isfinite(bps) else None
-                sc = score_librarynet_patch(f, yx, cls, ps, bps)
+                sc = score_librarynet_patch(f, yx, cls, ps, bps, si_rules[gap])
                 scores[key] = (sc["all_found"], sc.get("coordination_right"))
             row.append(scores[key])
         table[f.name] = row
@@ -375,6 +394,7 @@ def main() -> None:
         "bond_rules": list(bond_rules),
         "pair_seps": list(pair_seps),
         "motifs": list(motifs),
+        "gaps": list(gaps),
         "ratios": [float(r) for r in ratios],
         "split": f"{args.folds} folds by site (crops of one Si site in one fold), "
         "stratified by motif (seed 0)",
@@ -436,7 +456,7 @@ def main() -> None:
         out["local_pass_off"] = cross_validate(
             [i for i, t in enumerate(GRID) if t["tta"] is None and t["calib"] == calibs[0]]
         )
-    if len(calibs) > 1 or len(bond_rules) > 1 or len(pair_seps) > 1 or len(motifs) > 1:
+    if any(len(v) > 1 for v in (calibs, bond_rules, pair_seps, motifs, gaps)):
         # the same folds with each new dimension held at one value
         out["lattice_calibration_bonds_A_no_pair_check"] = cross_validate(
             [
@@ -444,6 +464,7 @@ def main() -> None:
                 for i, t in enumerate(GRID)
                 if t["calib"] == "lattice"
                 and t["bonds"] == "A"
+                and t["gap"] == "off"
                 and t["pairs"] is None
                 and t["motif"] == "off"
             ]
@@ -453,6 +474,7 @@ def main() -> None:
             ("bonds", bond_rules),
             ("pairs", pair_seps),
             ("motif", motifs),
+            ("gap", gaps),
         ):
             if len(values) > 1:
                 for v in values:
