@@ -32,6 +32,12 @@ C-C bond directions; the decisions are computed once per patch and Si). Measured
 72/79, 40/44 (91.1 ± 9.4 %, 91.0 ± 9.2 %); all 79 at detection's ring and local-pass
 defaults: off 74/79, 41/44, rigid 74, 37, flex 72, 38, lattice 73, 40 (it turns
 correct Si1C3 into Si1C4 and fixes none of the failures).
+``--gap off,on`` (the Si coordination counted with chem.bonds.SIM_SI_RULES: minimum
+Si-C distance 1.0 Å, 4th bond into a >= 160° gap up to 2.35 Å, 4-bond shape check at
+115°, every threshold chosen on simulated sites by bench/si_bond_rules.py). Measured
+2026-12-05 (ratios 1.0,0.8,0.6,0.5,0.35,0.25,0.15): every fold chose off, held out
+73/79, 41/44 (92.3 ± 7.4 %, 93.2 ± 9.7 %); held on 71/79, 39/44 (89.8 ± 10.4 %,
+88.9 ± 14.9 %); all 79 at detection's defaults 41/44 off, 40/44 on.
 ``fixed_<dimension>_<value>``: the same folds with that dimension held at one value.
 Measured 2026-12-05 (``--calib lattice,bond --bonds A,local --pairs off,0.8,0.9,1.0``,
 ratios 1.0,0.8,0.6,0.5,0.35,0.25,0.15), held-out pooled all found / coordination right:
@@ -52,7 +58,7 @@ calibration, bonds in Å, no pair check, the local pass off, then the highest th
 
 Usage: .venv/bin/python bench/librarynet_cv.py [--threads 1] [--folds 5] [--tta off,0.5,0.4,0.3]
        [--ratios 1.0,0.8,0.6,0.5,0.35,0.25,0.15] [--calib lattice,bond] [--bonds A,local]
-       [--pairs off,0.8,0.9,1.0] [--motif off,rigid,flex,lattice]
+       [--pairs off,0.8,0.9,1.0] [--motif off,rigid,flex,lattice] [--gap off,on]
 """
 
 from __future__ import annotations
