@@ -147,6 +147,13 @@ def main(argv: list[str] | None = None) -> int:
         help="base model: a shipped name (graphene, general) or a .pt path (default graphene)",
     )
     ap.add_argument("--splits", default="0,1,2", help="which of the 3 splits to run")
+    ap.add_argument(
+        "--rotation",
+        choices=("blocks", "interleaved"),
+        default="blocks",
+        help="split k trains on images 3k..3k+2 (blocks, the issue's figures) or on "
+        "k, k+4, k+8 (interleaved: a second rotation to check a choice made on the first)",
+    )
     ap.add_argument("--steps", type=int, default=None, help="step budget (default: planned)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--seed", type=int, default=0)
@@ -183,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         "match_px": MATCH_PX,
         "base": args.base or "shipped",
         "settings": args.set,
+        "rotation": args.rotation,
         "splits": [],
     }
     if not args.no_base_score:
@@ -194,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     for k in [int(s) for s in args.splits.split(",") if s.strip()]:
-        train = [3 * k, 3 * k + 1, 3 * k + 2]
+        train = [3 * k, 3 * k + 1, 3 * k + 2] if args.rotation == "blocks" else [k, k + 4, k + 8]
         test = [i for i in range(len(names)) if i not in train]
         atoms = pd.concat(
             [lab.assign(frame=j) for j, lab in enumerate(labels[i] for i in train)],

@@ -223,13 +223,16 @@ def iter_detect(
         ps_net, rec = spot_choice[0], dict(spot_choice[1])
     else:
         ps_net, rec = network_pixel_size(stack, ps, det.card, spot_scale, idx)
-    verify = None
+    verify = spot_clf = None
     if ps_net != ps:  # resampled: the probability scale of broad faint spots (model card)
         threshold = detection_threshold(threshold, ps, (ps_net, rec))
         verify = _verify_rule(det, rec, ps)
         if verify is not None:  # liberal candidates, then contrast verification
             threshold *= verify[0].candidate_factor
             rec["verify"] = verify[0].to_dict()
+            spot_clf = _spot_classifier(det)
+            if spot_clf is not None:  # learned from corrected frames: it decides
+                rec["spot_classifier"] = {"threshold": spot_clf.threshold}
         rec["threshold"] = threshold
     if scale_record is not None:
         scale_record.update(rec)
@@ -244,6 +247,17 @@ def iter_detect(
             tta=tta,
         )
     ):
+        if spot_clf is not None:  # the fine-tuned model's own spot classifier decides
+            from atomlens.atoms.spot_classifier import atom_table
+
+            fg = upsample_maps(m, raw.shape)[1:].max(0)
+            cls = str(det.classes[1])
+            atoms = _off_masked(atom_table(spot_clf, raw, fg, ps, t, cls, border_A), bad)
+            atoms["cls"] = pd.Categorical(atoms["cls"].astype(str), list(det.classes[1:]))
+            yield FrameResult(
+                t, i, len(idx), atoms, upsample_maps(m, raw.shape) if return_maps else None
+            )
+            continue
         atoms = atoms_in_frame(
             raw,
             m,
@@ -274,6 +288,16 @@ def _verify_rule(det: Detector, rec: dict, pixel_size: float) -> tuple[Any, floa
     if rule is None or fwhm is None or not float(fwhm) > 0:
         return None
     return rule, float(fwhm) / pixel_size
+
+
+def _spot_classifier(det: Detector) -> Any:
+    """The :class:`atomlens.atoms.spot_classifier.SpotClassifier` of a fine-tuned
+    model's card (sparse spots on a support), or None."""
+    if not det.card.get("spot_classifier"):
+        return None
+    from atomlens.atoms.spot_classifier import SpotClassifier
+
+    return SpotClassifier.from_card(det.card)
 
 
 class Negated:
