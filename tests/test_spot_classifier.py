@@ -114,7 +114,7 @@ def test_bad_input_names_the_problem():
     assert SpotScales.from_dict(SpotScales().to_dict()) == SpotScales()
 
 
-def test_finetune_from_the_general_model_learns_it_and_detect_uses_it():
+def test_finetune_from_the_general_model_learns_it_and_detect_uses_it(tmp_path):
     """Fine-tuning the general model on sparse Pt-like spots stores a spot classifier in
     the card; detection with the new model returns exactly the classifier's atoms."""
     from atomlens.atoms import detect
@@ -135,7 +135,15 @@ def test_finetune_from_the_general_model_learns_it_and_detect_uses_it():
         ignore_index=True,
     )
     res = finetune(
-        np.stack(frames), atoms, [0, 1], base, pixel_size=PX, steps=2, threads=1, val_fraction=0
+        np.stack(frames),
+        atoms,
+        [0, 1],
+        base,
+        pixel_size=PX,
+        steps=2,
+        threads=1,
+        val_fraction=0,
+        out=tmp_path / "pt.pt",
     )
     if "spot_verify" not in res.card:
         pytest.skip("these frames were not spot-resampled (no contrast verification)")
@@ -143,7 +151,9 @@ def test_finetune_from_the_general_model_learns_it_and_detect_uses_it():
     img, yx = _pt_on_carbon(9)
     out = detect(img, res.detector, pixel_size=PX, return_maps=True)
     assert "spot_classifier" in out.spot_scale
-    clf = SpotClassifier.from_card(res.card)
+    from atomlens.segment.model_file import load_detector
+
+    clf = SpotClassifier.from_card(load_detector(tmp_path / "pt.pt").card)  # saved with it
     assert clf is not None and clf.uses_net
     assert len(out.atoms) > 0 and (out.atoms["cls"].astype(str) == "Pt").all()
     mine = clf.detect(img, PX, out.maps[0, 1:].max(0))
