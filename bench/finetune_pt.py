@@ -32,7 +32,15 @@ the training images did not transfer), gradient boosting 0.517/0.547/0.631 (text
 relative: 0.557/0.559/0.597), a small CNN on 21x21 crops with 8-fold flips/rotations
 0.329/0.565/0.630, the classifier fitted only on the validation strips (network
 probability out of sample there) 0.594/0.593/0.631; the network at threshold 0.2 as the
-candidate source finds only 0.53-0.66 of the labels (F1 0.626/0.611/0.635). Diagnosis of
+candidate source finds only 0.53-0.66 of the labels (F1 0.626/0.611/0.635); with the 25
+features and the network 0.629/0.613/0.665 (check rotation 0.600/0.657/0.680), the network
+probability at 3 radii and its mean 0.623/0.628/0.654 (0.652/0.665/0.661): no variant wins
+on both rotations; a per-image threshold maximising the expected F1 from the probabilities
+0.631/0.614/0.668 (0.653/0.653/0.660). The texture-relative classifier trained on 8
+simulated Pt-on-carbon frames (``bench/pt_verify.py`` statistics, no real labels) and
+applied to all 11 images instead of the general model's verification: F1 0.631 / 0.588 /
+0.568 for simulation seeds 77 / 78 / 79 (general model 0.601): not a reliable gain, not
+shipped. Diagnosis of
 the fine-tuned network: F1 at 3/4/5/6/8 px 0.468/0.553/0.600/0.621/0.647 (split 0), no
 systematic offset (mean detection - label <= 0.3 px per axis, median distance 1.8-2.1 px);
 its misses and its unlabelled detections have the same contrast over the local texture
