@@ -22,7 +22,11 @@ blocks rotation 0.628/0.614/0.655 (pooled over the 24 held-out images 0.634, P 0
 0.652) vs 0.621/0.588/0.643 (pooled 0.619, P 0.693 R 0.558, ``--set
 spot_classifier=false``); the check rotation (``--rotation interleaved``, images k, k+4,
 k+8; run after the choice was made) 0.640/0.668/0.661 (pooled 0.657) vs 0.569/0.562/0.653
-(0.598). Tried on the way (throwaway scripts, not kept; same splits, never a setting from
+(0.598). Sensitivity: the same with a 12-bit histogram running median for the background
+(10 x faster candidates, 0.5 s per 512² frame; not shipped) 0.618/0.615/0.657 (pooled 0.632)
+and 0.640/0.666/0.659: the gain over the network alone is small on the first rotation
+(split 0 within +-0.01 of it). Candidates take ~4.7 s per 512² frame (the 41-px median).
+Tried on the way (throwaway scripts, not kept; same splits, never a setting from
 the scored images): candidates = local maxima of the 41-px-median-subtracted image
 smoothed at 1.5 px hold 97.7 % of the labels within 6 px (~1,900 per image; 98.8 % at
 1 px smoothing, 95.8 % at 2 px); logistic regression on those candidates with the
