@@ -157,7 +157,12 @@ def test_finetune_from_the_general_model_learns_it_and_detect_uses_it(tmp_path):
     assert clf is not None and clf.uses_net
     assert len(out.atoms) > 0 and (out.atoms["cls"].astype(str) == "Pt").all()
     mine = clf.detect(img, PX, out.maps[0, 1:].max(0))
-    assert np.array_equal(out.atoms[["y", "x"]].to_numpy(), mine[["y", "x"]].to_numpy())
+    plain = detect(img, res.detector, pixel_size=PX, refine="none").atoms
+    assert np.array_equal(plain[["y", "x"]].to_numpy(), mine[["y", "x"]].to_numpy())
+    # refined like the network's atoms: sub-pixel, a stated sigma, within a few pixels
+    shift = np.hypot(*(out.atoms[["y", "x"]].to_numpy() - mine[["y", "x"]].to_numpy()).T)
+    assert shift.max() < 4.0 and np.isfinite(out.atoms["sigma_A"]).mean() > 0.9
+    assert _f1(out.atoms[["y", "x"]].to_numpy(), yx) >= _f1(plain[["y", "x"]].to_numpy(), yx) - 0.05
     off = finetune(
         np.stack(frames),
         atoms,

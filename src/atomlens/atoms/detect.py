@@ -67,6 +67,31 @@ def empty_table(classes: Sequence[str] = ("C", "Si")) -> pd.DataFrame:
     )
 
 
+def refine_positions(
+    raw: np.ndarray, yx: np.ndarray, refine: str, pixel_size: float, spot_factor: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-pixel positions ``(N, 2)`` px of the atoms at ``yx`` on the raw (Y, X) frame
+    (``refine``: ``"gaussian"`` fit, ``"com"`` centroid or ``"none"``; the window grows
+    with ``spot_factor``, see :func:`atomlens.atoms.refine.refine_window`) and their
+    per-axis standard error ``(N,)`` px (Gaussian fit only, else NaN)."""
+    yx = np.asarray(yx, float).reshape(-1, 2)
+    sigma_px = np.full(len(yx), np.nan)
+    if refine not in ("gaussian", "com", "none"):
+        raise ValueError(f"refine must be 'gaussian', 'com' or 'none', got {refine!r}")
+    if len(yx) and refine != "none":
+        radius, max_shift = refine_window(pixel_size, spot_factor)
+        if refine == "gaussian":
+            yx, _, _, cov = refine_gaussian(
+                raw, yx, radius, max_shift_px=max_shift, return_cov=True
+            )
+            sigma_px = sigma_from_cov(cov)
+        else:
+            new = refine_com(raw, yx, radius)
+            far = np.hypot(*(new - yx).T) > max_shift
+            yx = np.where(far[:, None], yx, new)
+    return yx, sigma_px
+
+
 def atoms_in_frame(
     raw: np.ndarray,
     maps_model: np.ndarray,
@@ -99,20 +124,7 @@ def atoms_in_frame(
     used on spot-resampled frames of sparse atoms)."""
     found = find_atoms(maps_model, det.classes, threshold, method=method)
     yx = to_input_coords(np.column_stack([found["y"], found["x"]]), raw.shape, maps_model.shape)
-    sigma_px = np.full(len(yx), np.nan)  # per-axis position standard error (Gaussian fit only)
-    if len(yx) and refine != "none":
-        radius, max_shift = refine_window(pixel_size, spot_factor)
-        if refine == "gaussian":
-            yx, _, _, cov = refine_gaussian(
-                raw, yx, radius, max_shift_px=max_shift, return_cov=True
-            )
-            sigma_px = sigma_from_cov(cov)
-        elif refine == "com":
-            new = refine_com(raw, yx, radius)
-            far = np.hypot(*(new - yx).T) > max_shift
-            yx = np.where(far[:, None], yx, new)
-        else:
-            raise ValueError(f"refine must be 'gaussian', 'com' or 'none', got {refine!r}")
+    yx, sigma_px = refine_positions(raw, yx, refine, pixel_size, spot_factor)
     margin = border_A / pixel_size
     h, w = raw.shape
     border = (
@@ -250,10 +262,10 @@ def iter_detect(
         if spot_clf is not None:  # the fine-tuned model's own spot classifier decides
             from atomlens.atoms.spot_classifier import atom_table
 
-            fg = upsample_maps(m, raw.shape)[1:].max(0)
-            cls = str(det.classes[1])
-            atoms = _off_masked(atom_table(spot_clf, raw, fg, ps, t, cls, border_A), bad)
-            atoms["cls"] = pd.Categorical(atoms["cls"].astype(str), list(det.classes[1:]))
+            up = upsample_maps(m, raw.shape)[1:]
+            atoms = atom_table(spot_clf, raw, up.max(0), ps, t, str(det.classes[1]), border_A)
+            atoms = _classifier_atoms(atoms, raw, up, det, refine, ps, ps / ps_net)
+            atoms = _off_masked(atoms, bad)
             yield FrameResult(
                 t, i, len(idx), atoms, upsample_maps(m, raw.shape) if return_maps else None
             )
@@ -288,6 +300,32 @@ def _verify_rule(det: Detector, rec: dict, pixel_size: float) -> tuple[Any, floa
     if rule is None or fwhm is None or not float(fwhm) > 0:
         return None
     return rule, float(fwhm) / pixel_size
+
+
+def _classifier_atoms(
+    atoms: pd.DataFrame,
+    raw: np.ndarray,
+    class_maps: np.ndarray,
+    det: Detector,
+    refine: str,
+    pixel_size: float,
+    spot_factor: float,
+) -> pd.DataFrame:
+    """The spot classifier's atoms (integer pixels) refined like the network's
+    (:func:`refine_positions`, with ``sigma_px``/``sigma_A``) and named by the network's
+    most probable atom class at each spot (``class_maps``: (C-1, Y, X) on the frame's grid)."""
+    iy = atoms["y"].to_numpy(int)
+    ix = atoms["x"].to_numpy(int)
+    names = np.asarray(det.classes[1:], dtype=object)
+    cls = names[class_maps[:, iy, ix].argmax(0)] if len(atoms) else names[:0]
+    yx, sigma_px = refine_positions(
+        raw, atoms[["y", "x"]].to_numpy(float), refine, pixel_size, spot_factor
+    )
+    out = atoms.copy()
+    out["y"], out["x"] = yx[:, 0], yx[:, 1]
+    out["cls"] = pd.Categorical(cls, categories=list(det.classes[1:]))
+    out["sigma_px"], out["sigma_A"] = sigma_px, sigma_px * pixel_size
+    return out
 
 
 def _spot_classifier(det: Detector) -> Any:

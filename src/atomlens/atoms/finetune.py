@@ -123,10 +123,11 @@ class FinetuneConfig:
         (:mod:`atomlens.atoms.spot_classifier`: candidate spots of the raw frames scored
         by a logistic regression on texture-relative contrast features and the new
         network's probability, threshold by leave-one-frame-out); detection with the new
-        model then keeps the candidates it accepts. Only where the frames were
+        model then keeps the candidates it accepts (refined like the network's atoms,
+        named by the network's most probable class there). Only where the frames were
         spot-resampled (sparse broad spots), not with ``self_train``. Pt, 3 images -> the
         other 8 (``bench/finetune_pt.py``, 3 splits, same fine-tuned networks): F1 0.621 /
-        0.588 / 0.643 without, 0.628 / 0.614 / 0.655 with it (pooled 0.619 -> 0.634).
+        0.588 / 0.643 without, 0.624 / 0.624 / 0.654 with it (mean 0.617 -> 0.634).
     """
 
     steps: int | None = None

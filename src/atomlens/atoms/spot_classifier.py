@@ -28,7 +28,7 @@ one sampling applies at another. It is stored as plain numbers in a model card
 
 Measured on ``pt_single_atoms`` (``bench/finetune_pt.py``: fine-tuned on 3 images,
 scored on the other 8 within 6 px, 3 splits): the fine-tuned network alone F1 0.621 /
-0.588 / 0.643, with this classifier 0.628 / 0.614 / 0.655 (see that script's docstring
+0.588 / 0.643, with this classifier 0.624 / 0.624 / 0.654 (see that script's docstring
 for the second rotation and the variants tried). The labels, not the method, cap these
 figures near 0.65 (that docstring).
 """
@@ -105,6 +105,26 @@ def _check_frame(frame: np.ndarray, pixel_size: float) -> np.ndarray:
     return img
 
 
+def running_median(img: np.ndarray, size_px: int) -> np.ndarray:
+    """(Y, X) running median of ``img`` over ``size_px``-pixel squares, the slowly varying
+    background: taken on ``b`` x ``b`` block means (``b = size_px // 20``), then
+    interpolated back to the frame's grid (a 41-px window on a 512² frame: ~0.5 s
+    instead of ~5 s for the exact filter; on simulated Pt frames the classifier's held-out
+    F1 is the same, 0.522 over 6 train/test pairs, and with ``b = size_px // 10`` 0.504)."""
+    b = max(1, int(size_px) // 20)
+    if b == 1:
+        return ndi.median_filter(img, _odd(int(size_px)), mode="reflect")
+    ny, nx = -(-img.shape[0] // b), -(-img.shape[1] // b)
+    pad = np.pad(img, ((0, ny * b - img.shape[0]), (0, nx * b - img.shape[1])), mode="reflect")
+    small = pad.reshape(ny, b, nx, b).mean((1, 3))
+    med = ndi.median_filter(small, _odd(max(3, round(size_px / b))), mode="reflect")
+    # block centres sit at b * i + (b - 1) / 2 on the frame's grid
+    yy = (np.arange(img.shape[0]) - (b - 1) / 2) / b
+    xx = (np.arange(img.shape[1]) - (b - 1) / 2) / b
+    gy, gx = np.meshgrid(yy, xx, indexing="ij")
+    return ndi.map_coordinates(med, [gy, gx], order=1, mode="nearest")
+
+
 def candidates(
     frame: np.ndarray,
     pixel_size: float,
@@ -117,7 +137,7 @@ def candidates(
     ``net_A``, when given)."""
     img = _check_frame(frame, pixel_size)
     s = scales
-    bg = ndi.median_filter(img, _odd(_px(s.background_A, pixel_size, 3)), mode="reflect")
+    bg = running_median(img, _px(s.background_A, pixel_size, 3))
     hp = img - bg
     sm = ndi.gaussian_filter(hp, s.smooth_A / pixel_size)
     from skimage.feature import peak_local_max
