@@ -175,3 +175,35 @@ def test_finetune_from_the_general_model_learns_it_and_detect_uses_it(tmp_path):
         spot_classifier=False,
     )
     assert "spot_classifier" not in off.card
+
+
+def test_cli_finetune_reports_the_spot_classifier(tmp_path, capsys):
+    """``atomlens finetune`` from the general model on sparse Pt-like spots prints the
+    learned classifier's threshold and its F1 on the labelled frames, and puts them in
+    its JSON summary."""
+    import json
+
+    from atomlens.cli import main
+    from atomlens.io.atoms_table import write_atoms_csv
+
+    frames, truths = zip(*(_pt_on_carbon(s) for s in (4, 6)))
+    np.save(tmp_path / "pt.npy", np.stack(frames))
+    import pandas as pd
+
+    labels = pd.concat(
+        [
+            pd.DataFrame({"frame": k, "y": t[:, 0], "x": t[:, 1], "cls": "Pt"})
+            for k, t in enumerate(truths)
+        ],
+        ignore_index=True,
+    )
+    write_atoms_csv(tmp_path / "pt.csv", labels)
+    argv = ["finetune", str(tmp_path / "pt.npy"), str(tmp_path / "pt.csv"), "--base", "general"]
+    argv += ["--frames", "0:2", "--out", str(tmp_path / "ft.pt"), "--steps", "2", "--threads", "1"]
+    assert main([*argv, "--pixel-size", str(PX)]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    if "spot_classifier" not in summary:
+        pytest.skip("these frames were not spot-resampled (no spot classifier learned)")
+    assert 0.0 < summary["spot_classifier"]["threshold"] < 1.0
+    assert "spot classifier: threshold" in captured.err

@@ -51,7 +51,7 @@ import torch
 from atomlens.errors import SettingsError
 from atomlens.io.stack import stack_frames
 from atomlens.segment.augment import AugmentConfig, augment_pair
-from atomlens.segment.model_file import Detector, load_detector, save_detector
+from atomlens.segment.model_file import Detector, save_detector
 from atomlens.segment.predict import (
     model_grid_shape,
     normalise,
@@ -282,7 +282,9 @@ def self_training_labels(
     if atoms is not None and len(atoms):
         parts.append(atoms[atoms["frame"].astype(int).isin(frames)])
     if missing:
-        det = base_model if isinstance(base_model, Detector) else load_detector(base_model)
+        from atomlens.segment.registry import load_model
+
+        det = base_model if isinstance(base_model, Detector) else load_model(base_model)
         parts.append(
             detect(
                 stack, det, frames=missing, threshold=threshold, pixel_size=ps, refine="none"
@@ -852,8 +854,8 @@ def iter_finetune(
     atoms : the corrected atom table (``frame, y, x, cls``; ``edited`` counted for the
         card); with ``self_train`` it may be None or hold raw detections.
     frames : the labelled frames (all atoms of a frame are taken as the full truth).
-    base_model : :class:`Detector` (not modified: a copy is trained), a model path, or
-        None for the shipped model.
+    base_model : :class:`Detector` (not modified: a copy is trained), a shipped model name
+        (``"graphene"``, ``"general"``), a model path, or None for the shipped graphene model.
     out : write the new model here (``.pt``); None keeps it in memory only.
     config : a :class:`FinetuneConfig`; ``overrides`` set its fields (``steps=...``,
         ``seed=...``); unknown names raise :class:`FinetuneError`.
@@ -879,7 +881,9 @@ def iter_finetune(
     if not 0 <= cfg.val_fraction < 0.9:
         raise FinetuneError(f"val_fraction must be in [0, 0.9), got {cfg.val_fraction}")
     base_path = None if isinstance(base_model, Detector) else base_model
-    base = base_model if isinstance(base_model, Detector) else load_detector(base_model)
+    from atomlens.segment.registry import load_model  # names ('general') and paths
+
+    base = base_model if isinstance(base_model, Detector) else load_model(base_model)
     ps = resolve_pixel_size(stack, pixel_size)
     data = stack_frames(stack)
     frames = sorted({int(f) for f in frames})

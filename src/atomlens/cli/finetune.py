@@ -38,7 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "project's corrected frames, or the frames with edited atoms",
     )
     p.add_argument("--out", required=True, help="new model file (.pt)")
-    p.add_argument("--base", default=None, help="model to start from (default: shipped model)")
+    p.add_argument(
+        "--base",
+        default=None,
+        help="model to start from: a shipped model name (graphene, general) or a .pt file "
+        "(default: the shipped graphene model)",
+    )
     p.add_argument(
         "--steps",
         type=int,
@@ -243,6 +248,14 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"held-back strip ({b['n_true']} atoms): F1 {b['f1']:.3f} before -> "
             f"{a['f1']:.3f} after (kept step {result.scores['kept_step']})",
+            file=sys.stderr,
+        )
+    spot = ft.get("spot_classifier") or {}
+    if "threshold" in spot:  # sparse spots: the learned verifier decides what is an atom
+        summary["spot_classifier"] = {k: spot.get(k) for k in ("threshold", "held_out_f1")}
+        print(
+            f"spot classifier: threshold {spot['threshold']:.2f}, F1 "
+            f"{spot.get('held_out_f1')} on the labelled frames ({spot.get('threshold_by')})",
             file=sys.stderr,
         )
     if is_project(args.stack):  # the new model joins the saved session's lineage
