@@ -207,3 +207,19 @@ def test_cli_finetune_reports_the_spot_classifier(tmp_path, capsys):
         pytest.skip("these frames were not spot-resampled (no spot classifier learned)")
     assert 0.0 < summary["spot_classifier"]["threshold"] < 1.0
     assert "spot classifier: threshold" in captured.err
+
+
+def test_retrain_message_names_the_spot_classifier():
+    from types import SimpleNamespace
+
+    from atomlens.workflows.correct import retrain_message
+
+    scores = {"before": {"f1": 0.3}, "after": {"f1": 0.6}}
+    card = {"finetune": {"steps": 120, "spot_classifier": {"held_out_f1": 0.657}}}
+    msg = retrain_message(SimpleNamespace(scores=scores, card=card, reason="done"))
+    assert msg == (
+        "retraining done after 120 steps; held-back F1 0.30 -> 0.60; spot classifier F1 "
+        "0.66 (leave one frame out): re-detect to apply it"
+    )
+    plain = retrain_message(SimpleNamespace(scores={}, card={"finetune": {}}, reason="stopped"))
+    assert plain == "retraining stopped after ? steps: re-detect to apply it"

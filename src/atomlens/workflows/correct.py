@@ -670,15 +670,20 @@ class CorrectionSession:
 
 
 def retrain_message(result: Any) -> str:
-    """One line on how a fine-tuning ended: why, after how many steps, and the F1 on the
-    strip held back from the corrected frames before -> after (when it was scored)."""
+    """One line on how a fine-tuning ended: why, after how many steps, the F1 on the
+    strip held back from the corrected frames before -> after (when it was scored) and,
+    for sparse spots, the learned spot classifier's F1 on the corrected frames."""
     sc = getattr(result, "scores", None) or {}
     score = (
         f"; held-back F1 {sc['before']['f1']:.2f} -> {sc['after']['f1']:.2f}"
         if sc.get("before") and sc.get("after")
         else ""
     )
-    steps = result.card.get("finetune", {}).get("steps", "?")
+    ft = result.card.get("finetune", {})
+    spot = ft.get("spot_classifier") or {}
+    if spot.get("held_out_f1") is not None:  # sparse spots: a learned verifier decides
+        score += f"; spot classifier F1 {spot['held_out_f1']:.2f} (leave one frame out)"
+    steps = ft.get("steps", "?")
     return f"retraining {result.reason} after {steps} steps{score}: re-detect to apply it"
 
 
