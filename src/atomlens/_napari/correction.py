@@ -84,8 +84,12 @@ class CorrectionWidget(ViewerWidget):
             "movie", "image", lambda lay: lay.ndim in (2, 3) and not is_derived_image(lay)
         )
         self.bind_button = PushButton(text="Edit this atoms layer")
-        classes = self.session.class_choices()
-        self.cls = ComboBox(label="class (keys 1-9)", choices=classes, value=classes[0])
+        # the classes offered: the bound table's (a callable, so that the pickers'
+        # reset on every layer change re-reads them instead of going back to C/Si)
+        self._offered: list[str] = self.session.class_choices()
+        self.cls = ComboBox(
+            label="class (keys 1-9)", choices=lambda _w: list(self._offered), value=self._offered[0]
+        )
         self.add_button = PushButton(text="Add atoms (click)")
         self.delete_button = PushButton(text="Delete selected")
         self.species_button = PushButton(text="Set class of selected")
@@ -243,6 +247,7 @@ class CorrectionWidget(ViewerWidget):
         self._movie_to_session()
         self._settings_to_session()
         self._draw()
+        self._offer(session.class_choices())  # this table's classes, not the last layer's
 
     def _movie_to_session(self, *_: Any) -> None:
         """The picked image layer is the session's movie (pixel size: the docks' one
@@ -279,6 +284,7 @@ class CorrectionWidget(ViewerWidget):
             return
         defaults = layer.feature_defaults.iloc[0].to_dict()
         want = {"cls": str(self.cls.value), "edited": True, "source": "manual"}
+        want = {k: v for k, v in want.items() if k in defaults}  # (layer not drawn yet)
         if all(defaults.get(k) == v for k, v in want.items()):
             return  # (setting them recolours napari's current colour: ~60 ms at 80k atoms)
         defaults.update(want)
@@ -408,9 +414,13 @@ class CorrectionWidget(ViewerWidget):
                 layer.refresh_colors(update_color_mapping=False)
         finally:
             self._syncing = False
-        choices = session.class_choices(self.cls.choices)
-        if list(self.cls.choices) != choices:
-            self.cls.choices = choices
+        self._offer(session.class_choices(self._offered))
+
+    def _offer(self, classes: list[str]) -> None:
+        """Offer ``classes`` in the class box (keys 1-9 pick them in this order)."""
+        if classes != self._offered or list(self.cls.choices) != classes:
+            self._offered = list(classes)
+            self.cls.reset_choices()
 
     # --- buttons -> session ----------------------------------------------------------------
 

@@ -161,8 +161,20 @@ def result_layer_tuples(result: Any, frames: list[int], place: LayerPlace) -> li
     # is recorded as the user's)
     tup[1]["metadata"]["atomlens"]["pixel_size"] = float(result.pixel_size)
     tup[1]["metadata"]["atomlens"]["pixel_size_source"] = "user" if place.typed else "metadata"
+    # the detector that found them: the Correct dock fine-tunes this one, not graphene
+    tup[1]["metadata"]["atomlens"]["models"] = {"detector": detector_name(result)}
     tuples.append(tup)
     return tuples
+
+
+def detector_name(result: Any) -> str:
+    """The detector a detection ran: the recipe's shipped name or ``.pt`` path, or for
+    'auto' (and None) the shipped model it chose (``graphene``, ``general``)."""
+    model = getattr(result.recipe, "model", None)
+    if model not in (None, "", "auto"):
+        return str(model)
+    name = str(result.model_choice or "").split(" (")[0]
+    return name or str(result.model_card.get("registry_name") or "graphene")
 
 
 def recipe_field(name: str) -> Any:

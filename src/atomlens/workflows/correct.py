@@ -169,10 +169,21 @@ class CorrectionSession:
     def can_redo(self) -> bool:
         return self.history.can_redo
 
-    def class_choices(self, defaults: Iterable[str] = DEFAULT_CLASSES) -> list[str]:
-        """Species to offer for new atoms: ``defaults`` then those in the table (in order
-        of first appearance); key ``n`` of the dock picks the n-th."""
-        present = [str(c) for c in pd.unique(self.atoms["cls"])] if "cls" in self.atoms else []
+    def class_choices(self, defaults: Iterable[str] | None = None) -> list[str]:
+        """Species to offer for new atoms: ``defaults`` then the table's classes (its
+        categories, then the values in order of first appearance); key ``n`` of the dock
+        picks the n-th. ``defaults`` None: :data:`DEFAULT_CLASSES` when the table is empty
+        or holds one of them, else none (a general-model table offers its ``atom``, a
+        contrast-named one its ``S2, Mo``: not a C the user never asked for)."""
+        present: list[str] = []
+        if "cls" in self.atoms:
+            col = self.atoms["cls"]
+            if isinstance(col.dtype, pd.CategoricalDtype):
+                present += [str(c) for c in col.cat.categories]
+            present += [str(c) for c in pd.unique(col.dropna())]
+        if defaults is None:
+            hit = not present or bool(set(present) & set(DEFAULT_CLASSES))
+            defaults = DEFAULT_CLASSES if hit else ()
         return list(dict.fromkeys([*map(str, defaults), *present]))
 
     def ids_at(self, rows: Iterable[int]) -> list[int]:
