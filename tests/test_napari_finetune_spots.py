@@ -1,0 +1,87 @@
+"""Teaching a new material in the GUI: Detect with the general model on sparse Pt-like
+spots, replace two frames' atoms with their truth in the Correct dock (napari's own
+delete and add), retrain from the dock, re-detect. The dock must fine-tune the model
+Detect used (the general one, not graphene), offer its class (``atom``, not C/Si), and
+the re-detected frame must hold the atoms of the fine-tuned model's spot classifier."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from atomlens._napari._layers import add_tuple
+from atomlens._napari.correction import CorrectionWidget
+from atomlens._napari.detect_widget import DetectWidget
+from atomlens.viz.layers import image_layer_tuple
+from tests.test_spot_classifier import PX, _pt_on_carbon
+
+pytestmark = pytest.mark.gui
+
+
+def test_retrain_from_the_dock_on_the_general_model_learns_spots(
+    make_napari_viewer, qtbot, tmp_path
+):
+    from atomlens.atoms import detect
+    from atomlens.segment.registry import load_model
+
+    if "spot_verify" not in load_model("general").card:
+        pytest.skip("the general model's card has no spot_verify rule")
+    frames, truths = zip(*(_pt_on_carbon(s, crop=256) for s in (4, 6, 9)))
+    movie = np.stack(frames).astype(np.float32)
+    np.save(tmp_path / "pt.npy", movie)
+    viewer = make_napari_viewer()
+    meta = {"atomlens": {"path": str(tmp_path / "pt.npy")}}
+    img = add_tuple(viewer, image_layer_tuple(movie, PX, "pt", metadata=meta))
+
+    dw = DetectWidget(viewer)
+    viewer.window.add_dock_widget(dw)
+    dw.image.value, dw.model.value, dw.frames.value = img, "general", "all"
+    dw.run()
+    qtbot.waitUntil(lambda: dw.results_shown, timeout=120_000)
+    pts = viewer.layers["atoms pt"]
+    assert pts.metadata["atomlens"]["models"] == {"detector": "general"}
+
+    w = CorrectionWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.image.value = img
+    w.bind_layer(pts)
+    assert w.session.model == "general" and list(w.cls.choices) == ["atom"]
+    for t in (0, 1):  # the user deletes frame t's detections and clicks its atoms
+        pts.selected_data = set(np.flatnonzero(pts.data[:, 0] == t).tolist())
+        w.delete_selected()
+        pts.add(np.column_stack([np.full(len(truths[t]), t), truths[t]]))
+        assert list(w.cls.choices) == ["atom"]  # (an edit does not bring back C/Si)
+    assert w.session.corrected_frames == [0, 1]
+    added = w.session.atoms[w.session.atoms["source"] == "manual"]
+    assert len(added) == len(truths[0]) + len(truths[1])
+    assert (added["cls"] == "atom").all()
+
+    w.steps.value, w.threads = 2, 1
+    worker = w.start_retrain()
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    model = w.new_model
+    assert model is not None and w.redetect_button.enabled
+    ft = model.card["finetune"]
+    assert ft["base_model_name"] == "general" and ft["labels_per_species"] == {"atom": len(added)}
+    if "spot_verify" not in model.card:
+        pytest.skip("these frames were not spot-resampled (no contrast verification)")
+    assert "spot_classifier" in model.card
+    assert "spot classifier F1" in w.status.value
+
+    worker = w.start_redetect()
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    assert w.last_redetect.detected_frames == [2] and w.session.current_model is model
+    want = detect(movie[2], model, pixel_size=PX)
+    assert "spot_classifier" in want.spot_scale  # the classifier decided, not the net alone
+    got = pts.features[pts.features["frame"] == 2]
+    assert len(got) == len(want.atoms) > 0 and (got["cls"].astype(str) == "atom").all()
+    np.testing.assert_allclose(
+        np.sort(pts.data[pts.data[:, 0] == 2][:, 1:], axis=0),
+        np.sort(want.atoms[["y", "x"]].to_numpy(float), axis=0),
+        atol=1e-6,
+    )
+    # the corrected frames kept the user's atoms
+    assert (pts.data[:, 0] == 0).sum() == len(truths[0])
