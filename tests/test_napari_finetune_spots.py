@@ -40,6 +40,8 @@ def test_retrain_from_the_dock_on_the_general_model_learns_spots(
     qtbot.waitUntil(lambda: dw.results_shown, timeout=120_000)
     pts = viewer.layers["atoms pt"]
     assert pts.metadata["atomlens"]["models"] == {"detector": "general"}
+    # markers half as wide as the ~3 Å spots, not the 0.5 Å default (1.7 px: invisible)
+    assert pts.size.min() > 2 * 0.5 / PX
 
     w = CorrectionWidget(viewer)
     viewer.window.add_dock_widget(w)

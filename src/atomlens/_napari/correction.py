@@ -43,7 +43,7 @@ from napari.layers.base._base_constants import ActionType
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 
-from atomlens._napari._base import ViewerWidget
+from atomlens._napari._base import ViewerWidget, status_label
 from atomlens._napari._layers import add_tuple, current_frame, layer_atoms, layer_stack, set_frame
 from atomlens._napari._reuse import REPLACED, is_replacing, unwrapped
 from atomlens._napari._workers import notify_error, start_generator
@@ -118,7 +118,10 @@ class CorrectionWidget(ViewerWidget):
         self.redetect_button = PushButton(text="Re-detect all frames with new model")
         self.redetect_button.enabled = False
         self.counts = Table(value={"frame": [], "before": [], "after": [], "corrected": []})
-        self.status = Label(value="")
+        # a long line (the retraining summary) must not widen the dock past the window:
+        # clipped, the whole text in its tooltip (and in the notification)
+        self.status = status_label()
+        self.status.changed.connect(lambda text: setattr(self.status, "tooltip", str(text)))
 
         def row(*widgets: Any) -> Container:
             return Container(layout="horizontal", widgets=list(widgets), labels=False)

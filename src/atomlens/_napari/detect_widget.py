@@ -157,6 +157,10 @@ def result_layer_tuples(result: Any, frames: list[int], place: LayerPlace) -> li
         metadata={"atomlens": {"source": place.name}},
     )
     tup[1]["translate"] = (t_off, y_off, x_off)
+    fwhm = (getattr(result, "spot_scale", None) or {}).get("fwhm_A")
+    if fwhm and result.pixel_size:  # broad spots (3-4 Å single atoms): a marker of half
+        # their width, not 0.5 Å (~1 screen pixel on a 512² frame at 0.3 Å/px)
+        tup[1]["size"] = max(float(tup[1]["size"]), 0.5 * float(fwhm) / float(result.pixel_size))
     # the pixel size detection used, where every dock's resolver reads it (a typed value
     # is recorded as the user's)
     tup[1]["metadata"]["atomlens"]["pixel_size"] = float(result.pixel_size)
