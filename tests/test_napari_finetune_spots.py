@@ -71,6 +71,7 @@ def test_retrain_from_the_dock_on_the_general_model_learns_spots(
         pytest.skip("these frames were not spot-resampled (no contrast verification)")
     assert "spot_classifier" in model.card
     assert "spot classifier F1" in w.status.value
+    assert "save the project to keep it as a file" in w.status.value  # no project yet
 
     worker = w.start_redetect()
     with qtbot.waitSignal(worker.finished, timeout=120_000):
@@ -87,3 +88,14 @@ def test_retrain_from_the_dock_on_the_general_model_learns_spots(
     )
     # the corrected frames kept the user's atoms
     assert (pts.data[:, 0] == 0).sum() == len(truths[0])
+
+    # retrained before the project had a name: saving it keeps the model as a file
+    from atomlens.io.project import load_project
+    from atomlens.segment.model_file import load_detector
+
+    w.save(tmp_path / "pt.atomlens")
+    kept = str(tmp_path / "pt.atomlens" / "models" / "finetuned-001.pt")
+    assert w.session.new_model_path == kept and w.session.model == kept
+    assert w.session.lineage[-1]["model"] == kept
+    assert load_project(tmp_path / "pt.atomlens").models["finetuned"] == kept
+    assert "spot_classifier" in load_detector(kept).card

@@ -511,7 +511,12 @@ class CorrectionSession:
                 "reason": result.reason,
             }
         )
-        self._emit("model", frames, message=retrain_message(result))
+        where = (
+            f"; saved as {Path(self.new_model_path).name}"
+            if self.new_model_path
+            else "; save the project to keep it as a file"
+        )
+        self._emit("model", frames, message=retrain_message(result) + where)
 
     def redetect(self, *, model: Any = None) -> Generator[Any, None, RedetectResult]:
         """Re-detect every frame except the corrected ones with ``model`` (default: the
@@ -595,6 +600,8 @@ class CorrectionSession:
         target = path or self.project_path
         if not target:
             raise SettingsError("choose a project file name (NAME.atomlens) first")
+        if self.new_model is not None and not self.new_model_path:
+            self._keep_model(target)  # retrained before the project had a name
         folder = save_project(target, self.to_project())
         self.project_path = str(folder)
         self._saved_version = self._version
@@ -602,6 +609,25 @@ class CorrectionSession:
         self._dirty_since = None
         self._emit("saved", message=f"saved {folder.name}", dirty=False)
         return folder
+
+    def _keep_model(self, target: str | Path) -> None:
+        """Write the in-memory fine-tuned model into project ``target``'s ``models/``
+        (``finetuned-NNN.pt``) and record the file in the lineage, so that saving a
+        project after retraining keeps the model (re-detection of other images, the
+        Detect dock's model file)."""
+        from atomlens.io.project import project_folder
+        from atomlens.segment.model_file import save_detector
+
+        folder = project_folder(target)
+        n = len(list((folder / "models").glob("finetuned-*.pt"))) if folder.exists() else 0
+        out = folder / "models" / f"finetuned-{n + 1:03d}.pt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_detector(self.new_model, out)
+        self.new_model_path = str(out)
+        if self.lineage and self.lineage[-1].get("model") is None:
+            self.lineage[-1]["model"] = str(out)
+        if self.current_model is self.new_model:
+            self.model = str(out)
 
     def autosave_due(self, now: float | None = None) -> bool:
         """True when autosave is on, a project path is set and changes have stayed
