@@ -71,6 +71,7 @@ def test_retrain_from_the_dock_on_the_general_model_learns_spots(
         pytest.skip("these frames were not spot-resampled (no contrast verification)")
     assert "spot_classifier" in model.card
     assert "spot classifier F1" in w.status.value
+    assert w.progress.value == w.progress.max  # finished: a full bar
     assert "save the project to keep it as a file" in w.status.value  # no project yet
 
     worker = w.start_redetect()

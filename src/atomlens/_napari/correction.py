@@ -377,6 +377,10 @@ class CorrectionWidget(ViewerWidget):
             self.project_file.value = str(self.session.project_path)
         if ev.kind == "model":
             self.redetect_button.enabled = True
+            if self.session.lineage and self.session.lineage[-1].get("reason") != "stopped":
+                # ended early (validation stopped improving): the bar says "finished",
+                # not a run cut short at 56 % (the status line says after how many steps)
+                self.progress.value = self.progress.max
             show_info(f"Correct atoms: {ev.message} (corrected frames stay untouched)")
         if ev.kind == "redetected":
             show_info(ev.message)
