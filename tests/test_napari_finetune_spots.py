@@ -100,3 +100,33 @@ def test_retrain_from_the_dock_on_the_general_model_learns_spots(
     assert w.session.lineage[-1]["model"] == kept
     assert load_project(tmp_path / "pt.atomlens").models["finetuned"] == kept
     assert "spot_classifier" in load_detector(kept).card
+
+
+def test_delete_every_atom_then_click_them_again(make_napari_viewer):
+    """Select all + Delete (to click an image's atoms from scratch) leaves an empty,
+    working layer: napari's species colours failed on the empty table (KeyError nan)."""
+    import pandas as pd
+
+    from atomlens.viz.layers import atoms_layer_tuple
+
+    viewer = make_napari_viewer()
+    img = add_tuple(viewer, image_layer_tuple(np.zeros((1, 64, 64), np.float32), PX, "pt"))
+    atoms = pd.DataFrame(
+        {"frame": [0, 0], "y": [10.0, 20.0], "x": [10.0, 30.0], "cls": pd.Categorical(["atom"] * 2)}
+    )
+    pts = add_tuple(viewer, atoms_layer_tuple(atoms.assign(prob=0.9), PX, "atoms pt"))
+    w = CorrectionWidget(viewer)
+    w.image.value = img
+    w.bind_layer(pts)
+    pts.selected_data = {0, 1}
+    w.delete_selected()
+    assert len(pts.data) == len(w.session.atoms) == 0 and w.session.corrected_frames == [0]
+    pts.add(np.array([[0, 5.0, 6.0]]))
+    assert w.session.atoms[["y", "x", "cls", "source"]].values.tolist() == [
+        [5.0, 6.0, "atom", "manual"]
+    ]
+    green = [int("4daf4a"[i : i + 2], 16) / 255 for i in (0, 2, 4)]  # the 'atom' colour
+    np.testing.assert_allclose(pts.face_color[0, :3], green, atol=1e-6)
+    w.undo()
+    w.undo()
+    assert len(pts.data) == 2 and np.allclose(pts.data[:, 1:], [[10.0, 10.0], [20.0, 30.0]])

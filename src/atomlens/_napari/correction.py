@@ -415,7 +415,10 @@ class CorrectionWidget(ViewerWidget):
                 layer.data = data
             old = layer.features
             same_cls = len(old) == len(atoms) and "cls" in old and _same(old["cls"], atoms["cls"])
-            if moved or not (same_cls and _same_flags(old, atoms)):
+            # (an empty table keeps the layer's emptied features: napari's species colour
+            # cycle fails on the NaN defaults of an empty DataFrame, e.g. after Select
+            # all + Delete to click a frame again from scratch)
+            if len(atoms) and (moved or not (same_cls and _same_flags(old, atoms))):
                 layer.features = atoms.reset_index(drop=True)
             if moved or not same_cls:
                 layer.refresh_colors(update_color_mapping=False)
