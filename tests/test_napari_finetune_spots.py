@@ -130,3 +130,28 @@ def test_delete_every_atom_then_click_them_again(make_napari_viewer):
     w.undo()
     w.undo()
     assert len(pts.data) == 2 and np.allclose(pts.data[:, 1:], [[10.0, 10.0], [20.0, 30.0]])
+
+
+def test_retraining_line_when_every_frame_is_corrected(tmp_path):
+    """One image, corrected: the line says to detect other images with the model (there
+    is nothing left to re-detect), and where the model file is once there is one."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from atomlens.workflows.correct import CorrectionSession
+
+    movie = np.zeros((2, 32, 32), np.float32)
+    atoms = pd.DataFrame({"frame": [0, 1], "y": [5.0, 6.0], "x": [5.0, 6.0], "cls": "atom"})
+    s = CorrectionSession(atoms=atoms, stack=movie, pixel_size=PX)
+    seen = []
+    s.connect(lambda ev: seen.append(ev.message))
+    card = {"finetune": {"steps": 5, "frames": [0]}}
+    result = SimpleNamespace(card=card, detector=object(), path=None, reason="done", scores={})
+    s.mark_frames([0])
+    s.adopt_model(result)
+    assert seen[-1].endswith("re-detect to apply it; save the project to keep it as a file")
+    s.mark_frames([1])
+    s.adopt_model(SimpleNamespace(**{**vars(result), "path": tmp_path / "finetuned-002.pt"}))
+    assert "every frame is corrected: detect other images with it" in seen[-1]
+    assert "re-detect" not in seen[-1] and seen[-1].endswith("saved as finetuned-002.pt")

@@ -511,12 +511,19 @@ class CorrectionSession:
                 "reason": result.reason,
             }
         )
+        message = retrain_message(result)
+        n = self.n_frames
+        if n is not None and set(range(n)) <= self.corrected:  # e.g. one image: nothing
+            message = message.replace(  # left to re-detect here
+                "re-detect to apply it",
+                "every frame is corrected: detect other images with it (Detect: model 'file')",
+            )
         where = (
             f"; saved as {Path(self.new_model_path).name}"
             if self.new_model_path
             else "; save the project to keep it as a file"
         )
-        self._emit("model", frames, message=retrain_message(result) + where)
+        self._emit("model", frames, message=message + where)
 
     def redetect(self, *, model: Any = None) -> Generator[Any, None, RedetectResult]:
         """Re-detect every frame except the corrected ones with ``model`` (default: the
