@@ -5,6 +5,7 @@ learned by fine-tuning from the general model and used by detection."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from atomlens.atoms.match import match_atoms
@@ -39,6 +40,17 @@ def _pt_on_carbon(seed: int, crop: int = 320):
     )
     inside = np.all((yx >= 0) & (yx <= np.array(img.shape) - 1), axis=1)
     return img, yx[inside]
+
+
+def _labels(truths) -> pd.DataFrame:
+    """The atom table (frame, y, x, cls "Pt") of the truths of consecutive frames."""
+    return pd.concat(
+        [
+            pd.DataFrame({"frame": k, "y": t[:, 0], "x": t[:, 1], "cls": "Pt"})
+            for k, t in enumerate(truths)
+        ],
+        ignore_index=True,
+    )
 
 
 def _f1(found: np.ndarray, truth: np.ndarray, r: float = 6.0) -> float:
@@ -125,26 +137,10 @@ def test_finetune_from_the_general_model_learns_it_and_detect_uses_it(tmp_path):
     if "spot_verify" not in base.card:
         pytest.skip("the general model's card has no spot_verify rule")
     frames, truths = zip(*(_pt_on_carbon(s) for s in (4, 6)))
-    import pandas as pd
 
-    atoms = pd.concat(
-        [
-            pd.DataFrame({"frame": k, "y": t[:, 0], "x": t[:, 1], "cls": "Pt"})
-            for k, t in enumerate(truths)
-        ],
-        ignore_index=True,
-    )
-    res = finetune(
-        np.stack(frames),
-        atoms,
-        [0, 1],
-        base,
-        pixel_size=PX,
-        steps=2,
-        threads=1,
-        val_fraction=0,
-        out=tmp_path / "pt.pt",
-    )
+    atoms = _labels(truths)
+    two_steps = {"pixel_size": PX, "steps": 2, "threads": 1, "val_fraction": 0}
+    res = finetune(np.stack(frames), atoms, [0, 1], base, out=tmp_path / "pt.pt", **two_steps)
     if "spot_verify" not in res.card:
         pytest.skip("these frames were not spot-resampled (no contrast verification)")
     assert "spot_classifier" in res.card and "threshold" in res.card["finetune"]["spot_classifier"]
@@ -163,17 +159,7 @@ def test_finetune_from_the_general_model_learns_it_and_detect_uses_it(tmp_path):
     shift = np.hypot(*(out.atoms[["y", "x"]].to_numpy() - mine[["y", "x"]].to_numpy()).T)
     assert shift.max() < 4.0 and np.isfinite(out.atoms["sigma_A"]).mean() > 0.9
     assert _f1(out.atoms[["y", "x"]].to_numpy(), yx) >= _f1(plain[["y", "x"]].to_numpy(), yx) - 0.05
-    off = finetune(
-        np.stack(frames),
-        atoms,
-        [0, 1],
-        base,
-        pixel_size=PX,
-        steps=2,
-        threads=1,
-        val_fraction=0,
-        spot_classifier=False,
-    )
+    off = finetune(np.stack(frames), atoms, [0, 1], base, spot_classifier=False, **two_steps)
     assert "spot_classifier" not in off.card
 
 
@@ -188,15 +174,8 @@ def test_cli_finetune_reports_the_spot_classifier(tmp_path, capsys):
 
     frames, truths = zip(*(_pt_on_carbon(s) for s in (4, 6)))
     np.save(tmp_path / "pt.npy", np.stack(frames))
-    import pandas as pd
 
-    labels = pd.concat(
-        [
-            pd.DataFrame({"frame": k, "y": t[:, 0], "x": t[:, 1], "cls": "Pt"})
-            for k, t in enumerate(truths)
-        ],
-        ignore_index=True,
-    )
+    labels = _labels(truths)
     write_atoms_csv(tmp_path / "pt.csv", labels)
     argv = ["finetune", str(tmp_path / "pt.npy"), str(tmp_path / "pt.csv"), "--base", "general"]
     argv += ["--frames", "0:2", "--out", str(tmp_path / "ft.pt"), "--steps", "2", "--threads", "1"]
