@@ -54,6 +54,7 @@ def test_retrain_from_the_dock_on_the_general_model_learns_spots(
         pts.add(np.column_stack([np.full(len(truths[t]), t), truths[t]]))
         assert list(w.cls.choices) == ["atom"]  # (an edit does not bring back C/Si)
     assert w.session.corrected_frames == [0, 1]
+    assert list(w.corrected_list.choices) == [0, 1]  # listed (an edit emptied the list)
     added = w.session.atoms[w.session.atoms["source"] == "manual"]
     assert len(added) == len(truths[0]) + len(truths[1])
     assert (added["cls"] == "atom").all()
@@ -125,6 +126,7 @@ def test_delete_every_atom_then_click_them_again(make_napari_viewer):
     assert w.session.atoms[["y", "x", "cls", "source"]].values.tolist() == [
         [5.0, 6.0, "atom", "manual"]
     ]
+    assert list(w.corrected_list.choices) == [0]
     green = [int("4daf4a"[i : i + 2], 16) / 255 for i in (0, 2, 4)]  # the 'atom' colour
     np.testing.assert_allclose(pts.face_color[0, :3], green, atol=1e-6)
     w.undo()

@@ -97,7 +97,13 @@ class CorrectionWidget(ViewerWidget):
         self.redo_button = PushButton(text="Redo (Ctrl+Shift+Z)")
         self.mark_button = PushButton(text="Mark frame corrected")
         self.unmark_button = PushButton(text="Unmark")
-        self.corrected_list = Select(label="corrected frames", choices=[], allow_multiple=True)
+        # (callable choices: the pickers' reset on every layer change re-reads them; a
+        # list set once went back to [] on the next edit)
+        self.corrected_list = Select(
+            label="corrected frames",
+            choices=lambda _w: self.session.corrected_frames,
+            allow_multiple=True,
+        )
         self.corrected_label = Label(value="corrected: none")
         # -- project
         self.project_file = FileEdit(label="project", mode="w", filter="*.atomlens", value="")
@@ -391,7 +397,8 @@ class CorrectionWidget(ViewerWidget):
         """Redraw the layer from the session: row i of the layer is row i of the table."""
         layer, session = self.layer, self.session
         frames = session.corrected_frames
-        self.corrected_list.choices = frames
+        if list(self.corrected_list.choices) != frames:
+            self.corrected_list.reset_choices()
         self.corrected_label.value = f"corrected: {format_frames(frames) or 'none'}"
         self.undo_button.enabled, self.redo_button.enabled = session.can_undo, session.can_redo
         if layer is None:
