@@ -174,11 +174,12 @@ def result_layer_tuples(result: Any, frames: list[int], place: LayerPlace) -> li
 def detector_name(result: Any) -> str:
     """The detector a detection ran: the recipe's shipped name or ``.pt`` path, or for
     'auto' (and None) the shipped model it chose (``graphene``, ``general``)."""
-    model = getattr(result.recipe, "model", None)
+    model = getattr(getattr(result, "recipe", None), "model", None)
     if model not in (None, "", "auto"):
         return str(model)
-    name = str(result.model_choice or "").split(" (")[0]
-    return name or str(result.model_card.get("registry_name") or "graphene")
+    name = str(getattr(result, "model_choice", "") or "").split(" (")[0]
+    card = getattr(result, "model_card", None) or {}
+    return name or str(card.get("registry_name") or "graphene")
 
 
 def recipe_field(name: str) -> Any:
