@@ -157,3 +157,20 @@ def test_retraining_line_when_every_frame_is_corrected(tmp_path):
     s.adopt_model(SimpleNamespace(**{**vars(result), "path": tmp_path / "finetuned-002.pt"}))
     assert "every frame is corrected: detect other images with it" in seen[-1]
     assert "re-detect" not in seen[-1] and seen[-1].endswith("saved as finetuned-002.pt")
+
+
+def test_detect_warnings_in_the_docks_words():
+    """The dock shows the detection warnings with its own controls named, not CLI flags."""
+    from atomlens._napari.detect_widget import gui_wording
+
+    text = (
+        "most of the atom probability lies below the threshold 0.5 (80% of candidate "
+        "pixels): the graphene model is unsure on this image; try --model general, or "
+        "correct a frame and retrain (atomlens finetune)"
+    )
+    out = gui_wording(text)
+    assert "--" not in out and "atomlens finetune" not in out
+    assert out.endswith(
+        "try model 'general' in this dock, or correct a frame and retrain (Correct atoms dock)"
+    )
+    assert "check the pixel size (Å) field, or" in gui_wording("check --pixel-size, or")

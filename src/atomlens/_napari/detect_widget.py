@@ -182,6 +182,17 @@ def detector_name(result: Any) -> str:
     return name or str(card.get("registry_name") or "graphene")
 
 
+def gui_wording(warning: str) -> str:
+    """A detection warning in the dock's words: the CLI's ``--model general``,
+    ``--pixel-size`` and ``(atomlens finetune)`` become this dock's model box, pixel size
+    field and the Correct atoms dock."""
+    import re
+
+    text = re.sub(r"--model ([\w.-]+)", r"model '\1' in this dock", warning)
+    text = text.replace("--pixel-size", "the pixel size (Å) field")
+    return text.replace("(atomlens finetune)", "(Correct atoms dock)")
+
+
 def recipe_field(name: str) -> Any:
     """The :class:`~atomlens.workflows.detect.DetectRecipe` field ``name`` (its default and
     ``metadata["choices"]``), so the dock offers what the recipe accepts."""
@@ -434,7 +445,7 @@ class DetectWidget(ViewerWidget):
             show_info(f"Detect atoms: {spot.get('why', '')}")
         self.status.tooltip = choice + (f"\n{spot['why']}" if spot.get("why") else "")
         for warning in getattr(result, "warnings", []):  # the model may not fit this image
-            show_warning(f"Detect atoms: {warning}")
+            show_warning(f"Detect atoms: {gui_wording(warning)}")
         if points in self.viewer.layers:  # (not replaced or removed meanwhile)
             self.viewer.layers.selection.active = points
         ensure_key_dock(self.viewer)
