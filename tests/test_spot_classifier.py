@@ -161,6 +161,14 @@ def test_finetune_from_the_general_model_learns_it_and_detect_uses_it(tmp_path):
     assert _f1(out.atoms[["y", "x"]].to_numpy(), yx) >= _f1(plain[["y", "x"]].to_numpy(), yx) - 0.05
     off = finetune(np.stack(frames), atoms, [0, 1], base, spot_classifier=False, **two_steps)
     assert "spot_classifier" not in off.card
+    # the probability-mass warning is about the network's threshold: not raised where the
+    # spot classifier decides (resampled frames), raised for the same network without it
+    from atomlens.atoms.suitability import model_fit_warnings
+
+    low = {"threshold": 0.99, "network_pixel_size_A": PX / 3}
+    said = [w for w in model_fit_warnings(img, PX, res.detector, **low) if "below the" in w]
+    assert said == []
+    assert any("below the" in w for w in model_fit_warnings(img, PX, off.detector, **low))
 
 
 def test_cli_finetune_reports_the_spot_classifier(tmp_path, capsys):

@@ -229,7 +229,12 @@ def model_fit_warnings(
     fg = _probabilities(image, network_pixel_size_A or pixel_size_A, det, bool(invert))
     sure = int((fg >= threshold).sum())
     unsure = int(((fg > 0.2) & (fg < threshold)).sum())
-    if unsure > sure:
+    # a fine-tuned model's spot classifier, not this threshold, decides on resampled
+    # frames (atoms.detect): the probability mass below it says nothing there
+    classifier_decides = bool(det.card.get("spot_classifier")) and (
+        network_pixel_size_A not in (None, pixel_size_A)
+    )
+    if unsure > sure and not classifier_decides:
         share = unsure / max(sure + unsure, 1)
         out.append(
             f"most of the atom probability lies below the threshold {threshold:g} "
