@@ -205,7 +205,7 @@ def test_retrain_message_names_the_spot_classifier():
     card = {"finetune": {"steps": 120, "spot_classifier": {"held_out_f1": 0.657}}}
     msg = retrain_message(SimpleNamespace(scores=scores, card=card, reason="done"))
     assert msg == (
-        "retraining done after 120 steps; held-back F1 0.30 -> 0.60; spot classifier F1 "
+        "retraining done after 120 steps; held-back F1 (network) 0.30 -> 0.60; spot classifier F1 "
         "0.66 (leave one frame out): re-detect to apply it"
     )
     plain = retrain_message(SimpleNamespace(scores={}, card={"finetune": {}}, reason="stopped"))

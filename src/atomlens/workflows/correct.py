@@ -716,16 +716,19 @@ class CorrectionSession:
 def retrain_message(result: Any) -> str:
     """One line on how a fine-tuning ended: why, after how many steps, the F1 on the
     strip held back from the corrected frames before -> after (when it was scored) and,
-    for sparse spots, the learned spot classifier's F1 on the corrected frames."""
+    for sparse spots, the learned spot classifier's F1 on the corrected frames (it then
+    decides which spots are atoms, so the strip's score is the network's alone)."""
     sc = getattr(result, "scores", None) or {}
+    ft = result.card.get("finetune", {})
+    spot = ft.get("spot_classifier") or {}
+    clf = spot.get("held_out_f1") is not None  # sparse spots: a learned verifier decides
     score = (
-        f"; held-back F1 {sc['before']['f1']:.2f} -> {sc['after']['f1']:.2f}"
+        f"; held-back F1{' (network)' if clf else ''} {sc['before']['f1']:.2f} -> "
+        f"{sc['after']['f1']:.2f}"
         if sc.get("before") and sc.get("after")
         else ""
     )
-    ft = result.card.get("finetune", {})
-    spot = ft.get("spot_classifier") or {}
-    if spot.get("held_out_f1") is not None:  # sparse spots: a learned verifier decides
+    if clf:
         score += f"; spot classifier F1 {spot['held_out_f1']:.2f} (leave one frame out)"
     steps = ft.get("steps", "?")
     return f"retraining {result.reason} after {steps} steps{score}: re-detect to apply it"
