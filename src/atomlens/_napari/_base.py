@@ -189,18 +189,31 @@ def tabify_with_atomlens(widget) -> bool:
 
 
 def _scroll_inside(dock) -> None:
-    """Put the dock's content in a scroll area: a long dock scrolls instead of making the
-    main window taller than the screen."""
+    """Put the dock's content in a scroll area: a long dock scrolls (vertically) instead of
+    making the main window taller than the screen; it is never narrower than its content
+    needs, so no button or field is cut at the right edge."""
+    from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QFrame, QScrollArea
 
     content = dock.widget()
     if content is None or isinstance(content, QScrollArea):
         return
-    scroll = QScrollArea()
+
+    class VerticalScroll(QScrollArea):
+        def minimumSizeHint(self):  # noqa: N802 - Qt's name
+            hint = super().minimumSizeHint()
+            inner = self.widget()
+            if inner is not None:  # the content's width now, plus the vertical bar
+                bar = self.verticalScrollBar().sizeHint().width()
+                hint.setWidth(inner.minimumSizeHint().width() + bar + 2 * self.frameWidth())
+            return hint
+
+    scroll = VerticalScroll()
     scroll.setWidgetResizable(True)
     scroll.setFrameShape(QFrame.Shape.NoFrame)
     scroll.setWidget(content)
     scroll.setMinimumHeight(120)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     dock.setWidget(scroll)
 
 
