@@ -126,14 +126,13 @@ class DefectsDock(ViewerWidget):
         self.csv_file = FileEdit(label="CSV file", mode="w", filter="*.csv", value="")
         self.export_button = PushButton(text="Export CSV")
         self.status = status_label()
-        row = Container(
-            layout="horizontal",
-            widgets=[self.run_button, self.stop_button, self.add_layers],
-            labels=False,
+        row = Container(  # the checkbox on its own line: the dock stays as narrow as the rest
+            layout="horizontal", widgets=[self.run_button, self.stop_button], labels=False
         )
         self.extend(
             [
                 self.atoms,
+                self.add_layers,
                 row,
                 self.progress,
                 self.type_filter,
