@@ -219,3 +219,22 @@ def test_result_written_into_bound_layer_is_a_new_baseline(make_napari_viewer, q
     data[5, 1] += 2.0
     layer.data = data
     assert session is widget.session and widget.session.can_undo
+
+
+def test_edit_button_on_the_bound_layer_keeps_the_session(make_napari_viewer, movie):
+    """Pressing 'Edit this atoms layer' again on the layer being edited keeps its edits,
+    corrected frames and undo history (it used to start a new session from the layer)."""
+    frames, atoms = movie
+    viewer = make_napari_viewer()
+    img = add_tuple(viewer, image_layer_tuple(frames, PX, "movie"))
+    pts = add_tuple(viewer, atoms_layer_tuple(atoms, PX, name="atoms"))
+    w = CorrectionWidget(viewer)
+    w.image.value = img
+    w.points.value = pts
+    w.bind_button.clicked.emit()
+    session = w.session
+    pts.add(np.array([[0, 30.0, 31.0]]))
+    assert session.can_undo and session.corrected_frames == [0]
+    w.bind_button.clicked.emit()
+    assert w.session is session and session.can_undo and session.corrected_frames == [0]
+    assert w.status.value == "already editing 'atoms'"

@@ -158,7 +158,7 @@ class CorrectionWidget(ViewerWidget):
             ]
         )
 
-        self.bind_button.changed.connect(lambda: self.bind_layer(self.points.value))
+        self.bind_button.changed.connect(self._bind_clicked)
         self.image.changed.connect(self._movie_to_session)
         self.cls.changed.connect(self._apply_class_defaults)
         self.add_button.changed.connect(self._add_mode)
@@ -227,6 +227,16 @@ class CorrectionWidget(ViewerWidget):
         return self.session.atoms.copy()
 
     # --- binding ---------------------------------------------------------------------
+
+    def _bind_clicked(self) -> None:
+        """'Edit this atoms layer': start a session on the picked layer; on the layer
+        already being edited it changes nothing (its edits, corrected frames, undo
+        history and a retrained model that is not saved yet stay)."""
+        layer = self.points.value
+        if layer is not None and self.layer is not None and layer is self.layer:
+            self.status.value = f"already editing '{layer.name}'"
+            return
+        self.bind_layer(layer)
 
     def bind_layer(self, layer: Points | None) -> None:
         """Start correcting ``layer``: a session from its atoms and AtomLens metadata."""
