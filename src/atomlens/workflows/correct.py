@@ -426,13 +426,15 @@ class CorrectionSession:
             np.asarray(self.stack), self.pixel_size, self.pixel_size_source, {}, self.stack_path
         )
 
-    def next_model_path(self) -> str | None:
-        """``<project>/models/finetuned-NNN.pt`` for the next fine-tuned detector."""
-        if not self.project_path:
+    def next_model_path(self, project: str | Path | None = None) -> str | None:
+        """``<project>/models/finetuned-NNN.pt`` for the next fine-tuned detector
+        (``project``: default this session's project; None when there is none)."""
+        from atomlens.io.project import project_folder
+
+        project = project or self.project_path
+        if not project:
             return None
-        folder = Path(self.project_path)
-        if folder.suffix != ".atomlens":
-            folder = folder.with_name(folder.name + ".atomlens")
+        folder = project_folder(project)
         n = len(list((folder / "models").glob("finetuned-*.pt"))) if folder.exists() else 0
         return str(folder / "models" / f"finetuned-{n + 1:03d}.pt")
 
@@ -511,13 +513,13 @@ class CorrectionSession:
                 "reason": result.reason,
             }
         )
-        message = retrain_message(result)
         n = self.n_frames
-        if n is not None and set(range(n)) <= self.corrected:  # e.g. one image: nothing
-            message = message.replace(  # left to re-detect here
-                "re-detect to apply it",
-                "every frame is corrected: detect other images with it (Detect: model 'file')",
-            )
+        message = retrain_message(
+            result,
+            "every frame is corrected: detect other images with it (Detect: model 'file')"
+            if n is not None and set(range(n)) <= self.corrected  # e.g. one image: nothing
+            else "re-detect to apply it",  # left to re-detect here
+        )
         where = (
             f"; saved as {Path(self.new_model_path).name}"
             if self.new_model_path
@@ -622,12 +624,9 @@ class CorrectionSession:
         (``finetuned-NNN.pt``) and record the file in the lineage, so that saving a
         project after retraining keeps the model (re-detection of other images, the
         Detect dock's model file)."""
-        from atomlens.io.project import project_folder
         from atomlens.segment.model_file import save_detector
 
-        folder = project_folder(target)
-        n = len(list((folder / "models").glob("finetuned-*.pt"))) if folder.exists() else 0
-        out = folder / "models" / f"finetuned-{n + 1:03d}.pt"
+        out = Path(self.next_model_path(target))
         out.parent.mkdir(parents=True, exist_ok=True)
         save_detector(self.new_model, out)
         self.new_model_path = str(out)
@@ -713,11 +712,12 @@ class CorrectionSession:
         return session
 
 
-def retrain_message(result: Any) -> str:
+def retrain_message(result: Any, next_step: str = "re-detect to apply it") -> str:
     """One line on how a fine-tuning ended: why, after how many steps, the F1 on the
     strip held back from the corrected frames before -> after (when it was scored) and,
     for sparse spots, the learned spot classifier's F1 on the corrected frames (it then
-    decides which spots are atoms, so the strip's score is the network's alone)."""
+    decides which spots are atoms, so the strip's score is the network's alone); then
+    ``next_step``."""
     sc = getattr(result, "scores", None) or {}
     ft = result.card.get("finetune", {})
     spot = ft.get("spot_classifier") or {}
@@ -731,7 +731,7 @@ def retrain_message(result: Any) -> str:
     if clf:
         score += f"; spot classifier F1 {spot['held_out_f1']:.2f} (leave one frame out)"
     steps = ft.get("steps", "?")
-    return f"retraining {result.reason} after {steps} steps{score}: re-detect to apply it"
+    return f"retraining {result.reason} after {steps} steps{score}: {next_step}"
 
 
 def replay(
