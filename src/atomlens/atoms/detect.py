@@ -262,13 +262,12 @@ def iter_detect(
         if spot_clf is not None:  # the fine-tuned model's own spot classifier decides
             from atomlens.atoms.spot_classifier import atom_table
 
-            up = upsample_maps(m, raw.shape)[1:]
+            full = upsample_maps(m, raw.shape)
+            up = full[1:]
             atoms = atom_table(spot_clf, raw, up.max(0), ps, t, str(det.classes[1]), border_A)
             atoms = _classifier_atoms(atoms, raw, up, det, refine, ps, ps / ps_net)
             atoms = _off_masked(atoms, bad)
-            yield FrameResult(
-                t, i, len(idx), atoms, upsample_maps(m, raw.shape) if return_maps else None
-            )
+            yield FrameResult(t, i, len(idx), atoms, full if return_maps else None)
             continue
         atoms = atoms_in_frame(
             raw,
