@@ -21,6 +21,7 @@ shadow napari's digit shortcuts for Points modes there; P, S and Z still switch 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,6 +70,9 @@ class CorrectionWidget(ViewerWidget):
         super().__init__(viewer)
         self.session = CorrectionSession()
         self.layer: Points | None = None
+        # each atoms layer's session (edits, undo history, a retrained model not saved
+        # yet): binding another layer and coming back picks it up again
+        self._sessions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._syncing = False  # the dock is writing the layer: ignore its data events
         self._removing: list[int] = []  # atom ids napari is about to remove
         self._dragging = False  # CHANGED events since the last CHANGING are one drag
@@ -239,8 +243,19 @@ class CorrectionWidget(ViewerWidget):
         self.bind_layer(layer)
 
     def bind_layer(self, layer: Points | None) -> None:
-        """Start correcting ``layer``: a session from its atoms and AtomLens metadata."""
+        """Correct ``layer``: its session from an earlier binding in this dock (edits,
+        undo history, a retrained model not saved yet; points changed in the layer
+        meanwhile are taken in), else a new session from its atoms and AtomLens metadata
+        (the model recorded there is the one retraining starts from)."""
         if layer is None:
+            return
+        kept = self._sessions.get(unwrapped(layer))
+        if kept is not None:
+            table = layer_atoms(layer)
+            changed = _changed_frames(kept.atoms, table)
+            if changed:
+                kept.replace_table(table, changed)  # (undoable, like any edit)
+            self._use(layer, kept)
             return
         meta = layer.metadata.get(META_KEY, {}) if isinstance(layer.metadata, dict) else {}
         keep = {} if meta.get("models") else {"model": self.session.model}
@@ -259,6 +274,7 @@ class CorrectionWidget(ViewerWidget):
         if self.layer is not layer:
             layer.events.data.connect(self._on_data)
         self.layer = layer
+        self._sessions[unwrapped(layer)] = session
         for i in range(1, 10):
             layer.bind_key(str(i), self._class_key(i), overwrite=True)
         layer.bind_key("Control-Z", lambda _layer: self.undo(), overwrite=True)
@@ -314,8 +330,12 @@ class CorrectionWidget(ViewerWidget):
     def _on_replaced(self, layer: Any) -> None:
         """AtomLens wrote a new result (e.g. a re-detection) into the bound layer: a new
         baseline, not an edit. The correction session restarts from the layer's table
-        (corrected frames, edit flags and the undo history of the old one are dropped)."""
-        if layer is None or self.layer is None or unwrapped(layer) is not unwrapped(self.layer):
+        (corrected frames, edit flags and the undo history of the old one are dropped);
+        so does a layer bound earlier, when it is bound again."""
+        if layer is None:
+            return
+        self._sessions.pop(unwrapped(layer), None)
+        if self.layer is None or unwrapped(layer) is not unwrapped(self.layer):
             return
         old = self.session
         had_work = old.can_undo or bool(old.corrected_frames)
@@ -387,6 +407,8 @@ class CorrectionWidget(ViewerWidget):
     # --- session events -> layer ---------------------------------------------------------
 
     def _on_session(self, ev: SessionEvent) -> None:
+        if ev.kind in ("model", "redetected", "saved", "loaded"):
+            self._write_meta()
         if ev.kind in ("edit", "undo", "redo", "frames", "redetected", "loaded"):
             self._draw(frames_only=ev.kind == "frames")
         if ev.kind == "saved":
@@ -413,8 +435,7 @@ class CorrectionWidget(ViewerWidget):
         self.undo_button.enabled, self.redo_button.enabled = session.can_undo, session.can_redo
         if layer is None:
             return
-        if isinstance(layer.metadata, dict):
-            layer.metadata.setdefault(META_KEY, {})["corrected_frames"] = frames
+        self._write_meta()
         if frames_only:
             return
         atoms = session.atoms
@@ -442,6 +463,21 @@ class CorrectionWidget(ViewerWidget):
         finally:
             self._syncing = False
         self._offer(session.class_choices(self._offered))
+
+    def _write_meta(self) -> None:
+        """The layer's AtomLens metadata follows the session: its corrected frames, the
+        models (the one that found its atoms, the last fine-tuned file: what a new
+        session on the layer retrains) and the project once it has one."""
+        layer, session = self.layer, self.session
+        if layer is None or not isinstance(layer.metadata, dict):
+            return
+        meta = layer.metadata.setdefault(META_KEY, {})
+        meta["corrected_frames"] = session.corrected_frames
+        roles = session.model_roles()
+        if roles or session.lineage:  # (a layer without models keeps its fallback)
+            meta["models"] = roles or {"detector": "shipped"}
+        if session.project_path:
+            meta["project"] = str(session.project_path)
 
     def _offer(self, classes: list[str]) -> None:
         """Offer ``classes`` in the class box (keys 1-9 pick them in this order)."""
@@ -661,6 +697,23 @@ def _same(a: Any, b: Any) -> bool:
         return bool(a.eq(b).all())
     except TypeError:  # e.g. categories that differ
         return bool(a.astype(str).eq(b.astype(str)).all())
+
+
+def _changed_frames(old: pd.DataFrame, new: pd.DataFrame) -> list[int]:
+    """Frames whose atoms (``frame, y, x`` px, ``cls``) differ between two tables, in
+    any row order (points edited in a layer while the dock edited another)."""
+
+    def rows(table: pd.DataFrame) -> pd.Series:
+        if not len(table):
+            return pd.Series([], dtype=object)
+        cls = table["cls"].astype(str) if "cls" in table else ""
+        frame = table["frame"].astype(int).astype(str)
+        y, x = (table[c].astype(float).map(repr) for c in ("y", "x"))
+        return frame + " " + y + " " + x + " " + cls
+
+    a, b = rows(old), rows(new)
+    diff = set(a.value_counts().items()) ^ set(b.value_counts().items())
+    return sorted({int(key.split(" ", 1)[0]) for key, _n in diff})
 
 
 def _same_flags(old: Any, new: Any) -> bool:

@@ -579,6 +579,16 @@ class CorrectionSession:
 
     # -- project ------------------------------------------------------------------------
 
+    def model_roles(self) -> dict[str, str]:
+        """The detector files by role, as a project (and an atoms layer's metadata)
+        records them: ``detector`` the model that found the atoms (after a re-detection,
+        the fine-tuned one once it has a file), ``finetuned`` the last fine-tuned model's
+        file; roles without a file (the shipped model, a model not saved yet) are left
+        out. :meth:`from_table` and :meth:`load` start from ``finetuned``, else
+        ``detector``."""
+        roles = {"detector": self.model, "finetuned": self.new_model_path}
+        return {k: str(v) for k, v in roles.items() if v}
+
     def to_project(self) -> Any:
         """The session as a :class:`atomlens.io.project.Project` (movie always recorded
         when known; raises when the movie is unknown, since the project could not retrain)."""
@@ -589,14 +599,11 @@ class CorrectionSession:
                 "the session does not know its movie file: open the movie from a file "
                 "(not a probability map) before saving, so the project can be reopened"
             )
-        models = {
-            k: v for k, v in {"detector": self.model, "finetuned": self.new_model_path}.items() if v
-        }
         return Project(
             stack_path=str(Path(self.stack_path).resolve()),
             pixel_size=self.pixel_size,
             pixel_size_source=self.pixel_size_source,
-            models=models,
+            models=self.model_roles(),
             settings={"correct": self.recipe.to_dict(), "lineage": list(self.lineage)},
             corrected_frames=self.corrected_frames,
             atoms=self.atoms.copy(),
