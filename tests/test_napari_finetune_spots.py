@@ -60,6 +60,9 @@ def test_retrain_from_the_dock_on_the_general_model_learns_spots(
     assert (added["cls"] == "atom").all()
 
     w.steps.value, w.threads = 2, 1
+    said: list[str] = []  # the status line after each retraining event
+    shown = w._on_ft_event
+    w._on_ft_event = lambda ev: (shown(ev), said.append(str(w.status.value)))
     worker = w.start_retrain()
     assert worker is not None
     with qtbot.waitSignal(worker.finished, timeout=120_000):
@@ -72,6 +75,8 @@ def test_retrain_from_the_dock_on_the_general_model_learns_spots(
         pytest.skip("these frames were not spot-resampled (no contrast verification)")
     assert "spot_classifier" in model.card
     assert "spot classifier F1" in w.status.value
+    # the 1-3 s the classifier learns after the last step are not silent
+    assert "learning the spot classifier on 2 corrected frame(s) ..." in said
     assert w.progress.value == w.progress.max  # finished: a full bar
     assert "save the project to keep it as a file" in w.status.value  # no project yet
 

@@ -28,9 +28,11 @@ gradients, jitter, contamination); the loss is the detector's own
 learning-rate decay starting from the base model's weights; the step loop is training's
 own (:func:`atomlens.segment.train.iter_steps`).
 
-:func:`iter_finetune` yields typed progress events for the GUI worker and honours a stop
-flag between steps; :func:`finetune` drains it and returns a :class:`FinetuneResult`
-whose model card records provenance (base model, frames, corrections, steps, date).
+:func:`iter_finetune` yields typed progress events for the GUI worker (and a
+:class:`atomlens.workflows.events.Log` line before work that takes seconds without a
+step, such as learning the spot classifier) and honours a stop flag between steps;
+:func:`finetune` drains it and returns a :class:`FinetuneResult` whose model card
+records provenance (base model, frames, corrections, steps, date).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from atomlens.segment.predict import (
 from atomlens.segment.train import TrainConfig, iter_steps
 from atomlens.simulate.training import label_mask
 from atomlens.train.adam import Adam, CosineLR
+from atomlens.workflows.events import Log
 
 #: Mask value of pixels left out of the loss (the model's own prediction is the target).
 IGNORE = 255
@@ -211,7 +214,7 @@ class FinetuneFinished:
     elapsed_s: float
 
 
-FinetuneEvent = FinetuneStarted | FinetuneStep | FinetuneValidation | FinetuneFinished
+FinetuneEvent = FinetuneStarted | FinetuneStep | FinetuneValidation | FinetuneFinished | Log
 
 
 @dataclass
@@ -1109,6 +1112,10 @@ def iter_finetune(
     det = Detector(net, det0.net_config, plan.model_pixel_size, plan.radius_A, base.tile, card)
     resampled = float(spot_rec.get("factor", 1.0)) > 1.0 if spot_rec else False
     if cfg.spot_classifier and card.get("spot_verify") and resampled and not cfg.self_train:
+        # 1-3 s without a training step: say what is happening (the dock's status line,
+        # the CLI's stderr)
+        n = len(raw)
+        yield Log("finetune", f"learning the spot classifier on {n} corrected frame(s) ...")
         card["finetune"]["spot_classifier"] = _train_spot_classifier(
             det, raw, clicked, ps_stack, ps, card
         )

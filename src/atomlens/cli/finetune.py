@@ -131,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     from atomlens.io import read_stack
     from atomlens.io.atoms_table import read_atoms_csv
     from atomlens.io.project import is_project, load_project
+    from atomlens.workflows.events import Log
 
     atoms = None
     corrected: list[int] = []
@@ -210,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
             )
         elif isinstance(ev, FinetuneFinished):
             result = ev.result
+        elif isinstance(ev, Log):  # e.g. the spot classifier learning (seconds, no step)
+            print(f"\r{ev.message}", file=sys.stderr, flush=True)
         else:
             print(
                 f"training on frames {format_frames(ev.frames)}: {ev.n_labels} atoms "
