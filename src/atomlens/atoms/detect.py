@@ -125,18 +125,7 @@ def atoms_in_frame(
     found = find_atoms(maps_model, det.classes, threshold, method=method)
     yx = to_input_coords(np.column_stack([found["y"], found["x"]]), raw.shape, maps_model.shape)
     yx, sigma_px = refine_positions(raw, yx, refine, pixel_size, spot_factor)
-    margin = border_A / pixel_size
-    h, w = raw.shape
-    border = (
-        (
-            (yx[:, 0] < margin)
-            | (yx[:, 1] < margin)
-            | (yx[:, 0] > h - 1 - margin)
-            | (yx[:, 1] > w - 1 - margin)
-        )
-        if len(yx)
-        else np.zeros(0, bool)
-    )
+    border = border_flags(yx, raw.shape, pixel_size, border_A)
     table = pd.DataFrame(
         {
             "frame": np.full(len(yx), frame, np.int64),
@@ -178,6 +167,24 @@ def atoms_in_frame(
         table = add_si_neighbours(table, raw, pixel_size, fg=1.0 - maps_model[0])
         table = _off_masked(table, bad)
     return table
+
+
+def border_flags(
+    yx: np.ndarray, shape: Sequence[int], pixel_size: float, border_A: float = 1.0
+) -> np.ndarray:
+    """(N,) bool: which atoms at ``yx`` ((N, 2) pixels, the refined positions) lie closer
+    than ``border_A`` Å to the edge of a frame of ``shape`` ``(Y, X)`` pixels (pixel
+    centres 0..Y-1, 0..X-1; ``pixel_size`` Å/px). Both detection branches (the network's
+    atoms and a spot classifier's) flag their atoms with it after refinement."""
+    yx = np.asarray(yx, dtype=float).reshape(-1, 2)
+    margin = border_A / pixel_size
+    h, w = shape[-2:]
+    return (
+        (yx[:, 0] < margin)
+        | (yx[:, 1] < margin)
+        | (yx[:, 0] > h - 1 - margin)
+        | (yx[:, 1] > w - 1 - margin)
+    )
 
 
 def _off_masked(table: pd.DataFrame, bad: np.ndarray | None) -> pd.DataFrame:
@@ -265,7 +272,7 @@ def iter_detect(
             full = upsample_maps(m, raw.shape)
             up = full[1:]
             atoms = atom_table(spot_clf, raw, up.max(0), ps, t, str(det.classes[1]), border_A)
-            atoms = _classifier_atoms(atoms, raw, up, det, refine, ps, ps / ps_net)
+            atoms = _classifier_atoms(atoms, raw, up, det, refine, ps, ps / ps_net, border_A)
             atoms = _off_masked(atoms, bad)
             yield FrameResult(t, i, len(idx), atoms, full if return_maps else None)
             continue
@@ -309,10 +316,12 @@ def _classifier_atoms(
     refine: str,
     pixel_size: float,
     spot_factor: float,
+    border_A: float = 1.0,
 ) -> pd.DataFrame:
     """The spot classifier's atoms (integer pixels) refined like the network's
-    (:func:`refine_positions`, with ``sigma_px``/``sigma_A``) and named by the network's
-    most probable atom class at each spot (``class_maps``: (C-1, Y, X) on the frame's grid)."""
+    (:func:`refine_positions`, with ``sigma_px``/``sigma_A``; ``border`` from the refined
+    position, :func:`border_flags`) and named by the network's most probable atom class
+    at each spot (``class_maps``: (C-1, Y, X) on the frame's grid)."""
     iy = atoms["y"].to_numpy(int)
     ix = atoms["x"].to_numpy(int)
     names = np.asarray(det.classes[1:], dtype=object)
@@ -324,6 +333,7 @@ def _classifier_atoms(
     out["y"], out["x"] = yx[:, 0], yx[:, 1]
     out["cls"] = pd.Categorical(cls, categories=list(det.classes[1:]))
     out["sigma_px"], out["sigma_A"] = sigma_px, sigma_px * pixel_size
+    out["border"] = border_flags(yx, raw.shape, pixel_size, border_A)
     return out
 
 

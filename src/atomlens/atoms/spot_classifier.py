@@ -290,12 +290,14 @@ def atom_table(
     border_A: float = 1.0,
 ) -> pd.DataFrame:
     """The atoms ``clf`` accepts on a (Y, X) frame as a detection table (``frame, y, x,
-    cls, prob, border, sigma_px, sigma_A``; positions in pixels, no position error)."""
+    cls, prob, border, sigma_px, sigma_A``; positions in pixels, no position error;
+    ``border``: :func:`atomlens.atoms.detect.border_flags` of these positions, which
+    detection computes again after refining them)."""
+    from atomlens.atoms.detect import border_flags
+
     found = clf.detect(raw, pixel_size, net_prob)
     yx = found[["y", "x"]].to_numpy(float)
-    h, w = np.shape(raw)
-    m = border_A / pixel_size
-    border = (yx[:, 0] < m) | (yx[:, 1] < m) | (yx[:, 0] > h - 1 - m) | (yx[:, 1] > w - 1 - m)
+    border = border_flags(yx, np.shape(raw), pixel_size, border_A)
     return pd.DataFrame(
         {
             "frame": np.full(len(yx), frame, np.int64),
