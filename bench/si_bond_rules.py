@@ -1,13 +1,12 @@
 """Choose the Si bond rules (chem.bonds.SiRules) on simulated sites; prints JSON.
 
 Sites: one Si motif per 20 Å frame (Si1C3, Si1C4 twice as often as Si2C4, Si2C6, Si3C6;
-kind = seed mod 7), built by the simulator's motif builder
-(:func:`atomlens.simulate.patches.add_si_motif`) and probe-rendered at a pixel size
-drawn from 0.05-0.2 Å/px with one of three imagings (seed mod 3): the dopant test's
-corrected probe (tests/test_detect_dopants.py SITE_IMAGING), the ring-search test's
-strong halo (Si 8x a C, C3 = 3 µm, C-peak SNR 3), or :meth:`Imaging.random` (scan
-distortion, afterglow, line gain / dropout, quantisation) with the SNR drawn 3-30 and no
-contamination or amorphous film. Each frame is detected as LibraryNet is: the shipped
+kind = seed mod 7), built and probe-rendered by :mod:`atomlens.simulate.si_site` (the
+simulator's motif builder) at a pixel size drawn from 0.05-0.2 Å/px with one of three
+imagings (seed mod 3): the dopant tests' corrected probe (``si_site.SITE_IMAGING``), the
+ring-search test's strong halo (Si 8x a C, C3 = 3 µm, C-peak SNR 3), or
+:meth:`Imaging.random` (scan distortion, afterglow, line gain / dropout, quantisation)
+with the SNR drawn 3-30 and no contamination or amorphous film. Each frame is detected as LibraryNet is: the shipped
 graphene model with ``si_neighbours="auto"`` (the local test-time-augmented pass and
 the ring search). The truth coordination of each Si is the plain cutoffs' on the exact
 positions; a site is right when every Si is matched (a detected Si within 0.5 Å) with
@@ -46,16 +45,11 @@ def _imaging(
     mode: int, rng: np.random.Generator, pixel_size: float, snr: tuple[float, float] = (3, 30)
 ):
     from atomlens.simulate import Probe
+    from atomlens.simulate.si_site import SITE_IMAGING
     from atomlens.simulate.training import Imaging
 
-    if mode == 0:  # tests/test_detect_dopants.py SITE_IMAGING
-        return Imaging(
-            probe=Probe(alpha_mrad=31, defocus_A=5, Cs_A=1e4, source_fwhm_A=0.5),
-            si_ratio=4.5,
-            snr=6.0,
-            film_bg=0.5,
-            offset=0.3,
-        )
+    if mode == 0:  # the dopant tests' corrected probe
+        return SITE_IMAGING
     if mode == 1:  # tests/test_halo.py: a strong halo
         return Imaging(
             probe=Probe(alpha_mrad=31, defocus_A=5, Cs_A=3e4, source_fwhm_A=0.7),
@@ -65,33 +59,6 @@ def _imaging(
     im = Imaging.random(rng, pixel_size)
     c_snr = float(np.exp(rng.uniform(np.log(snr[0]), np.log(snr[1]))))
     return replace(im, snr=c_snr, contamination=0.0, amorphous=0.0)
-
-
-def render_site(kind: str, seed: int, pixel_size: float, imaging, size_A: float = 20.0):
-    """One probe-rendered ``kind`` site: ``(img, yx px, species)`` (as
-    tests/test_detect_dopants.render_site; None when the motif does not fit)."""
-    from atomlens.simulate.patches import Patch, _grain, add_si_motif
-    from atomlens.simulate.training import render_sample
-
-    rng = np.random.default_rng(seed)
-    yx = _grain(24.0, rng.uniform(0, np.pi / 3), rng.uniform(-1, 1, 2), np.eye(2)).copy()
-    sp = np.full(len(yx), "C", dtype=object)
-    keep = np.ones(len(yx), bool)
-    site = int(np.argmin(np.hypot(*(yx - 12.0).T)))
-    if not add_si_motif(yx, sp, keep, site, kind, rng):
-        return None
-    patch = Patch(yx[keep], sp[keep].astype(str), 24.0, np.zeros((0, 2)), np.zeros(0), (kind,))
-    n = int(round(size_A / pixel_size))
-    img, _, yx_px, species = render_sample(
-        patch,
-        (n, n),
-        pixel_size,
-        classes=("background", "C", "Si"),
-        radius_A=0.35,
-        rng=np.random.default_rng(seed),
-        imaging=imaging,
-    )
-    return img, yx_px, np.asarray(species).astype(str)
 
 
 def detect_sites(
@@ -104,16 +71,18 @@ def detect_sites(
     """Render and detect one site per seed: truth and detected tables (pixels).
     ``random_only``: every site with the random imaging (SNR log-uniform in ``snr``)."""
     from atomlens.atoms import detect
+    from atomlens.simulate.si_site import render_si_site
 
     rows = []
     for s in seeds:
         rng = np.random.default_rng(s)
         kind = KINDS[s % len(KINDS)]
         ps = float(rng.choice(pixel_sizes))
-        site = render_site(kind, s, ps, _imaging(2 if random_only else s % 3, rng, ps, snr))
-        if site is None:
+        imaging = _imaging(2 if random_only else s % 3, rng, ps, snr)
+        try:
+            img, yx, sp = render_si_site(kind, s, ps, 20.0, imaging)
+        except ValueError:  # the motif does not fit at this seed's patch centre
             continue
-        img, yx, sp = site
         a = detect(img, det, pixel_size=ps).atoms.reset_index(drop=True)
         rows.append(
             {

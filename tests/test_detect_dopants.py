@@ -11,45 +11,11 @@ import pytest
 
 from atomlens.atoms import detect
 from atomlens.chem.bonds import coordination, find_bonds
-from atomlens.simulate import Probe
-from atomlens.simulate.patches import Patch, _grain, add_si_motif
-from atomlens.simulate.training import Imaging, render_sample
+from atomlens.simulate.si_site import SITE_IMAGING, render_si_site, si_site_patch
 
-
-def _site(kind: str, seed: int) -> Patch:
-    rng = np.random.default_rng(seed)
-    yx = _grain(24.0, rng.uniform(0, np.pi / 3), rng.uniform(-1, 1, 2), np.eye(2)).copy()
-    sp = np.full(len(yx), "C", dtype=object)
-    keep = np.ones(len(yx), bool)
-    site = int(np.argmin(np.hypot(*(yx - 12.0).T)))
-    assert add_si_motif(yx, sp, keep, site, kind, rng)
-    return Patch(yx[keep], sp[keep].astype(str), 24.0, np.zeros((0, 2)), np.zeros(0), (kind,))
-
-
-#: A Si site as an aberration-corrected HAADF shows it (probe tails, film, noise).
-SITE_IMAGING = Imaging(
-    probe=Probe(alpha_mrad=31, defocus_A=5, Cs_A=1e4, source_fwhm_A=0.5),
-    si_ratio=4.5,
-    snr=6.0,
-    film_bg=0.5,
-    offset=0.3,
-)
-
-
-def render_site(kind: str, seed: int, pixel_size: float, size_A: float, imaging: Imaging):
-    """A ``size_A`` Å frame of one probe-rendered ``kind`` site (seed ``seed``) at
-    ``pixel_size`` Å/px: ``(img, yx px, species)``."""
-    n = int(round(size_A / pixel_size))
-    img, _, yx, sp = render_sample(
-        _site(kind, seed),
-        (n, n),
-        pixel_size,
-        classes=("background", "C", "Si"),
-        radius_A=0.35,
-        rng=np.random.default_rng(seed),
-        imaging=imaging,
-    )
-    return img, yx, np.asarray(sp).astype(str)
+# the Si site scene, under the names the other Si tests import from here
+_site = si_site_patch  # (kind, seed) -> Patch
+render_site = render_si_site  # (kind, seed, pixel_size, size_A, imaging) -> img, yx, species
 
 
 @pytest.mark.parametrize("pixel_size", [0.05, 0.1, 0.16, 0.2])

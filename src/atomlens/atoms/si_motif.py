@@ -22,9 +22,9 @@ information criterion (Gaussian pixel noise of the standard deviation that
 :func:`pixel_noise` measures on the frame) wins, and its fitted
 first shell is the Si's C neighbours (:func:`apply_motifs`).
 
-Measured (2026-12-05). Simulator (tests/test_detect_dopants.render_site, SITE_IMAGING,
-seeds 401-404 x 0.05/0.1/0.15/0.2 Å/px x Si1C3/Si1C4): the true motif wins at 32/32
-sites for the rigid, the 15°-prior ("flex") and the lattice-tied fits, every fitted C
+Measured (2026-12-05). Simulator (:func:`atomlens.simulate.si_site.render_si_site` with
+SITE_IMAGING, seeds 401-404 x 0.05/0.1/0.15/0.2 Å/px x Si1C3/Si1C4): the true motif wins
+at 32/32 sites for the rigid, the 15°-prior ("flex") and the lattice-tied fits, every fitted C
 within 0.12 Å of the truth; at 0.15 Å/px with the C-peak SNR lowered (6 seeds x 2
 motifs, rigid): 12/12 at SNR 3 and 1.5, 11/12 at 1.0, 10/12 at 0.7. Real LibraryNet
 patches (the 48 labelled Si of the 44 Si1C3/Si1C4 patches, at the detected Si): rigid
@@ -306,12 +306,12 @@ def lattice_angle(
     mean of 6x the angles of C pairs 1.1-1.75 Å apart (None: fewer than 6 such pairs)."""
     from scipy.spatial import cKDTree
 
+    from atomlens.geometry.nearby import farther_than
+
     yx = np.asarray(yx, float).reshape(-1, 2)
     cls = np.asarray(cls).astype(str)
-    si = yx[cls == "Si"]
     c = yx[cls == "C"]
-    if len(si):
-        c = c[np.hypot(*(c[:, None] - si[None]).transpose(2, 0, 1)).min(1) * pixel_size > away_A]
+    c = c[farther_than(c, yx[cls == "Si"], pixel_size, away_A)]
     if len(c) < 4:
         return None
     pairs = cKDTree(c).query_pairs(1.75 / pixel_size, output_type="ndarray")

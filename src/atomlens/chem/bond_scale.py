@@ -33,6 +33,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from atomlens.chem.calibrate import BOND_LENGTHS
+from atomlens.geometry.nearby import farther_than
 
 #: Graphene's C-C bond (Å), as calibration knows it.
 GRAPHENE_BOND_A = BOND_LENGTHS["graphene"]
@@ -86,10 +87,7 @@ def cc_bond_scale(
     c, other = yx[cls == species], yx[cls != species]
     if len(c) < 4:
         return nan
-    ok = np.ones(len(c), bool)
-    if len(other):
-        d_other = np.hypot(*(c[:, None] - other[None]).transpose(2, 0, 1)).min(1)
-        ok &= d_other * pixel_size > away_A
+    ok = farther_than(c, other, pixel_size, away_A)
     m = border_A / pixel_size
     ok &= (c.min(1) >= m) & (c[:, 0] <= shape[0] - 1 - m) & (c[:, 1] <= shape[1] - 1 - m)
     if not ok.any():
