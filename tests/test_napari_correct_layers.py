@@ -66,6 +66,12 @@ def test_layer_metadata_follows_the_model_after_redetect(
     w2.image.value = img
     w2.bind_layer(pts)
     assert w2.session.model == new and w2.session.corrected_frames == [0]
+    # once saved, the layer names its project too (a new dock shows and saves to it)
+    folder = w.save(tmp_path / "work.atomlens")
+    assert pts.metadata["atomlens"]["project"] == str(folder)
+    w3 = CorrectionWidget(viewer)
+    w3.bind_layer(pts)
+    assert w3.session.project_path == str(folder) and w3.project_file.value == folder
 
 
 def test_switching_layers_keeps_each_session_and_its_unsaved_model(
@@ -91,10 +97,13 @@ def test_switching_layers_keeps_each_session_and_its_unsaved_model(
     assert w.new_model_path is None and w.session.current_model is model_a
     # no file names the unsaved model: the metadata keeps the last file, the session it
     assert a.metadata["atomlens"]["models"] == {"detector": tiny_model}
+    w.project_file.value = str(tmp_path / "a.atomlens")  # named, not saved yet
 
     w.points.value = b
     w.bind_button.clicked.emit()
     assert w.session is not session_a and w.new_model is None and len(w.session.atoms) == 30
+    # 'atoms a''s project is not offered for 'atoms b' (saving would overwrite it)
+    assert str(w.project_file.value) in ("", ".") and w.session.project_path is None
     session_b = w.session
     b.selected_data = {0}
     w.delete_selected()
@@ -105,6 +114,7 @@ def test_switching_layers_keeps_each_session_and_its_unsaved_model(
     assert w.session is session_a and w.new_model is model_a and w.redetect_button.enabled
     assert w.session.current_model is model_a and w.session.corrected_frames == [1]
     assert w.session.can_undo and len(a.data) == len(w.session.atoms)
+    assert w.project_file.value == tmp_path / "a.atomlens"
 
     # 'atoms b' changed while the dock edited 'atoms a': taken in when bound again
     b.data = b.data[1:]  # frame 0 loses one more atom (a layer the dock does not watch)

@@ -266,6 +266,7 @@ class CorrectionWidget(ViewerWidget):
 
     def _use(self, layer: Points, session: CorrectionSession) -> None:
         """Wire ``layer`` to ``session``: listeners, keys, movie, then draw the session."""
+        old, old_layer = self.session, self.layer
         if self.layer is not None and self.layer is not layer:
             self.layer.events.data.disconnect(self._on_data)
         self.session.disconnect(self._on_session)
@@ -279,10 +280,22 @@ class CorrectionWidget(ViewerWidget):
             layer.bind_key(str(i), self._class_key(i), overwrite=True)
         layer.bind_key("Control-Z", lambda _layer: self.undo(), overwrite=True)
         layer.bind_key("Control-Shift-Z", lambda _layer: self.redo(), overwrite=True)
+        self._project_to_field(old, old_layer is not None and old_layer is not layer)
         self._movie_to_session()
         self._settings_to_session()
         self._draw()
         self._offer(session.class_choices())  # this table's classes, not the last layer's
+
+    def _project_to_field(self, old: CorrectionSession, other_layer: bool) -> None:
+        """The project field names the bound session's project; one that names the
+        project of another layer's session (``old``, ``other_layer``) is cleared: saving
+        would write this layer's atoms over it. A name typed before binding stays."""
+        text = str(self.project_file.value or "")
+        if self.session.project_path:
+            self.project_file.value = str(self.session.project_path)
+        elif other_layer and old.project_path and text not in ("", "."):
+            if Path(text) == Path(old.project_path):  # (FileEdit.value = "" means cwd)
+                self.project_file.line_edit.value = ""
 
     def _movie_to_session(self, *_: Any) -> None:
         """The picked image layer is the session's movie (pixel size: the docks' one
@@ -408,7 +421,7 @@ class CorrectionWidget(ViewerWidget):
 
     def _on_session(self, ev: SessionEvent) -> None:
         if ev.kind in ("model", "redetected", "saved", "loaded"):
-            self._write_meta()
+            self._write_meta(saved=ev.kind in ("saved", "loaded"))
         if ev.kind in ("edit", "undo", "redo", "frames", "redetected", "loaded"):
             self._draw(frames_only=ev.kind == "frames")
         if ev.kind == "saved":
@@ -464,10 +477,10 @@ class CorrectionWidget(ViewerWidget):
             self._syncing = False
         self._offer(session.class_choices(self._offered))
 
-    def _write_meta(self) -> None:
+    def _write_meta(self, saved: bool = False) -> None:
         """The layer's AtomLens metadata follows the session: its corrected frames, the
         models (the one that found its atoms, the last fine-tuned file: what a new
-        session on the layer retrains) and the project once it has one."""
+        session on the layer retrains) and, ``saved``, the project just saved."""
         layer, session = self.layer, self.session
         if layer is None or not isinstance(layer.metadata, dict):
             return
@@ -476,7 +489,7 @@ class CorrectionWidget(ViewerWidget):
         roles = session.model_roles()
         if roles or session.lineage:  # (a layer without models keeps its fallback)
             meta["models"] = roles or {"detector": "shipped"}
-        if session.project_path:
+        if saved and session.project_path:
             meta["project"] = str(session.project_path)
 
     def _offer(self, classes: list[str]) -> None:
