@@ -251,10 +251,11 @@ class CorrectionWidget(ViewerWidget):
             return
         kept = self._sessions.get(unwrapped(layer))
         if kept is not None:
-            table = layer_atoms(layer)
-            changed = _changed_frames(kept.atoms, table)
-            if changed:
-                kept.replace_table(table, changed)  # (undoable, like any edit)
+            if not _drawn_from(layer, kept.atoms):  # (80,000 atoms: ms, the diff 0.6 s)
+                table = layer_atoms(layer)
+                changed = _changed_frames(kept.atoms, table)
+                if changed:
+                    kept.replace_table(table, changed)  # (undoable, like any edit)
             self._use(layer, kept)
             return
         meta = layer.metadata.get(META_KEY, {}) if isinstance(layer.metadata, dict) else {}
@@ -710,6 +711,17 @@ def _same(a: Any, b: Any) -> bool:
         return bool(a.eq(b).all())
     except TypeError:  # e.g. categories that differ
         return bool(a.astype(str).eq(b.astype(str)).all())
+
+
+def _drawn_from(layer: Points, atoms: pd.DataFrame) -> bool:
+    """The layer still shows ``atoms`` row for row (positions, frames and species)."""
+    data = atoms_points_data(atoms)
+    if layer.ndim == 2:
+        data = data[:, 1:]
+    if len(layer.data) != len(data) or not np.array_equal(layer.data, data):
+        return False
+    feats = layer.features
+    return "cls" not in atoms or ("cls" in feats and _same(feats["cls"], atoms["cls"]))
 
 
 def _changed_frames(old: pd.DataFrame, new: pd.DataFrame) -> list[int]:
