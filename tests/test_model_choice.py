@@ -206,3 +206,83 @@ def test_small_field_keeps_the_default_and_stays_silent(graphene_frame, graphene
     name, why = choose_model(small, px)
     assert name == "graphene" and "too small" in why
     assert model_fit_warnings(small, px, graphene_model) == []
+
+
+# --- graphene crystal or amorphous ring (atomlens.atoms.lattice_check) ------------------
+
+
+def _amorphous_ring(size: int, pixel_size_A: float, period_A: float, seed: int) -> np.ndarray:
+    """White noise band-passed to a ring at ``period_A`` (Å): the speckle spectrum of an
+    amorphous film, with no lattice at all."""
+    rng = np.random.default_rng(seed)
+    f = np.fft.fftfreq(size)
+    k = np.hypot(*np.meshgrid(f, f, indexing="ij")) / pixel_size_A  # cycles/Å
+    ring = np.exp(-0.5 * ((k - 1 / period_A) / (0.15 / period_A)) ** 2)
+    img = np.fft.ifft2(np.fft.fft2(rng.normal(size=(size, size))) * ring).real
+    return 100 + 10 * img / img.std()
+
+
+def test_speckle_ring_is_no_crystal_and_a_lattice_is():
+    from atomlens.atoms.lattice_check import COHERENCE_MIN, crystal_hexagon
+    from atomlens.simulate import simulate_frame
+
+    for seed in range(3):
+        ring = _amorphous_ring(384, 0.25, 2.13, seed)
+        hexagon, best = crystal_hexagon(ring, 0.25, 2.46)
+        assert hexagon is None and best is not None and best < COHERENCE_MIN
+        name, why = choose_model(ring, 0.25)
+        assert "not a crystal" in why and name != "graphene" or not GENERAL_SHIPPED
+    frame = simulate_frame(256, 0.15, seed=4, dose=2e4).frames[0]
+    hexagon, best = crystal_hexagon(frame, 0.15, 2.46)
+    assert hexagon is not None and hexagon.coherence > 5 * COHERENCE_MIN
+    assert hexagon.period_A == pytest.approx(2.46 * np.sqrt(3) / 2, rel=0.03)
+
+
+@pytest.mark.parametrize(
+    ("pixel_size", "kw"),
+    [
+        (0.08, {}),
+        (0.15, {"grain_boundary": True, "grain_misorientation_deg": 22.0}),
+        (0.25, {"contamination_fraction": 0.2}),
+        (0.35, {"dose": 2e4}),
+    ],
+)
+def test_simulated_graphene_at_several_pixel_sizes_gets_graphene(pixel_size, kw):
+    from atomlens.simulate import simulate_frame
+
+    size = 320 if pixel_size < 0.1 else 256
+    img = np.asarray(simulate_frame(size, pixel_size, seed=11, **kw).frames[0], np.float32)
+    name, why = choose_model(img, pixel_size)
+    assert name == "graphene", why
+    assert image_traits(img, pixel_size).hex_coherence > 10
+
+
+@pytest.mark.parametrize(("seed", "pixel_size"), [(1, 0.2), (2, 0.293), (3, 0.35)])
+def test_simulated_heavy_atoms_on_amorphous_carbon_get_general(seed, pixel_size):
+    """Single Pt atoms on a thick amorphous support (the general model's training
+    renderer), as on pt_single_atoms: the support's ring is no graphene lattice."""
+    from atomlens.atoms.lattice_check import COHERENCE_MIN
+    from atomlens.segment.general import general_config, render_native
+    from atomlens.simulate.materials import single_atoms
+
+    def pt(size_A, rng):
+        return single_atoms(size_A, rng, "Pt", support_ratio=4.4, lumps=0.25)
+
+    cfg = general_config(crop=int(round(320 * pixel_size / 0.2)))
+    img, _, info = render_native(cfg, np.random.default_rng(seed), pt, pixel_size_A=pixel_size)
+    ps = info["pixel_size_A"]
+    tr = image_traits(img, ps)
+    assert tr.hex_period_A is None and (tr.hex_coherence or 0) < COHERENCE_MIN
+    name, why = choose_model(img, ps)
+    assert name == ("general" if GENERAL_SHIPPED else "graphene"), why
+
+
+def test_real_pt_027_amorphous_ring_is_not_graphene(shared_data):
+    """The amorphous support of this Pt image has an FFT ring at 1.74 Å that used to pass
+    for graphene's lattice (issue 14)."""
+    if not GENERAL_SHIPPED:
+        pytest.skip("the general model is not shipped yet")
+    rel = "real/pt_single_atoms/027_HAADF_15nm_Sample_PtNC_21Oct20.tif"
+    img, px = _frame(real_file(shared_data, rel))
+    name, why = choose_model(img, px)
+    assert name == "general" and "not a crystal" in why, why

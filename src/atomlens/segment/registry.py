@@ -190,9 +190,11 @@ def choose_model_from_traits(tr, pixel_size_A: float) -> tuple[str, str]:
     size is known); :func:`atomlens.atoms.suitability.choose_model` measures them on a
     frame first. ``graphene`` when the frame looks like HAADF graphene at the graphene
     model's pixel sizes: bright atoms, an FFT hexagonal lattice with graphene's 2.46 Å
-    period (within 30 %, since nominal pixel sizes are often off) and its two sublattices
-    equally bright (MoS2 and other TMDs have a bright metal and a faint chalcogen
-    sublattice); ``general`` otherwise. ``pixel_size_A``: Å/px.
+    period (within 30 %, since nominal pixel sizes are often off) that is a crystal's
+    (the spots its first two predict stand out: not the speckle of an amorphous support's
+    diffuse ring, :mod:`atomlens.atoms.lattice_check`) and its two sublattices equally
+    bright (MoS2 and other TMDs have a bright metal and a faint chalcogen sublattice);
+    ``general`` otherwise. ``pixel_size_A``: Å/px.
     """
     graphene = model_info("graphene")
     general_ok = model_info("general").available
@@ -216,6 +218,15 @@ def choose_model_from_traits(tr, pixel_size_A: float) -> tuple[str, str]:
             )
         return fallback, "the field is too small to judge the lattice"
     if tr.hex_period_A is None:
+        coherence = getattr(tr, "hex_coherence", None)
+        if coherence is not None:
+            from atomlens.atoms.lattice_check import COHERENCE_MIN
+
+            return fallback, (
+                "FFT maxima near graphene's period are not a crystal's: the spots they "
+                f"predict barely stand out of their rings (coherence {coherence:.1f}, a "
+                f"crystal's is above {COHERENCE_MIN:g}): an amorphous film or noise, no lattice"
+            )
         return fallback, "no hexagonal lattice with graphene's 2.46 Å period in the FFT"
     if tr.sublattice_contrast is not None and tr.sublattice_contrast > 0.3:
         return fallback, (

@@ -1,0 +1,281 @@
+"""Which shipped model ``--model auto`` picks, and the FFT coherence behind it; prints one JSON.
+
+  sim    the simulator sets the graphene-crystal test was set on and checked with
+         (atomlens.atoms.lattice_check.COHERENCE_MIN): "choice" (seed 20261205; the
+         threshold was chosen here: graphene from the movie simulator at 0.05-0.4 Å/px with
+         Si, holes, contamination 0.05-0.2, grain boundaries, 1e4-1e6 e/Å²; graphene from
+         the general model's renderer, bare or with defects and an amorphous cover;
+         heavy single atoms on amorphous carbon, Pt-like thick supports among them; bare
+         amorphous films; TMD, perovskite and fcc crystals) and "held_out" (seed 7, never
+         used for a choice: movie-simulator graphene with wider settings, heavy atoms on
+         amorphous carbon, bare films). Per set: the coherence range and the choices per
+         kind of sample, and one row per sample.
+  real   every real file: the 11 pt_single_atoms TIFFs, the graphene files (all 48 frames
+         of the Si movie), the 79 LibraryNet patches (at AtomLens' own calibrated pixel
+         size: they come with none), MoS2 (.npy, .dm3) and SrTiO3 (.ser, .emd, .hspy):
+         the choice, its reason, polarity, coherence, period and sublattice contrast. No
+         threshold was chosen on these.
+
+Usage: .venv/bin/python bench/model_choice.py [--what sim,real]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+REAL = SHARED / "real"
+FORMATS = SHARED / "formats"
+
+
+def _traits_row(img: np.ndarray, ps: float) -> dict:
+    from atomlens.atoms.suitability import choose_model, image_traits
+
+    t = time.perf_counter()
+    name, why = choose_model(img, ps)
+    dt = time.perf_counter() - t
+    tr = image_traits(img, ps)
+
+    def r(v, n=2):
+        return None if v is None else round(float(v), n)
+
+    return {
+        "auto": name,
+        "why": why,
+        "seconds": round(dt, 2),
+        "polarity": tr.polarity,
+        "coherence": r(tr.hex_coherence, 1),
+        "period_A": r(tr.hex_period_A),
+        "sublattice_contrast": r(tr.sublattice_contrast),
+        "lattice_checked": tr.lattice_checked,
+    }
+
+
+def _native(maker, ps: float, seed: int, snr: float | None = None):
+    """One sample of the general model's renderer, 512² at ``ps`` Å/px (native grid)."""
+    from atomlens.segment.general import general_config, render_native
+
+    cfg = general_config(crop=int(round(512 * ps / 0.2)))
+    img, _, info = render_native(cfg, np.random.default_rng(seed), maker, pixel_size_A=ps, snr=snr)
+    return np.asarray(img, np.float32), float(info["pixel_size_A"])
+
+
+def choice_set() -> list[dict]:
+    """The set COHERENCE_MIN was chosen on (seed 20261205), as (img, ps, label, kind)."""
+    from atomlens.simulate import simulate_frame
+    from atomlens.simulate.materials import (
+        amorphous_support,
+        fcc,
+        honeycomb_2d,
+        perovskite,
+        single_atoms,
+        tmd_2h,
+        with_defects_and_support,
+    )
+
+    out: list[dict] = []
+    rng = np.random.default_rng(20261205)
+    ps_list = [0.05, 0.07, 0.1, 0.14, 0.2, 0.28, 0.4]
+    for ps in ps_list:
+        for j in range(3):
+            gb = j == 1
+            kw = {
+                "grain_boundary": gb,
+                "dose": float(np.exp(rng.uniform(np.log(1e4), np.log(1e6)))),
+                "probe_fwhm_A": float(rng.uniform(0.8, 1.4)),
+            }
+            size = 512 if ps >= 0.07 else 384
+            if gb:
+                kw["grain_misorientation_deg"] = float(rng.uniform(5, 30))
+            if j == 2:
+                kw["contamination_fraction"] = 0.2
+            m = simulate_frame(size, ps, seed=int(rng.integers(1e6)), **kw)
+            kind = "movie" + ("_gb" if gb else "_cont" if j == 2 else "")
+            out.append({"img": m.frames[0], "ps": ps, "label": "graphene", "kind": kind})
+    for k in range(28):
+        ps = ps_list[k % 7]
+
+        def maker(s, r, dressed=bool(k % 2)):
+            g = honeycomb_2d(s, r, "graphene")
+            return with_defects_and_support(g, r, s) if dressed else g
+
+        snr = float(np.exp(rng.uniform(np.log(3), np.log(30))))
+        img, p = _native(maker, ps, int(rng.integers(1e6)), snr=snr)
+        kind = "renderer" + ("_dressed" if k % 2 else "")
+        out.append({"img": img, "ps": p, "label": "graphene", "kind": kind})
+    ps_neg = [0.1, 0.15, 0.2, 0.25, 0.293, 0.35, 0.4]
+    for k in range(42):
+        if k < 14:
+
+            def maker(s, r):
+                return single_atoms(
+                    s, r, "Pt", support_ratio=float(r.uniform(2, 6)), lumps=float(r.uniform(0.15, 0.4))
+                )
+
+        else:
+            maker = single_atoms
+        img, p = _native(maker, ps_neg[k % 7], int(rng.integers(1e6)))
+        kind = "single_atoms" + ("_pt" if k < 14 else "")
+        out.append({"img": img, "ps": p, "label": "general", "kind": kind})
+    for k in range(10):
+
+        def maker(s, r):
+            return amorphous_support(s, r, density=float(r.uniform(0.5, 3)))
+
+        img, p = _native(maker, ps_neg[k % 7], int(rng.integers(1e6)))
+        out.append({"img": img, "ps": p, "label": "general", "kind": "amorphous"})
+    for k in range(21):
+        base = (tmd_2h, perovskite, fcc)[k % 3]
+
+        def maker(s, r, base=base):
+            return with_defects_and_support(base(s, r), r, s)
+
+        img, p = _native(maker, ps_neg[k % 7], int(rng.integers(1e6)))
+        out.append({"img": img, "ps": p, "label": "general", "kind": base.__name__})
+    return out
+
+
+def held_out_set() -> list[dict]:
+    """The check set (seed 7), never used to choose anything."""
+    from atomlens.simulate import simulate_frame
+    from atomlens.simulate.materials import amorphous_support, single_atoms
+
+    out: list[dict] = []
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        ps = float(np.exp(rng.uniform(np.log(0.05), np.log(0.4))))
+        size = int(rng.choice([256, 384, 512]))
+        kw = {
+            "dose": float(np.exp(rng.uniform(np.log(5e3), np.log(1e6)))),
+            "probe_fwhm_A": float(rng.uniform(0.8, 1.5)),
+            "contamination_fraction": float(rng.uniform(0, 0.3)),
+            "grain_boundary": bool(rng.random() < 0.4),
+            "n_si3": int(rng.integers(0, 5)),
+            "n_holes": int(rng.integers(0, 3)),
+        }
+        if kw["grain_boundary"]:
+            kw["grain_misorientation_deg"] = float(rng.uniform(5, 30))
+        m = simulate_frame(size, ps, seed=int(rng.integers(1e6)), **kw)
+        out.append({"img": m.frames[0], "ps": ps, "label": "graphene", "kind": "movie"})
+    for k in range(50):
+        ps = float(np.exp(rng.uniform(np.log(0.08), np.log(0.4))))
+        if k < 25:
+
+            def maker(s, r):
+                el = str(r.choice(["Pt", "Au", "Ir", "W", "Pd", "Mo"]))
+                sr, lu = float(r.uniform(1, 6)), float(r.uniform(0.1, 0.5))
+                return single_atoms(s, r, el, support_ratio=sr, lumps=lu)
+
+        elif k < 42:
+            maker = single_atoms
+        else:
+
+            def maker(s, r):
+                return amorphous_support(s, r, density=float(r.uniform(0.3, 3)))
+
+        img, p = _native(maker, ps, int(rng.integers(1e6)))
+        kind = "amorphous" if k >= 42 else "single_atoms"
+        out.append({"img": img, "ps": p, "label": "general", "kind": kind})
+    return out
+
+
+def _summary(rows: list[dict]) -> dict:
+    out: dict = {}
+    for label in ("graphene", "general"):
+        sel = [r for r in rows if r["label"] == label]
+        coh = [r["coherence"] for r in sel if r["coherence"] is not None]
+        kinds: dict = {}
+        for r in sel:
+            kinds.setdefault(r["kind"], Counter())[r["auto"]] += 1
+        out[label] = {
+            "n": len(sel),
+            "coherence_min_max": [min(coh), max(coh)] if coh else None,
+            "auto_by_kind": {k: dict(v) for k, v in kinds.items()},
+        }
+    return out
+
+
+def bench_sim() -> dict:
+    from atomlens.atoms.lattice_check import COHERENCE_MIN
+
+    out: dict = {"coherence_min": COHERENCE_MIN}
+    for name, make in (("choice", choice_set), ("held_out", held_out_set)):
+        rows = []
+        for i, s in enumerate(make()):
+            img = np.asarray(s["img"], np.float32)
+            row = {"i": i, "label": s["label"], "kind": s["kind"], "ps": round(s["ps"], 3)}
+            row.update(_traits_row(img, s["ps"]))
+            rows.append(row)
+        out[name] = {"summary": _summary(rows), "rows": rows}
+    return out
+
+
+def bench_real() -> dict:
+    from atomlens.io import read_stack
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from detect import calibrated_pixel_size
+
+    rows = []
+
+    def add(name: str, img: np.ndarray, ps: float, expect: str) -> None:
+        rows.append({"file": name, "ps": round(ps, 4), "expect": expect, **_traits_row(img, ps)})
+
+    for tif in sorted((REAL / "pt_single_atoms").glob("*.tif")):
+        st = read_stack(tif)
+        add(tif.name, np.asarray(st.data[0], np.float32), float(st.pixel_size), "general")
+    for name in ("graphene_si-2nm.npz", "graphene_grainboundary-4nm.npz"):
+        st = read_stack(REAL / name)
+        add(name, np.asarray(st.data[0], np.float32), float(st.pixel_size), "graphene")
+    st = read_stack(REAL / "graphene_si1c3_movie.npz")
+    for t in range(st.data.shape[0]):
+        frame = np.asarray(st.data[t], np.float32)
+        add(f"graphene_si1c3_movie.npz[{t}]", frame, float(st.pixel_size), "graphene")
+    others = sorted(REAL.glob("MoS2_*.npy")) + [
+        FORMATS / n
+        for n in (
+            "mos2_se_implanted.dm3",
+            "16_STOimage_1.ser",
+            "Acquisition_18.emd",
+            "srtio3_abf_movie.hspy",
+        )
+    ]
+    for f in others:
+        st = read_stack(f)
+        add(f.name, np.asarray(st.data[0], np.float32), float(st.pixel_size), "general")
+    for f in sorted((REAL / "librarynet_dev").glob("*.npz")):
+        img = np.load(f)["image"].astype(np.float32)
+        ps, _ = calibrated_pixel_size(img)
+        add(f"librarynet_dev/{f.name} ({img.shape[0]}²)", img, ps, "graphene")
+    wrong = [r["file"] for r in rows if r["auto"] != r["expect"]]
+    return {"n": len(rows), "wrong": wrong, "rows": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--what", default="sim,real")
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    out: dict = {}
+    for what in args.what.split(","):
+        t = time.perf_counter()
+        if what == "real" and not SHARED.exists():
+            out[what] = {"skipped": f"{SHARED} not found"}
+        else:
+            out[what] = {"sim": bench_sim, "real": bench_real}[what]()
+        print(f"{what}: {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+    print(json.dumps(out, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
