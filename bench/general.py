@@ -519,13 +519,15 @@ def bench_ptsim(model: str, thresholds: tuple[float, ...] = (0.5, 0.3)) -> dict:
 
 
 def bench_choice() -> dict:
-    """Which model auto picks, and the graphene model's warnings, on every real file."""
-    from atomlens.atoms.suitability import choose_model, model_fit_warnings
+    """Which model auto picks, the FFT coherence behind it (atoms.lattice_check), and the
+    graphene model's warnings, on every real file (all 11 Pt images; the LibraryNet
+    patches and every movie frame: bench/model_choice.py)."""
+    from atomlens.atoms.suitability import choose_model, image_traits, model_fit_warnings
     from atomlens.io import read_stack
     from atomlens.segment.registry import load_model
 
     graphene = load_model("graphene")
-    files = sorted(REAL.glob("*.np[yz]")) + [PT_DIR / "021_HAADF_15nm_Sample_PtNC_21Oct20.tif"]
+    files = sorted(REAL.glob("*.np[yz]")) + sorted(PT_DIR.glob("*.tif"))
     files += [FORMATS / n for n in (*STO_FILES.values(), "mos2_se_implanted.dm3")]
     out = {}
     for f in files:
@@ -533,9 +535,11 @@ def bench_choice() -> dict:
         ps = float(st.pixel_size or 0.078)
         frame = np.asarray(st.data[0], np.float32)
         name, why = choose_model(frame, ps)
+        tr = image_traits(frame, ps)
         out[f.name] = {
             "auto": name,
             "why": why,
+            "coherence": None if tr.hex_coherence is None else round(tr.hex_coherence, 1),
             "graphene_warnings": model_fit_warnings(frame, ps, graphene),
         }
     noise = np.random.default_rng(0).normal(100, 10, (512, 512)).astype(np.float32)
