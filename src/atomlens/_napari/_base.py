@@ -236,3 +236,26 @@ def status_label(value: str = "") -> Label:
     # (measured: a 30-50 ms relayout and canvas redraw at the start of every training)
     label.native.setFixedHeight(label.native.fontMetrics().lineSpacing() + 4)
     return label
+
+
+def note_label() -> Label:
+    """A word-wrapped, top-aligned Label for what a one-line status would cut off (the
+    model chosen and why, the contrast classes, a warning that a dock does not fit the
+    material). Unlike :func:`status_label` it grows with its text: it changes once per
+    run, not on every progress step, so the one relayout is cheap."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QSizePolicy
+
+    label = Label(value="")
+    label.native.setWordWrap(True)
+    label.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+    label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+    label.native.setMinimumWidth(0)
+    return label
+
+
+def set_note(label: Label, text: str) -> None:
+    """Show ``text`` in a :func:`note_label` (and its tooltip); hidden while empty."""
+    label.value = text
+    label.tooltip = text
+    label.visible = bool(text)

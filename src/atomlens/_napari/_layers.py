@@ -188,6 +188,17 @@ def atomlens_kind(layer: Layer) -> str | None:
     return meta.get("kind") if isinstance(meta, dict) else None
 
 
+#: Points layers AtomLens makes that hold no atoms (ring centres, defect centres,
+#: subimage centres): not offered where a dock asks for atoms.
+NOT_ATOMS_KINDS = ("rings", "defects", "subimages")
+
+
+def is_atoms_points(layer: Layer) -> bool:
+    """A Points layer of atoms (detected, opened from a table, or drawn by hand), not
+    one of AtomLens' ring, defect or subimage centre layers; the 'atoms' pickers' rule."""
+    return atomlens_kind(layer) not in NOT_ATOMS_KINDS and layer.ndim in (2, 3)
+
+
 def colormap_with_grey(name: str):
     """napari's colormap ``name`` with NaN drawn in neutral grey, not transparent: atoms
     without a value (no latent: their window crosses the frame edge) stay visible."""

@@ -45,7 +45,14 @@ from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 
 from atomlens._napari._base import ViewerWidget, status_label
-from atomlens._napari._layers import add_tuple, current_frame, layer_atoms, layer_stack, set_frame
+from atomlens._napari._layers import (
+    add_tuple,
+    current_frame,
+    is_atoms_points,
+    layer_atoms,
+    layer_stack,
+    set_frame,
+)
 from atomlens._napari._reuse import REPLACED, is_replacing, unwrapped
 from atomlens._napari._workers import notify_error, start_generator
 from atomlens.errors import SettingsError
@@ -82,7 +89,8 @@ class CorrectionWidget(ViewerWidget):
         self._stop = threading.Event()
 
         # -- layers and class
-        self.points = self.layer_picker("atoms", "points")
+        # atoms, not the ring / defect centres the Defects dock adds on top of them
+        self.points = self.layer_picker("atoms", "points", is_atoms_points)
         # the movie, never a probability map (the project must record the movie's file)
         self.image = self.layer_picker(
             "movie", "image", lambda lay: lay.ndim in (2, 3) and not is_derived_image(lay)

@@ -38,9 +38,9 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_info, show_warning
 
-from atomlens._napari._base import ViewerWidget, status_label
+from atomlens._napari._base import ViewerWidget, note_label, set_note, status_label
 from atomlens._napari._layers import (
-    atomlens_kind,
+    is_atoms_points,
     layer_atoms,
     merge_features,
     set_frame,
@@ -93,13 +93,29 @@ _HEADERS = {
 
 def _is_atoms(layer: Any) -> bool:
     """Points layers that hold atoms (not ring centres, defect centres, subimages)."""
-    return atomlens_kind(layer) not in ("rings", "defects", "subimages") and layer.ndim in (2, 3)
+    return is_atoms_points(layer)
 
 
 def pixel_size_of(layer: Any) -> float | None:
     """Å per pixel of a layer: the docks' one resolver
     (:func:`atomlens._napari._layers.resolve_layer_pixel_size`)."""
     return _resolve_px(layer)
+
+
+def lattice_note(atoms: pd.DataFrame, host: str = "C") -> str:
+    """Empty when the atoms include the chemistry's lattice species ``host`` (graphene's
+    C); else one warning: the chemistry is graphene's (a C lattice whose every other
+    species is a dopant, C/Si bond lengths), so on this material its rings and holes are
+    geometry only and its defect types (named after 'dopants') do not describe it."""
+    species = sorted({str(c) for c in atoms["cls"].astype(str)}) if "cls" in atoms else []
+    if not species or host in species:
+        return ""
+    return (
+        f"No {host} atoms (species: {', '.join(species[:6])}): this chemistry reads "
+        f"graphene, a {host} lattice with Si dopants. Every atom here counts as a dopant, "
+        "so the defect types (e.g. '<species><bonds>_edge') do not describe this material; "
+        "rings and holes are geometry only (bonds: nearest neighbours up to ~2 Å)."
+    )
 
 
 class DefectsDock(ViewerWidget):
@@ -126,6 +142,8 @@ class DefectsDock(ViewerWidget):
         self.csv_file = FileEdit(label="CSV file", mode="w", filter="*.csv", value="")
         self.export_button = PushButton(text="Export CSV")
         self.status = status_label()
+        self.note = note_label()  # the chemistry does not fit the atoms' material
+        self.note.visible = False
         row = Container(  # the checkbox on its own line: the dock stays as narrow as the rest
             layout="horizontal", widgets=[self.run_button, self.stop_button], labels=False
         )
@@ -140,6 +158,7 @@ class DefectsDock(ViewerWidget):
                 self.csv_file,
                 self.export_button,
                 self.status,
+                self.note,
             ]
         )
 
@@ -208,6 +227,10 @@ class DefectsDock(ViewerWidget):
         except ValueError as exc:
             notify_error(exc, "Defects")
             return None
+        note = lattice_note(atoms)
+        set_note(self.note, note)
+        if note:
+            show_warning(f"Defects: {note}")
         n_frames = int(atoms["frame"].nunique()) if "frame" in atoms else 1
         self.run_button.enabled, self.stop_button.enabled = False, True
         self.progress.max, self.progress.value = n_frames, 0

@@ -29,7 +29,7 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_info, show_warning
 
-from atomlens._napari._base import ViewerWidget, status_label
+from atomlens._napari._base import ViewerWidget, note_label, set_note, status_label
 from atomlens._napari._layers import (
     atomlens_kind,
     atomlens_meta,
@@ -243,7 +243,15 @@ class DetectWidget(ViewerWidget):
         )
         self.n_classes.tooltip = "how many species; auto: chosen by ICL (atom-counting style)"
         self.class_names = LineEdit(label="class names", value="")
-        self.class_names.tooltip = "names from dimmest to brightest, e.g. S2,Mo"
+        self.class_names.tooltip = (
+            "names from dimmest to brightest, e.g. S2,Mo; used by the next detection, or "
+            "by 'Name classes' on the atoms already found"
+        )
+        self.name_button = PushButton(text="Name classes")
+        self.name_button.tooltip = (
+            "give the contrast classes of the atoms layer these names (no new detection): "
+            "the layer's species, colours, colour key and saved tables follow"
+        )
         self.spot_scale = ComboBox(label="spot scale", choices=["auto", "off"], value="auto")
         self.spot_scale.tooltip = (
             "auto: for the general model, measure how wide the atoms' spots are and, when "
@@ -275,6 +283,10 @@ class DetectWidget(ViewerWidget):
         self.stop_button.tooltip = "end after the current frame; the frames done are kept"
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self.status = status_label()
+        # the model that ran and why (auto choice, dark atoms inverted), the contrast
+        # classes found: several lines, where the one-line status would cut them off
+        self.note = note_label()
+        self.note.visible = False  # until a run has something to say
         self.extend(
             [
                 self.image,
@@ -289,15 +301,18 @@ class DetectWidget(ViewerWidget):
                 self.species,
                 self.n_classes,
                 self.class_names,
+                self.name_button,
                 self.show_maps,
                 Container(
                     widgets=[self.run_button, self.stop_button], layout="horizontal", labels=False
                 ),
                 self.progress,
                 self.status,
+                self.note,
             ]
         )
         self.run_button.changed.connect(self.run)
+        self.name_button.changed.connect(lambda: self.name_classes())
         self.stop_button.changed.connect(self.stop)
         self._stop = threading.Event()
         self._t0 = 0.0
@@ -305,6 +320,9 @@ class DetectWidget(ViewerWidget):
         self._source = None
         self._typed_px: float | None = None  # the pixel size typed for the running job
         self.results_shown = False  # the last run's layers are in the viewer
+        self.points: Any = None  # the last run's atoms layer
+        self._result: Any = None  # the last run's DetectResult
+        self._species_model: dict = {}  # its contrast mixture (summary), if any
 
     def _tta_toggled(self, on: bool) -> None:
         """Ticking 'average 8 orientations' takes the chosen model's cross-validated
@@ -436,9 +454,12 @@ class DetectWidget(ViewerWidget):
         self.progress.value = self.progress.max if not self._stop.is_set() else len(frames)
         stopped = " (stopped: frames done kept)" if self._stop.is_set() else ""
         choice = getattr(result, "model_choice", "")
-        self.status.value = f"{len(atoms)} atoms in {len(frames)} frame(s){stopped}" + (
-            f"; model {choice.split(' (')[0]}" if choice else ""
-        )
+        # (the model and why: in the note below, where it is not cut off)
+        self.status.value = f"{len(atoms)} atoms in {len(frames)} frame(s){stopped}"
+        self.points = points
+        self._result = result
+        self._species_model = dict(getattr(result, "species_model", None) or {})
+        set_note(self.note, self._note_text(atoms))
         spot = getattr(result, "spot_scale", None) or {}
         if float(spot.get("factor", 1.0)) != 1.0:  # the image was shown at another scale
             self.status.value += f"; spots resampled x{float(spot['factor']):.2g}"
@@ -450,3 +471,52 @@ class DetectWidget(ViewerWidget):
             self.viewer.layers.selection.active = points
         ensure_key_dock(self.viewer)
         self.results_shown = True
+
+    def _note_text(self, atoms: Any) -> str:
+        """The note under the status: the model and why, then the contrast classes."""
+        from atomlens._napari.detect_notes import contrast_note, model_note
+
+        lines = [model_note(getattr(self, "_result", None))]
+        lines.append(contrast_note(atoms, self._species_model))
+        return "\n".join(line for line in lines if line)
+
+    def _named_layer(self) -> Any:
+        """The atoms layer 'Name classes' renames: the last run's (if still in the
+        viewer), else the picked image's ``atoms <image>`` layer."""
+        from atomlens._napari._layers import layer_named
+
+        if self.points is not None and self.points in self.viewer.layers:
+            return self.points
+        image = self.image.value
+        return layer_named(self.viewer, f"atoms {image.name}") if image is not None else None
+
+    def name_classes(self) -> Any:
+        """Give the contrast classes of the atoms layer the names typed in 'class names'
+        (dimmest first), without detecting again: its ``cls`` feature, species colours and
+        colour key change; returns the layer (None on a one-line error)."""
+        from atomlens._napari._layers import apply_colour, layer_atoms, merge_features
+        from atomlens.atoms.contrast import ContrastError, name_classes
+        from atomlens.viz.colours import colour_spec
+
+        layer = self._named_layer()
+        try:
+            if layer is None or "contrast_class" not in layer.features:
+                raise ContrastError(
+                    "no atoms with contrast classes: set species to 'from contrast' and "
+                    "press Detect atoms first"
+                )
+            names = str(self.class_names.value or "").strip()
+            if not names:
+                raise ContrastError("type the class names first, dimmest first (e.g. S2,Mo)")
+            atoms = layer_atoms(layer)
+            k = int(self._species_model.get("k") or atoms["contrast_class"].max() + 1)
+            named = name_classes(atoms, names, k=k)
+        except ContrastError as exc:
+            notify_error(exc, "Name classes")
+            return None
+        merge_features(layer, named[["cls"]])
+        apply_colour(layer, colour_spec("cls", layer.features["cls"]))
+        self.points = layer
+        set_note(self.note, self._note_text(layer_atoms(layer)))
+        self.status.value = "named: " + ", ".join(map(str, named["cls"].cat.categories))
+        return layer

@@ -26,6 +26,7 @@ from magicgui.widgets import ComboBox, Container, ProgressBar, PushButton, SpinB
 from atomlens._napari._base import ViewerWidget, status_label
 from atomlens._napari._layers import (
     atomlens_kind,
+    is_atoms_points,
     layer_atoms,
     layer_pixel_size,
     pixel_size_of,
@@ -106,7 +107,7 @@ class SubimageWidget(ViewerWidget):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(viewer)
         self.session = session_for(viewer)
-        self.atoms = self.layer_picker("atoms", "points")
+        self.atoms = self.layer_picker("atoms", "points", is_atoms_points)
         self.image = self.layer_picker("image / map", "image", _not_subimages)
         self.centres = ComboBox(label="centres", choices=["atoms", "ring centres"], value="atoms")
         from atomlens.workflows.latent import DescriptorRecipe
