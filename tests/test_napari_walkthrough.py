@@ -173,3 +173,21 @@ def test_abf_movie_note_says_the_dark_atoms_were_inverted(
     assert note.startswith("model general"), note
     assert "dark" in note and "inverted" in note, note
     assert len(viewer.layers[f"atoms {img.name}"].data) > 50
+
+    # names typed with 'auto' classes: one class per name (SrTiO3 [001] ABF shows three
+    # column kinds; auto may find another number, and the names then failed after
+    # every frame was detected)
+    widget.class_names.value = "O, TiO,Sr"
+    assert widget.n_classes.value == "auto"
+    _detect(widget, qtbot)
+    points = viewer.layers[f"atoms {img.name}"]
+    assert set(points.features["cls"].astype(str)) == {"O", "TiO", "Sr"}
+    assert "contrast: 3 class(es), dimmest first: O " in widget.note.value, widget.note.value
+
+
+def test_typed_names_set_the_number_of_auto_classes() -> None:
+    from atomlens._napari.detect_widget import contrast_classes_for
+
+    assert contrast_classes_for("auto", "S2, Mo") == "2"
+    assert contrast_classes_for("auto", " ") == "auto"
+    assert contrast_classes_for("3", "S2,Mo") == "3"  # a number chosen stays

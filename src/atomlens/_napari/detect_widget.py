@@ -193,6 +193,17 @@ def gui_wording(warning: str) -> str:
     return text.replace("(atomlens finetune)", "(Correct atoms dock)")
 
 
+def contrast_classes_for(n_classes: str, class_names: str) -> str:
+    """The number of contrast classes to ask for: the dock's choice, except that with
+    'auto' and names typed it is one class per name (the user has said how many species
+    there are; 'auto' could find another number and the names would not fit, failing
+    after every frame was detected)."""
+    names = [n for n in (part.strip() for part in class_names.split(",")) if n]
+    if n_classes.strip().lower() == "auto" and names:
+        return str(len(names))
+    return n_classes
+
+
 def recipe_field(name: str) -> Any:
     """The :class:`~atomlens.workflows.detect.DetectRecipe` field ``name`` (its default and
     ``metadata["choices"]``), so the dock offers what the recipe accepts."""
@@ -244,8 +255,9 @@ class DetectWidget(ViewerWidget):
         self.n_classes.tooltip = "how many species; auto: chosen by ICL (atom-counting style)"
         self.class_names = LineEdit(label="class names", value="")
         self.class_names.tooltip = (
-            "names from dimmest to brightest, e.g. S2,Mo; used by the next detection, or "
-            "by 'Name classes' on the atoms already found"
+            "names from dimmest to brightest, e.g. S2,Mo; used by the next detection (with "
+            "contrast classes 'auto': one class per name), or by 'Name classes' on the "
+            "atoms already found"
         )
         self.name_button = PushButton(text="Name classes")
         self.name_button.tooltip = (
@@ -401,7 +413,9 @@ class DetectWidget(ViewerWidget):
             self._stop,
             user_px,
             species="contrast" if self.species.value == "from contrast" else "model",
-            contrast_classes=str(self.n_classes.value),
+            contrast_classes=contrast_classes_for(
+                str(self.n_classes.value), str(self.class_names.value or "")
+            ),
             class_names=str(self.class_names.value or ""),
             place=place,
             maps=bool(self.show_maps.value),
@@ -431,6 +445,8 @@ class DetectWidget(ViewerWidget):
         elapsed = time.perf_counter() - self._t0
         left = elapsed / max(done, 1) * (total - done)
         self.status.value = f"{getattr(event, 'message', '')}; {done}/{total}, ~{left:.0f} s left"
+        if done >= total and self.species.value == "from contrast":  # (seconds, no events)
+            self.status.value = f"{done}/{total} frames; species from contrast..."
 
     def _on_result(self, outcome: tuple[Any, list[int], list[Any]]) -> None:
         result, frames, layers = outcome
