@@ -191,3 +191,30 @@ def test_typed_names_set_the_number_of_auto_classes() -> None:
     assert contrast_classes_for("auto", "S2, Mo") == "2"
     assert contrast_classes_for("auto", " ") == "auto"
     assert contrast_classes_for("3", "S2,Mo") == "3"  # a number chosen stays
+
+
+@pytest.mark.gui
+def test_graphene_model_on_mos2_keeps_its_warning_in_the_note(
+    make_napari_viewer, qtbot, shared_data
+) -> None:
+    """The graphene model asked for on MoS2 (C/Si on a TMD): the 'does not look like
+    graphene' warning stays in the dock's note after its notification has gone."""
+    from atomlens._napari.detect_widget import DetectWidget, gui_wording
+
+    viewer = make_napari_viewer()
+    _crop_layer(viewer, shared_data, "formats/mos2_se_implanted.dm3", 256)
+    widget = DetectWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.model.value = "graphene"
+    outcome = []
+    worker = widget.run()
+    worker.returned.connect(outcome.append)
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    qtbot.waitUntil(lambda: widget.results_shown, timeout=20_000)
+    warnings = outcome[0][0].warnings
+    assert any("does not look like graphene" in w for w in warnings), warnings
+    note = widget.note.value
+    assert note.startswith("model graphene"), note
+    for w in warnings:
+        assert f"warning: {gui_wording(w)}" in note

@@ -107,6 +107,8 @@ def lattice_note(atoms: pd.DataFrame, host: str = "C") -> str:
     C); else one warning: the chemistry is graphene's (a C lattice whose every other
     species is a dopant, C/Si bond lengths), so on this material its rings and holes are
     geometry only and its defect types (named after 'dopants') do not describe it."""
+    from atomlens.chem.bonds import DEFAULT_OTHER_BOND_A as other_bond
+
     species = sorted({str(c) for c in atoms["cls"].astype(str)}) if "cls" in atoms else []
     if not species or host in species:
         return ""
@@ -114,7 +116,7 @@ def lattice_note(atoms: pd.DataFrame, host: str = "C") -> str:
         f"No {host} atoms (species: {', '.join(species[:6])}): this chemistry reads "
         f"graphene, a {host} lattice with Si dopants. Every atom here counts as a dopant, "
         "so the defect types (e.g. '<species><bonds>_edge') do not describe this material; "
-        "rings and holes are geometry only (bonds: nearest neighbours up to ~2 Å)."
+        f"rings and holes are geometry only (bonds: neighbours up to {other_bond:g} Å)."
     )
 
 

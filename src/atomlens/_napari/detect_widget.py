@@ -489,10 +489,14 @@ class DetectWidget(ViewerWidget):
         self.results_shown = True
 
     def _note_text(self, atoms: Any) -> str:
-        """The note under the status: the model and why, then the contrast classes."""
+        """The note under the status: the model and why, the model-fit warnings, then
+        the contrast classes."""
         from atomlens._napari.detect_notes import contrast_note, model_note
 
-        lines = [model_note(getattr(self, "_result", None))]
+        result = getattr(self, "_result", None)
+        lines = [model_note(result)]
+        # the model-fit warnings stay here after their notification has gone
+        lines += [f"warning: {gui_wording(w)}" for w in getattr(result, "warnings", None) or []]
         lines.append(contrast_note(atoms, self._species_model))
         return "\n".join(line for line in lines if line)
 
