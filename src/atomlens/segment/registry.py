@@ -225,7 +225,8 @@ def choose_model_from_traits(tr, pixel_size_A: float) -> tuple[str, str]:
             return fallback, (
                 "FFT maxima near graphene's period are not a crystal's: the spots they "
                 f"predict barely stand out of their rings (coherence {coherence:.1f}, a "
-                f"crystal's is above {COHERENCE_MIN:g}): an amorphous film or noise, no lattice"
+                f"crystal's is above {COHERENCE_MIN:g}): no graphene lattice (an amorphous "
+                "film, noise or another lattice)"
             )
         return fallback, "no hexagonal lattice with graphene's 2.46 Å period in the FFT"
     if tr.sublattice_contrast is not None and tr.sublattice_contrast > 0.3:
