@@ -237,6 +237,8 @@ def test_speckle_ring_is_no_crystal_and_a_lattice_is():
     hexagon, best = crystal_hexagon(frame, 0.15, 2.46)
     assert hexagon is not None and hexagon.coherence > 5 * COHERENCE_MIN
     assert hexagon.period_A == pytest.approx(2.46 * np.sqrt(3) / 2, rel=0.03)
+    with pytest.raises(ValueError, match="one .Y, X. frame"):
+        crystal_hexagon(np.zeros((2, 64, 64)), 0.15, 2.46)
 
 
 @pytest.mark.parametrize(
