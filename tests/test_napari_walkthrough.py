@@ -59,7 +59,7 @@ def test_lattice_note_only_without_the_host_species() -> None:
     assert lattice_note(pd.DataFrame({"cls": ["C", "Si", "C"]})) == ""
     text = lattice_note(pd.DataFrame({"cls": ["S2", "Mo", "Mo"]}))
     assert text.startswith("No C atoms (species: Mo, S2)") and "graphene" in text
-    assert "do not describe this material" in text
+    assert "would not describe this material, so only holes are listed" in text
 
 
 # --- in napari, on crops of the real files -------------------------------------------
@@ -146,6 +146,11 @@ def test_mos2_contrast_classes_named_after_detection_reach_layer_key_and_csv(
         pass
     qtbot.waitUntil(lambda: defects.rows is not None, timeout=20_000)
     assert not defects.note.native.isHidden() and defects.note.value.startswith("No C atoms"), defects.note.value
+    # no dopant-typed defects ('Mo0_edge': every Mo a "dopant" of a C lattice): holes only,
+    # in the table and in the layer's per-atom columns
+    assert set(defects.rows["type"]) <= {"hole"}, set(defects.rows["type"])
+    assert set(points.features["defect_type"].astype(str)) <= {"none", "hole"}
+    assert defects.result is not None and len(defects.result.dopants) == 0
     # the ring / defect centre layers it added are not offered where atoms are asked for
     added = {lay.name for lay in viewer.layers} - {img.name, points.name}
     assert "defects" in added or "ring centres" in added, added
@@ -218,3 +223,20 @@ def test_graphene_model_on_mos2_keeps_its_warning_in_the_note(
     assert note.startswith("model graphene"), note
     for w in warnings:
         assert f"warning: {gui_wording(w)}" in note
+
+
+def test_empty_ring_and_defect_layers_can_be_made() -> None:
+    """No defects (a clean frame, or MoS2 without holes) and no rings (SrTiO3: columns
+    farther apart than a bond): 'add bonds / rings / defects layers' made a (0, 4) colour
+    array that napari cannot build a layer from."""
+    from napari.layers import Layer
+
+    from atomlens._napari.chem_layers import defects_layer_tuple, rings_layer_tuple
+
+    defects = pd.DataFrame(
+        {"frame": [], "defect_id": [], "type": [], "y": [], "x": [], "atoms": []}
+    )
+    rings = pd.DataFrame({"frame": [], "ring_id": [], "size": [], "y": [], "x": []})
+    for data, kw, kind in (defects_layer_tuple(defects, 0.1), rings_layer_tuple(rings, 0.1)):
+        layer = Layer.create(data, dict(kw), kind)
+        assert len(layer.data) == 0 and layer.ndim == 3

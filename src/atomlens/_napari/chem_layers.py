@@ -82,6 +82,13 @@ def bonds_layer_tuple(
     return (data, kw, "vectors")
 
 
+def _colours_or_none(colours: np.ndarray) -> np.ndarray | str:
+    """Per-point colours ``(N, 4)``, or one colour when there are no points: napari
+    cannot build a layer from a ``(0, 4)`` colour array (no rings: atoms farther apart
+    than a bond; no defects: a clean frame)."""
+    return colours if len(colours) else "transparent"
+
+
 def rings_layer_tuple(
     rings: pd.DataFrame, pixel_size: float | None, name: str = "ring centres", size_px: float = 6.0
 ) -> LayerTuple:
@@ -98,7 +105,7 @@ def rings_layer_tuple(
     kw.update(
         {
             "features": rings[["frame", "ring_id", "size"]].reset_index(drop=True),
-            "face_color": colours,
+            "face_color": _colours_or_none(colours),
             "size": float(size_px),
             "symbol": "disc",
             "border_width": 0.0,
@@ -125,7 +132,7 @@ def defects_layer_tuple(
         {
             "features": defects.drop(columns=["atoms"], errors="ignore").reset_index(drop=True),
             "face_color": "transparent",
-            "border_color": colours,
+            "border_color": _colours_or_none(colours),
             "border_width": 0.1,
             "size": float(size_px),
             "out_of_slice_display": False,

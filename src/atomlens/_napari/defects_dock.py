@@ -114,9 +114,34 @@ def lattice_note(atoms: pd.DataFrame, host: str = "C") -> str:
         return ""
     return (
         f"No {host} atoms (species: {', '.join(species[:6])}): this chemistry reads "
-        f"graphene, a {host} lattice with Si dopants. Every atom here counts as a dopant, "
-        "so the defect types (e.g. '<species><bonds>_edge') do not describe this material; "
-        f"rings and holes are geometry only (bonds: neighbours up to {other_bond:g} Å)."
+        f"graphene, a {host} lattice with Si dopants, where every other atom is a dopant. "
+        "Its dopant defect types (e.g. 'Mo0_edge') would not describe this material, so "
+        "only holes are listed; bonds and rings are geometry only (neighbours up to "
+        f"{other_bond:g} Å)."
+    )
+
+
+def holes_only(result: ChemResult) -> ChemResult:
+    """``result`` with only its ``hole`` defects (geometry: a large empty face), for atoms
+    the graphene chemistry does not describe (:func:`lattice_note`): the dopant-typed
+    defects and the dopant geometry go, and atoms of a dropped defect get
+    ``defect_id`` -1 and ``defect_type`` 'none' (as atoms in no defect)."""
+    from dataclasses import replace
+
+    defects = result.defects
+    keep = defects["type"].astype(str) == "hole" if len(defects) else np.zeros(0, bool)
+    kept_ids = set(defects.loc[keep, "defect_id"].astype(int)) if len(defects) else set()
+    atoms = result.atoms.copy()
+    if "defect_id" in atoms:
+        dropped = (atoms["defect_id"] >= 0) & ~atoms["defect_id"].isin(kept_ids)
+        atoms.loc[dropped, "defect_id"] = -1
+        if "defect_type" in atoms:
+            atoms.loc[dropped, "defect_type"] = "none"
+    return replace(
+        result,
+        atoms=atoms,
+        defects=defects[keep].reset_index(drop=True),
+        dopants=result.dopants.iloc[:0],
     )
 
 
@@ -271,7 +296,8 @@ class DefectsDock(ViewerWidget):
         if run.result is None:
             self.status.value = "stopped before the first frames: nothing analysed"
             return
-        self.set_result(run.result, layer, n_points=n_points, rows=run.rows)
+        result = holes_only(run.result) if lattice_note(run.result.atoms) else run.result
+        self.set_result(result, layer, n_points=n_points, rows=run.rows)
         if run.stopped:
             self.status.value = (
                 f"stopped: {len(self.rows) if self.rows is not None else 0} defects in the "
