@@ -240,3 +240,35 @@ def test_empty_ring_and_defect_layers_can_be_made() -> None:
     for data, kw, kind in (defects_layer_tuple(defects, 0.1), rings_layer_tuple(rings, 0.1)):
         layer = Layer.create(data, dict(kw), kind)
         assert len(layer.data) == 0 and layer.ndim == 3
+
+
+@pytest.mark.gui
+def test_name_classes_reaches_a_correct_session_bound_to_the_layer(make_napari_viewer) -> None:
+    """Naming the contrast classes of a layer the Correct dock is editing: the session
+    takes the names (species are its own column; an edit afterwards redrew the layer
+    from the session and the names went back to class0/class1)."""
+    from atomlens._napari.correction import CorrectionWidget
+    from atomlens._napari.detect_widget import DetectWidget
+    from atomlens.viz.layers import atoms_layer_tuple, image_layer_tuple
+
+    viewer = make_napari_viewer()
+    add_tuple(viewer, image_layer_tuple(np.zeros((1, 64, 64), np.float32), 0.2, "img"))
+    table = _contrast_table(["class0", "class1"], [6, 4], [100.0, 250.0])
+    table["frame"] = 0
+    table["y"] = np.linspace(5, 55, 10)
+    table["x"] = np.linspace(8, 50, 10)
+    table["cls"] = pd.Categorical(table["cls"], categories=["class0", "class1"])
+    points = add_tuple(
+        viewer, atoms_layer_tuple(table, 0.2, "atoms img", metadata={"atomlens": {"source": "img"}})
+    )
+    correct = CorrectionWidget(viewer)
+    correct.points.value = points
+    correct.bind_layer(points)
+    detect = DetectWidget(viewer)
+    detect.class_names.value = "S2,Mo"
+    assert detect.name_classes() is points
+    assert list(correct.session.atoms["cls"].astype(str)) == ["S2"] * 6 + ["Mo"] * 4
+    # an edit redraws the layer from the session: the names stay
+    correct.session.delete([int(correct.session.atoms["atom_id"].iloc[0])])
+    assert list(points.features["cls"].astype(str)) == ["S2"] * 5 + ["Mo"] * 4
+    assert "Mo" in correct.session.class_choices()

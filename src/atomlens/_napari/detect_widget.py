@@ -534,8 +534,15 @@ class DetectWidget(ViewerWidget):
         except ContrastError as exc:
             notify_error(exc, "Name classes")
             return None
-        merge_features(layer, named[["cls"]])
-        apply_colour(layer, colour_spec("cls", layer.features["cls"]))
+        from atomlens._napari._reuse import REPLACED, replacing
+
+        # the species are a Correct session's own column: written as a new result of the
+        # same detection (REPLACED), so a session editing this layer restarts from the
+        # named table instead of drawing its old names back on the next edit
+        with replacing(layer):
+            merge_features(layer, named[["cls"]])
+            apply_colour(layer, colour_spec("cls", layer.features["cls"]))
+        REPLACED.replaced.emit(layer)
         self.points = layer
         set_note(self.note, self._note_text(layer_atoms(layer)))
         self.status.value = "named: " + ", ".join(map(str, named["cls"].cat.categories))
