@@ -110,6 +110,7 @@ def test_mos2_contrast_classes_named_after_detection_reach_layer_key_and_csv(
     # the model that ran and why, in full (not behind a tooltip); not graphene's
     assert note.startswith("model general: auto: "), note
     assert "contrast: " in note and "'Name classes'" in note, note
+    assert "pixel size 0.127 Å/px (the file's" in note, note  # the dm3's stated 0.12695
     k = int(points.features["contrast_class"].max()) + 1
     assert sorted(set(points.features["cls"].astype(str))) == [f"class{i}" for i in range(k)]
 
@@ -272,3 +273,12 @@ def test_name_classes_reaches_a_correct_session_bound_to_the_layer(make_napari_v
     correct.session.delete([int(correct.session.atoms["atom_id"].iloc[0])])
     assert list(points.features["cls"].astype(str)) == ["S2"] * 5 + ["Mo"] * 4
     assert "Mo" in correct.session.class_choices()
+
+
+def test_pixel_note_says_where_the_pixel_size_came_from() -> None:
+    from atomlens._napari.detect_notes import pixel_note
+
+    assert pixel_note(0.12695, "user") == "pixel size 0.127 Å/px (typed)"
+    assert "the file's; `atomlens calibrate FILE`" in pixel_note(0.12695, "metadata")
+    assert pixel_note(0.134, "calibration") == "pixel size 0.134 Å/px (calibration)"
+    assert pixel_note(None, "metadata") == ""

@@ -25,6 +25,20 @@ def model_note(result: Any) -> str:
     return f"model {name}" + (f": {why}" if why else "")
 
 
+def pixel_note(pixel_size: float | None, source: str) -> str:
+    """The pixel size detection used and where it came from (``source``: ``user`` =
+    typed, ``metadata`` = the file's stated value, which is often a few % off:
+    `atomlens calibrate` checks it against the lattice, 5 % on the MoS2 dm3)."""
+    if not pixel_size:
+        return ""
+    text = f"pixel size {pixel_size:.4g} Å/px"
+    if source == "user":
+        return f"{text} (typed)"
+    if source == "metadata":
+        return f"{text} (the file's; `atomlens calibrate FILE` checks it against the lattice)"
+    return f"{text} ({source})"
+
+
 def class_counts(atoms: pd.DataFrame) -> list[tuple[str, int, float]]:
     """``(name, atoms, median integrated intensity)`` per contrast class, dimmest first
     (``contrast_class`` 0, 1, ...); empty when the table has no contrast classes."""
@@ -65,4 +79,4 @@ def contrast_note(atoms: pd.DataFrame, species_model: dict | None = None) -> str
     return text
 
 
-__all__ = ["class_counts", "contrast_note", "model_note"]
+__all__ = ["class_counts", "contrast_note", "model_note", "pixel_note"]

@@ -491,10 +491,13 @@ class DetectWidget(ViewerWidget):
     def _note_text(self, atoms: Any) -> str:
         """The note under the status: the model and why, the model-fit warnings, then
         the contrast classes."""
-        from atomlens._napari.detect_notes import contrast_note, model_note
+        from atomlens._napari.detect_notes import contrast_note, model_note, pixel_note
 
         result = getattr(self, "_result", None)
-        lines = [model_note(result)]
+        source = "user" if self._typed_px is not None else "metadata"
+        if source == "metadata" and self._source is not None:
+            source = str(atomlens_meta(self._source).get("pixel_size_source") or source)
+        lines = [model_note(result), pixel_note(getattr(result, "pixel_size", None), source)]
         # the model-fit warnings stay here after their notification has gone
         lines += [f"warning: {gui_wording(w)}" for w in getattr(result, "warnings", None) or []]
         lines.append(contrast_note(atoms, self._species_model))
