@@ -282,3 +282,29 @@ def test_pixel_note_says_where_the_pixel_size_came_from() -> None:
     assert "the file's; `atomlens calibrate FILE`" in pixel_note(0.12695, "metadata")
     assert pixel_note(0.134, "calibration") == "pixel size 0.134 Å/px (calibration)"
     assert pixel_note(None, "metadata") == ""
+
+
+@pytest.mark.gui
+def test_calibrate_pixel_size_from_the_mos2_lattice(make_napari_viewer, qtbot, shared_data) -> None:
+    """The MoS2 dm3 states 0.127 Å/px; its lattice (a = 3.16 Å) says ~0.134-0.137
+    (README: FFT ~0.137; `atomlens calibrate --lattice mos2` on the whole image: 0.134).
+    'Calibrate pixel size' puts the measured value in the field; Detect then uses it and
+    the note says where it came from."""
+    from atomlens._napari.detect_widget import DetectWidget
+
+    viewer = make_napari_viewer()
+    _crop_layer(viewer, shared_data, "formats/mos2_se_implanted.dm3", 512)
+    widget = DetectWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.lattice.value = "mos2"
+    assert widget.pixel_size.value == 0.0
+    worker = widget.calibrate()
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    qtbot.waitUntil(lambda: "calibrated from the mos2 lattice" in widget.note.value, timeout=10_000)
+    assert 0.130 < widget.pixel_size.value < 0.140, widget.note.value
+    assert "the file says 0.127" in widget.note.value
+    if GENERAL_SHIPPED:
+        _detect(widget, qtbot)
+        px = widget.pixel_size.value
+        assert f"pixel size {px:.4g} Å/px (calibration)" in widget.note.value, widget.note.value

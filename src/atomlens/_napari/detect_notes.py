@@ -39,6 +39,20 @@ def pixel_note(pixel_size: float | None, source: str) -> str:
     return f"{text} ({source})"
 
 
+def calibration_note(cal: Any, lattice: str) -> str:
+    """What 'Calibrate pixel size' found (:class:`atomlens.chem.calibrate.Calibration`):
+    the estimate, the file's value and their discrepancy, and whether the dock took it
+    (only when sure)."""
+    text = f"calibrated from the {lattice} lattice: {cal.pixel_size:.4g} Å/px"
+    if cal.metadata_pixel_size:
+        text += (
+            f" (the file says {cal.metadata_pixel_size:.4g}, {cal.discrepancy_pct:+.1f} %)"
+        )
+    if cal.sure:
+        return text + "; set in the pixel size field: Detect again to use it"
+    return text + "; UNSURE, pixel size not changed: " + " ".join(cal.warnings)
+
+
 def class_counts(atoms: pd.DataFrame) -> list[tuple[str, int, float]]:
     """``(name, atoms, median integrated intensity)`` per contrast class, dimmest first
     (``contrast_class`` 0, 1, ...); empty when the table has no contrast classes."""
@@ -79,4 +93,4 @@ def contrast_note(atoms: pd.DataFrame, species_model: dict | None = None) -> str
     return text
 
 
-__all__ = ["class_counts", "contrast_note", "model_note", "pixel_note"]
+__all__ = ["calibration_note", "class_counts", "contrast_note", "model_note", "pixel_note"]

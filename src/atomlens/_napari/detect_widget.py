@@ -193,6 +193,21 @@ def gui_wording(warning: str) -> str:
     return text.replace("(atomlens finetune)", "(Correct atoms dock)")
 
 
+def calibration_job(stack: Any, lattice: str) -> Generator:
+    """:func:`atomlens.chem.calibrate.calibrate_lattice` on up to 16 frames of ``stack``
+    spread over the movie (as ``atomlens calibrate``), the stack's stated pixel size
+    compared; returns the :class:`~atomlens.chem.calibrate.Calibration`."""
+    import numpy as np
+
+    from atomlens.chem.calibrate import calibrate_lattice
+
+    yield f"calibrating from the {lattice} lattice"
+    n = int(stack.n_frames)
+    idx = np.unique(np.linspace(0, n - 1, min(n, 16)).astype(int))
+    frames = np.stack([np.asarray(stack.frame(int(t)), np.float32) for t in idx])
+    return calibrate_lattice(frames, lattice, stack.pixel_size)
+
+
 def contrast_classes_for(n_classes: str, class_names: str) -> str:
     """The number of contrast classes to ask for: the dock's choice, except that with
     'auto' and names typed it is one class per name (the user has said how many species
@@ -242,6 +257,18 @@ class DetectWidget(ViewerWidget):
         )
         self.pixel_size.native.setDecimals(4)
         self.pixel_size.tooltip = "0: use the image layer's calibration (its scale in Å)"
+        self.lattice = ComboBox(label="lattice", choices=["graphene", "mos2"], value="graphene")
+        self.lattice.tooltip = (
+            "the crystal 'Calibrate pixel size' measures: graphene (a = 2.46 Å) or mos2 "
+            "(a = 3.16 Å, also WS2, MoSe2 roughly)"
+        )
+        self.calibrate_button = PushButton(text="Calibrate pixel size")
+        self.calibrate_button.tooltip = (
+            "measure Å per pixel from the lattice (atoms in real space, then the FFT spots; "
+            "atomlens calibrate) and, when sure, put it in the pixel size field: files "
+            "often state it a few % off"
+        )
+        self._calibrated: float | None = None  # the value the last calibration set
         self.species = ComboBox(
             label="species", choices=["model classes", "from contrast"], value="model classes"
         )
@@ -310,6 +337,9 @@ class DetectWidget(ViewerWidget):
                 self.refine,
                 self.tta,
                 self.pixel_size,
+                Container(
+                    widgets=[self.lattice, self.calibrate_button], layout="horizontal"
+                ),
                 self.species,
                 self.n_classes,
                 self.class_names,
@@ -325,6 +355,7 @@ class DetectWidget(ViewerWidget):
         )
         self.run_button.changed.connect(self.run)
         self.name_button.changed.connect(lambda: self.name_classes())
+        self.calibrate_button.changed.connect(lambda: self.calibrate())
         self.stop_button.changed.connect(self.stop)
         self._stop = threading.Event()
         self._t0 = 0.0
@@ -495,6 +526,8 @@ class DetectWidget(ViewerWidget):
 
         result = getattr(self, "_result", None)
         source = "user" if self._typed_px is not None else "metadata"
+        if self._typed_px is not None and self._typed_px == self._calibrated:
+            source = "calibration"
         if source == "metadata" and self._source is not None:
             source = str(atomlens_meta(self._source).get("pixel_size_source") or source)
         lines = [model_note(result), pixel_note(getattr(result, "pixel_size", None), source)]
@@ -502,6 +535,43 @@ class DetectWidget(ViewerWidget):
         lines += [f"warning: {gui_wording(w)}" for w in getattr(result, "warnings", None) or []]
         lines.append(contrast_note(atoms, self._species_model))
         return "\n".join(line for line in lines if line)
+
+    def calibrate(self) -> Any:
+        """Measure the picked image's pixel size from the chosen lattice on a worker
+        (:func:`calibration_job`); when sure, the value goes into the pixel size field.
+        Returns the worker (None on a one-line error)."""
+        layer = self.image.value
+        if layer is None:
+            notify_error(ValueError("no image layer: open a STEM image first"), "Calibrate")
+            return None
+        try:
+            stack = layer_stack(layer)
+        except ValueError as exc:
+            notify_error(exc, "Calibrate")
+            return None
+        lattice = str(self.lattice.value)
+        self.calibrate_button.enabled = False
+        self.status.value = f"calibrating from the {lattice} lattice..."
+        return start_generator(
+            calibration_job,
+            stack,
+            lattice,
+            on_return=lambda cal: self._calibrated_to(cal, lattice),
+            on_error=lambda exc: setattr(self.status, "value", "calibration failed"),
+            on_finish=lambda: setattr(self.calibrate_button, "enabled", True),
+            what="Calibrate",
+        )
+
+    def _calibrated_to(self, cal: Any, lattice: str) -> None:
+        from atomlens._napari.detect_notes import calibration_note
+
+        if cal.sure:
+            self.pixel_size.value = round(float(cal.pixel_size), 4)
+            self._calibrated = float(self.pixel_size.value)
+        self.status.value = (
+            f"pixel size {cal.pixel_size:.4g} Å/px" if cal.sure else "calibration unsure"
+        )
+        set_note(self.note, calibration_note(cal, lattice))
 
     def _named_layer(self) -> Any:
         """The atoms layer 'Name classes' renames: the last run's (if still in the
