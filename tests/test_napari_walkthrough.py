@@ -279,7 +279,7 @@ def test_pixel_note_says_where_the_pixel_size_came_from() -> None:
     from atomlens._napari.detect_notes import pixel_note
 
     assert pixel_note(0.12695, "user") == "pixel size 0.127 Å/px (typed)"
-    assert "the file's; `atomlens calibrate FILE`" in pixel_note(0.12695, "metadata")
+    assert "the file's; 'Calibrate pixel size'" in pixel_note(0.12695, "metadata")
     assert pixel_note(0.134, "calibration") == "pixel size 0.134 Å/px (calibration)"
     assert pixel_note(None, "metadata") == ""
 

@@ -27,15 +27,15 @@ def model_note(result: Any) -> str:
 
 def pixel_note(pixel_size: float | None, source: str) -> str:
     """The pixel size detection used and where it came from (``source``: ``user`` =
-    typed, ``metadata`` = the file's stated value, which is often a few % off:
-    `atomlens calibrate` checks it against the lattice, 5 % on the MoS2 dm3)."""
+    typed, ``metadata`` = the file's stated value, which is often a few % off: the
+    dock's 'Calibrate pixel size' checks it against the lattice, 5 % on the MoS2 dm3)."""
     if not pixel_size:
         return ""
     text = f"pixel size {pixel_size:.4g} Å/px"
     if source == "user":
         return f"{text} (typed)"
     if source == "metadata":
-        return f"{text} (the file's; `atomlens calibrate FILE` checks it against the lattice)"
+        return f"{text} (the file's; 'Calibrate pixel size' checks it against the lattice)"
     return f"{text} ({source})"
 
 
