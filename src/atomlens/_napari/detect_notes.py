@@ -49,7 +49,7 @@ def calibration_note(cal: Any, lattice: str) -> str:
             f" (the file says {cal.metadata_pixel_size:.4g}, {cal.discrepancy_pct:+.1f} %)"
         )
     if cal.sure:
-        return text + "; set in the pixel size field: Detect again to use it"
+        return text + "; set in the pixel size field: the next Detect uses it"
     return text + "; UNSURE, pixel size not changed: " + " ".join(cal.warnings)
 
 
