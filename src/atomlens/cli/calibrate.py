@@ -22,8 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("stack", help="image or movie file (anything atomlens.io.read_stack reads)")
     p.add_argument(
         "--lattice",
-        default="graphene",
-        help="graphene (a = 2.46 Å), mos2 (a = 3.16 Å) or a lattice constant in Å (default graphene)",
+        default=None,
+        help="the image's hexagonal lattice: graphene (a = 2.46 Å), mos2 (a = 3.16 Å) or "
+        "its lattice constant a in Å (default graphene; an image that does not look like "
+        "graphene at the estimate is then reported UNSURE). Square lattices (e.g. SrTiO3) "
+        "are not supported",
     )
     p.add_argument(
         "--pixel-size",
@@ -51,17 +54,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from atomlens.chem.calibrate import calibrate_fft, calibrate_lattice
+    from atomlens.chem.calibrate import CalibrationError, calibrate_fft, calibrate_lattice
     from atomlens.io import read_stack
 
     stack = read_stack(args.stack)
     n = stack.n_frames
     idx = np.unique(np.linspace(0, n - 1, min(n, 16)).astype(int))
     frames = np.stack([stack.frame(int(t)) for t in idx])
+    lattice = args.lattice or "graphene"
     if args.pixel_size is not None:
-        cal = calibrate_fft(frames, args.lattice, args.pixel_size, search=args.search)
+        cal = calibrate_fft(frames, lattice, args.pixel_size, search=args.search)
     else:
-        cal = calibrate_lattice(frames, args.lattice, stack.pixel_size)
+        cal = calibrate_lattice(frames, lattice, stack.pixel_size)
+    if args.lattice is None:  # graphene assumed: does the image look like graphene?
+        doubt = not_graphene(frames[0], cal.pixel_size)
+        if doubt:
+            cal.warnings.append(doubt)
+            if args.apply:
+                raise CalibrationError(f"not applied: {doubt}")
     if args.json:
         print(json.dumps(cal.to_dict(), indent=2, default=float))
         return 0 if not args.apply else _apply(args, stack, cal)
@@ -78,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"confidence:  spot/background {cal.confidence:.1f}, spot spread {cal.details['spread_pct']:.2f} %"
         )
+        if cal.warnings:
+            print("verdict:     UNSURE: " + " ".join(cal.warnings))
     else:
         d = cal.details
         agree = d.get("fft_nn_agreement_pct")
@@ -104,3 +116,21 @@ def _apply(args: argparse.Namespace, stack, cal) -> int:
     out = write_tiff(args.apply, np.asarray(stack.data), cal.pixel_size)
     print(f"wrote {out} at {cal.pixel_size:.5f} Å/px")
     return 0
+
+
+def not_graphene(frame, pixel_size: float) -> str:
+    """Empty when one (Y, X) ``frame`` looks like graphene at ``pixel_size`` Å/px (or
+    the field is too small to judge); else one sentence: why not (the detector choice's
+    reason, e.g. two unequal sublattices for MoS2) and the fix (``--lattice``)."""
+    import numpy as np
+
+    from atomlens.atoms.suitability import choose_model
+
+    name, why = choose_model(np.asarray(frame, np.float32), float(pixel_size))
+    if name == "graphene":
+        return ""
+    return (
+        f"the image does not look like graphene at {pixel_size:.5f} Å/px ({why}): the "
+        "estimate assumed graphene's lattice; name the image's lattice with --lattice "
+        "(mos2, or its lattice constant in Å)"
+    )

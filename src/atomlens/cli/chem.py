@@ -10,10 +10,13 @@ from typing import Any
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "chem",
-        help="chemistry from an atom table: coordination, rings, defects, tracks",
+        help="graphene chemistry from an atom table: coordination, rings, defects, tracks",
         description=(
             "Read an atom table (CSV with frame, y, x in pixels, cls species) and write it back "
-            "with coordination, ring5..ring8, edge, defect_id, defect_type and track_id."
+            "with coordination, ring5..ring8, edge, defect_id, defect_type and track_id. The "
+            "chemistry is graphene's: a C lattice in which every other species is a dopant. "
+            "On a table without C atoms (MoS2, SrTiO3, the general model's 'atom') it says "
+            "so and keeps only holes; bonds and rings are then geometry only."
         ),
     )
     p.add_argument("atoms", help="atom table CSV (columns frame, y, x, cls[, prob])")
@@ -106,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     """Fill in the chemistry recipe, run the chemistry workflow, write the tables."""
     import pandas as pd
 
+    from atomlens.chem.host import holes_only, lattice_note
     from atomlens.io.atoms_table import AtomsTableError, validate_atoms, write_atoms
     from atomlens.io.frames import parse_frames
     from atomlens.io.gate import check_input_path, safe_reason
@@ -136,6 +140,10 @@ def run(args: argparse.Namespace) -> int:
         chemistry.run(atoms, args.pixel_size, recipe, movie=movie),
         lambda ev: print(ev.message, file=sys.stderr) if isinstance(ev, Log) else None,
     )
+    note = lattice_note(res.atoms)
+    if note:  # not graphene: its dopant defect types would mislabel this material
+        print(f"warning: {note}", file=sys.stderr, flush=True)
+        res = holes_only(res)
     write_atoms(args.out, res.atoms)
     for name, table in (
         ("rings", res.rings),
@@ -159,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"{len(res.atoms)} atoms in {n_frames} frame(s); {len(res.bonds)} bonds")
     print(f"rings by size: {sizes or 'none'}")
-    print(f"defects: {kinds}")
+    print(f"defects: {kinds}" + (" (holes only: not graphene)" if note else ""))
     if args.tracks:
         print(f"tracks: {res.atoms['track_id'].nunique()}")
     print(f"wrote {args.out}")

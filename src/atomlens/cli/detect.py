@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``detect`` subcommand."""
     p = subparsers.add_parser(
         "detect",
-        help="find atoms (C, Si) in a STEM image or movie",
+        help="find atoms (or atom columns) in a STEM image or movie, any material",
         description=(
             "Run the atom-finding network on every frame and write a CSV with columns "
             "frame,y,x,cls,prob,border (positions in pixels). --maps also writes the class "
@@ -201,10 +201,22 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atoms(out, atoms.assign(cls=atoms["cls"].astype(str)))
-    n_si = int((atoms["cls"].astype(str) == "Si").sum())
     print(
-        f"{len(atoms)} atoms ({n_si} Si) in {len(frames)} frames -> {out}"
+        f"{len(atoms)} atoms{species_summary(atoms)} in {len(frames)} frames -> {out}"
         + (f", maps -> {args.maps}" if args.maps else "")
         + f" [{time.perf_counter() - t0:.1f} s]"
     )
     return 0
+
+
+def species_summary(atoms: Any) -> str:
+    """The summary line's species part: ``" (3 Si)"`` for graphene's C/Si classes,
+    ``" (Mo: 2297, S2: 2055)"`` for other named species, empty for one species (the
+    general model's 'atom')."""
+    counts = atoms["cls"].astype(str).value_counts() if len(atoms) else {}
+    names = set(getattr(counts, "index", []))
+    if "C" in names and names <= {"C", "Si"}:
+        return f" ({int(counts.get('Si', 0))} Si)"
+    if len(names) < 2:
+        return ""
+    return " (" + ", ".join(f"{n}: {int(c)}" for n, c in counts.sort_index().items()) + ")"

@@ -48,7 +48,15 @@ def scheduler_from_args(args: argparse.Namespace) -> str | None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "run", help="detect, chemistry, descriptors, rVAE and report in one go", description=__doc__
+        "run",
+        help="detect, chemistry, descriptors, rVAE and report in one go",
+        description=(
+            "The whole chain on one movie: detect atoms, chemistry (graphene's; holes only "
+            "on other materials), descriptors, a latent model and an HTML report, written "
+            "under --out (atoms.csv/.parquet, bonds, rings, defects, maps, run.json, "
+            "report.html). Settings: --config FILE (see --print-config); [detect] model "
+            "= 'auto' picks the detector from the image, as atomlens detect does."
+        ),
     )
     p.add_argument("stack", nargs="?", help="movie file or AtomLens project folder")
     p.add_argument("--out", help="output directory")

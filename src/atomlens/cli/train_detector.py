@@ -11,9 +11,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train-detector`` subcommand."""
     p = subparsers.add_parser(
         "train-detector",
-        help="train the atom-finding U-Net on simulated graphene (CPU friendly)",
+        help="train the atom-finding U-Net on simulated images (graphene or general "
+        "preset; CPU friendly)",
         description=(
-            "Train the detector on freshly simulated, augmented graphene crops and write a "
+            "Train the detector on freshly simulated, augmented crops (the preset's "
+            "materials: graphene, or many lattices for general) and write a "
             "model file with its card (also as <out stem>_card.json). The defaults rebuild "
             "the shipped model: atomlens train-detector --preset graphene --out model.pt"
         ),

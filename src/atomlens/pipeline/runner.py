@@ -248,6 +248,19 @@ def _as_jsonable(obj: Any) -> Any:
     return asdict(obj) if is_dataclass(obj) else dict(vars(obj))
 
 
+def _model_fingerprint(model: str | None) -> Any:
+    """Cache identity of the detect setting: 'shipped' (None), 'auto' (chosen from the
+    image, itself in the key), or the weights file's fingerprint (a shipped name such as
+    'general' resolved to its file, or a .pt path)."""
+    if not model:
+        return "shipped"
+    if str(model) == "auto":
+        return "auto"
+    from atomlens.segment.registry import resolve_model
+
+    return file_fingerprint(resolve_model(model))
+
+
 def _stage_detect(
     stack_path: Any,
     pixel_size: float,
@@ -259,7 +272,7 @@ def _stage_detect(
     result: RunResult,
     progress: bool,
 ) -> tuple[pd.DataFrame, Path | None, list[str]]:
-    model_fp = file_fingerprint(cfg.detect.model) if cfg.detect.model else "shipped"
+    model_fp = _model_fingerprint(cfg.detect.model)
     det = cfg.section("detect")
     sd = stage_dir(out, "detect", base_key, det, model_fp)
     if sd.done:
@@ -361,6 +374,12 @@ def _stage_chem(
     tables = _merge_chem_parts(parts)
     atoms = tables.pop("atoms")
     tables.pop("dopants", None)
+    from atomlens.chem.host import keep_holes, lattice_note
+
+    note = lattice_note(atoms)
+    if note:  # not graphene: the dopant defect types would mislabel this material
+        say(f"chem: warning: {note}")
+        atoms, tables["defects"] = keep_holes(atoms, tables["defects"])
     if cfg.chem.track:
         from atomlens.workflows import chemistry
 

@@ -47,7 +47,7 @@ class DetectRecipe(Recipe):
         doc="species from the model's classes, or from each atom's "
         "integrated intensity clustered into classes (any material)",
     )
-    contrast_classes: str = setting(
+    contrast_classes: str | int = setting(
         "auto", doc="number of contrast classes, or auto (chosen by ICL); species='contrast' only"
     )
     class_names: str = setting(

@@ -1,0 +1,67 @@
+"""Is an atom table graphene's? The chemistry (:func:`atomlens.chem.analyze`) reads a
+lattice of one host species (graphene's C) in which every other species is a dopant;
+on another material (MoS2's Mo and S2, SrTiO3's columns, the general model's 'atom')
+its rings and holes are geometry only and its dopant defect types do not describe it.
+
+Headless (no Qt): ``atomlens chem`` and the pipeline use it; the napari Defects dock
+words its note the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+
+#: a chemistry result dataclass with ``atoms``, ``defects`` and ``dopants`` tables
+#: (:class:`atomlens.chem.ChemResult` or :class:`atomlens.workflows.chemistry.ChemOutput`)
+R = TypeVar("R", bound=Any)
+
+
+def species_of(atoms: pd.DataFrame) -> list[str]:
+    """The sorted species names in ``atoms['cls']`` (empty without a ``cls`` column)."""
+    return sorted({str(c) for c in atoms["cls"].astype(str)}) if "cls" in atoms else []
+
+
+def lattice_note(atoms: pd.DataFrame, host: str = "C") -> str:
+    """Empty when ``atoms`` include the chemistry's lattice species ``host`` (graphene's
+    C) or carry no species; else one warning naming the species found: the chemistry is
+    graphene's, so only holes are kept and bonds/rings are geometry only (neighbours up
+    to :data:`atomlens.chem.bonds.DEFAULT_OTHER_BOND_A` Å)."""
+    from atomlens.chem.bonds import DEFAULT_OTHER_BOND_A as other_bond
+
+    species = species_of(atoms)
+    if not species or host in species:
+        return ""
+    return (
+        f"No {host} atoms (species: {', '.join(species[:6])}): this chemistry reads "
+        f"graphene, a {host} lattice with Si dopants, where every other atom is a dopant. "
+        "Its dopant defect types (e.g. 'Mo0_edge') would not describe this material, so "
+        "only holes are listed; bonds and rings are geometry only (neighbours up to "
+        f"{other_bond:g} Å)."
+    )
+
+
+def keep_holes(atoms: pd.DataFrame, defects: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Only the ``hole`` defects (a large empty face: geometry) of a defect table, and
+    the atom table with the atoms of every dropped defect set to ``defect_id`` -1 and
+    ``defect_type`` 'none' (as atoms in no defect). Returns copies ``(atoms, defects)``."""
+    has = len(defects) and "type" in defects
+    keep = defects["type"].astype(str) == "hole" if has else np.zeros(len(defects), bool)
+    kept_ids = set(defects.loc[keep, "defect_id"].astype(int)) if has else set()
+    atoms = atoms.copy()
+    if "defect_id" in atoms:
+        dropped = (atoms["defect_id"] >= 0) & ~atoms["defect_id"].isin(kept_ids)
+        atoms.loc[dropped, "defect_id"] = -1
+        if "defect_type" in atoms:
+            atoms.loc[dropped, "defect_type"] = "none"
+    return atoms, defects[keep].reset_index(drop=True)
+
+
+def holes_only(result: R) -> R:
+    """``result`` with only its ``hole`` defects (:func:`keep_holes`) and no dopant
+    geometry, for atoms the graphene chemistry does not describe (:func:`lattice_note`)."""
+    atoms, defects = keep_holes(result.atoms, result.defects)
+    return replace(result, atoms=atoms, defects=defects, dopants=result.dopants.iloc[:0])
