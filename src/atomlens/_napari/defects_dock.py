@@ -59,6 +59,10 @@ from atomlens.chem.defect_table import (
     jump_target,
 )
 
+# the graphene chemistry on another material: one note and one holes-only rule for the
+# dock, the CLI and the pipeline (re-exported here for the dock's callers and tests)
+from atomlens.chem.host import holes_only, lattice_note
+
 if TYPE_CHECKING:
     import napari
     from napari.layers import Points
@@ -100,49 +104,6 @@ def pixel_size_of(layer: Any) -> float | None:
     """Å per pixel of a layer: the docks' one resolver
     (:func:`atomlens._napari._layers.resolve_layer_pixel_size`)."""
     return _resolve_px(layer)
-
-
-def lattice_note(atoms: pd.DataFrame, host: str = "C") -> str:
-    """Empty when the atoms include the chemistry's lattice species ``host`` (graphene's
-    C); else one warning: the chemistry is graphene's (a C lattice whose every other
-    species is a dopant, C/Si bond lengths), so on this material its rings and holes are
-    geometry only and its defect types (named after 'dopants') do not describe it."""
-    from atomlens.chem.bonds import DEFAULT_OTHER_BOND_A as other_bond
-
-    species = sorted({str(c) for c in atoms["cls"].astype(str)}) if "cls" in atoms else []
-    if not species or host in species:
-        return ""
-    return (
-        f"No {host} atoms (species: {', '.join(species[:6])}): this chemistry reads "
-        f"graphene, a {host} lattice with Si dopants, where every other atom is a dopant. "
-        "Its dopant defect types (e.g. 'Mo0_edge') would not describe this material, so "
-        "only holes are listed; bonds and rings are geometry only (neighbours up to "
-        f"{other_bond:g} Å)."
-    )
-
-
-def holes_only(result: ChemResult) -> ChemResult:
-    """``result`` with only its ``hole`` defects (geometry: a large empty face), for atoms
-    the graphene chemistry does not describe (:func:`lattice_note`): the dopant-typed
-    defects and the dopant geometry go, and atoms of a dropped defect get
-    ``defect_id`` -1 and ``defect_type`` 'none' (as atoms in no defect)."""
-    from dataclasses import replace
-
-    defects = result.defects
-    keep = defects["type"].astype(str) == "hole" if len(defects) else np.zeros(0, bool)
-    kept_ids = set(defects.loc[keep, "defect_id"].astype(int)) if len(defects) else set()
-    atoms = result.atoms.copy()
-    if "defect_id" in atoms:
-        dropped = (atoms["defect_id"] >= 0) & ~atoms["defect_id"].isin(kept_ids)
-        atoms.loc[dropped, "defect_id"] = -1
-        if "defect_type" in atoms:
-            atoms.loc[dropped, "defect_type"] = "none"
-    return replace(
-        result,
-        atoms=atoms,
-        defects=defects[keep].reset_index(drop=True),
-        dopants=result.dopants.iloc[:0],
-    )
 
 
 class DefectsDock(ViewerWidget):
