@@ -289,3 +289,18 @@ def test_real_pt_027_amorphous_ring_is_not_graphene(shared_data):
     img, px = _frame(real_file(shared_data, rel))
     name, why = choose_model(img, px)
     assert name == "general" and "not a crystal" in why, why
+
+
+@pytest.mark.skipif(not GENERAL_SHIPPED, reason="the general model (dark atoms) is not shipped")
+def test_auto_on_dark_atoms_says_dark_once_and_that_frames_are_inverted(graphene_frame):
+    """The auto reason on dark atoms names the dark contrast once, then the inversion."""
+    from atomlens.atoms.suitability import detection_setup
+
+    img, px = graphene_frame
+    setup = detection_setup(img.max() - img, "auto", None, px, warn=False)
+    assert setup.name == "general" and setup.invert
+    assert setup.reason.count("dark") == 1, setup.reason
+    assert setup.reason.endswith("frames inverted before the network"), setup.reason
+    # a model asked for by name still gets the whole explanation
+    setup = detection_setup(img.max() - img, "general", None, px, warn=False)
+    assert setup.invert and "atoms look dark" in setup.reason and "inverted" in setup.reason

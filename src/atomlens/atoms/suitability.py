@@ -363,7 +363,11 @@ def detection_setup(
         else []
     )
     if invert and contrast == "auto":
-        reason += "; atoms look dark (ABF/BF): frames inverted before the network"
+        reason += (
+            ": frames inverted before the network"
+            if reason.endswith("atoms look dark (ABF/BF contrast)")  # auto said why
+            else "; atoms look dark (ABF/BF): frames inverted before the network"
+        )
     return DetectionSetup(det, name, reason, invert, warnings, spot)
 
 
