@@ -104,7 +104,9 @@ def test_run_with_a_named_detector_and_whole_class_count(tmp_path, capsys):
     assert cfg.detect.contrast_classes == 1
     res = run_pipeline(path, tmp_path / "out", cfg, scheduler=None, progress=False)
     assert len(res.atoms) > 50 and set(res.atoms["cls"].astype(str)) == {"X"}
-    assert "chem: warning: No C atoms (species: X)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "detect: model general (as asked)" in err  # the detector is named, as in detect
+    assert "chem: warning: No C atoms (species: X)" in err
     kinds = set(res.atoms["defect_type"].astype(str))
     assert kinds <= {"hole", "none"}
     meta = json.loads((tmp_path / "out" / "run.json").read_text())
@@ -148,3 +150,23 @@ def test_calibrate_default_lattice_still_sure_on_graphene(shared_data, tmp_path,
     assert main(["calibrate", str(path)]) == 0
     out = capsys.readouterr().out
     assert "verdict:     sure" in out and "does not look like graphene" not in out
+
+
+def test_run_model_option_and_auto_choice_printed(tmp_path, capsys):
+    """``atomlens run --model auto`` (the fit warnings say 'try --model general', so run
+    takes --model too): the choice and its reason are printed once, before detecting."""
+    from atomlens.io import write_tiff
+    from atomlens.simulate import simulate_movie
+
+    movie = simulate_movie(
+        n_frames=2, size=128, pixel_size=0.1, seed=4, n_holes=0, n_stone_wales=0, n_vacancies=0
+    )
+    path = write_tiff(tmp_path / "movie.tif", movie.frames, 0.1)
+    conf = tmp_path / "run.toml"
+    conf.write_text("[latent]\nenabled = false\n[report]\nenabled = false\n")
+    out = tmp_path / "out"
+    args = ["run", str(path), "--out", str(out), "--config", str(conf), "--model", "auto"]
+    assert main([*args, "--quiet", "--scheduler", "none"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("detect: model ") == 1 and "(auto: " in err
+    assert json.loads((out / "run.json").read_text())["config"]["detect"]["model"] == "auto"

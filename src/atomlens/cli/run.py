@@ -15,6 +15,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         "a 2-process Dask cluster on 127.0.0.1; or the address of a "
         "dask.distributed scheduler",
     )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="detector: graphene, general, auto (chosen from the first frame) or a .pt "
+        "file (overrides [detect] model; default graphene)",
+    )
     p.add_argument("--pixel-size", type=float, help="Å per pixel (overrides metadata)")
     p.add_argument("--frames", help="frames to analyse, e.g. 0:10")
     p.add_argument("--epochs", type=int, help="latent-model epochs (overrides the config)")
@@ -31,6 +37,8 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201
     from atomlens.pipeline import PipelineConfig
 
     cfg = PipelineConfig.from_file(args.config)
+    if getattr(args, "model", None):
+        cfg.detect.model = args.model
     if args.pixel_size:
         cfg.input.pixel_size = args.pixel_size
     if args.frames:

@@ -261,6 +261,29 @@ def _model_fingerprint(model: str | None) -> Any:
     return file_fingerprint(resolve_model(model))
 
 
+def _settle_detector(stack_path: Any, frames: list[int], pixel_size: float, det: dict) -> dict:
+    """Decide the detector once, on the first frame, as ``atomlens detect`` does: print
+    the model and why, and its fit warnings (e.g. 'does not look like graphene'); a
+    model 'auto' becomes the chosen name, so every chunk uses the same detector."""
+    from atomlens.atoms.suitability import detection_setup
+    from atomlens.pipeline.tasks import _open_stack
+
+    setup = detection_setup(
+        _open_stack(str(stack_path), pixel_size),
+        det.get("model"),
+        frames[:1],
+        pixel_size,
+        threshold=det.get("threshold", 0.5),
+        contrast=det.get("contrast", "auto"),
+        spot_scale=det.get("spot_scale"),
+    )
+    why = setup.reason if det.get("model") else "the default; model 'auto' picks from the image"
+    say(f"detect: model {setup.name} ({why})")
+    for warning in setup.warnings:
+        say(f"detect: warning: {warning}")
+    return {**det, "model": setup.name} if str(det.get("model")) == "auto" else det
+
+
 def _stage_detect(
     stack_path: Any,
     pixel_size: float,
@@ -286,6 +309,7 @@ def _stage_detect(
             summary["classes"],
         )
     work = sd.begin()
+    det = _settle_detector(stack_path, frames, pixel_size, det)
     chunks = frame_chunks(frames, CHUNK_FRAMES)
     maps_store = None
     tables = []
