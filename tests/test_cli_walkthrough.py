@@ -170,3 +170,24 @@ def test_run_model_option_and_auto_choice_printed(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("detect: model ") == 1 and "(auto: " in err
     assert json.loads((out / "run.json").read_text())["config"]["detect"]["model"] == "auto"
+
+
+def test_detect_warns_when_names_are_fewer_than_contrast_classes(tmp_path, capsys):
+    """--classes 3 --names S2,Mo used to name the dimmest two silently (the user's 'Mo'
+    became the middle class, the brightest 'class2'); now a warning says so."""
+    from atomlens.io import write_tiff
+    from atomlens.simulate import simulate_movie
+
+    movie = simulate_movie(
+        n_frames=1, size=128, pixel_size=0.1, seed=2, n_holes=0, n_stone_wales=0, n_vacancies=0
+    )
+    path = write_tiff(tmp_path / "frame.tif", movie.frames, 0.1)
+    out = tmp_path / "atoms.csv"
+    base = ["detect", str(path), "--model", "graphene", "--species", "contrast", "--out", str(out)]
+    assert main([*base, "--classes", "3", "--names", "dim,mid"]) == 0
+    io = capsys.readouterr()
+    assert "warning: 3 contrast classes but 2 names (dim, mid)" in io.err
+    assert "in 1 frame ->" in io.out
+    assert set(pd.read_csv(out)["cls"]) == {"dim", "mid", "class2"}
+    assert main([*base, "--classes", "2", "--names", "dim,bright"]) == 0
+    assert "contrast classes but" not in capsys.readouterr().err

@@ -198,11 +198,21 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
+        names = [n.strip() for n in args.names.split(",") if n.strip()]
+        if names and len(names) < int(m["k"]):  # the brightest classes stay unnamed
+            print(
+                f"warning: {m['k']} contrast classes but {len(names)} names "
+                f"({', '.join(names)}): names go to the dimmest classes first, the rest keep "
+                f"class<k>; give {m['k']} names or --classes {len(names)}",
+                file=sys.stderr,
+                flush=True,
+            )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atoms(out, atoms.assign(cls=atoms["cls"].astype(str)))
     print(
-        f"{len(atoms)} atoms{species_summary(atoms)} in {len(frames)} frames -> {out}"
+        f"{len(atoms)} atoms{species_summary(atoms)} in {len(frames)} "
+        f"frame{'' if len(frames) == 1 else 's'} -> {out}"
         + (f", maps -> {args.maps}" if args.maps else "")
         + f" [{time.perf_counter() - t0:.1f} s]"
     )
