@@ -179,7 +179,14 @@ def test_detect_warns_when_names_are_fewer_than_contrast_classes(tmp_path, capsy
     from atomlens.simulate import simulate_movie
 
     movie = simulate_movie(
-        n_frames=1, size=128, pixel_size=0.1, seed=2, n_holes=0, n_stone_wales=0, n_vacancies=0
+        n_frames=1,
+        size=128,
+        pixel_size=0.1,
+        seed=2,
+        n_holes=0,
+        n_stone_wales=0,
+        n_vacancies=0,
+        n_si3=0,
     )
     path = write_tiff(tmp_path / "frame.tif", movie.frames, 0.1)
     out = tmp_path / "atoms.csv"
@@ -191,3 +198,14 @@ def test_detect_warns_when_names_are_fewer_than_contrast_classes(tmp_path, capsy
     assert set(pd.read_csv(out)["cls"]) == {"dim", "mid", "class2"}
     assert main([*base, "--classes", "2", "--names", "dim,bright"]) == 0
     assert "contrast classes but" not in capsys.readouterr().err
+
+
+def test_calibrate_on_a_square_lattice_says_hexagonal_only(shared_data, tmp_path, capsys):
+    """SrTiO3 (Acquisition_18.emd, 256² crop, cubic a = 3.905 Å): the error used to read
+    'no 3.905 atoms found'; it names the lattice searched and that only hexagonal
+    lattices are supported."""
+    path = _crop_npy(shared_data, "formats/Acquisition_18.emd", tmp_path, 256)
+    assert main(["calibrate", str(path), "--lattice", "3.905"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "hexagonal lattice with a = 3.905 Å" in err and "hexagonal lattices only" in err
