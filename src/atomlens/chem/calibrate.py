@@ -427,7 +427,7 @@ def calibrate_lattice(
     best, ratio = ls.choose_scale(trials)
     if best is None:
         raise CalibrationError(
-            f"no atoms of a {f'{key} lattice' if key in LATTICES else f'hexagonal lattice with a = {a:g} Å'} "
+            f"no {f'{key} atoms' if key in LATTICES else f'atoms of a hexagonal lattice with a = {a:g} Å'} "
             "found at any pixel size from 0.04 to 0.42 Å/px: check the lattice (--lattice; "
             "hexagonal lattices only) or give the pixel size (--pixel-size)"
         )
