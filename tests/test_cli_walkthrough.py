@@ -195,6 +195,7 @@ def test_detect_warns_when_names_are_fewer_than_contrast_classes(tmp_path, capsy
     io = capsys.readouterr()
     assert "warning: 3 contrast classes but 2 names (dim, mid)" in io.err
     assert "in 1 frame ->" in io.out
+    assert "\r" not in io.err and "frame 1/1: " in io.err  # not a terminal: plain lines
     assert set(pd.read_csv(out)["cls"]) == {"dim", "mid", "class2"}
     assert main([*base, "--classes", "2", "--names", "dim,bright"]) == 0
     assert "contrast classes but" not in capsys.readouterr().err

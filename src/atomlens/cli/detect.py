@@ -165,10 +165,13 @@ def run(args: argparse.Namespace) -> int:
         # mapped again for each frame so written pages leave this process's memory
         maps_file = atomic_npy_memmap(args.maps, shape, np.float32)
 
+    tty = sys.stderr.isatty()  # a log file gets one line per frame, not \r-joined ones
+    start = "\r" if tty else ""
+
     def show(ev: Any) -> None:
         print(
-            f"\r{ev.stage[:-1]} {ev.done}/{ev.total}: {ev.message.split(': ')[-1]}",
-            end="",
+            f"{start}{ev.stage[:-1]} {ev.done}/{ev.total}: {ev.message.split(': ')[-1]}",
+            end="" if tty else "\n",
             file=sys.stderr,
             flush=True,
         )
@@ -183,7 +186,8 @@ def run(args: argparse.Namespace) -> int:
                 del out_maps
 
         res = drain(detect.run(stack, recipe, frames, maps=False, on_maps=on_maps), show)
-    print(file=sys.stderr)
+    if tty:
+        print(file=sys.stderr)
     if res.spot_scale.get("factor", 1.0) != 1.0:  # broad spots shrunk for the network
         print(f"spot scale: {res.spot_scale['why']}", file=sys.stderr, flush=True)
     for warning in res.warnings:  # the model may not fit this image: the next step is named

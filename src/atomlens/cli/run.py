@@ -95,8 +95,9 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     ran = ", ".join(f"{k}: {v}" for k, v in res.stages.items())
+    n = res.atoms["frame"].nunique()
     print(
-        f"{len(res.atoms)} atoms in {res.atoms['frame'].nunique()} frames ({ran}); "
+        f"{len(res.atoms)} atoms in {n} frame{'' if n == 1 else 's'} ({ran}); "
         f"report: {res.files.get('report', '-')}"
     )
     return 0
