@@ -210,3 +210,16 @@ def test_calibrate_on_a_square_lattice_says_hexagonal_only(shared_data, tmp_path
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "hexagonal lattice with a = 3.905 Å" in err and "hexagonal lattices only" in err
+
+
+def test_detect_refuses_names_without_species_contrast(tmp_path, capsys):
+    """--names O,TiO,Sr without --species contrast was ignored silently (every atom
+    'atom'); now a one-line error before any work names the missing option."""
+    path = tmp_path / "frame.npy"
+    np.save(path, np.zeros((32, 32), np.float32))
+    for extra in (["--names", "O,TiO,Sr"], ["--classes", "3"]):
+        args = ["detect", str(path), "--pixel-size", "0.1", "--out", str(tmp_path / "a.csv")]
+        assert main([*args, *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "add --species contrast" in err
+    assert not (tmp_path / "a.csv").exists()

@@ -139,6 +139,13 @@ def run(args: argparse.Namespace) -> int:
     from atomlens.workflows.events import drain
 
     t0 = time.perf_counter()
+    if args.species == "model" and (args.names or str(args.classes).strip().lower() != "auto"):
+        from atomlens.errors import SettingsError
+
+        raise SettingsError(
+            "--names and --classes name contrast classes, which --species model does not "
+            "make: add --species contrast (species from each atom's intensity)"
+        )
     recipe = recipe_from_args(args)
     stack = read_stack(
         args.stack,
