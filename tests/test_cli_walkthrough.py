@@ -223,3 +223,20 @@ def test_detect_refuses_names_without_species_contrast(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "add --species contrast" in err
     assert not (tmp_path / "a.csv").exists()
+
+
+def test_run_detect_bar_reaches_the_end(tmp_path, capsys):
+    """Five frames are two detect chunks: the bar used to stay at 1/2 (zip stopped on the
+    chunk list before the bar's last step)."""
+    from atomlens.io import write_tiff
+    from atomlens.simulate import simulate_movie
+
+    movie = simulate_movie(
+        n_frames=5, size=112, pixel_size=0.1, seed=1, n_holes=0, n_stone_wales=0, n_vacancies=0
+    )
+    path = write_tiff(tmp_path / "movie.tif", movie.frames, 0.1)
+    cfg = PipelineConfig()
+    cfg.chem.enabled = cfg.latent.enabled = cfg.report.enabled = False
+    run_pipeline(path, tmp_path / "out", cfg, scheduler=None, progress=True)
+    err = capsys.readouterr().err
+    assert "detect: 100%" in err and "2/2" in err

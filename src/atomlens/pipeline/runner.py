@@ -323,8 +323,9 @@ def _stage_detect(
         detect=det,
         with_maps=cfg.detect.save_maps,
     )
-    for chunk, (atoms, maps, classes) in zip(
-        chunks, bar(results, "detect", total=len(chunks), enabled=progress)
+    # the bar first: zip then exhausts it, so it closes at 100 % (it stayed at 1/2)
+    for (atoms, maps, classes), chunk in zip(
+        bar(results, "detect", total=len(chunks), enabled=progress), chunks
     ):
         tables.append(atoms)
         if maps is not None:
