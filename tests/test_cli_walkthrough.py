@@ -240,3 +240,21 @@ def test_run_detect_bar_reaches_the_end(tmp_path, capsys):
     run_pipeline(path, tmp_path / "out", cfg, scheduler=None, progress=True)
     err = capsys.readouterr().err
     assert "detect: 100%" in err and "2/2" in err
+
+
+def test_chem_takes_the_pixel_size_from_the_stack(tmp_path, capsys):
+    """--pixel-size was required although --stack names a calibrated movie; now the
+    stack's calibration is used (and said), and with neither a one-line error."""
+    from atomlens.io import write_tiff
+
+    src, out = tmp_path / "a.csv", tmp_path / "chem.csv"
+    _holey_sheet("C").to_csv(src, index=False)
+    stack = write_tiff(tmp_path / "movie.tif", np.zeros((1, 200, 200), np.float32), 0.1)
+    assert main(["chem", str(src), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--pixel-size" in err and "--stack" in err
+    assert main(["chem", str(src), "--out", str(out), "--stack", str(stack)]) == 0
+    assert "pixel size: 0.1 Å/px (metadata)" in capsys.readouterr().err
+    same = tmp_path / "same.csv"
+    assert main(["chem", str(src), "--out", str(same), "--pixel-size", "0.1"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out), pd.read_csv(same))

@@ -20,7 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("atoms", help="atom table CSV (columns frame, y, x, cls[, prob])")
-    p.add_argument("--pixel-size", type=float, required=True, help="Å per pixel")
+    p.add_argument(
+        "--pixel-size",
+        type=float,
+        default=None,
+        help="Å per pixel (default: the --stack file's calibration; an atom table carries none)",
+    )
     p.add_argument("--out", required=True, help="output atom table CSV")
     p.add_argument("--rings", default=None, help="write the ring-centre table to this CSV")
     p.add_argument("--defects", default=None, help="write the defect table to this CSV")
@@ -128,16 +133,29 @@ def run(args: argparse.Namespace) -> int:
     if "frame" not in atoms and {"y", "x"} <= set(atoms.columns):
         atoms.insert(0, "frame", 0)
     atoms = validate_atoms(atoms, f"'{path.name}'")  # numbers, finite, whole frames
-    movie = None
+    movie, pixel_size = None, args.pixel_size
     if args.stack:
         from atomlens.io import read_stack
+        from atomlens.io.pixel_size import resolve_pixel_size
 
-        movie = read_stack(args.stack, lazy=True).data
+        stack = read_stack(args.stack, lazy=True)
+        movie = stack.data
+        resolved = resolve_pixel_size(stack, user=args.pixel_size)
+        pixel_size = resolved.value
+        if args.pixel_size is None:  # say where it came from
+            print(f"pixel size: {pixel_size:.5g} Å/px ({resolved.source})", file=sys.stderr)
+    if pixel_size is None:
+        from atomlens.errors import SettingsError
+
+        raise SettingsError(
+            "the pixel size is unknown (an atom table carries none): give --pixel-size Å "
+            "or --stack MOVIE to use its calibration"
+        )
     if args.frames is not None:
         n = int(movie.shape[0]) if movie is not None else int(atoms["frame"].max()) + 1
         atoms = atoms[atoms["frame"].isin(parse_frames(args.frames, n))]
     res = drain(
-        chemistry.run(atoms, args.pixel_size, recipe, movie=movie),
+        chemistry.run(atoms, pixel_size, recipe, movie=movie),
         lambda ev: print(ev.message, file=sys.stderr) if isinstance(ev, Log) else None,
     )
     note = lattice_note(res.atoms)
