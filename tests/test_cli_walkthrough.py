@@ -258,3 +258,22 @@ def test_chem_takes_the_pixel_size_from_the_stack(tmp_path, capsys):
     same = tmp_path / "same.csv"
     assert main(["chem", str(src), "--out", str(same), "--pixel-size", "0.1"]) == 0
     pd.testing.assert_frame_equal(pd.read_csv(out), pd.read_csv(same))
+
+
+def test_detect_names_with_auto_classes_ask_one_class_per_name(shared_data, tmp_path, capsys):
+    """SrTiO3 ABF (srtio3_abf_movie.hspy, frame 0, 256² crop): ICL finds 2 contrast
+    classes, so --names O,TiO,Sr with --classes auto failed after detecting every frame
+    ('classes [2] do not exist'); now auto with names asks for one class per name (in
+    the detect workflow, so `atomlens run` with class_names does the same)."""
+    from atomlens.workflows.detect import classes_for
+
+    assert classes_for("auto", "O, TiO,Sr") == 3 and classes_for("2", "a,b") == "2"
+    assert classes_for("auto", "") == "auto"
+    path = _crop_npy(shared_data, "formats/srtio3_abf_movie.hspy", tmp_path, 256)
+    base = ["detect", str(path), "--pixel-size", "0.092", "--species", "contrast"]
+    assert main([*base, "--out", str(tmp_path / "auto.csv")]) == 0
+    assert "contrast classes: 3" not in capsys.readouterr().err  # ICL alone: not 3
+    out = tmp_path / "named.csv"
+    assert main([*base, "--names", "O,TiO,Sr", "--out", str(out)]) == 0
+    assert "contrast classes: 3" in capsys.readouterr().err
+    assert set(pd.read_csv(out)["cls"]) == {"O", "TiO", "Sr"}

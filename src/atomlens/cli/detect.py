@@ -76,7 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--classes",
         default="auto",
-        help="number of contrast classes, or auto (default; chosen by ICL)",
+        help="number of contrast classes, or auto (default: one per --names name, "
+        "else chosen by ICL)",
     )
     p.add_argument("--names", default="", help="contrast class names, dimmest first, e.g. S2,Mo")
     p.add_argument(

@@ -48,7 +48,9 @@ class DetectRecipe(Recipe):
         "integrated intensity clustered into classes (any material)",
     )
     contrast_classes: str | int = setting(
-        "auto", doc="number of contrast classes, or auto (chosen by ICL); species='contrast' only"
+        "auto",
+        doc="number of contrast classes, or auto (one per class_names name, else chosen by "
+        "ICL); species='contrast' only",
     )
     class_names: str = setting(
         "",
@@ -223,7 +225,7 @@ def run(
         atoms, cmodel = species_from_stack(
             stack,
             atoms,
-            k=recipe.contrast_classes,
+            k=classes_for(recipe.contrast_classes, recipe.class_names),
             names=recipe.class_names or None,
             invert=bool(setup.invert),
         )
@@ -264,6 +266,17 @@ def detect_frames(
     from atomlens.workflows.events import drain
 
     return drain(run(stack, recipe, frames, pixel_size=pixel_size, maps=maps, check_fit=False))
+
+
+def classes_for(classes: str | int, names: str) -> str | int:
+    """The number of contrast classes to ask for: ``classes``, except that 'auto' with
+    names given is one class per name (the user has said how many species there are;
+    ICL could find another number and the names would not fit, failing after every
+    frame was detected: 3 names on the SrTiO3 ABF movie, where ICL finds 2)."""
+    listed = [n for n in (part.strip() for part in str(names).split(",")) if n]
+    if str(classes).strip().lower() == "auto" and listed:
+        return len(listed)
+    return classes
 
 
 def _pixel_size(stack: Any, pixel_size: float | None) -> float:
