@@ -127,6 +127,7 @@ def _crop_npy(shared_data, rel: str, tmp_path, size: int = 320):
     return path
 
 
+@pytest.mark.slow  # two lattice calibrations: ~10 s idle, ~20 s on a loaded 2-core box
 def test_calibrate_default_lattice_is_unsure_on_mos2(shared_data, tmp_path, capsys):
     """MoS2 (mos2_se_implanted.dm3, 320² crop; the lattice gives ~0.134-0.137 Å/px):
     with the default graphene lattice the estimate is ~0.104 Å/px, 24 % off, and used
@@ -140,9 +141,6 @@ def test_calibrate_default_lattice_is_unsure_on_mos2(shared_data, tmp_path, caps
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not applied" in err
     assert not (tmp_path / "c.tif").exists()
-    assert main(["calibrate", str(path), "--lattice", "mos2", "--json"]) == 0
-    cal = json.loads(capsys.readouterr().out)
-    assert 0.130 < cal["pixel_size"] < 0.140 and not any("graphene" in w for w in cal["warnings"])
 
 
 def test_calibrate_default_lattice_still_sure_on_graphene(shared_data, tmp_path, capsys):
