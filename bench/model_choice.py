@@ -118,7 +118,11 @@ def choice_set() -> list[dict]:
 
             def maker(s, r):
                 return single_atoms(
-                    s, r, "Pt", support_ratio=float(r.uniform(2, 6)), lumps=float(r.uniform(0.15, 0.4))
+                    s,
+                    r,
+                    "Pt",
+                    support_ratio=float(r.uniform(2, 6)),
+                    lumps=float(r.uniform(0.15, 0.4)),
                 )
 
         else:

@@ -1,13 +1,14 @@
 """Retraining says what it does while the spot classifier learns (1-3 s after the last
-training step): a ``Log`` line on the channel the correction workflow and the Correct
-dock read, between the last step and the end, only when a classifier is learned."""
+training step): a ``FinetuneNote`` from fine-tuning, passed on as a ``Log`` line on the
+channel the correction workflow and the Correct dock read, between the last step and the
+end, only when a classifier is learned."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from atomlens.atoms.finetune import FinetuneFinished, FinetuneStep, iter_finetune
+from atomlens.atoms.finetune import FinetuneFinished, FinetuneNote, FinetuneStep, iter_finetune
 from atomlens.workflows.correct import CorrectionSession, CorrectRecipe
 from atomlens.workflows.events import Log
 from tests.test_spot_classifier import PX, _labels, _pt_on_carbon
@@ -68,4 +69,4 @@ def test_no_status_line_without_a_classifier(pt_frames):
         )
     )
     assert "spot_classifier" not in events[-1].result.card
-    assert not any(isinstance(e, Log) and "spot classifier" in e.message for e in events)
+    assert not any(isinstance(e, (FinetuneNote, Log)) for e in events)

@@ -146,7 +146,9 @@ def test_mos2_contrast_classes_named_after_detection_reach_layer_key_and_csv(
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         pass
     qtbot.waitUntil(lambda: defects.rows is not None, timeout=20_000)
-    assert not defects.note.native.isHidden() and defects.note.value.startswith("No C atoms"), defects.note.value
+    assert not defects.note.native.isHidden() and defects.note.value.startswith("No C atoms"), (
+        defects.note.value
+    )
     # no dopant-typed defects ('Mo0_edge': every Mo a "dopant" of a C lattice): holes only,
     # in the table and in the layer's per-atom columns
     assert set(defects.rows["type"]) <= {"hole"}, set(defects.rows["type"])
@@ -156,7 +158,11 @@ def test_mos2_contrast_classes_named_after_detection_reach_layer_key_and_csv(
     added = {lay.name for lay in viewer.layers} - {img.name, points.name}
     assert "defects" in added or "ring centres" in added, added
     correct = CorrectionWidget(viewer)
-    for dock, picker in ((SubimageWidget(viewer), "atoms"), (correct, "points"), (defects, "atoms")):
+    for dock, picker in (
+        (SubimageWidget(viewer), "atoms"),
+        (correct, "points"),
+        (defects, "atoms"),
+    ):
         getattr(dock, picker).reset_choices()
         offered = [lay.name for lay in getattr(dock, picker).choices]
         assert offered == [points.name], (type(dock).__name__, offered)

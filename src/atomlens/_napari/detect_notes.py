@@ -45,9 +45,7 @@ def calibration_note(cal: Any, lattice: str) -> str:
     (only when sure)."""
     text = f"calibrated from the {lattice} lattice: {cal.pixel_size:.4g} Å/px"
     if cal.metadata_pixel_size:
-        text += (
-            f" (the file says {cal.metadata_pixel_size:.4g}, {cal.discrepancy_pct:+.1f} %)"
-        )
+        text += f" (the file says {cal.metadata_pixel_size:.4g}, {cal.discrepancy_pct:+.1f} %)"
     if cal.sure:
         return text + "; set in the pixel size field: the next Detect uses it"
     return text + "; UNSURE, pixel size not changed: " + " ".join(cal.warnings)

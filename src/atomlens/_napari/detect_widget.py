@@ -337,9 +337,7 @@ class DetectWidget(ViewerWidget):
                 self.refine,
                 self.tta,
                 self.pixel_size,
-                Container(
-                    widgets=[self.lattice, self.calibrate_button], layout="horizontal"
-                ),
+                Container(widgets=[self.lattice, self.calibrate_button], layout="horizontal"),
                 self.species,
                 self.n_classes,
                 self.class_names,

@@ -29,8 +29,8 @@ learning-rate decay starting from the base model's weights; the step loop is tra
 own (:func:`atomlens.segment.train.iter_steps`).
 
 :func:`iter_finetune` yields typed progress events for the GUI worker (and a
-:class:`atomlens.workflows.events.Log` line before work that takes seconds without a
-step, such as learning the spot classifier) and honours a stop flag between steps;
+:class:`FinetuneNote` line before work that takes seconds without a step, such as
+learning the spot classifier) and honours a stop flag between steps;
 :func:`finetune` drains it and returns a :class:`FinetuneResult` whose model card
 records provenance (base model, frames, corrections, steps, date).
 """
@@ -63,7 +63,6 @@ from atomlens.segment.predict import (
 from atomlens.segment.train import TrainConfig, iter_steps
 from atomlens.simulate.training import label_mask
 from atomlens.train.adam import Adam, CosineLR
-from atomlens.workflows.events import Log
 
 #: Mask value of pixels left out of the loss (the model's own prediction is the target).
 IGNORE = 255
@@ -214,7 +213,17 @@ class FinetuneFinished:
     elapsed_s: float
 
 
-FinetuneEvent = FinetuneStarted | FinetuneStep | FinetuneValidation | FinetuneFinished | Log
+@dataclass
+class FinetuneNote:
+    """A line for the user before work that takes seconds without a training step
+    (the correction workflow passes it on as a :class:`atomlens.workflows.events.Log`)."""
+
+    message: str
+
+
+FinetuneEvent = (
+    FinetuneStarted | FinetuneStep | FinetuneValidation | FinetuneFinished | FinetuneNote
+)
 
 
 @dataclass
@@ -1115,7 +1124,7 @@ def iter_finetune(
         # 1-3 s without a training step: say what is happening (the dock's status line,
         # the CLI's stderr)
         n = len(raw)
-        yield Log("finetune", f"learning the spot classifier on {n} corrected frame(s) ...")
+        yield FinetuneNote(f"learning the spot classifier on {n} corrected frame(s) ...")
         card["finetune"]["spot_classifier"] = _train_spot_classifier(
             det, raw, clicked, ps_stack, ps, card
         )
@@ -1261,6 +1270,7 @@ __all__ = [
     "FinetuneError",
     "FinetuneEvent",
     "FinetuneFinished",
+    "FinetuneNote",
     "FinetuneResult",
     "FinetuneStarted",
     "FinetuneStep",

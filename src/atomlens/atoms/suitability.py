@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy import stats
 
-from atomlens.atoms.lattice_check import crystal_hexagon
+from atomlens.atoms.lattice_check import COHERENCE_MIN, crystal_hexagon
 from atomlens.atoms.lattice_reference import (
     MOS2_BASIS,
     _cells,
@@ -65,6 +65,8 @@ class ImageTraits:
     hex_coherence : the best coherence of any pair of FFT maxima 60° apart near graphene's
         period (:mod:`atomlens.atoms.lattice_check`: ~1-3 for an amorphous ring, far above
         for a crystal); None when there was no such pair or the lattice was not checked.
+    hex_coherence_min : the coherence a crystal needs
+        (:data:`atomlens.atoms.lattice_check.COHERENCE_MIN`).
     """
 
     polarity: str
@@ -75,6 +77,7 @@ class ImageTraits:
     sublattice_contrast: float | None = None
     lattice_checked: bool = False  # False: not asked, noise, or a field under MIN_FIELD_A
     hex_coherence: float | None = None
+    hex_coherence_min: float = COHERENCE_MIN
 
 
 def central_crop(image: np.ndarray, size: int = CROP) -> np.ndarray:

@@ -123,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     """Read inputs, fine-tune with a progress line, write the model and print its card."""
     from atomlens.atoms.finetune import (
         FinetuneFinished,
+        FinetuneNote,
         FinetuneStep,
         FinetuneValidation,
         iter_finetune,
@@ -131,7 +132,6 @@ def run(args: argparse.Namespace) -> int:
     from atomlens.io import read_stack
     from atomlens.io.atoms_table import read_atoms_csv
     from atomlens.io.project import is_project, load_project
-    from atomlens.workflows.events import Log
 
     atoms = None
     corrected: list[int] = []
@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
             )
         elif isinstance(ev, FinetuneFinished):
             result = ev.result
-        elif isinstance(ev, Log):  # e.g. the spot classifier learning (seconds, no step)
+        elif isinstance(ev, FinetuneNote):  # e.g. the spot classifier learning (seconds)
             print(f"\r{ev.message}", file=sys.stderr, flush=True)
         else:
             print(

@@ -220,12 +220,10 @@ def choose_model_from_traits(tr, pixel_size_A: float) -> tuple[str, str]:
     if tr.hex_period_A is None:
         coherence = getattr(tr, "hex_coherence", None)
         if coherence is not None:
-            from atomlens.atoms.lattice_check import COHERENCE_MIN
-
             return fallback, (
                 "FFT maxima near graphene's period are not a crystal's: the spots they "
                 f"predict barely stand out of their rings (coherence {coherence:.1f}, a "
-                f"crystal's is above {COHERENCE_MIN:g}): no graphene lattice (an amorphous "
+                f"crystal's is above {tr.hex_coherence_min:g}): no graphene lattice (an amorphous "
                 "film, noise or another lattice)"
             )
         return fallback, "no hexagonal lattice with graphene's 2.46 Å period in the FFT"

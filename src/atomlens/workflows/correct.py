@@ -472,7 +472,7 @@ class CorrectionSession:
         stop: threading.Event | None,
         adopt: bool,
     ) -> Generator[Any, None, Any]:
-        from atomlens.atoms.finetune import FinetuneFinished, iter_finetune
+        from atomlens.atoms.finetune import FinetuneFinished, FinetuneNote, iter_finetune
 
         recipe = self.recipe
         result = None
@@ -492,7 +492,7 @@ class CorrectionSession:
         ):
             if isinstance(ev, FinetuneFinished):
                 result = ev.result
-            yield ev
+            yield Log("finetune", ev.message) if isinstance(ev, FinetuneNote) else ev
         if result is not None and adopt:
             self.adopt_model(result)
         return result
