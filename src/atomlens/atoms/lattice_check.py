@@ -33,9 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage as ndi
 
-from atomlens.atoms.lattice_reference import whitened_spectrum
+from atomlens.atoms.lattice_reference import annulus_maxima, whitened_spectrum
 
 #: coherence (see the module docstring) a hexagon of FFT maxima needs to count as a crystal
 COHERENCE_MIN = 4.5
@@ -58,34 +57,6 @@ class Hexagon:
     period_A: float
     coherence: float
     predicted: tuple[float, ...]
-
-
-def _candidate_spots(
-    spec: np.ndarray, white: np.ndarray, r: np.ndarray, yy: np.ndarray, k0: float, search: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Up to 10 local maxima of the whitened spectrum in the upper half of the annulus
-    ``k0 (1 -/+ search)`` (FFT bins): (vectors (n, 2) from the centre, sub-bin by a
-    power-weighted centroid; whitened strengths (n,), strongest first). The same maxima
-    :func:`atomlens.atoms.lattice_reference.first_order_spots` pairs."""
-    pad = spec.shape[0]
-    c = pad // 2
-    ann = (r >= max(4.0, k0 * (1 - search))) & (r <= k0 * (1 + search)) & (yy >= 0)
-    w = np.where(ann, white, 0.0)
-    peak = (w == ndi.maximum_filter(w, 2 * max(2, int(0.1 * k0)) + 1)) & (w > 0)
-    py, px = np.nonzero(peak)
-    order = np.argsort(w[py, px])[::-1][:10]
-    strength = w[py[order], px[order]]
-    vec = np.column_stack([py[order] - c, px[order] - c]).astype(float)
-    hw = max(2, int(round(0.08 * k0)))
-    gy, gx = np.mgrid[-hw : hw + 1, -hw : hw + 1]
-    for k, (y, x) in enumerate(vec.astype(int) + c):
-        sub = spec[y - hw : y + hw + 1, x - hw : x + hw + 1]
-        if sub.shape != gy.shape:
-            continue
-        s_ = np.clip(sub - 0.5 * sub.max(), 0, None)
-        if s_.sum() > 0:
-            vec[k] += [(s_ * gy).sum() / s_.sum(), (s_ * gx).sum() / s_.sum()]
-    return vec, strength
 
 
 class _PredictedSpots:
@@ -134,7 +105,7 @@ def hexagon_candidates(
     pad = max(pad, *img.shape)
     spec, white, r, yy, _ = whitened_spectrum(img, pad)
     k0 = pixel_size_A / (a_A * np.sqrt(3) / 2) * pad  # first-order radius, padded bins
-    vec, strength = _candidate_spots(spec, white, r, yy, k0, search)
+    vec, strength = annulus_maxima(spec, white, r, yy, k0, search)
     if len(vec) < 2:
         return []
     strong = strength >= min_rel * strength[0]

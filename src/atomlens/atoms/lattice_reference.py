@@ -127,6 +127,34 @@ def whiten_radial(
     return spec / np.maximum(radial[ri], 1e-30), r, yy, xx
 
 
+def annulus_maxima(
+    spec: np.ndarray, white: np.ndarray, r: np.ndarray, yy: np.ndarray, k0: float, search: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Up to 10 local maxima of the whitened spectrum in the upper half of the annulus
+    ``k0 (1 -/+ search)`` (FFT bins): (vectors (n, 2) from the centre, sub-bin by a
+    power-weighted centroid; whitened strengths (n,), strongest first): the candidates
+    :func:`first_order_spots` pairs and :mod:`atomlens.atoms.lattice_check` scores."""
+    pad = spec.shape[0]
+    c = pad // 2
+    ann = (r >= max(4.0, k0 * (1 - search))) & (r <= k0 * (1 + search)) & (yy >= 0)
+    w = np.where(ann, white, 0.0)
+    peak = (w == ndi.maximum_filter(w, 2 * max(2, int(0.1 * k0)) + 1)) & (w > 0)
+    py, px = np.nonzero(peak)
+    order = np.argsort(w[py, px])[::-1][:10]
+    strength = w[py[order], px[order]]
+    vec = np.column_stack([py[order] - c, px[order] - c]).astype(float)
+    hw = max(2, int(round(0.08 * k0)))
+    gy, gx = np.mgrid[-hw : hw + 1, -hw : hw + 1]
+    for k, (y, x) in enumerate(vec.astype(int) + c):
+        sub = spec[y - hw : y + hw + 1, x - hw : x + hw + 1]
+        if sub.shape != gy.shape:
+            continue
+        s_ = np.clip(sub - 0.5 * sub.max(), 0, None)
+        if s_.sum() > 0:
+            vec[k] += [(s_ * gy).sum() / s_.sum(), (s_ * gx).sum() / s_.sum()]
+    return vec, strength
+
+
 def first_order_spots(
     image: np.ndarray,
     pixel_size: float,
@@ -149,26 +177,10 @@ def first_order_spots(
     img = np.asarray(image, np.float64)
     pad = max(pad, *img.shape)
     spec, white, r, yy, xx = whitened_spectrum(img, pad)
-    c = pad // 2
     k0 = pixel_size / (a_A * np.sqrt(3) / 2) * pad  # first-order radius in FFT bins
-    ann = (r >= max(4.0, k0 * (1 - search))) & (r <= k0 * (1 + search)) & (yy >= 0)
-    white = np.where(ann, white, 0.0)
-    peak = (white == ndi.maximum_filter(white, 2 * max(2, int(0.1 * k0)) + 1)) & (white > 0)
-    py, px = np.nonzero(peak)
-    order = np.argsort(white[py, px])[::-1][:10]
-    if len(order) < 2:
+    vec, strength = annulus_maxima(spec, white, r, yy, k0, search)
+    if len(vec) < 2:
         raise ValueError("no lattice spots in the FFT: check the pixel size and lattice constant")
-    strength = white[py[order], px[order]]
-    vec = np.column_stack([py[order] - c, px[order] - c]).astype(float)
-    # sub-bin centre: power-weighted centroid around each maximum
-    hw = max(2, int(round(0.08 * k0)))
-    gy, gx = np.mgrid[-hw : hw + 1, -hw : hw + 1]
-    for k, (y, x) in enumerate(vec.astype(int) + c):
-        sub = spec[y - hw : y + hw + 1, x - hw : x + hw + 1]
-        if sub.shape != gy.shape:
-            continue
-        s_ = np.clip(sub - 0.5 * sub.max(), 0, None)
-        vec[k] += [(s_ * gy).sum() / s_.sum(), (s_ * gx).sum() / s_.sum()]
     strong = strength >= min_rel * strength[0]
     best = None
     for i in range(len(vec)):
