@@ -42,6 +42,8 @@ def test_contrast_note_counts_ratios_and_asks_for_names_until_named() -> None:
     named = _contrast_table(["S2", "Mo"], [30, 10], [100.0, 260.0])
     text = contrast_note(named, {"k": 2, "criterion": "fixed"})
     assert text == "contrast: 2 class(es), dimmest first: S2 30; Mo 10, x2.6"
+    # dark atoms (ABF): the note says the intensities are those of the inverted image
+    assert "the lightest columns, count as dimmest" in contrast_note(named, None, True)
     # atoms not classified by contrast: nothing to say
     assert contrast_note(pd.DataFrame({"cls": ["C", "Si"]})) == ""
 
@@ -184,6 +186,8 @@ def test_abf_movie_note_says_the_dark_atoms_were_inverted(
     note = widget.note.value
     assert note.startswith("model general"), note
     assert "dark" in note and "inverted" in note, note
+    assert widget._result.inverted
+    assert "measured on the inverted image" in note, note  # what 'dimmest' means here
     assert len(viewer.layers[f"atoms {img.name}"].data) > 50
 
     # names typed with 'auto' classes: one class per name (SrTiO3 [001] ABF shows three

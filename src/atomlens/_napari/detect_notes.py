@@ -66,11 +66,15 @@ def class_counts(atoms: pd.DataFrame) -> list[tuple[str, int, float]]:
     return out
 
 
-def contrast_note(atoms: pd.DataFrame, species_model: dict | None = None) -> str:
+def contrast_note(
+    atoms: pd.DataFrame, species_model: dict | None = None, inverted: bool = False
+) -> str:
     """The species found from contrast: how many classes (and how the number was chosen),
     atoms per class, each class's intensity relative to the dimmest, and, while a class
-    is still ``class<k>``, how to name them. Empty when the atoms were not classified
-    by contrast."""
+    is still ``class<k>``, how to name them. ``inverted``: the atoms were dark (ABF/BF)
+    and their intensities measured on the negated image, so "dimmest" means the faintest
+    dips (the lightest columns), as in HAADF; the note says so. Empty when the atoms were
+    not classified by contrast."""
     rows = class_counts(atoms)
     if not rows:
         return ""
@@ -83,6 +87,11 @@ def contrast_note(atoms: pd.DataFrame, species_model: dict | None = None) -> str
         rel = f", x{inten / dim:.2g}" if i and dim > 0 and np.isfinite(inten) else ""
         parts.append(f"{name} {n}{rel}")
     text = f"contrast: {len(rows)} class(es){how}, dimmest first: " + "; ".join(parts)
+    if inverted:
+        text += (
+            " (dark atoms, measured on the inverted image: the faintest dips, i.e. the "
+            "lightest columns, count as dimmest)"
+        )
     if any(name.startswith(UNNAMED_PREFIX) for name, _, _ in rows):
         text += (
             f". Name them: type {len(rows)} name(s), dimmest first, in 'class names' "

@@ -531,7 +531,8 @@ class DetectWidget(ViewerWidget):
         lines = [model_note(result), pixel_note(getattr(result, "pixel_size", None), source)]
         # the model-fit warnings stay here after their notification has gone
         lines += [f"warning: {gui_wording(w)}" for w in getattr(result, "warnings", None) or []]
-        lines.append(contrast_note(atoms, self._species_model))
+        inverted = bool(getattr(result, "inverted", False))
+        lines.append(contrast_note(atoms, self._species_model, inverted))
         return "\n".join(line for line in lines if line)
 
     def calibrate(self) -> Any:

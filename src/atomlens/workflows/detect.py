@@ -97,6 +97,7 @@ class DetectResult:
     warnings: list[str] = field(default_factory=list)  # the model may not fit the image
     species_model: dict = field(default_factory=dict)  # contrast classes (species='contrast')
     spot_scale: dict = field(default_factory=dict)  # spot-width resampling: measured, applied
+    inverted: bool = False  # dark atoms: frames (and contrast intensities) negated
 
 
 _DETECTORS: dict[str | None, Any] = {}
@@ -243,6 +244,7 @@ def run(
         warnings=list(setup.warnings) + _masked(stack, idx[: len(tables)]),
         species_model=species_model,
         spot_scale=scale_rec,
+        inverted=bool(setup.invert),
     )
 
 
