@@ -148,6 +148,9 @@ def test_subimages_train_encode_colour_animate(make_napari_viewer, qtbot, movie,
     assert {"angle", "z1", "z2"} <= set(feats.columns)
     assert np.isfinite(feats["z1"]).sum() == n  # atoms whose window fits got latents
     assert "z1" in latent.colour_by.choices
+    # coloured by the first content latent on its own (not by the angle, a nuisance
+    # variable that is ~constant on one crystal)
+    qtbot.waitUntil(lambda: latent.colour_by.value == "z1", timeout=5_000)
 
     latent.colour_by.value = "z1"
     assert pts.face_color_mode == "colormap"

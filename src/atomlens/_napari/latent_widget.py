@@ -200,7 +200,10 @@ class LatentWidget(ViewerWidget):
         keep = list(table.columns)
         merge_features(points, table)
         self.reset_choices()
-        first = next((c for c in ("angle", "z1") if c in keep), keep[0] if keep else None)
+        # the first content latent: it tells structures apart (Si from C on graphene);
+        # the angle is a nuisance variable, ~constant on one crystal (on MoS2 it sat in
+        # the cyclic map's dark middle, every atom nearly black)
+        first = next((c for c in ("z1", "angle") if c in keep), keep[0] if keep else None)
         n_ok = int(table.notna().all(axis=1).sum())
         self.status.value = f"latents {', '.join(keep)} on {n_ok}/{len(table)} atoms"
         if first is not None:  # colour on the next turn: two short main-thread tasks
