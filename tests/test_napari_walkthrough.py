@@ -202,11 +202,12 @@ def test_abf_movie_note_says_the_dark_atoms_were_inverted(
 
 
 def test_typed_names_set_the_number_of_auto_classes() -> None:
-    from atomlens._napari.detect_widget import contrast_classes_for
+    # the dock passes its choice to the detect workflow, which decides (classes_for)
+    from atomlens.workflows.detect import classes_for
 
-    assert contrast_classes_for("auto", "S2, Mo") == "2"
-    assert contrast_classes_for("auto", " ") == "auto"
-    assert contrast_classes_for("3", "S2,Mo") == "3"  # a number chosen stays
+    assert classes_for("auto", "S2, Mo") == 2
+    assert classes_for("auto", " ") == "auto"
+    assert classes_for("3", "S2,Mo") == "3"  # a number chosen stays
 
 
 @pytest.mark.gui

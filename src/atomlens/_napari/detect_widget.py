@@ -194,29 +194,14 @@ def gui_wording(warning: str) -> str:
 
 
 def calibration_job(stack: Any, lattice: str) -> Generator:
-    """:func:`atomlens.chem.calibrate.calibrate_lattice` on up to 16 frames of ``stack``
-    spread over the movie (as ``atomlens calibrate``), the stack's stated pixel size
-    compared; returns the :class:`~atomlens.chem.calibrate.Calibration`."""
-    import numpy as np
-
-    from atomlens.chem.calibrate import calibrate_lattice
+    """:func:`atomlens.chem.calibrate.calibrate_pixel_size` of ``stack`` (the lattice
+    calibration on up to 16 frames spread over the movie, as ``atomlens calibrate``), the
+    stack's stated pixel size compared; returns the
+    :class:`~atomlens.chem.calibrate.Calibration`."""
+    from atomlens.chem.calibrate import calibrate_pixel_size
 
     yield f"calibrating from the {lattice} lattice"
-    n = int(stack.n_frames)
-    idx = np.unique(np.linspace(0, n - 1, min(n, 16)).astype(int))
-    frames = np.stack([np.asarray(stack.frame(int(t)), np.float32) for t in idx])
-    return calibrate_lattice(frames, lattice, stack.pixel_size)
-
-
-def contrast_classes_for(n_classes: str, class_names: str) -> str:
-    """The number of contrast classes to ask for: the dock's choice, except that with
-    'auto' and names typed it is one class per name (the user has said how many species
-    there are; 'auto' could find another number and the names would not fit, failing
-    after every frame was detected)."""
-    names = [n for n in (part.strip() for part in class_names.split(",")) if n]
-    if n_classes.strip().lower() == "auto" and names:
-        return str(len(names))
-    return n_classes
+    return calibrate_pixel_size(stack, lattice)
 
 
 def recipe_field(name: str) -> Any:
@@ -442,9 +427,7 @@ class DetectWidget(ViewerWidget):
             self._stop,
             user_px,
             species="contrast" if self.species.value == "from contrast" else "model",
-            contrast_classes=contrast_classes_for(
-                str(self.n_classes.value), str(self.class_names.value or "")
-            ),
+            contrast_classes=str(self.n_classes.value),
             class_names=str(self.class_names.value or ""),
             place=place,
             maps=bool(self.show_maps.value),
