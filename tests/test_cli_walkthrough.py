@@ -111,6 +111,11 @@ def test_run_with_a_named_detector_and_whole_class_count(tmp_path, capsys):
     assert kinds <= {"hole", "none"}
     meta = json.loads((tmp_path / "out" / "run.json").read_text())
     assert meta["config"]["detect"]["model"] == "general"
+    # a rerun reads the holes-only chemistry from the cache and says why again, once
+    again = run_pipeline(path, tmp_path / "out", cfg, scheduler=None, progress=False)
+    assert again.stages["chem"] == "cached"
+    assert capsys.readouterr().err.count("chem: warning: No C atoms (species: X)") == 1
+    pd.testing.assert_frame_equal(again.atoms, res.atoms)
 
     from atomlens.pipeline.runner import _model_fingerprint
 

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from atomlens._napari._layers import add_tuple
-from atomlens._napari.defects_dock import lattice_note
 from atomlens._napari.detect_notes import contrast_note, model_note
+from atomlens.chem.host import lattice_note
 from atomlens.segment.registry import model_info
 
 from .conftest import real_file

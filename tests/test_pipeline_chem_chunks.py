@@ -7,9 +7,9 @@ import pandas as pd
 
 from atomlens.chem import analyze
 from atomlens.pipeline.executor import frame_chunks
-from atomlens.pipeline.runner import _merge_chem_parts
 from atomlens.pipeline.tasks import chem_chunk
 from atomlens.simulate import simulate_movie
+from atomlens.workflows.chemistry import merge_chunks
 
 
 def test_chunked_chemistry_matches_whole_movie():
@@ -17,7 +17,8 @@ def test_chunked_chemistry_matches_whole_movie():
     atoms = movie.atoms[["frame", "y", "x", "cls"]].reset_index(drop=True)
     whole = analyze(atoms, 0.1, track=False)
     chunks = [atoms[atoms["frame"].isin(c)] for c in frame_chunks(sorted(atoms.frame.unique()), 2)]
-    merged = _merge_chem_parts([chem_chunk(c, pixel_size=0.1) for c in chunks])
+    merged, note = merge_chunks([chem_chunk(c, pixel_size=0.1) for c in chunks])
+    assert note == ""  # graphene: nothing dropped
     cols = ["frame", "coordination", "ring5", "ring6", "ring7", "ring8", "edge", "defect_id"]
     pd.testing.assert_frame_equal(merged["atoms"][cols], whole.atoms[cols], check_dtype=False)
     assert merged["rings"]["ring_id"].is_unique and merged["defects"]["defect_id"].is_unique

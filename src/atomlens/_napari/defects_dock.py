@@ -4,8 +4,11 @@ Thin shell over headless code:
 
 - chemistry: :func:`atomlens.chem.analyze` on the layer's atom table, in pieces of a
   few frames on a worker thread (:func:`atomlens.workflows.chemistry.analyze_events`:
-  progress, time left, Stop; a stopped run keeps the frames done); its per-atom columns (``coordination, defect_id, defect_type, track_id``...) are
-  written back into the layer's features, so the layer carries its chemistry;
+  progress, time left, Stop; a stopped run keeps the frames done); its per-atom
+  columns (``coordination, defect_id, defect_type, track_id``...) are written back into
+  the layer's features, so the layer carries its chemistry; on atoms that are not
+  graphene's the workflow keeps only holes and the dock shows its note
+  (``AnalyzeRun.note``; its warning ``Log`` as a notification);
 - the table rows, the type filter, the jump target and the CSV export:
   :mod:`atomlens.chem.defect_table`;
 - the optional bonds / ring centres / defects layers:
@@ -58,10 +61,6 @@ from atomlens.chem.defect_table import (
     has_chemistry,
     jump_target,
 )
-
-# the graphene chemistry on another material: one note and one holes-only rule for the
-# dock, the CLI and the pipeline (re-exported here for the dock's callers and tests)
-from atomlens.chem.host import holes_only, lattice_note
 
 if TYPE_CHECKING:
     import napari
@@ -215,10 +214,7 @@ class DefectsDock(ViewerWidget):
         except ValueError as exc:
             notify_error(exc, "Defects")
             return None
-        note = lattice_note(atoms)
-        set_note(self.note, note)
-        if note:
-            show_warning(f"Defects: {note}")
+        set_note(self.note, "")  # the run's own note (not graphene's atoms) comes back
         n_frames = int(atoms["frame"].nunique()) if "frame" in atoms else 1
         self.run_button.enabled, self.stop_button.enabled = False, True
         self.progress.max, self.progress.value = n_frames, 0
@@ -248,17 +244,22 @@ class DefectsDock(ViewerWidget):
         self.run_button.enabled, self.stop_button.enabled = True, False
 
     def _on_progress(self, event: Any) -> None:
+        from atomlens.workflows.events import Log
+
+        if isinstance(event, Log):  # e.g. the atoms are not graphene's: holes only
+            show_warning(f"Defects: {event.message}")
+            return
         done, total = int(event.done), int(event.total or max(event.done, 1))
         self.progress.max, self.progress.value = total, done
         left = (time.perf_counter() - self._t0) / max(done, 1) * (total - done)
         self.status.value = f"chemistry: {done}/{total} frames, ~{left:.0f} s left"
 
     def _on_run(self, run: Any, layer: Points, n_points: int) -> None:
+        set_note(self.note, run.note)  # not graphene's atoms: the workflow kept holes only
         if run.result is None:
             self.status.value = "stopped before the first frames: nothing analysed"
             return
-        result = holes_only(run.result) if lattice_note(run.result.atoms) else run.result
-        self.set_result(result, layer, n_points=n_points, rows=run.rows)
+        self.set_result(run.result, layer, n_points=n_points, rows=run.rows)
         if run.stopped:
             self.status.value = (
                 f"stopped: {len(self.rows) if self.rows is not None else 0} defects in the "

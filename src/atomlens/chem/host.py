@@ -3,21 +3,18 @@ lattice of one host species (graphene's C) in which every other species is a dop
 on another material (MoS2's Mo and S2, SrTiO3's columns, the general model's 'atom')
 its rings and holes are geometry only and its dopant defect types do not describe it.
 
-Headless (no Qt): ``atomlens chem`` and the pipeline use it; the napari Defects dock
-words its note the same way.
+Headless (no Qt). The chemistry workflow (:mod:`atomlens.workflows.chemistry`) is the
+one place that applies it: its runs decide with :func:`lattice_note`, keep only holes
+(:func:`holes_only`) and hand the note on, which ``atomlens chem``, ``atomlens run`` and
+the napari Defects dock only show.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any, TypeVar
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-
-#: a chemistry result dataclass with ``atoms``, ``defects`` and ``dopants`` tables
-#: (:class:`atomlens.chem.ChemResult` or :class:`atomlens.workflows.chemistry.ChemOutput`)
-R = TypeVar("R", bound=Any)
 
 
 def species_of(atoms: pd.DataFrame) -> list[str]:
@@ -60,8 +57,13 @@ def keep_holes(atoms: pd.DataFrame, defects: pd.DataFrame) -> tuple[pd.DataFrame
     return atoms, defects[keep].reset_index(drop=True)
 
 
-def holes_only(result: R) -> R:
-    """``result`` with only its ``hole`` defects (:func:`keep_holes`) and no dopant
-    geometry, for atoms the graphene chemistry does not describe (:func:`lattice_note`)."""
-    atoms, defects = keep_holes(result.atoms, result.defects)
-    return replace(result, atoms=atoms, defects=defects, dopants=result.dopants.iloc[:0])
+def holes_only(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Chemistry ``tables`` (``atoms``, ``defects`` and optionally ``dopants``, e.g. the
+    fields of a :class:`atomlens.chem.ChemResult`) with only the ``hole`` defects
+    (:func:`keep_holes`) and no dopant geometry, for atoms the graphene chemistry does not
+    describe (:func:`lattice_note`). A new dict; the other tables are passed on as they are."""
+    out = dict(tables)
+    out["atoms"], out["defects"] = keep_holes(tables["atoms"], tables["defects"])
+    if "dopants" in out:
+        out["dopants"] = out["dopants"].iloc[:0]
+    return out

@@ -114,7 +114,6 @@ def run(args: argparse.Namespace) -> int:
     """Fill in the chemistry recipe, run the chemistry workflow, write the tables."""
     import pandas as pd
 
-    from atomlens.chem.host import holes_only, lattice_note
     from atomlens.io.atoms_table import AtomsTableError, validate_atoms, write_atoms
     from atomlens.io.frames import parse_frames
     from atomlens.io.gate import check_input_path, safe_reason
@@ -154,14 +153,11 @@ def run(args: argparse.Namespace) -> int:
     if args.frames is not None:
         n = int(movie.shape[0]) if movie is not None else int(atoms["frame"].max()) + 1
         atoms = atoms[atoms["frame"].isin(parse_frames(args.frames, n))]
+    # on atoms that are not graphene's the workflow keeps only holes and logs a warning
     res = drain(
         chemistry.run(atoms, pixel_size, recipe, movie=movie),
-        lambda ev: print(ev.message, file=sys.stderr) if isinstance(ev, Log) else None,
+        lambda ev: print(ev.message, file=sys.stderr, flush=True) if isinstance(ev, Log) else None,
     )
-    note = lattice_note(res.atoms)
-    if note:  # not graphene: its dopant defect types would mislabel this material
-        print(f"warning: {note}", file=sys.stderr, flush=True)
-        res = holes_only(res)
     write_atoms(args.out, res.atoms)
     for name, table in (
         ("rings", res.rings),
@@ -185,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"{len(res.atoms)} atoms in {n_frames} frame(s); {len(res.bonds)} bonds")
     print(f"rings by size: {sizes or 'none'}")
-    print(f"defects: {kinds}" + (" (holes only: not graphene)" if note else ""))
+    print(f"defects: {kinds}" + (" (holes only: not graphene)" if res.note else ""))
     if args.tracks:
         print(f"tracks: {res.atoms['track_id'].nunique()}")
     print(f"wrote {args.out}")

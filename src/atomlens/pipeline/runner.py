@@ -29,7 +29,7 @@ from atomlens.pipeline.config import PipelineConfig
 from atomlens.pipeline.executor import frame_chunks, make_executor
 from atomlens.pipeline.progress import bar, say
 from atomlens.pipeline.tasks import chem_chunk, detect_chunk
-from atomlens.workflows.chemistry import CHUNK_FRAMES
+from atomlens.workflows.chemistry import CHUNK_FRAMES, merge_chunks
 
 
 @dataclass
@@ -382,6 +382,9 @@ def _stage_chem(
     if sd.done:
         result.stages["chem"] = "cached"
         say("chem: cached", progress)
+        note = sd.summary().get("note", "")
+        if note:  # said again: the cached tables are the holes-only ones
+            say(f"chem: warning: {note}")
         loaded = {n: pd.read_parquet(sd.path / f"{n}.parquet") for n in names}
         return loaded.pop("atoms"), loaded
     work = sd.begin()
@@ -396,15 +399,11 @@ def _stage_chem(
             enabled=progress,
         )
     )
-    tables = _merge_chem_parts(parts)
-    atoms = tables.pop("atoms")
-    tables.pop("dopants", None)
-    from atomlens.chem.host import keep_holes, lattice_note
-
-    note = lattice_note(atoms)
-    if note:  # not graphene: the dopant defect types would mislabel this material
+    # not graphene: the workflow kept only holes (decided once on the whole table)
+    tables, note = merge_chunks(parts)
+    if note:
         say(f"chem: warning: {note}")
-        atoms, tables["defects"] = keep_holes(atoms, tables["defects"])
+    atoms = tables.pop("atoms")
     if cfg.chem.track:
         from atomlens.workflows import chemistry
 
@@ -420,25 +419,9 @@ def _stage_chem(
         tables["bonds"] = with_bond_ids(tables["bonds"], atoms)
     for n, t in {"atoms": atoms, **tables}.items():
         t.to_parquet(work / f"{n}.parquet")
-    sd.finish({"atoms": int(len(atoms))})
+    sd.finish({"atoms": int(len(atoms)), "note": note})
     result.stages["chem"] = "ran"
     return atoms, tables
-
-
-def _merge_chem_parts(parts: list[dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
-    """Join per-chunk chemistry so every index is global
-    (:func:`atomlens.workflows.chemistry.merge_tables`; the chunks are consecutive rows of
-    the frame-sorted table). A table empty in every chunk is an empty DataFrame."""
-    from atomlens.workflows.chemistry import merge_tables
-
-    names = ("atoms", "bonds", "rings", "defects")
-    pieces, row0 = [], 0
-    for part in parts:
-        n = len(part["atoms"])
-        pieces.append((np.arange(row0, row0 + n), {k: part[k] for k in names}))
-        row0 += n
-    merged = merge_tables(pieces) if pieces else {}
-    return {k: merged[k] if len(merged.get(k, ())) else pd.DataFrame() for k in names}
 
 
 def _table_hash(df: pd.DataFrame) -> str:

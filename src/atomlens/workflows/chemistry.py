@@ -5,13 +5,19 @@ One tracking setting for every path (the Chemistry/Defects docks, ``atomlens che
 hand, drift between frames is measured on the pixels
 (:func:`atomlens.chem.registration.estimate_drift`) and tracking links the registered
 positions ``y_reg, x_reg``.
+
+One rule for atoms that are not graphene's (:mod:`atomlens.chem.host`): every run here
+(:func:`run`, :func:`analyze_events`, the pipeline's :func:`merge_chunks`) decides it
+once over the whole table with :func:`~atomlens.chem.host.lattice_note`, keeps only the
+hole defects and no dopant geometry, yields the note as a :class:`Log` (``warning: ...``)
+and carries it on its result (``note``); the front ends only show it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator
-from dataclasses import dataclass, field
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -79,7 +85,9 @@ class ChemOutput:
     """Atoms (with ``coordination, ring5..ring8, edge, defect_id, defect_type,
     track_id`` and, when registered, ``y_reg, x_reg``), bonds (``a, b`` are rows of
     ``atoms``; ``atom_a, atom_b`` their ``atom_id``), rings, defects, dopants, the drift
-    ``(T, 2)`` px or None, the pixel size (Å/px) and the recipe."""
+    ``(T, 2)`` px or None, the pixel size (Å/px) and the recipe. ``note`` is non-empty
+    when the atoms are not graphene's (:func:`atomlens.chem.host.lattice_note`): then
+    only hole defects are kept and ``dopants`` is empty."""
 
     atoms: pd.DataFrame
     bonds: pd.DataFrame
@@ -90,9 +98,30 @@ class ChemOutput:
     recipe: ChemRecipe
     drift: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
+    note: str = ""
 
     def tables(self) -> dict[str, pd.DataFrame]:
         return {"bonds": self.bonds, "rings": self.rings, "defects": self.defects}
+
+
+def host_note(atoms: pd.DataFrame) -> Generator[Log, None, str]:
+    """The chemistry's verdict on ``atoms`` (the whole table of a run): the
+    :func:`~atomlens.chem.host.lattice_note`, yielded once as a ``warning:`` :class:`Log`
+    when the atoms are not graphene's; returns it ('' for graphene)."""
+    from atomlens.chem.host import lattice_note
+
+    note = lattice_note(atoms)
+    if note:
+        yield Log("chem", f"warning: {note}")
+    return note
+
+
+def apply_host_note(tables: Mapping[str, pd.DataFrame], note: str) -> dict[str, pd.DataFrame]:
+    """``tables`` as :func:`host_note` decided: unchanged ('' note) or holes only
+    (:func:`atomlens.chem.host.holes_only`). A new dict."""
+    from atomlens.chem.host import holes_only
+
+    return holes_only(tables) if note else dict(tables)
 
 
 def registration_available() -> bool:
@@ -170,6 +199,7 @@ def run(
 
     recipe = (recipe or ChemRecipe()).validate()
     table = with_atom_ids(validate_atoms(atoms))
+    note = yield from host_note(table)
     drift = None
     if recipe.track and recipe.register and movie is not None:
         if registration_available():
@@ -180,27 +210,28 @@ def run(
     check_stop(stop)
     yield Progress("chem", "analyze", 0, 2)
     res = analyze(table, pixel_size, recipe.params(track=False))
-    out_atoms = res.atoms
+    kept = apply_host_note(
+        {"atoms": res.atoms, "defects": res.defects, "dopants": res.dopants}, note
+    )
+    out_atoms, dop = kept["atoms"], kept["dopants"]
     yield Progress("chem", "analyze", 1, 2)
     check_stop(stop)
     if recipe.track:
         out_atoms = track(out_atoms, pixel_size, recipe)
-        dop = res.dopants
         if len(dop):
             dop = dop.copy()
             dop["track_id"] = out_atoms["track_id"].to_numpy()[dop["atom"].to_numpy(dtype=int)]
-    else:
-        dop = res.dopants
     yield Progress("chem", "track", 2, 2)
     return ChemOutput(
         out_atoms,
         with_bond_ids(res.bonds, out_atoms),
         res.rings,
-        res.defects,
+        kept["defects"],
         dop,
         float(pixel_size),
         recipe,
         drift,
+        note=note,
     )
 
 
@@ -209,12 +240,14 @@ class AnalyzeRun:
     """What :func:`analyze_events` returns: the :class:`atomlens.chem.ChemResult` of the
     frames done (``frames``; None when Stop came before the first piece), and whether
     Stop ended it early (``stopped``). Its atoms are the input rows ``rows`` (positions
-    in the input table) of those frames, in the input's order."""
+    in the input table) of those frames, in the input's order. ``note``: why only holes
+    were kept (atoms not graphene's; '' for graphene), as :class:`ChemOutput`."""
 
     result: Any
     frames: list[int]
     stopped: bool = False
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    note: str = ""
 
 
 def analyze_events(
@@ -224,11 +257,13 @@ def analyze_events(
     *,
     chunk_frames: int = CHUNK_FRAMES,
     stop: threading.Event | None = None,
-) -> Generator[Progress, None, AnalyzeRun]:
+) -> Generator[Progress | Log, None, AnalyzeRun]:
     """:func:`atomlens.chem.analyze` in pieces of ``chunk_frames`` frames, yielding
     :class:`Progress` after each piece; tracking (``params.track``) links the frames done
     at the end. With ``stop`` set, the frames analysed so far are kept (``stopped=True``):
     the same per-atom chemistry, bonds, rings and defects as one call on those frames.
+    On atoms that are not graphene's, first one ``warning:`` :class:`Log` (decided on the
+    whole table), and the result keeps only holes (``note`` says why).
 
     Parameters
     ----------
@@ -245,6 +280,7 @@ def analyze_events(
         raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}")
     p = params or ChemParams()
     table = check_atoms(atoms)
+    note = yield from host_note(table)
     frames = sorted(int(f) for f in table["frame"].unique())
     pieces = [frames[i : i + chunk_frames] for i in range(0, len(frames), chunk_frames)]
     parts, done, stopped = [], [], False
@@ -258,7 +294,10 @@ def analyze_events(
         yield Progress("chem", "frames", len(done), len(frames), f"frames {piece[0]}-{piece[-1]}")
     merged = merge_results(parts, pixel_size, p)
     if merged is None:
-        return AnalyzeRun(None, [], stopped)
+        return AnalyzeRun(None, [], stopped, note=note)
+    if note:
+        names = ("atoms", "defects", "dopants")
+        merged = replace(merged, **apply_host_note({n: getattr(merged, n) for n in names}, note))
     if p.track and len(merged.atoms):
         disp = p.max_disp_A
         tracked = track_atoms(merged.atoms, pixel_size, disp, p.max_gap, p.match_species)
@@ -267,7 +306,7 @@ def analyze_events(
             rows = merged.dopants["atom"].to_numpy(dtype=int)
             merged.dopants["track_id"] = merged.atoms["track_id"].to_numpy()[rows]
     rows = np.sort(np.concatenate([r for r, _ in parts]))
-    return AnalyzeRun(merged, done, stopped, rows)
+    return AnalyzeRun(merged, done, stopped, rows, note)
 
 
 #: The tables of a :class:`atomlens.chem.ChemResult`, in its field order.
@@ -336,6 +375,31 @@ def _has(tables: dict[str, pd.DataFrame], name: str) -> bool:
     return name in tables and len(tables[name]) > 0
 
 
+#: The tables a pipeline chunk (:func:`per_frame`) hands on to :func:`merge_chunks`.
+CHUNK_TABLES = ("atoms", "bonds", "rings", "defects")
+
+
+def merge_chunks(
+    parts: list[dict[str, pd.DataFrame]],
+) -> tuple[dict[str, pd.DataFrame], str]:
+    """The pipeline's per-chunk chemistry (:func:`per_frame` of consecutive rows of the
+    frame-sorted table, in order) joined into :data:`CHUNK_TABLES` over the whole table
+    (:func:`merge_tables`: every index global; a table empty in every chunk is an empty
+    DataFrame), with the not-graphene rule decided once on the joined atoms (not per
+    chunk): ``(tables, note)``, holes only when ``note`` is non-empty."""
+    from atomlens.chem.host import lattice_note
+
+    pieces, row0 = [], 0
+    for part in parts:
+        n = len(part["atoms"])
+        pieces.append((np.arange(row0, row0 + n), {k: part[k] for k in CHUNK_TABLES}))
+        row0 += n
+    merged = merge_tables(pieces) if pieces else {}
+    tables = {k: merged[k] if len(merged.get(k, ())) else pd.DataFrame() for k in CHUNK_TABLES}
+    note = lattice_note(tables["atoms"])
+    return apply_host_note(tables, note), note
+
+
 def merge_results(parts: list[tuple[np.ndarray, Any]], pixel_size: float, params: Any) -> Any:
     """Join per-piece :class:`atomlens.chem.ChemResult` s into one over the whole table
     (:func:`merge_tables` on their tables). None when there are no parts."""
@@ -365,6 +429,9 @@ __all__ = [
     "ChemOutput",
     "ChemRecipe",
     "analyze_events",
+    "apply_host_note",
+    "host_note",
+    "merge_chunks",
     "merge_results",
     "merge_tables",
     "per_frame",
