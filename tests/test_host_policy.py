@@ -62,8 +62,11 @@ def test_not_graphene_keeps_only_holes_and_says_so_once(mos2) -> None:
     assert _logs(events) == [f"warning: {out.note}"]  # once
     assert _defects(out.defects) == holes and len(out.dopants) == 0
     types = out.atoms["defect_type"].astype(str).to_numpy()
-    assert set(types) <= {"hole", "none"}
+    assert set(types) == {"hole", "none"}
     ids = out.atoms["defect_id"].to_numpy()
+    for d in out.defects.itertuples():  # the hole's rim carries its id (was 'none')
+        assert (ids[list(d.atoms)] == d.defect_id).all()
+    assert (types == "hole").sum() == sum(len(h[2]) for h in holes)
     assert (ids[types == "none"] == -1).all()
     assert out.atoms["track_id"].nunique() < len(out.atoms)  # tracked as before
 
@@ -73,7 +76,7 @@ def test_not_graphene_keeps_only_holes_and_says_so_once(mos2) -> None:
     assert _logs(events) == [f"warning: {out.note}"] and piecewise.note == out.note
     res = piecewise.result
     assert _defects(res.defects) == holes and len(res.dopants) == 0
-    assert set(res.atoms["defect_type"].astype(str)) <= {"hole", "none"}
+    assert set(res.atoms["defect_type"].astype(str)) == {"hole", "none"}
 
     # the pipeline's path: per_frame per chunk (no rule there), merge_chunks once
     recipe = chemistry.ChemRecipe()

@@ -44,17 +44,30 @@ def lattice_note(atoms: pd.DataFrame, host: str = "C") -> str:
 def keep_holes(atoms: pd.DataFrame, defects: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Only the ``hole`` defects (a large empty face: geometry) of a defect table, and
     the atom table with the atoms of every dropped defect set to ``defect_id`` -1 and
-    ``defect_type`` 'none' (as atoms in no defect). Returns copies ``(atoms, defects)``."""
+    ``defect_type`` 'none' (as atoms in no defect), except the members of a kept hole
+    (its ``atoms``: rows of ``atoms``), which then carry that hole's id and type (on a
+    table without C, one dropped cluster holds every atom, the hole's rim included).
+    Returns copies ``(atoms, defects)``."""
     has = len(defects) and "type" in defects
     keep = defects["type"].astype(str) == "hole" if has else np.zeros(len(defects), bool)
-    kept_ids = set(defects.loc[keep, "defect_id"].astype(int)) if has else set()
+    kept = defects[keep]
     atoms = atoms.copy()
     if "defect_id" in atoms:
-        dropped = (atoms["defect_id"] >= 0) & ~atoms["defect_id"].isin(kept_ids)
-        atoms.loc[dropped, "defect_id"] = -1
+        kept_ids = set(kept["defect_id"].astype(int)) if has else set()
+        ids = atoms["defect_id"].to_numpy(dtype=np.int64, copy=True)
+        ids[(ids >= 0) & ~np.isin(ids, list(kept_ids))] = -1
+        if "atoms" in kept:
+            for hole_id, members in zip(kept["defect_id"].astype(int), kept["atoms"]):
+                rows = np.asarray(list(members), dtype=np.int64)
+                rows = rows[ids[rows] < 0]  # in no kept defect: the hole's rim
+                ids[rows] = hole_id
+        changed = ids != atoms["defect_id"].to_numpy()
+        atoms["defect_id"] = ids
         if "defect_type" in atoms:
-            atoms.loc[dropped, "defect_type"] = "none"
-    return atoms, defects[keep].reset_index(drop=True)
+            col = atoms.columns.get_loc("defect_type")
+            atoms.iloc[np.flatnonzero(changed & (ids < 0)), col] = "none"
+            atoms.iloc[np.flatnonzero(changed & (ids >= 0)), col] = "hole"
+    return atoms, kept.reset_index(drop=True)
 
 
 def holes_only(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
