@@ -49,12 +49,30 @@ def test_contrast_note_counts_ratios_and_asks_for_names_until_named() -> None:
 
 
 def test_model_note_gives_the_model_and_the_reason() -> None:
-    class Result:
-        model_choice = "general (auto: atoms look dark (ABF/BF contrast))"
+    from atomlens._napari.detect_widget import detector_name
+    from atomlens.workflows.detect import DetectRecipe, DetectResult
 
-    assert model_note(Result()) == "model general: auto: atoms look dark (ABF/BF contrast)"
-    Result.model_choice = ""
-    assert model_note(Result()) == ""
+    def result(name: str, reason: str, model: str | None = "auto") -> DetectResult:
+        return DetectResult(
+            pd.DataFrame(),
+            None,
+            [],
+            0.1,
+            [0],
+            DetectRecipe(model=model),
+            model_name=name,
+            model_reason=reason,
+        )
+
+    dark = result("general", "auto: atoms look dark (ABF/BF contrast)")
+    assert model_note(dark) == "model general: auto: atoms look dark (ABF/BF contrast)"
+    assert dark.model_choice == "general (auto: atoms look dark (ABF/BF contrast))"
+    assert detector_name(dark) == "general"
+    # a .pt path with ' (' in it: the name is not cut at the first parenthesis
+    path = "/data/models (old)/mos2.pt"
+    mine = result(path, "as asked", model=None)
+    assert model_note(mine) == f"model {path}: as asked" and detector_name(mine) == path
+    assert model_note(result("", "")) == "" and result("", "").model_choice == ""
 
 
 def test_lattice_note_only_without_the_host_species() -> None:

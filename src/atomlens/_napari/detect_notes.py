@@ -16,12 +16,11 @@ UNNAMED_PREFIX = "class"
 def model_note(result: Any) -> str:
     """``'model general (auto: <why>)'``: the detector that ran and the reason the recipe
     recorded (the 'auto' choice, dark atoms inverted), from
-    :attr:`~atomlens.workflows.detect.DetectResult.model_choice`."""
-    choice = str(getattr(result, "model_choice", "") or "")
-    if not choice:
+    :class:`~atomlens.workflows.detect.DetectResult`'s ``model_name`` and ``model_reason``."""
+    name = str(getattr(result, "model_name", "") or "")
+    if not name:
         return ""
-    name, _, why = choice.partition(" (")
-    why = why[:-1] if why.endswith(")") else why
+    why = str(getattr(result, "model_reason", "") or "")
     return f"model {name}" + (f": {why}" if why else "")
 
 

@@ -177,7 +177,7 @@ def detector_name(result: Any) -> str:
     model = getattr(getattr(result, "recipe", None), "model", None)
     if model not in (None, "", "auto"):
         return str(model)
-    name = str(getattr(result, "model_choice", "") or "").split(" (")[0]
+    name = str(getattr(result, "model_name", "") or "")
     card = getattr(result, "model_card", None) or {}
     return name or str(card.get("registry_name") or "graphene")
 

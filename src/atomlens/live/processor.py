@@ -112,12 +112,11 @@ class FrameProcessor:
             # the model, the contrast and the fit warnings are decided on the first frame
             # only (as for a movie on disk): later frames skip the fit check
             self.warnings = list(getattr(res, "warnings", []) or [])
-            choice = str(getattr(res, "model_choice", "") or "")
             changes = {}
-            if self.detect.model == "auto" and choice:
-                changes["model"] = choice.split(" (")[0]
+            if self.detect.model == "auto" and res.model_name:
+                changes["model"] = res.model_name
             if getattr(self.detect, "contrast", None) == "auto":
-                changes["contrast"] = "dark" if "inverted" in choice else "bright"
+                changes["contrast"] = "dark" if res.inverted else "bright"
             if changes:
                 self.detect = self.detect.replace(**changes)
             self._detect_fixed = True

@@ -83,7 +83,9 @@ class DetectRecipe(Recipe):
 class DetectResult:
     """Atoms of the requested frames (``frame, y, x`` px, ``cls``, ``prob``, ``border``,
     ``atom_id``), maps ``(T, C, Y, X)`` float32 or None, the class names (background
-    first), the pixel size (Å/px) used, and the recipe."""
+    first), the pixel size (Å/px) used, and the recipe. ``model_name``: the detector that
+    ran (the shipped model 'auto' chose, a shipped name or a ``.pt`` path);
+    ``model_reason``: why (``"auto: <why>"``, ``"as asked"``; dark atoms inverted)."""
 
     atoms: pd.DataFrame
     maps: np.ndarray | None
@@ -93,11 +95,19 @@ class DetectResult:
     recipe: DetectRecipe
     model_card: dict = field(default_factory=dict)
     stopped: bool = False
-    model_choice: str = ""  # which model and why (e.g. "general (auto: ...)")
+    model_name: str = ""  # the detector that ran, e.g. "general"
+    model_reason: str = ""  # why, e.g. "auto: atoms look dark (ABF/BF contrast)"
     warnings: list[str] = field(default_factory=list)  # the model may not fit the image
     species_model: dict = field(default_factory=dict)  # contrast classes (species='contrast')
     spot_scale: dict = field(default_factory=dict)  # spot-width resampling: measured, applied
     inverted: bool = False  # dark atoms: frames (and contrast intensities) negated
+
+    @property
+    def model_choice(self) -> str:
+        """Which model and why in one line, e.g. ``"general (auto: ...)"`` ('' if unknown)."""
+        if not self.model_name:
+            return ""
+        return f"{self.model_name} ({self.model_reason})" if self.model_reason else self.model_name
 
 
 _DETECTORS: dict[str | None, Any] = {}
@@ -240,7 +250,8 @@ def run(
         recipe=recipe,
         model_card=dict(getattr(det, "card", {}) or {}),
         stopped=stopped,
-        model_choice=f"{setup.name} ({setup.reason})",
+        model_name=str(setup.name),
+        model_reason=str(setup.reason),
         warnings=list(setup.warnings) + _masked(stack, idx[: len(tables)]),
         species_model=species_model,
         spot_scale=scale_rec,
