@@ -255,6 +255,20 @@ def calibrated_pixel_size(image: np.ndarray) -> tuple[float, str]:
     return float(c.pixel_size), str(c.method)
 
 
+def librarynet_atoms(image: np.ndarray, det, pixel_size: float):
+    """The atoms (table, pixels) detection finds in a LibraryNet patch at ``pixel_size``
+    Å/px: the network's atoms, then the local test-time-augmented pass and the
+    Si-neighbour ring search, as ``detect``'s ``si_neighbours="auto"`` does for the
+    graphene model (the steps of :func:`librarynet_patch`, untimed)."""
+    from atomlens.atoms import detect
+    from atomlens.atoms.halo import add_si_neighbours
+    from atomlens.atoms.site_tta import local_pass
+
+    a = detect(image, det, pixel_size=pixel_size, si_neighbours="off").atoms
+    a = local_pass(a, image, det, pixel_size, "auto")
+    return add_si_neighbours(a, image, pixel_size).reset_index(drop=True)
+
+
 def librarynet_patch(path: Path, det, pixel_size: float) -> dict:
     """Scores of one LibraryNet patch detected at ``pixel_size`` (Å/px), with the time
     the local test-time-augmented pass (``tta_s``) and the Si-neighbour ring search
