@@ -119,7 +119,7 @@ def test_run_with_a_named_detector_and_whole_class_count(tmp_path, capsys):
 
     from atomlens.pipeline.runner import _model_fingerprint
 
-    assert _model_fingerprint("auto") == "auto" and _model_fingerprint(None) == "shipped"
+    assert _model_fingerprint("auto") == "auto" == _model_fingerprint(None)  # unset = auto
     assert _model_fingerprint("general")["path"].endswith(".pt")
 
 
@@ -173,6 +173,32 @@ def test_run_model_option_and_auto_choice_printed(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("detect: model ") == 1 and "(auto: " in err
     assert json.loads((out / "run.json").read_text())["config"]["detect"]["model"] == "auto"
+
+
+@pytest.mark.parametrize("pixel_size", [0.1, 0.5])
+def test_run_without_a_model_chooses_as_detect_does(tmp_path, capsys, pixel_size):
+    """No [detect] model and no --model: ``atomlens run`` used the graphene model while
+    ``atomlens detect`` and the Detect dock default to 'auto' (a MoS2 movie got C/Si
+    atoms, and the chemistry's not-graphene rule never fired). Now the run chooses from
+    the first frame as detect does: graphene at 0.1 Å/px, general at 0.5 Å/px (outside
+    the graphene model's range)."""
+    from atomlens.atoms.suitability import choose_model, first_frame
+    from atomlens.io import read_stack, write_tiff
+    from atomlens.pipeline.runner import _settle_detector
+    from atomlens.segment.registry import model_info
+    from atomlens.simulate import simulate_movie
+
+    movie = simulate_movie(n_frames=1, size=256, pixel_size=0.1, seed=4)
+    path = write_tiff(tmp_path / "movie.tif", movie.frames, pixel_size)
+    det = PipelineConfig().section("detect")
+    assert det["model"] is None  # the default: unset
+    settled = _settle_detector(path, [0], pixel_size, det)
+    detect_choice, why = choose_model(first_frame(read_stack(path), [0]), pixel_size)
+    expected = "graphene" if pixel_size == 0.1 else "general"
+    if expected == "general" and not model_info("general").available:
+        expected = "graphene"  # no general model shipped: auto falls back
+    assert settled["model"] == detect_choice == expected
+    assert f"detect: model {expected} (auto: {why}" in capsys.readouterr().err
 
 
 def test_detect_warns_when_names_are_fewer_than_contrast_classes(tmp_path, capsys):

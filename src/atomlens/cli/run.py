@@ -19,7 +19,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         "--model",
         default=None,
         help="detector: graphene, general, auto (chosen from the first frame) or a .pt "
-        "file (overrides [detect] model; default graphene)",
+        "file (overrides [detect] model; default: a project's fine-tuned detector, else "
+        "auto, as atomlens detect and the Detect dock)",
     )
     p.add_argument("--pixel-size", type=float, help="Å per pixel (overrides metadata)")
     p.add_argument("--frames", help="frames to analyse, e.g. 0:10")
@@ -62,8 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "The whole chain on one movie: detect atoms, chemistry (graphene's; holes only "
             "on other materials), descriptors, a latent model and an HTML report, written "
             "under --out (atoms.csv/.parquet, bonds, rings, defects, maps, run.json, "
-            "report.html). Settings: --config FILE (see --print-config); [detect] model "
-            "= 'auto' picks the detector from the image, as atomlens detect does."
+            "report.html). Settings: --config FILE (see --print-config); the detector is "
+            "a project's fine-tuned one, else picked from the image ('auto', as atomlens "
+            "detect does) unless [detect] model or --model names one."
         ),
     )
     p.add_argument("stack", nargs="?", help="movie file or AtomLens project folder")

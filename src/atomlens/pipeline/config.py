@@ -4,7 +4,10 @@ A config file (TOML, YAML or JSON) holds any subset of the sections below; unkno
 sections or keys are errors (a typo must not be silently ignored). The sections are the
 recipes of :mod:`atomlens.workflows` (``[detect]`` is a ``DetectRecipe``, ``[chem]`` a
 ``ChemRecipe``, ``[descriptors]``/``[latent]`` the latent workflow's recipes), so the
-pipeline, the CLI and the docks share one set of settings and defaults.
+pipeline, the CLI and the docks share one set of settings and defaults. An unset
+``[detect] model`` is the project's fine-tuned detector when the input is a project,
+else ``'auto'`` (chosen from the first frame), the default of ``atomlens detect`` and
+the Detect dock.
 """
 
 from __future__ import annotations

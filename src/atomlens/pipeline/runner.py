@@ -249,12 +249,10 @@ def _as_jsonable(obj: Any) -> Any:
 
 
 def _model_fingerprint(model: str | None) -> Any:
-    """Cache identity of the detect setting: 'shipped' (None), 'auto' (chosen from the
-    image, itself in the key), or the weights file's fingerprint (a shipped name such as
-    'general' resolved to its file, or a .pt path)."""
-    if not model:
-        return "shipped"
-    if str(model) == "auto":
+    """Cache identity of the detect setting: 'auto' for 'auto' and unset (None: chosen
+    from the image, itself in the key), or the weights file's fingerprint (a shipped name
+    such as 'general' resolved to its file, or a .pt path)."""
+    if not model or str(model) == "auto":
         return "auto"
     from atomlens.segment.registry import resolve_model
 
@@ -264,24 +262,26 @@ def _model_fingerprint(model: str | None) -> Any:
 def _settle_detector(stack_path: Any, frames: list[int], pixel_size: float, det: dict) -> dict:
     """Decide the detector once, on the first frame, as ``atomlens detect`` does: print
     the model and why, and its fit warnings (e.g. 'does not look like graphene'); a
-    model 'auto' becomes the chosen name, so every chunk uses the same detector."""
+    model 'auto', or none set (no ``[detect] model``, ``--model`` or project fine-tuned
+    detector: 'auto', the default of ``atomlens detect`` and the Detect dock), becomes
+    the chosen name, so every chunk uses the same detector."""
+    asked = det.get("model") or "auto"
     from atomlens.atoms.suitability import detection_setup
     from atomlens.pipeline.tasks import _open_stack
 
     setup = detection_setup(
         _open_stack(str(stack_path), pixel_size),
-        det.get("model"),
+        asked,
         frames[:1],
         pixel_size,
         threshold=det.get("threshold", 0.5),
         contrast=det.get("contrast", "auto"),
         spot_scale=det.get("spot_scale"),
     )
-    why = setup.reason if det.get("model") else "the default; model 'auto' picks from the image"
-    say(f"detect: model {setup.name} ({why})")
+    say(f"detect: model {setup.name} ({setup.reason})")
     for warning in setup.warnings:
         say(f"detect: warning: {warning}")
-    return {**det, "model": setup.name} if str(det.get("model")) == "auto" else det
+    return {**det, "model": setup.name} if asked == "auto" else det
 
 
 def _stage_detect(

@@ -27,7 +27,8 @@ class DetectRecipe(Recipe):
     model: str | None = setting(
         None,
         doc="detector: a shipped name (graphene, general), 'auto' "
-        "(chosen from the image), or a .pt file; None = graphene",
+        "(chosen from the image), or a .pt file; None = graphene (in atomlens run: a "
+        "project's fine-tuned detector, else auto, as atomlens detect and the Detect dock)",
     )
     contrast: str = setting(
         "auto",
