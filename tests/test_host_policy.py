@@ -111,3 +111,31 @@ def test_graphene_with_si_drops_nothing(graphene) -> None:
     parts = [chemistry.per_frame(graphene[graphene["frame"] == f], PX, recipe) for f in range(3)]
     tables, note = chemistry.merge_chunks(parts)
     assert note == "" and _defects(tables["defects"]) == expected
+
+
+def test_live_frames_keep_only_holes_and_say_so_once(mos2, graphene, monkeypatch) -> None:
+    """A live watch applies the same rule per frame: on atoms without C only holes, no
+    dopants, and the note handed out once (not once per frame); on graphene nothing."""
+    from atomlens.live.processor import FrameProcessor
+
+    def run_live(atoms: pd.DataFrame) -> tuple[list, list[str]]:
+        proc = FrameProcessor(PX, chem=chemistry.ChemRecipe(register=False))
+        frames = [atoms[atoms["frame"] == f].drop(columns="frame") for f in range(N_FRAMES)]
+        monkeypatch.setattr(proc, "_detect", lambda image, f: frames[f].assign(frame=f))
+        outs, notes = [], []
+        for f in range(N_FRAMES):
+            outs.append(proc.process(np.zeros((8, 8), np.float32), f))
+            notes += proc.take_notes()
+        return outs, notes
+
+    outs, notes = run_live(mos2)
+    assert len(notes) == 1 and notes[0].startswith("warning: No C atoms (species: Mo, S2)")
+    raw = analyze(mos2, PX, track=False)
+    for out in outs:
+        assert set(out.tables["defects"]["type"]) == {"hole"}
+        assert len(out.tables["dopants"]) == 0
+    assert sum(len(o.tables["defects"]) for o in outs) == (raw.defects["type"] == "hole").sum()
+
+    outs, notes = run_live(graphene)
+    assert notes == []
+    assert sum(len(o.tables["dopants"]) for o in outs) == len(analyze(graphene, PX).dopants) > 0

@@ -190,6 +190,10 @@ class LiveDock(ViewerWidget):
             self.status.value = event.line()
         elif isinstance(event, Log):
             self.status.value = event.message
+            if event.message.startswith("warning:"):  # said once; the status line moves on
+                from napari.utils.notifications import show_warning
+
+                show_warning(f"Live: {event.message[len('warning:') :].strip()}")
 
     def add_frame(self, done: FrameDone) -> None:
         """Grow the layers and the events table by one analysed frame."""

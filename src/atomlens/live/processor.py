@@ -96,8 +96,19 @@ class FrameProcessor:
         self.next_ring_id = 0
         self.next_defect_id = 0
         self.warnings: list[str] = []  # the detector's fit warnings on the first frame
+        # what the user should read once (detector chosen, fit warnings, the chemistry's
+        # not-graphene note): :meth:`take_notes` hands them out
+        self._notes: list[str] = []
+        self._host_noted = False
         self.last_cpu_s = 0.0  # CPU seconds (all threads) the last frame took
         self._detect_fixed = False
+
+    def take_notes(self) -> list[str]:
+        """The messages for the user gathered since the last call (each said once: the
+        detector and its fit warnings after the first frame, the chemistry's
+        not-graphene note the first time a frame has no C)."""
+        notes, self._notes = self._notes, []
+        return notes
 
     # ------------------------------------------------------------------ stages
     def _detect(self, image: np.ndarray, frame: int) -> pd.DataFrame:
@@ -112,6 +123,10 @@ class FrameProcessor:
             # the model, the contrast and the fit warnings are decided on the first frame
             # only (as for a movie on disk): later frames skip the fit check
             self.warnings = list(getattr(res, "warnings", []) or [])
+            if res.model_name:
+                why = f" ({res.model_reason})" if res.model_reason else ""
+                self._notes.append(f"detector: {res.model_name}{why}")
+            self._notes += [f"warning: {w}" for w in self.warnings]
             changes = {}
             if self.detect.model == "auto" and res.model_name:
                 changes["model"] = res.model_name
@@ -135,6 +150,7 @@ class FrameProcessor:
 
     def process(self, image: np.ndarray, frame: int) -> FrameOutput:
         """Analyse one (Y, X) frame numbered ``frame`` (increasing over the watch)."""
+        from atomlens.chem.host import lattice_note
         from atomlens.workflows import chemistry
 
         image = np.asarray(image, dtype=np.float32)
@@ -159,6 +175,11 @@ class FrameProcessor:
         atoms["y_reg"] = atoms["y"].to_numpy(float) - dy
         atoms["x_reg"] = atoms["x"].to_numpy(float) - dx
         per = chemistry.per_frame(atoms, self.pixel_size, self.chem)
+        note = lattice_note(per["atoms"])  # the workflow's not-graphene rule, per frame
+        per = chemistry.apply_host_note(per, note)
+        if note and not self._host_noted:
+            self._notes.append(f"warning: {note}")
+            self._host_noted = True
         atoms = per["atoms"]
         t["chem"] = time.perf_counter() - t0
 

@@ -270,6 +270,8 @@ def run(
                 proc = FrameProcessor(float(ps), detect, chem, encoder)
             frame = output.state["n_frames"]
             res = proc.process(arr.image, frame)
+            for note in proc.take_notes():
+                yield Log("watch", note)
             done = time.time()
             latency = done - arr.arrived
             tm = res.timings
