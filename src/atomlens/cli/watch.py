@@ -36,7 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "frames wait, analyse the newest and DROP the older ones (default all)",
     )
     p.add_argument("--latent-model", help="encode atoms with this latent model file")
-    p.add_argument("--model", help="detector .pt (default: the shipped graphene model)")
+    p.add_argument(
+        "--model",
+        default="auto",
+        help="detector: graphene, general, a .pt file, or auto (default: chosen from the "
+        "first frame, as atomlens detect does)",
+    )
     p.add_argument("--no-register", action="store_true", help="no drift registration")
     p.add_argument(
         "--settle",

@@ -84,7 +84,7 @@ class FrameProcessor:
                 f"pixel size must be a positive number of Å, got {pixel_size!r}; pass --pixel-size"
             )
         self.pixel_size = float(pixel_size)
-        self.detect = (detect or DetectRecipe(save_maps=False)).validate()
+        self.detect = (detect or DetectRecipe(model="auto", save_maps=False)).validate()
         self.chem = (chem or ChemRecipe()).validate()
         self.encoder = encoder
         self.event_params = events or EventParams()

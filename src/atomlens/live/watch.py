@@ -200,7 +200,8 @@ def run(
     from atomlens.workflows.detect import DetectRecipe
 
     recipe = (recipe or WatchRecipe()).validate()
-    detect = (detect or DetectRecipe(save_maps=False)).validate()
+    # no model given: chosen from the first frame, as atomlens detect/run and the docks
+    detect = (detect or DetectRecipe(model="auto", save_maps=False)).validate()
     chem = (chem or ChemRecipe()).validate()
     folder, out_dir = Path(folder), Path(out)
     stop = stop or threading.Event()
