@@ -23,6 +23,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from atomlens.segment.model_file import WEIGHTS_DIR, Detector, ModelFileError, load_detector
 
 #: the name that asks :func:`atomlens.atoms.suitability.choose_model` to decide
@@ -235,9 +237,11 @@ def choose_model_from_traits(tr, pixel_size_A: float) -> tuple[str, str]:
         )
     if not graphene.available:
         return fallback, "graphene-like image but the graphene model is missing"
+    # hex_period_A is the first-order plane spacing d = a √3 / 2 (2.13 Å for graphene)
+    a_A = tr.hex_period_A * 2 / np.sqrt(3)
     return "graphene", (
-        f"hexagonal lattice with period {tr.hex_period_A:.2f} Å and equal "
-        "sublattices, bright atoms: graphene"
+        f"hexagonal lattice with a = {a_A:.2f} Å (planes {tr.hex_period_A:.2f} Å apart) and "
+        "equal sublattices, bright atoms: graphene"
     )
 
 
