@@ -13,6 +13,13 @@ first order at 2.13 Å or its √3 order at 1.23 Å: a √3 error). :func:`calib
 needs no nominal value: atoms detected in real space under trial pixel sizes settle the
 order (:mod:`atomlens.chem.lattice_scale`), then the FFT spots near that value give the
 precise figure; the result says how sure it is.
+
+Square lattices (``"srtio3"``, a = 3.905 Å, or ``"square:<Å>"``) take another path
+(:func:`_calibrate_square`, :mod:`atomlens.chem.fft_cell`): their real-space readings
+(A columns; A + BO; all columns) are all square, so atoms cannot settle the order; the
+smallest cell that indexes every significant FFT spot does ((100) at 1/a, though the
+(110) spots are usually brighter), and SrTiO3 seen along [110] (a rectangle a/√2 x a)
+is recognised too.
 """
 
 from __future__ import annotations
@@ -28,8 +35,17 @@ from atomlens.errors import AtomLensError
 
 #: Hexagonal lattice constants (Å) known by name.
 LATTICES: dict[str, float] = {"graphene": 2.46, "mos2": 3.16}
-#: Nearest-neighbour (bond) lengths (Å) known by name.
-BOND_LENGTHS: dict[str, float] = {"graphene": 1.42, "mos2": 3.16 / np.sqrt(3)}
+#: Square lattice constants (Å) known by name: cubic perovskites seen along [001] (A
+#: columns at the corners, BO columns at the centres); these also match the [110]
+#: projection (a rectangle a/√2 x a). ``"square:<Å>"`` names any square lattice.
+SQUARE_LATTICES: dict[str, float] = {"srtio3": 3.905}
+#: Nearest-neighbour (bond) lengths (Å) known by name (SrTiO3: the projected Sr-TiO
+#: column distance a/√2, the nearest columns in HAADF [001]).
+BOND_LENGTHS: dict[str, float] = {
+    "graphene": 1.42,
+    "mos2": 3.16 / np.sqrt(3),
+    "srtio3": 3.905 / np.sqrt(2),
+}
 
 
 class CalibrationError(AtomLensError):
@@ -96,18 +112,36 @@ class Calibration:
         return line
 
 
+def lattice_kind(lattice: str | float) -> str:
+    """``"square"`` for a square lattice (``srtio3``, ``"square:<Å>"``), else
+    ``"hexagonal"`` (graphene, mos2, a number of Å, ``"hexagonal:<Å>"``)."""
+    if isinstance(lattice, str):
+        key = lattice.strip().lower()
+        if key in SQUARE_LATTICES or key.startswith("square:"):
+            return "square"
+    return "hexagonal"
+
+
 def lattice_constant(lattice: str | float) -> float:
-    """Lattice constant in Å from a name (``graphene``, ``mos2``) or a number of Å."""
+    """Lattice constant in Å from a name (``graphene``, ``mos2``, ``srtio3``), a number
+    of Å (hexagonal) or ``"square:<Å>"`` / ``"hexagonal:<Å>"``."""
     if isinstance(lattice, str):
         key = lattice.strip().lower()
         if key in LATTICES:
             return LATTICES[key]
+        if key in SQUARE_LATTICES:
+            return SQUARE_LATTICES[key]
+        for prefix in ("square:", "hexagonal:", "hex:"):
+            if key.startswith(prefix):
+                key = key[len(prefix) :].strip()
+                break
         try:
             value = float(key)
         except ValueError:
             raise CalibrationError(
-                f"unknown lattice {lattice!r}: use one of {sorted(LATTICES)} or a lattice "
-                "constant in Å (e.g. 2.46)"
+                f"unknown lattice {lattice!r}: use one of {sorted(LATTICES)} (hexagonal), "
+                f"{sorted(SQUARE_LATTICES)} (square), a hexagonal lattice constant in Å "
+                "(e.g. 2.46) or 'square:<Å>' (e.g. square:3.905)"
             ) from None
     else:
         value = float(lattice)
@@ -154,13 +188,19 @@ def calibrate_fft(
     Parameters
     ----------
     image : (Y, X) image or (T, Y, X) stack (frames are averaged in power).
-    lattice : ``"graphene"`` (2.46 Å), ``"mos2"`` (3.16 Å) or a lattice constant in Å.
+    lattice : ``"graphene"`` (2.46 Å), ``"mos2"`` (3.16 Å) or a lattice constant in Å;
+        a square lattice (``"srtio3"``, ``"square:<Å>"``) goes to
+        :func:`_calibrate_square` (the nominal value then picks the spot order).
     metadata_pixel_size : nominal Å/px; the spots are searched within ±``search``
         (relative) of where it puts them. Without it, spots are searched for any
         spacing between 3 and 40 pixels per lattice period, and the innermost of the
         orders 1, √3, 2 that shows spots is taken as the first order.
     pad : FFT size (pixels) for sub-bin peak positions.
     """
+    if lattice_kind(lattice) == "square":
+        return _calibrate_square(
+            image, lattice, metadata_pixel_size, metadata_pixel_size, search, pad
+        )
     from atomlens.atoms.lattice_reference import whiten_radial  # lazy: atoms imports torch
 
     a = lattice_constant(lattice)
@@ -372,7 +412,14 @@ def calibrate_lattice(
     ----------
     image : :class:`atomlens.io.Stack`, (Y, X) image or (T, Y, X) stack.
     lattice : ``"graphene"``, ``"mos2"`` or a lattice constant in Å (then both the
-        honeycomb and the triangular reading are tried, bond = a/√3).
+        honeycomb and the triangular reading are tried, bond = a/√3). A square lattice
+        (``"srtio3"``, ``"square:<Å>"``) is calibrated from the FFT alone
+        (:func:`_calibrate_square`; ``detector``, ``real_space_frames`` and ``crop_px``
+        are not used): ``confidence`` is then the share of the significant spots'
+        strength the lattice indexes, ``evidence_ratio`` the strength of the spots that
+        fix the cell (for [001] the (100)) over that where a larger cell would add spots,
+        and ``details`` holds ``zone`` ([001] or [110]), ``order_family``, the indexed
+        spots and their per-spot pixel sizes.
     metadata_pixel_size : nominal Å/px, only compared with (``discrepancy_pct``);
         default: the Stack's own pixel size.
     detector : ``"auto"`` (graphene: the shipped U-Net; otherwise ``"peaks"``),
@@ -407,6 +454,8 @@ def calibrate_lattice(
     n = int(arr.shape[0])
     idx = np.unique(np.linspace(0, n - 1, min(n, max_frames)).astype(int))
     frames = np.stack([np.asarray(arr[int(t)], dtype=np.float32) for t in idx])
+    if lattice_kind(lattice) == "square":
+        return _calibrate_square(frames, lattice, metadata_pixel_size, None, 0.35, pad)
     a = lattice_constant(lattice)
     key = lattice.strip().lower() if isinstance(lattice, str) else ""
     bond = float(BOND_LENGTHS.get(key, a / np.sqrt(3)))
@@ -429,7 +478,8 @@ def calibrate_lattice(
         raise CalibrationError(
             f"no {f'{key} atoms' if key in LATTICES else f'atoms of a hexagonal lattice with a = {a:g} Å'} "
             "found at any pixel size from 0.04 to 0.42 Å/px: check the lattice (--lattice; "
-            "hexagonal lattices only) or give the pixel size (--pixel-size)"
+            "a number of Å names hexagonal lattices only, srtio3 or square:<Å> a square "
+            "one) or give the pixel size (--pixel-size)"
         )
     nn_estimate = best.implied_A_per_px
     warnings: list[str] = []
@@ -506,4 +556,169 @@ def _scale_detector(detector: str | Any, lattice_key: str) -> Any:
         return lambda image, pixel_size: ls.peak_atoms(image, bond_A / pixel_size)
     raise CalibrationError(
         f"unknown detector {detector!r}: use 'auto', 'unet', 'peaks' or a callable"
+    )
+
+
+def _miller(zone: str, h: int, k: int) -> str:
+    """The spot family of index (h, k) in the reduced basis of ``zone``, e.g. ``(110)``:
+    [001]: b1, b2 along a*, b*; [110]: b1 along c* (001), b2 along (1-10)."""
+    hkl = (h, k, 0) if zone == "[001]" else (k, -k, h)
+    fam = sorted((abs(int(v)) for v in hkl), reverse=True)
+    return "(" + "".join(str(v) for v in fam) + ")"
+
+
+def _calibrate_square(
+    image: Any,
+    lattice: str | float,
+    metadata_pixel_size: float | None,
+    nominal: float | None,
+    search: float,
+    pad: int,
+) -> Calibration:
+    """Pixel size (Å/px) of a square lattice (``srtio3``, ``"square:<Å>"``) from the
+    reciprocal lattice its FFT spots generate (:mod:`atomlens.chem.fft_cell`).
+
+    The significant spots of the power spectrum (``image``: (Y, X) or (T, Y, X)) are
+    indexed by the smallest cell that indexes them all; its reduced basis must match the
+    square cell ([001]: two equal perpendicular vectors, 1/a) or, for a named cubic
+    perovskite, the [110] cell (1/a by √2/a). The pixel size is the square root of the
+    fitted cell area (all indexed spots, least squares) over the crystal's. Without
+    ``nominal`` (method ``"lattice"``) the spot order is the generated lattice's, with
+    ``evidence_ratio`` = strength of the weakest spots that make the cell that fine
+    (for [001] the (100) family) over the strongest strength at the positions a √2 or
+    2x larger cell would add. With ``nominal`` (method ``"fft"``) the order (x1, √2, 2 or
+    their inverses) nearest the nominal value is taken, within ±``search``.
+
+    What no image can tell: when the A and BO columns look alike there are no (100)
+    spots, the image's true period is a/√2 and the estimate √2 too large. In HAADF
+    that shows as (100)-read spots stronger than the (110) (a warning); an ABF image
+    whose Sr and TiO columns look alike but whose O columns show has the HAADF pattern
+    at a/√2 and passes unflagged.
+    """
+    from atomlens.chem import fft_cell as fc
+
+    a = lattice_constant(lattice)
+    key = lattice.strip().lower() if isinstance(lattice, str) else ""
+    zones = ("[001]", "[110]") if key in SQUARE_LATTICES else ("[001]",)
+    name = key if key in SQUARE_LATTICES else f"square lattice with a = {a:g} Å"
+    frame_px = int(max(np.shape(image)[-2:]))
+    spec = power_spectrum(image, pad=pad)
+    n = spec.shape[0]
+    lo = max(n / 120.0, 3.0 * n / frame_px)  # periods up to 120 px, at least 3 in the frame
+    hi = n / 3.0
+    found = fc.spectrum_spots(spec, frame_px, lo, hi)
+    vec, strength = found["vec"], found["strength"]
+    basis = fc.generated_lattice(vec, strength, min_len=0.5 * lo) if len(vec) >= 2 else None
+    if basis is None:
+        raise CalibrationError(
+            f"no lattice in the FFT ({len(vec)} significant spots): the image shows no "
+            f"clear {name}; check the lattice (--lattice) or give the pixel size (--pixel-size)"
+        )
+    basis, idx, used = fc.refine_basis(vec, basis)
+    basis = fc.reduce_basis(basis)
+    idx, err = fc.index_spots(vec, basis)
+    used = (err < fc.INDEX_TOL) & (np.abs(idx).sum(1) > 0)
+    zone, ratio, angle = fc.match_zone(basis, zones)
+    if zone is None:
+        raise CalibrationError(
+            f"the FFT spots form a {ratio:.2f}:1 cell at {angle:.0f}°, not the {name} "
+            f"(square{' or its [110] rectangle, √2:1' if len(zones) > 1 else ''}, 90°): "
+            "check the lattice (--lattice) or give the pixel size (--pixel-size)"
+        )
+    cell_A = np.array(fc.ZONES[zone]) / a  # reciprocal basis lengths, cycles/Å
+    area_px = abs(float(np.linalg.det(basis))) / n**2  # cycles²/px²
+    estimate = float(np.sqrt(area_px / (cell_A[0] * cell_A[1])))
+    g_px = np.hypot(vec[used, 0], vec[used, 1]) / n
+    g_A = np.hypot(idx[used, 0] * cell_A[0], idx[used, 1] * cell_A[1])
+    per_spot = g_px / g_A
+    spread = float(100 * per_spot.std() / per_spot.mean())
+    h, k = idx[:, 0], idx[:, 1]
+    # the spots that make the cell this fine: for each coarser reading (an index-2
+    # sublattice of spots), the strongest spot outside it; the weakest of those
+    needed = []
+    for outside in (h % 2 != 0, k % 2 != 0, (h + k) % 2 != 0):
+        sel = np.nonzero(used & outside)[0]
+        needed.append(sel[np.argmax(strength[sel])] if len(sel) else -1)
+    s_needed = [float(strength[i]) if i >= 0 else 0.0 for i in needed]
+    weakest = needed[int(np.argmin(s_needed))]
+    s_gen = min(s_needed)
+    family = _miller(zone, h[weakest], k[weakest]) if weakest >= 0 else "?"
+    smooth, c, hw = found["smooth"], found["c"], found["hw"]
+    halves = [basis[0] / 2, basis[1] / 2, (basis[0] + basis[1]) / 2, (basis[0] - basis[1]) / 2]
+    s_half = max(fc.strength_at(smooth, c, g, hw) for g in halves)
+    evidence = s_gen / max(s_half, 1.0)
+    warnings: list[str] = []
+    method = "lattice"
+    if nominal:
+        method = "fft"
+        readings = {1.0: "", 1 / np.sqrt(2): "/√2", 0.5: "/2", np.sqrt(2): "x√2", 2.0: "x2"}
+        f = min(readings, key=lambda f: abs(np.log(estimate * f / nominal)))
+        if abs(np.log(estimate * f / nominal)) > np.log(1 + search):
+            raise CalibrationError(
+                f"the {name} spots give {estimate:.5f} Å/px (or √2 or 2x that, other spot "
+                f"orders), none within ±{100 * search:.0f} % of the nominal {nominal:.5f} "
+                "Å/px: check the nominal pixel size or leave it out"
+            )
+        if f != 1.0:
+            estimate *= f
+            warnings.append(
+                f"the nominal pixel size reads the spots as another order than the lattice "
+                f"they generate ({readings[f]}): without it the estimate is "
+                f"{estimate / f:.5f} Å/px."
+            )
+    else:
+        if evidence < 3:
+            warnings.append(
+                f"the {family} spots that fix the cell are only {evidence:.1f}x the strength "
+                "where a √2 or 2x larger cell would put spots: the spot order is unsure."
+            )
+        if s_gen < 3 * fc.MIN_STRENGTH:
+            warnings.append(
+                f"the {family} spots that fix the cell are faint (strength {s_gen:.0f}, noise "
+                "reaches ~15): if they are noise the pixel size is √2 or 2x larger."
+            )
+        if zone == "[001]":
+            s100 = max(
+                fc.strength_at(smooth, c, basis[0], hw), fc.strength_at(smooth, c, basis[1], hw)
+            )
+            s110 = max(
+                fc.strength_at(smooth, c, basis[0] + basis[1], hw),
+                fc.strength_at(smooth, c, basis[0] - basis[1], hw),
+            )
+            if s100 >= s110:
+                warnings.append(
+                    "the spots read as (100) are stronger than the (110): on a perovskite the "
+                    "(110) spots (A + BO columns) are usually the brighter, so these may be "
+                    "(110) spots of an image whose A and BO columns look alike (the pixel size "
+                    "would then be √2 smaller)."
+                )
+    if spread > 3.0:
+        warnings.append(
+            f"the lattice is distorted (FFT spots spread {spread:.1f} %): the value is their mean."
+        )
+    return Calibration(
+        pixel_size=float(estimate),
+        method=method,
+        metadata_pixel_size=float(metadata_pixel_size) if metadata_pixel_size else None,
+        discrepancy_pct=_discrepancy(estimate, metadata_pixel_size),
+        confidence=float(strength[used].sum() / strength.sum()),
+        lattice_A=a,
+        details={
+            "geometry": "square" if zone == "[001]" else "rectangular",
+            "zone": zone,
+            "cell_ratio": ratio,
+            "cell_angle_deg": angle,
+            "basis_pixel_size": [float(np.hypot(*basis[i]) / n / cell_A[i]) for i in (0, 1)],
+            "per_spot_pixel_size": [float(v) for v in per_spot],
+            "spot_index": [[int(a_), int(b_)] for a_, b_ in idx[used]],
+            "spread_pct": spread,
+            "n_spots": int(used.sum()),
+            "fft_spot_strength": float(np.median(strength[used])),
+            "order_family": family,
+            "order_spot_strength": s_gen,
+            "larger_cell_strength": s_half,
+            "lattice_angle_deg": float(np.degrees(np.arctan2(basis[0][0], basis[0][1])) % 90.0),
+        },
+        evidence_ratio=None if nominal else float(evidence),
+        warnings=warnings,
     )

@@ -1,4 +1,5 @@
-"""``atomlens calibrate STACK --lattice graphene|mos2|<Å>``: pixel size from the lattice."""
+"""``atomlens calibrate STACK --lattice graphene|mos2|srtio3|<Å>|square:<Å>``: pixel size
+from the lattice."""
 
 from __future__ import annotations
 
@@ -23,10 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--lattice",
         default=None,
-        help="the image's hexagonal lattice: graphene (a = 2.46 Å), mos2 (a = 3.16 Å) or "
-        "its lattice constant a in Å (default graphene; an image that does not look like "
-        "graphene at the estimate is then reported UNSURE). Square lattices (e.g. SrTiO3) "
-        "are not supported",
+        help="the image's lattice: graphene (a = 2.46 Å), mos2 (a = 3.16 Å) or a hexagonal "
+        "lattice constant a in Å; srtio3 (square, a = 3.905 Å, seen along [001] or [110]) or "
+        "square:<a in Å> for another square lattice (default graphene; an image that does "
+        "not look like graphene at the estimate is then reported UNSURE)",
     )
     p.add_argument(
         "--pixel-size",
@@ -84,7 +85,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"discrepancy: {cal.discrepancy_pct:+.2f} %  (metadata relative to estimate)")
     else:
         print("metadata:    none (the file carries no pixel size)")
-    if cal.evidence_ratio is None:
+    if "zone" in cal.details:  # square lattice: the order from the spots' own lattice
+        d = cal.details
+        order = (
+            f"the {d['order_family']} spots that fix it have {cal.evidence_ratio:.1f}x the "
+            "strength a √2 or 2x larger cell would add"
+            if cal.evidence_ratio is not None
+            else "order read from --pixel-size"
+        )
+        print(
+            f"spot order:  from the lattice the FFT spots generate: {d['geometry']} cell (zone "
+            f"{d['zone']}) indexing {d['n_spots']} spots; {order}; spot spread "
+            f"{d['spread_pct']:.2f} %"
+        )
+        print("verdict:     " + ("sure" if cal.sure else "UNSURE: " + " ".join(cal.warnings)))
+    elif cal.evidence_ratio is None:
         print(
             f"confidence:  spot/background {cal.confidence:.1f}, spot spread {cal.details['spread_pct']:.2f} %"
         )
