@@ -242,10 +242,13 @@ class DetectWidget(ViewerWidget):
         )
         self.pixel_size.native.setDecimals(4)
         self.pixel_size.tooltip = "0: use the image layer's calibration (its scale in Å)"
-        self.lattice = ComboBox(label="lattice", choices=["graphene", "mos2"], value="graphene")
+        self.lattice = ComboBox(
+            label="lattice", choices=["graphene", "mos2", "srtio3"], value="graphene"
+        )
         self.lattice.tooltip = (
-            "the crystal 'Calibrate pixel size' measures: graphene (a = 2.46 Å) or mos2 "
-            "(a = 3.16 Å, also WS2, MoSe2 roughly)"
+            "the crystal 'Calibrate pixel size' measures: graphene (a = 2.46 Å), mos2 "
+            "(a = 3.16 Å, also WS2, MoSe2 roughly) or srtio3 (square, a = 3.905 Å, along "
+            "[001] or [110])"
         )
         self.calibrate_button = PushButton(text="Calibrate pixel size")
         self.calibrate_button.tooltip = (
