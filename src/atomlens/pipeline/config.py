@@ -33,7 +33,9 @@ class InputConfig(Recipe):
 
     pixel_size: float | None = setting(None, above=0.0, doc="Å/px; None = from the file's metadata")
     calibrate: str | None = setting(
-        None, doc="lattice to calibrate against ('graphene', 'mos2', or Å) or None"
+        None,
+        doc="lattice to calibrate against ('graphene', 'mos2', 'srtio3', 'square:<Å>', "
+        "or Å of a hexagonal lattice) or None",
     )
     apply_calibration: bool = setting(False, doc="replace the pixel size by the calibrated one")
     frames: str | int | None = setting(

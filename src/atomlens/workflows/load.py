@@ -27,8 +27,9 @@ def read_stack(
     ``pixel_size`` in Å/px, ``lazy`` and ``nonfinite``) and, when ``calibrate`` names a
     lattice, set its pixel size from the lattice (:func:`calibrate_stack`).
 
-    calibrate : ``"graphene"``, ``"mos2"`` or a lattice constant in Å; None keeps the
-        file's (or the given) pixel size.
+    calibrate : ``"graphene"``, ``"mos2"``, ``"srtio3"``, ``"square:<Å>"`` or the lattice
+        constant in Å of a hexagonal lattice; None keeps the file's (or the given) pixel
+        size.
     """
     stack = _read_file(path, pixel_size=pixel_size, lazy=lazy, nonfinite=nonfinite)
     return stack if calibrate is None else calibrate_stack(stack, calibrate)
