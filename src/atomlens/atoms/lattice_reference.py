@@ -143,7 +143,14 @@ def annulus_maxima(
     order = np.argsort(w[py, px])[::-1][:10]
     strength = w[py[order], px[order]]
     vec = np.column_stack([py[order] - c, px[order] - c]).astype(float)
-    hw = max(2, int(round(0.08 * k0)))
+    return subbin_centroids(spec, vec, c, max(2, int(round(0.08 * k0)))), strength
+
+
+def subbin_centroids(spec: np.ndarray, vec: np.ndarray, c: int, hw: int) -> np.ndarray:
+    """Spot vectors ``vec`` (n, 2) FFT bins from the centre bin ``c`` of ``spec``, each
+    moved to the power-weighted centroid (above half the window's maximum) of its
+    ``(2 hw + 1)²`` window; spots whose window leaves ``spec`` keep their bin. A copy."""
+    vec = np.array(vec, float)
     gy, gx = np.mgrid[-hw : hw + 1, -hw : hw + 1]
     for k, (y, x) in enumerate(vec.astype(int) + c):
         sub = spec[y - hw : y + hw + 1, x - hw : x + hw + 1]
@@ -152,7 +159,7 @@ def annulus_maxima(
         s_ = np.clip(sub - 0.5 * sub.max(), 0, None)
         if s_.sum() > 0:
             vec[k] += [(s_ * gy).sum() / s_.sum(), (s_ * gx).sum() / s_.sum()]
-    return vec, strength
+    return vec
 
 
 def first_order_spots(
@@ -786,6 +793,7 @@ __all__ = [
     "first_order_spots",
     "fit_lattice",
     "lattice_reference",
+    "subbin_centroids",
     "refine_spots",
     "score_tiles",
     "snap_to_sites",

@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from atomlens.atoms.lattice_reference import subbin_centroids
+
 #: Whitened (ring-median) spot strength that noise alone does not reach: pure white
 #: noise peaks at ~15 in one 256-1024 px frame (smoothed at half the window's lobe).
 MIN_STRENGTH = 40.0
@@ -95,15 +97,7 @@ def spectrum_spots(
     keep = (strength >= 0.02 * top) & (radius <= cap)
     order = np.argsort(strength[keep])[::-1][:max_spots]
     vec, strength = vec[keep][order], strength[keep][order]
-    gy, gx = np.mgrid[-hw : hw + 1, -hw : hw + 1]
-    for k, (y, x) in enumerate(vec.astype(int) + half):
-        win = sub[y - hw : y + hw + 1, x - hw : x + hw + 1]
-        if win.shape != gy.shape:
-            continue
-        s = np.clip(win - 0.5 * win.max(), 0, None)
-        if s.sum() > 0:
-            vec[k] += [(s * gy).sum() / s.sum(), (s * gx).sum() / s.sum()]
-    out["vec"], out["strength"] = vec, strength
+    out["vec"], out["strength"] = subbin_centroids(sub, vec, half, hw), strength
     return out
 
 
