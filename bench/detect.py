@@ -297,7 +297,30 @@ def librarynet_patch(path: Path, det, pixel_size: float) -> dict:
     ruled = score_librarynet_patch(path, yx, cls, pixel_size, si_rules=SIM_SI_RULES)
     if "coordination_right" in ruled:
         out["coordination_right_sim_si_rules"] = ruled["coordination_right"]
+    out["C_without_peak"] = labels_without_peak(d, yx, pixel_size)
     return {**out, "tta_s": tta_s, "ring_s": ring_s, "n_Si_det": n_si}
+
+
+def labels_without_peak(d, yx: np.ndarray, pixel_size: float) -> dict:
+    """How many labelled C of a LibraryNet patch ``d`` show no peak of their own: a 2-D
+    Gaussian fit (:func:`atomlens.atoms.refine.refine_gaussian`, detection's window)
+    started at the label fails (negative amplitude, NaN or a drift past the window),
+    split by whether a detection ``yx`` (N, 2) px lies within 0.5 Å of the label:
+    ``{"found": [no peak, C], "missed": [no peak, C]}``."""
+    from atomlens.atoms.refine import refine_gaussian, refine_window
+
+    ref = np.c_[d["atom_row"], d["atom_col"]].astype(float)
+    is_c = np.asarray(d["atom_element"]).astype(str) == "C"
+    _, ok, _ = refine_gaussian(np.asarray(d["image"], float), ref, refine_window(pixel_size)[0])
+    near = (
+        np.hypot(*(ref[:, None] - yx[None]).transpose(2, 0, 1)).min(1) * pixel_size <= 0.5
+        if len(yx)
+        else np.zeros(len(ref), bool)
+    )
+    return {
+        k: [int((is_c & sel & ~ok).sum()), int((is_c & sel).sum())]
+        for k, sel in (("found", near), ("missed", ~near))
+    }
 
 
 def score_librarynet_patch(
@@ -453,6 +476,13 @@ def librarynet_scores(model: str | None = None, files: list[Path] | None = None)
             f"{sum(r['coordination_right_sim_si_rules'] for r in coord)}/{n_coord}"
         ),
         "no_extra_Si_3A": f"{sum(r['extra_Si'] == 0 for r in ok)}/{n}",
+        # labelled C where a Gaussian fit from the label finds no peak, by found / missed
+        "labelled_C_without_peak": {
+            k: "{}/{}".format(*np.sum([r["C_without_peak"][k] for r in ok], axis=0).tolist())
+            for k in ("found", "missed")
+        }
+        if ok
+        else None,
         "no_extra_Si_3A_pct": round(100 * sum(r["extra_Si"] == 0 for r in ok) / max(n, 1), 1),
         "local_pass_ms_per_Si": round(
             1000 * sum(r["tta_s"] for r in ok) / max(sum(r["n_Si_det"] for r in ok), 1), 1
