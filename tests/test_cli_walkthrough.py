@@ -35,7 +35,8 @@ def test_help_texts_do_not_speak_only_of_graphene() -> None:
     assert "without C atoms" in " ".join(_subhelp("chem").split())
     run = " ".join(_subhelp("run").split())
     assert "``" not in run and "'auto'" in run  # no reST markup; names the auto detector
-    assert "Square lattices" in " ".join(_subhelp("calibrate").split())
+    cal = " ".join(_subhelp("calibrate").split())
+    assert "srtio3 (square, a = 3.905 Å" in cal and "square:<a in Å>" in cal  # not hexagonal only
 
 
 def test_detect_summary_names_the_species_found() -> None:
