@@ -8,15 +8,19 @@
          heavy single atoms on amorphous carbon, Pt-like thick supports among them; bare
          amorphous films; TMD, perovskite and fcc crystals) and "held_out" (seed 7, never
          used for a choice: movie-simulator graphene with wider settings, heavy atoms on
-         amorphous carbon, bare films). Per set: the coherence range and the choices per
-         kind of sample, and one row per sample.
+         amorphous carbon, bare films). "choice_si_sites" (seed 20261205) and
+         "held_out_si_sites" (seed 7): 40 small fields like the LibraryNet patches (20 Å
+         centred on a Si motif, 0.078-0.09 or 0.15-0.17 Å/px, random contaminated and
+         aberrated imaging at a C-peak SNR of 1.5-6) and 30 fields of the same size of
+         heavy single atoms on amorphous carbon or bare films. Per set: the coherence
+         range and the choices per kind of sample, and one row per sample.
   real   every real file: the 11 pt_single_atoms TIFFs, the graphene files (all 48 frames
          of the Si movie), the 79 LibraryNet patches (at AtomLens' own calibrated pixel
          size: they come with none), MoS2 (.npy, .dm3) and SrTiO3 (.ser, .emd, .hspy):
          the choice, its reason, polarity, coherence, period and sublattice contrast. No
          threshold was chosen on these.
 
-Usage: .venv/bin/python bench/model_choice.py [--what sim,real]
+Usage: .venv/bin/python bench/model_choice.py [--what sim,real] [--sets choice,held_out,...]
 """
 
 from __future__ import annotations
@@ -192,6 +196,67 @@ def held_out_set() -> list[dict]:
     return out
 
 
+def si_site_set(seed: int, n: int = 40, n_neg: int = 30) -> list[dict]:
+    """Small fields like the LibraryNet patches (graphene with Si clusters, 20 Å): ``n``
+    20.2-21 Å fields centred on a Si motif (all of atomlens.simulate.patches.SI_MOTIFS in
+    turn; atomlens.simulate.si_site.render_si_site) at 0.078-0.09 Å/px (~256²) or
+    0.15-0.17 Å/px (~128²), random imaging (Imaging.random: residual aberrations,
+    contamination, amorphous cover) at a low C-peak SNR of 1.5-6; and ``n_neg`` fields of
+    the same size and pixel sizes with heavy single atoms on amorphous carbon or a bare
+    film (the general model's renderer), as the negative control."""
+    from dataclasses import replace
+
+    from atomlens.simulate.materials import amorphous_support, single_atoms
+    from atomlens.simulate.patches import SI_MOTIFS
+    from atomlens.simulate.si_site import render_si_site
+    from atomlens.simulate.training import Imaging
+
+    rng = np.random.default_rng(seed)
+    out: list[dict] = []
+    while len(out) < n:
+        k = len(out)
+        fine = k % 2 == 0
+        ps = float(rng.uniform(0.078, 0.09) if fine else rng.uniform(0.15, 0.17))
+        im = Imaging.random(rng, ps)
+        im = replace(im, snr=float(np.exp(rng.uniform(np.log(1.5), np.log(6)))))
+        size_A = float(rng.uniform(20.2, 21.0))
+        try:
+            img, _, _ = render_si_site(
+                SI_MOTIFS[k % len(SI_MOTIFS)], int(rng.integers(1e6)), ps, size_A, im
+            )
+        except ValueError:  # the motif does not fit at this seed's patch centre
+            continue
+        kind = "si_site_" + ("fine" if fine else "coarse")
+        out.append({"img": img, "ps": ps, "label": "graphene", "kind": kind})
+    for k in range(n_neg):
+        fine = k % 2 == 0
+        ps = float(rng.uniform(0.078, 0.09) if fine else rng.uniform(0.15, 0.17))
+        size_A = float(rng.uniform(20.2, 21.0))
+        if k % 3 == 0:
+
+            def maker(s, r):
+                return amorphous_support(s, r, density=float(r.uniform(0.3, 3)))
+
+        else:
+
+            def maker(s, r):
+                el = str(r.choice(["Pt", "Au", "Ir", "W", "Pd", "Mo"]))
+                sr, lu = float(r.uniform(1, 6)), float(r.uniform(0.1, 0.5))
+                return single_atoms(s, r, el, support_ratio=sr, lumps=lu)
+
+        from atomlens.segment.general import general_config, render_native
+
+        cfg = general_config(crop=int(round(size_A / 0.2)))
+        img, _, info = render_native(
+            cfg, np.random.default_rng(int(rng.integers(1e6))), maker, pixel_size_A=ps
+        )
+        kind = ("amorphous" if k % 3 == 0 else "single_atoms") + "_20A"
+        out.append(
+            {"img": img, "ps": float(info["pixel_size_A"]), "label": "general", "kind": kind}
+        )
+    return out
+
+
 def _summary(rows: list[dict]) -> dict:
     out: dict = {}
     for label in ("graphene", "general"):
@@ -208,11 +273,20 @@ def _summary(rows: list[dict]) -> dict:
     return out
 
 
-def bench_sim() -> dict:
+SIM_SETS = {
+    "choice": choice_set,
+    "held_out": held_out_set,
+    "choice_si_sites": lambda: si_site_set(20261205),
+    "held_out_si_sites": lambda: si_site_set(7),
+}
+
+
+def bench_sim(sets: list[str] | None = None) -> dict:
     from atomlens.atoms.lattice_check import COHERENCE_MIN
 
     out: dict = {"coherence_min": COHERENCE_MIN}
-    for name, make in (("choice", choice_set), ("held_out", held_out_set)):
+    for name in sets or list(SIM_SETS):
+        make = SIM_SETS[name]
         rows = []
         for i, s in enumerate(make()):
             img = np.asarray(s["img"], np.float32)
@@ -267,7 +341,14 @@ def bench_real() -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--what", default="sim,real")
+    ap.add_argument(
+        "--sets", default=",".join(SIM_SETS), help=f"simulator sets ({', '.join(SIM_SETS)})"
+    )
     args = ap.parse_args(argv)
+    sets = args.sets.split(",")
+    bad = [s for s in sets if s not in SIM_SETS]
+    if bad:
+        ap.error(f"unknown --sets {bad}: choose from {', '.join(SIM_SETS)}")
     warnings.filterwarnings("ignore", category=UserWarning)
     out: dict = {}
     for what in args.what.split(","):
@@ -275,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         if what == "real" and not SHARED.exists():
             out[what] = {"skipped": f"{SHARED} not found"}
         else:
-            out[what] = {"sim": bench_sim, "real": bench_real}[what]()
+            out[what] = bench_sim(sets) if what == "sim" else bench_real()
         print(f"{what}: {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
     print(json.dumps(out, indent=1, default=str))
     return 0
