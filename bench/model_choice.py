@@ -20,7 +20,15 @@
          the choice, its reason, polarity, coherence, period and sublattice contrast. No
          threshold was chosen on these.
 
-Usage: .venv/bin/python bench/model_choice.py [--what sim,real] [--sets choice,held_out,...]
+  field  coherence against field width (MIN_FIELD_A in atomlens.atoms.suitability was
+         checked here and kept at 20 Å): paired samples (field_samples: Si-site
+         fields, movie-simulator graphene, heavy single atoms on amorphous carbon and bare
+         films at 0.078-0.09 or 0.15-0.17 Å/px) rendered 16, 20, 24, 28, 32 and 40 Å wide, on the "choice" seeds
+         (20261205; to choose a limit on) and the "held_out" seeds (7; reported);
+         per width the negatives' max coherence and the graphene fields passing
+         COHERENCE_MIN, with the lattice judged at every width, and one row per field.
+
+Usage: .venv/bin/python bench/model_choice.py [--what sim,real,field] [--sets choice,...]
 """
 
 from __future__ import annotations
@@ -257,6 +265,196 @@ def si_site_set(seed: int, n: int = 40, n_neg: int = 30) -> list[dict]:
     return out
 
 
+FIELD_WIDTHS_A = (16.0, 20.0, 24.0, 28.0, 32.0, 40.0)
+FIELD_SEEDS = {"choice": 20261205, "held_out": 7}
+
+
+def _si_site_field(kind: str, seed: int, ps: float, size_A: float, im) -> np.ndarray:
+    """atomlens.simulate.si_site.render_si_site on a 44 Å patch instead of its 24 Å one
+    (same construction), so that fields up to 40 Å are graphene to the edge."""
+    from atomlens.simulate.patches import Patch, _grain, add_si_motif
+    from atomlens.simulate.training import render_sample
+
+    side = 44.0
+    rng = np.random.default_rng(seed)
+    yx = _grain(side, rng.uniform(0, np.pi / 3), rng.uniform(-1, 1, 2), np.eye(2)).copy()
+    sp = np.full(len(yx), "C", dtype=object)
+    keep = np.ones(len(yx), bool)
+    site = int(np.argmin(np.hypot(*(yx - side / 2).T)))
+    if not add_si_motif(yx, sp, keep, site, kind, rng):
+        raise ValueError(kind)
+    patch = Patch(yx[keep], sp[keep].astype(str), side, np.zeros((0, 2)), np.zeros(0), (kind,))
+    n = int(round(size_A / ps))
+    img, *_ = render_sample(
+        patch,
+        (n, n),
+        ps,
+        classes=("background", "C", "Si"),
+        radius_A=0.35,
+        rng=np.random.default_rng(seed),
+        imaging=im,
+    )
+    return np.asarray(img, np.float32)
+
+
+def field_samples(seed: int, n_si: int = 20, n_movie: int = 12, n_neg: int = 60) -> list[dict]:
+    """Paired samples for the field-width sweep: each sample's structure, imaging and pixel
+    size (0.078-0.09 or 0.15-0.17 Å/px, alternately) are drawn once from ``seed`` and it is
+    rendered at every width of :data:`FIELD_WIDTHS_A`. ``n_si`` Si-site fields (the
+    Si-site sets' motifs and random low-dose imaging, C-peak SNR 1.5-6), ``n_movie``
+    movie-simulator graphene frames (the held-out set's settings: Si clusters, holes,
+    contamination, grain boundaries, 5e3-1e6 e/Å²), ``n_neg`` negative controls (every
+    third a bare amorphous film, the others heavy single atoms on amorphous carbon).
+    Each entry: label, kind, ps and ``render(width_A) -> image``."""
+    from dataclasses import replace
+
+    from atomlens.segment.general import general_config, render_native
+    from atomlens.simulate import simulate_frame
+    from atomlens.simulate.materials import amorphous_support, single_atoms
+    from atomlens.simulate.patches import SI_MOTIFS
+    from atomlens.simulate.training import Imaging
+
+    rng = np.random.default_rng(seed)
+
+    def pixel(k: int) -> tuple[float, str]:
+        fine = k % 2 == 0
+        ps = float(rng.uniform(0.078, 0.09) if fine else rng.uniform(0.15, 0.17))
+        return ps, "fine" if fine else "coarse"
+
+    out: list[dict] = []
+    k = 0
+    while len(out) < n_si:
+        ps, tag = pixel(len(out))
+        im = Imaging.random(rng, ps)
+        im = replace(im, snr=float(np.exp(rng.uniform(np.log(1.5), np.log(6)))))
+        motif, s = SI_MOTIFS[k % len(SI_MOTIFS)], int(rng.integers(1e6))
+        k += 1
+        try:
+            _si_site_field(motif, s, ps, 16.0, im)
+        except ValueError:  # the motif does not fit at this seed's patch centre
+            continue
+        out.append(
+            {
+                "label": "graphene",
+                "kind": f"si_site_{tag}",
+                "ps": ps,
+                "render": lambda w, m=motif, s=s, ps=ps, im=im: _si_site_field(m, s, ps, w, im),
+            }
+        )
+    for j in range(n_movie):
+        ps, tag = pixel(j)
+        kw = {
+            "dose": float(np.exp(rng.uniform(np.log(5e3), np.log(1e6)))),
+            "probe_fwhm_A": float(rng.uniform(0.8, 1.5)),
+            "contamination_fraction": float(rng.uniform(0, 0.3)),
+            "grain_boundary": bool(rng.random() < 0.4),
+            "n_si3": int(rng.integers(0, 5)),
+            "n_holes": int(rng.integers(0, 3)),
+        }
+        if kw["grain_boundary"]:
+            kw["grain_misorientation_deg"] = float(rng.uniform(5, 30))
+        s = int(rng.integers(1e6))
+
+        def movie(w, ps=ps, s=s, kw=kw):
+            return simulate_frame(int(round(w / ps)), ps, seed=s, **kw).frames[0]
+
+        out.append({"label": "graphene", "kind": f"movie_{tag}", "ps": ps, "render": movie})
+    for j in range(n_neg):
+        ps, tag = pixel(j)
+        if j % 3 == 0:
+
+            def maker(sz, r):
+                return amorphous_support(sz, r, density=float(r.uniform(0.3, 3)))
+
+        else:
+
+            def maker(sz, r):
+                el = str(r.choice(["Pt", "Au", "Ir", "W", "Pd", "Mo"]))
+                sr, lu = float(r.uniform(1, 6)), float(r.uniform(0.1, 0.5))
+                return single_atoms(sz, r, el, support_ratio=sr, lumps=lu)
+
+        s = int(rng.integers(1e6))
+
+        def neg(w, ps=ps, s=s, maker=maker):
+            cfg = general_config(crop=int(round(w / 0.2)))
+            img, _, _ = render_native(cfg, np.random.default_rng(s), maker, pixel_size_A=ps)
+            return img
+
+        kind = "amorphous" if j % 3 == 0 else "single_atoms"
+        out.append({"label": "general", "kind": kind, "ps": ps, "render": neg})
+    return out
+
+
+def bench_field(families: list[str] | None = None) -> dict:
+    """Coherence and choice against field width (see --what field): per seed family and
+    width, the max coherence of the negative controls, the fraction of graphene fields at
+    or above COHERENCE_MIN, and the choices with the lattice judged at every width (the
+    MIN_FIELD_A limit lifted) and as shipped."""
+    from dataclasses import replace
+
+    import atomlens.atoms.suitability as su
+    from atomlens.atoms.lattice_check import COHERENCE_MIN
+    from atomlens.segment.registry import choose_model_from_traits
+
+    out: dict = {"coherence_min": COHERENCE_MIN, "min_field_A": su.MIN_FIELD_A}
+    for fam in families or list(FIELD_SEEDS):
+        samples = field_samples(FIELD_SEEDS[fam])
+        table, rows = [], []
+        for w in FIELD_WIDTHS_A:
+            per = []
+            for i, s in enumerate(samples):
+                img = np.asarray(s["render"](w), np.float32)
+                saved, su.MIN_FIELD_A = su.MIN_FIELD_A, 0.0
+                try:
+                    tr = su.image_traits(img, s["ps"])
+                finally:
+                    su.MIN_FIELD_A = saved
+                judged = choose_model_from_traits(tr, s["ps"])[0]
+                small = min(img.shape) * s["ps"] < saved
+                shipped = (
+                    choose_model_from_traits(replace(tr, lattice_checked=False), s["ps"])[0]
+                    if small
+                    else judged
+                )
+                coh = tr.hex_coherence
+                row = {
+                    "width_A": w,
+                    "i": i,
+                    "label": s["label"],
+                    "kind": s["kind"],
+                    "ps": round(s["ps"], 3),
+                    "coherence": None if coh is None else round(float(coh), 2),
+                    "noise_only": tr.noise_only,
+                    "judged": judged,
+                    "shipped": shipped,
+                }
+                per.append(row)
+            rows += per
+            gra = [r for r in per if r["label"] == "graphene"]
+            neg = [r for r in per if r["label"] == "general"]
+            neg_coh = [r["coherence"] for r in neg if r["coherence"] is not None]
+            table.append(
+                {
+                    "width_A": w,
+                    "neg_max_coherence": max(neg_coh) if neg_coh else None,
+                    "neg_at_or_above_min": sum(c >= COHERENCE_MIN for c in neg_coh),
+                    "neg_judged_graphene": sum(r["judged"] == "graphene" for r in neg),
+                    "n_neg": len(neg),
+                    "graphene_coherence_pass": sum(
+                        r["coherence"] is not None and r["coherence"] >= COHERENCE_MIN for r in gra
+                    ),
+                    "graphene_judged_graphene": sum(r["judged"] == "graphene" for r in gra),
+                    "n_graphene": len(gra),
+                    "graphene_by_kind_judged": dict(
+                        Counter(r["kind"] for r in gra if r["judged"] == "graphene")
+                    ),
+                }
+            )
+            print(f"field {fam} {w:g} Å: {table[-1]}", file=sys.stderr, flush=True)
+        out[fam] = {"table": table, "rows": rows}
+    return out
+
+
 def _summary(rows: list[dict]) -> dict:
     out: dict = {}
     for label in ("graphene", "general"):
@@ -356,7 +554,10 @@ def main(argv: list[str] | None = None) -> int:
         if what == "real" and not SHARED.exists():
             out[what] = {"skipped": f"{SHARED} not found"}
         else:
-            out[what] = bench_sim(sets) if what == "sim" else bench_real()
+            run = {"sim": lambda: bench_sim(sets), "real": bench_real, "field": bench_field}
+            if what not in run:
+                ap.error(f"unknown --what {what!r}: choose from sim, real, field")
+            out[what] = run[what]()
         print(f"{what}: {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
     print(json.dumps(out, indent=1, default=str))
     return 0

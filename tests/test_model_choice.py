@@ -280,6 +280,28 @@ def test_simulated_heavy_atoms_on_amorphous_carbon_get_general(seed, pixel_size)
     assert name == ("general" if GENERAL_SHIPPED else "graphene"), why
 
 
+@pytest.mark.parametrize(("seed", "pixel_size"), [(4, 0.085), (5, 0.16)])
+def test_wide_bare_amorphous_film_is_judged_and_general(seed, pixel_size):
+    """A 40 Å bare amorphous film at the LibraryNet-like pixel sizes is wide enough to
+    judge (over MIN_FIELD_A) and its FFT ring is no graphene crystal
+    (bench/model_choice.py --what field)."""
+    from atomlens.atoms.suitability import MIN_FIELD_A
+    from atomlens.segment.general import general_config, render_native
+    from atomlens.simulate.materials import amorphous_support
+
+    def film(size_A, rng):
+        return amorphous_support(size_A, rng, density=1.5)
+
+    cfg = general_config(crop=int(round(40.0 / 0.2)))
+    img, _, info = render_native(cfg, np.random.default_rng(seed), film, pixel_size_A=pixel_size)
+    ps = info["pixel_size_A"]
+    assert min(img.shape) * ps >= MIN_FIELD_A
+    tr = image_traits(img, ps)
+    assert tr.lattice_checked and tr.hex_period_A is None
+    name, why = choose_model(img, ps)
+    assert name == ("general" if GENERAL_SHIPPED else "graphene"), why
+
+
 def test_real_pt_027_amorphous_ring_is_not_graphene(shared_data):
     """The amorphous support of this Pt image has an FFT ring at 1.74 Å that used to pass
     for graphene's lattice (issue 14)."""
