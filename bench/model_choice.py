@@ -160,6 +160,23 @@ def choice_set() -> list[dict]:
     return out
 
 
+def held_out_movie_settings(rng: np.random.Generator) -> dict:
+    """simulate_frame keywords of one held-out movie-simulator frame, drawn from ``rng``:
+    dose 5e3-1e6 e/Å², probe 0.8-1.5 Å, contamination up to 30 %, a grain boundary
+    (5-30°) in 40 %, up to 4 Si and 2 holes."""
+    kw = {
+        "dose": float(np.exp(rng.uniform(np.log(5e3), np.log(1e6)))),
+        "probe_fwhm_A": float(rng.uniform(0.8, 1.5)),
+        "contamination_fraction": float(rng.uniform(0, 0.3)),
+        "grain_boundary": bool(rng.random() < 0.4),
+        "n_si3": int(rng.integers(0, 5)),
+        "n_holes": int(rng.integers(0, 3)),
+    }
+    if kw["grain_boundary"]:
+        kw["grain_misorientation_deg"] = float(rng.uniform(5, 30))
+    return kw
+
+
 def held_out_set() -> list[dict]:
     """The check set (seed 7), never used to choose anything."""
     from atomlens.simulate import simulate_frame
@@ -170,16 +187,7 @@ def held_out_set() -> list[dict]:
     for _ in range(40):
         ps = float(np.exp(rng.uniform(np.log(0.05), np.log(0.4))))
         size = int(rng.choice([256, 384, 512]))
-        kw = {
-            "dose": float(np.exp(rng.uniform(np.log(5e3), np.log(1e6)))),
-            "probe_fwhm_A": float(rng.uniform(0.8, 1.5)),
-            "contamination_fraction": float(rng.uniform(0, 0.3)),
-            "grain_boundary": bool(rng.random() < 0.4),
-            "n_si3": int(rng.integers(0, 5)),
-            "n_holes": int(rng.integers(0, 3)),
-        }
-        if kw["grain_boundary"]:
-            kw["grain_misorientation_deg"] = float(rng.uniform(5, 30))
+        kw = held_out_movie_settings(rng)
         m = simulate_frame(size, ps, seed=int(rng.integers(1e6)), **kw)
         out.append({"img": m.frames[0], "ps": ps, "label": "graphene", "kind": "movie"})
     for k in range(50):
@@ -204,6 +212,27 @@ def held_out_set() -> list[dict]:
     return out
 
 
+def _negative_maker(k: int):
+    """The ``k``-th negative control of the small-field sets: ``(maker, kind)``, a bare
+    amorphous film (density 0.3-3) every third, else heavy single atoms (Pt, Au, Ir, W, Pd
+    or Mo) on amorphous carbon (support 1-6, lumps 0.1-0.5), drawn from the renderer's rng."""
+    from atomlens.simulate.materials import amorphous_support, single_atoms
+
+    if k % 3 == 0:
+
+        def film(size, r):
+            return amorphous_support(size, r, density=float(r.uniform(0.3, 3)))
+
+        return film, "amorphous"
+
+    def atoms(size, r):
+        el = str(r.choice(["Pt", "Au", "Ir", "W", "Pd", "Mo"]))
+        sr, lu = float(r.uniform(1, 6)), float(r.uniform(0.1, 0.5))
+        return single_atoms(size, r, el, support_ratio=sr, lumps=lu)
+
+    return atoms, "single_atoms"
+
+
 def si_site_set(seed: int, n: int = 40, n_neg: int = 30) -> list[dict]:
     """Small fields like the LibraryNet patches (graphene with Si clusters, 20 Å): ``n``
     20.2-21 Å fields centred on a Si motif (all of atomlens.simulate.patches.SI_MOTIFS in
@@ -214,7 +243,6 @@ def si_site_set(seed: int, n: int = 40, n_neg: int = 30) -> list[dict]:
     film (the general model's renderer), as the negative control."""
     from dataclasses import replace
 
-    from atomlens.simulate.materials import amorphous_support, single_atoms
     from atomlens.simulate.patches import SI_MOTIFS
     from atomlens.simulate.si_site import render_si_site
     from atomlens.simulate.training import Imaging
@@ -240,25 +268,14 @@ def si_site_set(seed: int, n: int = 40, n_neg: int = 30) -> list[dict]:
         fine = k % 2 == 0
         ps = float(rng.uniform(0.078, 0.09) if fine else rng.uniform(0.15, 0.17))
         size_A = float(rng.uniform(20.2, 21.0))
-        if k % 3 == 0:
-
-            def maker(s, r):
-                return amorphous_support(s, r, density=float(r.uniform(0.3, 3)))
-
-        else:
-
-            def maker(s, r):
-                el = str(r.choice(["Pt", "Au", "Ir", "W", "Pd", "Mo"]))
-                sr, lu = float(r.uniform(1, 6)), float(r.uniform(0.1, 0.5))
-                return single_atoms(s, r, el, support_ratio=sr, lumps=lu)
-
+        maker, kind = _negative_maker(k)
         from atomlens.segment.general import general_config, render_native
 
         cfg = general_config(crop=int(round(size_A / 0.2)))
         img, _, info = render_native(
             cfg, np.random.default_rng(int(rng.integers(1e6))), maker, pixel_size_A=ps
         )
-        kind = ("amorphous" if k % 3 == 0 else "single_atoms") + "_20A"
+        kind += "_20A"
         out.append(
             {"img": img, "ps": float(info["pixel_size_A"]), "label": "general", "kind": kind}
         )
@@ -270,31 +287,11 @@ FIELD_SEEDS = {"choice": 20261205, "held_out": 7}
 
 
 def _si_site_field(kind: str, seed: int, ps: float, size_A: float, im) -> np.ndarray:
-    """atomlens.simulate.si_site.render_si_site on a 44 Å patch instead of its 24 Å one
-    (same construction), so that fields up to 40 Å are graphene to the edge."""
-    from atomlens.simulate.patches import Patch, _grain, add_si_motif
-    from atomlens.simulate.training import render_sample
+    """atomlens.simulate.si_site.render_si_site on a 44 Å patch instead of its 24 Å one,
+    so that fields up to 40 Å are graphene to the edge."""
+    from atomlens.simulate.si_site import render_si_site
 
-    side = 44.0
-    rng = np.random.default_rng(seed)
-    yx = _grain(side, rng.uniform(0, np.pi / 3), rng.uniform(-1, 1, 2), np.eye(2)).copy()
-    sp = np.full(len(yx), "C", dtype=object)
-    keep = np.ones(len(yx), bool)
-    site = int(np.argmin(np.hypot(*(yx - side / 2).T)))
-    if not add_si_motif(yx, sp, keep, site, kind, rng):
-        raise ValueError(kind)
-    patch = Patch(yx[keep], sp[keep].astype(str), side, np.zeros((0, 2)), np.zeros(0), (kind,))
-    n = int(round(size_A / ps))
-    img, *_ = render_sample(
-        patch,
-        (n, n),
-        ps,
-        classes=("background", "C", "Si"),
-        radius_A=0.35,
-        rng=np.random.default_rng(seed),
-        imaging=im,
-    )
-    return np.asarray(img, np.float32)
+    return np.asarray(render_si_site(kind, seed, ps, size_A, im, patch_A=44.0)[0], np.float32)
 
 
 def field_samples(seed: int, n_si: int = 20, n_movie: int = 12, n_neg: int = 60) -> list[dict]:
@@ -310,7 +307,6 @@ def field_samples(seed: int, n_si: int = 20, n_movie: int = 12, n_neg: int = 60)
 
     from atomlens.segment.general import general_config, render_native
     from atomlens.simulate import simulate_frame
-    from atomlens.simulate.materials import amorphous_support, single_atoms
     from atomlens.simulate.patches import SI_MOTIFS
     from atomlens.simulate.training import Imaging
 
@@ -343,16 +339,7 @@ def field_samples(seed: int, n_si: int = 20, n_movie: int = 12, n_neg: int = 60)
         )
     for j in range(n_movie):
         ps, tag = pixel(j)
-        kw = {
-            "dose": float(np.exp(rng.uniform(np.log(5e3), np.log(1e6)))),
-            "probe_fwhm_A": float(rng.uniform(0.8, 1.5)),
-            "contamination_fraction": float(rng.uniform(0, 0.3)),
-            "grain_boundary": bool(rng.random() < 0.4),
-            "n_si3": int(rng.integers(0, 5)),
-            "n_holes": int(rng.integers(0, 3)),
-        }
-        if kw["grain_boundary"]:
-            kw["grain_misorientation_deg"] = float(rng.uniform(5, 30))
+        kw = held_out_movie_settings(rng)
         s = int(rng.integers(1e6))
 
         def movie(w, ps=ps, s=s, kw=kw):
@@ -361,18 +348,7 @@ def field_samples(seed: int, n_si: int = 20, n_movie: int = 12, n_neg: int = 60)
         out.append({"label": "graphene", "kind": f"movie_{tag}", "ps": ps, "render": movie})
     for j in range(n_neg):
         ps, tag = pixel(j)
-        if j % 3 == 0:
-
-            def maker(sz, r):
-                return amorphous_support(sz, r, density=float(r.uniform(0.3, 3)))
-
-        else:
-
-            def maker(sz, r):
-                el = str(r.choice(["Pt", "Au", "Ir", "W", "Pd", "Mo"]))
-                sr, lu = float(r.uniform(1, 6)), float(r.uniform(0.1, 0.5))
-                return single_atoms(sz, r, el, support_ratio=sr, lumps=lu)
-
+        maker, kind = _negative_maker(j)
         s = int(rng.integers(1e6))
 
         def neg(w, ps=ps, s=s, maker=maker):
@@ -380,7 +356,6 @@ def field_samples(seed: int, n_si: int = 20, n_movie: int = 12, n_neg: int = 60)
             img, _, _ = render_native(cfg, np.random.default_rng(s), maker, pixel_size_A=ps)
             return img
 
-        kind = "amorphous" if j % 3 == 0 else "single_atoms"
         out.append({"label": "general", "kind": kind, "ps": ps, "render": neg})
     return out
 

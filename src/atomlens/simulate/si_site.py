@@ -30,8 +30,9 @@ SITE_IMAGING = Imaging(
 )
 
 
-def si_site_patch(kind: str, seed: int) -> Patch:
-    """The :class:`Patch` (positions ``yx_A`` (N, 2) Å in a :data:`PATCH_A` square,
+def si_site_patch(kind: str, seed: int, patch_A: float = PATCH_A) -> Patch:
+    """The :class:`Patch` (positions ``yx_A`` (N, 2) Å in a ``patch_A`` square (default
+    :data:`PATCH_A`; wider for fields over ~22 Å),
     ``species`` (N,) ``"C"``/``"Si"``) of one ``kind`` Si motif (one of
     :data:`atomlens.simulate.patches.SI_MOTIFS`) built at the atom nearest the centre
     of a graphene patch whose rotation and offset are drawn from ``seed``.
@@ -39,13 +40,13 @@ def si_site_patch(kind: str, seed: int) -> Patch:
     Raises ValueError when the motif does not fit there (try another seed) or ``kind``
     is not a motif."""
     rng = np.random.default_rng(seed)
-    yx = _grain(PATCH_A, rng.uniform(0, np.pi / 3), rng.uniform(-1, 1, 2), np.eye(2)).copy()
+    yx = _grain(patch_A, rng.uniform(0, np.pi / 3), rng.uniform(-1, 1, 2), np.eye(2)).copy()
     sp = np.full(len(yx), "C", dtype=object)
     keep = np.ones(len(yx), bool)
-    site = int(np.argmin(np.hypot(*(yx - PATCH_A / 2).T)))
+    site = int(np.argmin(np.hypot(*(yx - patch_A / 2).T)))
     if not add_si_motif(yx, sp, keep, site, kind, rng):
         raise ValueError(f"the {kind} motif does not fit at the centre of seed {seed}'s patch")
-    return Patch(yx[keep], sp[keep].astype(str), PATCH_A, np.zeros((0, 2)), np.zeros(0), (kind,))
+    return Patch(yx[keep], sp[keep].astype(str), patch_A, np.zeros((0, 2)), np.zeros(0), (kind,))
 
 
 def render_si_site(
@@ -54,15 +55,17 @@ def render_si_site(
     pixel_size: float,
     size_A: float = 20.0,
     imaging: Imaging = SITE_IMAGING,
+    patch_A: float = PATCH_A,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A ``size_A`` Å square frame of the site :func:`si_site_patch` builds for ``kind``
-    and ``seed``, probe-rendered with ``imaging`` at ``pixel_size`` Å/px (noise drawn
-    from ``seed`` too): ``(img (N, N) float32, yx (M, 2) px, species (M,) str)``, ``N =
-    round(size_A / pixel_size)``, the M atoms inside the frame. Raises ValueError when
+    and ``seed`` (in a ``patch_A`` Å patch), probe-rendered with ``imaging`` at
+    ``pixel_size`` Å/px (noise drawn from ``seed`` too): ``(img (N, N) float32, yx (M, 2)
+    px, species (M,) str)``, ``N = round(size_A / pixel_size)``, the M atoms inside the
+    frame. Raises ValueError when
     the motif does not fit (:func:`si_site_patch`)."""
     n = int(round(size_A / pixel_size))
     img, _, yx, species = render_sample(
-        si_site_patch(kind, seed),
+        si_site_patch(kind, seed, patch_A),
         (n, n),
         pixel_size,
         classes=("background", "C", "Si"),
