@@ -95,9 +95,8 @@ class FrameProcessor:
         self.next_atom_id = 0
         self.next_ring_id = 0
         self.next_defect_id = 0
-        self.warnings: list[str] = []  # the detector's fit warnings on the first frame
-        # what the user should read once (detector chosen, fit warnings, the chemistry's
-        # not-graphene note): :meth:`take_notes` hands them out
+        # what the user should read once (detector chosen and its fit warnings on the
+        # first frame, the chemistry's not-graphene note): :meth:`take_notes` hands them out
         self._notes: list[str] = []
         self._host_noted = False
         self.last_cpu_s = 0.0  # CPU seconds (all threads) the last frame took
@@ -122,11 +121,9 @@ class FrameProcessor:
         if first:
             # the model, the contrast and the fit warnings are decided on the first frame
             # only (as for a movie on disk): later frames skip the fit check
-            self.warnings = list(getattr(res, "warnings", []) or [])
-            if res.model_name:
-                why = f" ({res.model_reason})" if res.model_reason else ""
-                self._notes.append(f"detector: {res.model_name}{why}")
-            self._notes += [f"warning: {w}" for w in self.warnings]
+            if res.model_choice:
+                self._notes.append(f"detector: {res.model_choice}")
+            self._notes += [f"warning: {w}" for w in res.warnings]
             changes = {}
             if self.detect.model == "auto" and res.model_name:
                 changes["model"] = res.model_name
