@@ -614,8 +614,7 @@ def _calibrate_square(
             f"no lattice in the FFT ({len(vec)} significant spots): the image shows no "
             f"clear {name}; check the lattice (--lattice) or give the pixel size (--pixel-size)"
         )
-    basis, idx, used = fc.refine_basis(vec, basis)
-    basis = fc.reduce_basis(basis)
+    basis = fc.reduce_basis(fc.refine_basis(vec, basis)[0])  # then indexed in this basis
     idx, err = fc.index_spots(vec, basis)
     used = (err < fc.INDEX_TOL) & (np.abs(idx).sum(1) > 0)
     zone, ratio, angle = fc.match_zone(basis, zones)
